@@ -1,0 +1,1 @@
+"""Chain specs and the genesis builder."""

@@ -1,0 +1,198 @@
+"""Types shared by every pallet, declared with FRAME's type paths (COMPAT.md section 6.3).
+
+Clients switch behaviour on these paths, so they are spelled exactly as in Substrate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NewType
+
+from chain.codec import U32_MAX, U64_MAX
+from chain.frame.types import (
+    U8,
+    U32,
+    U64,
+    U128,
+    Bytes,
+    Compact,
+    Enum,
+    FixedBytes,
+    NewType as NewTypeDesc,
+    Struct,
+    Tuple,
+    VariantDef,
+    fields_of,
+    unnamed,
+    unit_enum,
+)
+
+AccountId = NewType("AccountId", bytes)
+Balance = NewType("Balance", int)
+BlockNumber = NewType("BlockNumber", int)
+Hash = NewType("Hash", bytes)
+
+BYTES32 = FixedBytes(32)
+ACCOUNT_ID = NewTypeDesc("sp_core::crypto::AccountId32", BYTES32, "[u8; 32]", "AccountId")
+H256 = NewTypeDesc("primitive_types::H256", BYTES32, "[u8; 32]", "Hash")
+BALANCE = U128
+BALANCE.type_name = "u128"
+COMPACT_BALANCE = Compact(U128)
+BLOCK_NUMBER = U32
+
+MULTI_ADDRESS = Enum(
+    "sp_runtime::multiaddress::MultiAddress",
+    [
+        VariantDef(0, "Id", unnamed((ACCOUNT_ID, "AccountId")), named=False),
+        VariantDef(1, "Index", unnamed((Compact(U32), "AccountIndex")), named=False),
+        VariantDef(2, "Raw", unnamed((Bytes(), "Vec<u8>")), named=False),
+        VariantDef(3, "Address32", fields_of([("", BYTES32, "[u8; 32]")]), named=False),
+        VariantDef(4, "Address20", fields_of([("", FixedBytes(20), "[u8; 20]")]), named=False),
+    ],
+    params=[("AccountId", ACCOUNT_ID), ("AccountIndex", U32)],
+)
+MULTI_ADDRESS.type_name = "AccountIdLookupOf<T>"
+
+MULTI_SIGNATURE = Enum(
+    "sp_runtime::MultiSignature",
+    [
+        VariantDef(0, "Ed25519", fields_of([("", FixedBytes(64), "[u8; 64]")]), named=False),
+        VariantDef(1, "Sr25519", fields_of([("", FixedBytes(64), "[u8; 64]")]), named=False),
+        VariantDef(2, "Ecdsa", fields_of([("", FixedBytes(65), "[u8; 65]")]), named=False),
+    ],
+)
+
+
+def lookup_address(value: tuple[str, object]) -> AccountId | None:
+    """The account a `MultiAddress` names, or None when it needs a lookup we do not have."""
+    kind, payload = value
+    if kind in ("Id", "Address32") and isinstance(payload, bytes):
+        return AccountId(payload)
+    return None
+
+
+# ---- weights and dispatch info ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Weight:
+    ref_time: int = 0  # picoseconds of execution on reference hardware
+    proof_size: int = 0
+
+    def __add__(self, other: Weight) -> Weight:
+        return Weight(
+            min(self.ref_time + other.ref_time, U64_MAX),
+            min(self.proof_size + other.proof_size, U64_MAX),
+        )
+
+
+WEIGHT = Struct(
+    "sp_weights::weight_v2::Weight",
+    fields_of([("ref_time", Compact(U64), "u64"), ("proof_size", Compact(U64), "u64")]),
+    Weight,
+)
+
+DISPATCH_CLASS = unit_enum("frame_support::dispatch::DispatchClass", ["Normal", "Operational", "Mandatory"])
+PAYS = unit_enum("frame_support::dispatch::Pays", ["Yes", "No"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DispatchInfo:
+    weight: Weight
+    class_: str = "Normal"
+    pays_fee: str = "Yes"
+
+
+DISPATCH_INFO = Struct(
+    "frame_support::dispatch::DispatchInfo",
+    fields_of([("weight", WEIGHT, "Weight"), ("class_", DISPATCH_CLASS, "DispatchClass"), ("pays_fee", PAYS, "Pays")]),
+    DispatchInfo,
+)
+
+MODULE_ERROR = Struct(
+    "sp_runtime::ModuleError",
+    fields_of([("index", U8, "u8"), ("error", FixedBytes(4), "[u8; MAX_MODULE_ERROR_ENCODED_SIZE]")]),
+)
+TOKEN_ERROR = unit_enum(
+    "sp_runtime::TokenError",
+    [
+        "FundsUnavailable",
+        "OnlyProvider",
+        "BelowMinimum",
+        "CannotCreate",
+        "UnknownAsset",
+        "Frozen",
+        "Unsupported",
+        "CannotCreateHold",
+        "NotExpendable",
+        "Blocked",
+    ],
+)
+ARITHMETIC_ERROR = unit_enum("sp_arithmetic::ArithmeticError", ["Underflow", "Overflow", "DivisionByZero"])
+TRANSACTIONAL_ERROR = unit_enum("sp_runtime::TransactionalError", ["LimitReached", "NoLayer"])
+
+DISPATCH_ERROR = Enum(
+    "sp_runtime::DispatchError",
+    [
+        VariantDef(0, "Other", []),
+        VariantDef(1, "CannotLookup", []),
+        VariantDef(2, "BadOrigin", []),
+        VariantDef(3, "Module", unnamed((MODULE_ERROR, "ModuleError")), named=False),
+        VariantDef(4, "ConsumerRemaining", []),
+        VariantDef(5, "NoProviders", []),
+        VariantDef(6, "TooManyConsumers", []),
+        VariantDef(7, "Token", unnamed((TOKEN_ERROR, "TokenError")), named=False),
+        VariantDef(8, "Arithmetic", unnamed((ARITHMETIC_ERROR, "ArithmeticError")), named=False),
+        VariantDef(9, "Transactional", unnamed((TRANSACTIONAL_ERROR, "TransactionalError")), named=False),
+        VariantDef(10, "Exhausted", []),
+        VariantDef(11, "Corruption", []),
+        VariantDef(12, "Unavailable", []),
+        VariantDef(13, "RootNotAllowed", []),
+    ],
+)
+
+UNIT_TYPE = Tuple()
+DISPATCH_RESULT = Enum(
+    "Result",
+    [
+        VariantDef(0, "Ok", unnamed((UNIT_TYPE, "()")), named=False),
+        VariantDef(1, "Err", unnamed((DISPATCH_ERROR, "DispatchError")), named=False),
+    ],
+    params=[("T", UNIT_TYPE), ("E", DISPATCH_ERROR)],
+)
+
+PERBILL = NewTypeDesc("sp_arithmetic::per_things::Perbill", U32, "u32", "Perbill")
+PERBILL_ONE = 1_000_000_000
+
+
+# ---- events and digests ----------------------------------------------------------------------
+
+PHASE = Enum(
+    "frame_system::Phase",
+    [
+        VariantDef(0, "ApplyExtrinsic", unnamed((U32, "u32")), named=False),
+        VariantDef(1, "Finalization", []),
+        VariantDef(2, "Initialization", []),
+    ],
+)
+
+ENGINE_ID = FixedBytes(4)
+DIGEST_ITEM = Enum(
+    "sp_runtime::generic::digest::DigestItem",
+    [
+        VariantDef(0, "Other", unnamed((Bytes(), "Vec<u8>")), named=False),
+        VariantDef(
+            4, "Consensus", unnamed((ENGINE_ID, "ConsensusEngineId"), (Bytes(), "Vec<u8>")), named=False
+        ),
+        VariantDef(5, "Seal", unnamed((ENGINE_ID, "ConsensusEngineId"), (Bytes(), "Vec<u8>")), named=False),
+        VariantDef(
+            6, "PreRuntime", unnamed((ENGINE_ID, "ConsensusEngineId"), (Bytes(), "Vec<u8>")), named=False
+        ),
+        VariantDef(8, "RuntimeEnvironmentUpdated", []),
+    ],
+)
+
+RUNTIME_VERSION_APIS_MAX = 64
+SLOT = NewTypeDesc("sp_consensus_slots::Slot", U64, "u64", "Slot")
+
+MAX_U32 = U32_MAX

@@ -1,0 +1,466 @@
+"""Pallet declarations: storage, calls, events, errors, constants and hooks.
+
+Every pallet declares the same blocks, FRAME-style. The declarations are plain Python objects
+that the dispatcher uses to decode and run calls and that the metadata builder turns into
+metadata V14, so what a wallet sees is generated from the code that runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+from chain import ChainError
+from chain.codec import CodecError, Decoder
+from chain.frame.common import DISPATCH_ERROR, AccountId, Weight
+from chain.frame.types import Field, ScaleType, fields_of
+from chain.hashing import HASHERS, storage_prefix, twox128
+
+K = TypeVar("K")
+K2 = TypeVar("K2")
+V = TypeVar("V")
+E = TypeVar("E", bound=enum.IntEnum)
+
+
+class State(Protocol):
+    """What the runtime may do with state: the Overlay implements it."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, key: bytes) -> None: ...
+
+    def iterate(self, prefix: bytes = b"", start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+class DispatchError(ChainError):
+    """A call failed. `kind` is a `sp_runtime::DispatchError` variant name."""
+
+    def __init__(self, kind: str, payload: Any = None, *, detail: str = "") -> None:
+        super().__init__(detail or kind)
+        self.kind = kind
+        self.payload = payload
+
+    def encode(self) -> bytes:
+        return DISPATCH_ERROR.encode((self.kind, self.payload))
+
+    def to_value(self) -> tuple[str, Any]:
+        return (self.kind, self.payload)
+
+    @classmethod
+    def bad_origin(cls) -> DispatchError:
+        return cls("BadOrigin")
+
+    @classmethod
+    def cannot_lookup(cls) -> DispatchError:
+        return cls("CannotLookup")
+
+    @classmethod
+    def token(cls, reason: str) -> DispatchError:
+        return cls("Token", reason)
+
+    @classmethod
+    def arithmetic(cls, reason: str = "Overflow") -> DispatchError:
+        return cls("Arithmetic", reason)
+
+
+class ModuleError(DispatchError):
+    """A pallet's named error."""
+
+    def __init__(self, error: enum.IntEnum) -> None:
+        spec = _ERROR_OWNER.get(type(error))
+        if spec is None:
+            raise ChainError(f"{type(error).__qualname__} is not registered with a pallet")
+        super().__init__(
+            "Module",
+            {"index": spec.index, "error": bytes((int(error), 0, 0, 0))},
+            detail=f"{spec.name}.{pascal(error.name)}",
+        )
+        self.error = error
+        self.pallet = spec.name
+
+
+def ensure(condition: bool, error: enum.IntEnum) -> None:
+    """Raise the pallet error unless `condition` holds (FRAME's `ensure!`)."""
+    if not condition:
+        raise ModuleError(error)
+
+
+_ERROR_OWNER: dict[type, PalletSpec] = {}
+
+
+def pascal(upper_snake: str) -> str:
+    """INSUFFICIENT_BALANCE -> InsufficientBalance (metadata names follow FRAME)."""
+    return "".join(part.capitalize() for part in upper_snake.lower().split("_"))
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+# ---- origin and context ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Origin:
+    kind: str  # "Signed" | "Root" | "None"
+    who: AccountId | None = None
+
+    @classmethod
+    def signed(cls, who: bytes) -> Origin:
+        return cls("Signed", AccountId(who))
+
+    @classmethod
+    def root(cls) -> Origin:
+        return cls("Root")
+
+    @classmethod
+    def none(cls) -> Origin:
+        return cls("None")
+
+
+class Ctx:
+    """What a call sees: state, origin, block number, the runtime's config, and an event sink."""
+
+    __slots__ = ("block_number", "config", "dispatch", "events", "origin", "state")
+
+    def __init__(
+        self,
+        state: State,
+        origin: Origin,
+        block_number: int,
+        config: Any,
+        events: list[Any],
+        dispatch: Callable[[Ctx, bytes | Any], None] | None = None,
+    ) -> None:
+        self.state = state
+        self.origin = origin
+        self.block_number = block_number
+        self.config = config
+        self.events = events
+        self.dispatch = dispatch
+
+    def ensure_signed(self) -> AccountId:
+        if self.origin.kind != "Signed" or self.origin.who is None:
+            raise DispatchError.bad_origin()
+        return self.origin.who
+
+    def ensure_root(self) -> None:
+        if self.origin.kind != "Root":
+            raise DispatchError.bad_origin()
+
+    def ensure_none(self) -> None:
+        if self.origin.kind != "None":
+            raise DispatchError.bad_origin()
+
+    def emit(self, event: Any) -> None:
+        self.events.append(event)
+
+    def with_origin(self, origin: Origin) -> Ctx:
+        return Ctx(self.state, origin, self.block_number, self.config, self.events, self.dispatch)
+
+
+# ---- declarations ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallDef:
+    pallet: PalletSpec
+    index: int
+    name: str
+    fn: Callable[..., None]
+    args: list[Field]
+    weight: Weight
+    docs: tuple[str, ...]
+    dispatch_class: str = "Normal"
+    pays_fee: bool = True
+
+    def decode_args(self, d: Decoder) -> dict[str, Any]:
+        return {f.attr or f.name or "": f.ty.decode(d) for f in self.args}
+
+    def encode(self, **kwargs: Any) -> bytes:
+        """Call bytes: pallet index, call index, then the arguments in order."""
+        head = bytes((self.pallet.index, self.index))
+        return head + b"".join(f.ty.encode(kwargs[f.attr or f.name or ""]) for f in self.args)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventDef:
+    pallet: PalletSpec
+    index: int
+    cls: type
+    fields: list[Field]
+    docs: tuple[str, ...]
+
+    def encode(self, event: Any) -> bytes:
+        body = b"".join(f.ty.encode(getattr(event, f.attr or f.name or "")) for f in self.fields)
+        return bytes((self.pallet.index, self.index)) + body
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConstantDef:
+    name: str
+    ty: ScaleType
+    getter: Callable[[Any], Any]
+    docs: tuple[str, ...]
+
+
+def _docs(obj: Any) -> tuple[str, ...]:
+    doc = getattr(obj, "__doc__", None) or ""
+    lines = [line.strip() for line in doc.strip().splitlines()]
+    return tuple(lines) if any(lines) else ()
+
+
+class PalletSpec:
+    """One runtime module: its index (consensus-visible, never renumbered) and declarations."""
+
+    def __init__(self, name: str, index: int, *, module: str | None = None, docs: str = "") -> None:
+        self.name = name
+        self.index = index
+        self.module = module or f"pallet_{snake(name)}"
+        self.docs = docs
+        self.calls: dict[int, CallDef] = {}
+        self.events: dict[type, EventDef] = {}
+        self.error: type[enum.IntEnum] | None = None
+        self.error_docs: dict[str, str] = {}
+        self.storage: list[StorageItem] = []
+        self.constants: list[ConstantDef] = []
+        self.hooks: dict[str, Callable[..., Any]] = {}
+        self.prefix = twox128(name.encode())
+
+    def call(
+        self,
+        index: int,
+        *,
+        weight: Weight,
+        args: Sequence[tuple[str, ScaleType] | tuple[str, ScaleType, str]] = (),
+        dispatch_class: str = "Normal",
+        pays_fee: bool = True,
+    ) -> Callable[[Callable[..., None]], Callable[..., None]]:
+        def register(fn: Callable[..., None]) -> Callable[..., None]:
+            if index in self.calls:
+                raise ChainError(f"{self.name}: call index {index} used twice")
+            self.calls[index] = CallDef(
+                self, index, fn.__name__, fn, fields_of(args), weight, _docs(fn), dispatch_class, pays_fee
+            )
+            return fn
+
+        return register
+
+    def call_by_name(self, name: str) -> CallDef:
+        for c in self.calls.values():
+            if c.name == name:
+                return c
+        raise ChainError(f"{self.name} has no call {name}")
+
+    def event(
+        self, index: int, types: Sequence[tuple[str, ScaleType] | tuple[str, ScaleType, str]] = ()
+    ) -> Callable[[type[V]], type[V]]:
+        def register(cls: type[V]) -> type[V]:
+            names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+            declared = [t[0] for t in types]
+            if names != declared:
+                raise ChainError(f"{cls.__name__}: fields {names} do not match types {declared}")
+            if any(e.index == index for e in self.events.values()):
+                raise ChainError(f"{self.name}: event index {index} used twice")
+            self.events[cls] = EventDef(self, index, cls, fields_of(types), _docs(cls))
+            return cls
+
+        return register
+
+    def errors(self, cls: type[E]) -> type[E]:
+        if self.error is not None:
+            raise ChainError(f"{self.name} declares errors twice")
+        self.error = cls
+        _ERROR_OWNER[cls] = self
+        return cls
+
+    def constant(self, name: str, ty: ScaleType, getter: Callable[[Any], Any], docs: str = "") -> None:
+        self.constants.append(ConstantDef(name, ty, getter, (docs,) if docs else ()))
+
+    def hook(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        if name not in ("on_initialize", "on_finalize", "genesis"):
+            raise ChainError(f"unknown hook {name}")
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.hooks[name] = fn
+            return fn
+
+        return register
+
+
+# ---- storage ---------------------------------------------------------------------------------
+
+
+class StorageItem:
+    spec: PalletSpec
+    name: str
+    value_ty: ScaleType
+    default: Any
+    docs: tuple[str, ...]
+
+    @property
+    def modifier(self) -> str:
+        return "Optional" if self.default is None else "Default"
+
+    def default_bytes(self) -> bytes:
+        return b"\x00" if self.default is None else self.value_ty.encode(self.default)
+
+
+class StorageValue(StorageItem, Generic[V]):
+    def __init__(
+        self, spec: PalletSpec, name: str, ty: ScaleType, default: V | None = None, docs: str = ""
+    ) -> None:
+        self.spec, self.name, self.value_ty, self.default = spec, name, ty, default
+        self.docs = (docs,) if docs else ()
+        self.key = storage_prefix(spec.name, name)
+        spec.storage.append(self)
+
+    def get(self, state: State) -> V:
+        raw = state.get(self.key)
+        if raw is None:
+            return self.default  # type: ignore[return-value]
+        return self.value_ty.decode_all(raw)  # type: ignore[no-any-return]
+
+    def put(self, state: State, value: V) -> None:
+        state.put(self.key, self.value_ty.encode(value))
+
+    def kill(self, state: State) -> None:
+        state.delete(self.key)
+
+    def exists(self, state: State) -> bool:
+        return state.get(self.key) is not None
+
+
+class _MapBase(StorageItem):
+    hashers: tuple[str, ...]
+    key_tys: tuple[ScaleType, ...]
+    prefix: bytes
+
+    def _decode_key_part(self, raw: bytes, pos: int, i: int) -> tuple[Any, int]:
+        hasher = self.hashers[i]
+        skip = {"Blake2_128Concat": 16, "Twox64Concat": 8, "Identity": 0}.get(hasher)
+        if skip is None:
+            raise ChainError(f"{self.name}: keys hashed with {hasher} cannot be decoded")
+        d = Decoder(raw, pos + skip)
+        value = self.key_tys[i].decode(d)
+        return value, d.pos
+
+
+class StorageMap(_MapBase, Generic[K, V]):
+    def __init__(
+        self,
+        spec: PalletSpec,
+        name: str,
+        key: ScaleType,
+        value: ScaleType,
+        *,
+        hasher: str = "Blake2_128Concat",
+        default: V | None = None,
+        docs: str = "",
+    ) -> None:
+        self.spec, self.name, self.value_ty, self.default = spec, name, value, default
+        self.key_tys = (key,)
+        self.hashers = (hasher,)
+        self._hash = HASHERS[hasher]
+        self._key_enc = key.encode
+        self.docs = (docs,) if docs else ()
+        self.prefix = storage_prefix(spec.name, name)
+        spec.storage.append(self)
+
+    def key_for(self, key: K) -> bytes:
+        return self.prefix + self._hash(self._key_enc(key))
+
+    def get(self, state: State, key: K) -> V:
+        raw = state.get(self.prefix + self._hash(self._key_enc(key)))
+        if raw is None:
+            return self.default  # type: ignore[return-value]
+        return self.value_ty.decode_all(raw)  # type: ignore[no-any-return]
+
+    def put(self, state: State, key: K, value: V) -> None:
+        state.put(self.prefix + self._hash(self._key_enc(key)), self.value_ty.encode(value))
+
+    def remove(self, state: State, key: K) -> None:
+        state.delete(self.key_for(key))
+
+    def contains(self, state: State, key: K) -> bool:
+        return state.get(self.key_for(key)) is not None
+
+    def iter(self, state: State) -> Iterator[tuple[K, V]]:
+        """All entries in key-byte order (deterministic)."""
+        n = len(self.prefix)
+        for raw_key, raw_value in state.iterate(self.prefix):
+            key, _ = self._decode_key_part(raw_key, n, 0)
+            yield key, self.value_ty.decode_all(raw_value)
+
+
+class StorageDoubleMap(_MapBase, Generic[K, K2, V]):
+    def __init__(
+        self,
+        spec: PalletSpec,
+        name: str,
+        key1: ScaleType,
+        key2: ScaleType,
+        value: ScaleType,
+        *,
+        hashers: tuple[str, str] = ("Blake2_128Concat", "Blake2_128Concat"),
+        default: V | None = None,
+        docs: str = "",
+    ) -> None:
+        self.spec, self.name, self.value_ty, self.default = spec, name, value, default
+        self.key_tys = (key1, key2)
+        self.hashers = hashers
+        self.docs = (docs,) if docs else ()
+        self.prefix = storage_prefix(spec.name, name)
+        spec.storage.append(self)
+
+    def prefix_for(self, k1: K) -> bytes:
+        return self.prefix + HASHERS[self.hashers[0]](self.key_tys[0].encode(k1))
+
+    def key_for(self, k1: K, k2: K2) -> bytes:
+        return self.prefix_for(k1) + HASHERS[self.hashers[1]](self.key_tys[1].encode(k2))
+
+    def get(self, state: State, k1: K, k2: K2) -> V:
+        raw = state.get(self.key_for(k1, k2))
+        if raw is None:
+            return self.default  # type: ignore[return-value]
+        return self.value_ty.decode_all(raw)  # type: ignore[no-any-return]
+
+    def put(self, state: State, k1: K, k2: K2, value: V) -> None:
+        state.put(self.key_for(k1, k2), self.value_ty.encode(value))
+
+    def remove(self, state: State, k1: K, k2: K2) -> None:
+        state.delete(self.key_for(k1, k2))
+
+    def contains(self, state: State, k1: K, k2: K2) -> bool:
+        return state.get(self.key_for(k1, k2)) is not None
+
+    def iter_prefix(self, state: State, k1: K) -> Iterator[tuple[K2, V]]:
+        prefix = self.prefix_for(k1)
+        for raw_key, raw_value in state.iterate(prefix):
+            key2, _ = self._decode_key_part(raw_key, len(prefix), 1)
+            yield key2, self.value_ty.decode_all(raw_value)
+
+    def iter(self, state: State) -> Iterator[tuple[K, K2, V]]:
+        n = len(self.prefix)
+        for raw_key, raw_value in state.iterate(self.prefix):
+            k1, pos = self._decode_key_part(raw_key, n, 0)
+            k2, _ = self._decode_key_part(raw_key, pos, 1)
+            yield k1, k2, self.value_ty.decode_all(raw_value)
+
+
+def decode_call_args(call: CallDef, data: bytes, pos: int) -> dict[str, Any]:
+    d = Decoder(data, pos)
+    try:
+        args = call.decode_args(d)
+        d.finish()
+    except CodecError as exc:
+        raise CodecError(f"{call.pallet.name}.{call.name}: {exc}") from exc
+    return args

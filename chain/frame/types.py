@@ -1,0 +1,487 @@
+"""SCALE type descriptors: one object per type, used for both codec and metadata.
+
+A descriptor encodes and decodes Python values with the hand-written codec (hot path) and
+registers itself into a `TypeRegistry`, which becomes the metadata's portable type registry
+(scale-info) with FRAME's type paths, so wallets decode our values without custom types.
+
+Value conventions:
+- integers: `int`; `bool`; strings: `str`; `Vec<u8>` and `[u8; N]`: `bytes`
+- `Option<T>`: `None` or the value
+- composites: an instance of the declared dataclass (or a dict when no class is given);
+  a transparent newtype (e.g. `AccountId32`) is its single inner value
+- enums (`Variant`): `(variant_name, payload)`, payload `None` for unit variants, else a dict
+  (named fields) or a tuple (unnamed fields)
+- tuples: `tuple`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from chain.codec import (
+    CodecError,
+    Decoder,
+    encode_compact,
+)
+
+JSONDict = dict[str, Any]
+
+
+class TypeRegistry:
+    """Assigns type ids to descriptors (each registered once) and collects scale-info entries."""
+
+    def __init__(self) -> None:
+        self._ids: dict[int, int] = {}
+        self._keep: list[ScaleType] = []  # keeps ids stable: id(desc) is only unique while alive
+        self.types: list[JSONDict | None] = []
+
+    def id_of(self, desc: ScaleType) -> int:
+        while isinstance(desc, Lazy):
+            desc = desc._t()
+        key = id(desc)
+        found = self._ids.get(key)
+        if found is not None:
+            return found
+        type_id = len(self.types)
+        self._ids[key] = type_id
+        self._keep.append(desc)
+        self.types.append(None)  # reserve: recursive types may refer to themselves
+        self.types[type_id] = desc.scale_info(self)
+        return type_id
+
+    def portable(self) -> list[JSONDict]:
+        out = []
+        for i, entry in enumerate(self.types):
+            if entry is None:
+                raise CodecError(f"type {i} was reserved but never defined")
+            out.append({"id": i, "type": entry})
+        return out
+
+
+def _info(
+    def_: JSONDict,
+    path: Sequence[str] = (),
+    params: Sequence[tuple[str, int | None]] = (),
+    docs: Sequence[str] = (),
+) -> JSONDict:
+    return {
+        "path": list(path),
+        "params": [{"name": n, "type": t} for n, t in params],
+        "def": def_,
+        "docs": list(docs),
+    }
+
+
+def field_info(name: str | None, type_id: int, type_name: str | None = None) -> JSONDict:
+    return {"name": name, "type": type_id, "typeName": type_name, "docs": []}
+
+
+class ScaleType:
+    """Base descriptor."""
+
+    type_name: str | None = None
+
+    def encode(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, d: Decoder) -> Any:
+        raise NotImplementedError
+
+    def decode_all(self, data: bytes) -> Any:
+        d = Decoder(data)
+        value = self.decode(d)
+        d.finish()
+        return value
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        raise NotImplementedError
+
+
+class _UInt(ScaleType):
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        self.width = bits // 8
+        self.type_name = f"u{bits}"
+
+    def encode(self, value: int) -> bytes:
+        try:
+            return value.to_bytes(self.width, "little")
+        except (OverflowError, AttributeError) as exc:
+            raise CodecError(f"{value!r} is not a valid u{self.bits}") from exc
+
+    def decode(self, d: Decoder) -> int:
+        return int.from_bytes(d.read(self.width), "little")
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        return _info({"primitive": f"u{self.bits}"})
+
+
+class _Bool(ScaleType):
+    type_name = "bool"
+
+    def encode(self, value: bool) -> bytes:
+        return b"\x01" if value else b"\x00"
+
+    def decode(self, d: Decoder) -> bool:
+        return d.bool()
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        return _info({"primitive": "bool"})
+
+
+class _Str(ScaleType):
+    type_name = "String"
+
+    def encode(self, value: str) -> bytes:
+        raw = value.encode()
+        return encode_compact(len(raw)) + raw
+
+    def decode(self, d: Decoder) -> str:
+        return d.str()
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        return _info({"primitive": "str"})
+
+
+U8 = _UInt(8)
+U16 = _UInt(16)
+U32 = _UInt(32)
+U64 = _UInt(64)
+U128 = _UInt(128)
+BOOL = _Bool()
+STR = _Str()
+
+
+class Compact(ScaleType):
+    def __init__(self, inner: ScaleType) -> None:
+        self.inner = inner
+        self.type_name = f"Compact<{inner.type_name}>"
+
+    def encode(self, value: int) -> bytes:
+        return encode_compact(value)
+
+    def decode(self, d: Decoder) -> int:
+        value = d.compact()
+        if isinstance(self.inner, _UInt) and value >> self.inner.bits:
+            raise CodecError(f"compact value overflows u{self.inner.bits}")
+        return value
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        return _info({"compact": {"type": reg.id_of(self.inner)}})
+
+
+class Bytes(ScaleType):
+    """`Vec<u8>` with an optional maximum length (a `BoundedVec`)."""
+
+    type_name = "Vec<u8>"
+
+    def __init__(self, max_len: int | None = None) -> None:
+        self.max_len = max_len
+
+    def encode(self, value: bytes) -> bytes:
+        if self.max_len is not None and len(value) > self.max_len:
+            raise CodecError(f"{len(value)} bytes exceed the bound of {self.max_len}")
+        return encode_compact(len(value)) + bytes(value)
+
+    def decode(self, d: Decoder) -> bytes:
+        n = d.compact()
+        if self.max_len is not None and n > self.max_len:
+            raise CodecError(f"{n} bytes exceed the bound of {self.max_len}")
+        return d.read(n)
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        return _info({"sequence": {"type": reg.id_of(U8)}})
+
+
+class FixedBytes(ScaleType):
+    """`[u8; N]`."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.type_name = f"[u8; {n}]"
+
+    def encode(self, value: bytes) -> bytes:
+        if len(value) != self.n:
+            raise CodecError(f"expected {self.n} bytes, got {len(value)}")
+        return bytes(value)
+
+    def decode(self, d: Decoder) -> bytes:
+        return d.read(self.n)
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        return _info({"array": {"len": self.n, "type": reg.id_of(U8)}})
+
+
+class Vec(ScaleType):
+    def __init__(self, inner: ScaleType, max_len: int | None = None) -> None:
+        self.inner = inner
+        self.max_len = max_len
+        self.type_name = f"Vec<{inner.type_name}>"
+
+    def encode(self, value: Sequence[Any]) -> bytes:
+        if self.max_len is not None and len(value) > self.max_len:
+            raise CodecError(f"{len(value)} items exceed the bound of {self.max_len}")
+        enc = self.inner.encode
+        return encode_compact(len(value)) + b"".join(enc(v) for v in value)
+
+    def decode(self, d: Decoder) -> list[Any]:
+        n = d.compact()
+        if self.max_len is not None and n > self.max_len:
+            raise CodecError(f"{n} items exceed the bound of {self.max_len}")
+        if n > d.remaining():  # every item takes at least one byte... except unit types
+            raise CodecError(f"vector length {n} exceeds the input")
+        dec = self.inner.decode
+        return [dec(d) for _ in range(n)]
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        return _info({"sequence": {"type": reg.id_of(self.inner)}})
+
+
+class Tuple(ScaleType):
+    def __init__(self, *items: ScaleType) -> None:
+        self.items = items
+        self.type_name = "(" + ", ".join(str(i.type_name) for i in items) + ")"
+
+    def encode(self, value: Sequence[Any]) -> bytes:
+        if len(value) != len(self.items):
+            raise CodecError(f"expected a {len(self.items)}-tuple")
+        return b"".join(t.encode(v) for t, v in zip(self.items, value, strict=True))
+
+    def decode(self, d: Decoder) -> tuple[Any, ...]:
+        return tuple(t.decode(d) for t in self.items)
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        return _info({"tuple": [reg.id_of(t) for t in self.items]})
+
+
+UNIT = Tuple()
+
+
+class Option(ScaleType):
+    def __init__(self, inner: ScaleType) -> None:
+        self.inner = inner
+        self.type_name = f"Option<{inner.type_name}>"
+
+    def encode(self, value: Any) -> bytes:
+        if value is None:
+            return b"\x00"
+        return b"\x01" + self.inner.encode(value)
+
+    def decode(self, d: Decoder) -> Any:
+        tag = d.u8()
+        if tag == 0:
+            return None
+        if tag == 1:
+            return self.inner.decode(d)
+        raise CodecError(f"invalid Option tag {tag}")
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        inner = reg.id_of(self.inner)
+        return _info(
+            {
+                "variant": {
+                    "variants": [
+                        {"name": "None", "fields": [], "index": 0, "docs": []},
+                        {"name": "Some", "fields": [field_info(None, inner)], "index": 1, "docs": []},
+                    ]
+                }
+            },
+            path=["Option"],
+            params=[("T", inner)],
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Field:
+    name: str | None
+    ty: ScaleType
+    type_name: str | None = None
+    attr: str | None = None  # Python attribute when it differs from the name (e.g. from_)
+
+
+def fields_of(spec: Sequence[tuple[str, ScaleType] | tuple[str, ScaleType, str]]) -> list[Field]:
+    out = []
+    for item in spec:
+        name, ty = item[0], item[1]
+        type_name = item[2] if len(item) > 2 else ty.type_name  # type: ignore[misc]
+        meta_name = name[:-1] if name.endswith("_") else name
+        out.append(Field(meta_name, ty, type_name, name))
+    return out
+
+
+def unnamed(*items: tuple[ScaleType, str]) -> list[Field]:
+    """Fields of a tuple-like variant: (type, Rust type name) pairs."""
+    return [Field(None, ty, type_name) for ty, type_name in items]
+
+
+class Struct(ScaleType):
+    """A composite with named fields, decoded into `cls` (a dataclass) or a dict."""
+
+    def __init__(
+        self,
+        path: str,
+        fields: Sequence[Field],
+        cls: Callable[..., Any] | None = None,
+        params: Sequence[tuple[str, ScaleType | None]] = (),
+        docs: Sequence[str] = (),
+    ) -> None:
+        self.path = path.split("::") if path else []
+        self.fields = list(fields)
+        self.cls = cls
+        self.params = params
+        self.docs = docs
+        self.type_name = self.path[-1] if self.path else None
+        self._attrs = [f.attr or f.name or "" for f in self.fields]
+
+    def encode(self, value: Any) -> bytes:
+        if isinstance(value, dict):
+            return b"".join(
+                f.ty.encode(value[a]) for f, a in zip(self.fields, self._attrs, strict=True)
+            )
+        return b"".join(
+            f.ty.encode(getattr(value, a)) for f, a in zip(self.fields, self._attrs, strict=True)
+        )
+
+    def decode(self, d: Decoder) -> Any:
+        values = [f.ty.decode(d) for f in self.fields]
+        if self.cls is None:
+            return dict(zip(self._attrs, values, strict=True))
+        return self.cls(*values)
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        return _info(
+            {"composite": {"fields": [field_info(f.name, reg.id_of(f.ty), f.type_name) for f in self.fields]}},
+            path=self.path,
+            params=[(n, reg.id_of(t) if t is not None else None) for n, t in self.params],
+            docs=self.docs,
+        )
+
+
+class NewType(ScaleType):
+    """A composite with one unnamed field whose value is the inner value (e.g. AccountId32)."""
+
+    def __init__(
+        self, path: str, inner: ScaleType, inner_name: str | None = None, type_name: str | None = None
+    ) -> None:
+        self.path = path.split("::")
+        self.inner = inner
+        self.inner_name = inner_name or inner.type_name
+        self.type_name = type_name or self.path[-1]
+        self.encode = inner.encode  # type: ignore[method-assign]
+        self.decode = inner.decode  # type: ignore[method-assign]
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        return _info(
+            {"composite": {"fields": [field_info(None, reg.id_of(self.inner), self.inner_name)]}},
+            path=self.path,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VariantDef:
+    index: int
+    name: str
+    fields: list[Field]
+    docs: tuple[str, ...] = ()
+    named: bool = True
+
+
+class Enum(ScaleType):
+    """A variant type. Values are `(name, payload)` or just `name` for unit variants."""
+
+    def __init__(
+        self,
+        path: str,
+        variants: Sequence[VariantDef],
+        params: Sequence[tuple[str, ScaleType | None]] = (),
+        docs: Sequence[str] = (),
+    ) -> None:
+        self.path = path.split("::") if path else []
+        self.variants = list(variants)
+        self.params = params
+        self.docs = docs
+        self.type_name = self.path[-1] if self.path else None
+        self.by_index = {v.index: v for v in self.variants}
+        self.by_name = {v.name: v for v in self.variants}
+        if len(self.by_index) != len(self.variants) or len(self.by_name) != len(self.variants):
+            raise CodecError(f"duplicate variant in {path}")
+
+    def encode(self, value: Any) -> bytes:
+        if isinstance(value, str):
+            name, payload = value, None
+        else:
+            name, payload = value
+        v = self.by_name.get(name)
+        if v is None:
+            raise CodecError(f"{name!r} is not a variant of {'::'.join(self.path)}")
+        out = bytes((v.index,))
+        if not v.fields:
+            return out
+        if v.named:
+            return out + b"".join(f.ty.encode(payload[f.attr or f.name]) for f in v.fields)
+        if len(v.fields) == 1:
+            return out + v.fields[0].ty.encode(payload)
+        return out + b"".join(f.ty.encode(p) for f, p in zip(v.fields, payload, strict=True))
+
+    def decode(self, d: Decoder) -> Any:
+        idx = d.u8()
+        v = self.by_index.get(idx)
+        if v is None:
+            raise CodecError(f"invalid variant index {idx} for {'::'.join(self.path)}")
+        if not v.fields:
+            return (v.name, None)
+        if v.named:
+            return (v.name, {f.attr or f.name: f.ty.decode(d) for f in v.fields})
+        values = tuple(f.ty.decode(d) for f in v.fields)
+        return (v.name, values[0] if len(values) == 1 else values)
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        variants = [
+            {
+                "name": v.name,
+                "fields": [
+                    field_info(f.name if v.named else None, reg.id_of(f.ty), f.type_name)
+                    for f in v.fields
+                ],
+                "index": v.index,
+                "docs": list(v.docs),
+            }
+            for v in sorted(self.variants, key=lambda v: v.index)
+        ]
+        return _info(
+            {"variant": {"variants": variants}},
+            path=self.path,
+            params=[(n, reg.id_of(t) if t is not None else None) for n, t in self.params],
+            docs=self.docs,
+        )
+
+
+def unit_enum(path: str, names: Sequence[str]) -> Enum:
+    return Enum(path, [VariantDef(i, n, []) for i, n in enumerate(names)])
+
+
+class Lazy(ScaleType):
+    """A forward reference (for recursive types such as `RuntimeCall` inside `sudo`)."""
+
+    def __init__(self, name: str) -> None:
+        self.target: ScaleType | None = None
+        self.type_name = name
+
+    def bind(self, target: ScaleType) -> None:
+        self.target = target
+
+    def _t(self) -> ScaleType:
+        if self.target is None:
+            raise CodecError(f"unbound type reference {self.type_name}")
+        return self.target
+
+    def encode(self, value: Any) -> bytes:
+        return self._t().encode(value)
+
+    def decode(self, d: Decoder) -> Any:
+        return self._t().decode(d)
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        raise CodecError("Lazy references are resolved by the registry")

@@ -1,0 +1,147 @@
+"""Chain specs (Substrate's JSON layout) and the builder from a spec to the genesis state.
+
+A spec is either "human" (`genesis.runtimeGenesis` with `parameters` and per-pallet `config`)
+or "raw" (`genesis.raw.top`: the storage key/value pairs). `build-spec --raw` turns the first
+into the second; both give the same genesis hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from chain.crypto import CryptoError, ss58_decode
+from chain.frame.pallet import Ctx, Origin
+from chain.primitives import Header
+from chain.storage.kv import MemoryKV
+from chain.storage.overlay import Overlay
+from chain.storage.trie import EMPTY_ROOT, MemoryNodeStore, Trie, ordered_root
+from pallets.aura import pallet as aura
+from pallets.balances import pallet as balances
+from pallets.runtime import RUNTIME_CONFIG_KEY, RuntimeConfig, build_runtime
+from pallets.sudo import pallet as sudo
+
+SPEC_DIR = Path(__file__).resolve().parent
+BUILTIN = {"dev": "dev.json", "local": "local.json"}
+
+
+class ChainSpecError(ValueError):
+    """A chain spec that cannot be loaded or built."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainSpec:
+    raw: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.raw["name"])
+
+    @property
+    def id(self) -> str:
+        return str(self.raw["id"])
+
+    @property
+    def chain_type(self) -> str:
+        return str(self.raw.get("chainType", "Live"))
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return dict(self.raw.get("properties") or {})
+
+    @property
+    def boot_nodes(self) -> list[str]:
+        return list(self.raw.get("bootNodes") or [])
+
+    @property
+    def is_raw(self) -> bool:
+        return "raw" in self.raw.get("genesis", {})
+
+
+def load_spec(chain: str) -> ChainSpec:
+    """`dev`, `local`, or a path to a JSON chain spec."""
+    path = SPEC_DIR / BUILTIN[chain] if chain in BUILTIN else Path(chain)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ChainSpecError(f"chain spec {chain!r} not found (use dev, local or a JSON file path)") from exc
+    except json.JSONDecodeError as exc:
+        raise ChainSpecError(f"chain spec {path} is not valid JSON: {exc}") from exc
+    for field in ("name", "id", "genesis"):
+        if field not in raw:
+            raise ChainSpecError(f"chain spec {path} lacks the field {field!r}")
+    return ChainSpec(raw)
+
+
+def _account(address: str, what: str) -> bytes:
+    try:
+        return ss58_decode(address)[0]
+    except CryptoError as exc:
+        raise ChainSpecError(f"{what}: {address!r} is not a valid SS58 address: {exc}") from exc
+
+
+def genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
+    """The genesis key/value pairs of a spec (raw or built from its runtime genesis config)."""
+    genesis = spec.raw["genesis"]
+    if "raw" in genesis:
+        top = genesis["raw"].get("top", {})
+        try:
+            return {bytes.fromhex(k.removeprefix("0x")): bytes.fromhex(v.removeprefix("0x")) for k, v in top.items()}
+        except ValueError as exc:
+            raise ChainSpecError(f"raw genesis has a malformed hex key or value: {exc}") from exc
+    rg = genesis.get("runtimeGenesis")
+    if not isinstance(rg, dict) or "parameters" not in rg:
+        raise ChainSpecError("genesis.runtimeGenesis.parameters is missing")
+    config = RuntimeConfig.from_json(rg["parameters"])
+    runtime = build_runtime(config)
+    cfg = rg.get("config", {})
+    kv = MemoryKV()
+    state = Overlay(kv)
+    ctx = Ctx(state, Origin.root(), 0, config, [], runtime.dispatch)
+    state.put(RUNTIME_CONFIG_KEY, config.encode())
+    try:
+        endowed = [(_account(a, "balances"), int(v)) for a, v in cfg.get("balances", {}).get("balances", [])]
+        balances.build_genesis(ctx, endowed)
+        aura.build_genesis(ctx, [_account(a, "aura authority") for a in cfg.get("aura", {}).get("authorities", [])])
+        key = cfg.get("sudo", {}).get("key")
+        if key:
+            sudo.Key.put(state, _account(key, "sudo key"))
+    except (ValueError, TypeError) as exc:
+        raise ChainSpecError(f"invalid genesis config: {exc}") from exc
+    return {k: v for k, v in sorted(state.changes().items()) if v is not None}
+
+
+def runtime_config_of(storage: dict[bytes, bytes]) -> RuntimeConfig:
+    raw = storage.get(RUNTIME_CONFIG_KEY)
+    if raw is None:
+        raise ChainSpecError("genesis state lacks the runtime parameters (:cuckoo:runtime_config)")
+    return RuntimeConfig.decode(raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Genesis:
+    header: Header
+    nodes: dict[bytes, bytes]
+    storage: dict[bytes, bytes]
+    config: RuntimeConfig
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash()
+
+
+def build_genesis(spec: ChainSpec) -> Genesis:
+    storage = genesis_storage(spec)
+    config = runtime_config_of(storage)
+    root, nodes = Trie(MemoryNodeStore(), EMPTY_ROOT).apply(storage)
+    header = Header(parent_hash=bytes(32), number=0, state_root=root, extrinsics_root=ordered_root([]), digest=())
+    return Genesis(header, nodes, storage, config)
+
+
+def to_raw(spec: ChainSpec) -> dict[str, Any]:
+    out = dict(spec.raw)
+    storage = genesis_storage(spec)
+    out["genesis"] = {"raw": {"top": {"0x" + k.hex(): "0x" + v.hex() for k, v in storage.items()}, "childrenDefault": {}}}
+    return out

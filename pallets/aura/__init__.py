@@ -1,0 +1,1 @@
+"""The aura pallet; declarations live in `pallet.py`."""

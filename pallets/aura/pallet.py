@@ -1,0 +1,70 @@
+"""Aura: the authority set and the current slot; the author of slot s is authorities[s % n]."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from chain.codec import CodecError, Decoder
+from chain.frame.common import SLOT
+from chain.frame.pallet import Ctx, DispatchError, PalletSpec, StorageValue
+from chain.frame.types import U64, FixedBytes, NewType, Vec
+from pallets.system import pallet as system
+
+SPEC = PalletSpec("Aura", 5)
+ENGINE_ID = b"aura"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    slot_duration_ms: int
+
+
+SPEC.constant("SlotDuration", U64, lambda c: c.aura.slot_duration_ms, "The slot duration in milliseconds.")
+
+AUTHORITY_ID = NewType(
+    "sp_consensus_aura::sr25519::app_sr25519::Public",
+    NewType("sp_core::sr25519::Public", FixedBytes(32), "[u8; 32]"),
+    "sr25519::Public",
+)
+Authorities: StorageValue[list[bytes]] = StorageValue(
+    SPEC, "Authorities", Vec(AUTHORITY_ID), default=[], docs="The current authority set.")
+CurrentSlot: StorageValue[int] = StorageValue(SPEC, "CurrentSlot", SLOT, default=0,
+                                              docs="The current slot of this block.")
+
+
+def slot_from_digest(logs: list[object]) -> int | None:
+    for item in logs:
+        kind, payload = item  # type: ignore[misc]
+        if kind == "PreRuntime" and payload[0] == ENGINE_ID:
+            d = Decoder(payload[1])
+            slot = d.u64()
+            d.finish()
+            return slot
+    return None
+
+
+def author_of(authorities: list[bytes], slot: int) -> bytes | None:
+    return authorities[slot % len(authorities)] if authorities else None
+
+
+@SPEC.hook("on_initialize")
+def on_initialize(ctx: Ctx) -> None:
+    logs = system.Digest.get(ctx.state)["logs"]
+    try:
+        slot = slot_from_digest(logs)
+    except CodecError as exc:
+        raise DispatchError("Other", detail=f"malformed Aura pre-runtime digest: {exc}") from exc
+    if slot is None:
+        raise DispatchError("Other", detail="block has no Aura pre-runtime digest")
+    if slot <= CurrentSlot.get(ctx.state):
+        raise DispatchError("Other", detail="slot must increase")
+    CurrentSlot.put(ctx.state, slot)
+
+
+def build_genesis(ctx: Ctx, authorities: list[bytes]) -> None:
+    if not authorities:
+        raise ValueError("genesis needs at least one Aura authority")
+    Authorities.put(ctx.state, list(authorities))
+
+
+

@@ -1,0 +1,1 @@
+"""The balances pallet; declarations live in `pallet.py`."""

@@ -1,0 +1,329 @@
+"""Balances: the native token (CAI), stored in `System.Account.data`.
+
+Invariant: TotalIssuance == sum over accounts of (free + reserved).
+Free balance below `frozen` cannot leave the account (staking freezes bonded funds there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from chain.codec import U128_MAX
+from chain.frame.common import ACCOUNT_ID, BALANCE, COMPACT_BALANCE, MULTI_ADDRESS, AccountId, Weight, lookup_address
+from chain.frame.pallet import Ctx, DispatchError, ModuleError, PalletSpec, State, StorageValue, ensure
+from chain.frame.types import BOOL, U32
+from pallets.system import pallet as system
+
+SPEC = PalletSpec("Balances", 2)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    existential_deposit: int
+    max_locks: int = 50
+    max_reserves: int = 50
+
+
+SPEC.constant("ExistentialDeposit", BALANCE, lambda c: c.balances.existential_deposit,
+              "The minimum amount required to keep an account open.")
+SPEC.constant("MaxLocks", U32, lambda c: c.balances.max_locks, "The maximum number of locks per account.")
+SPEC.constant("MaxReserves", U32, lambda c: c.balances.max_reserves,
+              "The maximum number of named reserves per account.")
+
+TotalIssuance: StorageValue[int] = StorageValue(SPEC, "TotalIssuance", BALANCE, default=0,
+                                                docs="The total units issued in the system.")
+InactiveIssuance: StorageValue[int] = StorageValue(SPEC, "InactiveIssuance", BALANCE, default=0,
+                                                   docs="The total units of outstanding deactivated balance.")
+
+# ---- events (FRAME's indices) -----------------------------------------------------------------
+
+
+@SPEC.event(0, [("account", ACCOUNT_ID, "T::AccountId"), ("free_balance", BALANCE, "T::Balance")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class Endowed:
+    """An account was created with some free balance."""
+
+    account: bytes
+    free_balance: int
+
+
+@SPEC.event(1, [("account", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class DustLost:
+    """An account was removed whose balance was non-zero but below ExistentialDeposit."""
+
+    account: bytes
+    amount: int
+
+
+@SPEC.event(2, [("from_", ACCOUNT_ID, "T::AccountId"), ("to", ACCOUNT_ID, "T::AccountId"),
+                ("amount", BALANCE, "T::Balance")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class Transfer:
+    """Transfer succeeded."""
+
+    from_: bytes
+    to: bytes
+    amount: int
+
+
+@SPEC.event(3, [("who", ACCOUNT_ID, "T::AccountId"), ("free", BALANCE, "T::Balance")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class BalanceSet:
+    """A balance was set by root."""
+
+    who: bytes
+    free: int
+
+
+@SPEC.event(7, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class Deposit:
+    """Some amount was deposited (e.g. for transaction fees)."""
+
+    who: bytes
+    amount: int
+
+
+@SPEC.event(8, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Some amount was withdrawn from the account (e.g. for transaction fees)."""
+
+    who: bytes
+    amount: int
+
+
+@SPEC.event(9, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class Slashed:
+    """Some amount was removed from the account (e.g. for misbehavior)."""
+
+    who: bytes
+    amount: int
+
+
+@SPEC.event(10, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class Minted:
+    """Some amount was minted into an account."""
+
+    who: bytes
+    amount: int
+
+
+@SPEC.event(11, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class Burned:
+    """Some amount was burned from an account."""
+
+    who: bytes
+    amount: int
+
+
+@SPEC.errors
+class Error(enum.IntEnum):  # FRAME's indices; consensus-visible: append only
+    VESTING_BALANCE = 0
+    LIQUIDITY_RESTRICTIONS = 1
+    INSUFFICIENT_BALANCE = 2
+    EXISTENTIAL_DEPOSIT = 3
+    EXPENDABILITY = 4
+    EXISTING_VESTING_SCHEDULE = 5
+    DEAD_ACCOUNT = 6
+    TOO_MANY_RESERVES = 7
+    TOO_MANY_HOLDS = 8
+    TOO_MANY_FREEZES = 9
+    ISSUANCE_DEACTIVATED = 10
+    DELTA_ZERO = 11
+
+
+SPEC.error_docs = {
+    "INSUFFICIENT_BALANCE": "Balance too low to send value.",
+    "LIQUIDITY_RESTRICTIONS": "Account liquidity restrictions prevent withdrawal (funds are frozen).",
+    "EXISTENTIAL_DEPOSIT": "Value too low to create account due to existential deposit.",
+    "EXPENDABILITY": "Transfer/payment would kill account.",
+}
+
+# ---- the Currency interface other pallets use -------------------------------------------------
+
+
+def free_balance(state: State, who: bytes) -> int:
+    return system.get_account(state, who).data.free
+
+
+def usable_balance(state: State, who: bytes, ed: int, *, keep_alive: bool) -> int:
+    """What `who` can move out: free above the frozen amount (and above ED when keeping alive)."""
+    data = system.get_account(state, who).data
+    floor = max(data.frozen, ed if keep_alive else 0)
+    return max(data.free - floor, 0)
+
+
+def _set_free(ctx: Ctx, who: bytes, info: system.AccountInfo, new_free: int) -> None:
+    """Write `new_free`; an account gains its balance provider when funded and is reaped (dust
+    burned) when it falls below the existential deposit with nothing reserved."""
+    ed = ctx.config.balances.existential_deposit
+    data = info.data
+    if 0 < new_free < ed and data.reserved == 0:
+        TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) - new_free)
+        ctx.emit(DustLost(who, new_free))
+        new_free = 0
+    had_funds = data.free > 0 or data.reserved > 0
+    has_funds = new_free > 0 or data.reserved > 0
+    providers = info.providers + int(has_funds and not had_funds) - int(had_funds and not has_funds)
+    new_data = dataclasses.replace(data, free=new_free, frozen=data.frozen if has_funds else 0)
+    system.put_account(ctx, who, dataclasses.replace(info, providers=providers, data=new_data))
+
+
+def transfer(ctx: Ctx, source: bytes, dest: bytes, amount: int, *, keep_alive: bool) -> None:
+    """Move `amount` of free balance. Checks first, then writes."""
+    ed = ctx.config.balances.existential_deposit
+    src = system.get_account(ctx.state, source)
+    ensure(src.data.free >= amount, Error.INSUFFICIENT_BALANCE)
+    ensure(src.data.free - amount >= src.data.frozen, Error.LIQUIDITY_RESTRICTIONS)
+    if keep_alive:
+        ensure(src.data.free - amount >= ed, Error.EXPENDABILITY)
+    if dest == source or amount == 0:
+        return
+    dst = system.get_account(ctx.state, dest)
+    ensure(dst.data.free + amount >= ed, Error.EXISTENTIAL_DEPOSIT)
+    if dst.data.free + amount > U128_MAX:
+        raise DispatchError.arithmetic("Overflow")
+    _set_free(ctx, source, src, src.data.free - amount)
+    dst_now = system.get_account(ctx.state, dest)
+    if dst_now.data.free == 0 and dst_now.data.reserved == 0:
+        _set_free(ctx, dest, dst_now, amount)
+        ctx.emit(Endowed(dest, amount))
+    else:
+        _set_free(ctx, dest, dst_now, dst_now.data.free + amount)
+    ctx.emit(Transfer(source, dest, amount))
+
+
+def withdraw(ctx: Ctx, who: bytes, amount: int, *, keep_alive: bool = True) -> None:
+    """Take `amount` out of circulation (fees, burns). Emits Withdraw."""
+    ed = ctx.config.balances.existential_deposit
+    info = system.get_account(ctx.state, who)
+    if usable_balance(ctx.state, who, ed, keep_alive=keep_alive) < amount:
+        raise ModuleError(Error.INSUFFICIENT_BALANCE)
+    if amount == 0:
+        return
+    TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) - amount)
+    _set_free(ctx, who, info, info.data.free - amount)
+    ctx.emit(Withdraw(who, amount))
+
+
+def deposit_creating(ctx: Ctx, who: bytes, amount: int) -> None:
+    """Mint `amount` into `who` (emission, faucet). Emits Minted (and Endowed for new accounts)."""
+    if amount == 0:
+        return
+    info = system.get_account(ctx.state, who)
+    ed = ctx.config.balances.existential_deposit
+    if info.data.free + amount < ed and info.data.free == 0:
+        raise ModuleError(Error.EXISTENTIAL_DEPOSIT)
+    issuance = TotalIssuance.get(ctx.state)
+    if issuance + amount > U128_MAX:
+        raise DispatchError.arithmetic("Overflow")
+    TotalIssuance.put(ctx.state, issuance + amount)
+    is_new = info.data.free == 0 and info.data.reserved == 0
+    _set_free(ctx, who, info, info.data.free + amount)
+    if is_new:
+        ctx.emit(Endowed(who, amount))
+    ctx.emit(Minted(who, amount))
+
+
+def set_frozen(ctx: Ctx, who: bytes, frozen: int) -> None:
+    """Set the amount of free balance that cannot leave the account (bonded stake)."""
+    info = system.get_account(ctx.state, who)
+    data = dataclasses.replace(info.data, frozen=frozen)
+    system.put_account(ctx, who, dataclasses.replace(info, data=data))
+
+
+def _lookup(dest: tuple[str, object]) -> AccountId:
+    who = lookup_address(dest)
+    if who is None:
+        raise DispatchError.cannot_lookup()
+    return who
+
+
+# ---- calls (FRAME's indices) --------------------------------------------------------------------
+
+TRANSFER_WEIGHT = Weight(60_000_000, 3593)
+
+
+@SPEC.call(0, weight=TRANSFER_WEIGHT, args=[("dest", MULTI_ADDRESS), ("value", COMPACT_BALANCE, "T::Balance")])
+def transfer_allow_death(ctx: Ctx, dest: tuple[str, object], value: int) -> None:
+    """Transfer some liquid free balance to another account; the sender may be reaped.
+
+    Errors: InsufficientBalance, LiquidityRestrictions, ExistentialDeposit. Emits: Transfer.
+    """
+    source = ctx.ensure_signed()
+    transfer(ctx, source, _lookup(dest), value, keep_alive=False)
+
+
+@SPEC.call(2, weight=TRANSFER_WEIGHT, args=[("source", MULTI_ADDRESS), ("dest", MULTI_ADDRESS),
+                                            ("value", COMPACT_BALANCE, "T::Balance")])
+def force_transfer(ctx: Ctx, source: tuple[str, object], dest: tuple[str, object], value: int) -> None:
+    """Exactly as `transfer_allow_death`, except the origin must be root and the source account
+    may be specified."""
+    ctx.ensure_root()
+    transfer(ctx, _lookup(source), _lookup(dest), value, keep_alive=False)
+
+
+@SPEC.call(3, weight=TRANSFER_WEIGHT, args=[("dest", MULTI_ADDRESS), ("value", COMPACT_BALANCE, "T::Balance")])
+def transfer_keep_alive(ctx: Ctx, dest: tuple[str, object], value: int) -> None:
+    """Same as `transfer_allow_death`, but fails if the sender would be reaped.
+
+    Errors: InsufficientBalance, LiquidityRestrictions, Expendability, ExistentialDeposit.
+    """
+    source = ctx.ensure_signed()
+    transfer(ctx, source, _lookup(dest), value, keep_alive=True)
+
+
+@SPEC.call(4, weight=TRANSFER_WEIGHT, args=[("dest", MULTI_ADDRESS), ("keep_alive", BOOL, "bool")])
+def transfer_all(ctx: Ctx, dest: tuple[str, object], keep_alive: bool) -> None:
+    """Transfer the entire transferable balance from the caller account."""
+    source = ctx.ensure_signed()
+    amount = usable_balance(ctx.state, source, ctx.config.balances.existential_deposit, keep_alive=keep_alive)
+    transfer(ctx, source, _lookup(dest), amount, keep_alive=keep_alive)
+
+
+@SPEC.call(8, weight=Weight(40_000_000, 3593), args=[("who", MULTI_ADDRESS), ("new_free", COMPACT_BALANCE, "T::Balance")])
+def force_set_balance(ctx: Ctx, who: tuple[str, object], new_free: int) -> None:
+    """Set the free balance of an account (root only). Issuance follows."""
+    ctx.ensure_root()
+    account = _lookup(who)
+    info = system.get_account(ctx.state, account)
+    ed = ctx.config.balances.existential_deposit
+    new_free = new_free if new_free >= ed else 0
+    delta = new_free - info.data.free
+    TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) + delta)
+    _set_free(ctx, account, info, new_free)
+    ctx.emit(BalanceSet(account, new_free))
+
+
+# ---- genesis and invariants -------------------------------------------------------------------
+
+
+def build_genesis(ctx: Ctx, balances: list[tuple[bytes, int]]) -> None:
+    seen: set[bytes] = set()
+    ed = ctx.config.balances.existential_deposit
+    total = 0
+    for who, amount in sorted(balances):
+        if who in seen:
+            raise ValueError(f"duplicate account {who.hex()} in genesis balances")
+        if amount < ed:
+            raise ValueError(f"genesis balance of {who.hex()} is below the existential deposit")
+        seen.add(who)
+        info = system.get_account(ctx.state, who)
+        system.put_account(ctx, who, dataclasses.replace(
+            info, providers=info.providers + 1, data=dataclasses.replace(info.data, free=amount)))
+        total += amount
+    TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) + total)
+
+
+def check_invariants(state: State) -> None:
+    """try_state: issuance equals the sum of balances; no account below ED holds funds."""
+    total = sum(info.data.free + info.data.reserved for _, info in system.Account.iter(state))
+    issued = TotalIssuance.get(state)
+    if total != issued:
+        raise AssertionError(f"issuance drift: accounts hold {total}, TotalIssuance is {issued}")

@@ -1,0 +1,504 @@
+"""The executive: transaction validity, applying extrinsics, initializing and finalizing blocks.
+
+Everything here is a pure function of (runtime, state, block data): the node supplies the
+parent state (a Trie), the digest and the extrinsics; the executive returns the new state root,
+the trie nodes to persist and the header to seal.
+
+Per signed extrinsic (FRAME's order): checks (signature, era, nonce, weight, fee) -> nonce + 1
+-> fee withdrawn (Balances.Withdraw) -> call dispatched in an overlay checkpoint that is
+discarded on error -> TransactionPayment.TransactionFeePaid -> System.ExtrinsicSuccess/Failed.
+A failed call therefore changes state only by its fee and nonce.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from chain import ChainError
+from chain.codec import CodecError, Decoder, encode_compact, encode_u32
+from chain.crypto import verify_signature
+from chain.frame.common import U128, AccountId, DispatchInfo, Weight
+from chain.frame.pallet import Ctx, DispatchError, Origin
+from chain.frame.runtime import DecodedCall, Runtime
+from chain.primitives import DigestItem, Extrinsic, Header, signing_payload
+from chain.storage.overlay import Overlay
+from chain.storage.trie import Trie, ordered_root
+from pallets.balances import pallet as balances
+from pallets.faucet import pallet as faucet
+from pallets.system import pallet as system
+from pallets.transaction_payment import pallet as transaction_payment
+
+MAX_FUTURE_NONCE_GAP = 256  # a nonce further ahead than this is refused, not queued
+TRANSACTION_LONGEVITY = 2**64 - 1
+
+
+class InvalidTransaction(ChainError):
+    """A transaction that can never (or not now) be included. `kind` is FRAME's variant name."""
+
+    MESSAGES = {
+        "Call": "Transaction call is not expected",
+        "Payment": "Inability to pay some fees (e.g. account balance too low)",
+        "Future": "Transaction will be valid in the future",
+        "Stale": "Transaction is outdated",
+        "BadProof": "Transaction has a bad signature",
+        "AncientBirthBlock": "Transaction has an ancient birth block",
+        "ExhaustsResources": "Transaction would exhaust the block limits",
+        "BadMandatory": "A call was labelled as mandatory, but resulted in an Error.",
+        "MandatoryValidation": "Transaction dispatch is mandatory; transactions must not be validated.",
+        "BadSigner": "Invalid signing address",
+        "Custom": "Custom error",
+        "CannotLookup": "Could not lookup information required to validate the transaction",
+        "BadFormat": "Could not decode the transaction",
+    }
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        self.kind = kind
+        self.detail = detail
+        super().__init__(self.message + (f": {detail}" if detail else ""))
+
+    @property
+    def message(self) -> str:
+        return self.MESSAGES.get(self.kind, self.kind)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ValidTransaction:
+    """What the pool needs: priority, the (sender, nonce) tags, and until when it is valid."""
+
+    sender: bytes
+    nonce: int
+    priority: int
+    requires: tuple[bytes, ...]
+    provides: tuple[bytes, ...]
+    longevity: int
+    is_ready: bool  # False: the nonce is ahead of the account's (future queue)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckedExtrinsic:
+    xt: Extrinsic
+    call: DecodedCall
+    fee: int  # inclusion fee, without the tip
+    weight: Weight
+
+
+def account_tag(who: bytes, nonce: int) -> bytes:
+    return who + encode_u32(nonce)
+
+
+class Executive:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.version = runtime.version
+
+    # ---- fees ---------------------------------------------------------------------------------
+
+    def fee_details(self, state: Any, length: int, call: DecodedCall) -> transaction_payment.FeeDetails:
+        multiplier = transaction_payment.NextFeeMultiplier.get(state)
+        weight = call.weight
+        if not call.call.pays_fee:
+            return transaction_payment.FeeDetails(0, 0, 0)
+        return transaction_payment.compute_fee_details(self.config.transaction_payment, length, weight, multiplier)
+
+    def dispatch_info(self, call: DecodedCall) -> DispatchInfo:
+        return DispatchInfo(call.weight, call.call.dispatch_class, "Yes" if call.call.pays_fee else "No")
+
+    # ---- validity -----------------------------------------------------------------------------
+
+    def check(self, state: Any, xt: Extrinsic, *, block_number: int, verify: bool = True) -> CheckedExtrinsic:
+        """The signed-extension checks, in FRAME's order, against `state` for `block_number`.
+
+        `state` must have `System.BlockHash` for the mortal birth block (block_number - 1 and
+        older). Raises InvalidTransaction. Does not write.
+        """
+        if not xt.signed or xt.signer is None or xt.signature is None or xt.scheme is None:
+            raise InvalidTransaction("Call", "unsigned transactions are inherents, made by the block author")
+        try:
+            call = self.runtime.decode_call(xt.call)
+        except CodecError as exc:
+            raise InvalidTransaction("Call", str(exc)) from exc
+        if call.call.dispatch_class == "Mandatory":
+            raise InvalidTransaction("Call", f"{call.name} is an inherent")
+        who = xt.signer
+        # CheckNonZeroSender
+        if who == bytes(32):
+            raise InvalidTransaction("BadSigner")
+        # CheckWeight (length and weight of a single extrinsic)
+        cfg = self.config
+        if len(xt.raw) > cfg.max_extrinsic_length:
+            raise InvalidTransaction("ExhaustsResources", "the transaction is too large")
+        if call.weight.ref_time > cfg.max_block_weight.ref_time:
+            raise InvalidTransaction("ExhaustsResources")
+        # CheckMortality / CheckGenesis / CheckSpecVersion / CheckTxVersion -> signature
+        if verify:
+            genesis_hash = system.BlockHash.get(state, 0)
+            birth = xt.era.birth(block_number)
+            if birth >= block_number:
+                raise InvalidTransaction("AncientBirthBlock", "the birth block is not yet known")
+            if not xt.era.is_immortal and block_number - birth > cfg.system.block_hash_count:
+                raise InvalidTransaction("AncientBirthBlock")
+            birth_hash = genesis_hash if xt.era.is_immortal else system.BlockHash.get(state, birth)
+            payload = signing_payload(
+                xt.call, xt.era, xt.nonce, xt.tip, self.version.spec_version,
+                self.version.transaction_version, genesis_hash, birth_hash,
+            )
+            if not verify_signature(xt.scheme, xt.signature, payload, who):
+                if not xt.era.is_immortal and self._signed_for_older_era(state, xt, block_number, genesis_hash):
+                    raise InvalidTransaction("Stale", "the mortal era has expired")
+                raise InvalidTransaction("BadProof")
+        # CheckNonce
+        account = system.get_account(state, who)
+        if xt.nonce < account.nonce:
+            raise InvalidTransaction("Stale", f"nonce {xt.nonce} is below the account's {account.nonce}")
+        if xt.nonce > account.nonce + MAX_FUTURE_NONCE_GAP:
+            raise InvalidTransaction("Future", f"nonce {xt.nonce} is too far ahead of {account.nonce}")
+        # pallet-specific validity of free calls (the faucet's rate limit)
+        if call.call is faucet.SPEC.calls[0] and not faucet.is_drip_allowed(
+            state, cfg.faucet, who, block_number
+        ):
+            raise InvalidTransaction("Call", "faucet drip is disabled or rate-limited for this account")
+        # ChargeTransactionPayment
+        fee = self.fee_details(state, len(xt.raw), call).inclusion_fee
+        if call.call.pays_fee or xt.tip:
+            if account.providers == 0 and account.sufficients == 0:
+                raise InvalidTransaction("Payment", "the account does not exist")
+            usable = balances.usable_balance(state, who, cfg.balances.existential_deposit, keep_alive=True)
+            if usable < fee + xt.tip:
+                raise InvalidTransaction("Payment")
+        return CheckedExtrinsic(xt, call, fee, call.weight)
+
+    def _signed_for_older_era(self, state: Any, xt: Extrinsic, block_number: int, genesis: bytes) -> bool:
+        """Whether a failed signature was valid for the era's previous birth block (expired)."""
+        period = xt.era.death(0) - xt.era.birth(0) if not xt.era.is_immortal else 0
+        birth = xt.era.birth(block_number) - period
+        if period <= 0 or birth < 0:
+            return False
+        payload = signing_payload(
+            xt.call, xt.era, xt.nonce, xt.tip, self.version.spec_version,
+            self.version.transaction_version, genesis, system.BlockHash.get(state, birth),
+        )
+        assert xt.scheme is not None and xt.signature is not None and xt.signer is not None
+        return verify_signature(xt.scheme, xt.signature, payload, xt.signer)
+
+    def validate_transaction(self, parent_state: Trie | Overlay, parent_hash: bytes, parent_number: int,
+                             raw: bytes) -> tuple[ValidTransaction, CheckedExtrinsic]:
+        """Pool validation against the best block, as if in the next block (FRAME's
+        `validate_transaction` after `initialize_block`)."""
+        try:
+            xt = Extrinsic.decode(raw)
+        except CodecError as exc:
+            raise InvalidTransaction("BadFormat", str(exc)) from exc
+        state = Overlay(parent_state)
+        system.BlockHash.put(state, parent_number, parent_hash)
+        number = parent_number + 1
+        checked = self.check(state, xt, block_number=number)
+        assert xt.signer is not None
+        nonce = system.get_account(state, xt.signer).nonce
+        requires = () if xt.nonce == nonce else (account_tag(xt.signer, xt.nonce - 1),)
+        death = xt.era.death(number)
+        return (
+            ValidTransaction(
+                sender=xt.signer,
+                nonce=xt.nonce,
+                priority=xt.tip,
+                requires=requires,
+                provides=(account_tag(xt.signer, xt.nonce),),
+                longevity=max(death - number, 1),
+                is_ready=xt.nonce == nonce,
+            ),
+            checked,
+        )
+
+    # ---- blocks -------------------------------------------------------------------------------
+
+    def begin_block(self, parent: Trie, parent_hash: bytes, number: int, digest: Sequence[DigestItem]) -> BlockBuilder:
+        return BlockBuilder(self, parent, parent_hash, number, digest)
+
+    def account_nonce(self, state: Any, who: bytes) -> int:
+        return system.get_account(state, who).nonce
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApplyOutcome:
+    index: int
+    success: bool
+    error: DispatchError | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BuiltBlock:
+    header: Header  # unsealed: the author adds the seal digest
+    extrinsics: tuple[bytes, ...]
+    nodes: dict[bytes, bytes]  # new trie nodes to persist with the block
+    changes: dict[bytes, bytes | None]
+
+
+class BlockBuilder:
+    """Executes one block on top of `parent`. Use: apply/apply_inherent for each extrinsic, then
+    finalize(). Throw it away to abandon the block: nothing is written until the node persists
+    `BuiltBlock.nodes`."""
+
+    def __init__(self, executive: Executive, parent: Trie, parent_hash: bytes, number: int,
+                 digest: Sequence[DigestItem]) -> None:
+        self.ex = executive
+        self.runtime = executive.runtime
+        self.parent = parent
+        self.parent_hash = parent_hash
+        self.number = number
+        self.digest = tuple(digest)
+        self.state = Overlay(parent)
+        self.events: list[system.EventRecord] = []
+        self.extrinsics: list[bytes] = []
+        self.weight = Weight()
+        self.length = 0
+        self._initialize()
+
+    def _ctx(self, origin: Origin, events: list[Any]) -> Ctx:
+        return Ctx(self.state, origin, self.number, self.runtime.config, events, self.runtime.dispatch)
+
+    def _record(self, phase: tuple[str, int | None], events: list[Any]) -> None:
+        self.events.extend(system.EventRecord(phase, e, []) for e in events)
+
+    def _initialize(self) -> None:
+        st = self.state
+        cfg = self.runtime.config
+        system.Number.put(st, self.number)
+        system.ParentHash.put(st, self.parent_hash)
+        system.BlockHash.put(st, self.number - 1, self.parent_hash)
+        stale = self.number - 1 - cfg.system.block_hash_count
+        if stale > 0:
+            system.BlockHash.remove(st, stale)
+        system.Digest.put(st, {"logs": [_digest_value(d) for d in self.digest]})
+        system.Events.kill(st)
+        system.EventCount.kill(st)
+        events: list[Any] = []
+        ctx = self._ctx(Origin.root(), events)
+        for hook in self.runtime.hooks("on_initialize"):
+            try:
+                hook(ctx)
+            except DispatchError as exc:
+                raise InvalidBlock(f"on_initialize failed: {exc}") from exc
+        self._record(("Initialization", None), events)
+
+    def apply_inherent(self, raw: bytes) -> None:
+        """An unsigned, mandatory extrinsic made by the author (Timestamp.set)."""
+        try:
+            xt = Extrinsic.decode(raw)
+            call = self.runtime.decode_call(xt.call)
+        except CodecError as exc:
+            raise InvalidBlock(f"undecodable inherent: {exc}") from exc
+        if xt.signed or call.call.dispatch_class != "Mandatory":
+            raise InvalidBlock(f"{call.name} is not an inherent")
+        index = len(self.extrinsics)
+        events: list[Any] = []
+        self.state.checkpoint()
+        try:
+            self.runtime.dispatch(self._ctx(Origin.none(), events), call)
+        except DispatchError as exc:
+            self.state.revert_checkpoint()
+            raise InvalidBlock(f"inherent {call.name} failed: {exc}") from exc
+        self.state.commit_checkpoint()
+        events.append(system.ExtrinsicSuccess(self.ex.dispatch_info(call)))
+        self._record(("ApplyExtrinsic", index), events)
+        self.extrinsics.append(raw)
+        self.weight = self.weight + call.weight
+
+    def apply(self, raw: bytes, *, verified: bool = False) -> ApplyOutcome:
+        """Apply a signed extrinsic. Raises InvalidTransaction (the block may not include it)."""
+        try:
+            xt = Extrinsic.decode(raw)
+        except CodecError as exc:
+            raise InvalidTransaction("BadFormat", str(exc)) from exc
+        checked = self.ex.check(self.state, xt, block_number=self.number, verify=not verified)
+        cfg = self.runtime.config
+        if self.weight.ref_time + checked.weight.ref_time > cfg.max_block_weight.ref_time or (
+            self.length + len(raw) > cfg.max_block_length
+        ):
+            raise InvalidTransaction("ExhaustsResources")
+        who = xt.signer
+        assert who is not None
+        if xt.nonce != system.get_account(self.state, who).nonce:
+            raise InvalidTransaction("Future")
+        index = len(self.extrinsics)
+        events: list[Any] = []
+        ctx = self._ctx(Origin.signed(who), events)
+        system.inc_nonce(self.state, who)
+        charged = checked.fee + xt.tip if checked.call.call.pays_fee else xt.tip
+        if charged:
+            balances.withdraw(ctx, who, charged, keep_alive=True)
+        call_events: list[Any] = []
+        call_ctx = self._ctx(Origin.signed(who), call_events)
+        self.state.checkpoint()
+        error: DispatchError | None = None
+        try:
+            self.runtime.dispatch(call_ctx, checked.call)
+        except DispatchError as exc:
+            self.state.revert_checkpoint()
+            error = exc
+        else:
+            self.state.commit_checkpoint()
+            events.extend(call_events)
+        info = self.ex.dispatch_info(checked.call)
+        if charged:
+            events.append(transaction_payment.TransactionFeePaid(who, charged, xt.tip))
+        if error is None:
+            events.append(system.ExtrinsicSuccess(info))
+        else:
+            events.append(system.ExtrinsicFailed(error.to_value(), info))
+        self._record(("ApplyExtrinsic", index), events)
+        self.extrinsics.append(raw)
+        self.weight = self.weight + checked.weight
+        self.length += len(raw)
+        return ApplyOutcome(index, error is None, error)
+
+    def finalize(self) -> BuiltBlock:
+        events: list[Any] = []
+        ctx = self._ctx(Origin.root(), events)
+        for hook in self.runtime.hooks("on_finalize"):
+            try:
+                hook(ctx)
+            except DispatchError as exc:
+                raise InvalidBlock(f"on_finalize failed: {exc}") from exc
+        self._record(("Finalization", None), events)
+        st = self.state
+        system.ExtrinsicCount.put(st, len(self.extrinsics))
+        system.Events.put(st, self.events)
+        system.EventCount.put(st, len(self.events))
+        changes = st.changes()
+        root, nodes = self.parent.apply(changes)
+        header = Header(
+            parent_hash=self.parent_hash,
+            number=self.number,
+            state_root=root,
+            extrinsics_root=ordered_root(self.extrinsics),
+            digest=self.digest,
+        )
+        return BuiltBlock(header, tuple(self.extrinsics), nodes, changes)
+
+
+class InvalidBlock(ChainError):
+    """A block that must not be imported."""
+
+
+def _digest_value(item: DigestItem) -> Any:
+    names = {0: "Other", 4: "Consensus", 5: "Seal", 6: "PreRuntime", 8: "RuntimeEnvironmentUpdated"}
+    name = names[item.kind]
+    if item.kind == 0:
+        return (name, item.data)
+    if item.kind == 8:
+        return (name, None)
+    return (name, (item.engine, item.data))
+
+
+def execute_block(executive: Executive, parent: Trie, header: Header, extrinsics: Sequence[bytes],
+                  *, verified: frozenset[bytes] = frozenset()) -> BuiltBlock:
+    """Re-execute an imported block and check its roots. `header` is without its seal.
+
+    Extrinsics whose hash is in `verified` skip signature checks (already checked by the pool).
+    """
+    builder = executive.begin_block(parent, header.parent_hash, header.number, header.digest)
+    for raw in extrinsics:
+        xt = Extrinsic.decode(raw)
+        if not xt.signed:
+            builder.apply_inherent(raw)
+            continue
+        try:
+            builder.apply(raw, verified=xt.hash in verified)
+        except InvalidTransaction as exc:
+            raise InvalidBlock(f"extrinsic {xt.hash.hex()} is invalid: {exc}") from exc
+    built = builder.finalize()
+    if built.header.extrinsics_root != header.extrinsics_root:
+        raise InvalidBlock("extrinsics root mismatch")
+    if built.header.state_root != header.state_root:
+        raise InvalidBlock(
+            f"state root mismatch: header has 0x{header.state_root.hex()}, execution gives "
+            f"0x{built.header.state_root.hex()}"
+        )
+    return built
+
+
+# ---- runtime APIs (state_call) ---------------------------------------------------------------
+
+
+class RuntimeApiError(ChainError):
+    pass
+
+
+def call_runtime_api(executive: Executive, state: Trie | Overlay, method: str, data: bytes) -> bytes:
+    """Run a runtime API method against a state; returns SCALE bytes."""
+    rt = executive.runtime
+    d = Decoder(data)
+    if method == "Core_version":
+        return encode_runtime_version(executive)
+    if method == "Metadata_metadata":
+        md = rt.metadata()
+        return encode_compact(len(md)) + md
+    if method == "Metadata_metadata_versions":
+        return encode_compact(1) + encode_u32(14)
+    if method == "Metadata_metadata_at_version":
+        version = d.u32()
+        if version != 14:
+            return b"\x00"
+        md = rt.metadata()
+        return b"\x01" + encode_compact(len(md)) + md
+    if method == "AccountNonceApi_account_nonce":
+        who = d.read(32)
+        d.finish()
+        return encode_u32(executive.account_nonce(state, who))
+    if method in ("TransactionPaymentApi_query_info", "TransactionPaymentApi_query_fee_details"):
+        xt_len = d.compact()
+        body = d.read(xt_len)
+        length = d.u32()
+        d.finish()
+        raw = encode_compact(xt_len) + body
+        try:
+            xt = Extrinsic.decode(raw)
+            call = rt.decode_call(xt.call)
+        except CodecError as exc:
+            raise RuntimeApiError(f"cannot decode the extrinsic: {exc}") from exc
+        details = executive.fee_details(state, length, call)
+        if method.endswith("query_info"):
+            info = executive.dispatch_info(call)
+            from chain.frame.common import DISPATCH_CLASS, WEIGHT
+
+            return WEIGHT.encode(info.weight) + DISPATCH_CLASS.encode(info.class_) + U128.encode(
+                details.inclusion_fee
+            )
+        inclusion = (
+            b"\x01" + U128.encode(details.base_fee) + U128.encode(details.len_fee)
+            + U128.encode(details.adjusted_weight_fee)
+            if xt.signed
+            else b"\x00"
+        )
+        return inclusion + U128.encode(xt.tip)
+    if method == "AuraApi_slot_duration":
+        return rt.config.aura.slot_duration_ms.to_bytes(8, "little")
+    if method == "AuraApi_authorities":
+        from pallets.aura import pallet as aura
+
+        auths = aura.Authorities.get(state)
+        return encode_compact(len(auths)) + b"".join(auths)
+    raise RuntimeApiError(f"Exported method {method} is not found")
+
+
+def encode_runtime_version(executive: Executive) -> bytes:
+    v = executive.version
+    apis = v.api_ids()
+
+    def s(x: str) -> bytes:
+        raw = x.encode()
+        return encode_compact(len(raw)) + raw
+
+    return (
+        s(v.spec_name) + s(v.impl_name) + encode_u32(v.authoring_version) + encode_u32(v.spec_version)
+        + encode_u32(v.impl_version) + encode_compact(len(apis))
+        + b"".join(h + encode_u32(ver) for h, ver in apis)
+        + encode_u32(v.transaction_version) + bytes((v.state_version,))
+    )
+
+
+def account_id(who: bytes) -> AccountId:
+    return AccountId(who)

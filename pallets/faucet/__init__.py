@@ -1,0 +1,1 @@
+"""The faucet pallet; declarations live in `pallet.py`."""

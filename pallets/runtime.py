@@ -1,0 +1,140 @@
+"""The Cuckoo runtime: the pallets with their consensus-visible indices, in hook order.
+
+Runtime parameters (existential deposit, fees, slot duration, faucet ...) come from the chain
+spec and are stored in genesis state under `RUNTIME_CONFIG_KEY`, so the genesis hash commits to
+them and a raw chain spec is self-contained (like `:code` in Substrate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from chain.frame.common import Weight
+from chain.frame.runtime import Runtime, RuntimeVersion
+from pallets.aura import pallet as aura
+from pallets.balances import pallet as balances
+from pallets.faucet import pallet as faucet
+from pallets.sudo import pallet as sudo
+from pallets.system import pallet as system
+from pallets.timestamp import pallet as timestamp
+from pallets.transaction_payment import pallet as transaction_payment
+
+RUNTIME_NAME = "cuckoo"
+RUNTIME_CONFIG_KEY = b":cuckoo:runtime_config"
+
+# Runtime APIs served through state_call: (name, version). Versions match @polkadot/api's
+# definitions so that Polkadot.js decorates `api.call.*` (COMPAT.md section 5).
+RUNTIME_APIS: tuple[tuple[str, int], ...] = (
+    ("Core", 4),
+    ("Metadata", 2),
+    ("BlockBuilder", 6),
+    ("TaggedTransactionQueue", 3),
+    ("AccountNonceApi", 1),
+    ("TransactionPaymentApi", 4),
+    ("AuraApi", 1),
+)
+
+VERSION = RuntimeVersion(
+    spec_name="cuckoo",
+    impl_name="cuckoo-node",
+    authoring_version=1,
+    spec_version=100,
+    impl_version=1,
+    apis=RUNTIME_APIS,
+    transaction_version=1,
+    state_version=1,
+)
+
+PALLETS = (
+    system.SPEC,
+    timestamp.SPEC,
+    aura.SPEC,
+    balances.SPEC,
+    transaction_payment.SPEC,
+    sudo.SPEC,
+    faucet.SPEC,
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    system: system.Config
+    timestamp: timestamp.Config
+    aura: aura.Config
+    balances: balances.Config
+    transaction_payment: transaction_payment.Config
+    faucet: faucet.Config
+    max_block_weight: Weight = Weight(2_000_000_000_000, 5 * 1024 * 1024)  # 2 s of ref_time
+    max_block_length: int = 5 * 1024 * 1024
+    max_extrinsic_length: int = 4 * 1024 * 1024
+
+    def to_json(self) -> dict[str, Any]:
+        tp = self.transaction_payment
+        return {
+            "system": {"blockHashCount": self.system.block_hash_count, "ss58Prefix": self.system.ss58_prefix},
+            "timestamp": {"minimumPeriodMs": self.timestamp.minimum_period_ms},
+            "aura": {"slotDurationMs": self.aura.slot_duration_ms},
+            "balances": {"existentialDeposit": str(self.balances.existential_deposit)},
+            "transactionPayment": {
+                "byteFee": str(tp.byte_fee),
+                "weightFeePerRefTime": str(tp.weight_fee_per_ref_time),
+                "weightFeeDivisor": str(tp.weight_fee_divisor),
+            },
+            "faucet": {
+                "enabled": self.faucet.enabled,
+                "amount": str(self.faucet.amount),
+                "periodBlocks": self.faucet.period_blocks,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> RuntimeConfig:
+        """Parse the `parameters` section of a chain spec; amounts are decimal strings or ints."""
+        try:
+            slot = int(obj["aura"]["slotDurationMs"])
+            tp = obj["transactionPayment"]
+            fc = obj.get("faucet", {})
+            return cls(
+                system=system.Config(
+                    block_hash_count=int(obj.get("system", {}).get("blockHashCount", 2400)),
+                    ss58_prefix=int(obj.get("system", {}).get("ss58Prefix", 42)),
+                ),
+                timestamp=timestamp.Config(
+                    minimum_period_ms=int(obj.get("timestamp", {}).get("minimumPeriodMs", slot // 2))
+                ),
+                aura=aura.Config(slot_duration_ms=slot),
+                balances=balances.Config(existential_deposit=int(obj["balances"]["existentialDeposit"])),
+                transaction_payment=transaction_payment.Config(
+                    byte_fee=int(tp["byteFee"]),
+                    weight_fee_per_ref_time=int(tp["weightFeePerRefTime"]),
+                    weight_fee_divisor=int(tp.get("weightFeeDivisor", 1)),
+                ),
+                faucet=faucet.Config(
+                    enabled=bool(fc.get("enabled", False)),
+                    amount=int(fc.get("amount", 0)),
+                    period_blocks=int(fc.get("periodBlocks", 1)),
+                ),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"invalid runtime parameters in chain spec: {exc!r}") from exc
+
+    def encode(self) -> bytes:
+        """Canonical bytes (sorted-key JSON of integers and strings; no floats)."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> RuntimeConfig:
+        return cls.from_json(json.loads(raw))
+
+
+def build_runtime(config: RuntimeConfig) -> Runtime:
+    return Runtime(
+        name=RUNTIME_NAME,
+        version=VERSION,
+        pallets=PALLETS,
+        config=config,
+        call_refs=(sudo.RUNTIME_CALL,),
+        event_refs=(system.RUNTIME_EVENT,),
+    )

@@ -1,0 +1,1 @@
+"""The sudo pallet; declarations live in `pallet.py`."""

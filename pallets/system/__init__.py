@@ -1,0 +1,1 @@
+"""The system pallet; declarations live in `pallet.py`."""

@@ -1,0 +1,1 @@
+"""The timestamp pallet; declarations live in `pallet.py`."""

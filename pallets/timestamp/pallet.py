@@ -1,0 +1,57 @@
+"""Timestamp: the block author's time, set once per block by an inherent.
+
+The runtime has no clock: time enters only through this inherent, checked against the previous
+block's time and the slot in the Aura digest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from chain.frame.common import Weight
+from chain.frame.pallet import Ctx, DispatchError, PalletSpec, StorageValue
+from chain.frame.types import BOOL, U64, Compact
+
+SPEC = PalletSpec("Timestamp", 1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    minimum_period_ms: int  # half the slot duration, like FRAME
+
+
+SPEC.constant("MinimumPeriod", U64, lambda c: c.timestamp.minimum_period_ms,
+              "The minimum period between blocks (milliseconds).")
+
+Now: StorageValue[int] = StorageValue(SPEC, "Now", U64, default=0, docs="The current time for the current block.")
+DidUpdate: StorageValue[bool] = StorageValue(SPEC, "DidUpdate", BOOL, default=False,
+                                             docs="Whether the timestamp has been updated in this block.")
+
+
+@SPEC.errors
+class Error(enum.IntEnum):
+    TIMESTAMP_ALREADY_SET = 0
+    TOO_EARLY = 1
+
+
+@SPEC.call(0, weight=Weight(10_000_000, 0), args=[("now", Compact(U64), "T::Moment")], dispatch_class="Mandatory",
+           pays_fee=False)
+def set(ctx: Ctx, now: int) -> None:  # noqa: A001 - FRAME's call name
+    """Set the current time (inherent; unsigned, once per block, at least MinimumPeriod after the
+    previous block)."""
+    ctx.ensure_none()
+    if DidUpdate.get(ctx.state):
+        raise DispatchError("Other", detail="Timestamp must be updated only once in the block")
+    prev = Now.get(ctx.state)
+    if prev != 0 and now < prev + ctx.config.timestamp.minimum_period_ms:
+        raise DispatchError("Other", detail="Timestamp must increment by at least MinimumPeriod")
+    Now.put(ctx.state, now)
+    DidUpdate.put(ctx.state, True)
+
+
+@SPEC.hook("on_finalize")
+def on_finalize(ctx: Ctx) -> None:
+    if not DidUpdate.get(ctx.state):
+        raise DispatchError("Other", detail="Timestamp must be updated once in the block")
+    DidUpdate.kill(ctx.state)

@@ -1,0 +1,1 @@
+"""The transaction_payment pallet; declarations live in `pallet.py`."""
