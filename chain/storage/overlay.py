@@ -1,0 +1,173 @@
+"""`Overlay`: the journaled write layer the runtime uses over a read-only state backend.
+
+Pending changes live in one dict (`key -> value`, `None` meaning deleted) plus a sorted list
+of its keys for merged iteration. Checkpoints are cheap: every write made while a checkpoint
+is open appends `(key, previous pending entry)` to a journal; reverting pops the journal back
+to the checkpoint's mark, committing just drops the mark.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterator
+from typing import Final, Protocol
+
+from chain import ChainError
+
+
+class StateReader(Protocol):
+    """A read-only ordered view of state (`MemoryKV`, `Trie`, ...)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterate(self, prefix: bytes, start: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        """Pairs whose key starts with `prefix` and is > `start` (if given), ascending."""
+        ...
+
+
+class _Absent:
+    """Journal marker: the key had no pending entry before the write."""
+
+    __slots__ = ()
+
+
+_ABSENT: Final = _Absent()
+
+
+class Overlay:
+    """Pending changes over a `StateReader`, with nested checkpoints."""
+
+    __slots__ = ("_backend", "_changes", "_sorted", "_journal", "_marks")
+
+    def __init__(self, backend: StateReader) -> None:
+        self._backend = backend
+        self._changes: dict[bytes, bytes | None] = {}
+        self._sorted: list[bytes] = []  # the keys of _changes, ascending
+        self._journal: list[tuple[bytes, bytes | None | _Absent]] = []
+        self._marks: list[int] = []
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        changes = self._changes
+        if key in changes:
+            return changes[key]
+        return self._backend.get(key)
+
+    def contains(self, key: bytes) -> bool:
+        return self.get(key) is not None
+
+    def iterate(
+        self, prefix: bytes = b"", start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Merged view of backend and pending changes: keys with `prefix`, > `start`, ascending.
+
+        Each step looks the pending keys up afresh, so writes made during iteration are seen
+        if they lie after the cursor.
+        """
+        changes = self._changes
+        pending = self._sorted
+        backend = self._backend.iterate(prefix, start)
+        b_item = next(backend, None)
+        if start is None or start < prefix:
+            p_idx = bisect_left(pending, prefix)
+        else:
+            p_idx = bisect_right(pending, start)
+        while True:
+            p_key = pending[p_idx] if p_idx < len(pending) else None
+            if p_key is not None and not p_key.startswith(prefix):
+                p_key = None
+            if b_item is None:
+                if p_key is None:
+                    return
+                key = p_key
+            elif p_key is None or b_item[0] < p_key:
+                key = b_item[0]
+            else:
+                key = p_key
+            if key in changes:
+                value = changes[key]
+            else:
+                assert b_item is not None
+                value = b_item[1]
+            if value is not None:
+                yield key, value
+            # Advance both cursors past `key`.
+            while b_item is not None and b_item[0] <= key:
+                b_item = next(backend, None)
+            p_idx = bisect_right(pending, key)
+
+    def next_key(self, prefix: bytes = b"", start: bytes | None = None) -> bytes | None:
+        """The first key > `start` (if given) with `prefix`, or None."""
+        for key, _ in self.iterate(prefix, start):
+            return key
+        return None
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        changes = self._changes
+        if key in changes:
+            if self._marks:
+                self._journal.append((key, changes[key]))
+        else:
+            insort(self._sorted, key)
+            if self._marks:
+                self._journal.append((key, _ABSENT))
+        changes[key] = value
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._set(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self._set(key, None)
+
+    def clear_prefix(self, prefix: bytes, limit: int | None = None) -> int:
+        """Delete the keys with `prefix` (at most `limit` of them, lowest first); the count."""
+        keys: list[bytes] = []
+        if limit is None or limit > 0:
+            for key, _ in self.iterate(prefix):
+                keys.append(key)
+                if limit is not None and len(keys) >= limit:
+                    break
+        for key in keys:
+            self._set(key, None)
+        return len(keys)
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        self._marks.append(len(self._journal))
+
+    def commit_checkpoint(self) -> None:
+        if not self._marks:
+            raise ChainError("commit_checkpoint without an open checkpoint")
+        self._marks.pop()
+        if not self._marks:
+            self._journal.clear()
+
+    def revert_checkpoint(self) -> None:
+        if not self._marks:
+            raise ChainError("revert_checkpoint without an open checkpoint")
+        mark = self._marks.pop()
+        journal = self._journal
+        changes = self._changes
+        pending = self._sorted
+        while len(journal) > mark:
+            key, previous = journal.pop()
+            if isinstance(previous, _Absent):
+                del changes[key]
+                del pending[bisect_left(pending, key)]
+            else:
+                changes[key] = previous
+
+    @property
+    def depth(self) -> int:
+        """The number of open checkpoints."""
+        return len(self._marks)
+
+    def changes(self) -> dict[bytes, bytes | None]:
+        """The net pending changes (None = delete); only with no open checkpoint."""
+        if self._marks:
+            raise ChainError(f"changes() with {len(self._marks)} open checkpoint(s)")
+        return dict(self._changes)

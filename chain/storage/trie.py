@@ -1,0 +1,759 @@
+"""A 16-ary Merkle Patricia trie over byte keys, with our own SCALE-style node encoding.
+
+Keys are read as nibble paths (high nibble of each byte first). Nodes are stored
+content-addressed: `node_hash = blake2_256(encoding)`, and a node refers to each child by its
+32-byte hash (there are no inline nodes).
+
+Node encoding (`Compact` is SCALE compact, `nibbles(n)` packs n nibbles two per byte, high
+nibble first, with a zero pad nibble when n is odd):
+
+    Empty      0x00                                                 (only the empty trie)
+    Leaf       0x01 ++ Compact(n) ++ nibbles(n) ++ Compact(len) ++ value
+    Extension  0x02 ++ Compact(n) ++ nibbles(n) ++ child_hash          (n >= 1)
+    Branch     0x03 ++ bitmap(u16 LE) ++ opt_value ++ child_hash * popcount(bitmap)
+               opt_value = 0x00 | 0x01 ++ Compact(len) ++ value
+               bit i of the bitmap set <=> child i present; hashes in ascending i
+
+A full branch with no value is 1 + 2 + 1 + 16 * 32 = 516 bytes.
+
+Canonical form (so that the root depends only on the key/value set):
+  * a Leaf holds the whole remaining path of its key (it may be empty);
+  * an Extension has a non-empty path and its child is a Branch;
+  * a Branch has at least one child, and at least two entries (children + value).
+
+`EMPTY_ROOT = blake2_256(b"\\x00")`, the hash of the Empty encoding. It is never stored and
+never appears as a child.
+
+In memory a nibble n is held as the byte n + 3 ("slot"), so that a path byte directly
+indexes a branch. A clean node (decoded, or committed by `apply`; what `NodeCache` holds) is a
+flat tuple:
+
+    (1, path, value)                          Leaf       (path: slots, one per byte)
+    (2, path, child_hash)                     Extension
+    (3, value | None, bitmap, c0, ..., c15)   Branch     (ci: child hash or None, at index 3+i)
+
+`Trie.apply` works on mutable nodes: a reference is either a hash (`bytes`, an untouched
+subtree) or a list created during this apply (dirty) shaped like the tuple, a dirty Branch
+having a 20th item, the list of slots that may hold dirty children. Every change is applied
+to that tree (keeping it canonical after each key), then `_commit` encodes and hashes each
+dirty node once, bottom-up. Tuples are never mutated. (Flat tuples rather than objects:
+this code is bound by memory latency, and each extra object is one more cache miss.)
+"""
+
+from __future__ import annotations
+
+import struct
+from binascii import hexlify, unhexlify
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from chain import ChainError
+from chain.codec import CodecError, Decoder, encode_compact
+from chain.hashing import blake2_256
+
+__all__ = [
+    "EMPTY_NODE",
+    "EMPTY_ROOT",
+    "MemoryNodeStore",
+    "Node",
+    "NodeCache",
+    "NodeStore",
+    "Trie",
+    "TrieError",
+    "decode_node",
+    "ordered_root",
+    "reference_root",
+    "verify",
+]
+
+EMPTY_NODE = b"\x00"
+EMPTY_ROOT: bytes = blake2_256(EMPTY_NODE)
+
+LEAF = 1
+EXTENSION = 2
+BRANCH = 3
+
+_VALUE = 1  # branch value
+_BITMAP = 2  # branch bitmap
+_SLOT0 = 3  # the branch's child for nibble n is at index n + _SLOT0
+_ENC = 19  # branch: its encoding (clean), the encoding it was copied from or None (dirty)
+_TOUCHED = 20  # dirty branch: slots that may hold dirty children
+_HEAD = 3  # leaf: its encoding up to the value, or None (dirty, path changed)
+
+Node = tuple[Any, ...]  # a clean node, see the module docstring
+_Dirty = list[Any]  # a dirty node, only inside `Trie.apply`
+_Ref = bytes | _Dirty
+
+
+class TrieError(ChainError):
+    """A missing, corrupt or non-canonical trie node."""
+
+
+class NodeStore(Protocol):
+    def get(self, node_hash: bytes) -> bytes | None: ...
+
+
+class MemoryNodeStore:
+    """A dict of `{node_hash: encoding}`."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes: Mapping[bytes, bytes] | None = None) -> None:
+        self.nodes: dict[bytes, bytes] = dict(nodes) if nodes else {}
+
+    def get(self, node_hash: bytes) -> bytes | None:
+        return self.nodes.get(node_hash)
+
+    def update(self, nodes: Mapping[bytes, bytes]) -> None:
+        self.nodes.update(nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+# -- paths and encoding --------------------------------------------------------------------
+
+_HEX = b"0123456789abcdef"
+_SLOTS = bytes(range(_SLOT0, _SLOT0 + 16))
+_HEX_TO_SLOT = bytes.maketrans(_HEX, _SLOTS)
+_SLOT_TO_HEX = bytes.maketrans(_SLOTS, _HEX)
+_SLOT = [bytes((i,)) for i in range(_SLOT0 + 16)]  # _SLOT[s] == bytes((s,))
+_BIT = [0] * _SLOT0 + [1 << n for n in range(16)]  # bitmap bit of slot s
+_BELOW = [0] * _SLOT0 + [(1 << n) - 1 for n in range(16)]  # bits of the slots before s
+_COMPACT = [encode_compact(n) for n in range(1024)]
+_BRANCH_HEAD = struct.Struct("<BH").pack
+
+
+def _path(key: bytes) -> bytes:
+    """A key's nibble path, in slots."""
+    return hexlify(key).translate(_HEX_TO_SLOT)
+
+
+def _pack(path: bytes) -> bytes:
+    hexed = path.translate(_SLOT_TO_HEX)
+    if len(path) & 1:
+        hexed += b"0"
+    return unhexlify(hexed)
+
+
+def _compact(n: int) -> bytes:
+    return _COMPACT[n] if n < 1024 else encode_compact(n)
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _encode_leaf(path: bytes, value: bytes) -> bytes:
+    return b"".join((b"\x01", _compact(len(path)), _pack(path), _compact(len(value)), value))
+
+
+def _encode_extension(path: bytes, child_hash: bytes) -> bytes:
+    return b"".join((b"\x02", _compact(len(path)), _pack(path), child_hash))
+
+
+def _encode_branch(bitmap: int, value: bytes | None, hashes: Sequence[bytes | None]) -> bytes:
+    """`hashes`: the 16 children's hashes, None for absent ones."""
+    if value is None:
+        head = _BRANCH_HEAD(BRANCH, bitmap) + b"\x00"
+    else:
+        head = b"".join((_BRANCH_HEAD(BRANCH, bitmap), b"\x01", _compact(len(value)), value))
+    return head + b"".join(filter(None, hashes))
+
+
+def _read_compact(data: bytes, pos: int) -> tuple[int, int]:
+    if pos < len(data) and not data[pos] & 3:
+        return data[pos] >> 2, pos + 1
+    dec = Decoder(data, pos)
+    value = dec.compact()
+    return value, dec.pos
+
+
+def _read_path(data: bytes, pos: int) -> tuple[bytes, int]:
+    n, pos = _read_compact(data, pos)
+    end = pos + (n + 1) // 2
+    if end > len(data):
+        raise CodecError("trie path runs past the end of the node")
+    path = hexlify(data[pos:end]).translate(_HEX_TO_SLOT)
+    if n & 1:
+        if path[-1] != _SLOT0:
+            raise CodecError("non-zero padding nibble in a trie path")
+        path = path[:-1]
+    return path, end
+
+
+def decode_node(encoding: bytes) -> Node:
+    """Decode one node strictly (raises `CodecError`) into its clean tuple form."""
+    size = len(encoding)
+    tag = encoding[0] if size else -1
+    if tag == BRANCH:
+        if size < 4:
+            raise CodecError("truncated trie branch")
+        bitmap = encoding[1] | encoding[2] << 8
+        if not bitmap:
+            raise CodecError("trie branch without children")
+        flag = encoding[3]
+        value: bytes | None = None
+        pos = 4
+        if flag == 1:
+            length, pos = _read_compact(encoding, 4)
+            value = encoding[pos : pos + length]
+            pos += length
+        elif flag:
+            raise CodecError(f"invalid option byte {flag} in a trie branch")
+        if size - pos != 32 * bitmap.bit_count():
+            raise CodecError("trie branch length does not match its bitmap")
+        node: list[Any] = [BRANCH, value, bitmap]
+        for n in range(16):
+            if bitmap >> n & 1:
+                node.append(encoding[pos : pos + 32])
+                pos += 32
+            else:
+                node.append(None)
+        node.append(encoding)
+        return tuple(node)
+    if tag == LEAF:
+        path, head_end = _read_path(encoding, 1)
+        length, pos = _read_compact(encoding, head_end)
+        if size - pos != length:
+            raise CodecError("trie leaf value length does not match the node")
+        return (LEAF, path, encoding[pos:], encoding[:head_end])
+    if tag == EXTENSION:
+        path, pos = _read_path(encoding, 1)
+        if not path:
+            raise CodecError("trie extension with an empty path")
+        if size - pos != 32:
+            raise CodecError("trie extension must end with one 32-byte hash")
+        return (EXTENSION, path, encoding[pos:])
+    raise CodecError(f"unknown trie node tag {tag}")
+
+
+# -- cache ---------------------------------------------------------------------------------
+
+
+class NodeCache:
+    """A bounded cache of clean nodes by hash, shareable between `Trie`s.
+
+    An approximate LRU with two generations: new and recently used nodes go into `young`;
+    when it holds capacity/2 entries it becomes `old` and the previous `old` is dropped; a hit
+    in `old` moves the node back to `young`. A hit costs one dict lookup, with no bookkeeping
+    (an OrderedDict's move_to_end costs another cache miss per node on the read path).
+    """
+
+    __slots__ = ("capacity", "_half", "_young", "_old")
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        if capacity < 2:
+            raise ValueError("NodeCache capacity must be at least 2")
+        self.capacity = capacity
+        self._half = capacity // 2
+        self._young: dict[bytes, Node] = {}
+        self._old: dict[bytes, Node] = {}
+
+    def __len__(self) -> int:
+        return len(self._young) + len(self._old)
+
+    def get(self, node_hash: bytes) -> Node | None:
+        node = self._young.get(node_hash)
+        if node is None:
+            node = self._old.pop(node_hash, None)
+            if node is not None:
+                self.put(node_hash, node)
+        return node
+
+    def put(self, node_hash: bytes, node: Node) -> None:
+        young = self._young
+        if node_hash not in young:
+            young[node_hash] = node
+            if len(young) >= self._half:
+                self._old = young
+                self._young = {}
+
+    def clear(self) -> None:
+        self._young = {}
+        self._old = {}
+
+
+# -- the trie ------------------------------------------------------------------------------
+
+
+class Trie:
+    """A read-only view of the trie at `root`; `apply` computes a new root without storing."""
+
+    __slots__ = ("store", "root", "cache")
+
+    def __init__(
+        self, store: NodeStore, root: bytes = EMPTY_ROOT, cache: NodeCache | None = None
+    ) -> None:
+        self.store = store
+        self.root = root
+        self.cache = cache if cache is not None else NodeCache()
+
+    def _load(self, node_hash: bytes) -> Node:
+        cache = self.cache
+        node = cache._young.get(node_hash)
+        if node is not None:
+            return node
+        node = cache.get(node_hash)
+        if node is not None:
+            return node
+        encoding = self.store.get(node_hash)
+        if encoding is None:
+            raise TrieError(f"missing trie node {node_hash.hex()}")
+        try:
+            node = decode_node(encoding)
+        except CodecError as exc:
+            raise TrieError(f"corrupt trie node {node_hash.hex()}: {exc}") from exc
+        cache.put(node_hash, node)
+        return node
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        node_hash = self.root
+        if node_hash == EMPTY_ROOT:
+            return None
+        path = hexlify(key).translate(_HEX_TO_SLOT)
+        end = len(path)
+        pos = 0
+        young = self.cache._young
+        while True:
+            node = young.get(node_hash)
+            if node is None:
+                node = self._load(node_hash)
+            kind = node[0]
+            if kind == BRANCH:
+                if pos == end:
+                    value: bytes | None = node[_VALUE]
+                    return value
+                node_hash = node[path[pos]]
+                if node_hash is None:
+                    return None
+                pos += 1
+            elif kind == LEAF:
+                leaf_path = node[1]
+                if end - pos == len(leaf_path) and path.startswith(leaf_path, pos):
+                    leaf_value: bytes = node[2]
+                    return leaf_value
+                return None
+            else:
+                ext_path = node[1]
+                if not path.startswith(ext_path, pos):
+                    return None
+                pos += len(ext_path)
+                node_hash = node[2]
+
+    def iterate(
+        self, prefix: bytes = b"", start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Pairs whose key starts with `prefix` and is > `start` (if given), ascending."""
+        if self.root == EMPTY_ROOT:
+            return
+        load = self._load
+        pp = _path(prefix)
+        pos = 0
+        node_hash = self.root
+        # Descend to the node covering `prefix`; `pp[:pos]` is the path to `node_hash`.
+        while pos < len(pp):
+            node = load(node_hash)
+            kind = node[0]
+            if kind == BRANCH:
+                child = node[pp[pos]]
+                if child is None:
+                    return
+                node_hash = child
+                pos += 1
+            elif kind == LEAF:
+                if node[1].startswith(pp[pos:]):
+                    break
+                return
+            else:
+                ext_path = node[1]
+                if ext_path.startswith(pp[pos:]):
+                    break
+                if not pp.startswith(ext_path, pos):
+                    return
+                pos += len(ext_path)
+                node_hash = node[2]
+        acc = pp[:pos]
+        lo: bytes | None = None  # the rest of `start` below `acc`, while acc is its prefix
+        if start is not None:
+            sp = _path(start)
+            if sp.startswith(acc):
+                lo = sp[pos:]
+            elif sp > acc:
+                return
+        stack: list[tuple[bytes, bytes, bytes | None]] = [(node_hash, acc, lo)]
+        while stack:
+            node_hash, acc, lo = stack.pop()
+            node = load(node_hash)
+            kind = node[0]
+            if kind == LEAF:
+                if lo is None or node[1] > lo:
+                    yield _pack(acc + node[1]), node[2]
+            elif kind == EXTENSION:
+                ext_path = node[1]
+                if lo is None:
+                    stack.append((node[2], acc + ext_path, None))
+                else:
+                    head = lo[: len(ext_path)]
+                    if ext_path > head:
+                        stack.append((node[2], acc + ext_path, None))
+                    elif ext_path == head:
+                        stack.append((node[2], acc + ext_path, lo[len(ext_path) :]))
+            else:
+                if lo is None and node[_VALUE] is not None:
+                    yield _pack(acc), node[_VALUE]
+                first = lo[0] if lo else _SLOT0
+                for s in range(_SLOT0 + 15, first - 1, -1):
+                    child = node[s]
+                    if child is not None:
+                        below = lo[1:] if lo and s == first else None
+                        stack.append((child, acc + _SLOT[s], below))
+
+    # -- writes --------------------------------------------------------------------------
+
+    def apply(self, changes: Mapping[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes]]:
+        """Apply puts (value) and deletes (None): `(new_root, {hash: encoding} of new nodes)`.
+
+        Neither the store nor this Trie changes; the new nodes are put into the cache.
+        """
+        root: _Ref | None = None if self.root == EMPTY_ROOT else self.root
+        put = self._put
+        delete = self._delete
+        for key, value in changes.items():
+            if value is None:
+                root = delete(root, hexlify(key).translate(_HEX_TO_SLOT), 0)
+            else:
+                root = put(root, hexlify(key).translate(_HEX_TO_SLOT), value)
+        if root is None:
+            return EMPTY_ROOT, {}
+        if isinstance(root, bytes):
+            return root, {}
+        new_nodes: dict[bytes, bytes] = {}
+        return self._commit(root, new_nodes), new_nodes
+
+    def _put(self, root: _Ref | None, path: bytes, value: bytes) -> _Ref:
+        """Insert, walking down dirty branches in place; `_insert` does the rest."""
+        if root.__class__ is not list:
+            return self._insert(root, path, 0, value)
+        assert isinstance(root, list)
+        node = root
+        pos = 0
+        if node[0] != BRANCH:
+            sub = node[2]
+            if node[0] == LEAF or sub.__class__ is not list or not path.startswith(node[1]):
+                return self._insert(root, path, 0, value)
+            node = sub
+            pos = len(root[1])
+        end = len(path)
+        while True:  # `node` is a dirty branch
+            if pos == end:
+                node[_VALUE] = value
+                return root
+            s = path[pos]
+            child = node[s]
+            if child.__class__ is list:
+                kind = child[0]
+                if kind == BRANCH:
+                    node = child
+                    pos += 1
+                    continue
+                if kind == EXTENSION:
+                    sub = child[2]
+                    if sub.__class__ is list and path.startswith(child[1], pos + 1):
+                        node = sub
+                        pos += 1 + len(child[1])
+                        continue
+            new = self._insert(child, path, pos + 1, value)
+            if new is not child:
+                node[s] = new
+                if child is None:
+                    node[_BITMAP] |= _BIT[s]
+                node[_TOUCHED].append(s)
+            return root
+
+    def _insert(self, ref: _Ref | None, path: bytes, pos: int, value: bytes) -> _Ref:
+        if ref is None:
+            return [LEAF, path[pos:], value, None]
+        node: Node | _Dirty
+        if ref.__class__ is bytes:
+            assert isinstance(ref, bytes)
+            node = self._load(ref)
+            clean = True
+        else:
+            node = ref
+            clean = False
+        kind = node[0]
+        if kind == BRANCH:
+            if pos == len(path):
+                if node[_VALUE] == value:
+                    return ref
+                dirty = node if not clean else [*node, []]
+                dirty[_VALUE] = value
+                return dirty
+            s = path[pos]
+            child = node[s]
+            new = self._insert(child, path, pos + 1, value)
+            if new is child:
+                return ref
+            dirty = node if not clean else [*node, []]
+            dirty[s] = new
+            if child is None:
+                dirty[_BITMAP] |= _BIT[s]
+            dirty[_TOUCHED].append(s)
+            return dirty
+        if kind == LEAF:
+            leaf_path = node[1]
+            if len(path) - pos == len(leaf_path) and path.startswith(leaf_path, pos):
+                if node[2] == value:
+                    return ref
+                if clean:
+                    return [LEAF, leaf_path, value, node[_HEAD]]
+                node[2] = value
+                return ref
+            rest = path[pos:]
+            c = _common_prefix(leaf_path, rest)
+            branch = _new_branch()
+            if c == len(leaf_path):
+                branch[_VALUE] = node[2]
+            else:
+                _attach(branch, leaf_path[c], [LEAF, leaf_path[c + 1 :], node[2], None])
+            if c == len(rest):
+                branch[_VALUE] = value
+            else:
+                _attach(branch, rest[c], [LEAF, rest[c + 1 :], value, None])
+            return [EXTENSION, rest[:c], branch] if c else branch
+        ext_path = node[1]
+        if path.startswith(ext_path, pos):
+            child = node[2]
+            new = self._insert(child, path, pos + len(ext_path), value)
+            if new is child:
+                return ref
+            if clean:
+                return [EXTENSION, ext_path, new]
+            node[2] = new
+            return ref
+        rest = path[pos:]
+        c = _common_prefix(ext_path, rest)
+        branch = _new_branch()
+        below = node[2] if c + 1 == len(ext_path) else [EXTENSION, ext_path[c + 1 :], node[2]]
+        _attach(branch, ext_path[c], below)
+        if c == len(rest):
+            branch[_VALUE] = value
+        else:
+            _attach(branch, rest[c], [LEAF, rest[c + 1 :], value, None])
+        return [EXTENSION, rest[:c], branch] if c else branch
+
+    def _delete(self, ref: _Ref | None, path: bytes, pos: int) -> _Ref | None:
+        if ref is None:
+            return None
+        node: Node | _Dirty
+        if ref.__class__ is bytes:
+            assert isinstance(ref, bytes)
+            node = self._load(ref)
+            clean = True
+        else:
+            node = ref
+            clean = False
+        kind = node[0]
+        if kind == LEAF:
+            leaf_path = node[1]
+            if len(path) - pos == len(leaf_path) and path.startswith(leaf_path, pos):
+                return None
+            return ref
+        if kind == EXTENSION:
+            ext_path = node[1]
+            if not path.startswith(ext_path, pos):
+                return ref
+            child = node[2]
+            new = self._delete(child, path, pos + len(ext_path))
+            if new is child:
+                return ref
+            if new is None:  # pragma: no cover - a canonical branch keeps an entry
+                raise TrieError("extension over a branch with a single entry")
+            return self._prepend(ext_path, new)
+        if pos == len(path):
+            if node[_VALUE] is None:
+                return ref
+            dirty = node if not clean else [*node, []]
+            dirty[_VALUE] = None
+        else:
+            s = path[pos]
+            child = node[s]
+            if child is None:
+                return ref
+            new = self._delete(child, path, pos + 1)
+            if new is child:
+                return ref
+            dirty = node if not clean else [*node, []]
+            dirty[s] = new
+            if new is None:
+                dirty[_BITMAP] &= ~_BIT[s]
+            else:
+                dirty[_TOUCHED].append(s)
+        # Restore canonical form.
+        bitmap = dirty[_BITMAP]
+        count = bitmap.bit_count()
+        if count > 1 or (count == 1 and dirty[_VALUE] is not None):
+            return dirty
+        if count == 1:
+            s = bitmap.bit_length() - 1 + _SLOT0
+            return self._prepend(_SLOT[s], dirty[s])
+        if dirty[_VALUE] is None:  # pragma: no cover - a canonical branch has two entries
+            raise TrieError("branch left without entries")
+        return [LEAF, b"", dirty[_VALUE], None]
+
+    def _prepend(self, slots: bytes, ref: _Ref) -> _Dirty:
+        """The node for `ref`'s subtree moved `slots` deeper (merging paths)."""
+        node = self._load(ref) if isinstance(ref, bytes) else ref
+        kind = node[0]
+        if kind == BRANCH:
+            return [EXTENSION, slots, ref]
+        if kind == LEAF:
+            return [LEAF, slots + node[1], node[2], None]
+        return [EXTENSION, slots + node[1], node[2]]
+
+    def _commit(self, node: _Dirty, out: dict[bytes, bytes]) -> bytes:
+        kind = node[0]
+        if kind == BRANCH:
+            touched = node.pop()
+            for s in touched:
+                child = node[s]
+                if child.__class__ is list:
+                    node[s] = self._commit(child, out)
+            bitmap = node[_BITMAP]
+            base = node[_ENC]
+            if (
+                base is not None
+                and node[_VALUE] is None
+                and not base[3]
+                and base[1] | base[2] << 8 == bitmap
+            ):
+                # Same shape as the node it was copied from: overwrite the changed hashes.
+                buf = bytearray(base)
+                for s in touched:
+                    offset = 4 + 32 * (bitmap & _BELOW[s]).bit_count()
+                    buf[offset : offset + 32] = node[s]
+                encoding = bytes(buf)
+            else:
+                encoding = _encode_branch(bitmap, node[_VALUE], node[_SLOT0:_ENC])
+            node[_ENC] = encoding
+            clean = tuple(node)
+        elif kind == LEAF:
+            head = node[_HEAD]
+            if head is None:
+                head = node[_HEAD] = b"\x01" + _compact(len(node[1])) + _pack(node[1])
+            value = node[2]
+            encoding = b"".join((head, _compact(len(value)), value))
+            clean = tuple(node)
+        else:
+            child = node[2]
+            if child.__class__ is list:
+                child = self._commit(child, out)
+            clean = (EXTENSION, node[1], child)
+            encoding = _encode_extension(node[1], child)
+        node_hash = blake2_256(encoding)
+        out[node_hash] = encoding
+        self.cache.put(node_hash, clean)
+        return node_hash
+
+
+def _new_branch() -> _Dirty:
+    return [BRANCH, None, 0, *[None] * 16, None, []]
+
+
+def _attach(branch: _Dirty, slot: int, child: _Ref) -> None:
+    branch[slot] = child
+    branch[_BITMAP] |= _BIT[slot]
+    branch[_TOUCHED].append(slot)
+
+
+# -- oracle, ordered root, verification ----------------------------------------------------
+
+
+def _reference_encoding(entries: list[tuple[bytes, bytes]]) -> bytes:
+    """Encoding of the canonical node for sorted, distinct, non-empty (path, value)s."""
+    if len(entries) == 1:
+        path, value = entries[0]
+        return _encode_leaf(path, value)
+    common = _common_prefix(entries[0][0], entries[-1][0])  # sorted: first vs last suffices
+    if common:
+        below = _reference_encoding([(p[common:], v) for p, v in entries])
+        return _encode_extension(entries[0][0][:common], blake2_256(below))
+    value: bytes | None = None
+    groups: list[list[tuple[bytes, bytes]]] = [[] for _ in range(16)]
+    for path, v in entries:
+        if path:
+            groups[path[0] - _SLOT0].append((path[1:], v))
+        else:
+            value = v
+    bitmap = 0
+    hashes: list[bytes | None] = []
+    for n, group in enumerate(groups):
+        if group:
+            bitmap |= 1 << n
+            hashes.append(blake2_256(_reference_encoding(group)))
+    return _encode_branch(bitmap, value, hashes)
+
+
+def reference_root(items: Mapping[bytes, bytes]) -> bytes:
+    """The root of the trie holding exactly `items`, computed recursively from scratch."""
+    if not items:
+        return EMPTY_ROOT
+    entries = sorted((_path(k), v) for k, v in items.items())
+    return blake2_256(_reference_encoding(entries))
+
+
+def ordered_root(values: Sequence[bytes]) -> bytes:
+    """Root of the trie `{encode_compact(i): values[i]}` (the header's extrinsics root)."""
+    return reference_root({encode_compact(i): v for i, v in enumerate(values)})
+
+
+def verify(store: NodeStore, root: bytes) -> int:
+    """Check every node reachable from `root`; return the number of key/value pairs.
+
+    Checks each node's hash, strict decoding and canonical form (extensions point to
+    branches, branches have >= 1 child and >= 2 entries, keys are whole bytes). Raises
+    `TrieError` on the first problem.
+    """
+    if root == EMPTY_ROOT:
+        return 0
+    count = 0
+    # (hash, nibble depth, parent is an extension)
+    stack: list[tuple[bytes, int, bool]] = [(root, 0, False)]
+    while stack:
+        node_hash, depth, under_extension = stack.pop()
+        encoding = store.get(node_hash)
+        if encoding is None:
+            raise TrieError(f"missing trie node {node_hash.hex()}")
+        if blake2_256(encoding) != node_hash:
+            raise TrieError(f"trie node {node_hash.hex()} does not match its hash")
+        try:
+            node = decode_node(encoding)
+        except CodecError as exc:
+            raise TrieError(f"corrupt trie node {node_hash.hex()}: {exc}") from exc
+        kind = node[0]
+        if under_extension and kind != BRANCH:
+            raise TrieError(f"extension child {node_hash.hex()} is not a branch")
+        if kind == LEAF:
+            if (depth + len(node[1])) & 1:
+                raise TrieError(f"leaf {node_hash.hex()} ends mid-byte")
+            count += 1
+        elif kind == EXTENSION:
+            stack.append((node[2], depth + len(node[1]), True))
+        else:
+            if node[_BITMAP].bit_count() + (node[_VALUE] is not None) < 2:
+                raise TrieError(f"branch {node_hash.hex()} has fewer than two entries")
+            if node[_VALUE] is not None:
+                if depth & 1:
+                    raise TrieError(f"branch {node_hash.hex()} holds a value mid-byte")
+                count += 1
+            for s in range(_SLOT0 + 15, _SLOT0 - 1, -1):
+                if node[s] is not None:
+                    stack.append((node[s], depth + 1, False))
+    return count

@@ -1,0 +1,161 @@
+"""The chain database: headers, bodies, the canonical index, trie nodes, head pointers.
+
+This class owns the key layout. Every block goes in with ONE atomic write batch: its header,
+body, new trie nodes, canonical index entry and the new best/finalized pointers, so a crash
+(kill -9) at any point leaves the store at the old block or the new one, never between.
+
+Key layout (one-byte prefixes):
+  h<hash>          SCALE header
+  b<hash>          SCALE Vec<extrinsic> (each with its length prefix)
+  n<u32 BE>        canonical block hash at that number
+  t<node hash>     trie node (content-addressed; all states are kept: archive mode)
+  x<tx hash>       block hash ++ u32 LE index of an included extrinsic
+  m:best, m:finalized, m:genesis
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from chain.codec import Decoder, encode_compact
+from chain.primitives import Header
+from chain.storage.kv import KVStore
+from chain.storage.trie import NodeCache, Trie
+from node.errors import NodeError
+
+HEADER = b"h"
+BODY = b"b"
+CANON = b"n"
+NODE = b"t"
+TXINDEX = b"x"
+BEST = b"m:best"
+FINALIZED = b"m:finalized"
+GENESIS = b"m:genesis"
+
+
+class ChainDBError(NodeError):
+    pass
+
+
+class _NodeStore:
+    __slots__ = ("kv",)
+
+    def __init__(self, kv: KVStore) -> None:
+        self.kv = kv
+
+    def get(self, node_hash: bytes) -> bytes | None:
+        return self.kv.get(NODE + node_hash)
+
+
+class ChainDB:
+    def __init__(self, kv: KVStore, *, cache_nodes: int = 500_000) -> None:
+        self.kv = kv
+        self.nodes = _NodeStore(kv)
+        self.cache = NodeCache(cache_nodes)
+        self._headers: dict[bytes, Header] = {}
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    def genesis_hash(self) -> bytes | None:
+        return self.kv.get(GENESIS)
+
+    def best_hash(self) -> bytes:
+        h = self.kv.get(BEST)
+        if h is None:
+            raise ChainDBError("the database has no chain (no genesis)")
+        return h
+
+    def finalized_hash(self) -> bytes:
+        h = self.kv.get(FINALIZED)
+        return h if h is not None else self.best_hash()
+
+    def header(self, block_hash: bytes) -> Header | None:
+        cached = self._headers.get(block_hash)
+        if cached is not None:
+            return cached
+        raw = self.kv.get(HEADER + block_hash)
+        if raw is None:
+            return None
+        header = Header.decode(raw)
+        if len(self._headers) > 4096:
+            self._headers.clear()
+        self._headers[block_hash] = header
+        return header
+
+    def body(self, block_hash: bytes) -> list[bytes] | None:
+        raw = self.kv.get(BODY + block_hash)
+        if raw is None:
+            return None
+        d = Decoder(raw)
+        out = []
+        for _ in range(d.compact()):
+            start = d.pos
+            n = d.compact()
+            d.read(n)
+            out.append(raw[start : d.pos])
+        d.finish()
+        return out
+
+    def hash_at(self, number: int) -> bytes | None:
+        if not 0 <= number < 2**32:
+            return None
+        return self.kv.get(CANON + number.to_bytes(4, "big"))
+
+    def state_at(self, block_hash: bytes) -> Trie:
+        header = self.header(block_hash)
+        if header is None:
+            raise ChainDBError(f"unknown block 0x{block_hash.hex()}")
+        return self.state_at_root(header.state_root)
+
+    def state_at_root(self, root: bytes) -> Trie:
+        return Trie(self.nodes, root, self.cache)
+
+    def tx_location(self, tx_hash: bytes) -> tuple[bytes, int] | None:
+        raw = self.kv.get(TXINDEX + tx_hash)
+        if raw is None:
+            return None
+        return raw[:32], int.from_bytes(raw[32:36], "little")
+
+    # ---- writes -------------------------------------------------------------------------------
+
+    def commit_block(
+        self,
+        header: Header,
+        extrinsics: Sequence[bytes],
+        nodes: dict[bytes, bytes],
+        *,
+        is_best: bool,
+        is_finalized: bool,
+        is_genesis: bool = False,
+        sync: bool = True,
+    ) -> bytes:
+        """Persist a block and its state atomically; returns its hash."""
+        block_hash = header.hash()
+        ops: list[tuple[bytes, bytes | None]] = [
+            (HEADER + block_hash, header.encode()),
+            (BODY + block_hash, encode_compact(len(extrinsics)) + b"".join(extrinsics)),
+        ]
+        ops.extend((NODE + h, enc) for h, enc in nodes.items())
+        if is_best:
+            ops.append((CANON + header.number.to_bytes(4, "big"), block_hash))
+            ops.append((BEST, block_hash))
+            ops.extend(self._tx_index(block_hash, extrinsics))
+        if is_finalized:
+            ops.append((FINALIZED, block_hash))
+        if is_genesis:
+            ops.append((GENESIS, block_hash))
+        self.kv.write_batch(ops, sync=sync)
+        self._headers[block_hash] = header
+        return block_hash
+
+    def set_finalized(self, block_hash: bytes) -> None:
+        self.kv.write_batch([(FINALIZED, block_hash)], sync=True)
+
+    @staticmethod
+    def _tx_index(block_hash: bytes, extrinsics: Iterable[bytes]) -> list[tuple[bytes, bytes | None]]:
+        from chain.hashing import blake2_256
+
+        return [
+            (TXINDEX + blake2_256(xt), block_hash + i.to_bytes(4, "little"))
+            for i, xt in enumerate(extrinsics)
+        ]

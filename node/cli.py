@@ -1,0 +1,178 @@
+"""`cuckoo-node`: Substrate's command line where one exists.
+
+    cuckoo-node --dev --tmp --rpc-port 9944       a fresh single-validator dev chain
+    cuckoo-node --chain local --base-path DIR --validator --alice
+    cuckoo-node build-spec --chain dev [--raw]
+    cuckoo-node key generate | inspect | insert
+    cuckoo-node purge-chain --base-path DIR --chain dev [-y]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from genesis.builder import ChainSpecError, load_spec, to_raw
+from node.errors import NodeError
+
+log = logging.getLogger("cuckoo")
+
+DEV_ACCOUNTS = ("alice", "bob", "charlie", "dave", "eve", "ferdie")
+
+
+def _default_base_path() -> Path:
+    return Path.home() / ".local" / "share" / "cuckoo-node"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cuckoo-node", description="Cuckoo chain node (Substrate-compatible)")
+    p.add_argument("--dev", action="store_true",
+                   help="development chain: --chain dev, validator with //Alice, and --tmp unless --base-path")
+    p.add_argument("--tmp", action="store_true", help="run in a temporary directory deleted on exit")
+    p.add_argument("--base-path", "-d", type=Path, help="where the database and keystore live")
+    p.add_argument("--chain", default=None, help="dev, local, or a path to a chain spec JSON")
+    p.add_argument("--validator", action="store_true", help="author blocks with the keystore's Aura key")
+    p.add_argument("--name", default="cuckoo-node", help="a human-readable name for this node")
+    p.add_argument("--port", type=int, default=30333, help="p2p port (multi-node networking: see docs)")
+    p.add_argument("--rpc-port", type=int, default=9944, help="JSON-RPC port (HTTP and WebSocket)")
+    p.add_argument("--rpc-external", action="store_true", help="listen for RPC on all interfaces")
+    p.add_argument("--bootnodes", nargs="*", default=[], help="peers to connect to")
+    p.add_argument("--prometheus-port", type=int, default=9615, help="Prometheus /metrics port")
+    p.add_argument("--no-prometheus", action="store_true", help="do not expose Prometheus metrics")
+    p.add_argument("--block-time-ms", type=int, default=None, help="override the chain spec's slot duration")
+    p.add_argument("--log", "-l", default="info", help="log level (error, warn, info, debug)")
+    for name in DEV_ACCOUNTS:
+        p.add_argument(f"--{name}", action="store_true",
+                       help=f"shortcut: --validator with the //{name.capitalize()} dev key in the keystore")
+    sub = p.add_subparsers(dest="command")
+    bs = sub.add_parser("build-spec", help="print a chain spec as JSON")
+    bs.add_argument("--chain", default="dev")
+    bs.add_argument("--raw", action="store_true", help="genesis as raw storage key/values")
+    bs.add_argument("--dev", action="store_true", help="same as --chain dev")
+    pc = sub.add_parser("purge-chain", help="delete a chain's database")
+    pc.add_argument("--base-path", "-d", type=Path, default=None)
+    pc.add_argument("--chain", default="dev")
+    pc.add_argument("--dev", action="store_true")
+    pc.add_argument("-y", action="store_true", help="do not ask for confirmation")
+    from node.keycmd import add_key_parser
+
+    add_key_parser(sub)
+    return p
+
+
+def _cmd_build_spec(args: argparse.Namespace) -> int:
+    spec = load_spec("dev" if args.dev else args.chain)
+    out = to_raw(spec) if args.raw else spec.raw
+    json.dump(out, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _cmd_purge_chain(args: argparse.Namespace) -> int:
+    spec = load_spec("dev" if args.dev else args.chain)
+    base = args.base_path or _default_base_path()
+    db = base / "chains" / spec.id / "db"
+    if not db.exists():
+        print(f"{db} does not exist; nothing to purge")
+        return 0
+    if not args.y:
+        if not sys.stdin.isatty():
+            print("refusing to purge without confirmation: pass -y", file=sys.stderr)
+            return 1
+        answer = input(f"Are you sure to remove {db}? [y/N]: ")
+        if answer.strip().lower() != "y":
+            print("Aborted")
+            return 1
+    shutil.rmtree(db)
+    print(f"{db} removed.")
+    return 0
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    from node.service import Node, NodeConfig
+    from node.keystore import dev_suri
+
+    chain = args.chain or ("dev" if args.dev else "local")
+    spec = load_spec(chain)
+    dev_key = next((dev_suri(n) for n in DEV_ACCOUNTS if getattr(args, n)), None)
+    if args.dev and dev_key is None:
+        dev_key = dev_suri("alice")
+    validator = args.validator or args.dev or dev_key is not None
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    if args.tmp or (args.dev and args.base_path is None):
+        tmp = tempfile.TemporaryDirectory(prefix="cuckoo-node-")
+        base = Path(tmp.name)
+    else:
+        base = args.base_path or _default_base_path()
+    if validator and dev_key is None:
+        log.warning("--validator without a dev key: the node authors only with an 'aura' key in its keystore "
+                    "(insert one with `cuckoo-node key insert`)")
+    if args.bootnodes:
+        log.warning("--bootnodes given, but peer-to-peer networking is not part of this release; running alone")
+    config = NodeConfig(
+        spec=spec,
+        base_path=base,
+        name=args.name,
+        validator=validator,
+        rpc_host="0.0.0.0" if args.rpc_external else "127.0.0.1",
+        rpc_port=args.rpc_port,
+        prometheus_port=None if args.no_prometheus else args.prometheus_port,
+        dev_key=dev_key,
+        block_time_ms=args.block_time_ms,
+    )
+    try:
+        node = Node(config)
+        if validator and node.signer is None:
+            pubs = node.keystore.public_keys("aura")
+            if pubs:
+                node.signer = node.keystore.signer("aura", pubs[0])
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, node.request_stop)
+            await node.run()
+
+        try:
+            import uvloop
+
+            uvloop.run(main())
+        except ImportError:
+            asyncio.run(main())
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = getattr(logging, str(args.log).upper(), logging.INFO) if hasattr(args, "log") else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        if args.command == "build-spec":
+            return _cmd_build_spec(args)
+        if args.command == "purge-chain":
+            return _cmd_purge_chain(args)
+        if args.command == "key":
+            from node.keycmd import run_key
+
+            return run_key(args)
+        return _run_node(args)
+    except (NodeError, ChainSpecError, ValueError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

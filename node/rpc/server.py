@@ -1,0 +1,777 @@
+"""JSON-RPC 2.0 transport: HTTP POST and WebSocket on one port, with subscriptions.
+
+The server knows nothing about blocks. The node registers handlers:
+
+    server = RpcServer()
+    server.method("system_health", lambda params: {"peers": 0, ...})
+    server.subscription(
+        "chain_subscribeNewHeads", "chain_unsubscribeNewHeads", "chain_newHead", on_subscribe,
+        aliases=[("chain_subscribeNewHead", "chain_unsubscribeNewHead")],
+    )
+    port = await server.start("127.0.0.1", 9944)
+
+Rules the clients depend on (shared/COMPAT.md sections 2 and 4):
+* JSON-RPC errors travel with HTTP 200; substrate-interface raises on any other status.
+* `params` missing, `null` and `[]` are the same; named (object) params are refused with -32602.
+* A subscription's id response is written before any notification the subscribe handler queued.
+* Notifications are `{"jsonrpc":"2.0","method":<name>,"params":{"subscription":id,"result":r}}`.
+
+`Subscription.notify` and the registration methods must be called from the event loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import logging
+import re
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "TOO_MANY_SUBSCRIPTIONS",
+    "RpcError",
+    "RpcServer",
+    "Subscription",
+]
+
+log = logging.getLogger(__name__)
+
+PARSE_ERROR: Final = -32700
+INVALID_REQUEST: Final = -32600
+METHOD_NOT_FOUND: Final = -32601
+INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
+TOO_MANY_SUBSCRIPTIONS: Final = -32000
+
+MAX_IN_FLIGHT_PER_CONNECTION: Final = 64
+"""Requests of one WebSocket handled concurrently; the socket is not read while this many run."""
+CLOSE_TIMEOUT_S: Final = 2.0
+"""How long a WebSocket close handshake may take before the TCP connection is aborted."""
+SHUTDOWN_TIMEOUT_S: Final = 5.0
+
+
+class RpcError(Exception):
+    """A JSON-RPC error object; handlers raise it to answer `{"code", "message"[, "data"]}`."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(code, message, data)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.message}" + ("" if self.data is None else f": {self.data}")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            out["data"] = self.data
+        return out
+
+    @classmethod
+    def parse_error(cls, data: Any = None) -> RpcError:
+        return cls(PARSE_ERROR, "Parse error", data)
+
+    @classmethod
+    def invalid_request(cls, data: Any = None) -> RpcError:
+        return cls(INVALID_REQUEST, "Invalid request", data)
+
+    @classmethod
+    def method_not_found(cls, method: str) -> RpcError:
+        return cls(METHOD_NOT_FOUND, "Method not found", method)
+
+    @classmethod
+    def invalid_params(cls, data: Any = None) -> RpcError:
+        return cls(INVALID_PARAMS, "Invalid params", data)
+
+    @classmethod
+    def internal_error(cls, data: Any = None) -> RpcError:
+        return cls(INTERNAL_ERROR, "Internal error", data)
+
+    @classmethod
+    def too_many_subscriptions(cls) -> RpcError:
+        return cls(TOO_MANY_SUBSCRIPTIONS, "Too many subscriptions on this connection")
+
+    @classmethod
+    def subscriptions_need_websocket(cls) -> RpcError:
+        return cls(METHOD_NOT_FOUND, "Subscriptions are not available on HTTP; use a WebSocket")
+
+
+MethodHandler = Callable[[list[Any]], Any]
+SubscribeHandler = Callable[[list[Any], "Subscription"], Any]
+_Out = bytes | None | Coroutine[Any, Any, bytes | None]
+
+_MISSING: Final = object()
+_ID_TYPES: Final = (str, int, float)  # type() checks: bool is refused as an id
+_INTERNAL: Final = RpcError.internal_error()
+
+
+class Subscription:
+    """One client subscription on one WebSocket.
+
+    `notify` queues a notification without blocking. `on_close` callbacks run exactly once, when
+    the client unsubscribes, the subscribe handler refuses, or the connection closes; a callback
+    added after that runs at once.
+    """
+
+    __slots__ = ("_callbacks", "_conn", "_kind", "_pending", "_prefix", "closed", "id")
+
+    def __init__(self, sub_id: str, kind: _SubKind, conn: _Connection) -> None:
+        self.id = sub_id
+        self.closed = False
+        self._kind = kind
+        self._conn = conn
+        self._callbacks: list[Callable[[], None]] = []
+        # Notifications queued before the id response is written wait here (None once it is).
+        self._pending: list[bytes] | None = []
+        self._prefix = b"".join(
+            (
+                b'{"jsonrpc":"2.0","method":',
+                orjson.dumps(kind.notification),
+                b',"params":{"subscription":',
+                orjson.dumps(sub_id),
+                b',"result":',
+            )
+        )
+
+    @property
+    def notification(self) -> str:
+        return self._kind.notification
+
+    def notify(self, result: Any) -> None:
+        """Queue `result` for the client; a no-op once the subscription is closed."""
+        if self.closed:
+            return
+        try:
+            body = _dumps(result)
+        except (TypeError, ValueError):
+            log.exception("cannot encode a %s notification; dropped", self._kind.notification)
+            return
+        message = self._prefix + body + b"}}"
+        pending = self._pending
+        if pending is None:
+            self._conn.send(message)
+        elif len(pending) >= self._conn.send_queue_limit:
+            self._conn.abort("too many notifications before the subscription was answered")
+        else:
+            pending.append(message)
+
+    def on_close(self, cb: Callable[[], None]) -> None:
+        if self.closed:
+            _run_callback(cb)
+        else:
+            self._callbacks.append(cb)
+
+    def _activate(self) -> None:
+        """The id response has been queued: release the notifications held back until now."""
+        pending, self._pending = self._pending, None
+        if pending and not self.closed:
+            for message in pending:
+                self._conn.send(message)
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._pending = None
+        self._conn.forget(self)
+        callbacks, self._callbacks = self._callbacks, []
+        for cb in callbacks:
+            _run_callback(cb)
+
+
+def _run_callback(cb: Callable[[], None]) -> None:
+    try:
+        cb()
+    except Exception:
+        log.exception("subscription on_close callback failed")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _SubKind:
+    notification: str
+    handler: SubscribeHandler
+
+
+_METHOD: Final = 0
+_SUBSCRIBE: Final = 1
+_UNSUBSCRIBE: Final = 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    kind: int
+    handler: MethodHandler | None = None
+    sub_kind: _SubKind | None = None
+
+
+class _Connection:
+    """One WebSocket: an ordered send queue drained by a writer task, and its subscriptions."""
+
+    def __init__(self, server: RpcServer, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.server = server
+        self.ws = ws
+        self.request = request
+        self.peer = request.remote or "?"
+        self.send_queue_limit = server.send_queue_limit
+        self.subs: dict[str, Subscription] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.slots = asyncio.Semaphore(MAX_IN_FLIGHT_PER_CONNECTION)
+        self.closed = False
+        self.done = asyncio.Event()
+        self._queue: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self._writer = asyncio.create_task(self._write_loop(), name="rpc.ws.writer")
+
+    def send(self, message: bytes) -> None:
+        if self.closed:
+            return
+        queue = self._queue
+        if len(queue) >= self.send_queue_limit:
+            self.abort(f"send queue over {self.send_queue_limit} messages")
+            return
+        queue.append(message)
+        if len(queue) == 1:
+            self._wake.set()
+
+    def forget(self, sub: Subscription) -> None:
+        if self.subs.get(sub.id) is sub:
+            del self.subs[sub.id]
+        self.server._sub_ids.discard(sub.id)
+
+    async def _write_loop(self) -> None:
+        queue, wake, ws = self._queue, self._wake, self.ws
+        try:
+            while True:
+                if not queue:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("WebSocket %s: write failed: %r", self.peer, exc)
+            self.closed = True
+            queue.clear()
+
+    def abort(self, reason: str) -> None:
+        """Drop a misbehaving peer at once (no close handshake: it may not be reading at all)."""
+        if self.closed:
+            return
+        log.warning("closing WebSocket %s: %s", self.peer, reason)
+        self.closed = True
+        self._queue.clear()
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+        # Subscriptions close from the connection handler's cleanup, not inside this call,
+        # which may run in the middle of the node iterating over its subscribers.
+
+    async def close(self, code: int = WSCloseCode.GOING_AWAY) -> None:
+        """Close handshake with a deadline; the handler's cleanup then runs."""
+        self.closed = True
+        self._queue.clear()
+        self._writer.cancel()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.ws.close(code=code)
+        except (TimeoutError, ConnectionError):
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()
+
+    async def cleanup(self) -> None:
+        self.closed = True
+        self._queue.clear()
+        for sub in list(self.subs.values()):
+            sub._close()
+        self._writer.cancel()
+        tasks = [self._writer, *self.tasks]
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+        self.done.set()
+
+
+class RpcServer:
+    """JSON-RPC 2.0 over HTTP POST and WebSocket on one route, `/`."""
+
+    def __init__(
+        self,
+        *,
+        max_body_bytes: int = 15 * 1024 * 1024,
+        max_subscriptions_per_connection: int = 1024,
+        max_connections: int = 1000,
+        max_batch: int = 100,
+        max_json_depth: int = 64,
+        send_queue_limit: int = 4096,
+    ) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.max_subscriptions_per_connection = max_subscriptions_per_connection
+        self.max_connections = max_connections
+        self.max_batch = max_batch
+        self.max_json_depth = max_json_depth
+        self.send_queue_limit = send_queue_limit
+        self._methods: dict[str, _Entry] = {}
+        self._connections: set[_Connection] = set()
+        self._sub_ids: set[str] = set()
+        self._app: web.Application | None = None
+        self._runner: web.AppRunner | None = None
+
+    # ---- registration -----------------------------------------------------------------------
+
+    def method(self, name: str, handler: MethodHandler, *, aliases: Sequence[str] = ()) -> None:
+        """Serve `handler(params)` (plain or async) under `name` and each alias."""
+        entry = _Entry(_METHOD, handler=handler)
+        for n in (name, *aliases):
+            self._register(n, entry)
+
+    def subscription(
+        self,
+        subscribe: str,
+        unsubscribe: str,
+        notification: str,
+        handler: SubscribeHandler,
+        *,
+        aliases: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Serve a subscription: `handler(params, sub)` (plain or async) runs on subscribe.
+
+        The handler may `sub.notify(...)` at once (the id response still goes first) and may raise
+        RpcError to refuse. Each (subscribe, unsubscribe) alias pair shares `notification`.
+        """
+        kind = _SubKind(notification, handler)
+        for sub_name, unsub_name in ((subscribe, unsubscribe), *aliases):
+            self._register(sub_name, _Entry(_SUBSCRIBE, sub_kind=kind))
+            self._register(unsub_name, _Entry(_UNSUBSCRIBE, sub_kind=kind))
+
+    def _register(self, name: str, entry: _Entry) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"bad RPC method name {name!r}")
+        if name in self._methods:
+            raise ValueError(f"RPC method {name} is already registered")
+        self._methods[name] = entry
+
+    def method_names(self) -> list[str]:
+        return sorted(self._methods)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        """The aiohttp application (created once). Run it with `access_log=None`."""
+        if self._app is None:
+            app = web.Application(client_max_size=self.max_body_bytes)
+            app.router.add_post("/", self._handle_post)
+            app.router.add_get("/", self._handle_get)
+            app.on_shutdown.append(self._on_shutdown)
+            self._app = app
+        return self._app
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on host:port (0 picks a free port); returns the bound port."""
+        if self._runner is not None:
+            raise RuntimeError("RPC server already started")
+        runner = web.AppRunner(
+            self.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound: int = runner.addresses[0][1]
+        log.info("JSON-RPC listening on %s:%d (HTTP and WebSocket)", host, bound)
+        return bound
+
+    async def stop(self) -> None:
+        """Close every WebSocket (and so every subscription), then the listener."""
+        runner, self._runner = self._runner, None
+        await self._close_connections()
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        conns = list(self._connections)
+        if not conns:
+            return
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+        waits = [asyncio.ensure_future(c.done.wait()) for c in conns]
+        _, not_done = await asyncio.wait(waits, timeout=CLOSE_TIMEOUT_S * 2)
+        for fut in not_done:
+            fut.cancel()
+        for c in conns:  # handlers that did not get to their cleanup
+            if not c.done.is_set():
+                await c.cleanup()
+
+    # ---- HTTP -------------------------------------------------------------------------------
+
+    async def _handle_post(self, request: web.Request) -> web.StreamResponse:
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=self.max_body_bytes, actual_size=length)
+        body = await request.read()  # bounded by client_max_size for chunked bodies
+        out = self._dispatch(body, None, [])
+        if out is not None and not isinstance(out, bytes):
+            out = await out
+        return web.Response(body=out or b"", content_type="application/json")
+
+    async def _handle_get(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise web.HTTPMethodNotAllowed(
+                "GET",
+                ["POST"],
+                text="JSON-RPC: use POST, or GET with a WebSocket upgrade\n",
+            )
+        return await self._handle_ws(request)
+
+    # ---- WebSocket --------------------------------------------------------------------------
+
+    async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
+        if len(self._connections) >= self.max_connections:
+            log.warning(
+                "refusing WebSocket from %s: %d connections open",
+                request.remote,
+                self.max_connections,
+            )
+            raise web.HTTPServiceUnavailable(text="Too many connections\n")
+        ws = web.WebSocketResponse(
+            max_msg_size=self.max_body_bytes, compress=False, decode_text=False
+        )
+        await ws.prepare(request)
+        conn = _Connection(self, ws, request)
+        self._connections.add(conn)
+        try:
+            while not conn.closed:
+                msg = await ws.receive()
+                if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                    data = msg.data
+                    await self._on_ws_message(
+                        conn, data if isinstance(data, bytes) else data.encode()
+                    )
+                elif msg.type is WSMsgType.ERROR:
+                    code = getattr(msg.data, "code", ws.close_code)
+                    log.info("WebSocket %s closed: %s (code %s)", conn.peer, msg.data, code)
+                    break
+                else:  # CLOSE, CLOSING, CLOSED
+                    break
+        finally:
+            self._connections.discard(conn)
+            await conn.cleanup()
+            if not ws.closed:
+                try:
+                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                        await ws.close()
+                except (TimeoutError, ConnectionError):
+                    transport = request.transport
+                    if transport is not None:
+                        transport.abort()
+        return ws
+
+    async def _on_ws_message(self, conn: _Connection, data: bytes) -> None:
+        activated: list[Subscription] = []
+        out = self._dispatch(data, conn, activated)
+        if out is None or isinstance(out, bytes):
+            if out is not None:
+                conn.send(out)
+            for sub in activated:
+                sub._activate()
+            return
+        try:
+            await conn.slots.acquire()
+        except BaseException:
+            out.close()
+            raise
+        task = asyncio.create_task(self._ws_finish(conn, out, activated), name="rpc.ws.request")
+        conn.tasks.add(task)
+        task.add_done_callback(conn.tasks.discard)
+
+    async def _ws_finish(
+        self,
+        conn: _Connection,
+        pending: Coroutine[Any, Any, bytes | None],
+        activated: list[Subscription],
+    ) -> None:
+        try:
+            out = await pending
+            if out is not None:
+                conn.send(out)
+            for sub in activated:
+                sub._activate()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("WebSocket %s: request failed", conn.peer)
+        finally:
+            conn.slots.release()
+
+    # ---- dispatch ---------------------------------------------------------------------------
+
+    def _dispatch(
+        self, data: bytes, conn: _Connection | None, activated: list[Subscription]
+    ) -> _Out:
+        """Answer one HTTP body or WebSocket frame: bytes, None (nothing to send) or a coroutine."""
+        if _exceeds_depth(data, self.max_json_depth):
+            return _error(None, RpcError.parse_error(f"nested deeper than {self.max_json_depth}"))
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return _error(None, RpcError.parse_error())
+        if isinstance(obj, list):
+            return self._dispatch_batch(obj, conn, activated)
+        return self._dispatch_one(obj, conn, activated)
+
+    def _dispatch_batch(
+        self, reqs: list[Any], conn: _Connection | None, activated: list[Subscription]
+    ) -> _Out:
+        if not reqs:
+            return _error(None, RpcError.invalid_request("empty batch"))
+        if len(reqs) > self.max_batch:
+            return _error(None, RpcError.invalid_request(f"batch larger than {self.max_batch}"))
+        parts = [self._dispatch_one(req, conn, activated) for req in reqs]
+        if all(p is None or isinstance(p, bytes) for p in parts):
+            return _join_batch(parts)
+        return self._finish_batch(parts)
+
+    async def _finish_batch(self, parts: list[_Out]) -> bytes | None:
+        coros = [p for p in parts if p is not None and not isinstance(p, bytes)]
+        results = iter(await asyncio.gather(*coros))
+        done = [p if p is None or isinstance(p, bytes) else next(results) for p in parts]
+        return _join_batch(done)
+
+    def _dispatch_one(
+        self, req: Any, conn: _Connection | None, activated: list[Subscription]
+    ) -> _Out:
+        if not isinstance(req, dict):
+            return _error(None, RpcError.invalid_request("a request must be an object"))
+        rid = req.get("id", _MISSING)
+        is_notification = rid is _MISSING
+        if is_notification:
+            rid = None
+        elif rid is not None and type(rid) not in _ID_TYPES:
+            return _error(None, RpcError.invalid_request("id must be a string, a number or null"))
+        method = req.get("method")
+        if req.get("jsonrpc") != "2.0" or not isinstance(method, str):
+            if is_notification:
+                return None
+            return _error(rid, RpcError.invalid_request('needs "jsonrpc":"2.0" and a method'))
+        params = req.get("params")
+        if params is None:
+            params = []
+        elif not isinstance(params, list):
+            if is_notification:
+                return None
+            if isinstance(params, dict):
+                return _error(rid, RpcError.invalid_params("params must be an array"))
+            return _error(rid, RpcError.invalid_request("params must be an array"))
+        entry = self._methods.get(method)
+        if entry is None:
+            return None if is_notification else _error(rid, RpcError.method_not_found(method))
+        if entry.kind == _METHOD:
+            assert entry.handler is not None
+            return self._call(entry.handler, method, rid, params, is_notification)
+        if conn is None:
+            if is_notification:
+                return None
+            return _error(rid, RpcError.subscriptions_need_websocket())
+        assert entry.sub_kind is not None
+        if entry.kind == _SUBSCRIBE:
+            if is_notification:  # nobody could learn the id
+                return None
+            return self._subscribe(entry.sub_kind, method, rid, params, conn, activated)
+        out = _unsubscribe(entry.sub_kind, rid, params, conn)
+        return None if is_notification else out
+
+    def _call(
+        self,
+        handler: MethodHandler,
+        method: str,
+        rid: Any,
+        params: list[Any],
+        is_notification: bool,
+    ) -> _Out:
+        try:
+            result = handler(params)
+        except RpcError as err:
+            return None if is_notification else _error(rid, err)
+        except Exception:
+            log.exception("RPC method %s failed", method)
+            return None if is_notification else _error(rid, _INTERNAL)
+        if inspect.isawaitable(result):
+            return _await_result(result, method, rid, is_notification)
+        return None if is_notification else _result(rid, result, method)
+
+    def _subscribe(
+        self,
+        kind: _SubKind,
+        method: str,
+        rid: Any,
+        params: list[Any],
+        conn: _Connection,
+        activated: list[Subscription],
+    ) -> _Out:
+        if conn.closed:
+            return None
+        if len(conn.subs) >= self.max_subscriptions_per_connection:
+            return _error(rid, RpcError.too_many_subscriptions())
+        sub = Subscription(self._new_sub_id(), kind, conn)
+        conn.subs[sub.id] = sub
+        try:
+            started = kind.handler(params, sub)
+        except RpcError as err:
+            sub._close()
+            return _error(rid, err)
+        except Exception:
+            log.exception("RPC subscription %s failed", method)
+            sub._close()
+            return _error(rid, _INTERNAL)
+        except BaseException:
+            sub._close()
+            raise
+        if inspect.isawaitable(started):
+            return _await_subscribe(started, sub, method, rid, activated)
+        activated.append(sub)
+        return _result(rid, sub.id, method)
+
+    def _new_sub_id(self) -> str:
+        while True:
+            sub_id = secrets.token_hex(8)
+            if sub_id not in self._sub_ids:
+                self._sub_ids.add(sub_id)
+                return sub_id
+
+
+def _unsubscribe(kind: _SubKind, rid: Any, params: list[Any], conn: _Connection) -> bytes:
+    if len(params) != 1:
+        return _error(rid, RpcError.invalid_params("expected [subscription id]"))
+    sub_id = params[0]
+    sub = conn.subs.get(sub_id) if isinstance(sub_id, str) else None
+    if sub is None or sub._kind is not kind:
+        return _result(rid, False, "unsubscribe")
+    sub._close()
+    return _result(rid, True, "unsubscribe")
+
+
+async def _await_result(
+    pending: Awaitable[Any], method: str, rid: Any, is_notification: bool
+) -> bytes | None:
+    try:
+        result = await pending
+    except RpcError as err:
+        return None if is_notification else _error(rid, err)
+    except Exception:
+        log.exception("RPC method %s failed", method)
+        return None if is_notification else _error(rid, _INTERNAL)
+    return None if is_notification else _result(rid, result, method)
+
+
+async def _await_subscribe(
+    pending: Awaitable[Any], sub: Subscription, method: str, rid: Any, activated: list[Subscription]
+) -> bytes | None:
+    try:
+        await pending
+    except RpcError as err:
+        sub._close()
+        return _error(rid, err)
+    except Exception:
+        log.exception("RPC subscription %s failed", method)
+        sub._close()
+        return _error(rid, _INTERNAL)
+    except BaseException:
+        sub._close()
+        raise
+    activated.append(sub)
+    return _result(rid, sub.id, method)
+
+
+# ---- encoding ---------------------------------------------------------------------------------
+
+
+def _dumps(value: Any) -> bytes:
+    """orjson, falling back to json for integers beyond 64 bits."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+
+
+def _result(rid: Any, result: Any, method: str) -> bytes:
+    try:
+        return _dumps({"jsonrpc": "2.0", "result": result, "id": rid})
+    except (TypeError, ValueError):
+        log.exception("RPC method %s returned a value that is not JSON", method)
+        return _error(rid, _INTERNAL)
+
+
+def _error(rid: Any, err: RpcError) -> bytes:
+    try:
+        return orjson.dumps({"jsonrpc": "2.0", "error": err.to_json(), "id": rid})
+    except TypeError:
+        log.exception("RpcError data is not JSON: %d %s", err.code, err.message)
+        return orjson.dumps(
+            {"jsonrpc": "2.0", "error": {"code": err.code, "message": err.message}, "id": rid}
+        )
+
+
+def _join_batch(parts: Sequence[object]) -> bytes | None:
+    present = [p for p in parts if isinstance(p, bytes)]
+    if not present:
+        return None
+    return b"[" + b",".join(present) + b"]"
+
+
+_STRING_RE: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_SQUARE: Final = bytes.maketrans(b"{}", b"[]")
+_NON_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_STEPS: Final = bytes.maketrans(b"[]", b"\x01\xff")  # as signed bytes: +1 and -1
+
+
+def _exceeds_depth(data: bytes, limit: int) -> bool:
+    """Whether JSON `data` nests arrays/objects deeper than `limit`, without recursion.
+
+    Free when there are few brackets (almost every request). Otherwise strings are cut out, and
+    bracket pairs with nothing inside are peeled off while that shrinks the text quickly (each pass
+    lowers the depth by one); what is left is measured exactly by a running sum. All steps run in C,
+    linear in the body. Malformed input may answer either way; the parser then refuses it.
+    """
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    brackets = _STRING_RE.sub(b"", data).translate(_SQUARE, _NON_BRACKETS)
+    if b"[" * (limit + 1) in brackets:
+        return True
+    peeled = 0
+    while brackets and peeled < limit:
+        shorter = brackets.replace(b"[]", b"")
+        slow = len(shorter) * 4 > len(brackets) * 3
+        brackets, peeled = shorter, peeled + 1
+        if slow:
+            break
+    if not brackets:
+        return False
+    if peeled >= limit:
+        return True
+    return (
+        peeled + max(itertools.accumulate(memoryview(brackets.translate(_STEPS)).cast("b"))) > limit
+    )

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from chain import ChainError
+from chain.storage.kv import MemoryKV
+from chain.storage.overlay import Overlay
+
+keys = st.lists(st.sampled_from(b"\x00\x01\x7f\xff"), max_size=3).map(bytes)
+values = st.binary(max_size=3)
+
+
+class OverlayMachine(RuleBasedStateMachine):
+    """Overlay over a MemoryKV versus a plain dict with a stack of snapshots."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backend = MemoryKV()
+        self.overlay = Overlay(self.backend)
+        self.model: dict[bytes, bytes] = {}
+        self.snapshots: list[dict[bytes, bytes]] = []
+
+    @initialize(initial=st.dictionaries(keys, values, max_size=12))
+    def fill_backend(self, initial: dict[bytes, bytes]) -> None:
+        for key, value in initial.items():
+            self.backend.put(key, value)
+        self.model = dict(initial)
+
+    @rule(key=keys, value=values)
+    def put(self, key: bytes, value: bytes) -> None:
+        self.overlay.put(key, value)
+        self.model[key] = value
+
+    @rule(key=keys)
+    def delete(self, key: bytes) -> None:
+        self.overlay.delete(key)
+        self.model.pop(key, None)
+
+    @rule(prefix=keys, limit=st.none() | st.integers(0, 4))
+    def clear_prefix(self, prefix: bytes, limit: int | None) -> None:
+        doomed = sorted(k for k in self.model if k.startswith(prefix))[:limit]
+        assert self.overlay.clear_prefix(prefix, limit) == len(doomed)
+        for key in doomed:
+            del self.model[key]
+
+    @rule()
+    def checkpoint(self) -> None:
+        self.overlay.checkpoint()
+        self.snapshots.append(dict(self.model))
+
+    @precondition(lambda self: self.snapshots)
+    @rule()
+    def commit(self) -> None:
+        self.overlay.commit_checkpoint()
+        self.snapshots.pop()
+
+    @precondition(lambda self: self.snapshots)
+    @rule()
+    def revert(self) -> None:
+        self.overlay.revert_checkpoint()
+        self.model = self.snapshots.pop()
+
+    @rule(prefix=keys, start=st.none() | keys)
+    def iterate(self, prefix: bytes, start: bytes | None) -> None:
+        expected = [
+            (k, self.model[k])
+            for k in sorted(self.model)
+            if k.startswith(prefix) and (start is None or k > start)
+        ]
+        assert list(self.overlay.iterate(prefix, start)) == expected
+        assert self.overlay.next_key(prefix, start) == (expected[0][0] if expected else None)
+
+    @rule(key=keys)
+    def get(self, key: bytes) -> None:
+        assert self.overlay.get(key) == self.model.get(key)
+        assert self.overlay.contains(key) == (key in self.model)
+
+    @invariant()
+    def full_view_matches(self) -> None:
+        assert list(self.overlay.iterate()) == sorted(self.model.items())
+
+    @invariant()
+    def changes_rebuild_model(self) -> None:
+        if self.snapshots:
+            with pytest.raises(ChainError):
+                self.overlay.changes()
+            return
+        rebuilt = MemoryKV(self.backend.iterate())
+        rebuilt.write_batch(self.overlay.changes().items())
+        assert dict(rebuilt.iterate()) == self.model
+
+
+TestOverlayMachine = OverlayMachine.TestCase
+
+
+def test_commit_checkpoint_without_open_checkpoint_raises() -> None:
+    overlay = Overlay(MemoryKV())
+    with pytest.raises(ChainError):
+        overlay.commit_checkpoint()
+    with pytest.raises(ChainError):
+        overlay.revert_checkpoint()
