@@ -24,10 +24,9 @@ def twox64(data: bytes) -> bytes:
 
 
 def twox128(data: bytes) -> bytes:
-    return (
-        xxhash.xxh64_intdigest(data, seed=0).to_bytes(8, "little")
-        + xxhash.xxh64_intdigest(data, seed=1).to_bytes(8, "little")
-    )
+    return xxhash.xxh64_intdigest(data, seed=0).to_bytes(8, "little") + xxhash.xxh64_intdigest(
+        data, seed=1
+    ).to_bytes(8, "little")
 
 
 def twox256(data: bytes) -> bytes:

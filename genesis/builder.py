@@ -66,7 +66,9 @@ def load_spec(chain: str) -> ChainSpec:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise ChainSpecError(f"chain spec {chain!r} not found (use dev, local or a JSON file path)") from exc
+        raise ChainSpecError(
+            f"chain spec {chain!r} not found (use dev, local or a JSON file path)"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise ChainSpecError(f"chain spec {path} is not valid JSON: {exc}") from exc
     for field in ("name", "id", "genesis"):
@@ -88,7 +90,10 @@ def genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
     if "raw" in genesis:
         top = genesis["raw"].get("top", {})
         try:
-            return {bytes.fromhex(k.removeprefix("0x")): bytes.fromhex(v.removeprefix("0x")) for k, v in top.items()}
+            return {
+                bytes.fromhex(k.removeprefix("0x")): bytes.fromhex(v.removeprefix("0x"))
+                for k, v in top.items()
+            }
         except ValueError as exc:
             raise ChainSpecError(f"raw genesis has a malformed hex key or value: {exc}") from exc
     rg = genesis.get("runtimeGenesis")
@@ -102,9 +107,14 @@ def genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
     ctx = Ctx(state, Origin.root(), 0, config, [], runtime.dispatch)
     state.put(RUNTIME_CONFIG_KEY, config.encode())
     try:
-        endowed = [(_account(a, "balances"), int(v)) for a, v in cfg.get("balances", {}).get("balances", [])]
+        endowed = [
+            (_account(a, "balances"), int(v))
+            for a, v in cfg.get("balances", {}).get("balances", [])
+        ]
         balances.build_genesis(ctx, endowed)
-        aura.build_genesis(ctx, [_account(a, "aura authority") for a in cfg.get("aura", {}).get("authorities", [])])
+        aura.build_genesis(
+            ctx, [_account(a, "aura authority") for a in cfg.get("aura", {}).get("authorities", [])]
+        )
         key = cfg.get("sudo", {}).get("key")
         if key:
             sudo.Key.put(state, _account(key, "sudo key"))
@@ -136,12 +146,23 @@ def build_genesis(spec: ChainSpec) -> Genesis:
     storage = genesis_storage(spec)
     config = runtime_config_of(storage)
     root, nodes = Trie(MemoryNodeStore(), EMPTY_ROOT).apply(storage)
-    header = Header(parent_hash=bytes(32), number=0, state_root=root, extrinsics_root=ordered_root([]), digest=())
+    header = Header(
+        parent_hash=bytes(32),
+        number=0,
+        state_root=root,
+        extrinsics_root=ordered_root([]),
+        digest=(),
+    )
     return Genesis(header, nodes, storage, config)
 
 
 def to_raw(spec: ChainSpec) -> dict[str, Any]:
     out = dict(spec.raw)
     storage = genesis_storage(spec)
-    out["genesis"] = {"raw": {"top": {"0x" + k.hex(): "0x" + v.hex() for k, v in storage.items()}, "childrenDefault": {}}}
+    out["genesis"] = {
+        "raw": {
+            "top": {"0x" + k.hex(): "0x" + v.hex() for k, v in storage.items()},
+            "childrenDefault": {},
+        }
+    }
     return out

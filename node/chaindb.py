@@ -152,7 +152,9 @@ class ChainDB:
         self.kv.write_batch([(FINALIZED, block_hash)], sync=True)
 
     @staticmethod
-    def _tx_index(block_hash: bytes, extrinsics: Iterable[bytes]) -> list[tuple[bytes, bytes | None]]:
+    def _tx_index(
+        block_hash: bytes, extrinsics: Iterable[bytes]
+    ) -> list[tuple[bytes, bytes | None]]:
         from chain.hashing import blake2_256
 
         return [

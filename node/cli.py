@@ -172,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     except (NodeError, ChainSpecError, ValueError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. the RPC or metrics port is taken
+        print(f"Error: {exc.strerror or exc}. Is another node running? Choose other ports with "
+              "--rpc-port / --prometheus-port.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -88,6 +88,7 @@ def add_key_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 
     ins = sub.add_parser(
         "insert",
+        allow_abbrev=False,  # `--suri X` must not pass for `--suri-file X`
         help="store a key in the node's keystore",
         description=(
             "Store a secret URI, read from --suri-file (or stdin with -), in a keystore: "
@@ -102,10 +103,12 @@ def add_key_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     ins.add_argument("--key-type", required=True, metavar="TYPE", help="4 characters, e.g. aura")
     ins.add_argument(
         "--suri-file",
-        required=True,
+        default=None,
         metavar="FILE",
-        help="file holding the secret URI, or - for stdin",
+        help="file holding the secret URI, or - for stdin (required)",
     )
+    # refused with a clear message: a secret on the command line ends up in history and `ps`
+    ins.add_argument("--suri", dest="suri_argument", default=None, help=argparse.SUPPRESS)
     ins.add_argument("--scheme", choices=list(SCHEME_NAMES), default="sr25519")
 
 
@@ -297,6 +300,13 @@ def _keystore_path(args: argparse.Namespace) -> Path:
 
 
 def _insert(args: argparse.Namespace) -> None:
+    if args.suri_argument is not None:
+        raise _KeyCmdError(
+            "secret URIs are not taken on the command line; use --suri-file FILE "
+            "(or --suri-file - to read stdin)"
+        )
+    if args.suri_file is None:
+        raise _KeyCmdError("--suri-file FILE (or - for stdin) is required")
     key_type_bytes(args.key_type)  # fail before reading any secret
     keystore_path = _keystore_path(args)
     if args.suri_file == "-":

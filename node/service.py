@@ -82,7 +82,8 @@ class Node:
         runtime_config = RuntimeConfig.decode(raw_config)
         if config.block_time_ms is not None:
             runtime_config = dataclasses.replace(
-                runtime_config, aura=aura.Config(config.block_time_ms),
+                runtime_config,
+                aura=aura.Config(config.block_time_ms),
             )
         self.runtime = build_runtime(runtime_config)
         self.executive = Executive(self.runtime)
@@ -101,12 +102,14 @@ class Node:
         genesis = build_genesis(self.spec)
         stored = self.db.genesis_hash()
         if stored is None:
-            self.db.commit_block(genesis.header, [], genesis.nodes, is_best=True, is_finalized=True,
-                                 is_genesis=True)
+            self.db.commit_block(
+                genesis.header, [], genesis.nodes, is_best=True, is_finalized=True, is_genesis=True
+            )
             log.info("Initialized genesis 0x%s of %s", genesis.hash.hex(), self.spec.name)
         elif stored != genesis.hash:
             raise NodeError(
-                f"the database at {self.config.base_path} holds another chain (genesis 0x{stored.hex()[:16]}..); "
+                f"the database at {self.config.base_path} holds another chain "
+                f"(genesis 0x{stored.hex()[:16]}..); "
                 f"use another --base-path or run purge-chain"
             )
         self.genesis_hash = genesis.hash
@@ -157,7 +160,8 @@ class Node:
         """Build, seal, persist and announce a block for `slot` on top of the best block."""
         parent_hash = self.best_hash
         parent = self.db.header(parent_hash)
-        assert parent is not None and self.signer is not None
+        assert parent is not None
+        assert self.signer is not None
         state = self.db.state_at_root(parent.state_root)
         if not self._is_my_slot(slot, state):
             return None
@@ -190,12 +194,21 @@ class Node:
         pre_hash = built.header.hash()
         seal = DigestItem.seal(aura.ENGINE_ID, self.signer.sign(pre_hash))
         header = dataclasses.replace(built.header, digest=(*built.header.digest, seal))
-        block_hash = self.db.commit_block(header, built.extrinsics, built.nodes, is_best=True, is_finalized=True)
-        imported = ImportedBlock(block_hash, header, built.extrinsics, built.changes, finalized=True)
+        block_hash = self.db.commit_block(
+            header, built.extrinsics, built.nodes, is_best=True, is_finalized=True
+        )
+        imported = ImportedBlock(
+            block_hash, header, built.extrinsics, built.changes, finalized=True
+        )
         self._after_import(imported)
         n_tx = len(built.extrinsics) - 1
-        log.info("Prepared block #%d (0x%s..) with %d transaction%s", header.number, block_hash.hex()[:12],
-                 n_tx, "" if n_tx == 1 else "s")
+        log.info(
+            "Prepared block #%d (0x%s..) with %d transaction%s",
+            header.number,
+            block_hash.hex()[:12],
+            n_tx,
+            "" if n_tx == 1 else "s",
+        )
         return imported
 
     def import_block(self, block: Block) -> ImportedBlock:
@@ -211,17 +224,24 @@ class Node:
         state = self.db.state_at_root(parent.state_root)
         if seal is None or seal.engine != aura.ENGINE_ID:
             raise InvalidBlock("block has no Aura seal")
-        slot = aura.slot_from_digest([("PreRuntime", (d.engine, d.data)) for d in unsealed.digest if d.kind == 6])
+        slot = aura.slot_from_digest(
+            [("PreRuntime", (d.engine, d.data)) for d in unsealed.digest if d.kind == 6]
+        )
         author = aura.author_of(aura.Authorities.get(state), slot) if slot is not None else None
         from chain.crypto import SignatureScheme
 
-        if author is None or not verify_signature(SignatureScheme.SR25519, seal.data, unsealed.hash(), author):
+        if author is None or not verify_signature(
+            SignatureScheme.SR25519, seal.data, unsealed.hash(), author
+        ):
             raise InvalidBlock("bad Aura seal")
         built = execute_block(self.executive, state, unsealed, block.extrinsics)
         is_best = unsealed.number > self.best_header().number
-        block_hash = self.db.commit_block(block.header, block.extrinsics, built.nodes, is_best=is_best,
-                                          is_finalized=False)
-        imported = ImportedBlock(block_hash, block.header, block.extrinsics, built.changes, finalized=False)
+        block_hash = self.db.commit_block(
+            block.header, block.extrinsics, built.nodes, is_best=is_best, is_finalized=False
+        )
+        imported = ImportedBlock(
+            block_hash, block.header, block.extrinsics, built.changes, finalized=False
+        )
         if is_best:
             self._after_import(imported)
         return imported
@@ -230,8 +250,12 @@ class Node:
         from chain.hashing import blake2_256
 
         state = self.db.state_at_root(imported.header.state_root)
-        self.pool.on_block(imported.hash, [blake2_256(x) for x in imported.extrinsics],
-                           finalized=imported.finalized, state=state)
+        self.pool.on_block(
+            imported.hash,
+            [blake2_256(x) for x in imported.extrinsics],
+            finalized=imported.finalized,
+            state=state,
+        )
         for listener in list(self._listeners):
             try:
                 listener(imported)
@@ -268,11 +292,20 @@ class Node:
         rpc_port = await server.start(self.config.rpc_host, self.config.rpc_port)
         metrics_port = None
         if self.config.prometheus_port is not None:
-            metrics_port = await self.metrics.start(self.config.rpc_host, self.config.prometheus_port)
+            metrics_port = await self.metrics.start(
+                self.config.rpc_host, self.config.prometheus_port
+            )
         best = self.best_header()
-        log.info("Running %s on %s: best #%d (0x%s..), RPC on %s:%d%s", self.config.name, self.spec.name,
-                 best.number, self.best_hash.hex()[:12], self.config.rpc_host, rpc_port,
-                 f", Prometheus on port {metrics_port}" if metrics_port else "")
+        log.info(
+            "Running %s on %s: best #%d (0x%s..), RPC on %s:%d%s",
+            self.config.name,
+            self.spec.name,
+            best.number,
+            self.best_hash.hex()[:12],
+            self.config.rpc_host,
+            rpc_port,
+            f", Prometheus on port {metrics_port}" if metrics_port else "",
+        )
         if on_ready is not None:
             on_ready(rpc_port, metrics_port)
         try:

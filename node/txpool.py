@@ -42,7 +42,9 @@ class PoolError(NodeError):
             return cls(1001, "Extrinsic has invalid format", exc.detail or exc.message)
         if exc.kind == "CannotLookup":
             return cls(1011, "Unknown Transaction Validity", exc.message)
-        data = exc.message + (f" ({exc.detail})" if exc.detail and exc.kind not in ("BadProof",) else "")
+        data = exc.message + (
+            f" ({exc.detail})" if exc.detail and exc.kind not in ("BadProof",) else ""
+        )
         return cls(1010, "Invalid Transaction", data)
 
 
@@ -112,9 +114,14 @@ class TxPool:
             self._remove(old, status="usurped", by=tx_hash)
         elif len(slots) >= self.limits.max_per_sender:
             raise PoolError(1016, "Immediately Dropped", "too many transactions from this sender")
-        if len(self.by_hash) >= self.limits.max_count or self.bytes + len(raw) > self.limits.max_bytes:
+        if (
+            len(self.by_hash) >= self.limits.max_count
+            or self.bytes + len(raw) > self.limits.max_bytes
+        ):
             raise PoolError(1016, "Immediately Dropped", "the transaction pool is full")
-        tx = PoolTx(tx_hash, raw, sender, valid.nonce, checked.xt.tip, next(self._seq), time.monotonic())
+        tx = PoolTx(
+            tx_hash, raw, sender, valid.nonce, checked.xt.tip, next(self._seq), time.monotonic()
+        )
         if watcher is not None:
             tx.watchers.append(watcher)
         slots[valid.nonce] = tx
@@ -208,7 +215,9 @@ class TxPool:
         if ban:
             self._ban(tx_hash)
 
-    def on_block(self, block_hash: bytes, included: list[bytes], *, finalized: bool, state: Any) -> None:
+    def on_block(
+        self, block_hash: bytes, included: list[bytes], *, finalized: bool, state: Any
+    ) -> None:
         """Remove included transactions (notifying watchers), then drop the ones the new state
         made stale; statuses: {"inBlock": h} then {"finalized": h} for a final block."""
         hex_hash = "0x" + block_hash.hex()

@@ -19,9 +19,10 @@ from typing import Any
 from chain import ChainError
 from chain.codec import CodecError, Decoder, encode_compact, encode_u32
 from chain.crypto import verify_signature
-from chain.frame.common import U128, AccountId, DispatchInfo, Weight
+from chain.frame.common import AccountId, DispatchInfo, Weight
 from chain.frame.pallet import Ctx, DispatchError, Origin
 from chain.frame.runtime import DecodedCall, Runtime
+from chain.frame.types import U128
 from chain.primitives import DigestItem, Extrinsic, Header, signing_payload
 from chain.storage.overlay import Overlay
 from chain.storage.trie import Trie, ordered_root
@@ -46,7 +47,8 @@ class InvalidTransaction(ChainError):
         "AncientBirthBlock": "Transaction has an ancient birth block",
         "ExhaustsResources": "Transaction would exhaust the block limits",
         "BadMandatory": "A call was labelled as mandatory, but resulted in an Error.",
-        "MandatoryValidation": "Transaction dispatch is mandatory; transactions must not be validated.",
+        "MandatoryValidation": "Transaction dispatch is mandatory; "
+        "transactions must not be validated.",
         "BadSigner": "Invalid signing address",
         "Custom": "Custom error",
         "CannotLookup": "Could not lookup information required to validate the transaction",
@@ -96,26 +98,36 @@ class Executive:
 
     # ---- fees ---------------------------------------------------------------------------------
 
-    def fee_details(self, state: Any, length: int, call: DecodedCall) -> transaction_payment.FeeDetails:
+    def fee_details(
+        self, state: Any, length: int, call: DecodedCall
+    ) -> transaction_payment.FeeDetails:
         multiplier = transaction_payment.NextFeeMultiplier.get(state)
         weight = call.weight
         if not call.call.pays_fee:
             return transaction_payment.FeeDetails(0, 0, 0)
-        return transaction_payment.compute_fee_details(self.config.transaction_payment, length, weight, multiplier)
+        return transaction_payment.compute_fee_details(
+            self.config.transaction_payment, length, weight, multiplier
+        )
 
     def dispatch_info(self, call: DecodedCall) -> DispatchInfo:
-        return DispatchInfo(call.weight, call.call.dispatch_class, "Yes" if call.call.pays_fee else "No")
+        return DispatchInfo(
+            call.weight, call.call.dispatch_class, "Yes" if call.call.pays_fee else "No"
+        )
 
     # ---- validity -----------------------------------------------------------------------------
 
-    def check(self, state: Any, xt: Extrinsic, *, block_number: int, verify: bool = True) -> CheckedExtrinsic:
+    def check(
+        self, state: Any, xt: Extrinsic, *, block_number: int, verify: bool = True
+    ) -> CheckedExtrinsic:
         """The signed-extension checks, in FRAME's order, against `state` for `block_number`.
 
         `state` must have `System.BlockHash` for the mortal birth block (block_number - 1 and
         older). Raises InvalidTransaction. Does not write.
         """
         if not xt.signed or xt.signer is None or xt.signature is None or xt.scheme is None:
-            raise InvalidTransaction("Call", "unsigned transactions are inherents, made by the block author")
+            raise InvalidTransaction(
+                "Call", "unsigned transactions are inherents, made by the block author"
+            )
         try:
             call = self.runtime.decode_call(xt.call)
         except CodecError as exc:
@@ -142,49 +154,76 @@ class Executive:
                 raise InvalidTransaction("AncientBirthBlock")
             birth_hash = genesis_hash if xt.era.is_immortal else system.BlockHash.get(state, birth)
             payload = signing_payload(
-                xt.call, xt.era, xt.nonce, xt.tip, self.version.spec_version,
-                self.version.transaction_version, genesis_hash, birth_hash,
+                xt.call,
+                xt.era,
+                xt.nonce,
+                xt.tip,
+                self.version.spec_version,
+                self.version.transaction_version,
+                genesis_hash,
+                birth_hash,
             )
             if not verify_signature(xt.scheme, xt.signature, payload, who):
-                if not xt.era.is_immortal and self._signed_for_older_era(state, xt, block_number, genesis_hash):
+                if not xt.era.is_immortal and self._signed_for_older_era(
+                    state, xt, block_number, genesis_hash
+                ):
                     raise InvalidTransaction("Stale", "the mortal era has expired")
                 raise InvalidTransaction("BadProof")
         # CheckNonce
         account = system.get_account(state, who)
         if xt.nonce < account.nonce:
-            raise InvalidTransaction("Stale", f"nonce {xt.nonce} is below the account's {account.nonce}")
+            raise InvalidTransaction(
+                "Stale", f"nonce {xt.nonce} is below the account's {account.nonce}"
+            )
         if xt.nonce > account.nonce + MAX_FUTURE_NONCE_GAP:
-            raise InvalidTransaction("Future", f"nonce {xt.nonce} is too far ahead of {account.nonce}")
+            raise InvalidTransaction(
+                "Future", f"nonce {xt.nonce} is too far ahead of {account.nonce}"
+            )
         # pallet-specific validity of free calls (the faucet's rate limit)
         if call.call is faucet.SPEC.calls[0] and not faucet.is_drip_allowed(
             state, cfg.faucet, who, block_number
         ):
-            raise InvalidTransaction("Call", "faucet drip is disabled or rate-limited for this account")
+            raise InvalidTransaction(
+                "Call", "faucet drip is disabled or rate-limited for this account"
+            )
         # ChargeTransactionPayment
         fee = self.fee_details(state, len(xt.raw), call).inclusion_fee
         if call.call.pays_fee or xt.tip:
             if account.providers == 0 and account.sufficients == 0:
                 raise InvalidTransaction("Payment", "the account does not exist")
-            usable = balances.usable_balance(state, who, cfg.balances.existential_deposit, keep_alive=True)
+            usable = balances.usable_balance(
+                state, who, cfg.balances.existential_deposit, keep_alive=True
+            )
             if usable < fee + xt.tip:
                 raise InvalidTransaction("Payment")
         return CheckedExtrinsic(xt, call, fee, call.weight)
 
-    def _signed_for_older_era(self, state: Any, xt: Extrinsic, block_number: int, genesis: bytes) -> bool:
+    def _signed_for_older_era(
+        self, state: Any, xt: Extrinsic, block_number: int, genesis: bytes
+    ) -> bool:
         """Whether a failed signature was valid for the era's previous birth block (expired)."""
         period = xt.era.death(0) - xt.era.birth(0) if not xt.era.is_immortal else 0
         birth = xt.era.birth(block_number) - period
         if period <= 0 or birth < 0:
             return False
         payload = signing_payload(
-            xt.call, xt.era, xt.nonce, xt.tip, self.version.spec_version,
-            self.version.transaction_version, genesis, system.BlockHash.get(state, birth),
+            xt.call,
+            xt.era,
+            xt.nonce,
+            xt.tip,
+            self.version.spec_version,
+            self.version.transaction_version,
+            genesis,
+            system.BlockHash.get(state, birth),
         )
-        assert xt.scheme is not None and xt.signature is not None and xt.signer is not None
+        assert xt.scheme is not None
+        assert xt.signature is not None
+        assert xt.signer is not None
         return verify_signature(xt.scheme, xt.signature, payload, xt.signer)
 
-    def validate_transaction(self, parent_state: Trie | Overlay, parent_hash: bytes, parent_number: int,
-                             raw: bytes) -> tuple[ValidTransaction, CheckedExtrinsic]:
+    def validate_transaction(
+        self, parent_state: Trie | Overlay, parent_hash: bytes, parent_number: int, raw: bytes
+    ) -> tuple[ValidTransaction, CheckedExtrinsic]:
         """Pool validation against the best block, as if in the next block (FRAME's
         `validate_transaction` after `initialize_block`)."""
         try:
@@ -214,7 +253,9 @@ class Executive:
 
     # ---- blocks -------------------------------------------------------------------------------
 
-    def begin_block(self, parent: Trie, parent_hash: bytes, number: int, digest: Sequence[DigestItem]) -> BlockBuilder:
+    def begin_block(
+        self, parent: Trie, parent_hash: bytes, number: int, digest: Sequence[DigestItem]
+    ) -> BlockBuilder:
         return BlockBuilder(self, parent, parent_hash, number, digest)
 
     def account_nonce(self, state: Any, who: bytes) -> int:
@@ -241,8 +282,14 @@ class BlockBuilder:
     finalize(). Throw it away to abandon the block: nothing is written until the node persists
     `BuiltBlock.nodes`."""
 
-    def __init__(self, executive: Executive, parent: Trie, parent_hash: bytes, number: int,
-                 digest: Sequence[DigestItem]) -> None:
+    def __init__(
+        self,
+        executive: Executive,
+        parent: Trie,
+        parent_hash: bytes,
+        number: int,
+        digest: Sequence[DigestItem],
+    ) -> None:
         self.ex = executive
         self.runtime = executive.runtime
         self.parent = parent
@@ -257,7 +304,9 @@ class BlockBuilder:
         self._initialize()
 
     def _ctx(self, origin: Origin, events: list[Any]) -> Ctx:
-        return Ctx(self.state, origin, self.number, self.runtime.config, events, self.runtime.dispatch)
+        return Ctx(
+            self.state, origin, self.number, self.runtime.config, events, self.runtime.dispatch
+        )
 
     def _record(self, phase: tuple[str, int | None], events: list[Any]) -> None:
         self.events.extend(system.EventRecord(phase, e, []) for e in events)
@@ -393,8 +442,14 @@ def _digest_value(item: DigestItem) -> Any:
     return (name, (item.engine, item.data))
 
 
-def execute_block(executive: Executive, parent: Trie, header: Header, extrinsics: Sequence[bytes],
-                  *, verified: frozenset[bytes] = frozenset()) -> BuiltBlock:
+def execute_block(
+    executive: Executive,
+    parent: Trie,
+    header: Header,
+    extrinsics: Sequence[bytes],
+    *,
+    verified: frozenset[bytes] = frozenset(),
+) -> BuiltBlock:
     """Re-execute an imported block and check its roots. `header` is without its seal.
 
     Extrinsics whose hash is in `verified` skip signature checks (already checked by the pool).
@@ -427,7 +482,9 @@ class RuntimeApiError(ChainError):
     pass
 
 
-def call_runtime_api(executive: Executive, state: Trie | Overlay, method: str, data: bytes) -> bytes:
+def call_runtime_api(
+    executive: Executive, state: Trie | Overlay, method: str, data: bytes
+) -> bytes:
     """Run a runtime API method against a state; returns SCALE bytes."""
     rt = executive.runtime
     d = Decoder(data)
@@ -464,18 +521,23 @@ def call_runtime_api(executive: Executive, state: Trie | Overlay, method: str, d
             info = executive.dispatch_info(call)
             from chain.frame.common import DISPATCH_CLASS, WEIGHT
 
-            return WEIGHT.encode(info.weight) + DISPATCH_CLASS.encode(info.class_) + U128.encode(
-                details.inclusion_fee
+            return (
+                WEIGHT.encode(info.weight)
+                + DISPATCH_CLASS.encode(info.class_)
+                + U128.encode(details.inclusion_fee)
             )
         inclusion = (
-            b"\x01" + U128.encode(details.base_fee) + U128.encode(details.len_fee)
+            b"\x01"
+            + U128.encode(details.base_fee)
+            + U128.encode(details.len_fee)
             + U128.encode(details.adjusted_weight_fee)
             if xt.signed
             else b"\x00"
         )
         return inclusion + U128.encode(xt.tip)
     if method == "AuraApi_slot_duration":
-        return rt.config.aura.slot_duration_ms.to_bytes(8, "little")
+        slot_ms: int = rt.config.aura.slot_duration_ms
+        return slot_ms.to_bytes(8, "little")
     if method == "AuraApi_authorities":
         from pallets.aura import pallet as aura
 
@@ -493,10 +555,15 @@ def encode_runtime_version(executive: Executive) -> bytes:
         return encode_compact(len(raw)) + raw
 
     return (
-        s(v.spec_name) + s(v.impl_name) + encode_u32(v.authoring_version) + encode_u32(v.spec_version)
-        + encode_u32(v.impl_version) + encode_compact(len(apis))
+        s(v.spec_name)
+        + s(v.impl_name)
+        + encode_u32(v.authoring_version)
+        + encode_u32(v.spec_version)
+        + encode_u32(v.impl_version)
+        + encode_compact(len(apis))
         + b"".join(h + encode_u32(ver) for h, ver in apis)
-        + encode_u32(v.transaction_version) + bytes((v.state_version,))
+        + encode_u32(v.transaction_version)
+        + bytes((v.state_version,))
     )
 
 

@@ -73,7 +73,10 @@ class RuntimeConfig:
     def to_json(self) -> dict[str, Any]:
         tp = self.transaction_payment
         return {
-            "system": {"blockHashCount": self.system.block_hash_count, "ss58Prefix": self.system.ss58_prefix},
+            "system": {
+                "blockHashCount": self.system.block_hash_count,
+                "ss58Prefix": self.system.ss58_prefix,
+            },
             "timestamp": {"minimumPeriodMs": self.timestamp.minimum_period_ms},
             "aura": {"slotDurationMs": self.aura.slot_duration_ms},
             "balances": {"existentialDeposit": str(self.balances.existential_deposit)},
@@ -102,10 +105,14 @@ class RuntimeConfig:
                     ss58_prefix=int(obj.get("system", {}).get("ss58Prefix", 42)),
                 ),
                 timestamp=timestamp.Config(
-                    minimum_period_ms=int(obj.get("timestamp", {}).get("minimumPeriodMs", slot // 2))
+                    minimum_period_ms=int(
+                        obj.get("timestamp", {}).get("minimumPeriodMs", slot // 2)
+                    )
                 ),
                 aura=aura.Config(slot_duration_ms=slot),
-                balances=balances.Config(existential_deposit=int(obj["balances"]["existentialDeposit"])),
+                balances=balances.Config(
+                    existential_deposit=int(obj["balances"]["existentialDeposit"])
+                ),
                 transaction_payment=transaction_payment.Config(
                     byte_fee=int(tp["byteFee"]),
                     weight_fee_per_ref_time=int(tp["weightFeePerRefTime"]),

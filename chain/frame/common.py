@@ -18,13 +18,15 @@ from chain.frame.types import (
     Compact,
     Enum,
     FixedBytes,
-    NewType as NewTypeDesc,
     Struct,
     Tuple,
     VariantDef,
     fields_of,
-    unnamed,
     unit_enum,
+    unnamed,
+)
+from chain.frame.types import (
+    NewType as NewTypeDesc,
 )
 
 AccountId = NewType("AccountId", bytes)
@@ -92,7 +94,9 @@ WEIGHT = Struct(
     Weight,
 )
 
-DISPATCH_CLASS = unit_enum("frame_support::dispatch::DispatchClass", ["Normal", "Operational", "Mandatory"])
+DISPATCH_CLASS = unit_enum(
+    "frame_support::dispatch::DispatchClass", ["Normal", "Operational", "Mandatory"]
+)
 PAYS = unit_enum("frame_support::dispatch::Pays", ["Yes", "No"])
 
 
@@ -105,13 +109,21 @@ class DispatchInfo:
 
 DISPATCH_INFO = Struct(
     "frame_support::dispatch::DispatchInfo",
-    fields_of([("weight", WEIGHT, "Weight"), ("class_", DISPATCH_CLASS, "DispatchClass"), ("pays_fee", PAYS, "Pays")]),
+    fields_of(
+        [
+            ("weight", WEIGHT, "Weight"),
+            ("class_", DISPATCH_CLASS, "DispatchClass"),
+            ("pays_fee", PAYS, "Pays"),
+        ]
+    ),
     DispatchInfo,
 )
 
 MODULE_ERROR = Struct(
     "sp_runtime::ModuleError",
-    fields_of([("index", U8, "u8"), ("error", FixedBytes(4), "[u8; MAX_MODULE_ERROR_ENCODED_SIZE]")]),
+    fields_of(
+        [("index", U8, "u8"), ("error", FixedBytes(4), "[u8; MAX_MODULE_ERROR_ENCODED_SIZE]")]
+    ),
 )
 TOKEN_ERROR = unit_enum(
     "sp_runtime::TokenError",
@@ -128,7 +140,9 @@ TOKEN_ERROR = unit_enum(
         "Blocked",
     ],
 )
-ARITHMETIC_ERROR = unit_enum("sp_arithmetic::ArithmeticError", ["Underflow", "Overflow", "DivisionByZero"])
+ARITHMETIC_ERROR = unit_enum(
+    "sp_arithmetic::ArithmeticError", ["Underflow", "Overflow", "DivisionByZero"]
+)
 TRANSACTIONAL_ERROR = unit_enum("sp_runtime::TransactionalError", ["LimitReached", "NoLayer"])
 
 DISPATCH_ERROR = Enum(
@@ -143,7 +157,9 @@ DISPATCH_ERROR = Enum(
         VariantDef(6, "TooManyConsumers", []),
         VariantDef(7, "Token", unnamed((TOKEN_ERROR, "TokenError")), named=False),
         VariantDef(8, "Arithmetic", unnamed((ARITHMETIC_ERROR, "ArithmeticError")), named=False),
-        VariantDef(9, "Transactional", unnamed((TRANSACTIONAL_ERROR, "TransactionalError")), named=False),
+        VariantDef(
+            9, "Transactional", unnamed((TRANSACTIONAL_ERROR, "TransactionalError")), named=False
+        ),
         VariantDef(10, "Exhausted", []),
         VariantDef(11, "Corruption", []),
         VariantDef(12, "Unavailable", []),
@@ -182,11 +198,19 @@ DIGEST_ITEM = Enum(
     [
         VariantDef(0, "Other", unnamed((Bytes(), "Vec<u8>")), named=False),
         VariantDef(
-            4, "Consensus", unnamed((ENGINE_ID, "ConsensusEngineId"), (Bytes(), "Vec<u8>")), named=False
+            4,
+            "Consensus",
+            unnamed((ENGINE_ID, "ConsensusEngineId"), (Bytes(), "Vec<u8>")),
+            named=False,
         ),
-        VariantDef(5, "Seal", unnamed((ENGINE_ID, "ConsensusEngineId"), (Bytes(), "Vec<u8>")), named=False),
         VariantDef(
-            6, "PreRuntime", unnamed((ENGINE_ID, "ConsensusEngineId"), (Bytes(), "Vec<u8>")), named=False
+            5, "Seal", unnamed((ENGINE_ID, "ConsensusEngineId"), (Bytes(), "Vec<u8>")), named=False
+        ),
+        VariantDef(
+            6,
+            "PreRuntime",
+            unnamed((ENGINE_ID, "ConsensusEngineId"), (Bytes(), "Vec<u8>")),
+            named=False,
         ),
         VariantDef(8, "RuntimeEnvironmentUpdated", []),
     ],

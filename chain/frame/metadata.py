@@ -57,15 +57,29 @@ SIGNED_EXTENSIONS: list[tuple[str, ScaleType, ScaleType]] = [
         _ext("frame_system::extensions::check_non_zero_sender::CheckNonZeroSender"),
         UNIT,
     ),
-    ("CheckSpecVersion", _ext("frame_system::extensions::check_spec_version::CheckSpecVersion"), U32),
+    (
+        "CheckSpecVersion",
+        _ext("frame_system::extensions::check_spec_version::CheckSpecVersion"),
+        U32,
+    ),
     ("CheckTxVersion", _ext("frame_system::extensions::check_tx_version::CheckTxVersion"), U32),
     ("CheckGenesis", _ext("frame_system::extensions::check_genesis::CheckGenesis"), H256),
-    ("CheckMortality", _ext("frame_system::extensions::check_mortality::CheckMortality", (ERA, "Era")), H256),
-    ("CheckNonce", _ext("frame_system::extensions::check_nonce::CheckNonce", (Compact(U32), "T::Nonce")), UNIT),
+    (
+        "CheckMortality",
+        _ext("frame_system::extensions::check_mortality::CheckMortality", (ERA, "Era")),
+        H256,
+    ),
+    (
+        "CheckNonce",
+        _ext("frame_system::extensions::check_nonce::CheckNonce", (Compact(U32), "T::Nonce")),
+        UNIT,
+    ),
     ("CheckWeight", _ext("frame_system::extensions::check_weight::CheckWeight"), UNIT),
     (
         "ChargeTransactionPayment",
-        _ext("pallet_transaction_payment::ChargeTransactionPayment", (Compact(U128), "BalanceOf<T>")),
+        _ext(
+            "pallet_transaction_payment::ChargeTransactionPayment", (Compact(U128), "BalanceOf<T>")
+        ),
         UNIT,
     ),
 ]
@@ -80,7 +94,7 @@ class _UncheckedExtrinsic(ScaleType):
         u8_vec = reg.id_of(_BYTES)
         return _info(
             {"composite": {"fields": [field_info(None, u8_vec, "Vec<u8>")]}},
-            path="sp_runtime::generic::unchecked_extrinsic::UncheckedExtrinsic".split("::"),
+            path=["sp_runtime", "generic", "unchecked_extrinsic", "UncheckedExtrinsic"],
             params=[
                 ("Address", reg.id_of(MULTI_ADDRESS)),
                 ("Call", reg.id_of(self.call)),
@@ -111,12 +125,22 @@ def _storage_entry(reg: TypeRegistry, item: Any) -> JSONDict:
     if isinstance(item, StorageValue):
         ty: JSONDict = {"Plain": reg.id_of(item.value_ty)}
     elif isinstance(item, StorageMap):
-        ty = {"Map": {"hashers": list(item.hashers), "key": reg.id_of(item.key_tys[0]),
-                      "value": reg.id_of(item.value_ty)}}
+        ty = {
+            "Map": {
+                "hashers": list(item.hashers),
+                "key": reg.id_of(item.key_tys[0]),
+                "value": reg.id_of(item.value_ty),
+            }
+        }
     elif isinstance(item, StorageDoubleMap):
         key = Tuple(*item.key_tys)
-        item._metadata_key = key  # keep the descriptor alive while the registry is built
-        ty = {"Map": {"hashers": list(item.hashers), "key": reg.id_of(key), "value": reg.id_of(item.value_ty)}}
+        ty = {
+            "Map": {
+                "hashers": list(item.hashers),
+                "key": reg.id_of(key),
+                "value": reg.id_of(item.value_ty),
+            }
+        }
     else:  # pragma: no cover - declarations are one of the three
         raise TypeError(type(item))
     return {
@@ -141,9 +165,13 @@ def build_metadata_dict(runtime: Runtime) -> JSONDict:
     pallets = []
     for p in sorted(runtime.pallets, key=lambda p: p.index):
         storage = (
-            {"prefix": p.name, "entries": [_storage_entry(reg, s) for s in p.storage]} if p.storage else None
+            {"prefix": p.name, "entries": [_storage_entry(reg, s) for s in p.storage]}
+            if p.storage
+            else None
         )
-        calls = {"ty": reg.id_of(p.call_type)} if getattr(p, "call_type", None) is not None else None
+        calls = (
+            {"ty": reg.id_of(p.call_type)} if getattr(p, "call_type", None) is not None else None
+        )
         event = None
         if p.events:
             ev = runtime.event_type.event_enum(p)

@@ -25,16 +25,22 @@ V = TypeVar("V")
 E = TypeVar("E", bound=enum.IntEnum)
 
 
-class State(Protocol):
-    """What the runtime may do with state: the Overlay implements it."""
+class ReadState(Protocol):
+    """Reading state: a Trie (a block's state) or an Overlay."""
 
     def get(self, key: bytes) -> bytes | None: ...
+
+    def iterate(
+        self, prefix: bytes = b"", start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class State(ReadState, Protocol):
+    """What the runtime may do with state: the Overlay implements it."""
 
     def put(self, key: bytes, value: bytes) -> None: ...
 
     def delete(self, key: bytes) -> None: ...
-
-    def iterate(self, prefix: bytes = b"", start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 # ---- errors ----------------------------------------------------------------------------------
@@ -233,6 +239,7 @@ class PalletSpec:
         self.storage: list[StorageItem] = []
         self.constants: list[ConstantDef] = []
         self.hooks: dict[str, Callable[..., Any]] = {}
+        self.call_type: Any = None  # set by the runtime assembly (metadata)
         self.prefix = twox128(name.encode())
 
     def call(
@@ -248,7 +255,15 @@ class PalletSpec:
             if index in self.calls:
                 raise ChainError(f"{self.name}: call index {index} used twice")
             self.calls[index] = CallDef(
-                self, index, fn.__name__, fn, fields_of(args), weight, _docs(fn), dispatch_class, pays_fee
+                self,
+                index,
+                fn.__name__,
+                fn,
+                fields_of(args),
+                weight,
+                _docs(fn),
+                dispatch_class,
+                pays_fee,
             )
             return fn
 
@@ -282,7 +297,9 @@ class PalletSpec:
         _ERROR_OWNER[cls] = self
         return cls
 
-    def constant(self, name: str, ty: ScaleType, getter: Callable[[Any], Any], docs: str = "") -> None:
+    def constant(
+        self, name: str, ty: ScaleType, getter: Callable[[Any], Any], docs: str = ""
+    ) -> None:
         self.constants.append(ConstantDef(name, ty, getter, (docs,) if docs else ()))
 
     def hook(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -323,11 +340,13 @@ class StorageValue(StorageItem, Generic[V]):
         self.key = storage_prefix(spec.name, name)
         spec.storage.append(self)
 
-    def get(self, state: State) -> V:
+    def get(self, state: ReadState) -> V:
         raw = state.get(self.key)
         if raw is None:
-            return self.default  # type: ignore[return-value]
-        return self.value_ty.decode_all(raw)  # type: ignore[no-any-return]
+            default: V = self.default
+            return default
+        value: V = self.value_ty.decode_all(raw)
+        return value
 
     def put(self, state: State, value: V) -> None:
         state.put(self.key, self.value_ty.encode(value))
@@ -335,7 +354,7 @@ class StorageValue(StorageItem, Generic[V]):
     def kill(self, state: State) -> None:
         state.delete(self.key)
 
-    def exists(self, state: State) -> bool:
+    def exists(self, state: ReadState) -> bool:
         return state.get(self.key) is not None
 
 
@@ -378,11 +397,13 @@ class StorageMap(_MapBase, Generic[K, V]):
     def key_for(self, key: K) -> bytes:
         return self.prefix + self._hash(self._key_enc(key))
 
-    def get(self, state: State, key: K) -> V:
+    def get(self, state: ReadState, key: K) -> V:
         raw = state.get(self.prefix + self._hash(self._key_enc(key)))
         if raw is None:
-            return self.default  # type: ignore[return-value]
-        return self.value_ty.decode_all(raw)  # type: ignore[no-any-return]
+            default: V = self.default
+            return default
+        value: V = self.value_ty.decode_all(raw)
+        return value
 
     def put(self, state: State, key: K, value: V) -> None:
         state.put(self.prefix + self._hash(self._key_enc(key)), self.value_ty.encode(value))
@@ -390,10 +411,10 @@ class StorageMap(_MapBase, Generic[K, V]):
     def remove(self, state: State, key: K) -> None:
         state.delete(self.key_for(key))
 
-    def contains(self, state: State, key: K) -> bool:
+    def contains(self, state: ReadState, key: K) -> bool:
         return state.get(self.key_for(key)) is not None
 
-    def iter(self, state: State) -> Iterator[tuple[K, V]]:
+    def iter(self, state: ReadState) -> Iterator[tuple[K, V]]:
         """All entries in key-byte order (deterministic)."""
         n = len(self.prefix)
         for raw_key, raw_value in state.iterate(self.prefix):
@@ -427,11 +448,13 @@ class StorageDoubleMap(_MapBase, Generic[K, K2, V]):
     def key_for(self, k1: K, k2: K2) -> bytes:
         return self.prefix_for(k1) + HASHERS[self.hashers[1]](self.key_tys[1].encode(k2))
 
-    def get(self, state: State, k1: K, k2: K2) -> V:
+    def get(self, state: ReadState, k1: K, k2: K2) -> V:
         raw = state.get(self.key_for(k1, k2))
         if raw is None:
-            return self.default  # type: ignore[return-value]
-        return self.value_ty.decode_all(raw)  # type: ignore[no-any-return]
+            default: V = self.default
+            return default
+        value: V = self.value_ty.decode_all(raw)
+        return value
 
     def put(self, state: State, k1: K, k2: K2, value: V) -> None:
         state.put(self.key_for(k1, k2), self.value_ty.encode(value))
@@ -439,16 +462,16 @@ class StorageDoubleMap(_MapBase, Generic[K, K2, V]):
     def remove(self, state: State, k1: K, k2: K2) -> None:
         state.delete(self.key_for(k1, k2))
 
-    def contains(self, state: State, k1: K, k2: K2) -> bool:
+    def contains(self, state: ReadState, k1: K, k2: K2) -> bool:
         return state.get(self.key_for(k1, k2)) is not None
 
-    def iter_prefix(self, state: State, k1: K) -> Iterator[tuple[K2, V]]:
+    def iter_prefix(self, state: ReadState, k1: K) -> Iterator[tuple[K2, V]]:
         prefix = self.prefix_for(k1)
         for raw_key, raw_value in state.iterate(prefix):
             key2, _ = self._decode_key_part(raw_key, len(prefix), 1)
             yield key2, self.value_ty.decode_all(raw_value)
 
-    def iter(self, state: State) -> Iterator[tuple[K, K2, V]]:
+    def iter(self, state: ReadState) -> Iterator[tuple[K, K2, V]]:
         n = len(self.prefix)
         for raw_key, raw_value in state.iterate(self.prefix):
             k1, pos = self._decode_key_part(raw_key, n, 0)

@@ -105,17 +105,21 @@ class RuntimeCallType(ScaleType):
             variants.append(
                 {
                     "name": p.name,
-                    "fields": [field_info(None, reg.id_of(call_enum), f"CallableCallFor<{p.name}, Runtime>")],
+                    "fields": [
+                        field_info(
+                            None, reg.id_of(call_enum), f"CallableCallFor<{p.name}, Runtime>"
+                        )
+                    ],
                     "index": p.index,
                     "docs": [],
                 }
             )
-            p.call_type = call_enum  # type: ignore[attr-defined]
+            p.call_type = call_enum
         return _info({"variant": {"variants": variants}}, path=self.path)
 
 
 class RuntimeEventType(ScaleType):
-    """`<runtime>::RuntimeEvent`: pallet index, event index, fields. Values are event dataclasses."""
+    """`<runtime>::RuntimeEvent`: pallet index, event index, fields (values: event dataclasses)."""
 
     def __init__(self, runtime_name: str, pallets: Sequence[PalletSpec]) -> None:
         self.path = [f"{runtime_name}_runtime", "RuntimeEvent"]
@@ -156,7 +160,11 @@ class RuntimeEventType(ScaleType):
             variants.append(
                 {
                     "name": p.name,
-                    "fields": [field_info(None, reg.id_of(self.event_enum(p)), f"{p.module}::Event<Runtime>")],
+                    "fields": [
+                        field_info(
+                            None, reg.id_of(self.event_enum(p)), f"{p.module}::Event<Runtime>"
+                        )
+                    ],
                     "index": p.index,
                     "docs": [],
                 }
@@ -170,7 +178,12 @@ def error_enum(p: PalletSpec) -> Enum | None:
     return Enum(
         f"{p.module}::pallet::Error",
         [
-            VariantDef(int(m), pascal(m.name), [], (p.error_docs[m.name],) if m.name in p.error_docs else ())
+            VariantDef(
+                int(m),
+                pascal(m.name),
+                [],
+                (p.error_docs[m.name],) if m.name in p.error_docs else (),
+            )
             for m in p.error
         ],
         params=[("T", None)],

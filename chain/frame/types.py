@@ -284,7 +284,12 @@ class Option(ScaleType):
                 "variant": {
                     "variants": [
                         {"name": "None", "fields": [], "index": 0, "docs": []},
-                        {"name": "Some", "fields": [field_info(None, inner)], "index": 1, "docs": []},
+                        {
+                            "name": "Some",
+                            "fields": [field_info(None, inner)],
+                            "index": 1,
+                            "docs": [],
+                        },
                     ]
                 }
             },
@@ -305,7 +310,7 @@ def fields_of(spec: Sequence[tuple[str, ScaleType] | tuple[str, ScaleType, str]]
     out = []
     for item in spec:
         name, ty = item[0], item[1]
-        type_name = item[2] if len(item) > 2 else ty.type_name  # type: ignore[misc]
+        type_name = item[2] if len(item) > 2 else ty.type_name
         meta_name = name[:-1] if name.endswith("_") else name
         out.append(Field(meta_name, ty, type_name, name))
     return out
@@ -352,7 +357,13 @@ class Struct(ScaleType):
 
     def scale_info(self, reg: TypeRegistry) -> JSONDict:
         return _info(
-            {"composite": {"fields": [field_info(f.name, reg.id_of(f.ty), f.type_name) for f in self.fields]}},
+            {
+                "composite": {
+                    "fields": [
+                        field_info(f.name, reg.id_of(f.ty), f.type_name) for f in self.fields
+                    ]
+                }
+            },
             path=self.path,
             params=[(n, reg.id_of(t) if t is not None else None) for n, t in self.params],
             docs=self.docs,
@@ -363,7 +374,11 @@ class NewType(ScaleType):
     """A composite with one unnamed field whose value is the inner value (e.g. AccountId32)."""
 
     def __init__(
-        self, path: str, inner: ScaleType, inner_name: str | None = None, type_name: str | None = None
+        self,
+        path: str,
+        inner: ScaleType,
+        inner_name: str | None = None,
+        type_name: str | None = None,
     ) -> None:
         self.path = path.split("::")
         self.inner = inner
@@ -409,8 +424,9 @@ class Enum(ScaleType):
             raise CodecError(f"duplicate variant in {path}")
 
     def encode(self, value: Any) -> bytes:
+        payload: Any
         if isinstance(value, str):
-            name, payload = value, None
+            name, payload = value, ()
         else:
             name, payload = value
         v = self.by_name.get(name)

@@ -76,9 +76,7 @@ BRANCH = 3
 _VALUE = 1  # branch value
 _BITMAP = 2  # branch bitmap
 _SLOT0 = 3  # the branch's child for nibble n is at index n + _SLOT0
-_ENC = 19  # branch: its encoding (clean), the encoding it was copied from or None (dirty)
-_TOUCHED = 20  # dirty branch: slots that may hold dirty children
-_HEAD = 3  # leaf: its encoding up to the value, or None (dirty, path changed)
+_TOUCHED = 19  # dirty branch: slots that may hold dirty children
 
 Node = tuple[Any, ...]  # a clean node, see the module docstring
 _Dirty = list[Any]  # a dirty node, only inside `Trie.apply`
@@ -119,7 +117,6 @@ _HEX_TO_SLOT = bytes.maketrans(_HEX, _SLOTS)
 _SLOT_TO_HEX = bytes.maketrans(_SLOTS, _HEX)
 _SLOT = [bytes((i,)) for i in range(_SLOT0 + 16)]  # _SLOT[s] == bytes((s,))
 _BIT = [0] * _SLOT0 + [1 << n for n in range(16)]  # bitmap bit of slot s
-_BELOW = [0] * _SLOT0 + [(1 << n) - 1 for n in range(16)]  # bits of the slots before s
 _COMPACT = [encode_compact(n) for n in range(1024)]
 _BRANCH_HEAD = struct.Struct("<BH").pack
 
@@ -214,14 +211,13 @@ def decode_node(encoding: bytes) -> Node:
                 pos += 32
             else:
                 node.append(None)
-        node.append(encoding)
         return tuple(node)
     if tag == LEAF:
-        path, head_end = _read_path(encoding, 1)
-        length, pos = _read_compact(encoding, head_end)
+        path, pos = _read_path(encoding, 1)
+        length, pos = _read_compact(encoding, pos)
         if size - pos != length:
             raise CodecError("trie leaf value length does not match the node")
-        return (LEAF, path, encoding[pos:], encoding[:head_end])
+        return (LEAF, path, encoding[pos:])
     if tag == EXTENSION:
         path, pos = _read_path(encoding, 1)
         if not path:
@@ -479,7 +475,7 @@ class Trie:
 
     def _insert(self, ref: _Ref | None, path: bytes, pos: int, value: bytes) -> _Ref:
         if ref is None:
-            return [LEAF, path[pos:], value, None]
+            return [LEAF, path[pos:], value]
         node: Node | _Dirty
         if ref.__class__ is bytes:
             assert isinstance(ref, bytes)
@@ -513,7 +509,7 @@ class Trie:
                 if node[2] == value:
                     return ref
                 if clean:
-                    return [LEAF, leaf_path, value, node[_HEAD]]
+                    return [LEAF, leaf_path, value]
                 node[2] = value
                 return ref
             rest = path[pos:]
@@ -522,11 +518,11 @@ class Trie:
             if c == len(leaf_path):
                 branch[_VALUE] = node[2]
             else:
-                _attach(branch, leaf_path[c], [LEAF, leaf_path[c + 1 :], node[2], None])
+                _attach(branch, leaf_path[c], [LEAF, leaf_path[c + 1 :], node[2]])
             if c == len(rest):
                 branch[_VALUE] = value
             else:
-                _attach(branch, rest[c], [LEAF, rest[c + 1 :], value, None])
+                _attach(branch, rest[c], [LEAF, rest[c + 1 :], value])
             return [EXTENSION, rest[:c], branch] if c else branch
         ext_path = node[1]
         if path.startswith(ext_path, pos):
@@ -546,7 +542,7 @@ class Trie:
         if c == len(rest):
             branch[_VALUE] = value
         else:
-            _attach(branch, rest[c], [LEAF, rest[c + 1 :], value, None])
+            _attach(branch, rest[c], [LEAF, rest[c + 1 :], value])
         return [EXTENSION, rest[:c], branch] if c else branch
 
     def _delete(self, ref: _Ref | None, path: bytes, pos: int) -> _Ref | None:
@@ -606,7 +602,7 @@ class Trie:
             return self._prepend(_SLOT[s], dirty[s])
         if dirty[_VALUE] is None:  # pragma: no cover - a canonical branch has two entries
             raise TrieError("branch left without entries")
-        return [LEAF, b"", dirty[_VALUE], None]
+        return [LEAF, b"", dirty[_VALUE]]
 
     def _prepend(self, slots: bytes, ref: _Ref) -> _Dirty:
         """The node for `ref`'s subtree moved `slots` deeper (merging paths)."""
@@ -614,43 +610,20 @@ class Trie:
         kind = node[0]
         if kind == BRANCH:
             return [EXTENSION, slots, ref]
-        if kind == LEAF:
-            return [LEAF, slots + node[1], node[2], None]
-        return [EXTENSION, slots + node[1], node[2]]
+        return [kind, slots + node[1], node[2]]
 
     def _commit(self, node: _Dirty, out: dict[bytes, bytes]) -> bytes:
         kind = node[0]
         if kind == BRANCH:
-            touched = node.pop()
-            for s in touched:
+            for s in node.pop():  # _TOUCHED
                 child = node[s]
                 if child.__class__ is list:
                     node[s] = self._commit(child, out)
-            bitmap = node[_BITMAP]
-            base = node[_ENC]
-            if (
-                base is not None
-                and node[_VALUE] is None
-                and not base[3]
-                and base[1] | base[2] << 8 == bitmap
-            ):
-                # Same shape as the node it was copied from: overwrite the changed hashes.
-                buf = bytearray(base)
-                for s in touched:
-                    offset = 4 + 32 * (bitmap & _BELOW[s]).bit_count()
-                    buf[offset : offset + 32] = node[s]
-                encoding = bytes(buf)
-            else:
-                encoding = _encode_branch(bitmap, node[_VALUE], node[_SLOT0:_ENC])
-            node[_ENC] = encoding
             clean = tuple(node)
+            encoding = _encode_branch(node[_BITMAP], node[_VALUE], node[_SLOT0:])
         elif kind == LEAF:
-            head = node[_HEAD]
-            if head is None:
-                head = node[_HEAD] = b"\x01" + _compact(len(node[1])) + _pack(node[1])
-            value = node[2]
-            encoding = b"".join((head, _compact(len(value)), value))
             clean = tuple(node)
+            encoding = _encode_leaf(node[1], node[2])
         else:
             child = node[2]
             if child.__class__ is list:
@@ -664,7 +637,7 @@ class Trie:
 
 
 def _new_branch() -> _Dirty:
-    return [BRANCH, None, 0, *[None] * 16, None, []]
+    return [BRANCH, None, 0, *[None] * 16, []]
 
 
 def _attach(branch: _Dirty, slot: int, child: _Ref) -> None:

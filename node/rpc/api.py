@@ -74,7 +74,9 @@ class NodeRpc:
             return self.node.best_hash
         h = _bytes(value, "block hash", 32)
         if self.db.header(h) is None:
-            raise RpcError(UNKNOWN_BLOCK, f"Client error: UnknownBlock: header not found for 0x{h.hex()}")
+            raise RpcError(
+                UNKNOWN_BLOCK, f"Client error: UnknownBlock: header not found for 0x{h.hex()}"
+            )
         return h
 
     def _state(self, at: Any) -> tuple[bytes, Trie]:
@@ -113,7 +115,10 @@ class NodeRpc:
         return ["Authority"] if self.node.signer is not None else ["Full"]
 
     def system_local_peer_id(self, params: list[Any]) -> str:
-        return "12D3KooW" + blake2_256(self.node.genesis_hash + self.node.config.name.encode()).hex()[:44]
+        return (
+            "12D3KooW"
+            + blake2_256(self.node.genesis_hash + self.node.config.name.encode()).hex()[:44]
+        )
 
     def system_local_listen_addresses(self, params: list[Any]) -> list[str]:
         return []
@@ -146,7 +151,9 @@ class NodeRpc:
             try:
                 value = int(value, 16) if value.startswith("0x") else int(value)
             except ValueError as exc:
-                raise RpcError.invalid_params("block number must be an integer or hex string") from exc
+                raise RpcError.invalid_params(
+                    "block number must be an integer or hex string"
+                ) from exc
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise RpcError.invalid_params("block number must be a non-negative integer")
         h = self.db.hash_at(value)
@@ -165,8 +172,10 @@ class NodeRpc:
         body = self.db.body(h)
         if header is None or body is None:
             return None
-        return {"block": {"header": header.to_json(), "extrinsics": [_hex(x) for x in body]},
-                "justifications": None}
+        return {
+            "block": {"header": header.to_json(), "extrinsics": [_hex(x) for x in body]},
+            "justifications": None,
+        }
 
     def chain_get_finalized_head(self, params: list[Any]) -> str:
         return _hex(self.node.finalized_hash)
@@ -202,7 +211,9 @@ class NodeRpc:
     def state_query_storage_at(self, params: list[Any]) -> list[dict[str, Any]]:
         keys = _param(params, 0)
         if not isinstance(keys, list) or len(keys) > MAX_STORAGE_KEYS:
-            raise RpcError.invalid_params(f"keys must be a list of at most {MAX_STORAGE_KEYS} hex keys")
+            raise RpcError.invalid_params(
+                f"keys must be a list of at most {MAX_STORAGE_KEYS} hex keys"
+            )
         h, state = self._state(_param(params, 1))
         changes = []
         for k in keys:
@@ -218,7 +229,7 @@ class NodeRpc:
         start_raw = _param(params, 2)
         start = _bytes(start_raw, "start key") if start_raw is not None else None
         _, state = self._state(_param(params, 3))
-        out = []
+        out: list[str] = []
         for key, _ in state.iterate(prefix, start):
             if len(out) >= count:
                 break
@@ -236,7 +247,9 @@ class NodeRpc:
         except RuntimeApiError as exc:
             raise RpcError(UNKNOWN_BLOCK, f"Client error: Execution failed: {exc}") from exc
         except CodecError as exc:
-            raise RpcError(UNKNOWN_BLOCK, f"Client error: Execution failed: cannot decode input: {exc}") from exc
+            raise RpcError(
+                UNKNOWN_BLOCK, f"Client error: Execution failed: cannot decode input: {exc}"
+            ) from exc
 
     # ---- payment (deprecated RPCs; used by substrate-interface without state_call) -------------
 
@@ -251,9 +264,11 @@ class NodeRpc:
         ex = self.node.executive
         info = ex.dispatch_info(call)
         fee = ex.fee_details(state, len(xt), call).inclusion_fee
-        return {"weight": {"ref_time": info.weight.ref_time, "proof_size": info.weight.proof_size},
-                "class": info.class_.lower() if isinstance(info.class_, str) else "normal",
-                "partialFee": str(fee)}
+        return {
+            "weight": {"ref_time": info.weight.ref_time, "proof_size": info.weight.proof_size},
+            "class": info.class_.lower() if isinstance(info.class_, str) else "normal",
+            "partialFee": str(fee),
+        }
 
     def payment_query_fee_details(self, params: list[Any]) -> dict[str, Any]:
         xt = _bytes(_param(params, 0), "extrinsic")
@@ -264,12 +279,20 @@ class NodeRpc:
         except CodecError as exc:
             raise RpcError.invalid_params(f"cannot decode the extrinsic: {exc}") from exc
         d = self.node.executive.fee_details(state, len(xt), call)
-        return {"inclusionFee": {"baseFee": hex(d.base_fee), "lenFee": hex(d.len_fee),
-                                 "adjustedWeightFee": hex(d.adjusted_weight_fee)}, "tip": hex(decoded.tip)}
+        return {
+            "inclusionFee": {
+                "baseFee": hex(d.base_fee),
+                "lenFee": hex(d.len_fee),
+                "adjustedWeightFee": hex(d.adjusted_weight_fee),
+            },
+            "tip": hex(decoded.tip),
+        }
 
     # ---- author -------------------------------------------------------------------------------
 
-    def _submit(self, params: list[Any], watcher: Callable[[Any], None] | None = None) -> tuple[bytes, str]:
+    def _submit(
+        self, params: list[Any], watcher: Callable[[Any], None] | None = None
+    ) -> tuple[bytes, str]:
         raw = _bytes(_param(params, 0), "extrinsic")
         try:
             tx_hash, status = self.node.pool.submit(raw, watcher)
@@ -290,9 +313,9 @@ class NodeRpc:
             if sub.closed:
                 return
             sub.notify(status)
-            if isinstance(status, dict) and ("finalized" in status or "usurped" in status) or status in (
-                "dropped", "invalid"
-            ):
+            if (
+                isinstance(status, dict) and ("finalized" in status or "usurped" in status)
+            ) or status in ("dropped", "invalid"):
                 self.node.pool.unwatch(tx_hash, watcher)
 
         tx_hash, status = self._submit(params, watcher)
@@ -379,21 +402,45 @@ def build_rpc(node: Node) -> RpcServer:
     m("payment_queryFeeDetails", api.payment_query_fee_details)
     m("author_submitExtrinsic", api.author_submit_extrinsic)
     m("author_pendingExtrinsics", api.author_pending_extrinsics)
-    server.subscription("author_submitAndWatchExtrinsic", "author_unwatchExtrinsic", "author_extrinsicUpdate",
-                        api.author_submit_and_watch)
-    server.subscription("chain_subscribeNewHeads", "chain_unsubscribeNewHeads", "chain_newHead",
-                        api.subscribe_new_heads,
-                        aliases=[("chain_subscribeNewHead", "chain_unsubscribeNewHead"),
-                                 ("subscribe_newHead", "unsubscribe_newHead")])
-    server.subscription("chain_subscribeFinalizedHeads", "chain_unsubscribeFinalizedHeads", "chain_finalizedHead",
-                        api.subscribe_finalized_heads,
-                        aliases=[("chain_subscribeFinalisedHeads", "chain_unsubscribeFinalisedHeads")])
-    server.subscription("chain_subscribeAllHeads", "chain_unsubscribeAllHeads", "chain_allHead",
-                        api.subscribe_new_heads)
-    server.subscription("state_subscribeRuntimeVersion", "state_unsubscribeRuntimeVersion", "state_runtimeVersion",
-                        api.subscribe_runtime_version,
-                        aliases=[("chain_subscribeRuntimeVersion", "chain_unsubscribeRuntimeVersion")])
-    server.subscription("state_subscribeStorage", "state_unsubscribeStorage", "state_storage", api.subscribe_storage)
-    names = server.method_names() + ["rpc_methods"]
+    server.subscription(
+        "author_submitAndWatchExtrinsic",
+        "author_unwatchExtrinsic",
+        "author_extrinsicUpdate",
+        api.author_submit_and_watch,
+    )
+    server.subscription(
+        "chain_subscribeNewHeads",
+        "chain_unsubscribeNewHeads",
+        "chain_newHead",
+        api.subscribe_new_heads,
+        aliases=[
+            ("chain_subscribeNewHead", "chain_unsubscribeNewHead"),
+            ("subscribe_newHead", "unsubscribe_newHead"),
+        ],
+    )
+    server.subscription(
+        "chain_subscribeFinalizedHeads",
+        "chain_unsubscribeFinalizedHeads",
+        "chain_finalizedHead",
+        api.subscribe_finalized_heads,
+        aliases=[("chain_subscribeFinalisedHeads", "chain_unsubscribeFinalisedHeads")],
+    )
+    server.subscription(
+        "chain_subscribeAllHeads",
+        "chain_unsubscribeAllHeads",
+        "chain_allHead",
+        api.subscribe_new_heads,
+    )
+    server.subscription(
+        "state_subscribeRuntimeVersion",
+        "state_unsubscribeRuntimeVersion",
+        "state_runtimeVersion",
+        api.subscribe_runtime_version,
+        aliases=[("chain_subscribeRuntimeVersion", "chain_unsubscribeRuntimeVersion")],
+    )
+    server.subscription(
+        "state_subscribeStorage", "state_unsubscribeStorage", "state_storage", api.subscribe_storage
+    )
+    names = [*server.method_names(), "rpc_methods"]
     m("rpc_methods", lambda params: {"methods": sorted(names), "version": 1})
     return server

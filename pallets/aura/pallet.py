@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from chain.codec import CodecError, Decoder
 from chain.frame.common import SLOT
@@ -19,7 +20,9 @@ class Config:
     slot_duration_ms: int
 
 
-SPEC.constant("SlotDuration", U64, lambda c: c.aura.slot_duration_ms, "The slot duration in milliseconds.")
+SPEC.constant(
+    "SlotDuration", U64, lambda c: c.aura.slot_duration_ms, "The slot duration in milliseconds."
+)
 
 AUTHORITY_ID = NewType(
     "sp_consensus_aura::sr25519::app_sr25519::Public",
@@ -27,15 +30,18 @@ AUTHORITY_ID = NewType(
     "sr25519::Public",
 )
 Authorities: StorageValue[list[bytes]] = StorageValue(
-    SPEC, "Authorities", Vec(AUTHORITY_ID), default=[], docs="The current authority set.")
-CurrentSlot: StorageValue[int] = StorageValue(SPEC, "CurrentSlot", SLOT, default=0,
-                                              docs="The current slot of this block.")
+    SPEC, "Authorities", Vec(AUTHORITY_ID), default=[], docs="The current authority set."
+)
+CurrentSlot: StorageValue[int] = StorageValue(
+    SPEC, "CurrentSlot", SLOT, default=0, docs="The current slot of this block."
+)
 
 
-def slot_from_digest(logs: list[object]) -> int | None:
+def slot_from_digest(logs: list[Any]) -> int | None:
     for item in logs:
-        kind, payload = item  # type: ignore[misc]
-        if kind == "PreRuntime" and payload[0] == ENGINE_ID:
+        kind: str = item[0]
+        payload: Any = item[1]
+        if kind == "PreRuntime" and isinstance(payload, tuple) and payload[0] == ENGINE_ID:
             d = Decoder(payload[1])
             slot = d.u64()
             d.finish()
@@ -65,6 +71,3 @@ def build_genesis(ctx: Ctx, authorities: list[bytes]) -> None:
     if not authorities:
         raise ValueError("genesis needs at least one Aura authority")
     Authorities.put(ctx.state, list(authorities))
-
-
-

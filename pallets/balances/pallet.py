@@ -10,9 +10,26 @@ import dataclasses
 import enum
 
 from chain.codec import U128_MAX
-from chain.frame.common import ACCOUNT_ID, BALANCE, COMPACT_BALANCE, MULTI_ADDRESS, AccountId, Weight, lookup_address
-from chain.frame.pallet import Ctx, DispatchError, ModuleError, PalletSpec, State, StorageValue, ensure
-from chain.frame.types import BOOL, U32
+from chain.frame.common import (
+    ACCOUNT_ID,
+    BALANCE,
+    COMPACT_BALANCE,
+    MULTI_ADDRESS,
+    AccountId,
+    Weight,
+    lookup_address,
+)
+from chain.frame.pallet import (
+    Ctx,
+    DispatchError,
+    ModuleError,
+    PalletSpec,
+    ReadState,
+    StorageMap,
+    StorageValue,
+    ensure,
+)
+from chain.frame.types import BOOL, U32, FixedBytes, Struct, Vec, fields_of, unit_enum
 from pallets.system import pallet as system
 
 SPEC = PalletSpec("Balances", 2)
@@ -25,16 +42,69 @@ class Config:
     max_reserves: int = 50
 
 
-SPEC.constant("ExistentialDeposit", BALANCE, lambda c: c.balances.existential_deposit,
-              "The minimum amount required to keep an account open.")
-SPEC.constant("MaxLocks", U32, lambda c: c.balances.max_locks, "The maximum number of locks per account.")
-SPEC.constant("MaxReserves", U32, lambda c: c.balances.max_reserves,
-              "The maximum number of named reserves per account.")
+SPEC.constant(
+    "ExistentialDeposit",
+    BALANCE,
+    lambda c: c.balances.existential_deposit,
+    "The minimum amount required to keep an account open.",
+)
+SPEC.constant(
+    "MaxLocks", U32, lambda c: c.balances.max_locks, "The maximum number of locks per account."
+)
+SPEC.constant(
+    "MaxReserves",
+    U32,
+    lambda c: c.balances.max_reserves,
+    "The maximum number of named reserves per account.",
+)
 
-TotalIssuance: StorageValue[int] = StorageValue(SPEC, "TotalIssuance", BALANCE, default=0,
-                                                docs="The total units issued in the system.")
-InactiveIssuance: StorageValue[int] = StorageValue(SPEC, "InactiveIssuance", BALANCE, default=0,
-                                                   docs="The total units of outstanding deactivated balance.")
+TotalIssuance: StorageValue[int] = StorageValue(
+    SPEC, "TotalIssuance", BALANCE, default=0, docs="The total units issued in the system."
+)
+InactiveIssuance: StorageValue[int] = StorageValue(
+    SPEC,
+    "InactiveIssuance",
+    BALANCE,
+    default=0,
+    docs="The total units of outstanding deactivated balance.",
+)
+
+# Declared for wallets (Polkadot.js derives read them); this runtime keeps them empty: bonded
+# stake is shown through `AccountData.frozen` instead.
+LOCK_ID = FixedBytes(8)
+REASONS = unit_enum("pallet_balances::types::Reasons", ["Fee", "Misc", "All"])
+BALANCE_LOCK = Struct(
+    "pallet_balances::types::BalanceLock",
+    fields_of(
+        [
+            ("id", LOCK_ID, "LockIdentifier"),
+            ("amount", BALANCE, "Balance"),
+            ("reasons", REASONS, "Reasons"),
+        ]
+    ),
+    params=[("Balance", BALANCE)],
+)
+RESERVE_DATA = Struct(
+    "pallet_balances::types::ReserveData",
+    fields_of([("id", LOCK_ID, "ReserveIdentifier"), ("amount", BALANCE, "Balance")]),
+    params=[("ReserveIdentifier", LOCK_ID), ("Balance", BALANCE)],
+)
+Locks: StorageMap[bytes, list[dict[str, object]]] = StorageMap(
+    SPEC,
+    "Locks",
+    ACCOUNT_ID,
+    Vec(BALANCE_LOCK),
+    default=[],
+    docs="Any liquidity locks on some account balances (unused: see AccountData.frozen).",
+)
+Reserves: StorageMap[bytes, list[dict[str, object]]] = StorageMap(
+    SPEC,
+    "Reserves",
+    ACCOUNT_ID,
+    Vec(RESERVE_DATA),
+    default=[],
+    docs="Named reserves on some account balances.",
+)
 
 # ---- events (FRAME's indices) -----------------------------------------------------------------
 
@@ -57,8 +127,14 @@ class DustLost:
     amount: int
 
 
-@SPEC.event(2, [("from_", ACCOUNT_ID, "T::AccountId"), ("to", ACCOUNT_ID, "T::AccountId"),
-                ("amount", BALANCE, "T::Balance")])
+@SPEC.event(
+    2,
+    [
+        ("from_", ACCOUNT_ID, "T::AccountId"),
+        ("to", ACCOUNT_ID, "T::AccountId"),
+        ("amount", BALANCE, "T::Balance"),
+    ],
+)
 @dataclasses.dataclass(frozen=True, slots=True)
 class Transfer:
     """Transfer succeeded."""
@@ -140,7 +216,7 @@ class Error(enum.IntEnum):  # FRAME's indices; consensus-visible: append only
 
 SPEC.error_docs = {
     "INSUFFICIENT_BALANCE": "Balance too low to send value.",
-    "LIQUIDITY_RESTRICTIONS": "Account liquidity restrictions prevent withdrawal (funds are frozen).",
+    "LIQUIDITY_RESTRICTIONS": "Account liquidity restrictions prevent withdrawal (frozen funds).",
     "EXISTENTIAL_DEPOSIT": "Value too low to create account due to existential deposit.",
     "EXPENDABILITY": "Transfer/payment would kill account.",
 }
@@ -148,11 +224,11 @@ SPEC.error_docs = {
 # ---- the Currency interface other pallets use -------------------------------------------------
 
 
-def free_balance(state: State, who: bytes) -> int:
+def free_balance(state: ReadState, who: bytes) -> int:
     return system.get_account(state, who).data.free
 
 
-def usable_balance(state: State, who: bytes, ed: int, *, keep_alive: bool) -> int:
+def usable_balance(state: ReadState, who: bytes, ed: int, *, keep_alive: bool) -> int:
     """What `who` can move out: free above the frozen amount (and above ED when keeping alive)."""
     data = system.get_account(state, who).data
     floor = max(data.frozen, ed if keep_alive else 0)
@@ -250,7 +326,11 @@ def _lookup(dest: tuple[str, object]) -> AccountId:
 TRANSFER_WEIGHT = Weight(60_000_000, 3593)
 
 
-@SPEC.call(0, weight=TRANSFER_WEIGHT, args=[("dest", MULTI_ADDRESS), ("value", COMPACT_BALANCE, "T::Balance")])
+@SPEC.call(
+    0,
+    weight=TRANSFER_WEIGHT,
+    args=[("dest", MULTI_ADDRESS), ("value", COMPACT_BALANCE, "T::Balance")],
+)
 def transfer_allow_death(ctx: Ctx, dest: tuple[str, object], value: int) -> None:
     """Transfer some liquid free balance to another account; the sender may be reaped.
 
@@ -260,16 +340,29 @@ def transfer_allow_death(ctx: Ctx, dest: tuple[str, object], value: int) -> None
     transfer(ctx, source, _lookup(dest), value, keep_alive=False)
 
 
-@SPEC.call(2, weight=TRANSFER_WEIGHT, args=[("source", MULTI_ADDRESS), ("dest", MULTI_ADDRESS),
-                                            ("value", COMPACT_BALANCE, "T::Balance")])
-def force_transfer(ctx: Ctx, source: tuple[str, object], dest: tuple[str, object], value: int) -> None:
+@SPEC.call(
+    2,
+    weight=TRANSFER_WEIGHT,
+    args=[
+        ("source", MULTI_ADDRESS),
+        ("dest", MULTI_ADDRESS),
+        ("value", COMPACT_BALANCE, "T::Balance"),
+    ],
+)
+def force_transfer(
+    ctx: Ctx, source: tuple[str, object], dest: tuple[str, object], value: int
+) -> None:
     """Exactly as `transfer_allow_death`, except the origin must be root and the source account
     may be specified."""
     ctx.ensure_root()
     transfer(ctx, _lookup(source), _lookup(dest), value, keep_alive=False)
 
 
-@SPEC.call(3, weight=TRANSFER_WEIGHT, args=[("dest", MULTI_ADDRESS), ("value", COMPACT_BALANCE, "T::Balance")])
+@SPEC.call(
+    3,
+    weight=TRANSFER_WEIGHT,
+    args=[("dest", MULTI_ADDRESS), ("value", COMPACT_BALANCE, "T::Balance")],
+)
 def transfer_keep_alive(ctx: Ctx, dest: tuple[str, object], value: int) -> None:
     """Same as `transfer_allow_death`, but fails if the sender would be reaped.
 
@@ -283,11 +376,17 @@ def transfer_keep_alive(ctx: Ctx, dest: tuple[str, object], value: int) -> None:
 def transfer_all(ctx: Ctx, dest: tuple[str, object], keep_alive: bool) -> None:
     """Transfer the entire transferable balance from the caller account."""
     source = ctx.ensure_signed()
-    amount = usable_balance(ctx.state, source, ctx.config.balances.existential_deposit, keep_alive=keep_alive)
+    amount = usable_balance(
+        ctx.state, source, ctx.config.balances.existential_deposit, keep_alive=keep_alive
+    )
     transfer(ctx, source, _lookup(dest), amount, keep_alive=keep_alive)
 
 
-@SPEC.call(8, weight=Weight(40_000_000, 3593), args=[("who", MULTI_ADDRESS), ("new_free", COMPACT_BALANCE, "T::Balance")])
+@SPEC.call(
+    8,
+    weight=Weight(40_000_000, 3593),
+    args=[("who", MULTI_ADDRESS), ("new_free", COMPACT_BALANCE, "T::Balance")],
+)
 def force_set_balance(ctx: Ctx, who: tuple[str, object], new_free: int) -> None:
     """Set the free balance of an account (root only). Issuance follows."""
     ctx.ensure_root()
@@ -315,13 +414,18 @@ def build_genesis(ctx: Ctx, balances: list[tuple[bytes, int]]) -> None:
             raise ValueError(f"genesis balance of {who.hex()} is below the existential deposit")
         seen.add(who)
         info = system.get_account(ctx.state, who)
-        system.put_account(ctx, who, dataclasses.replace(
-            info, providers=info.providers + 1, data=dataclasses.replace(info.data, free=amount)))
+        system.put_account(
+            ctx,
+            who,
+            dataclasses.replace(
+                info, providers=info.providers + 1, data=dataclasses.replace(info.data, free=amount)
+            ),
+        )
         total += amount
     TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) + total)
 
 
-def check_invariants(state: State) -> None:
+def check_invariants(state: ReadState) -> None:
     """try_state: issuance equals the sum of balances; no account below ED holds funds."""
     total = sum(info.data.free + info.data.reserved for _, info in system.Account.iter(state))
     issued = TotalIssuance.get(state)

@@ -10,7 +10,7 @@ import dataclasses
 import enum
 
 from chain.frame.common import ACCOUNT_ID, BALANCE, BLOCK_NUMBER, Weight
-from chain.frame.pallet import Ctx, PalletSpec, State, StorageMap, ensure
+from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageMap, ensure
 from chain.frame.types import BOOL
 from pallets.balances import pallet as balances
 
@@ -24,13 +24,20 @@ class Config:
     period_blocks: int = 1
 
 
-SPEC.constant("Enabled", BOOL, lambda c: c.faucet.enabled, "Whether the faucet is open on this chain.")
+SPEC.constant(
+    "Enabled", BOOL, lambda c: c.faucet.enabled, "Whether the faucet is open on this chain."
+)
 SPEC.constant("DripAmount", BALANCE, lambda c: c.faucet.amount, "Amount minted per drip.")
-SPEC.constant("DripPeriod", BLOCK_NUMBER, lambda c: c.faucet.period_blocks,
-              "Blocks an account must wait between drips.")
+SPEC.constant(
+    "DripPeriod",
+    BLOCK_NUMBER,
+    lambda c: c.faucet.period_blocks,
+    "Blocks an account must wait between drips.",
+)
 
-LastDrip: StorageMap[bytes, int] = StorageMap(SPEC, "LastDrip", ACCOUNT_ID, BLOCK_NUMBER,
-                                              docs="Block of each account's last drip.")
+LastDrip: StorageMap[bytes, int] = StorageMap(
+    SPEC, "LastDrip", ACCOUNT_ID, BLOCK_NUMBER, docs="Block of each account's last drip."
+)
 
 
 @SPEC.event(0, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "BalanceOf<T>")])
@@ -48,11 +55,13 @@ class Error(enum.IntEnum):
     RATE_LIMITED = 1
 
 
-SPEC.error_docs = {"DISABLED": "The faucet is not enabled on this chain.",
-                   "RATE_LIMITED": "This account dripped less than DripPeriod blocks ago."}
+SPEC.error_docs = {
+    "DISABLED": "The faucet is not enabled on this chain.",
+    "RATE_LIMITED": "This account dripped less than DripPeriod blocks ago.",
+}
 
 
-def is_drip_allowed(state: State, config: Config, who: bytes, now: int) -> bool:
+def is_drip_allowed(state: ReadState, config: Config, who: bytes, now: int) -> bool:
     last = LastDrip.get(state, who)
     return config.enabled and (last is None or now >= last + config.period_blocks)
 

@@ -14,7 +14,9 @@ SPEC = PalletSpec("Sudo", 4)
 
 RUNTIME_CALL = Lazy("RuntimeCall")  # bound by the runtime assembly
 
-Key: StorageValue[bytes] = StorageValue(SPEC, "Key", ACCOUNT_ID, docs="The `AccountId` of the sudo key.")
+Key: StorageValue[bytes] = StorageValue(
+    SPEC, "Key", ACCOUNT_ID, docs="The `AccountId` of the sudo key."
+)
 
 
 @SPEC.event(0, [("sudo_result", DISPATCH_RESULT, "DispatchResult")])
@@ -25,7 +27,9 @@ class Sudid:
     sudo_result: tuple[str, Any]
 
 
-@SPEC.event(1, [("old", Option(ACCOUNT_ID), "Option<T::AccountId>"), ("new", ACCOUNT_ID, "T::AccountId")])
+@SPEC.event(
+    1, [("old", Option(ACCOUNT_ID), "Option<T::AccountId>"), ("new", ACCOUNT_ID, "T::AccountId")]
+)
 @dataclasses.dataclass(frozen=True, slots=True)
 class KeyChanged:
     """The sudo key has been updated."""
@@ -97,8 +101,14 @@ def set_key(ctx: Ctx, new: tuple[str, object]) -> None:
     ctx.emit(KeyChanged(old, new_key))
 
 
-@SPEC.call(3, weight=SUDO_WEIGHT, args=[("who", MULTI_ADDRESS, "AccountIdLookupOf<T>"),
-                                        ("call", RUNTIME_CALL, "Box<<T as Config>::RuntimeCall>")])
+@SPEC.call(
+    3,
+    weight=SUDO_WEIGHT,
+    args=[
+        ("who", MULTI_ADDRESS, "AccountIdLookupOf<T>"),
+        ("call", RUNTIME_CALL, "Box<<T as Config>::RuntimeCall>"),
+    ],
+)
 def sudo_as(ctx: Ctx, who: tuple[str, object], call: Any) -> None:
     """Dispatch a call with a Signed origin of `who`."""
     _ensure_sudo(ctx)

@@ -23,6 +23,7 @@ from chain.frame.common import (
 from chain.frame.pallet import (
     Ctx,
     PalletSpec,
+    ReadState,
     State,
     StorageMap,
     StorageValue,
@@ -41,9 +42,15 @@ class Config:
     ss58_prefix: int = 42
 
 
-SPEC.constant("BlockHashCount", BLOCK_NUMBER, lambda c: c.system.block_hash_count,
-              "Maximum number of block number to block hash mappings to keep (oldest pruned first).")
-SPEC.constant("SS58Prefix", U16, lambda c: c.system.ss58_prefix, "The designated SS58 prefix of this chain.")
+SPEC.constant(
+    "BlockHashCount",
+    BLOCK_NUMBER,
+    lambda c: c.system.block_hash_count,
+    "Maximum number of block number to block hash mappings to keep (oldest pruned first).",
+)
+SPEC.constant(
+    "SS58Prefix", U16, lambda c: c.system.ss58_prefix, "The designated SS58 prefix of this chain."
+)
 
 # ---- types -----------------------------------------------------------------------------------
 
@@ -70,15 +77,28 @@ class AccountInfo:
 EXTRA_FLAGS = NewType("pallet_balances::types::ExtraFlags", U128, "u128")
 ACCOUNT_DATA = Struct(
     "pallet_balances::types::AccountData",
-    fields_of([("free", U128, "Balance"), ("reserved", U128, "Balance"), ("frozen", U128, "Balance"),
-               ("flags", EXTRA_FLAGS, "ExtraFlags")]),
+    fields_of(
+        [
+            ("free", U128, "Balance"),
+            ("reserved", U128, "Balance"),
+            ("frozen", U128, "Balance"),
+            ("flags", EXTRA_FLAGS, "ExtraFlags"),
+        ]
+    ),
     AccountData,
     params=[("Balance", U128)],
 )
 ACCOUNT_INFO = Struct(
     "frame_system::AccountInfo",
-    fields_of([("nonce", U32, "Nonce"), ("consumers", U32, "RefCount"), ("providers", U32, "RefCount"),
-               ("sufficients", U32, "RefCount"), ("data", ACCOUNT_DATA, "AccountData")]),
+    fields_of(
+        [
+            ("nonce", U32, "Nonce"),
+            ("consumers", U32, "RefCount"),
+            ("providers", U32, "RefCount"),
+            ("sufficients", U32, "RefCount"),
+            ("data", ACCOUNT_DATA, "AccountData"),
+        ]
+    ),
     AccountInfo,
     params=[("Nonce", U32), ("AccountData", ACCOUNT_DATA)],
 )
@@ -95,32 +115,54 @@ class EventRecord:
 
 EVENT_RECORD = Struct(
     "frame_system::EventRecord",
-    fields_of([("phase", PHASE, "Phase"), ("event", RUNTIME_EVENT, "E"), ("topics", Vec(H256), "Vec<T>")]),
+    fields_of(
+        [("phase", PHASE, "Phase"), ("event", RUNTIME_EVENT, "E"), ("topics", Vec(H256), "Vec<T>")]
+    ),
     EventRecord,
     params=[("E", RUNTIME_EVENT), ("T", H256)],
 )
-DIGEST = Struct("sp_runtime::generic::digest::Digest", fields_of([("logs", Vec(DIGEST_ITEM), "Vec<DigestItem>")]))
+DIGEST = Struct(
+    "sp_runtime::generic::digest::Digest",
+    fields_of([("logs", Vec(DIGEST_ITEM), "Vec<DigestItem>")]),
+)
 
 # ---- storage ---------------------------------------------------------------------------------
 
 Account: StorageMap[AccountId, AccountInfo] = StorageMap(
-    SPEC, "Account", ACCOUNT_ID, ACCOUNT_INFO, default=AccountInfo(),
-    docs="The full account information for a particular account ID.")
-Number: StorageValue[int] = StorageValue(SPEC, "Number", BLOCK_NUMBER, default=0,
-                                         docs="The current block number being processed.")
-ParentHash: StorageValue[bytes] = StorageValue(SPEC, "ParentHash", H256, default=bytes(32),
-                                               docs="Hash of the previous block.")
+    SPEC,
+    "Account",
+    ACCOUNT_ID,
+    ACCOUNT_INFO,
+    default=AccountInfo(),
+    docs="The full account information for a particular account ID.",
+)
+Number: StorageValue[int] = StorageValue(
+    SPEC, "Number", BLOCK_NUMBER, default=0, docs="The current block number being processed."
+)
+ParentHash: StorageValue[bytes] = StorageValue(
+    SPEC, "ParentHash", H256, default=bytes(32), docs="Hash of the previous block."
+)
 BlockHash: StorageMap[int, bytes] = StorageMap(
-    SPEC, "BlockHash", BLOCK_NUMBER, H256, hasher="Twox64Concat", default=bytes(32),
-    docs="Map of block numbers to block hashes.")
-ExtrinsicCount: StorageValue[int] = StorageValue(SPEC, "ExtrinsicCount", U32,
-                                                 docs="Total extrinsics count for the current block.")
+    SPEC,
+    "BlockHash",
+    BLOCK_NUMBER,
+    H256,
+    hasher="Twox64Concat",
+    default=bytes(32),
+    docs="Map of block numbers to block hashes.",
+)
+ExtrinsicCount: StorageValue[int] = StorageValue(
+    SPEC, "ExtrinsicCount", U32, docs="Total extrinsics count for the current block."
+)
 Digest: StorageValue[dict[str, list[object]]] = StorageValue(
-    SPEC, "Digest", DIGEST, default={"logs": []}, docs="Digest of the current block.")
+    SPEC, "Digest", DIGEST, default={"logs": []}, docs="Digest of the current block."
+)
 Events: StorageValue[list[EventRecord]] = StorageValue(
-    SPEC, "Events", Vec(EVENT_RECORD), default=[], docs="Events deposited for the current block.")
-EventCount: StorageValue[int] = StorageValue(SPEC, "EventCount", U32, default=0,
-                                             docs="The number of events in the `Events<T>` list.")
+    SPEC, "Events", Vec(EVENT_RECORD), default=[], docs="Events deposited for the current block."
+)
+EventCount: StorageValue[int] = StorageValue(
+    SPEC, "EventCount", U32, default=0, docs="The number of events in the `Events<T>` list."
+)
 
 # ---- events ----------------------------------------------------------------------------------
 
@@ -133,7 +175,13 @@ class ExtrinsicSuccess:
     dispatch_info: DispatchInfo
 
 
-@SPEC.event(1, [("dispatch_error", DISPATCH_ERROR, "DispatchError"), ("dispatch_info", DISPATCH_INFO, "DispatchInfo")])
+@SPEC.event(
+    1,
+    [
+        ("dispatch_error", DISPATCH_ERROR, "DispatchError"),
+        ("dispatch_info", DISPATCH_INFO, "DispatchInfo"),
+    ],
+)
 @dataclasses.dataclass(frozen=True, slots=True)
 class ExtrinsicFailed:
     """An extrinsic failed."""
@@ -201,7 +249,7 @@ def remark_with_event(ctx: Ctx, remark: bytes) -> None:
 # ---- account helpers used by other pallets ----------------------------------------------------
 
 
-def get_account(state: State, who: bytes) -> AccountInfo:
+def get_account(state: ReadState, who: bytes) -> AccountInfo:
     return Account.get(state, AccountId(who))
 
 

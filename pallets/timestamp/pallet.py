@@ -21,12 +21,23 @@ class Config:
     minimum_period_ms: int  # half the slot duration, like FRAME
 
 
-SPEC.constant("MinimumPeriod", U64, lambda c: c.timestamp.minimum_period_ms,
-              "The minimum period between blocks (milliseconds).")
+SPEC.constant(
+    "MinimumPeriod",
+    U64,
+    lambda c: c.timestamp.minimum_period_ms,
+    "The minimum period between blocks (milliseconds).",
+)
 
-Now: StorageValue[int] = StorageValue(SPEC, "Now", U64, default=0, docs="The current time for the current block.")
-DidUpdate: StorageValue[bool] = StorageValue(SPEC, "DidUpdate", BOOL, default=False,
-                                             docs="Whether the timestamp has been updated in this block.")
+Now: StorageValue[int] = StorageValue(
+    SPEC, "Now", U64, default=0, docs="The current time for the current block."
+)
+DidUpdate: StorageValue[bool] = StorageValue(
+    SPEC,
+    "DidUpdate",
+    BOOL,
+    default=False,
+    docs="Whether the timestamp has been updated in this block.",
+)
 
 
 @SPEC.errors
@@ -35,9 +46,14 @@ class Error(enum.IntEnum):
     TOO_EARLY = 1
 
 
-@SPEC.call(0, weight=Weight(10_000_000, 0), args=[("now", Compact(U64), "T::Moment")], dispatch_class="Mandatory",
-           pays_fee=False)
-def set(ctx: Ctx, now: int) -> None:  # noqa: A001 - FRAME's call name
+@SPEC.call(
+    0,
+    weight=Weight(10_000_000, 0),
+    args=[("now", Compact(U64), "T::Moment")],
+    dispatch_class="Mandatory",
+    pays_fee=False,
+)
+def set(ctx: Ctx, now: int) -> None:
     """Set the current time (inherent; unsigned, once per block, at least MinimumPeriod after the
     previous block)."""
     ctx.ensure_none()

@@ -26,14 +26,24 @@ class Config:
     operational_fee_multiplier: int = 5
 
 
-SPEC.constant("OperationalFeeMultiplier", U8, lambda c: c.transaction_payment.operational_fee_multiplier)
+SPEC.constant(
+    "OperationalFeeMultiplier", U8, lambda c: c.transaction_payment.operational_fee_multiplier
+)
 
 FIXED_U128 = NewType("sp_arithmetic::fixed_point::FixedU128", U128, "u128")
-NextFeeMultiplier: StorageValue[int] = StorageValue(SPEC, "NextFeeMultiplier", FIXED_U128, default=FIXED_ONE)
+NextFeeMultiplier: StorageValue[int] = StorageValue(
+    SPEC, "NextFeeMultiplier", FIXED_U128, default=FIXED_ONE
+)
 
 
-@SPEC.event(0, [("who", ACCOUNT_ID, "T::AccountId"), ("actual_fee", BALANCE, "BalanceOf<T>"),
-                ("tip", BALANCE, "BalanceOf<T>")])
+@SPEC.event(
+    0,
+    [
+        ("who", ACCOUNT_ID, "T::AccountId"),
+        ("actual_fee", BALANCE, "BalanceOf<T>"),
+        ("tip", BALANCE, "BalanceOf<T>"),
+    ],
+)
 @dataclasses.dataclass(frozen=True, slots=True)
 class TransactionFeePaid:
     """A transaction fee `actual_fee`, of which `tip` was added to the minimum inclusion fee, has

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import stat
@@ -109,7 +110,7 @@ def test_invalid_suri_message_hides_the_secret(suri: str) -> None:
     if suri:
         assert suri not in message
     words = suri.split()
-    for pair in zip(words, words[1:], strict=False):
+    for pair in itertools.pairwise(words):
         assert " ".join(pair) not in message
 
 
@@ -240,7 +241,7 @@ def test_loose_permissions_refused(tmp_path: Path, mode: int) -> None:
     assert "chmod 600" in message
     assert MNEMONIC not in message
     words = MNEMONIC.split()
-    for pair in zip(words, words[1:], strict=False):
+    for pair in itertools.pairwise(words):
         assert " ".join(pair) not in message
     path.chmod(0o600)
     assert ks.signer("aura", public).public == public

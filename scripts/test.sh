@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: install everything (Python and the npm client used by the compatibility
+# tests), lint, type-check and run the test suite (everything but e2e and gpu tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+echo "==> installing cuckoo-chain with test dependencies"
+python -m pip install -q --upgrade pip >/dev/null
+python -m pip install -q -e ".[test]"
+if command -v npm >/dev/null 2>&1 && [ -f tests/compat/package-lock.json ]; then
+  echo "==> installing @polkadot/api for the compatibility tests"
+  npm ci --prefix tests/compat --no-audit --no-fund --loglevel=error
+fi
+echo "==> ruff"
+ruff check .
+echo "==> mypy (strict)"
+mypy chain pallets genesis node
+echo "==> pytest"
+python -m pytest -q "$@"
