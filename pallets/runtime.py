@@ -14,8 +14,14 @@ from typing import Any
 from chain.frame.common import Weight
 from chain.frame.runtime import Runtime, RuntimeVersion
 from pallets.aura import pallet as aura
+from chain.crypto import ss58_decode, ss58_encode
 from pallets.balances import pallet as balances
 from pallets.faucet import pallet as faucet
+from pallets.registry import pallet as registry
+from pallets.rewards import pallet as rewards
+from pallets.slashing import pallet as slashing
+from pallets.staking import pallet as staking
+from pallets.voting import pallet as voting
 from pallets.sudo import pallet as sudo
 from pallets.system import pallet as system
 from pallets.timestamp import pallet as timestamp
@@ -40,7 +46,7 @@ VERSION = RuntimeVersion(
     spec_name="cuckoo",
     impl_name="cuckoo-node",
     authoring_version=1,
-    spec_version=100,
+    spec_version=101,
     impl_version=1,
     apis=RUNTIME_APIS,
     transaction_version=1,
@@ -55,6 +61,11 @@ PALLETS = (
     transaction_payment.SPEC,
     sudo.SPEC,
     faucet.SPEC,
+    staking.SPEC,
+    registry.SPEC,
+    voting.SPEC,
+    rewards.SPEC,
+    slashing.SPEC,
 )
 
 
@@ -66,6 +77,10 @@ class RuntimeConfig:
     balances: balances.Config
     transaction_payment: transaction_payment.Config
     faucet: faucet.Config
+    staking: staking.Config
+    registry: registry.Config
+    rewards: rewards.Config
+    slashing: slashing.Config
     max_block_weight: Weight = Weight(2_000_000_000_000, 5 * 1024 * 1024)  # 2 s of ref_time
     max_block_length: int = 5 * 1024 * 1024
     max_extrinsic_length: int = 4 * 1024 * 1024
@@ -89,6 +104,25 @@ class RuntimeConfig:
                 "enabled": self.faucet.enabled,
                 "amount": str(self.faucet.amount),
                 "periodBlocks": self.faucet.period_blocks,
+            },
+            "staking": {
+                "eraLength": self.staking.era_length,
+                "bondingDuration": self.staking.bonding_duration,
+            },
+            "registry": {
+                "minMinerStake": str(self.registry.min_miner_stake),
+                "minCoordinatorStake": str(self.registry.min_coordinator_stake),
+            },
+            "rewards": {
+                "emissionPerEra": str(self.rewards.emission_per_era),
+                "minerShare": self.rewards.miner_share,
+            },
+            "slashing": {
+                "slashDeferDuration": self.slashing.slash_defer_duration,
+                "invalidResultSlash": self.slashing.invalid_result_slash,
+                "equivocationSlash": self.slashing.equivocation_slash,
+                "finderFee": self.slashing.finder_fee,
+                "treasury": ss58_encode(self.slashing.treasury, self.system.ss58_prefix),
             },
         }
 
@@ -123,6 +157,29 @@ class RuntimeConfig:
                     amount=int(fc.get("amount", 0)),
                     period_blocks=int(fc.get("periodBlocks", 1)),
                 ),
+                staking=staking.Config(
+                    era_length=_positive(obj["staking"]["eraLength"], "staking.eraLength"),
+                    bonding_duration=int(obj["staking"]["bondingDuration"]),
+                ),
+                registry=registry.Config(
+                    min_miner_stake=int(obj["registry"]["minMinerStake"]),
+                    min_coordinator_stake=int(obj["registry"]["minCoordinatorStake"]),
+                ),
+                rewards=rewards.Config(
+                    emission_per_era=int(obj["rewards"]["emissionPerEra"]),
+                    miner_share=_perbill(obj["rewards"]["minerShare"], "rewards.minerShare"),
+                ),
+                slashing=slashing.Config(
+                    slash_defer_duration=int(obj["slashing"]["slashDeferDuration"]),
+                    invalid_result_slash=_perbill(
+                        obj["slashing"]["invalidResultSlash"], "invalidResultSlash"
+                    ),
+                    equivocation_slash=_perbill(
+                        obj["slashing"]["equivocationSlash"], "equivocationSlash"
+                    ),
+                    finder_fee=_perbill(obj["slashing"]["finderFee"], "finderFee"),
+                    treasury=ss58_decode(obj["slashing"]["treasury"])[0],
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"invalid runtime parameters in chain spec: {exc!r}") from exc
@@ -134,6 +191,20 @@ class RuntimeConfig:
     @classmethod
     def decode(cls, raw: bytes) -> RuntimeConfig:
         return cls.from_json(json.loads(raw))
+
+
+def _positive(value: Any, what: str) -> int:
+    n = int(value)
+    if n <= 0:
+        raise ValueError(f"{what} must be positive")
+    return n
+
+
+def _perbill(value: Any, what: str) -> int:
+    n = int(value)
+    if not 0 <= n <= 1_000_000_000:
+        raise ValueError(f"{what} is a Perbill: 0 to 1,000,000,000")
+    return n
 
 
 def build_runtime(config: RuntimeConfig) -> Runtime:

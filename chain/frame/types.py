@@ -9,8 +9,8 @@ Value conventions:
 - `Option<T>`: `None` or the value
 - composites: an instance of the declared dataclass (or a dict when no class is given);
   a transparent newtype (e.g. `AccountId32`) is its single inner value
-- enums (`Variant`): `(variant_name, payload)`, payload `None` for unit variants, else a dict
-  (named fields) or a tuple (unnamed fields)
+- enums (`Variant`): `(variant_name, payload)` with a dict (named fields), the value (one
+  unnamed field) or a tuple (several); a unit variant is just its name (encode accepts both)
 - tuples: `tuple`
 """
 
@@ -447,7 +447,7 @@ class Enum(ScaleType):
         if v is None:
             raise CodecError(f"invalid variant index {idx} for {'::'.join(self.path)}")
         if not v.fields:
-            return (v.name, None)
+            return v.name
         if v.named:
             return (v.name, {f.attr or f.name: f.ty.decode(d) for f in v.fields})
         values = tuple(f.ty.decode(d) for f in v.fields)

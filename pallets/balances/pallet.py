@@ -307,6 +307,19 @@ def deposit_creating(ctx: Ctx, who: bytes, amount: int) -> None:
     ctx.emit(Minted(who, amount))
 
 
+def slash(ctx: Ctx, who: bytes, amount: int) -> int:
+    """Remove up to `amount` from `who`'s free balance, frozen funds included (punishment).
+    Issuance drops. Emits Slashed. Returns what was removed."""
+    info = system.get_account(ctx.state, who)
+    taken = min(amount, info.data.free)
+    if taken == 0:
+        return 0
+    TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) - taken)
+    _set_free(ctx, who, info, info.data.free - taken)
+    ctx.emit(Slashed(who, taken))
+    return taken
+
+
 def set_frozen(ctx: Ctx, who: bytes, frozen: int) -> None:
     """Set the amount of free balance that cannot leave the account (bonded stake)."""
     info = system.get_account(ctx.state, who)

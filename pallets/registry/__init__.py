@@ -1,0 +1,1 @@
+"""The registry pallet; declarations live in `pallet.py`."""

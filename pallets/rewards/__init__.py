@@ -1,0 +1,1 @@
+"""The rewards pallet; declarations live in `pallet.py`."""

@@ -1,0 +1,321 @@
+"""Rewards: each era's emission, split by verified work, paid without any claim transaction.
+
+The emission per era is split into a miner pool (`MinerShare`) and a coordinator pool (the
+rest). Within a pool, a target earns in proportion to the work credited to it in the era
+(verified results for miners, settled tasks for coordinators). Of a target's reward it keeps
+its commission, and the remainder is shared between its own stake and its voters in proportion
+to stake. Payouts start when the next era begins and are made automatically by `on_initialize`,
+at most `MaxTargetsPerBlock` targets (each with at most MaxVotersPerTarget voters) per block, so
+per-block work stays bounded however many voters there are. Suspended or deregistered targets
+earn nothing; what they would have earned is not minted.
+
+Until the tasks pallet credits work, root may credit it with `credit_work`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from chain.frame.common import ACCOUNT_ID, BALANCE, PERBILL, PERBILL_ONE, Weight
+from chain.frame.pallet import (
+    Ctx,
+    PalletSpec,
+    ReadState,
+    StorageDoubleMap,
+    StorageMap,
+    StorageValue,
+    ensure,
+)
+from chain.frame.types import U32, U64, Compact, Struct, Vec, fields_of
+from pallets.balances import pallet as balances
+from pallets.registry import pallet as registry
+from pallets.staking import pallet as staking
+from pallets.voting import pallet as voting
+
+SPEC = PalletSpec("Rewards", 13, module="pallet_cuckoo_rewards")
+
+MAX_TARGETS_PER_BLOCK = 2
+MAX_PENDING_ERAS = 64
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    emission_per_era: int
+    miner_share: int  # Perbill of the emission for miners; coordinators get the rest
+
+
+SPEC.constant(
+    "EmissionPerEra", BALANCE, lambda c: c.rewards.emission_per_era, "CAI minted per era for work."
+)
+SPEC.constant(
+    "MinerShare", PERBILL, lambda c: c.rewards.miner_share, "Share of the emission for miners."
+)
+SPEC.constant("MaxTargetsPerBlock", U32, lambda c: MAX_TARGETS_PER_BLOCK, "Targets paid per block.")
+
+ROLE = registry.ROLE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EraTotal:
+    miner_work: int = 0
+    coordinator_work: int = 0
+
+
+ERA_TOTAL = Struct(
+    "pallet_cuckoo_rewards::EraTotal",
+    fields_of([("miner_work", U64, "u64"), ("coordinator_work", U64, "u64")]),
+    EraTotal,
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Payout:
+    era: int
+    role: str  # "Miner" first, then "Coordinator"
+
+
+PAYOUT = Struct(
+    "pallet_cuckoo_rewards::Payout",
+    fields_of([("era", U32, "EraIndex"), ("role", ROLE, "Role")]),
+    Payout,
+)
+
+MinerWork: StorageDoubleMap[int, bytes, int] = StorageDoubleMap(
+    SPEC,
+    "MinerWork",
+    U32,
+    ACCOUNT_ID,
+    U64,
+    hashers=("Twox64Concat", "Blake2_128Concat"),
+    docs="Verified work units of each miner (staker) per era.",
+)
+CoordinatorWork: StorageDoubleMap[int, bytes, int] = StorageDoubleMap(
+    SPEC,
+    "CoordinatorWork",
+    U32,
+    ACCOUNT_ID,
+    U64,
+    hashers=("Twox64Concat", "Blake2_128Concat"),
+    docs="Settled work units of each coordinator (staker) per era.",
+)
+EraTotals: StorageMap[int, EraTotal] = StorageMap(
+    SPEC,
+    "EraTotals",
+    U32,
+    ERA_TOTAL,
+    hasher="Twox64Concat",
+    docs="Work credited in each era, by role.",
+)
+PendingEras: StorageValue[list[int]] = StorageValue(
+    SPEC, "PendingEras", Vec(U32), default=[], docs="Ended eras whose rewards are not paid yet."
+)
+CurrentPayout: StorageValue[Payout] = StorageValue(
+    SPEC, "CurrentPayout", PAYOUT, docs="The payout in progress."
+)
+
+
+@SPEC.event(
+    0,
+    [
+        ("who", ACCOUNT_ID, "T::AccountId"),
+        ("role", ROLE, "Role"),
+        ("units", U64, "u64"),
+        ("era", U32, "EraIndex"),
+    ],
+)
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkCredited:
+    """Work was credited to a miner or coordinator for an era."""
+
+    who: bytes
+    role: str
+    units: int
+    era: int
+
+
+@SPEC.event(
+    1,
+    [
+        ("who", ACCOUNT_ID, "T::AccountId"),
+        ("era", U32, "EraIndex"),
+        ("amount", BALANCE, "BalanceOf<T>"),
+    ],
+)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rewarded:
+    """An account was paid its share of an era's rewards (as target or voter)."""
+
+    who: bytes
+    era: int
+    amount: int
+
+
+@SPEC.event(2, [("era", U32, "EraIndex"), ("minted", BALANCE, "BalanceOf<T>")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class EraPaid:
+    """All rewards of an era were paid; `minted` in total."""
+
+    era: int
+    minted: int
+
+
+@SPEC.errors
+class Error(enum.IntEnum):
+    NOT_REGISTERED = 0
+    ZERO_WORK = 1
+
+
+Minted: StorageMap[int, int] = StorageMap(
+    SPEC,
+    "MintedInEra",
+    U32,
+    BALANCE,
+    hasher="Twox64Concat",
+    default=0,
+    docs="Rewards minted so far for each era being paid.",
+)
+
+
+def credit(ctx: Ctx, who: bytes, role: str, units: int, era: int | None = None) -> None:
+    """Credit `units` of work to a registration's staker for `era` (default: the current era)."""
+    era = staking.CurrentEra.get(ctx.state) if era is None else era
+    work = MinerWork if role == "Miner" else CoordinatorWork
+    work.put(ctx.state, era, who, (work.get(ctx.state, era, who) or 0) + units)
+    totals = EraTotals.get(ctx.state, era) or EraTotal()
+    if role == "Miner":
+        totals = dataclasses.replace(totals, miner_work=totals.miner_work + units)
+    else:
+        totals = dataclasses.replace(totals, coordinator_work=totals.coordinator_work + units)
+    EraTotals.put(ctx.state, era, totals)
+    ctx.emit(WorkCredited(who, role, units, era))
+
+
+@SPEC.call(
+    0,
+    weight=Weight(30_000_000, 3000),
+    args=[
+        ("who", ACCOUNT_ID, "T::AccountId"),
+        ("role", ROLE, "Role"),
+        ("units", Compact(U64), "u64"),
+    ],
+)
+def credit_work(ctx: Ctx, who: bytes, role: str, units: int) -> None:
+    """Root: credit work to a registered miner or coordinator in the current era (the tasks
+    pallet credits verified work itself). Errors: NotRegistered, ZeroWork."""
+    ctx.ensure_root()
+    ensure(units > 0, Error.ZERO_WORK)
+    found = registry.get_registration(ctx.state, who)
+    ensure(found is not None and found[0] == role, Error.NOT_REGISTERED)
+    credit(ctx, who, role, units)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TargetPayout:
+    """Pure result of splitting one target's reward."""
+
+    total: int
+    to_target: int
+    to_voters: list[tuple[bytes, int]]
+
+
+def compute_target_payout(
+    reward: int, commission: int, own: int, votes: list[tuple[bytes, int]]
+) -> TargetPayout:
+    """Commission first, then the rest pro rata by stake (own stake and each vote); rounding
+    dust goes to the target, so the parts add up to `reward` exactly."""
+    keep = reward * commission // PERBILL_ONE
+    rest = reward - keep
+    stake = own + sum(v for _, v in votes)
+    if stake == 0:
+        return TargetPayout(reward, reward, [])
+    to_voters = [(who, rest * v // stake) for who, v in votes]
+    to_target = reward - sum(a for _, a in to_voters)
+    return TargetPayout(reward, to_target, to_voters)
+
+
+def _pool(ctx: Ctx, role: str) -> int:
+    cfg: Config = ctx.config.rewards
+    miners = cfg.emission_per_era * cfg.miner_share // PERBILL_ONE
+    return miners if role == "Miner" else cfg.emission_per_era - miners
+
+
+def _pay(ctx: Ctx, who: bytes, era: int, amount: int) -> int:
+    if amount <= 0:
+        return 0
+    info = balances.system.get_account(ctx.state, who)
+    if info.data.free + amount < ctx.config.balances.existential_deposit:
+        return 0
+    balances.deposit_creating(ctx, who, amount)
+    ctx.emit(Rewarded(who, era, amount))
+    return amount
+
+
+def _pay_target(ctx: Ctx, era: int, role: str, who: bytes, units: int, total_units: int) -> int:
+    found = registry.get_registration(ctx.state, who)
+    if found is None or found[0] != role or found[1].status == "Suspended" or total_units == 0:
+        return 0
+    reg = found[1]
+    reward = _pool(ctx, role) * units // total_units
+    votes = sorted(voting.Voters.iter_prefix(ctx.state, who))
+    plan = compute_target_payout(reward, reg.commission, reg.own_stake, votes)
+    paid = _pay(ctx, who, era, plan.to_target)
+    for voter, amount in plan.to_voters:
+        paid += _pay(ctx, voter, era, amount)
+    return paid
+
+
+def on_new_era(ctx: Ctx, era: int) -> None:
+    ended = era - 1
+    if EraTotals.get(ctx.state, ended) is None:
+        return
+    pending = PendingEras.get(ctx.state)
+    if len(pending) < MAX_PENDING_ERAS:
+        PendingEras.put(ctx.state, [*pending, ended])
+
+
+staking.ERA_LISTENERS.append(on_new_era)
+
+
+@SPEC.hook("on_initialize")
+def on_initialize(ctx: Ctx) -> None:
+    """Pay at most MAX_TARGETS_PER_BLOCK targets of the oldest pending era."""
+    payout = CurrentPayout.get(ctx.state)
+    if payout is None:
+        pending = PendingEras.get(ctx.state)
+        if not pending:
+            return
+        payout = Payout(pending[0], "Miner")
+        PendingEras.put(ctx.state, pending[1:])
+    era = payout.era
+    totals = EraTotals.get(ctx.state, era) or EraTotal()
+    budget = MAX_TARGETS_PER_BLOCK
+    while budget > 0:
+        work = MinerWork if payout.role == "Miner" else CoordinatorWork
+        row = next(iter(ctx.state.iterate(work.prefix_for(era))), None)
+        if row is None:
+            if payout.role == "Miner":
+                payout = Payout(era, "Coordinator")
+                continue
+            _finish(ctx, era)
+            return
+        who = row[0][-32:]
+        units = int.from_bytes(row[1], "little")
+        total = totals.miner_work if payout.role == "Miner" else totals.coordinator_work
+        paid = _pay_target(ctx, era, payout.role, who, units, total)
+        work.remove(ctx.state, era, who)  # paid targets leave the queue: no cursor needed
+        Minted.put(ctx.state, era, Minted.get(ctx.state, era) + paid)
+        budget -= 1
+    CurrentPayout.put(ctx.state, payout)
+
+
+def _finish(ctx: Ctx, era: int) -> None:
+    minted = Minted.get(ctx.state, era)
+    CurrentPayout.kill(ctx.state)
+    Minted.remove(ctx.state, era)
+    EraTotals.remove(ctx.state, era)
+    ctx.emit(EraPaid(era, minted))
+
+
+def pending_work(state: ReadState, era: int) -> EraTotal:
+    return EraTotals.get(state, era) or EraTotal()

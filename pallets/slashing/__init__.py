@@ -1,0 +1,1 @@
+"""The slashing pallet; declarations live in `pallet.py`."""

@@ -1,0 +1,329 @@
+"""Slashing: offences become deferred slashes that root can cancel inside the window.
+
+An offence (an invalid inference result now; validator equivocation later) reported in era `e`
+becomes an unapplied slash for era `e + SlashDeferDuration`. When that era starts, the slash
+takes its fraction (e.g. `InvalidResultSlash`) from the offender's own bonded stake (active, then
+unlocking chunks: they stay slashable until withdrawn) and from every vote on the offender in
+proportion; it pays `FinderFee` of the total to the reporter and the rest to the treasury, and
+suspends the offender's registration. An offence id (hash of kind and evidence) is slashed at
+most once, ever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from chain.frame.common import ACCOUNT_ID, BALANCE, H256, PERBILL, PERBILL_ONE, Weight
+from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageMap, StorageValue, ensure
+from chain.frame.types import U32, Bytes, Option, Struct, Vec, fields_of, unit_enum
+from chain.hashing import blake2_256
+from pallets.balances import pallet as balances
+from pallets.registry import pallet as registry
+from pallets.staking import pallet as staking
+from pallets.voting import pallet as voting
+
+SPEC = PalletSpec("Slashing", 14, module="pallet_cuckoo_slashing")
+
+MAX_UNAPPLIED_PER_ERA = 64
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    slash_defer_duration: int  # eras
+    invalid_result_slash: int  # Perbill
+    equivocation_slash: int  # Perbill
+    finder_fee: int  # Perbill of what is slashed
+    treasury: bytes
+
+
+SPEC.constant(
+    "SlashDeferDuration",
+    U32,
+    lambda c: c.slashing.slash_defer_duration,
+    "Eras between an offence's report and its slash (root may cancel meanwhile).",
+)
+SPEC.constant(
+    "InvalidResultSlash",
+    PERBILL,
+    lambda c: c.slashing.invalid_result_slash,
+    "Fraction of stake slashed for an invalid inference result.",
+)
+SPEC.constant(
+    "EquivocationSlash",
+    PERBILL,
+    lambda c: c.slashing.equivocation_slash,
+    "Fraction of stake slashed for validator equivocation.",
+)
+SPEC.constant(
+    "FinderFee", PERBILL, lambda c: c.slashing.finder_fee, "Share of a slash paid to the reporter."
+)
+SPEC.constant(
+    "Treasury",
+    ACCOUNT_ID,
+    lambda c: c.slashing.treasury,
+    "Receives slashed funds less the finder's fee.",
+)
+
+OFFENCE_KIND = unit_enum("pallet_cuckoo_slashing::OffenceKind", ["InvalidResult", "Equivocation"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnappliedSlash:
+    offender: bytes
+    reporter: bytes | None
+    kind: str
+    offence_id: bytes
+    fraction: int  # Perbill
+
+
+UNAPPLIED_SLASH = Struct(
+    "pallet_cuckoo_slashing::UnappliedSlash",
+    fields_of(
+        [
+            ("offender", ACCOUNT_ID, "AccountId"),
+            ("reporter", Option(ACCOUNT_ID), "Option<AccountId>"),
+            ("kind", OFFENCE_KIND, "OffenceKind"),
+            ("offence_id", H256, "H256"),
+            ("fraction", PERBILL, "Perbill"),
+        ]
+    ),
+    UnappliedSlash,
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SlashRecord:
+    own: int
+    voters: int
+    era: int
+
+
+SLASH_RECORD = Struct(
+    "pallet_cuckoo_slashing::SlashRecord",
+    fields_of(
+        [("own", BALANCE, "Balance"), ("voters", BALANCE, "Balance"), ("era", U32, "EraIndex")]
+    ),
+    SlashRecord,
+)
+
+UnappliedSlashes: StorageMap[int, list[UnappliedSlash]] = StorageMap(
+    SPEC,
+    "UnappliedSlashes",
+    U32,
+    Vec(UNAPPLIED_SLASH),
+    hasher="Twox64Concat",
+    default=[],
+    docs="Slashes to apply when each era starts.",
+)
+Offences: StorageMap[bytes, int] = StorageMap(
+    SPEC,
+    "Offences",
+    H256,
+    U32,
+    hasher="Identity",
+    docs="Every offence id ever reported, with its report era.",
+)
+SlashHistory: StorageMap[bytes, list[SlashRecord]] = StorageMap(
+    SPEC,
+    "SlashHistory",
+    ACCOUNT_ID,
+    Vec(SLASH_RECORD),
+    default=[],
+    docs="Applied slashes per offender.",
+)
+TotalSlashed: StorageValue[int] = StorageValue(
+    SPEC, "TotalSlashed", BALANCE, default=0, docs="All stake ever slashed."
+)
+
+
+@SPEC.event(
+    0,
+    [
+        ("offender", ACCOUNT_ID, "T::AccountId"),
+        ("kind", OFFENCE_KIND, "OffenceKind"),
+        ("offence_id", H256, "H256"),
+        ("apply_era", U32, "EraIndex"),
+    ],
+)
+@dataclasses.dataclass(frozen=True, slots=True)
+class OffenceReported:
+    """An offence was reported; its slash is deferred until `apply_era` starts."""
+
+    offender: bytes
+    kind: str
+    offence_id: bytes
+    apply_era: int
+
+
+@SPEC.event(1, [("era", U32, "EraIndex"), ("offender", ACCOUNT_ID, "T::AccountId")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class SlashCancelled:
+    """Root cancelled a deferred slash."""
+
+    era: int
+    offender: bytes
+
+
+@SPEC.event(
+    2,
+    [
+        ("offender", ACCOUNT_ID, "T::AccountId"),
+        ("own", BALANCE, "BalanceOf<T>"),
+        ("voters", BALANCE, "BalanceOf<T>"),
+        ("reporter_fee", BALANCE, "BalanceOf<T>"),
+    ],
+)
+@dataclasses.dataclass(frozen=True, slots=True)
+class OffenderSlashed:
+    """A deferred slash was applied: `own` from the offender, `voters` from its voters."""
+
+    offender: bytes
+    own: int
+    voters: int
+    reporter_fee: int
+
+
+@SPEC.errors
+class Error(enum.IntEnum):  # consensus-visible: append only
+    ALREADY_REPORTED = 0
+    NOT_STAKED = 1
+    TOO_MANY_OFFENCES = 2
+    INVALID_SLASH_INDEX = 3
+    EMPTY_SLASH_INDICES = 4
+
+
+SPEC.error_docs = {
+    "ALREADY_REPORTED": "This offence was reported before; it is slashed at most once.",
+    "NOT_STAKED": "The offender has no bonded stake to slash.",
+    "TOO_MANY_OFFENCES": "The era's slash queue is full.",
+    "INVALID_SLASH_INDEX": "No unapplied slash at this index.",
+    "EMPTY_SLASH_INDICES": "Give at least one index to cancel.",
+}
+
+
+def offence_id(kind: str, evidence: bytes) -> bytes:
+    return blake2_256(kind.encode() + evidence)
+
+
+def fraction_for(config: Config, kind: str) -> int:
+    return config.invalid_result_slash if kind == "InvalidResult" else config.equivocation_slash
+
+
+def report(ctx: Ctx, offender: bytes, reporter: bytes | None, kind: str, evidence: bytes) -> bytes:
+    """Open an offence (used by the tasks pallet and by root). Returns its id."""
+    oid = offence_id(kind, evidence)
+    ensure(not Offences.contains(ctx.state, oid), Error.ALREADY_REPORTED)
+    ensure(staking.get_ledger(ctx.state, offender) is not None, Error.NOT_STAKED)
+    era = staking.CurrentEra.get(ctx.state)
+    apply_era = era + ctx.config.slashing.slash_defer_duration
+    queue = UnappliedSlashes.get(ctx.state, apply_era)
+    ensure(len(queue) < MAX_UNAPPLIED_PER_ERA, Error.TOO_MANY_OFFENCES)
+    fraction = fraction_for(ctx.config.slashing, kind)
+    UnappliedSlashes.put(
+        ctx.state, apply_era, [*queue, UnappliedSlash(offender, reporter, kind, oid, fraction)]
+    )
+    Offences.put(ctx.state, oid, era)
+    ctx.emit(OffenceReported(offender, kind, oid, apply_era))
+    return oid
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SlashPlan:
+    own: int  # from the offender's own (unallocated) bonded stake
+    voters: list[tuple[bytes, int]]  # from each vote on the offender
+
+
+def compute_slash(state: ReadState, offender: bytes, fraction: int) -> SlashPlan:
+    """Pure: what a slash of `fraction` takes from the offender and from each of its voters."""
+    ledger = staking.get_ledger(state, offender)
+    own_base = (ledger.total - ledger.allocated) if ledger is not None else 0
+    own = own_base * fraction // PERBILL_ONE
+    voters = [
+        (v, amount * fraction // PERBILL_ONE)
+        for v, amount in sorted(voting.Voters.iter_prefix(state, offender))
+    ]
+    return SlashPlan(own, [(v, a) for v, a in voters if a > 0])
+
+
+def apply_slash(ctx: Ctx, slash: UnappliedSlash) -> None:
+    plan = compute_slash(ctx.state, slash.offender, slash.fraction)
+    own = staking.apply_ledger_slash(ctx, slash.offender, plan.own)
+    from_voters = 0
+    for voter, amount in plan.voters:
+        old = voting.get_vote(ctx.state, voter, slash.offender)
+        voting.set_vote(ctx, voter, slash.offender, old - amount)
+        from_voters += staking.apply_ledger_slash(ctx, voter, amount, allocated_share=amount)
+    total = own + from_voters
+    fee = total * ctx.config.slashing.finder_fee // PERBILL_ONE if slash.reporter is not None else 0
+    if fee and slash.reporter is not None:
+        fee = _deposit(ctx, slash.reporter, fee)
+    _deposit(ctx, ctx.config.slashing.treasury, total - fee)
+    registry.suspend(ctx, slash.offender)
+    era = staking.CurrentEra.get(ctx.state)
+    history = SlashHistory.get(ctx.state, slash.offender)
+    SlashHistory.put(
+        ctx.state, slash.offender, [*history[-15:], SlashRecord(own, from_voters, era)]
+    )
+    TotalSlashed.put(ctx.state, TotalSlashed.get(ctx.state) + total)
+    ctx.emit(OffenderSlashed(slash.offender, own, from_voters, fee))
+
+
+def _deposit(ctx: Ctx, who: bytes, amount: int) -> int:
+    if amount <= 0:
+        return 0
+    info = balances.system.get_account(ctx.state, who)
+    if info.data.free + amount < ctx.config.balances.existential_deposit:
+        return 0  # too small to create the account: stays burned
+    balances.deposit_creating(ctx, who, amount)
+    return amount
+
+
+def on_new_era(ctx: Ctx, era: int) -> None:
+    for slash in UnappliedSlashes.get(ctx.state, era):
+        apply_slash(ctx, slash)
+    UnappliedSlashes.remove(ctx.state, era)
+
+
+staking.ERA_LISTENERS.append(on_new_era)
+
+SLASH_WEIGHT = Weight(100_000_000, 8000)
+
+
+@SPEC.call(
+    0,
+    weight=SLASH_WEIGHT,
+    args=[
+        ("offender", ACCOUNT_ID, "T::AccountId"),
+        ("reporter", Option(ACCOUNT_ID), "Option<T::AccountId>"),
+        ("kind", OFFENCE_KIND, "OffenceKind"),
+        ("evidence", Bytes(4096), "Vec<u8>"),
+    ],
+)
+def force_report_offence(
+    ctx: Ctx, offender: bytes, reporter: bytes | None, kind: str, evidence: bytes
+) -> None:
+    """Root: report an offence directly (governance, tests). The tasks pallet reports invalid
+    results itself. Errors: AlreadyReported, NotStaked, TooManyOffences. Emits: OffenceReported."""
+    ctx.ensure_root()
+    report(ctx, offender, reporter, kind, evidence)
+
+
+@SPEC.call(
+    1, weight=SLASH_WEIGHT, args=[("era", U32, "EraIndex"), ("slash_indices", Vec(U32), "Vec<u32>")]
+)
+def cancel_deferred_slash(ctx: Ctx, era: int, slash_indices: list[int]) -> None:
+    """Root: cancel unapplied slashes of `era` by their index in UnappliedSlashes(era).
+    Errors: EmptySlashIndices, InvalidSlashIndex. Emits: SlashCancelled for each."""
+    ctx.ensure_root()
+    ensure(bool(slash_indices), Error.EMPTY_SLASH_INDICES)
+    queue = UnappliedSlashes.get(ctx.state, era)
+    drop = sorted(set(slash_indices))
+    ensure(drop[-1] < len(queue), Error.INVALID_SLASH_INDEX)
+    kept = [s for i, s in enumerate(queue) if i not in drop]
+    if kept:
+        UnappliedSlashes.put(ctx.state, era, kept)
+    else:
+        UnappliedSlashes.remove(ctx.state, era)
+    for i in drop:
+        ctx.emit(SlashCancelled(era, queue[i].offender))

@@ -1,0 +1,1 @@
+"""The staking pallet; declarations live in `pallet.py`."""

@@ -1,0 +1,385 @@
+"""Staking: bonded stake per account, eras, and unbonding with a bonding duration.
+
+A staker bonds free balance into a ledger; bonded funds stay in the account but are frozen
+(`AccountData.frozen == ledger.total`), so wallets show them as not transferable. `unbond` moves
+stake into an unlocking chunk that can be withdrawn `BondingDuration` eras later; `rebond` takes
+it back. Part of the active stake may be *allocated* (voted for a target, see Voting); allocated
+stake cannot be unbonded. Eras advance every `EraLength` blocks; other pallets react to a new era
+through `ERA_LISTENERS`, and to stake changes through `STAKE_LISTENERS`.
+
+Invariants: total == active + sum(unlocking); allocated <= active; frozen == total.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable
+
+from chain.frame.common import ACCOUNT_ID, BALANCE, COMPACT_BALANCE, AccountId, Weight
+from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageMap, StorageValue, ensure
+from chain.frame.types import U32, Struct, Vec, fields_of
+from pallets.balances import pallet as balances
+
+SPEC = PalletSpec("Staking", 10, module="pallet_cuckoo_staking")
+
+MAX_UNLOCKING_CHUNKS = 32
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    era_length: int  # blocks per era
+    bonding_duration: int  # eras before unbonded funds can be withdrawn
+
+
+SPEC.constant("EraLength", U32, lambda c: c.staking.era_length, "Blocks per era.")
+SPEC.constant(
+    "BondingDuration",
+    U32,
+    lambda c: c.staking.bonding_duration,
+    "Eras an unbonded chunk waits before it can be withdrawn.",
+)
+SPEC.constant(
+    "MaxUnlockingChunks", U32, lambda c: MAX_UNLOCKING_CHUNKS, "Unlocking chunks per ledger."
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnlockChunk:
+    value: int
+    era: int  # the era from which it can be withdrawn
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StakingLedger:
+    stash: bytes
+    total: int
+    active: int
+    unlocking: list[UnlockChunk]
+    allocated: int = 0  # part of `active` voted for targets
+
+    @property
+    def free_to_allocate(self) -> int:
+        return self.active - self.allocated
+
+
+UNLOCK_CHUNK = Struct(
+    "pallet_cuckoo_staking::UnlockChunk",
+    fields_of([("value", BALANCE, "Balance"), ("era", U32, "EraIndex")]),
+    UnlockChunk,
+)
+STAKING_LEDGER = Struct(
+    "pallet_cuckoo_staking::StakingLedger",
+    fields_of(
+        [
+            ("stash", ACCOUNT_ID, "AccountId"),
+            ("total", BALANCE, "Balance"),
+            ("active", BALANCE, "Balance"),
+            ("unlocking", Vec(UNLOCK_CHUNK, MAX_UNLOCKING_CHUNKS), "BoundedVec<UnlockChunk>"),
+            ("allocated", BALANCE, "Balance"),
+        ]
+    ),
+    StakingLedger,
+)
+
+Ledger: StorageMap[bytes, StakingLedger] = StorageMap(
+    SPEC, "Ledger", ACCOUNT_ID, STAKING_LEDGER, docs="The staking ledger of each bonded account."
+)
+CurrentEra: StorageValue[int] = StorageValue(
+    SPEC, "CurrentEra", U32, default=0, docs="The current era index."
+)
+
+
+@SPEC.event(0, [("stash", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "BalanceOf<T>")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bonded:
+    """An account bonded this amount (first bond or bond_extra)."""
+
+    stash: bytes
+    amount: int
+
+
+@SPEC.event(
+    1,
+    [
+        ("stash", ACCOUNT_ID, "T::AccountId"),
+        ("amount", BALANCE, "BalanceOf<T>"),
+        ("era", U32, "EraIndex"),
+    ],
+)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unbonded:
+    """An account unbonded this amount; it can be withdrawn from `era`."""
+
+    stash: bytes
+    amount: int
+    era: int
+
+
+@SPEC.event(2, [("stash", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "BalanceOf<T>")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class Withdrawn:
+    """An account withdrew unbonded funds, which are transferable again."""
+
+    stash: bytes
+    amount: int
+
+
+@SPEC.event(3, [("stash", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "BalanceOf<T>")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rebonded:
+    """An account moved unlocking funds back to active stake."""
+
+    stash: bytes
+    amount: int
+
+
+@SPEC.event(4, [("era", U32, "EraIndex")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class EraStarted:
+    """A new era started."""
+
+    era: int
+
+
+@SPEC.errors
+class Error(enum.IntEnum):  # consensus-visible: append only
+    ALREADY_BONDED = 0
+    NOT_BONDED = 1
+    INSUFFICIENT_BOND = 2
+    INSUFFICIENT_FUNDS = 3
+    STAKE_ALLOCATED = 4
+    NO_MORE_CHUNKS = 5
+    NO_UNLOCK_CHUNK = 6
+    ZERO_AMOUNT = 7
+
+
+SPEC.error_docs = {
+    "ALREADY_BONDED": "The account already has a ledger: use bond_extra.",
+    "NOT_BONDED": "The account has no staking ledger.",
+    "INSUFFICIENT_BOND": "A ledger must hold at least the existential deposit.",
+    "INSUFFICIENT_FUNDS": "Not enough transferable balance to bond this amount.",
+    "STAKE_ALLOCATED": "This stake is allocated to votes: unvote first.",
+    "NO_MORE_CHUNKS": "Too many unlocking chunks: withdraw or rebond first.",
+    "NO_UNLOCK_CHUNK": "Nothing is unlocking.",
+    "ZERO_AMOUNT": "The amount must be positive.",
+}
+
+# Other pallets subscribe to changes (registry status, rewards, slashing) without this pallet
+# importing them. The lists are filled at import time, in a fixed order.
+STAKE_LISTENERS: list[Callable[[Ctx, bytes], None]] = []
+ERA_LISTENERS: list[Callable[[Ctx, int], None]] = []
+
+
+def get_ledger(state: ReadState, who: bytes) -> StakingLedger | None:
+    ledger: StakingLedger | None = Ledger.get(state, AccountId(who))
+    return ledger
+
+
+def free_to_allocate(state: ReadState, who: bytes) -> int:
+    ledger = get_ledger(state, who)
+    return ledger.free_to_allocate if ledger is not None else 0
+
+
+def put_ledger(ctx: Ctx, ledger: StakingLedger) -> None:
+    """Write a ledger (or remove an empty one), keep the freeze equal to its total, notify."""
+    who = ledger.stash
+    if ledger.total == 0 and not ledger.unlocking:
+        Ledger.remove(ctx.state, AccountId(who))
+    else:
+        Ledger.put(ctx.state, AccountId(who), ledger)
+    balances.set_frozen(ctx, who, ledger.total)
+    for listener in STAKE_LISTENERS:
+        listener(ctx, who)
+
+
+def allocate(ctx: Ctx, who: bytes, amount: int) -> None:
+    """Mark `amount` of active stake as voted (callers check free_to_allocate first)."""
+    ledger = get_ledger(ctx.state, who)
+    assert ledger is not None
+    put_ledger(ctx, dataclasses.replace(ledger, allocated=ledger.allocated + amount))
+
+
+def release(ctx: Ctx, who: bytes, amount: int) -> None:
+    ledger = get_ledger(ctx.state, who)
+    if ledger is None:
+        return
+    put_ledger(ctx, dataclasses.replace(ledger, allocated=max(ledger.allocated - amount, 0)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SlashPlan:
+    """How a slash of `amount` is taken from one ledger: active first, then newest chunks."""
+
+    from_active: int
+    chunks: list[UnlockChunk]  # the ledger's chunks after the slash
+    total: int  # what is taken
+
+
+def compute_ledger_slash(ledger: StakingLedger, amount: int, allocated_share: int = 0) -> SlashPlan:
+    """Active stake first (never the part still backing votes, except `allocated_share`), then
+    unlocking chunks, newest first."""
+    from_active = min(amount, ledger.active - ledger.allocated + allocated_share)
+    rest = amount - from_active
+    chunks = []
+    for chunk in reversed(ledger.unlocking):
+        take = min(rest, chunk.value)
+        rest -= take
+        if chunk.value - take > 0:
+            chunks.append(UnlockChunk(chunk.value - take, chunk.era))
+    chunks.reverse()
+    return SlashPlan(from_active, chunks, amount - rest)
+
+
+def apply_ledger_slash(ctx: Ctx, who: bytes, amount: int, *, allocated_share: int = 0) -> int:
+    """Take up to `amount` of `who`'s bonded stake (active, then unlocking chunks) out of the
+    account: balance and issuance drop. `allocated_share` of it comes out of voted stake.
+    Returns what was taken."""
+    ledger = get_ledger(ctx.state, who)
+    if ledger is None or amount <= 0:
+        return 0
+    plan = compute_ledger_slash(ledger, amount, allocated_share)
+    new = dataclasses.replace(
+        ledger,
+        total=ledger.total - plan.total,
+        active=ledger.active - plan.from_active,
+        unlocking=plan.chunks,
+        allocated=ledger.allocated - allocated_share,
+    )
+    # unfreeze what is taken before the balance leaves the account
+    put_ledger(ctx, new)
+    balances.slash(ctx, who, plan.total)
+    return plan.total
+
+
+# ---- calls ---------------------------------------------------------------------------------------
+
+BOND_WEIGHT = Weight(70_000_000, 4000)
+
+
+@SPEC.call(0, weight=BOND_WEIGHT, args=[("value", COMPACT_BALANCE, "BalanceOf<T>")])
+def bond(ctx: Ctx, value: int) -> None:
+    """Bond `value` of the caller's free balance. Errors: AlreadyBonded, InsufficientBond,
+    InsufficientFunds. Emits: Bonded."""
+    who = ctx.ensure_signed()
+    ensure(get_ledger(ctx.state, who) is None, Error.ALREADY_BONDED)
+    ensure(value >= ctx.config.balances.existential_deposit, Error.INSUFFICIENT_BOND)
+    _ensure_bondable(ctx, who, value)
+    put_ledger(ctx, StakingLedger(who, value, value, []))
+    ctx.emit(Bonded(who, value))
+
+
+def _ensure_bondable(ctx: Ctx, who: bytes, value: int) -> None:
+    data = balances.system.get_account(ctx.state, who).data
+    ed = ctx.config.balances.existential_deposit
+    ensure(data.free - data.frozen >= value + ed, Error.INSUFFICIENT_FUNDS)
+
+
+@SPEC.call(1, weight=BOND_WEIGHT, args=[("max_additional", COMPACT_BALANCE, "BalanceOf<T>")])
+def bond_extra(ctx: Ctx, max_additional: int) -> None:
+    """Add more free balance to the caller's active stake. Errors: NotBonded, ZeroAmount,
+    InsufficientFunds."""
+    who = ctx.ensure_signed()
+    ledger = get_ledger(ctx.state, who)
+    ensure(ledger is not None, Error.NOT_BONDED)
+    assert ledger is not None
+    ensure(max_additional > 0, Error.ZERO_AMOUNT)
+    _ensure_bondable(ctx, who, max_additional)
+    put_ledger(
+        ctx,
+        dataclasses.replace(
+            ledger, total=ledger.total + max_additional, active=ledger.active + max_additional
+        ),
+    )
+    ctx.emit(Bonded(who, max_additional))
+
+
+@SPEC.call(2, weight=BOND_WEIGHT, args=[("value", COMPACT_BALANCE, "BalanceOf<T>")])
+def unbond(ctx: Ctx, value: int) -> None:
+    """Schedule `value` of unallocated active stake for withdrawal after BondingDuration eras.
+    A registration whose own stake falls under its minimum becomes inactive at once.
+    Errors: NotBonded, ZeroAmount, StakeAllocated, NoMoreChunks. Emits: Unbonded."""
+    who = ctx.ensure_signed()
+    ledger = get_ledger(ctx.state, who)
+    ensure(ledger is not None, Error.NOT_BONDED)
+    assert ledger is not None
+    ensure(value > 0, Error.ZERO_AMOUNT)
+    ensure(value <= ledger.free_to_allocate, Error.STAKE_ALLOCATED)
+    era = CurrentEra.get(ctx.state) + ctx.config.staking.bonding_duration
+    chunks = list(ledger.unlocking)
+    if chunks and chunks[-1].era == era:
+        chunks[-1] = UnlockChunk(chunks[-1].value + value, era)
+    else:
+        ensure(len(chunks) < MAX_UNLOCKING_CHUNKS, Error.NO_MORE_CHUNKS)
+        chunks.append(UnlockChunk(value, era))
+    put_ledger(ctx, dataclasses.replace(ledger, active=ledger.active - value, unlocking=chunks))
+    ctx.emit(Unbonded(who, value, era))
+
+
+@SPEC.call(3, weight=BOND_WEIGHT, args=[("value", COMPACT_BALANCE, "BalanceOf<T>")])
+def rebond(ctx: Ctx, value: int) -> None:
+    """Move up to `value` from unlocking chunks (newest first) back to active stake.
+    Errors: NotBonded, NoUnlockChunk, ZeroAmount. Emits: Rebonded."""
+    who = ctx.ensure_signed()
+    ledger = get_ledger(ctx.state, who)
+    ensure(ledger is not None, Error.NOT_BONDED)
+    assert ledger is not None
+    ensure(value > 0, Error.ZERO_AMOUNT)
+    ensure(bool(ledger.unlocking), Error.NO_UNLOCK_CHUNK)
+    chunks = list(ledger.unlocking)
+    moved = 0
+    while chunks and moved < value:
+        last = chunks.pop()
+        take = min(last.value, value - moved)
+        moved += take
+        if last.value > take:
+            chunks.append(UnlockChunk(last.value - take, last.era))
+    put_ledger(ctx, dataclasses.replace(ledger, active=ledger.active + moved, unlocking=chunks))
+    ctx.emit(Rebonded(who, moved))
+
+
+@SPEC.call(4, weight=BOND_WEIGHT)
+def withdraw_unbonded(ctx: Ctx) -> None:
+    """Unfreeze every unlocking chunk whose era has come. Errors: NotBonded. Emits: Withdrawn."""
+    who = ctx.ensure_signed()
+    ledger = get_ledger(ctx.state, who)
+    ensure(ledger is not None, Error.NOT_BONDED)
+    assert ledger is not None
+    era = CurrentEra.get(ctx.state)
+    keep = [c for c in ledger.unlocking if c.era > era]
+    amount = sum(c.value for c in ledger.unlocking) - sum(c.value for c in keep)
+    if amount == 0:
+        return
+    put_ledger(ctx, dataclasses.replace(ledger, total=ledger.total - amount, unlocking=keep))
+    ctx.emit(Withdrawn(who, amount))
+
+
+@SPEC.hook("on_initialize")
+def on_initialize(ctx: Ctx) -> None:
+    length = ctx.config.staking.era_length
+    if ctx.block_number > 0 and ctx.block_number % length == 0:
+        era = CurrentEra.get(ctx.state) + 1
+        CurrentEra.put(ctx.state, era)
+        ctx.emit(EraStarted(era))
+        for listener in ERA_LISTENERS:
+            listener(ctx, era)
+
+
+def check_invariants(state: ReadState) -> None:
+    from pallets.system import pallet as system
+
+    for who, ledger in Ledger.iter(state):
+        unlocking = sum(c.value for c in ledger.unlocking)
+        if ledger.total != ledger.active + unlocking:
+            raise AssertionError(f"ledger {who.hex()}: total {ledger.total} != active + unlocking")
+        if not 0 <= ledger.allocated <= ledger.active:
+            raise AssertionError(
+                f"ledger {who.hex()}: allocated {ledger.allocated} outside [0, active]"
+            )
+        data = system.get_account(state, who).data
+        if data.frozen != ledger.total:
+            raise AssertionError(
+                f"account {who.hex()}: frozen {data.frozen} != bonded {ledger.total}"
+            )
+        if data.free < ledger.total:
+            raise AssertionError(f"account {who.hex()}: free {data.free} < bonded {ledger.total}")

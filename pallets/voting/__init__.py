@@ -1,0 +1,1 @@
+"""The voting pallet; declarations live in `pallet.py`."""
