@@ -137,7 +137,7 @@ class ChainDB:
         ]
         ops.extend((NODE + h, enc) for h, enc in nodes.items())
         if is_best:
-            ops.append((CANON + header.number.to_bytes(4, "big"), block_hash))
+            ops.extend(self._recanonicalize(header, block_hash))
             ops.append((BEST, block_hash))
             ops.extend(self._tx_index(block_hash, extrinsics))
         if is_finalized:
@@ -147,6 +147,23 @@ class ChainDB:
         self.kv.write_batch(ops, sync=sync)
         self._headers[block_hash] = header
         return block_hash
+
+    def _recanonicalize(self, header: Header, block_hash: bytes) -> list[tuple[bytes, bytes | None]]:
+        """Canonical-index writes making `header` the head: its own entry, every ancestor entry
+        that points to another fork (a reorg), and removal of entries above it."""
+        ops: list[tuple[bytes, bytes | None]] = [(CANON + header.number.to_bytes(4, "big"), block_hash)]
+        parent, number = header.parent_hash, header.number - 1
+        while number >= 0 and self.hash_at(number) != parent:
+            ops.append((CANON + number.to_bytes(4, "big"), parent))
+            ancestor = self.header(parent)
+            if ancestor is None:
+                raise ChainDBError(f"missing ancestor 0x{parent.hex()} of block #{header.number}")
+            parent, number = ancestor.parent_hash, number - 1
+        best = self.kv.get(BEST)
+        old = self.header(best) if best is not None else None
+        if old is not None:
+            ops.extend((CANON + n.to_bytes(4, "big"), None) for n in range(header.number + 1, old.number + 1))
+        return ops
 
     def set_finalized(self, block_hash: bytes) -> None:
         self.kv.write_batch([(FINALIZED, block_hash)], sync=True)

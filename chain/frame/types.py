@@ -160,6 +160,8 @@ class Compact(ScaleType):
         self.type_name = f"Compact<{inner.type_name}>"
 
     def encode(self, value: int) -> bytes:
+        if isinstance(self.inner, _UInt) and value >> self.inner.bits:
+            raise CodecError(f"{value} does not fit in Compact<u{self.inner.bits}>")
         return encode_compact(value)
 
     def decode(self, d: Decoder) -> int:
@@ -230,7 +232,8 @@ class Vec(ScaleType):
         n = d.compact()
         if self.max_len is not None and n > self.max_len:
             raise CodecError(f"{n} items exceed the bound of {self.max_len}")
-        if n > d.remaining():  # every item takes at least one byte... except unit types
+        zero_sized = isinstance(self.inner, Tuple) and not self.inner.items
+        if n > d.remaining() and not zero_sized:  # every other item takes at least one byte
             raise CodecError(f"vector length {n} exceeds the input")
         dec = self.inner.decode
         return [dec(d) for _ in range(n)]

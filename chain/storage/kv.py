@@ -26,9 +26,7 @@ class KVStore(Protocol):
         """Pairs whose key starts with `prefix` and is > `start` (if given), ascending."""
         ...
 
-    def write_batch(
-        self, ops: Iterable[tuple[bytes, bytes | None]], *, sync: bool = False
-    ) -> None:
+    def write_batch(self, ops: Iterable[tuple[bytes, bytes | None]], *, sync: bool = False) -> None:
         """Apply puts (value) and deletes (None) atomically, in order."""
         ...
 
@@ -80,9 +78,7 @@ class MemoryKV:
             yield key, data[key]
             i = bisect_right(keys, key)
 
-    def write_batch(
-        self, ops: Iterable[tuple[bytes, bytes | None]], *, sync: bool = False
-    ) -> None:
+    def write_batch(self, ops: Iterable[tuple[bytes, bytes | None]], *, sync: bool = False) -> None:
         # Materialise first so that a failing iterable leaves the store untouched.
         for key, value in list(ops):
             if value is None:

@@ -37,13 +37,13 @@ _ABSENT: Final = _Absent()
 class Overlay:
     """Pending changes over a `StateReader`, with nested checkpoints."""
 
-    __slots__ = ("_backend", "_changes", "_sorted", "_journal", "_marks")
+    __slots__ = ("_backend", "_changes", "_journal", "_marks", "_sorted")
 
     def __init__(self, backend: StateReader) -> None:
         self._backend = backend
         self._changes: dict[bytes, bytes | None] = {}
         self._sorted: list[bytes] = []  # the keys of _changes, ascending
-        self._journal: list[tuple[bytes, bytes | None | _Absent]] = []
+        self._journal: list[tuple[bytes, bytes | _Absent | None]] = []
         self._marks: list[int] = []
 
     # -- reads ---------------------------------------------------------------------------

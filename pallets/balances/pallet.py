@@ -240,7 +240,7 @@ def _set_free(ctx: Ctx, who: bytes, info: system.AccountInfo, new_free: int) -> 
     burned) when it falls below the existential deposit with nothing reserved."""
     ed = ctx.config.balances.existential_deposit
     data = info.data
-    if 0 < new_free < ed and data.reserved == 0:
+    if 0 < new_free < ed and data.reserved == 0 and data.frozen == 0:  # frozen funds keep it alive
         TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) - new_free)
         ctx.emit(DustLost(who, new_free))
         new_free = 0
@@ -407,9 +407,14 @@ def force_set_balance(ctx: Ctx, who: tuple[str, object], new_free: int) -> None:
     info = system.get_account(ctx.state, account)
     ed = ctx.config.balances.existential_deposit
     new_free = new_free if new_free >= ed else 0
-    delta = new_free - info.data.free
-    TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) + delta)
+    issuance = TotalIssuance.get(ctx.state) + new_free - info.data.free
+    if issuance > U128_MAX:
+        raise DispatchError.arithmetic("Overflow")
+    is_new = info.data.free == 0 and info.data.reserved == 0 and new_free > 0
+    TotalIssuance.put(ctx.state, issuance)
     _set_free(ctx, account, info, new_free)
+    if is_new:
+        ctx.emit(Endowed(account, new_free))
     ctx.emit(BalanceSet(account, new_free))
 
 

@@ -69,13 +69,16 @@ def _run(ctx: Ctx, origin: Origin, call: Any) -> tuple[str, Any]:
     if ctx.dispatch is None:
         raise DispatchError("Unavailable", detail="nested dispatch is not available here")
     state: Any = ctx.state
+    inner_events: list[Any] = []
+    inner = Ctx(ctx.state, origin, ctx.block_number, ctx.config, inner_events, ctx.dispatch)
     state.checkpoint()
     try:
-        ctx.dispatch(ctx.with_origin(origin), call)
+        ctx.dispatch(inner, call)
     except DispatchError as err:
-        state.revert_checkpoint()
+        state.revert_checkpoint()  # the inner call's writes and events are both discarded
         return ("Err", err.to_value())
     state.commit_checkpoint()
+    ctx.events.extend(inner_events)
     return ("Ok", ())
 
 

@@ -254,15 +254,23 @@ def get_account(state: ReadState, who: bytes) -> AccountInfo:
 
 
 def put_account(ctx: Ctx, who: bytes, info: AccountInfo) -> None:
-    """Write an account, creating or reaping it by its provider count and emitting the events."""
+    """Write an account. It comes alive when its first provider (or sufficient) arrives
+    (NewAccount) and is reaped, nonce included, when the last one leaves (KilledAccount), as in
+    FRAME. A record with no provider may exist only for its nonce (a feeless first call)."""
     key = Account.key_for(AccountId(who))
-    existed = ctx.state.get(key) is not None
-    if info.providers == 0 and info.sufficients == 0:
-        if existed:
-            ctx.state.delete(key)
-            ctx.emit(KilledAccount(who))
+    raw = ctx.state.get(key)
+    old = ACCOUNT_INFO.decode_all(raw) if raw is not None else AccountInfo()
+    was_alive = old.providers > 0 or old.sufficients > 0
+    is_alive = info.providers > 0 or info.sufficients > 0
+    if was_alive and not is_alive:
+        ctx.state.delete(key)
+        ctx.emit(KilledAccount(who))
         return
-    if not existed:
+    if not is_alive and info.nonce == 0:
+        if raw is not None:
+            ctx.state.delete(key)
+        return
+    if is_alive and not was_alive:
         ctx.emit(NewAccount(who))
     ctx.state.put(key, ACCOUNT_INFO.encode(info))
 
