@@ -84,8 +84,7 @@ class LevelDBKV:
         else:
             it = self._db.iterator(start=start, include_start=False, stop=stop)
         with it:
-            for key, value in it:
-                yield key, value
+            yield from it
 
     def write_batch(self, ops: Iterable[tuple[bytes, bytes | None]], *, sync: bool = False) -> None:
         with self._db.write_batch(transaction=True, sync=sync) as batch:

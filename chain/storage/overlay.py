@@ -1,9 +1,13 @@
 """`Overlay`: the journaled write layer the runtime uses over a read-only state backend.
 
-Pending changes live in one dict (`key -> value`, `None` meaning deleted) plus a sorted list
-of its keys for merged iteration. Checkpoints are cheap: every write made while a checkpoint
-is open appends `(key, previous pending entry)` to a journal; reverting pops the journal back
-to the checkpoint's mark, committing just drops the mark.
+Pending changes live in one dict (`key -> value`, `None` meaning deleted). For merged
+iteration its keys are also kept in a sorted list plus an unsorted tail of keys added since;
+iteration first merges the tail in (binary insertion if short, else one timsort of a long
+run and a short one), so writes stay O(1) however many keys are pending.
+
+Checkpoints are cheap: every write made while a checkpoint is open appends
+`(key, previous pending entry)` to a journal; reverting pops the journal back to the
+checkpoint's mark, committing just drops the mark.
 """
 
 from __future__ import annotations
@@ -37,12 +41,13 @@ _ABSENT: Final = _Absent()
 class Overlay:
     """Pending changes over a `StateReader`, with nested checkpoints."""
 
-    __slots__ = ("_backend", "_changes", "_journal", "_marks", "_sorted")
+    __slots__ = ("_backend", "_changes", "_journal", "_marks", "_sorted", "_tail")
 
     def __init__(self, backend: StateReader) -> None:
         self._backend = backend
         self._changes: dict[bytes, bytes | None] = {}
-        self._sorted: list[bytes] = []  # the keys of _changes, ascending
+        self._sorted: list[bytes] = []  # keys of _changes, ascending ...
+        self._tail: list[bytes] = []  # ... and the rest of them, as added
         self._journal: list[tuple[bytes, bytes | _Absent | None]] = []
         self._marks: list[int] = []
 
@@ -67,6 +72,9 @@ class Overlay:
         """
         changes = self._changes
         pending = self._sorted
+        tail = self._tail
+        if tail:
+            self._merge_tail()
         backend = self._backend.iterate(prefix, start)
         b_item = next(backend, None)
         if start is None or start < prefix:
@@ -95,7 +103,20 @@ class Overlay:
             # Advance both cursors past `key`.
             while b_item is not None and b_item[0] <= key:
                 b_item = next(backend, None)
+            if tail:  # written to during iteration
+                self._merge_tail()
             p_idx = bisect_right(pending, key)
+
+    def _merge_tail(self) -> None:
+        pending = self._sorted
+        tail = self._tail
+        if len(tail) < 32:  # a sort would compare every key once: insert instead
+            for key in tail:
+                insort(pending, key)
+        else:
+            pending += tail
+            pending.sort()
+        tail.clear()
 
     def next_key(self, prefix: bytes = b"", start: bytes | None = None) -> bytes | None:
         """The first key > `start` (if given) with `prefix`, or None."""
@@ -111,7 +132,7 @@ class Overlay:
             if self._marks:
                 self._journal.append((key, changes[key]))
         else:
-            insort(self._sorted, key)
+            self._tail.append(key)
             if self._marks:
                 self._journal.append((key, _ABSENT))
         changes[key] = value
@@ -153,11 +174,20 @@ class Overlay:
         journal = self._journal
         changes = self._changes
         pending = self._sorted
+        tail = self._tail
         while len(journal) > mark:
             key, previous = journal.pop()
             if isinstance(previous, _Absent):
                 del changes[key]
-                del pending[bisect_left(pending, key)]
+                # Usually the last key appended to the tail: undone in reverse order.
+                if tail and tail[-1] == key:
+                    tail.pop()
+                else:
+                    i = bisect_left(pending, key)
+                    if i < len(pending) and pending[i] == key:
+                        del pending[i]
+                    else:
+                        tail.remove(key)
             else:
                 changes[key] = previous
 

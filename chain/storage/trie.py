@@ -124,6 +124,7 @@ _SLOT = [bytes((i,)) for i in range(_SLOT0 + 16)]  # _SLOT[s] == bytes((s,))
 _BIT = [0] * _SLOT0 + [1 << n for n in range(16)]  # bitmap bit of slot s
 _COMPACT = [encode_compact(n) for n in range(1024)]
 _BRANCH_HEAD = struct.Struct("<BH").pack
+_BRANCH_HEAD_NONE = struct.Struct("<BHB").pack
 
 
 def _path(key: bytes) -> bytes:
@@ -507,7 +508,7 @@ class Trie:
         dirty: list[Any]
         if ref.__class__ is bytes:
             assert isinstance(ref, bytes)
-            node = self._load(ref)
+            node = self.cache._young.get(ref) or self._load(ref)
             clean = True
         else:
             node = ref
@@ -539,15 +540,21 @@ class Trie:
                 return (LEAF, leaf_path, value)
             rest = path[pos:]
             c = _common_prefix(leaf_path, rest)
-            branch = _new_branch()
+            branch = _EMPTY_BRANCH.copy()
+            bits = 0
             if c == len(leaf_path):
                 branch[_VALUE] = node[2]
             else:
-                _attach(branch, leaf_path[c], (LEAF, leaf_path[c + 1 :], node[2]))
+                s = leaf_path[c]
+                branch[s] = (LEAF, leaf_path[c + 1 :], node[2])
+                bits = _BIT[s]
             if c == len(rest):
                 branch[_VALUE] = value
             else:
-                _attach(branch, rest[c], (LEAF, rest[c + 1 :], value))
+                s = rest[c]
+                branch[s] = (LEAF, rest[c + 1 :], value)
+                bits |= _BIT[s]
+            branch[_BITMAP] = branch[_TOUCHED] = bits
             return [EXTENSION, rest[:c], branch] if c else branch
         ext_path = node[1]
         if path.startswith(ext_path, pos):
@@ -577,7 +584,7 @@ class Trie:
         dirty: list[Any]
         if ref.__class__ is bytes:
             assert isinstance(ref, bytes)
-            node = self._load(ref)
+            node = self.cache._young.get(ref) or self._load(ref)
             clean = True
         else:
             node = ref
@@ -654,10 +661,31 @@ class Trie:
                 if cls is list or cls is tuple:
                     node[s] = self._commit(child, out)
             clean = tuple(node)
-            encoding = _encode_branch(node[_BITMAP], node[_VALUE], node[_SLOT0:])
+            value = node[_VALUE]
+            if value is None:  # _encode_branch, inlined
+                encoding = _BRANCH_HEAD_NONE(BRANCH, node[_BITMAP], 0) + b"".join(
+                    filter(None, clean[_SLOT0:])
+                )
+            else:
+                encoding = _encode_branch(node[_BITMAP], value, clean[_SLOT0:])
         elif kind == LEAF:
-            clean = tuple(node)  # already a tuple: no copy
-            encoding = _encode_leaf(node[1], node[2])
+            clean = node  # already a tuple
+            path = node[1]
+            value = node[2]
+            hexed = path.translate(_SLOT_TO_HEX)  # _encode_leaf, inlined
+            if len(path) & 1:
+                hexed += b"0"
+            n = len(path)
+            m = len(value)
+            encoding = b"".join(
+                (
+                    b"\x01",
+                    _COMPACT[n] if n < 1024 else encode_compact(n),
+                    unhexlify(hexed),
+                    _COMPACT[m] if m < 1024 else encode_compact(m),
+                    value,
+                )
+            )
         else:
             child = node[2]
             if child.__class__ is not bytes:
@@ -676,8 +704,11 @@ class Trie:
         return node_hash
 
 
+_EMPTY_BRANCH: list[Any] = [BRANCH, None, 0, *[None] * 16, 0]  # a template: copy it
+
+
 def _new_branch() -> list[Any]:
-    return [BRANCH, None, 0, *[None] * 16, 0]
+    return _EMPTY_BRANCH.copy()
 
 
 def _attach(branch: list[Any], slot: int, child: _Ref) -> None:

@@ -229,9 +229,10 @@ def free_balance(state: ReadState, who: bytes) -> int:
 
 
 def usable_balance(state: ReadState, who: bytes, ed: int, *, keep_alive: bool) -> int:
-    """What `who` can move out: free above the frozen amount (and above ED when keeping alive)."""
+    """What `who` can move out: free above the frozen amount, and above ED when keeping the
+    account alive or when it has frozen funds (which keep it alive, so it must stay above ED)."""
     data = system.get_account(state, who).data
-    floor = max(data.frozen, ed if keep_alive else 0)
+    floor = max(data.frozen, ed if keep_alive or data.frozen > 0 else 0)
     return max(data.free - floor, 0)
 
 
@@ -257,6 +258,8 @@ def transfer(ctx: Ctx, source: bytes, dest: bytes, amount: int, *, keep_alive: b
     src = system.get_account(ctx.state, source)
     ensure(src.data.free >= amount, Error.INSUFFICIENT_BALANCE)
     ensure(src.data.free - amount >= src.data.frozen, Error.LIQUIDITY_RESTRICTIONS)
+    if src.data.frozen > 0:  # frozen funds keep the account alive: it must stay above ED
+        ensure(src.data.free - amount >= ed, Error.LIQUIDITY_RESTRICTIONS)
     if keep_alive:
         ensure(src.data.free - amount >= ed, Error.EXPENDABILITY)
     if dest == source or amount == 0:

@@ -107,3 +107,16 @@ def test_commit_checkpoint_without_open_checkpoint_raises() -> None:
         overlay.commit_checkpoint()
     with pytest.raises(ChainError):
         overlay.revert_checkpoint()
+
+
+def test_iterate_sees_writes_made_after_the_cursor() -> None:
+    overlay = Overlay(MemoryKV([(b"a", b"1"), (b"c", b"3")]))
+    seen = []
+    for key, value in overlay.iterate():
+        seen.append((key, value))
+        if key == b"a":
+            overlay.delete(b"a")  # at the cursor: already yielded
+            overlay.put(b"b", b"2")  # after the cursor: seen
+            overlay.put(b"0", b"0")  # before the cursor: not seen
+    assert seen == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
+    assert list(overlay.iterate()) == [(b"0", b"0"), (b"b", b"2"), (b"c", b"3")]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -47,7 +49,9 @@ def test_empty_root_is_hash_of_empty_node() -> None:
 
 
 @given(kv_dicts, st.randoms(use_true_random=False))
-def test_apply_root_independent_of_insertion_order(items: dict[bytes, bytes], rnd) -> None:  # type: ignore[no-untyped-def]
+def test_apply_root_independent_of_insertion_order(
+    items: dict[bytes, bytes], rnd: random.Random
+) -> None:
     order = list(items)
     rnd.shuffle(order)
     one_by_one = Trie(MemoryNodeStore())
@@ -57,7 +61,9 @@ def test_apply_root_independent_of_insertion_order(items: dict[bytes, bytes], rn
 
 
 @given(kv_dicts, kv_dicts)
-def test_apply_deletes_restore_earlier_root(base: dict[bytes, bytes], extra: dict[bytes, bytes]) -> None:
+def test_apply_deletes_restore_earlier_root(
+    base: dict[bytes, bytes], extra: dict[bytes, bytes]
+) -> None:
     extra = {k: v for k, v in extra.items() if k not in base}
     before = build(base)
     after = apply(before, extra)
@@ -148,3 +154,26 @@ def test_ordered_root_empty_and_order_sensitive() -> None:
     assert ordered_root([b"a", b"b"]) != ordered_root([b"b", b"a"])
     values = [bytes([i]) * i for i in range(100)]
     assert ordered_root(values) == build({encode_compact(i): v for i, v in enumerate(values)}).root
+
+
+def test_apply_structured_keys_with_tiny_cache_match_reference_root() -> None:
+    # Storage-like keys: long shared prefixes, then short suffixes; a 2-entry cache forces
+    # every node to be re-read and decoded from the store.
+    prefixes = [bytes([p]) * 32 for p in (1, 2)] + [bytes([1]) * 31 + b"\x02"]
+    items = {
+        p + bytes([i, j]): bytes([i, j]) * (1 + j % 3)
+        for p in prefixes
+        for i in range(9)
+        for j in range(0, 256, 51)
+    }
+    trie = build(items)
+    trie = Trie(trie.store, trie.root, NodeCache(2))
+    deletes = dict.fromkeys(k for k in items if k[-1] % 2 or k[32] == 3)
+    updates = {k[:-1]: b"new" for k in list(items)[::7]}
+    model = {k: v for k, v in items.items() if k not in deletes} | updates
+    trie = apply(trie, {**deletes, **updates})
+    assert trie.root == reference_root(model)
+    assert verify(trie.store, trie.root) == len(model)
+    assert list(trie.iterate(prefixes[0], prefixes[0] + b"\x04")) == sorted(
+        (k, v) for k, v in model.items() if k.startswith(prefixes[0]) and k > prefixes[0] + b"\x04"
+    )

@@ -1,0 +1,182 @@
+"""The mock runtime for pallet tests, in the spirit of FRAME's `new_test_ext` / `build_and_execute`.
+
+`mock` gives a fresh genesis (small existential deposit, cheap fees, an open faucet) over an
+in-memory store, with an Overlay on top that records everything a test changes. Calls go through
+`runtime.dispatch` inside a checkpoint, exactly as the executive runs them. After every test the
+Balances invariants are checked (FRAME's `try_state`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+import pytest
+
+from chain.frame.common import Weight
+from chain.frame.pallet import Ctx, DispatchError, ModuleError, Origin
+from chain.frame.runtime import DecodedCall, Runtime
+from chain.storage.kv import MemoryKV
+from chain.storage.overlay import Overlay
+from genesis.builder import load_spec
+from pallets.aura import pallet as aura
+from pallets.balances import pallet as balances
+from pallets.faucet import pallet as faucet
+from pallets.runtime import RuntimeConfig, build_runtime
+from pallets.sudo import pallet as sudo
+from pallets.system import pallet as system
+from pallets.timestamp import pallet as timestamp
+from pallets.transaction_payment import pallet as transaction_payment
+
+ED = 10
+FAUCET_AMOUNT = 1000
+FAUCET_PERIOD = 5
+
+ALICE = bytes([1]) * 32
+BOB = bytes([2]) * 32
+CHARLIE = bytes([3]) * 32
+DAVE = bytes([4]) * 32  # not endowed at genesis
+EVE = bytes([5]) * 32  # not endowed at genesis
+
+GENESIS_BALANCES = {ALICE: 1_000, BOB: 500, CHARLIE: 100}
+GENESIS_ISSUANCE = sum(GENESIS_BALANCES.values())
+SUDO_KEY = ALICE
+
+
+def mock_config(**faucet_overrides: Any) -> RuntimeConfig:
+    """The dev chain's parameters (so pallets added later get working values) with a small ED,
+    cheap fees and an open faucet."""
+    dev = RuntimeConfig.from_json(load_spec("dev").raw["genesis"]["runtimeGenesis"]["parameters"])
+    faucet_cfg = {"enabled": True, "amount": FAUCET_AMOUNT, "period_blocks": FAUCET_PERIOD}
+    return dataclasses.replace(
+        dev,
+        system=system.Config(block_hash_count=250, ss58_prefix=42),
+        timestamp=timestamp.Config(minimum_period_ms=500),
+        aura=aura.Config(slot_duration_ms=1000),
+        balances=balances.Config(existential_deposit=ED),
+        transaction_payment=transaction_payment.Config(
+            byte_fee=1,
+            weight_fee_per_ref_time=1,
+            weight_fee_divisor=1_000_000,
+            extrinsic_base_weight=Weight(5_000_000, 0),
+        ),
+        faucet=faucet.Config(**{**faucet_cfg, **faucet_overrides}),
+    )
+
+
+OriginLike = Origin | bytes | str
+
+
+def as_origin(origin: OriginLike) -> Origin:
+    if isinstance(origin, Origin):
+        return origin
+    if isinstance(origin, bytes):
+        return Origin.signed(origin)
+    return {"root": Origin.root(), "none": Origin.none()}[origin]
+
+
+class MockRuntime:
+    """One test's externalities: a genesis store, an Overlay of the test's changes, a runtime."""
+
+    def __init__(
+        self, config: RuntimeConfig, endowed: dict[bytes, int], sudo_key: bytes | None
+    ) -> None:
+        self.config = config
+        self.runtime: Runtime = build_runtime(config)
+        self.backend = MemoryKV()
+        genesis = Overlay(self.backend)
+        ctx = Ctx(genesis, Origin.root(), 0, config, [], self.runtime.dispatch)
+        balances.build_genesis(ctx, list(endowed.items()))
+        aura.build_genesis(ctx, [ALICE])
+        if sudo_key is not None:
+            sudo.Key.put(genesis, sudo_key)
+        self.backend.write_batch(genesis.changes().items())
+        self.state = Overlay(self.backend)
+        self.block_number = 1
+        self._events: list[Any] = []
+
+    # ---- dispatch ------------------------------------------------------------------------------
+
+    def ctx(self, origin: OriginLike, events: list[Any] | None = None) -> Ctx:
+        return Ctx(
+            self.state,
+            as_origin(origin),
+            self.block_number,
+            self.config,
+            self._events if events is None else events,
+            self.runtime.dispatch,
+        )
+
+    def call(self, pallet: str, call_name: str, **args: Any) -> DecodedCall:
+        """A call as a block would carry it: encoded to bytes and decoded back."""
+        call = self.runtime.call(pallet, call_name, **args)
+        return self.runtime.decode_call(self.runtime.call_type.encode(call))
+
+    def dispatch(self, origin: OriginLike, pallet: str, call_name: str, **args: Any) -> None:
+        """Run the call in a checkpoint (reverted on DispatchError, which is re-raised)."""
+        call = self.call(pallet, call_name, **args)
+        events: list[Any] = []
+        self._events = []
+        self.state.checkpoint()
+        try:
+            self.runtime.dispatch(self.ctx(origin, events), call)
+        except BaseException:  # DispatchError, or a runtime bug: leave no checkpoint open
+            self.state.revert_checkpoint()
+            raise
+        self.state.commit_checkpoint()
+        self._events = events
+
+    def events(self) -> list[Any]:
+        """Events of the last dispatch (none when it failed)."""
+        return list(self._events)
+
+    def snapshot(self) -> dict[bytes, bytes | None]:
+        return self.state.changes()
+
+    def assert_noop(
+        self,
+        origin: OriginLike,
+        pallet: str,
+        call_name: str,
+        expected: enum.IntEnum | str,
+        **args: Any,
+    ) -> DispatchError:
+        """The call fails with exactly `expected` (a pallet error member, or a DispatchError kind)
+        and leaves storage byte-for-byte unchanged."""
+        before = self.snapshot()
+        with pytest.raises(DispatchError) as info:
+            self.dispatch(origin, pallet, call_name, **args)
+        assert_error(info.value, expected)
+        assert self.snapshot() == before, "a failed call changed storage"
+        assert self.events() == []
+        return info.value
+
+    # ---- state helpers ---------------------------------------------------------------------------
+
+    def account(self, who: bytes) -> system.AccountInfo:
+        return system.get_account(self.state, who)
+
+    def free(self, who: bytes) -> int:
+        return balances.free_balance(self.state, who)
+
+    def exists(self, who: bytes) -> bool:
+        return system.Account.contains(self.state, who)
+
+    def issuance(self) -> int:
+        return balances.TotalIssuance.get(self.state)
+
+    def set_frozen(self, who: bytes, frozen: int) -> None:
+        balances.set_frozen(self.ctx("root", []), who, frozen)
+
+    def run_to_block(self, n: int) -> None:
+        self.block_number = n
+
+
+def assert_error(err: DispatchError, expected: enum.IntEnum | str) -> None:
+    if isinstance(expected, enum.IntEnum):
+        assert isinstance(err, ModuleError), f"expected {expected!r}, got {err.kind} ({err})"
+        assert err.error is expected, f"got {err.error!r}"
+    else:
+        assert not isinstance(err, ModuleError), f"expected {expected}, got module error {err}"
+        assert err.kind == expected, f"expected {expected}, got {err.kind} ({err})"
