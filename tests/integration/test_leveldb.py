@@ -15,7 +15,19 @@ pytestmark = pytest.mark.integration
 HOLD_DB = "import sys, time, plyvel; db = plyvel.DB(sys.argv[1], create_if_missing=True); "
 HOLD_DB += "print('open', flush=True); time.sleep(60)"
 
-KEYS = [b"", b"\x00", b"\x00\x00", b"\x00\xff", b"a", b"ab", b"abc", b"ac", b"b", b"\xff", b"\xff\xff"]
+KEYS = [
+    b"",
+    b"\x00",
+    b"\x00\x00",
+    b"\x00\xff",
+    b"a",
+    b"ab",
+    b"abc",
+    b"ac",
+    b"b",
+    b"\xff",
+    b"\xff\xff",
+]
 
 
 @pytest.fixture
@@ -80,7 +92,8 @@ def test_open_locked_by_other_process_raises_node_error(tmp_path: Path) -> None:
         [sys.executable, "-c", HOLD_DB, str(path)], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "open\n"
         with pytest.raises(NodeError, match=f"database at {path} is in use by another process"):
             LevelDBKV(path)
     finally:

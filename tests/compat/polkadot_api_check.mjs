@@ -1,0 +1,220 @@
+// The project's own @polkadot/api scenario (the library behind Polkadot.js Apps and the extension),
+// run against a dev node by tests/integration/test_compat_polkadot_api.py.
+//
+//   npm ci --prefix tests/compat && node tests/compat/polkadot_api_check.mjs ws://127.0.0.1:9944
+//
+// Senders: //Charlie (sr25519) and keys derived from //Charlie for ed25519 and ecdsa, so that the
+// Python tests on the same node (which send from //Alice and //Dave) never race on a nonce.
+// Prints one line per check and 'N passed, N failed'; exits 1 when anything failed.
+import { ApiPromise, WsProvider } from '@polkadot/api';
+import { Keyring } from '@polkadot/keyring';
+import { blake2AsHex, cryptoWaitReady } from '@polkadot/util-crypto';
+
+const url = process.argv[2] || 'ws://127.0.0.1:9944';
+const CHECK_TIMEOUT_MS = 60_000;
+const results = { passed: 0, failed: 0 };
+
+class CheckFailed extends Error {}
+const expect = (ok, what) => { if (!ok) throw new CheckFailed(what); };
+const json = (x) => JSON.stringify(x, (_, v) => (typeof v === 'bigint' ? `${v}` : v));
+
+async function check (name, body) {
+  const t0 = performance.now();
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new CheckFailed(`timed out after ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+  });
+  try {
+    const value = await Promise.race([body(), timeout]);
+    results.passed += 1;
+    console.log(`PASS ${name} [${Math.round(performance.now() - t0)} ms] ${(json(value) ?? '').slice(0, 200)}`);
+    return value;
+  } catch (err) {
+    results.failed += 1;
+    console.log(`FAIL ${name}: ${err instanceof CheckFailed ? err.message : (err?.stack ?? err)}`);
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function finish (api) {
+  console.log(`${results.passed} passed, ${results.failed} failed`);
+  const done = () => process.exit(results.failed ? 1 : 0);
+  (api ? api.disconnect().catch(() => {}) : Promise.resolve()).then(done, done);
+}
+
+// Sign, send, and follow the transaction to Finalized; resolves with what a wallet shows.
+function sendUntilFinalized (api, tx, signer, options = {}) {
+  return new Promise((resolve, reject) => {
+    const seen = [];
+    let unsub = () => {};
+    tx.signAndSend(signer, options, ({ status, events, dispatchError }) => {
+      seen.push(status.type);
+      if (status.isInvalid || status.isDropped || status.isUsurped) {
+        unsub();
+        reject(new CheckFailed(`status ${status.type}`));
+      } else if (status.isFinalized) {
+        unsub();
+        let error = null;
+        if (dispatchError) {
+          error = dispatchError.isModule
+            ? (({ section, name }) => `${section}.${name}`)(api.registry.findMetaError(dispatchError.asModule))
+            : dispatchError.type;
+        }
+        resolve({
+          statuses: seen,
+          block: status.asFinalized.toHex(),
+          events: events.map(({ event }) => `${event.section}.${event.method}`),
+          error
+        });
+      }
+    }).then((u) => { unsub = u; }, reject);
+  });
+}
+
+async function freeOf (api, address, at) {
+  const src = at ? await api.at(at) : api;
+  return (await src.query.system.account(address)).data.free.toBigInt();
+}
+
+await cryptoWaitReady();
+const keyring = new Keyring({ type: 'sr25519', ss58Format: 42 });
+const charlie = keyring.addFromUri('//Charlie');
+const ferdie = keyring.addFromUri('//Ferdie');
+const charlieEd = keyring.addFromUri('//Charlie//compat-ed', {}, 'ed25519');
+const charlieEcdsa = keyring.addFromUri('//Charlie//compat-ecdsa', {}, 'ecdsa');
+
+const api = await check('ApiPromise.create over WsProvider', async () => {
+  const provider = new WsProvider(url, false);
+  await provider.connect();
+  const a = await ApiPromise.create({ provider, throwOnConnect: true, noInitWarn: true });
+  await a.isReadyOrError;
+  return a;
+});
+if (!api) finish(null);
+const unit = 10n ** BigInt(api.registry.chainDecimals[0]);
+
+await check('runtime and registry info', async () => {
+  expect(api.runtimeVersion.specName.toString() === 'cuckoo', `specName ${api.runtimeVersion.specName}`);
+  expect(api.runtimeMetadata.version === 14, `metadata v${api.runtimeMetadata.version}`);
+  expect(api.registry.chainTokens[0] === 'CAI', `token ${api.registry.chainTokens}`);
+  expect(api.registry.chainDecimals[0] === 18, `decimals ${api.registry.chainDecimals}`);
+  expect(api.registry.chainSS58 === 42, `ss58 ${api.registry.chainSS58}`);
+  expect(api.genesisHash.eq(await api.rpc.chain.getBlockHash(0)), 'genesisHash is not block 0');
+  expect(typeof api.tx.faucet?.drip === 'function', 'faucet.drip is not decorated');
+  expect(typeof api.rpc.author.submitAndWatchExtrinsic === 'function', 'submitAndWatchExtrinsic filtered out');
+  return { chain: (await api.rpc.system.chain()).toString(), spec: api.runtimeVersion.specVersion.toNumber() };
+});
+
+await check('query.system.account of a dev account', async () => {
+  const info = await api.query.system.account(charlie.address);
+  expect(info.data.free.toBigInt() > 1_000_000n * unit, `free ${info.data.free}`);
+  expect(info.providers.toNumber() >= 1, 'no provider');
+  return info.toJSON();
+});
+
+await check('query.system.account.entries', async () => {
+  const rows = await api.query.system.account.entries();
+  const owners = rows.map(([key]) => key.args[0].toString());
+  for (const who of [charlie.address, ferdie.address]) expect(owners.includes(who), `${who} missing`);
+  expect(new Set(owners).size === owners.length, 'duplicate keys');
+  return rows.length;
+});
+
+await check('consts.balances.existentialDeposit', async () => {
+  const ed = api.consts.balances.existentialDeposit.toBigInt();
+  expect(ed === 10n ** 15n, `ED ${ed}`);
+  return ed;
+});
+
+await check('tx.paymentInfo', async () => {
+  const info = await api.tx.balances.transferKeepAlive(ferdie.address, unit).paymentInfo(charlie);
+  expect(info.partialFee.toBigInt() > 0n, 'zero fee');
+  expect(info.weight.refTime.toBigInt() > 0n, `weight ${info.weight}`);
+  return info.toJSON();
+});
+
+await check('transferKeepAlive signAndSend to Finalized', async () => {
+  const before = await freeOf(api, ferdie.address);
+  const r = await sendUntilFinalized(api, api.tx.balances.transferKeepAlive(ferdie.address, 5n * unit), charlie);
+  expect(r.error === null, `dispatch error ${r.error}`);
+  // the node sends ready, inBlock, finalized; with instant finality @polkadot/api's switchMap may
+  // skip InBlock while it still fetches that block's events
+  expect(r.statuses[0] === 'Ready' && r.statuses.at(-1) === 'Finalized', r.statuses.join(','));
+  const want = ['balances.Withdraw', 'balances.Transfer', 'transactionPayment.TransactionFeePaid', 'system.ExtrinsicSuccess'];
+  expect(json(r.events) === json(want), `events ${r.events}`);
+  const after = await freeOf(api, ferdie.address, r.block);
+  expect(after - before === 5n * unit, `ferdie got ${after - before}`);
+  return r;
+});
+
+await check('overdrawn transfer: named dispatch error', async () => {
+  const r = await sendUntilFinalized(api, api.tx.balances.transferKeepAlive(ferdie.address, 10n ** 36n), charlie);
+  expect(r.error === 'balances.InsufficientBalance', `error ${r.error}`);
+  expect(r.events.at(-1) === 'system.ExtrinsicFailed', r.events.join(','));
+  return r.error;
+});
+
+await check('remark with a payload over 256 bytes (hashed signing payload)', async () => {
+  const remark = '0x' + '5a'.repeat(300);
+  const tx = api.tx.system.remarkWithEvent(remark);
+  const r = await sendUntilFinalized(api, tx, charlie);
+  expect(r.error === null, r.error);
+  expect(r.events.includes('system.Remarked'), r.events.join(','));
+  const at = await api.at(r.block);
+  const remarked = (await at.query.system.events()).find(({ event }) => event.method === 'Remarked');
+  expect(remarked.event.data[1].toHex() === blake2AsHex(remark), 'Remarked hash is not blake2(remark)');
+  return r.statuses;
+});
+
+await check('ed25519 and ecdsa signers', async () => {
+  for (const pair of [charlieEd, charlieEcdsa]) {
+    const funded = await sendUntilFinalized(api, api.tx.balances.transferKeepAlive(pair.address, 100n * unit), charlie);
+    expect(funded.error === null, funded.error);
+  }
+  const out = {};
+  for (const pair of [charlieEd, charlieEcdsa]) {
+    const before = await freeOf(api, ferdie.address);
+    const r = await sendUntilFinalized(api, api.tx.balances.transferKeepAlive(ferdie.address, 2n * unit), pair);
+    expect(r.error === null, `${pair.type}: ${r.error}`);
+    expect(await freeOf(api, ferdie.address, r.block) - before === 2n * unit, `${pair.type}: amount`);
+    out[pair.type] = r.events.length;
+  }
+  return out;
+});
+
+await check('header hash computed locally equals the node hash', async () => {
+  for (const n of [1, (await api.rpc.chain.getHeader()).number.toNumber()]) {
+    const hash = await api.rpc.chain.getBlockHash(n);
+    const header = await api.rpc.chain.getHeader(hash);
+    expect(header.hash.eq(hash), `block ${n}: local ${header.hash.toHex()} node ${hash.toHex()}`);
+    const block = await api.rpc.chain.getBlock(hash);
+    expect(block.block.header.hash.eq(hash), `block ${n}: body header hash differs`);
+  }
+  return true;
+});
+
+await check('api.at(hash).query.system.events', async () => {
+  const hash = await api.rpc.chain.getBlockHash(1);
+  const events = await (await api.at(hash)).query.system.events();
+  expect(events.length >= 1, 'no events in block 1');
+  expect(events.every(({ phase }) => phase.isApplyExtrinsic || phase.isFinalization || phase.isInitialization), 'odd phase');
+  return events.map(({ event, phase }) => `${phase.type}:${event.section}.${event.method}`);
+});
+
+await check('rpc.chain.subscribeNewHeads advances', async () => {
+  const numbers = await new Promise((resolve, reject) => {
+    const got = [];
+    let unsub;
+    api.rpc.chain.subscribeNewHeads((header) => {
+      got.push(header.number.toNumber());
+      if (got.length === 3) { unsub?.(); resolve(got); }
+    }).then((u) => { unsub = u; if (got.length >= 3) u(); }, reject);
+  });
+  expect(numbers[2] > numbers[0], `heads ${numbers}`);
+  expect(numbers.every((n, i) => i === 0 || n >= numbers[i - 1]), `heads went back: ${numbers}`);
+  return numbers;
+});
+
+finish(api);
