@@ -9,13 +9,12 @@ Key layout (one-byte prefixes):
   b<hash>          SCALE Vec<extrinsic> (each with its length prefix)
   n<u32 BE>        canonical block hash at that number
   t<node hash>     trie node (content-addressed; all states are kept: archive mode)
-  x<tx hash>       block hash ++ u32 LE index of an included extrinsic
   m:best, m:finalized, m:genesis
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from chain.codec import Decoder, encode_compact
 from chain.primitives import Header
@@ -27,7 +26,6 @@ HEADER = b"h"
 BODY = b"b"
 CANON = b"n"
 NODE = b"t"
-TXINDEX = b"x"
 BEST = b"m:best"
 FINALIZED = b"m:finalized"
 GENESIS = b"m:genesis"
@@ -110,12 +108,6 @@ class ChainDB:
     def state_at_root(self, root: bytes) -> Trie:
         return Trie(self.nodes, root, self.cache)
 
-    def tx_location(self, tx_hash: bytes) -> tuple[bytes, int] | None:
-        raw = self.kv.get(TXINDEX + tx_hash)
-        if raw is None:
-            return None
-        return raw[:32], int.from_bytes(raw[32:36], "little")
-
     # ---- writes -------------------------------------------------------------------------------
 
     def commit_block(
@@ -139,7 +131,6 @@ class ChainDB:
         if is_best:
             ops.extend(self._recanonicalize(header, block_hash))
             ops.append((BEST, block_hash))
-            ops.extend(self._tx_index(block_hash, extrinsics))
         if is_finalized:
             ops.append((FINALIZED, block_hash))
         if is_genesis:
@@ -148,10 +139,14 @@ class ChainDB:
         self._headers[block_hash] = header
         return block_hash
 
-    def _recanonicalize(self, header: Header, block_hash: bytes) -> list[tuple[bytes, bytes | None]]:
+    def _recanonicalize(
+        self, header: Header, block_hash: bytes
+    ) -> list[tuple[bytes, bytes | None]]:
         """Canonical-index writes making `header` the head: its own entry, every ancestor entry
         that points to another fork (a reorg), and removal of entries above it."""
-        ops: list[tuple[bytes, bytes | None]] = [(CANON + header.number.to_bytes(4, "big"), block_hash)]
+        ops: list[tuple[bytes, bytes | None]] = [
+            (CANON + header.number.to_bytes(4, "big"), block_hash)
+        ]
         parent, number = header.parent_hash, header.number - 1
         while number >= 0 and self.hash_at(number) != parent:
             ops.append((CANON + number.to_bytes(4, "big"), parent))
@@ -162,19 +157,11 @@ class ChainDB:
         best = self.kv.get(BEST)
         old = self.header(best) if best is not None else None
         if old is not None:
-            ops.extend((CANON + n.to_bytes(4, "big"), None) for n in range(header.number + 1, old.number + 1))
+            ops.extend(
+                (CANON + n.to_bytes(4, "big"), None)
+                for n in range(header.number + 1, old.number + 1)
+            )
         return ops
 
     def set_finalized(self, block_hash: bytes) -> None:
         self.kv.write_batch([(FINALIZED, block_hash)], sync=True)
-
-    @staticmethod
-    def _tx_index(
-        block_hash: bytes, extrinsics: Iterable[bytes]
-    ) -> list[tuple[bytes, bytes | None]]:
-        from chain.hashing import blake2_256
-
-        return [
-            (TXINDEX + blake2_256(xt), block_hash + i.to_bytes(4, "little"))
-            for i, xt in enumerate(extrinsics)
-        ]

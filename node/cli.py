@@ -1,10 +1,10 @@
 """`cuckoo-node`: Substrate's command line where one exists.
 
-    cuckoo-node --dev --tmp --rpc-port 9944       a fresh single-validator dev chain
-    cuckoo-node --chain local --base-path DIR --validator --alice
-    cuckoo-node build-spec --chain dev [--raw]
-    cuckoo-node key generate | inspect | insert
-    cuckoo-node purge-chain --base-path DIR --chain dev [-y]
+cuckoo-node --dev --tmp --rpc-port 9944       a fresh single-validator dev chain
+cuckoo-node --chain local --base-path DIR --validator --alice
+cuckoo-node build-spec --chain dev [--raw]
+cuckoo-node key generate | inspect | insert
+cuckoo-node purge-chain --base-path DIR --chain dev [-y]
 """
 
 from __future__ import annotations
@@ -32,25 +32,41 @@ def _default_base_path() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cuckoo-node", description="Cuckoo chain node (Substrate-compatible)")
-    p.add_argument("--dev", action="store_true",
-                   help="development chain: --chain dev, validator with //Alice, and --tmp unless --base-path")
-    p.add_argument("--tmp", action="store_true", help="run in a temporary directory deleted on exit")
+    p = argparse.ArgumentParser(
+        prog="cuckoo-node", description="Cuckoo chain node (Substrate-compatible)"
+    )
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help="development chain: --chain dev, validator with //Alice, and --tmp unless --base-path",
+    )
+    p.add_argument(
+        "--tmp", action="store_true", help="run in a temporary directory deleted on exit"
+    )
     p.add_argument("--base-path", "-d", type=Path, help="where the database and keystore live")
     p.add_argument("--chain", default=None, help="dev, local, or a path to a chain spec JSON")
-    p.add_argument("--validator", action="store_true", help="author blocks with the keystore's Aura key")
+    p.add_argument(
+        "--validator", action="store_true", help="author blocks with the keystore's Aura key"
+    )
     p.add_argument("--name", default="cuckoo-node", help="a human-readable name for this node")
-    p.add_argument("--port", type=int, default=30333, help="p2p port (multi-node networking: see docs)")
+    p.add_argument(
+        "--port", type=int, default=30333, help="p2p port (multi-node networking: see docs)"
+    )
     p.add_argument("--rpc-port", type=int, default=9944, help="JSON-RPC port (HTTP and WebSocket)")
     p.add_argument("--rpc-external", action="store_true", help="listen for RPC on all interfaces")
     p.add_argument("--bootnodes", nargs="*", default=[], help="peers to connect to")
     p.add_argument("--prometheus-port", type=int, default=9615, help="Prometheus /metrics port")
     p.add_argument("--no-prometheus", action="store_true", help="do not expose Prometheus metrics")
-    p.add_argument("--block-time-ms", type=int, default=None, help="override the chain spec's slot duration")
+    p.add_argument(
+        "--block-time-ms", type=int, default=None, help="override the chain spec's slot duration"
+    )
     p.add_argument("--log", "-l", default="info", help="log level (error, warn, info, debug)")
     for name in DEV_ACCOUNTS:
-        p.add_argument(f"--{name}", action="store_true",
-                       help=f"shortcut: --validator with the //{name.capitalize()} dev key in the keystore")
+        p.add_argument(
+            f"--{name}",
+            action="store_true",
+            help=f"shortcut: --validator with the //{name.capitalize()} dev key in the keystore",
+        )
     sub = p.add_subparsers(dest="command")
     bs = sub.add_parser("build-spec", help="print a chain spec as JSON")
     bs.add_argument("--chain", default="dev")
@@ -64,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     from node.keycmd import add_key_parser
 
     add_key_parser(sub)
+    from node.blockio import add_blockio_parsers
+
+    add_blockio_parsers(sub)
     return p
 
 
@@ -112,10 +131,14 @@ def _run_node(args: argparse.Namespace) -> int:
     else:
         base = args.base_path or _default_base_path()
     if validator and dev_key is None:
-        log.warning("--validator without a dev key: the node authors only with an 'aura' key in its keystore "
-                    "(insert one with `cuckoo-node key insert`)")
+        log.warning(
+            "--validator without a dev key: the node authors only with an 'aura' key in its keystore "
+            "(insert one with `cuckoo-node key insert`)"
+        )
     if args.bootnodes:
-        log.warning("--bootnodes given, but peer-to-peer networking is not part of this release; running alone")
+        log.warning(
+            "--bootnodes given, but peer-to-peer networking is not part of this release; running alone"
+        )
     config = NodeConfig(
         spec=spec,
         base_path=base,
@@ -155,9 +178,16 @@ def _run_node(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = getattr(logging, str(args.log).upper(), logging.INFO) if hasattr(args, "log") else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S")
+    level = (
+        getattr(logging, str(args.log).upper(), logging.INFO)
+        if hasattr(args, "log")
+        else logging.INFO
+    )
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
         if args.command == "build-spec":
@@ -168,13 +198,20 @@ def main(argv: list[str] | None = None) -> int:
             from node.keycmd import run_key
 
             return run_key(args)
+        if args.command in ("export-blocks", "import-blocks", "check-db"):
+            from node.blockio import run_blockio
+
+            return run_blockio(args)
         return _run_node(args)
     except (NodeError, ChainSpecError, ValueError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. the RPC or metrics port is taken
-        print(f"Error: {exc.strerror or exc}. Is another node running? Choose other ports with "
-              "--rpc-port / --prometheus-port.", file=sys.stderr)
+        print(
+            f"Error: {exc.strerror or exc}. Is another node running? Choose other ports with "
+            "--rpc-port / --prometheus-port.",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -522,7 +522,11 @@ def call_runtime_api(
             from chain.frame.common import DISPATCH_CLASS, WEIGHT
 
             partial_fee = details.inclusion_fee if xt.signed else 0  # inherents pay nothing
-            return WEIGHT.encode(info.weight) + DISPATCH_CLASS.encode(info.class_) + U128.encode(partial_fee)
+            return (
+                WEIGHT.encode(info.weight)
+                + DISPATCH_CLASS.encode(info.class_)
+                + U128.encode(partial_fee)
+            )
         inclusion = (
             b"\x01"
             + U128.encode(details.base_fee)

@@ -23,6 +23,7 @@ from pallets.slashing import pallet as slashing
 from pallets.staking import pallet as staking
 from pallets.voting import pallet as voting
 from pallets.sudo import pallet as sudo
+from pallets.tasks import pallet as tasks
 from pallets.system import pallet as system
 from pallets.timestamp import pallet as timestamp
 from pallets.transaction_payment import pallet as transaction_payment
@@ -46,7 +47,7 @@ VERSION = RuntimeVersion(
     spec_name="cuckoo",
     impl_name="cuckoo-node",
     authoring_version=1,
-    spec_version=101,
+    spec_version=102,
     impl_version=1,
     apis=RUNTIME_APIS,
     transaction_version=1,
@@ -66,6 +67,7 @@ PALLETS = (
     voting.SPEC,
     rewards.SPEC,
     slashing.SPEC,
+    tasks.SPEC,
 )
 
 

@@ -1,0 +1,1 @@
+"""The tasks pallet; declarations live in `pallet.py`."""
