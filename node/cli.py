@@ -115,8 +115,8 @@ def _cmd_purge_chain(args: argparse.Namespace) -> int:
 
 
 def _run_node(args: argparse.Namespace) -> int:
-    from node.service import Node, NodeConfig
     from node.keystore import dev_suri
+    from node.service import Node, NodeConfig
 
     chain = args.chain or ("dev" if args.dev else "local")
     spec = load_spec(chain)
@@ -132,12 +132,13 @@ def _run_node(args: argparse.Namespace) -> int:
         base = args.base_path or _default_base_path()
     if validator and dev_key is None:
         log.warning(
-            "--validator without a dev key: the node authors only with an 'aura' key in its keystore "
-            "(insert one with `cuckoo-node key insert`)"
+            "--validator without a dev key: the node authors only with an 'aura' key in its "
+            "keystore (insert one with `cuckoo-node key insert`)"
         )
     if args.bootnodes:
         log.warning(
-            "--bootnodes given, but peer-to-peer networking is not part of this release; running alone"
+            "--bootnodes given, but peer-to-peer networking is not part of this release; "
+            "running alone"
         )
     config = NodeConfig(
         spec=spec,

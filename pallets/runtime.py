@@ -11,22 +11,22 @@ import dataclasses
 import json
 from typing import Any
 
+from chain.crypto import ss58_decode, ss58_encode
 from chain.frame.common import Weight
 from chain.frame.runtime import Runtime, RuntimeVersion
 from pallets.aura import pallet as aura
-from chain.crypto import ss58_decode, ss58_encode
 from pallets.balances import pallet as balances
 from pallets.faucet import pallet as faucet
 from pallets.registry import pallet as registry
 from pallets.rewards import pallet as rewards
 from pallets.slashing import pallet as slashing
 from pallets.staking import pallet as staking
-from pallets.voting import pallet as voting
 from pallets.sudo import pallet as sudo
-from pallets.tasks import pallet as tasks
 from pallets.system import pallet as system
+from pallets.tasks import pallet as tasks
 from pallets.timestamp import pallet as timestamp
 from pallets.transaction_payment import pallet as transaction_payment
+from pallets.voting import pallet as voting
 
 RUNTIME_NAME = "cuckoo"
 RUNTIME_CONFIG_KEY = b":cuckoo:runtime_config"

@@ -25,7 +25,7 @@ from chain.frame.common import (
     AccountId,
     Weight,
 )
-from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageMap, ensure
+from chain.frame.pallet import Ctx, ModuleError, PalletSpec, ReadState, StorageMap, ensure
 from chain.frame.types import U32, Bytes, Struct, fields_of, unit_enum
 from pallets.staking import pallet as staking
 
@@ -313,6 +313,15 @@ def suspend(ctx: Ctx, who: bytes) -> None:
 staking.STAKE_LISTENERS.append(refresh)
 
 
+def _own_registration(ctx: Ctx) -> tuple[bytes, StorageMap[bytes, Registration], Registration]:
+    """The signed caller, the map holding its registration, and the registration."""
+    who = ctx.ensure_signed()
+    m, reg = _map_of(ctx.state, who)
+    if m is None or reg is None:
+        raise ModuleError(Error.NOT_REGISTERED)
+    return who, m, reg
+
+
 def _validate_info(info: Info, *, needs_endpoint: bool) -> None:
     ensure(
         len(info.name) <= MAX_NAME
@@ -369,11 +378,9 @@ def register_coordinator(ctx: Ctx, operator: bytes, info: Info) -> None:
 
 @SPEC.call(2, weight=REG_WEIGHT, args=[INFO_ARG])
 def update_info(ctx: Ctx, info: Info) -> None:
-    """Replace the caller's registration info. Errors: NotRegistered, InfoTooLong, MissingEndpoint."""
-    who = ctx.ensure_signed()
-    m, reg = _map_of(ctx.state, who)
-    ensure(m is not None and reg is not None, Error.NOT_REGISTERED)
-    assert m is not None and reg is not None
+    """Replace the caller's registration info.
+    Errors: NotRegistered, InfoTooLong, MissingEndpoint."""
+    who, m, reg = _own_registration(ctx)
     _validate_info(info, needs_endpoint=m is Coordinators)
     m.put(ctx.state, AccountId(who), dataclasses.replace(reg, info=info))
     ctx.emit(InfoUpdated(who))
@@ -382,10 +389,7 @@ def update_info(ctx: Ctx, info: Info) -> None:
 @SPEC.call(3, weight=REG_WEIGHT, args=[("operator", ACCOUNT_ID, "T::AccountId")])
 def set_operator(ctx: Ctx, operator: bytes) -> None:
     """Rotate the operator (hot) key. Errors: NotRegistered, OperatorInUse, OperatorIsStaker."""
-    who = ctx.ensure_signed()
-    m, reg = _map_of(ctx.state, who)
-    ensure(m is not None and reg is not None, Error.NOT_REGISTERED)
-    assert m is not None and reg is not None
+    who, m, reg = _own_registration(ctx)
     ensure(operator != who, Error.OPERATOR_IS_STAKER)
     ensure(not OperatorOf.contains(ctx.state, AccountId(operator)), Error.OPERATOR_IN_USE)
     OperatorOf.remove(ctx.state, AccountId(reg.operator))
@@ -400,10 +404,7 @@ def set_operator(ctx: Ctx, operator: bytes) -> None:
 def set_commission(ctx: Ctx, commission: int) -> None:
     """Set the share of rewards kept before voters are paid. Errors: NotRegistered,
     CommissionTooHigh."""
-    who = ctx.ensure_signed()
-    m, reg = _map_of(ctx.state, who)
-    ensure(m is not None and reg is not None, Error.NOT_REGISTERED)
-    assert m is not None and reg is not None
+    who, m, reg = _own_registration(ctx)
     ensure(commission <= PERBILL_ONE, Error.COMMISSION_TOO_HIGH)
     m.put(ctx.state, AccountId(who), dataclasses.replace(reg, commission=commission))
     ctx.emit(CommissionSet(who, commission))
@@ -412,10 +413,7 @@ def set_commission(ctx: Ctx, commission: int) -> None:
 @SPEC.call(5, weight=REG_WEIGHT)
 def deregister(ctx: Ctx) -> None:
     """Remove the caller's registration and free its operator address. Errors: NotRegistered."""
-    who = ctx.ensure_signed()
-    m, reg = _map_of(ctx.state, who)
-    ensure(m is not None and reg is not None, Error.NOT_REGISTERED)
-    assert m is not None and reg is not None
+    who, m, reg = _own_registration(ctx)
     m.remove(ctx.state, AccountId(who))
     OperatorOf.remove(ctx.state, AccountId(reg.operator))
     ctx.emit(Deregistered(who))

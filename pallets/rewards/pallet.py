@@ -31,6 +31,7 @@ from chain.frame.types import U32, U64, Compact, Struct, Vec, fields_of
 from pallets.balances import pallet as balances
 from pallets.registry import pallet as registry
 from pallets.staking import pallet as staking
+from pallets.system import pallet as system
 from pallets.voting import pallet as voting
 
 SPEC = PalletSpec("Rewards", 13, module="pallet_cuckoo_rewards")
@@ -243,7 +244,7 @@ def _pool(ctx: Ctx, role: str) -> int:
 def _pay(ctx: Ctx, who: bytes, era: int, amount: int) -> int:
     if amount <= 0:
         return 0
-    info = balances.system.get_account(ctx.state, who)
+    info = system.get_account(ctx.state, who)
     if info.data.free + amount < ctx.config.balances.existential_deposit:
         return 0
     balances.deposit_creating(ctx, who, amount)

@@ -21,6 +21,7 @@ from chain.hashing import blake2_256
 from pallets.balances import pallet as balances
 from pallets.registry import pallet as registry
 from pallets.staking import pallet as staking
+from pallets.system import pallet as system
 from pallets.voting import pallet as voting
 
 SPEC = PalletSpec("Slashing", 14, module="pallet_cuckoo_slashing")
@@ -272,7 +273,7 @@ def apply_slash(ctx: Ctx, slash: UnappliedSlash) -> None:
 def _deposit(ctx: Ctx, who: bytes, amount: int) -> int:
     if amount <= 0:
         return 0
-    info = balances.system.get_account(ctx.state, who)
+    info = system.get_account(ctx.state, who)
     if info.data.free + amount < ctx.config.balances.existential_deposit:
         return 0  # too small to create the account: stays burned
     balances.deposit_creating(ctx, who, amount)

@@ -20,6 +20,7 @@ from chain.frame.common import ACCOUNT_ID, BALANCE, COMPACT_BALANCE, AccountId, 
 from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageMap, StorageValue, ensure
 from chain.frame.types import U32, Struct, Vec, fields_of
 from pallets.balances import pallet as balances
+from pallets.system import pallet as system
 
 SPEC = PalletSpec("Staking", 10, module="pallet_cuckoo_staking")
 
@@ -270,7 +271,7 @@ def bond(ctx: Ctx, value: int) -> None:
 
 
 def _ensure_bondable(ctx: Ctx, who: bytes, value: int) -> None:
-    data = balances.system.get_account(ctx.state, who).data
+    data = system.get_account(ctx.state, who).data
     ed = ctx.config.balances.existential_deposit
     ensure(data.free - data.frozen >= value + ed, Error.INSUFFICIENT_FUNDS)
 

@@ -105,7 +105,8 @@ SPEC.error_docs = {
     "NOT_BONDED": "The caller has no staking ledger: bond first.",
     "TARGET_NOT_REGISTERED": "The target is not a registered miner or coordinator.",
     "TARGET_INACTIVE": "The target is registered but not active.",
-    "INSUFFICIENT_FREE_STAKE": "Not enough bonded stake free of other votes and of the caller's own registration.",
+    "INSUFFICIENT_FREE_STAKE": "Not enough bonded stake free of other votes and of the caller's "
+    "own registration.",
     "NOT_ENOUGH_VOTES": "The caller voted less than this for the target.",
     "TOO_MANY_TARGETS": "The caller votes for MaxTargetsPerVoter targets already.",
     "TOO_MANY_VOTERS": "The target has MaxVotersPerTarget voters already.",
@@ -229,7 +230,8 @@ def check_invariants(state: ReadState) -> None:
     for who, ledger in staking.Ledger.iter(state):
         if ledger.allocated != allocated.get(who, 0):
             raise AssertionError(
-                f"ledger {who.hex()} allocates {ledger.allocated}, votes add up to {allocated.get(who, 0)}"
+                f"ledger {who.hex()} allocates {ledger.allocated}, "
+                f"votes add up to {allocated.get(who, 0)}"
             )
     for voter in allocated:
         if staking.get_ledger(state, voter) is None:
