@@ -325,7 +325,13 @@ def unnamed(*items: tuple[ScaleType, str]) -> list[Field]:
 
 
 class Struct(ScaleType):
-    """A composite with named fields, decoded into `cls` (a dataclass) or a dict."""
+    """A composite with named fields, decoded into `cls` (a dataclass) or a dict.
+
+    Hot-path help, both invisible to callers: a struct made only of fixed-width integers (and
+    such structs) is decoded by slicing at precomputed offsets; and with `cache_size` > 0 the
+    decoded values of recently seen encodings are reused (only for immutable `cls` values, such
+    as `AccountInfo`, read many times per transaction).
+    """
 
     def __init__(
         self,
@@ -334,6 +340,8 @@ class Struct(ScaleType):
         cls: Callable[..., Any] | None = None,
         params: Sequence[tuple[str, ScaleType | None]] = (),
         docs: Sequence[str] = (),
+        *,
+        cache_size: int = 0,
     ) -> None:
         self.path = path.split("::") if path else []
         self.fields = list(fields)
@@ -342,8 +350,59 @@ class Struct(ScaleType):
         self.docs = docs
         self.type_name = self.path[-1] if self.path else None
         self._attrs = [f.attr or f.name or "" for f in self.fields]
+        self._layout = _fixed_layout(self)
+        self._cache: dict[bytes, Any] | None = {} if cache_size > 0 and cls is not None else None
+        self._cache_size = cache_size
+
+    def decode_all(self, data: bytes) -> Any:
+        cache = self._cache
+        if cache is not None:
+            hit = cache.get(data)
+            if hit is not None:
+                return hit
+        if self._layout is not None and len(data) == self._layout[0]:
+            value = self._build(data, 0)[0]
+        else:
+            value = ScaleType.decode_all(self, data)
+        if cache is not None:
+            if len(cache) >= self._cache_size:
+                cache.clear()
+            cache[bytes(data)] = value
+        return value
+
+    def _flatten(self, value: Any, out: list[bytes]) -> None:
+        for f, attr in zip(self.fields, self._attrs, strict=True):
+            ty = f.ty
+            if isinstance(ty, NewType):
+                ty = ty.inner
+            v = getattr(value, attr)
+            if isinstance(ty, Struct):
+                ty._flatten(v, out)
+            else:
+                out.append(ty.encode(v))
+
+    def _build(self, data: bytes, pos: int) -> tuple[Any, int]:
+        values = []
+        for f in self.fields:
+            ty = f.ty
+            if isinstance(ty, NewType):
+                ty = ty.inner
+            if isinstance(ty, Struct):
+                v, pos = ty._build(data, pos)
+            else:
+                width = ty.width  # type: ignore[attr-defined]
+                v = int.from_bytes(data[pos : pos + width], "little")
+                pos += width
+            values.append(v)
+        if self.cls is None:
+            return dict(zip(self._attrs, values, strict=True)), pos
+        return self.cls(*values), pos
 
     def encode(self, value: Any) -> bytes:
+        if self._layout is not None and not isinstance(value, dict):
+            out: list[bytes] = []
+            self._flatten(value, out)
+            return b"".join(out)
         if isinstance(value, dict):
             return b"".join(
                 f.ty.encode(value[a]) for f, a in zip(self.fields, self._attrs, strict=True)
@@ -371,6 +430,22 @@ class Struct(ScaleType):
             params=[(n, reg.id_of(t) if t is not None else None) for n, t in self.params],
             docs=self.docs,
         )
+
+
+def _fixed_layout(st: Struct) -> tuple[int] | None:
+    """(total size,) when every field is a fixed-width integer or such a struct, else None."""
+    size = 0
+    for f in st.fields:
+        ty = f.ty
+        if isinstance(ty, NewType):
+            ty = ty.inner
+        if isinstance(ty, _UInt):
+            size += ty.width
+        elif isinstance(ty, Struct) and ty._layout is not None:
+            size += ty._layout[0]
+        else:
+            return None
+    return (size,)
 
 
 class NewType(ScaleType):

@@ -248,8 +248,11 @@ def _set_free(ctx: Ctx, who: bytes, info: system.AccountInfo, new_free: int) -> 
     had_funds = data.free > 0 or data.reserved > 0
     has_funds = new_free > 0 or data.reserved > 0
     providers = info.providers + int(has_funds and not had_funds) - int(had_funds and not has_funds)
-    new_data = dataclasses.replace(data, free=new_free, frozen=data.frozen if has_funds else 0)
-    system.put_account(ctx, who, dataclasses.replace(info, providers=providers, data=new_data))
+    new_data = system.AccountData(
+        new_free, data.reserved, data.frozen if has_funds else 0, data.flags
+    )
+    new_info = system.AccountInfo(info.nonce, info.consumers, providers, info.sufficients, new_data)
+    system.put_account(ctx, who, new_info)
 
 
 def transfer(ctx: Ctx, source: bytes, dest: bytes, amount: int, *, keep_alive: bool) -> None:

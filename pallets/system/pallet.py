@@ -101,6 +101,7 @@ ACCOUNT_INFO = Struct(
     ),
     AccountInfo,
     params=[("Nonce", U32), ("AccountData", ACCOUNT_DATA)],
+    cache_size=65_536,  # read several times per transaction; values are immutable
 )
 
 RUNTIME_EVENT = Lazy("RuntimeEvent")  # bound by the runtime assembly
@@ -277,4 +278,8 @@ def put_account(ctx: Ctx, who: bytes, info: AccountInfo) -> None:
 
 def inc_nonce(state: State, who: bytes) -> None:
     info = Account.get(state, AccountId(who))
-    Account.put(state, AccountId(who), dataclasses.replace(info, nonce=info.nonce + 1))
+    Account.put(
+        state,
+        AccountId(who),
+        AccountInfo(info.nonce + 1, info.consumers, info.providers, info.sufficients, info.data),
+    )
