@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 
 from chain.frame.common import (
     ACCOUNT_ID,
@@ -312,6 +313,14 @@ def suspend(ctx: Ctx, who: bytes) -> None:
 
 staking.STAKE_LISTENERS.append(refresh)
 
+# The Voting pallet registers how to read the votes standing on an account (it depends on this
+# pallet, not the other way round); votes survive a deregistration and count again on return.
+VOTES_ON: list[Callable[[ReadState, bytes], int]] = []
+
+
+def standing_votes(state: ReadState, who: bytes) -> int:
+    return sum(f(state, who) for f in VOTES_ON)
+
 
 def _own_registration(ctx: Ctx) -> tuple[bytes, StorageMap[bytes, Registration], Registration]:
     """The signed caller, the map holding its registration, and the registration."""
@@ -346,10 +355,11 @@ def _register(ctx: Ctx, role: str, operator: bytes, info: Info) -> None:
     ensure(own >= min_stake(ctx.config, role), Error.INSUFFICIENT_STAKE)
     m = Miners if role == "Miner" else Coordinators
     OperatorOf.put(ctx.state, AccountId(operator), Operator(role, who))
+    votes = standing_votes(ctx.state, who)
     m.put(
         ctx.state,
         AccountId(who),
-        Registration(operator, info, 0, own, 0, "Active", ctx.block_number),
+        Registration(operator, info, 0, own, votes, "Active", ctx.block_number),
     )
     ctx.emit((MinerRegistered if role == "Miner" else CoordinatorRegistered)(who, operator))
 

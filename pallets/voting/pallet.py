@@ -115,6 +115,14 @@ SPEC.error_docs = {
 }
 
 
+def total_votes(state: ReadState, target: bytes) -> int:
+    total: int = TotalVotes.get(state, AccountId(target))
+    return total
+
+
+registry.VOTES_ON.append(total_votes)
+
+
 def get_vote(state: ReadState, voter: bytes, target: bytes) -> int:
     amount: int | None = Votes.get(state, voter, target)
     return amount or 0
