@@ -75,7 +75,7 @@ def run_wrk(url: str, script: str | None, connections: int, duration: int) -> di
     if script:
         cmd += ["-s", script]
     prefix = ["taskset", "-c", "1"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
-    out = subprocess.run(prefix + [*cmd, url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([*prefix, *cmd, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:
@@ -146,7 +146,7 @@ def main() -> None:
         trivial.terminate()
         trivial.wait(timeout=10)
     print(
-        f"node_rpc_bench: wrk -c{args.connections} -d{args.duration}s, server on CPU 0, wrk on CPU 1"
+        f"node_rpc_bench: wrk -c{args.connections} -d{args.duration}s, server CPU 0, wrk CPU 1"
     )
     print(f"  {'endpoint':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for name, r in results.items():
