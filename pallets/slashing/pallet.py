@@ -16,7 +16,7 @@ import enum
 
 from chain.frame.common import ACCOUNT_ID, BALANCE, H256, PERBILL, PERBILL_ONE, Weight
 from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageMap, StorageValue, ensure
-from chain.frame.types import U32, Bytes, Option, Struct, Vec, fields_of, unit_enum
+from chain.frame.types import U32, Bytes, Option, Struct, Tuple, Vec, fields_of, unit_enum
 from chain.hashing import blake2_256
 from pallets.balances import pallet as balances
 from pallets.registry import pallet as registry
@@ -76,6 +76,7 @@ class UnappliedSlash:
     kind: str
     offence_id: bytes
     fraction: int  # Perbill
+    exposure: list[tuple[bytes, int]]  # the votes on the offender when it was reported
 
 
 UNAPPLIED_SLASH = Struct(
@@ -87,6 +88,11 @@ UNAPPLIED_SLASH = Struct(
             ("kind", OFFENCE_KIND, "OffenceKind"),
             ("offence_id", H256, "H256"),
             ("fraction", PERBILL, "Perbill"),
+            (
+                "exposure",
+                Vec(Tuple(ACCOUNT_ID, BALANCE), voting.MAX_VOTERS_PER_TARGET),
+                "BoundedVec<(AccountId, Balance)>",
+            ),
         ]
     ),
     UnappliedSlash,
@@ -221,8 +227,11 @@ def report(ctx: Ctx, offender: bytes, reporter: bytes | None, kind: str, evidenc
     queue = UnappliedSlashes.get(ctx.state, apply_era)
     ensure(len(queue) < MAX_UNAPPLIED_PER_ERA, Error.TOO_MANY_OFFENCES)
     fraction = fraction_for(ctx.config.slashing, kind)
+    exposure = sorted(voting.Voters.iter_prefix(ctx.state, offender))
     UnappliedSlashes.put(
-        ctx.state, apply_era, [*queue, UnappliedSlash(offender, reporter, kind, oid, fraction)]
+        ctx.state,
+        apply_era,
+        [*queue, UnappliedSlash(offender, reporter, kind, oid, fraction, exposure)],
     )
     Offences.put(ctx.state, oid, era)
     ctx.emit(OffenceReported(offender, kind, oid, apply_era))
@@ -235,26 +244,39 @@ class SlashPlan:
     voters: list[tuple[bytes, int]]  # from each vote on the offender
 
 
-def compute_slash(state: ReadState, offender: bytes, fraction: int) -> SlashPlan:
-    """Pure: what a slash of `fraction` takes from the offender and from each of its voters."""
+def compute_slash(
+    state: ReadState,
+    offender: bytes,
+    fraction: int,
+    exposure: list[tuple[bytes, int]] | None = None,
+) -> SlashPlan:
+    """Pure: what a slash of `fraction` takes from the offender (its own bonded stake now,
+    unlocking chunks included) and from each voter (of its vote recorded in `exposure` when the
+    offence was reported; the current votes when no exposure is given)."""
     ledger = staking.get_ledger(state, offender)
     own_base = (ledger.total - ledger.allocated) if ledger is not None else 0
     own = own_base * fraction // PERBILL_ONE
-    voters = [
-        (v, amount * fraction // PERBILL_ONE)
-        for v, amount in sorted(voting.Voters.iter_prefix(state, offender))
-    ]
+    votes = exposure if exposure is not None else sorted(voting.Voters.iter_prefix(state, offender))
+    voters = [(v, amount * fraction // PERBILL_ONE) for v, amount in votes]
     return SlashPlan(own, [(v, a) for v, a in voters if a > 0])
 
 
 def apply_slash(ctx: Ctx, slash: UnappliedSlash) -> None:
-    plan = compute_slash(ctx.state, slash.offender, slash.fraction)
+    plan = compute_slash(ctx.state, slash.offender, slash.fraction, slash.exposure)
     own = staking.apply_ledger_slash(ctx, slash.offender, plan.own)
     from_voters = 0
     for voter, amount in plan.voters:
-        old = voting.get_vote(ctx.state, voter, slash.offender)
-        voting.set_vote(ctx, voter, slash.offender, old - amount)
-        from_voters += staking.apply_ledger_slash(ctx, voter, amount, allocated_share=amount)
+        # Out of the vote while it stands; a voter who unvoted (or unbonded) inside the window
+        # pays from its remaining bonded stake, unlocking chunks included.
+        current = voting.get_vote(ctx.state, voter, slash.offender)
+        from_vote = min(amount, current)
+        if from_vote:
+            voting.set_vote(ctx, voter, slash.offender, current - from_vote)
+            from_voters += staking.apply_ledger_slash(
+                ctx, voter, from_vote, allocated_share=from_vote
+            )
+        if amount > from_vote:
+            from_voters += staking.apply_ledger_slash(ctx, voter, amount - from_vote)
     total = own + from_voters
     fee = total * ctx.config.slashing.finder_fee // PERBILL_ONE if slash.reporter is not None else 0
     if fee and slash.reporter is not None:

@@ -24,7 +24,15 @@ import enum
 
 from chain.codec import encode_u32
 from chain.frame.common import ACCOUNT_ID, BLOCK_NUMBER, H256, AccountId, Weight
-from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageDoubleMap, StorageMap, ensure
+from chain.frame.pallet import (
+    Ctx,
+    PalletSpec,
+    ReadState,
+    StorageDoubleMap,
+    StorageMap,
+    StorageValue,
+    ensure,
+)
 from chain.frame.types import BOOL, U32, Option, Struct, Vec, fields_of, unit_enum
 from pallets.registry import pallet as registry
 from pallets.rewards import pallet as rewards
@@ -35,6 +43,7 @@ SPEC = PalletSpec("Tasks", 15, module="pallet_cuckoo_tasks")
 MAX_BATCH = 256
 MAX_DEADLINE_BLOCKS = 14_400
 MAX_EXPIRIES_PER_BLOCK = 512
+MAX_SCANNED_BLOCKS = 256
 MAX_WITNESSES = 4
 
 SPEC.constant("MaxBatch", U32, lambda c: MAX_BATCH, "Tasks per commit/submit/settle batch.")
@@ -163,6 +172,16 @@ Deadlines: StorageDoubleMap[int, bytes, bool] = StorageDoubleMap(
     BOOL,
     hashers=("Twox64Concat", "Identity"),
     docs="Open tasks by deadline block (processed in on_initialize).",
+)
+NextDeadline: StorageValue[int] = StorageValue(
+    SPEC,
+    "NextDeadline",
+    BLOCK_NUMBER,
+    default=0,
+    docs="The oldest block whose deadlines may still be open (the expiry cursor).",
+)
+OpenTasks: StorageValue[int] = StorageValue(
+    SPEC, "OpenTasks", U32, default=0, docs="Tasks committed and not yet final."
 )
 Stats: StorageMap[bytes, MinerStats] = StorageMap(
     SPEC,
@@ -338,7 +357,8 @@ def commit_tasks(ctx: Ctx, batch: list[TaskCommit]) -> None:
                 None,
             )
             ensure(
-                original is not None
+                item.audit_of != item.task_id
+                and original is not None
                 and original.coordinator == coordinator
                 and original.spec_hash == item.spec_hash,
                 Error.BAD_AUDIT,
@@ -358,6 +378,9 @@ def commit_tasks(ctx: Ctx, batch: list[TaskCommit]) -> None:
             ),
         )
         Deadlines.put(ctx.state, item.deadline, item.task_id, True)
+        if OpenTasks.get(ctx.state) == 0:
+            NextDeadline.put(ctx.state, now)  # nothing older is open: skip the idle blocks
+        OpenTasks.put(ctx.state, OpenTasks.get(ctx.state) + 1)
         _bump(ctx, item.miner, "assigned")
         ctx.emit(TaskCommitted(item.task_id, coordinator, item.miner, item.deadline))
 
@@ -403,6 +426,7 @@ def _finalize(ctx: Ctx, task_id: bytes, task: Task, status: str) -> None:
         ctx.state, task_id, dataclasses.replace(task, status=status, settled_at=ctx.block_number)
     )
     Deadlines.remove(ctx.state, task.deadline, task_id)
+    OpenTasks.put(ctx.state, max(OpenTasks.get(ctx.state) - 1, 0))
     if status == "Accepted":
         _bump(ctx, task.miner, "accepted")
         rewards.credit(ctx, task.miner, "Miner", 1)
@@ -431,6 +455,7 @@ def settle_tasks(ctx: Ctx, batch: list[Settlement]) -> None:
         assert task is not None
         ensure(task.coordinator == coordinator, Error.NOT_YOUR_TASK)
         ensure(task.status == "Submitted", Error.NOT_SUBMITTED)
+        ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
         tasks.append(task)
     for item, task in zip(batch, tasks, strict=True):
         _finalize(ctx, item.task_id, task, "Accepted" if item.accept else "Rejected")
@@ -486,7 +511,7 @@ def report_invalid_result(ctx: Ctx, task_id: bytes, witnesses: list[bytes]) -> N
     )
     task = Tasks.get(ctx.state, task_id)
     assert task is not None
-    evidence = task_id + b"".join(sorted(witnesses))
+    evidence = task_id  # one offence per result, whatever witnesses are shown
     oid = slashing.report(ctx, task.miner, coordinator, "InvalidResult", evidence)
     if task.status == "Submitted":
         _finalize(ctx, task_id, task, "Rejected")
@@ -495,35 +520,29 @@ def report_invalid_result(ctx: Ctx, task_id: bytes, witnesses: list[bytes]) -> N
 
 @SPEC.hook("on_initialize")
 def on_initialize(ctx: Ctx) -> None:
-    """Close tasks whose deadline passed: submitted ones are accepted, the others missed."""
+    """Close tasks whose deadline passed, oldest deadline first: submitted ones are accepted (in
+    the miner's favour), the others missed. At most MAX_EXPIRIES_PER_BLOCK tasks and
+    MAX_SCANNED_BLOCKS deadline blocks per block; the cursor carries the rest over."""
+    now = ctx.block_number
     budget = MAX_EXPIRIES_PER_BLOCK
-    for key, _ in list(_due(ctx.state, ctx.block_number, budget)):
-        deadline = int.from_bytes(
-            key[len(Deadlines.prefix) + 8 : len(Deadlines.prefix) + 12], "little"
-        )
-        task_id = key[-32:]
-        task = Tasks.get(ctx.state, task_id)
-        if task is None or task.status not in ("Committed", "Submitted"):
-            Deadlines.remove(ctx.state, deadline, task_id)
-            continue
-        _finalize(ctx, task_id, task, "Accepted" if task.status == "Submitted" else "Missed")
-
-
-def _due(state: ReadState, now: int, limit: int) -> list[tuple[bytes, bytes]]:
-    """Up to `limit` Deadlines entries with a deadline before `now`, oldest block first.
-
-    Keys are twox64(block) ++ block: not ordered by block, so the scan walks the (small) set of
-    open deadline blocks and picks the due ones."""
-    out: list[tuple[bytes, bytes]] = []
-    for key, value in state.iterate(Deadlines.prefix):
-        block = int.from_bytes(
-            key[len(Deadlines.prefix) + 8 : len(Deadlines.prefix) + 12], "little"
-        )
-        if block < now:
-            out.append((key, value))
-            if len(out) >= limit:
-                break
-    return out
+    block = NextDeadline.get(ctx.state)
+    scanned = 0
+    while block < now and budget > 0 and scanned < MAX_SCANNED_BLOCKS:
+        due = [task_id for task_id, _ in Deadlines.iter_prefix(ctx.state, block)][:budget]
+        for task_id in due:
+            task = Tasks.get(ctx.state, task_id)
+            if task is None or task.status not in ("Committed", "Submitted"):
+                Deadlines.remove(ctx.state, block, task_id)
+            else:
+                _finalize(
+                    ctx, task_id, task, "Accepted" if task.status == "Submitted" else "Missed"
+                )
+            budget -= 1
+        if next(Deadlines.iter_prefix(ctx.state, block), None) is not None:
+            break  # budget spent inside this block's deadlines: resume here next block
+        block += 1
+        scanned += 1
+    NextDeadline.put(ctx.state, block)
 
 
 def task_id_for(coordinator: bytes, nonce: int) -> bytes:

@@ -1,0 +1,247 @@
+// The staking economy through @polkadot/api (the library behind Polkadot.js Apps), as an Apps user
+// does it: faucet drip, bond, register as a miner with a separate operator key, vote; every
+// transaction signed and followed to Finalized with its events, every result read back through
+// the metadata-decorated queries. Run by tests/integration/test_economy_polkadot_api.py.
+//
+//   npm ci --prefix tests/compat && node tests/compat/economy_check.mjs ws://127.0.0.1:9944
+//
+// Every signer is a fresh sr25519 key funded by the feeless faucet, so other tests on the same
+// node never race on a nonce. Prints one line per check and 'N passed, N failed'; exits 1 when
+// anything failed.
+import { ApiPromise, WsProvider } from '@polkadot/api';
+import { Keyring } from '@polkadot/keyring';
+import { cryptoWaitReady, mnemonicGenerate } from '@polkadot/util-crypto';
+
+const url = process.argv[2] || 'ws://127.0.0.1:9944';
+const CHECK_TIMEOUT_MS = 60_000;
+const results = { passed: 0, failed: 0 };
+
+class CheckFailed extends Error {}
+const expect = (ok, what) => { if (!ok) throw new CheckFailed(what); };
+const json = (x) => JSON.stringify(x, (_, v) => (typeof v === 'bigint' ? `${v}` : v));
+
+async function check (name, body, show = (x) => x) {
+  const t0 = performance.now();
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new CheckFailed(`timed out after ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+  });
+  try {
+    const value = await Promise.race([body(), timeout]);
+    results.passed += 1;
+    console.log(`PASS ${name} [${Math.round(performance.now() - t0)} ms] ${(json(show(value)) ?? '').slice(0, 200)}`);
+    return value;
+  } catch (err) {
+    results.failed += 1;
+    console.log(`FAIL ${name}: ${err instanceof CheckFailed ? err.message : (err?.stack ?? err)}`);
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function finish (api) {
+  console.log(`${results.passed} passed, ${results.failed} failed`);
+  const done = () => process.exit(results.failed ? 1 : 0);
+  (api ? api.disconnect().catch(() => {}) : Promise.resolve()).then(done, done);
+}
+
+// Sign, send and follow to Finalized; resolves with what a wallet shows (events, named error).
+function sendUntilFinalized (api, tx, signer) {
+  return new Promise((resolve, reject) => {
+    const seen = [];
+    let unsub = () => {};
+    tx.signAndSend(signer, ({ status, events, dispatchError }) => {
+      seen.push(status.type);
+      if (status.isInvalid || status.isDropped || status.isUsurped) {
+        unsub();
+        reject(new CheckFailed(`status ${status.type}`));
+      } else if (status.isFinalized) {
+        unsub();
+        let error = null;
+        if (dispatchError) {
+          error = dispatchError.isModule
+            ? (({ section, name }) => `${section}.${name}`)(api.registry.findMetaError(dispatchError.asModule))
+            : dispatchError.type;
+        }
+        resolve({
+          statuses: seen,
+          block: status.asFinalized.toHex(),
+          names: events.map(({ event }) => `${event.section}.${event.method}`),
+          events: events.map(({ event }) => event),
+          error
+        });
+      }
+    }).then((u) => { unsub = u; }, reject);
+  });
+}
+
+// The transaction succeeded, and emitted `name` exactly once: its event.
+function succeeded (r, name) {
+  expect(r.error === null, `dispatch error ${r.error}`);
+  expect(r.statuses[0] === 'Ready' && r.statuses.at(-1) === 'Finalized', r.statuses.join(','));
+  expect(r.names.at(-1) === 'system.ExtrinsicSuccess', r.names.join(','));
+  const found = r.events.filter((e) => `${e.section}.${e.method}` === name);
+  expect(found.length === 1, `${name} x${found.length} in ${r.names}`);
+  return found[0];
+}
+
+async function minerEntry (api, who) {
+  const rows = await api.query.registry.miners.entries();
+  const keys = rows.map(([key]) => key.args[0].toString());
+  expect(new Set(keys).size === keys.length, 'duplicate keys in registry.miners.entries()');
+  const row = rows.find(([key]) => key.args[0].toString() === who);
+  expect(row !== undefined, `${who} not in registry.miners.entries() (${keys.length} rows)`);
+  return row[1];
+}
+
+async function ledgerOf (api, who) {
+  const opt = await api.query.staking.ledger(who);
+  expect(opt.isSome, `staking.ledger(${who}) is None`);
+  return opt.unwrap();
+}
+
+await cryptoWaitReady();
+const keyring = new Keyring({ type: 'sr25519', ss58Format: 42 });
+const fresh = () => keyring.addFromMnemonic(mnemonicGenerate());
+const miner = fresh();
+const operator = fresh();
+const voter = fresh();
+
+const api = await check('ApiPromise.create over WsProvider', async () => {
+  const provider = new WsProvider(url, false);
+  await provider.connect();
+  const a = await ApiPromise.create({ provider, throwOnConnect: true, noInitWarn: true });
+  await a.isReadyOrError;
+  return a;
+}, (a) => ({ chain: a.runtimeChain.toString(), spec: a.runtimeVersion.specVersion.toNumber() }));
+if (!api) finish(null);
+const unit = 10n ** BigInt(api.registry.chainDecimals[0]);
+const MIN_MINER_STAKE = 20_000n * unit;
+const VOTER_BOND = 40_000n * unit;
+const VOTE = 30_000n * unit;
+
+await check('economy calls, queries and constants are decorated from metadata', async () => {
+  for (const [section, method] of [['faucet', 'drip'], ['staking', 'bond'], ['registry', 'registerMiner'], ['voting', 'vote']]) {
+    expect(typeof api.tx[section]?.[method] === 'function', `tx.${section}.${method} missing`);
+  }
+  for (const [section, item] of [['staking', 'ledger'], ['registry', 'miners'], ['voting', 'votes'], ['voting', 'totalVotes']]) {
+    expect(typeof api.query[section]?.[item] === 'function', `query.${section}.${item} missing`);
+  }
+  expect(api.consts.registry.minMinerStake.toBigInt() === MIN_MINER_STAKE, `minMinerStake ${api.consts.registry.minMinerStake}`);
+  expect(api.consts.staking.eraLength.toNumber() === 10, `eraLength ${api.consts.staking.eraLength}`);
+  expect(api.consts.staking.bondingDuration.toNumber() === 2, `bondingDuration ${api.consts.staking.bondingDuration}`);
+  const args = api.tx.registry.registerMiner.meta.args.map((a) => `${a.name}`);
+  expect(json(args) === json(['operator', 'info']), `registerMiner args ${args}`);
+  return { minMinerStake: api.consts.registry.minMinerStake.toHuman() };
+});
+
+await check('faucet.drip funds two fresh accounts without a fee', async () => {
+  const out = {};
+  for (const [name, pair] of [['miner', miner], ['voter', voter]]) {
+    const r = await sendUntilFinalized(api, api.tx.faucet.drip(), pair);
+    const dripped = succeeded(r, 'faucet.Dripped');
+    expect(dripped.data.who.toString() === pair.address, `Dripped who ${dripped.data.who}`);
+    expect(!r.names.includes('transactionPayment.TransactionFeePaid'), `${name} paid a fee: ${r.names}`);
+    const info = await (await api.at(r.block)).query.system.account(pair.address);
+    expect(info.data.free.toBigInt() === api.consts.faucet.dripAmount.toBigInt(), `${name} free ${info.data.free}`);
+    out[name] = info.data.free.toHuman();
+  }
+  return out;
+});
+
+await check('staking.bond: Bonded, frozen == bonded, ledger decodes', async () => {
+  const info = await api.tx.staking.bond(MIN_MINER_STAKE).paymentInfo(miner);
+  expect(info.partialFee.toBigInt() > 0n, 'bond is free?');
+  const r = await sendUntilFinalized(api, api.tx.staking.bond(MIN_MINER_STAKE), miner);
+  const bonded = succeeded(r, 'staking.Bonded');
+  expect(bonded.data.stash.toString() === miner.address, `Bonded stash ${bonded.data.stash}`);
+  expect(bonded.data.amount.toBigInt() === MIN_MINER_STAKE, `Bonded amount ${bonded.data.amount}`);
+  const account = await api.query.system.account(miner.address);
+  expect(account.data.frozen.toBigInt() === MIN_MINER_STAKE, `frozen ${account.data.frozen}`);
+  const ledger = await ledgerOf(api, miner.address);
+  expect(ledger.stash.toString() === miner.address, `stash ${ledger.stash}`);
+  expect(ledger.total.toBigInt() === MIN_MINER_STAKE, `total ${ledger.total}`);
+  expect(ledger.active.toBigInt() === MIN_MINER_STAKE, `active ${ledger.active}`);
+  expect(ledger.unlocking.length === 0, `unlocking ${ledger.unlocking}`);
+  expect(ledger.allocated.toBigInt() === 0n, `allocated ${ledger.allocated}`);
+  return ledger.toHuman();
+});
+
+await check('staking.bond twice: named error staking.AlreadyBonded', async () => {
+  const r = await sendUntilFinalized(api, api.tx.staking.bond(unit), miner);
+  expect(r.error === 'staking.AlreadyBonded', `error ${r.error}`);
+  expect(r.names.at(-1) === 'system.ExtrinsicFailed', r.names.join(','));
+  return r.error;
+});
+
+const INFO = { name: 'pjs-miner', description: 'registered through @polkadot/api', url: 'https://pjs.example', gpuModel: 'RTX 4090' };
+
+await check('registry.registerMiner with the staker as operator: registry.OperatorIsStaker', async () => {
+  const r = await sendUntilFinalized(api, api.tx.registry.registerMiner(miner.address, INFO), miner);
+  expect(r.error === 'registry.OperatorIsStaker', `error ${r.error}`);
+  return r.error;
+});
+
+await check('registry.registerMiner with a distinct operator: MinerRegistered', async () => {
+  const r = await sendUntilFinalized(api, api.tx.registry.registerMiner(operator.address, INFO), miner);
+  const registered = succeeded(r, 'registry.MinerRegistered');
+  expect(registered.data.staker.toString() === miner.address, `staker ${registered.data.staker}`);
+  expect(registered.data.operator.toString() === operator.address, `operator ${registered.data.operator}`);
+  const op = await api.query.registry.operatorOf(operator.address);
+  expect(op.isSome && op.unwrap().staker.toString() === miner.address, `operatorOf ${op}`);
+  expect(op.unwrap().role.toString() === 'Miner', `role ${op.unwrap().role}`);
+  return r.names;
+});
+
+await check('query.registry.miners.entries() decodes the registration', async () => {
+  const reg = await minerEntry(api, miner.address);
+  expect(reg.isSome, 'entry is None');
+  const m = reg.unwrap();
+  expect(m.operator.toString() === operator.address, `operator ${m.operator}`);
+  expect(m.status.isActive && m.status.toString() === 'Active', `status ${m.status}`);
+  expect(m.commission.toNumber() === 0, `commission ${m.commission}`);
+  expect(m.ownStake.toBigInt() === MIN_MINER_STAKE, `ownStake ${m.ownStake}`);
+  expect(m.votes.toBigInt() === 0n, `votes ${m.votes}`);
+  for (const [field, want] of Object.entries(INFO)) {
+    expect(m.info[field].toUtf8() === want, `info.${field} ${m.info[field].toHuman()}`);
+  }
+  expect(m.registeredAt.toNumber() > 0, `registeredAt ${m.registeredAt}`);
+  return m.toHuman();
+});
+
+await check('voter: staking.bond then voting.vote for the miner', async () => {
+  const bonded = await sendUntilFinalized(api, api.tx.staking.bond(VOTER_BOND), voter);
+  succeeded(bonded, 'staking.Bonded');
+  const r = await sendUntilFinalized(api, api.tx.voting.vote(miner.address, VOTE), voter);
+  const voted = succeeded(r, 'voting.Voted');
+  expect(voted.data.voter.toString() === voter.address, `voter ${voted.data.voter}`);
+  expect(voted.data.target.toString() === miner.address, `target ${voted.data.target}`);
+  expect(voted.data.amount.toBigInt() === VOTE, `amount ${voted.data.amount}`);
+  const votes = await api.query.voting.votes(voter.address, miner.address);
+  expect(votes.isSome && votes.unwrap().toBigInt() === VOTE, `voting.votes ${votes}`);
+  expect((await api.query.voting.totalVotes(miner.address)).toBigInt() === VOTE, 'voting.totalVotes');
+  return r.names;
+});
+
+await check('voter ledger and the miner weight after the vote', async () => {
+  const ledger = await ledgerOf(api, voter.address);
+  expect(ledger.total.toBigInt() === VOTER_BOND, `total ${ledger.total}`);
+  expect(ledger.active.toBigInt() === VOTER_BOND, `active ${ledger.active}`);
+  expect(ledger.allocated.toBigInt() === VOTE, `allocated ${ledger.allocated}`);
+  const account = await api.query.system.account(voter.address);
+  expect(account.data.frozen.toBigInt() === VOTER_BOND, `frozen ${account.data.frozen}`);
+  const m = (await minerEntry(api, miner.address)).unwrap();
+  expect(m.votes.toBigInt() === VOTE, `votes ${m.votes}`);
+  expect(m.ownStake.toBigInt() + m.votes.toBigInt() === MIN_MINER_STAKE + VOTE, 'weight');
+  expect(m.status.isActive, `status ${m.status}`);
+  return { ledger: ledger.toHuman(), weight: `${m.ownStake.toBigInt() + m.votes.toBigInt()}` };
+});
+
+await check('voting.vote over the free stake: voting.InsufficientFreeStake', async () => {
+  const r = await sendUntilFinalized(api, api.tx.voting.vote(miner.address, VOTER_BOND), voter);
+  expect(r.error === 'voting.InsufficientFreeStake', `error ${r.error}`);
+  return r.error;
+});
+
+finish(api);

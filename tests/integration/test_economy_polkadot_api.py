@@ -1,0 +1,93 @@
+"""The staking economy through @polkadot/api 16.5.6, as a Polkadot.js Apps user does it.
+
+Runs tests/compat/economy_check.mjs with Node.js against the shared dev node: faucet drip, bond,
+register a miner with a separate operator key, bond and vote from a second account, each signed and
+followed to Finalized with its events, and the results read back through `query.staking.ledger`
+and `query.registry.miners.entries()`. Its signers are fresh faucet-funded keys, so no nonce races
+with other modules. When tests/compat/node_modules is missing or holds other versions, `npm ci`
+installs the pinned ones first; the test is skipped (with the reason) only when node/npm are not on
+PATH or that install cannot be done.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import NodeProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
+
+COMPAT = Path(__file__).resolve().parents[1] / "compat"
+SCRIPT = COMPAT / "economy_check.mjs"
+PINNED = {
+    "@polkadot/api": "16.5.6",
+    "@polkadot/keyring": "14.0.3",
+    "@polkadot/util-crypto": "14.0.3",
+}
+NPM_TIMEOUT_S = 240
+SCRIPT_TIMEOUT_S = 150
+CHECKS = 11  # PASS lines the script prints when everything runs
+
+
+def _installed_version(package: str) -> str | None:
+    manifest = COMPAT / "node_modules" / package / "package.json"
+    if not manifest.exists():
+        return None
+    match = re.search(r'"version"\s*:\s*"([^"]+)"', manifest.read_text())
+    return match.group(1) if match else None
+
+
+@pytest.fixture(scope="module")
+def node_bin() -> str:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("Node.js and npm are needed for the @polkadot/api economy check (not on PATH)")
+    if any(_installed_version(p) != v for p, v in PINNED.items()):
+        try:
+            out = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--prefix", str(COMPAT)],
+                capture_output=True,
+                text=True,
+                timeout=NPM_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.skip(
+                f"`npm ci` in {COMPAT} took longer than {NPM_TIMEOUT_S} s (registry unreachable?)"
+            )
+        if out.returncode != 0:
+            pytest.skip(
+                f"`npm ci` in {COMPAT} failed (status {out.returncode}; no network?):\n"
+                + (out.stderr or out.stdout)[-2000:]
+            )
+    for package, version in PINNED.items():
+        assert _installed_version(package) == version, f"{package} is not {version} in node_modules"
+    return node
+
+
+def test_bond_register_and_vote_through_polkadot_api(node_bin: str, dev_node: NodeProcess) -> None:
+    try:
+        out = subprocess.run(
+            [node_bin, str(SCRIPT), dev_node.ws_url],
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT_S,
+            check=False,
+            cwd=COMPAT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"economy_check.mjs ran over {SCRIPT_TIMEOUT_S} s:\n{exc.stdout}\n{exc.stderr}")
+    report = out.stdout + out.stderr
+    summary = re.findall(r"^(\d+) passed, (\d+) failed$", out.stdout, re.MULTILINE)
+    assert summary, f"no summary line (status {out.returncode}):\n{report[-4000:]}"
+    passed, failed = map(int, summary[-1])
+    failures = [line for line in out.stdout.splitlines() if line.startswith("FAIL")]
+    assert failed == 0, "\n".join(failures) + "\n\n" + report[-4000:]
+    assert out.returncode == 0, report[-4000:]
+    assert passed == CHECKS, report[-4000:]
+    dev_node.assert_running()
