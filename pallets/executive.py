@@ -27,7 +27,6 @@ from chain.primitives import DigestItem, Extrinsic, Header, signing_payload
 from chain.storage.overlay import Overlay
 from chain.storage.trie import Trie, ordered_root
 from pallets.balances import pallet as balances
-from pallets.faucet import pallet as faucet
 from pallets.system import pallet as system
 from pallets.transaction_payment import pallet as transaction_payment
 
@@ -179,13 +178,11 @@ class Executive:
             raise InvalidTransaction(
                 "Future", f"nonce {xt.nonce} is too far ahead of {account.nonce}"
             )
-        # pallet-specific validity of free calls (the faucet's rate limit)
-        if call.call is faucet.SPEC.calls[0] and not faucet.is_drip_allowed(
-            state, cfg.faucet, who, block_number
-        ):
-            raise InvalidTransaction(
-                "Call", "faucet drip is disabled or rate-limited for this account"
-            )
+        # pallet-specific validity (free calls must not fill blocks with failures)
+        if call.call.validate is not None:
+            reason = call.call.validate(state, cfg, who, block_number, call.args)
+            if reason is not None:
+                raise InvalidTransaction("Call", reason)
         # ChargeTransactionPayment
         fee = self.fee_details(state, len(xt.raw), call).inclusion_fee
         if call.call.pays_fee or xt.tip:

@@ -187,6 +187,9 @@ class CallDef:
     docs: tuple[str, ...]
     dispatch_class: str = "Normal"
     pays_fee: bool = True
+    # Pool-time validity of a free call (e.g. the faucet's rate limit): (state, config, signer,
+    # block number, args) -> None, or a reason string to refuse the transaction.
+    validate: Callable[..., str | None] | None = None
 
     def decode_args(self, d: Decoder) -> dict[str, Any]:
         return {f.attr or f.name or "": f.ty.decode(d) for f in self.args}
@@ -250,6 +253,7 @@ class PalletSpec:
         args: Sequence[tuple[str, ScaleType] | tuple[str, ScaleType, str]] = (),
         dispatch_class: str = "Normal",
         pays_fee: bool = True,
+        validate: Callable[..., str | None] | None = None,
     ) -> Callable[[Callable[..., None]], Callable[..., None]]:
         def register(fn: Callable[..., None]) -> Callable[..., None]:
             if index in self.calls:
@@ -264,6 +268,7 @@ class PalletSpec:
                 _docs(fn),
                 dispatch_class,
                 pays_fee,
+                validate,
             )
             return fn
 

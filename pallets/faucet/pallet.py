@@ -66,7 +66,17 @@ def is_drip_allowed(state: ReadState, config: Config, who: bytes, now: int) -> b
     return config.enabled and (last is None or now >= last + config.period_blocks)
 
 
-@SPEC.call(0, weight=Weight(50_000_000, 3593), pays_fee=False)
+def validate_drip(
+    state: ReadState, config: object, who: bytes, now: int, args: object
+) -> str | None:
+    """Pool check: a drip that would fail is refused before it reaches a block (it pays no fee)."""
+    cfg: Config = config.faucet  # type: ignore[attr-defined]
+    if not is_drip_allowed(state, cfg, who, now):
+        return "faucet drip is disabled or rate-limited for this account"
+    return None
+
+
+@SPEC.call(0, weight=Weight(50_000_000, 3593), pays_fee=False, validate=validate_drip)
 def drip(ctx: Ctx) -> None:
     """Mint `DripAmount` to the caller. Free of fees; once per `DripPeriod` blocks."""
     who = ctx.ensure_signed()
