@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from chain.codec import U64_MAX
 from chain.frame.common import ACCOUNT_ID, BALANCE, PERBILL, PERBILL_ONE, Weight
 from chain.frame.pallet import (
     Ctx,
@@ -182,12 +183,14 @@ def credit(ctx: Ctx, who: bytes, role: str, units: int, era: int | None = None) 
     """Credit `units` of work to a registration's staker for `era` (default: the current era)."""
     era = staking.CurrentEra.get(ctx.state) if era is None else era
     work = MinerWork if role == "Miner" else CoordinatorWork
-    work.put(ctx.state, era, who, (work.get(ctx.state, era, who) or 0) + units)
+    work.put(ctx.state, era, who, min((work.get(ctx.state, era, who) or 0) + units, U64_MAX))
     totals = EraTotals.get(ctx.state, era) or EraTotal()
     if role == "Miner":
-        totals = dataclasses.replace(totals, miner_work=totals.miner_work + units)
+        totals = dataclasses.replace(totals, miner_work=min(totals.miner_work + units, U64_MAX))
     else:
-        totals = dataclasses.replace(totals, coordinator_work=totals.coordinator_work + units)
+        totals = dataclasses.replace(
+            totals, coordinator_work=min(totals.coordinator_work + units, U64_MAX)
+        )
     EraTotals.put(ctx.state, era, totals)
     ctx.emit(WorkCredited(who, role, units, era))
 

@@ -275,8 +275,19 @@ def apply_slash(ctx: Ctx, slash: UnappliedSlash) -> None:
             from_voters += staking.apply_ledger_slash(
                 ctx, voter, from_vote, allocated_share=from_vote
             )
-        if amount > from_vote:
-            from_voters += staking.apply_ledger_slash(ctx, voter, amount - from_vote)
+        rest = amount - from_vote
+        if rest > 0:  # unallocated stake and unlocking chunks first
+            taken = staking.apply_ledger_slash(ctx, voter, rest)
+            from_voters += taken
+            rest -= taken
+        for target, vote in sorted(voting.Votes.iter_prefix(ctx.state, voter)):
+            if rest <= 0:
+                break  # then stake moved to other targets: it is still the exposed stake
+            cut = min(vote, rest)
+            voting.set_vote(ctx, voter, target, vote - cut)
+            taken = staking.apply_ledger_slash(ctx, voter, cut, allocated_share=cut)
+            from_voters += taken
+            rest -= taken
     total = own + from_voters
     fee = total * ctx.config.slashing.finder_fee // PERBILL_ONE if slash.reporter is not None else 0
     if fee and slash.reporter is not None:

@@ -170,6 +170,8 @@ SPEC.error_docs = {
 # importing them. The lists are filled at import time, in a fixed order.
 STAKE_LISTENERS: list[Callable[[Ctx, bytes], None]] = []
 ERA_LISTENERS: list[Callable[[Ctx, int], None]] = []
+# Called before a dust bond is slashed away: remove the votes it backs (Voting registers this).
+DUST_LISTENERS: list[Callable[[Ctx, bytes], None]] = []
 
 
 def get_ledger(state: ReadState, who: bytes) -> StakingLedger | None:
@@ -247,6 +249,15 @@ def apply_ledger_slash(ctx: Ctx, who: bytes, amount: int, *, allocated_share: in
         unlocking=plan.chunks,
         allocated=ledger.allocated - allocated_share,
     )
+    ed = ctx.config.balances.existential_deposit
+    if 0 < new.total < ed:
+        # A bond under the existential deposit would keep a dust account alive through its
+        # freeze: slash the dust too, releasing any votes it still backs.
+        for listener in DUST_LISTENERS:
+            listener(ctx, who)
+        ledger = get_ledger(ctx.state, who) or ledger
+        plan = compute_ledger_slash(ledger, ledger.total, ledger.allocated)
+        new = dataclasses.replace(ledger, total=0, active=0, unlocking=[], allocated=0)
     # unfreeze what is taken before the balance leaves the account
     put_ledger(ctx, new)
     balances.slash(ctx, who, plan.total)

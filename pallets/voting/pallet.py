@@ -123,6 +123,16 @@ def total_votes(state: ReadState, target: bytes) -> int:
 registry.VOTES_ON.append(total_votes)
 
 
+def drop_votes(ctx: Ctx, voter: bytes) -> None:
+    """Remove every vote of `voter` (its bond is being slashed away); the ledger's allocation is
+    cleared by the caller."""
+    for target, _ in sorted(Votes.iter_prefix(ctx.state, voter)):
+        set_vote(ctx, voter, target, 0)
+
+
+staking.DUST_LISTENERS.append(drop_votes)
+
+
 def get_vote(state: ReadState, voter: bytes, target: bytes) -> int:
     amount: int | None = Votes.get(state, voter, target)
     return amount or 0

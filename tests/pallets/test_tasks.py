@@ -706,7 +706,7 @@ def test_report_invalid_result_opens_offence_and_rejects(net: MockRuntime) -> No
     ]
     assert slashing.UnappliedSlashes.get(net.state, apply_era) == [
         UnappliedSlash(
-            CHARLIE, ALICE, "InvalidResult", oid, net.config.slashing.invalid_result_slash
+            CHARLIE, ALICE, "InvalidResult", oid, net.config.slashing.invalid_result_slash, []
         )
     ]
     assert slashing.Offences.get(net.state, oid) == 0
