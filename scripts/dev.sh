@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# The main job: install everything, start a fresh single-validator dev chain and show a signed
-# transfer landing and finalizing through the real substrate-interface client.
-#   bash scripts/dev.sh           run the demo, then keep the node running until Ctrl-C
+# The main job: install everything and run the whole network on this machine (`cuckoo-devnet`):
+# a dev chain node, a registered coordinator and miner (tiny diffusers model), a voter, and a
+# demo prompt whose image and on-chain receipt are printed.
+#   bash scripts/dev.sh           run the demo, then keep the network running until Ctrl-C
 #   bash scripts/dev.sh --once    run the demo and stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-RPC_PORT=${RPC_PORT:-9944}
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
-echo "==> installing cuckoo-chain and its dependencies"
+echo "==> installing cuckoo-chain with the miner's engine (torch CPU build, diffusers)"
 python -m pip install -q --upgrade pip >/dev/null
-python -m pip install -q -e .
-exec python scripts/demo.py --rpc-port "$RPC_PORT" "$@"
+python -m pip install -q -e ".[miner]"
+exec cuckoo-devnet "$@"

@@ -9,9 +9,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
-echo "==> installing cuckoo-chain with test dependencies"
+echo "==> installing cuckoo-chain with test and miner dependencies (torch CPU build, diffusers)"
 python -m pip install -q --upgrade pip >/dev/null
-python -m pip install -q -e ".[test]"
+python -m pip install -q -e ".[test,miner]"
 if command -v npm >/dev/null 2>&1 && [ -f tests/compat/package-lock.json ]; then
   echo "==> installing @polkadot/api for the compatibility tests"
   npm ci --prefix tests/compat --no-audit --no-fund --loglevel=error
@@ -19,6 +19,6 @@ fi
 echo "==> ruff"
 ruff check .
 echo "==> mypy (strict)"
-mypy chain pallets genesis node
+mypy chain pallets genesis node coordinator miner devnet
 echo "==> pytest"
 python -m pytest -q "$@"

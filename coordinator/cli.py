@@ -1,0 +1,249 @@
+"""`cuckoo-coordinator`: the coordinator daemon's command line.
+
+The operator key (a secret URI such as //CoordOp, a mnemonic, or a 0x seed) comes from
+--operator-key-file (mode 0600) or the environment variable CUCKOO_OPERATOR_SURI, never from
+the command line. Expected failures print one line and exit non-zero:
+2 bad arguments or key, 3 chain unreachable, 4 operator not registered as a coordinator's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import logging
+import os
+import re
+import signal
+import stat
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from substrateinterface import Keypair
+
+from coordinator.chain import ChainClient, ChainError, ss58
+from coordinator.daemon import Config, Coordinator
+
+ENV_SURI = "CUCKOO_OPERATOR_SURI"
+EXIT_USAGE = 2
+EXIT_CHAIN = 3
+EXIT_NOT_REGISTERED = 4
+CONNECT_TIMEOUT_S = 15.0
+SWITCH_INTERVAL_S = 0.0005
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cuckoo-coordinator",
+        description="Coordinator daemon: app API, miner long-poll API, on-chain task commitments.",
+    )
+    p.add_argument("--chain-url", default="ws://127.0.0.1:9944", help="node RPC (ws:// or wss://)")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP listen address")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
+    p.add_argument("--data-dir", type=Path, required=True, help="state directory (SQLite, images)")
+    p.add_argument(
+        "--operator-key-file",
+        type=Path,
+        help=f"file (mode 0600) holding the operator's secret URI; else ${ENV_SURI}",
+    )
+    p.add_argument("--api-keys-file", type=Path, help="bearer keys for the app API, one a line")
+    p.add_argument("--models", default="tiny", help="comma-separated model names served")
+    p.add_argument("--audit-rate", type=float, default=0.1, help="probability of an audit copy")
+    p.add_argument(
+        "--task-timeout-blocks", type=int, default=100, help="deadline = head + this many blocks"
+    )
+    p.add_argument(
+        "--miner-live-s", type=float, default=30.0, help="a miner is live this long after a poll"
+    )
+    p.add_argument(
+        "--perceptual-threshold",
+        type=int,
+        default=10,
+        help="max dHash Hamming distance (of 64 bits) for results from different device classes",
+    )
+    p.add_argument(
+        "--request-timeout-s", type=float, default=60.0, help="wait of /v1/images/generations"
+    )
+    p.add_argument(
+        "--job-ttl-s", type=float, default=600.0, help="a job without any result fails after this"
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def read_secret(path: Path | None) -> str:
+    if path is not None:
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise CliError(f"cannot read operator key file {path}: {exc.strerror}") from exc
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise CliError(
+                f"operator key file {path} is readable by others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
+            )
+        secret = path.read_text().strip()
+    else:
+        secret = os.environ.get(ENV_SURI, "").strip()
+        if not secret:
+            raise CliError(
+                f"no operator key: give --operator-key-file FILE (mode 0600) or set {ENV_SURI}"
+            )
+    if not secret:
+        raise CliError("the operator key file is empty")
+    return secret
+
+
+def keypair_from_secret(secret: str) -> Keypair:
+    try:
+        if re.fullmatch(r"0x[0-9a-fA-F]{64}", secret):
+            return Keypair.create_from_seed(secret)
+        return Keypair.create_from_uri(secret)
+    except Exception as exc:  # the library raises several types for bad phrases
+        raise CliError(
+            f"the operator key is not a valid secret URI or mnemonic ({type(exc).__name__})"
+        ) from exc
+
+
+def read_api_keys(path: Path | None) -> frozenset[str]:
+    if path is None:
+        return frozenset()
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise CliError(f"cannot read API keys file {path}: {exc.strerror}") from exc
+    keys = frozenset(ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#"))
+    if not keys:
+        raise CliError(f"API keys file {path} has no keys")
+    return keys
+
+
+def check_registration(url: str, operator: Keypair) -> bytes:
+    """The coordinator staker our operator serves; CliError otherwise."""
+
+    def probe() -> tuple[bytes, str] | None:
+        client = ChainClient(url, timeout_s=CONNECT_TIMEOUT_S)
+        try:
+            info = client.coordinator_of(bytes(operator.public_key))
+            return None if info is None else (info.staker, info.status)
+        finally:
+            client.reset()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(probe)
+        try:
+            found = fut.result(timeout=CONNECT_TIMEOUT_S * 2)
+        except concurrent.futures.TimeoutError as exc:
+            raise CliError(f"cannot reach chain at {url}: timed out", EXIT_CHAIN) from exc
+        except ChainError as exc:
+            raise CliError(str(exc), EXIT_CHAIN) from exc
+        except Exception as exc:
+            raise CliError(f"cannot reach chain at {url}: {exc}", EXIT_CHAIN) from exc
+    if found is None:
+        raise CliError(
+            f"operator {operator.ss58_address} is not the operator of a registered coordinator. "
+            "Register first, signed by the staker account: Staking.bond(value >= 2,000,000 CAI), "
+            f"then Registry.register_coordinator(operator={operator.ss58_address}, "
+            "info={name, description, url: 'http(s)://<this coordinator>', gpu_model: ''})",
+            EXIT_NOT_REGISTERED,
+        )
+    staker, status = found
+    if status != "Active":
+        logging.getLogger("coordinator").warning(
+            "coordinator %s is %s: tasks are accepted but not committed until it is Active",
+            ss58(staker),
+            status,
+        )
+    return staker
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    if not models:
+        raise CliError("--models needs at least one model name")
+    if not 0 <= args.audit_rate <= 1:
+        raise CliError("--audit-rate must be between 0 and 1")
+    if not 2 <= args.task_timeout_blocks <= 14_400:
+        raise CliError("--task-timeout-blocks must be 2..14400 (Tasks.MaxDeadlineBlocks)")
+    if not 0 <= args.perceptual_threshold <= 64:
+        raise CliError("--perceptual-threshold must be 0..64")
+    if not 0 <= args.port <= 65535:
+        raise CliError("--port must be 0..65535")
+    if not args.chain_url.startswith(("ws://", "wss://")):
+        raise CliError("--chain-url must be a ws:// or wss:// URL")
+    return Config(
+        chain_url=args.chain_url,
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        models=models,
+        audit_rate=args.audit_rate,
+        task_timeout_blocks=args.task_timeout_blocks,
+        miner_live_s=args.miner_live_s,
+        perceptual_threshold=args.perceptual_threshold,
+        request_timeout_s=args.request_timeout_s,
+        job_ttl_s=args.job_ttl_s,
+        api_keys=read_api_keys(args.api_keys_file),
+    )
+
+
+async def _serve(coordinator: Coordinator) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, coordinator.request_stop)
+    await coordinator.run()
+
+
+def _run_loop(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+    for noisy in ("substrateinterface", "websocket"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        cfg = config_from_args(args)
+        operator = keypair_from_secret(read_secret(args.operator_key_file))
+        staker = check_registration(cfg.chain_url, operator)
+        coordinator = Coordinator(cfg, operator, staker)
+        # the store writer and the chain worker threads hand the GIL back and forth with the
+        # event loop many times per block; 5 ms switches made each hand-off a long wait
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        _run_loop(_serve(coordinator))
+    except CliError as exc:
+        print(f"cuckoo-coordinator: error: {exc}", file=sys.stderr)
+        return exc.code
+    except OSError as exc:  # e.g. the port is taken, the data dir is not writable
+        print(f"cuckoo-coordinator: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from coordinator.store import StoreError
+
+        if isinstance(exc, StoreError):
+            print(f"cuckoo-coordinator: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

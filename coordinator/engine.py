@@ -1,0 +1,997 @@
+"""The coordinator's task state machine (event-loop only; no chain or HTTP code here).
+
+Apps submit jobs; the engine assigns attempts to live miners (stake-weighted, with audit copies),
+hands them out through long polls, takes uploads, and, fed by the chain service with block heads,
+registry snapshots and on-chain task states, verifies results, decides settlements and reports,
+replaces failed attempts, and persists every change through the Store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from chain.taskproto import result_hash as compute_result_hash
+from chain.taskproto import spec_hash as compute_spec_hash
+from coordinator import CoordinatorError
+from coordinator.assign import (
+    Candidate,
+    Outcome,
+    Result,
+    build_evidence,
+    choose_weighted,
+    draw_audit,
+    judge,
+    live_candidates,
+)
+from coordinator.auth import MinerRecord
+from coordinator.model import (
+    AState,
+    Attempt,
+    ChainTask,
+    CommitItem,
+    CState,
+    Job,
+    JobStatus,
+    Report,
+    Role,
+    Settle,
+)
+from coordinator.perceptual import dhash, is_png
+from coordinator.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_COMMIT_FAILURES = 3
+SETTLE_MARGIN_BLOCKS = 3  # settle only while the deadline is at least this far ahead
+COMMIT_MARGIN_BLOCKS = 2  # commit only while the deadline is at least this far ahead
+FINAL = ("Accepted", "Rejected", "Missed")
+INLINE_CHECK_BYTES = 256 * 1024  # smaller PNGs are checked on the event loop
+CLOSED_CACHE = 10_000  # finished jobs kept in memory for GET /v1/tasks (older ones: from disk)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineConfig:
+    coordinator: bytes  # our staker account (as Tasks records it)
+    audit_rate: float = 0.1
+    task_timeout_blocks: int = 100
+    miner_live_s: float = 30.0
+    perceptual_threshold: int = 10
+    job_ttl_s: float = 600.0
+    max_attempts: int = 8
+
+
+class RequestError(CoordinatorError):
+    """A refused miner request (upload, release): HTTP status and error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass(slots=True)
+class MinerState:
+    record: MinerRecord
+    queue: collections.deque[bytes] = dataclasses.field(default_factory=collections.deque)
+    wakeup: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    last_poll: float | None = None  # monotonic
+    last_poll_ms: int | None = None  # wall clock, for display
+    polling: int = 0
+    stats: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+
+def new_task_id() -> bytes:
+    return os.urandom(32)
+
+
+class Engine:
+    """All job and attempt state. Call `run()` under the daemon's TaskGroup."""
+
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        store: Store,
+        *,
+        rng: random.Random | None = None,
+        mono: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        on_dispatch: Callable[[float], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.rng = rng or random.SystemRandom()
+        self.mono = mono
+        self.wall_ms = wall_ms
+        self.on_dispatch = on_dispatch
+        self.head: int | None = None
+        self.jobs: dict[bytes, Job] = {}
+        self.attempts: dict[bytes, Attempt] = {}
+        self.miners: dict[bytes, MinerState] = {}  # by staker
+        self._by_operator: dict[bytes, bytes] = {}  # operator -> staker
+        self._waiting: dict[bytes, None] = {}  # jobs with a slot no miner could take
+        self._commit_queue: dict[bytes, None] = {}  # attempts with commit PENDING
+        self._settle_queue: dict[bytes, None] = {}
+        self._report_queue: dict[bytes, None] = {}
+        self._to_publish: list[tuple[Attempt, asyncio.Future[None] | None]] = []
+        self._publish_wakeup = asyncio.Event()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.loop_lag_s = 0.0  # how late the last 1 s tick woke up (event-loop saturation)
+        self.publish_flush_s = 0.0  # duration of the last publisher flush
+        self._dirty_attempts: dict[bytes, Attempt] = {}
+        self._dirty_jobs: dict[bytes, Job] = {}
+        self._closed: collections.OrderedDict[bytes, tuple[Job, dict[bytes, Attempt]]] = (
+            collections.OrderedDict()
+        )
+
+    # ---- registry (RegistryView) --------------------------------------------------------------
+
+    def set_registry(self, records: Iterable[MinerRecord]) -> None:
+        """Replace the registry snapshot; miners that left or turned inactive lose the tasks they
+        have not finished."""
+        seen: set[bytes] = set()
+        for rec in records:
+            seen.add(rec.staker)
+            state = self.miners.get(rec.staker)
+            if state is None:
+                self.miners[rec.staker] = MinerState(rec)
+            else:
+                if state.record.operator != rec.operator:
+                    self._by_operator.pop(state.record.operator, None)
+                state.record = rec
+        for staker in list(self.miners):
+            if staker not in seen:
+                self._by_operator.pop(self.miners[staker].record.operator, None)
+                self._drop_miner_work(staker, include_delivered=True)
+                if not any(a.miner == staker for a in self.attempts.values()):
+                    del self.miners[staker]
+        self._by_operator = {m.record.operator: s for s, m in self.miners.items() if s in seen}
+        for staker in seen:
+            if not self.miners[staker].record.is_active:
+                self._drop_miner_work(staker, include_delivered=True)
+
+    def miner_by_operator(self, operator: bytes) -> MinerRecord | None:
+        staker = self._by_operator.get(operator)
+        return None if staker is None else self.miners[staker].record
+
+    def registry_records(self) -> list[MinerRecord]:
+        return [
+            m.record
+            for s, m in self.miners.items()
+            if self._by_operator.get(m.record.operator) == s
+        ]
+
+    def candidates(self) -> list[Candidate]:
+        return [
+            Candidate(
+                m.record.staker,
+                m.record.operator,
+                m.record.weight,
+                m.record.is_active,
+                m.last_poll,
+                m.polling > 0,
+            )
+            for s, m in self.miners.items()
+            if self._by_operator.get(m.record.operator) == s
+        ]
+
+    def live_miners(self) -> list[Candidate]:
+        return live_candidates(self.candidates(), self.mono(), self.cfg.miner_live_s)
+
+    # ---- jobs from apps -----------------------------------------------------------------------
+
+    async def submit(self, specs: list[dict[str, Any]]) -> list[Job]:
+        """Accept jobs for validated specs: durable on return, and handed to miners if any are
+        live (else queued until one polls)."""
+        now = self.wall_ms()
+        live = len(self.live_miners())
+        jobs: list[Job] = []
+        futures: list[asyncio.Future[None]] = []
+        for spec in specs:
+            slots = [Role.PRIMARY]
+            if live >= 2 and draw_audit(self.rng, self.cfg.audit_rate):
+                slots.append(Role.AUDIT)
+            job = Job(new_task_id(), dict(spec), compute_spec_hash(spec), now, slots)
+            self.jobs[job.job_id] = job
+            self._persist_job(job)
+            self.counters["jobs_accepted"] += 1
+            futures.extend(self._fill_slots(job))
+            jobs.append(job)
+        await self.flush()
+        # on disk now: hand this request's attempts out at once (one group commit per request;
+        # the publisher skips them)
+        for job in jobs:
+            for task_id in job.attempts:
+                a = self.attempts.get(task_id)
+                if a is not None and not a.is_durable:
+                    a.is_durable = True
+                    if a.state is AState.ASSIGNED:
+                        self._enqueue(a)
+        if futures:
+            await asyncio.gather(*futures)
+        return jobs
+
+    def get_job(self, job_id: bytes) -> Job | None:
+        return self.jobs.get(job_id)
+
+    async def wait_jobs(self, jobs: list[Job], wait_s: float) -> bool:
+        """Wait until every job is final; False on timeout."""
+        try:
+            async with asyncio.timeout(wait_s):
+                for job in jobs:
+                    await job.done.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # ---- slots and assignment -------------------------------------------------------------
+
+    def _job_attempts(self, job: Job) -> list[Attempt]:
+        return [self.attempts[t] for t in job.attempts if t in self.attempts]
+
+    def _fill_slots(self, job: Job) -> list[asyncio.Future[None]]:
+        """Give every slot without a live attempt a new attempt on a live miner, if one is
+        eligible; the job waits for miners otherwise. Returns futures resolved on hand-out."""
+        if job.is_final or self.head is None:
+            if not job.is_final:
+                self._waiting[job.job_id] = None
+            return []
+        attempts = self._job_attempts(job)
+        futures: list[asyncio.Future[None]] = []
+        missing = False
+        for slot in range(len(job.slots)):
+            if any(a.slot == slot and a.state.is_live for a in attempts):
+                continue
+            if len(job.attempts) >= self.cfg.max_attempts:
+                missing = True
+                continue
+            used = {a.miner for a in attempts}
+            live = live_candidates(
+                self.candidates(), self.mono(), self.cfg.miner_live_s, exclude=used
+            )
+            if not live and len(job.slots) == 1:
+                live = live_candidates(self.candidates(), self.mono(), self.cfg.miner_live_s)
+            chosen = choose_weighted(live, self.rng)
+            if chosen is None:
+                missing = True
+                continue
+            attempt = self._new_attempt(job, slot, chosen)
+            attempts.append(attempt)
+            futures.append(self._publish(attempt))
+        if missing:
+            self._waiting[job.job_id] = None
+        else:
+            self._waiting.pop(job.job_id, None)
+        return futures
+
+    def _new_attempt(self, job: Job, slot: int, miner: Candidate) -> Attempt:
+        assert self.head is not None
+        task_id = job.job_id if not job.attempts else new_task_id()
+        attempt = Attempt(
+            task_id=task_id,
+            job_id=job.job_id,
+            slot=slot,
+            role=job.slots[slot],
+            miner=miner.staker,
+            operator=miner.operator,
+            deadline=self.head + self.cfg.task_timeout_blocks,
+            created_ms=self.wall_ms(),
+        )
+        self.attempts[task_id] = attempt
+        job.attempts.append(task_id)
+        self._commit_queue[task_id] = None
+        self.miners[miner.staker].stats["assigned"] += 1
+        self.counters["attempts_created"] += 1
+        self._persist(attempt)
+        self._persist_job(job)
+        return attempt
+
+    def _publish(self, attempt: Attempt) -> asyncio.Future[None]:
+        """Hand the attempt to its miner once it is on disk (see `run`)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_publish.append((attempt, fut))
+        self._publish_wakeup.set()
+        return fut
+
+    async def run(self, stop: asyncio.Event, tick_s: float = 1.0) -> None:
+        """Publisher (flush, then hand out) and a periodic tick (silent miners, expiry)."""
+        async with asyncio.TaskGroup() as tg:
+            pub = tg.create_task(self._publisher(), name="engine.publisher")
+            tick = tg.create_task(self._ticker(tick_s), name="engine.ticker")
+            await stop.wait()
+            pub.cancel()
+            tick.cancel()
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._publish_wakeup.wait()
+            self._publish_wakeup.clear()
+            batch, self._to_publish = self._to_publish, []
+            if not batch:
+                continue
+            started = self.mono()
+            try:
+                await self.flush()
+                self.publish_flush_s = self.mono() - started
+            except Exception as exc:
+                log.exception("store flush failed")
+                for _, fut in batch:
+                    if fut is not None and not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for attempt, fut in batch:
+                if not attempt.is_durable:  # (submit() hands out its own attempts)
+                    attempt.is_durable = True
+                    if attempt.state is AState.ASSIGNED:
+                        self._enqueue(attempt)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+
+    def _enqueue(self, attempt: Attempt) -> None:
+        miner = self.miners.get(attempt.miner)
+        if miner is None:
+            return
+        miner.queue.append(attempt.task_id)
+        miner.wakeup.set()
+
+    async def _ticker(self, tick_s: float) -> None:
+        while True:
+            started = self.mono()
+            await asyncio.sleep(tick_s)
+            self.loop_lag_s = max(self.mono() - started - tick_s, 0.0)
+            try:
+                self.tick()
+            except Exception:
+                log.exception("engine tick failed")
+
+    def tick(self) -> None:
+        """Silent miners lose undelivered tasks; expired jobs end; waiting jobs retry; changed
+        rows are written."""
+        now = self.mono()
+        for staker, m in self.miners.items():
+            silent = m.polling == 0 and (
+                m.last_poll is None or now - m.last_poll > self.cfg.miner_live_s
+            )
+            if silent and m.queue:
+                self._drop_miner_work(staker, include_delivered=False)
+        ttl_ms = int(self.cfg.job_ttl_s * 1000)
+        wall = self.wall_ms()
+        for job in list(self.jobs.values()):
+            if not job.is_final and wall - job.created_ms > ttl_ms:
+                self._expire_job(job)
+        self.dispatch_waiting()
+        self.sync()
+
+    def dispatch_waiting(self) -> None:
+        for job_id in list(self._waiting):
+            job = self.jobs.get(job_id)
+            self._waiting.pop(job_id, None)
+            if job is None or job.is_final:
+                continue
+            self._fill_slots(job)
+            self._evaluate(job)
+
+    def _drop_miner_work(self, staker: bytes, *, include_delivered: bool) -> None:
+        states = (AState.ASSIGNED, AState.DELIVERED) if include_delivered else (AState.ASSIGNED,)
+        for a in [a for a in self.attempts.values() if a.miner == staker and a.state in states]:
+            self._fail_attempt(a, AState.RELEASED)
+        m = self.miners.get(staker)
+        if m is not None:
+            m.queue.clear()
+
+    def _expire_job(self, job: Job) -> None:
+        for a in self._job_attempts(job):
+            if a.state in (AState.ASSIGNED, AState.DELIVERED, AState.UPLOADED):
+                a.state = AState.RELEASED
+                if a.commit is CState.PENDING:
+                    a.commit = CState.ABANDONED
+                self._persist(a)
+        self._waiting.pop(job.job_id, None)
+        if any(a.state is AState.CONFIRMED for a in self._job_attempts(job)):
+            self._decide(job, force=True)
+        else:
+            self._finish(job, JobStatus.FAILED, error="expired: no miner returned a result in time")
+
+    # ---- miner protocol ---------------------------------------------------------------------
+
+    def miner_state(self, record: MinerRecord) -> MinerState:
+        state = self.miners.get(record.staker)
+        if state is None:
+            state = self.miners[record.staker] = MinerState(record)
+            self._by_operator[record.operator] = record.staker
+        return state
+
+    async def poll(self, record: MinerRecord, max_tasks: int, wait_s: float) -> list[Attempt]:
+        """Long-poll: the miner's next tasks, or [] after `wait_s`."""
+        m = self.miner_state(record)
+        m.polling += 1
+        m.last_poll, m.last_poll_ms = self.mono(), self.wall_ms()
+        try:
+            self.dispatch_waiting()
+            until = self.mono() + wait_s
+            while True:
+                got = self._take_queue(m, max_tasks)
+                if got:
+                    return got
+                remaining = until - self.mono()
+                if remaining <= 0:
+                    return []
+                m.wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await m.wakeup.wait()
+        finally:
+            m.polling -= 1
+            m.last_poll, m.last_poll_ms = self.mono(), self.wall_ms()
+
+    def _take_queue(self, m: MinerState, max_tasks: int) -> list[Attempt]:
+        out: list[Attempt] = []
+        now = self.wall_ms()
+        while m.queue and len(out) < max_tasks:
+            a = self.attempts.get(m.queue.popleft())
+            if a is None or a.state is not AState.ASSIGNED:
+                continue
+            a.state = AState.DELIVERED
+            a.delivered_ms = now
+            m.stats["delivered"] += 1
+            self._persist(a)
+            job = self.jobs.get(a.job_id)
+            if job is not None and a.role is Role.PRIMARY and job.first_delivery_ms is None:
+                job.first_delivery_ms = now
+                job.status = JobStatus.RUNNING
+                self._persist_job(job)
+                if self.on_dispatch is not None:
+                    self.on_dispatch(max(now - job.created_ms, 0) / 1000)
+            out.append(a)
+        return out
+
+    def _owned(self, record: MinerRecord, task_id: bytes) -> Attempt:
+        a = self.attempts.get(task_id)
+        if a is None:
+            raise RequestError(404, "unknown_task", "no such task")
+        if a.miner != record.staker:
+            raise RequestError(409, "not_assigned", "the task is assigned to another miner")
+        return a
+
+    async def upload(
+        self,
+        record: MinerRecord,
+        task_id: bytes,
+        png: bytes,
+        claimed_hash: bytes,
+        device_hash: bytes,
+        device_info: str | None,
+    ) -> Attempt:
+        """Take a miner's image for `task_id` (RequestError on refusal)."""
+        a = self._owned(record, task_id)
+        self._check_open(a)
+        if compute_result_hash(png) != claimed_hash:
+            raise RequestError(422, "hash_mismatch", "X-Cuckoo-Result-Hash is not blake2_256(body)")
+        job = self.jobs[a.job_id]
+        want_phash = len(job.slots) > 1
+        if len(png) <= INLINE_CHECK_BYTES and not want_phash:
+            ok, phash = _check_png(png, want_phash)  # cheaper than a thread hop
+        else:
+            ok, phash = await asyncio.to_thread(_check_png, png, want_phash)
+        if not ok:
+            raise RequestError(422, "not_png", "the body is not a PNG image")
+        self._check_open(a)  # the state may have changed meanwhile
+        self.store.put_image(task_id, png)
+        a.state = AState.UPLOADED
+        a.result_hash = claimed_hash
+        a.device_hash = device_hash
+        a.device_info = device_info
+        a.phash = phash
+        self.miners[a.miner].stats["uploaded"] += 1
+        self.counters["results_uploaded"] += 1
+        self._persist(a)
+        await self.flush()
+        return a
+
+    def _check_open(self, a: Attempt) -> None:
+        if a.state not in (AState.ASSIGNED, AState.DELIVERED):
+            code = "already_submitted" if a.result_hash is not None else "not_assigned"
+            raise RequestError(409, code, f"the task is {a.state.value}")
+        if self.head is not None and self.head > a.deadline:
+            raise RequestError(410, "deadline_passed", "the task's deadline has passed")
+
+    async def release(self, record: MinerRecord, task_id: bytes) -> None:
+        a = self._owned(record, task_id)
+        if a.state not in (AState.ASSIGNED, AState.DELIVERED):
+            raise RequestError(409, "not_releasable", f"the task is {a.state.value}")
+        self.miners[a.miner].stats["released"] += 1
+        self._fail_attempt(a, AState.RELEASED)
+        await self.flush()
+
+    # ---- attempts failing and jobs deciding -------------------------------------------------
+
+    def _fail_attempt(self, a: Attempt, state: AState) -> None:
+        a.state = state
+        if a.commit is CState.PENDING:
+            a.commit = CState.ABANDONED
+            self._commit_queue.pop(a.task_id, None)
+        m = self.miners.get(a.miner)
+        if m is not None and state is not AState.RELEASED:
+            m.stats[state.value] += 1
+        self.counters[f"attempts_{state.value}"] += 1
+        self._persist(a)
+        job = self.jobs.get(a.job_id)
+        if job is None:
+            return
+        if not job.is_final:
+            self._fill_slots(job)
+            self._evaluate(job)
+        self._maybe_close(job)
+
+    def _evaluate(self, job: Job) -> None:
+        """Decide once every slot has a confirmed result or cannot get one."""
+        if job.is_final:
+            return
+        attempts = self._job_attempts(job)
+        confirmed = {a.slot: a for a in attempts if a.state is AState.CONFIRMED}
+        for slot in range(len(job.slots)):
+            if slot in confirmed:
+                continue
+            if any(a.slot == slot and a.state.is_live for a in attempts):
+                return  # still running
+            if slot == 0 and not confirmed:
+                if len(job.attempts) >= self.cfg.max_attempts:
+                    self._finish(job, JobStatus.FAILED, error="too many failed attempts")
+                return  # waiting for a miner
+        self._decide(job, force=False)
+
+    def _decide(self, job: Job, *, force: bool) -> None:
+        attempts = self._job_attempts(job)
+        by_slot: dict[int, Attempt] = {}
+        for a in attempts:
+            if a.state is AState.CONFIRMED:
+                by_slot.setdefault(a.slot, a)
+        results = [_result_of(by_slot[s]) for s in sorted(by_slot)]
+        if not results:
+            self._finish(job, JobStatus.FAILED, error="no result")
+            return
+        verdict = judge(results, self.cfg.perceptual_threshold)
+        if (
+            verdict.outcome is Outcome.NEED_TIEBREAK
+            and not force
+            and Role.TIEBREAK not in job.slots
+        ):
+            job.slots.append(Role.TIEBREAK)
+            self._persist_job(job)
+            self._fill_slots(job)
+            if any(a.slot == len(job.slots) - 1 for a in self._job_attempts(job)):
+                return  # the tie-breaker is on its way
+        if verdict.outcome is not Outcome.DECIDED:
+            # no majority: nobody is penalised, the primary's image is returned
+            ids = [r.task_id for r in results]
+            for tid in ids:
+                self._set_settle(self.attempts[tid], accept=True)
+            job.verification = "failed"
+            job.chosen = results[0].task_id
+            self.counters["verification_failed"] += 1
+            self._finish(job, JobStatus.SUCCEEDED)
+            return
+        majority = [by_id for by_id in results if by_id.task_id in verdict.majority]
+        for tid in verdict.majority:
+            self._set_settle(self.attempts[tid], accept=True)
+        for tid in verdict.minority:
+            offender = next(r for r in results if r.task_id == tid)
+            a = self.attempts[tid]
+            m = self.miners.get(a.miner)
+            if m is not None:
+                m.stats["disagreed"] += 1
+            witnesses = build_evidence(offender, majority)
+            if witnesses is not None:
+                a.report = Report.PENDING
+                a.witnesses = witnesses
+                self._report_queue[tid] = None
+                self._persist(a)
+            else:
+                self._set_settle(a, accept=False)
+        job.verification = verdict.verification
+        job.chosen = verdict.chosen
+        self.counters[f"verification_{verdict.verification}"] += 1
+        self._finish(job, JobStatus.SUCCEEDED)
+
+    def _set_settle(self, a: Attempt, *, accept: bool) -> None:
+        if a.settle is not Settle.NONE:
+            return
+        a.accept = accept
+        if a.final_status is not None:
+            a.settle = Settle.DONE
+        else:
+            a.settle = Settle.PENDING
+            self._settle_queue[a.task_id] = None
+        self._persist(a)
+
+    def _finish(self, job: Job, status: JobStatus, error: str | None = None) -> None:
+        job.status = status
+        job.error = error
+        job.finished_ms = self.wall_ms()
+        self._waiting.pop(job.job_id, None)
+        self.counters[f"jobs_{status.value}"] += 1
+        for a in self._job_attempts(job):
+            if a.state in (AState.ASSIGNED, AState.DELIVERED):
+                a.state = AState.RELEASED
+                if a.commit is CState.PENDING:
+                    a.commit = CState.ABANDONED
+                    self._commit_queue.pop(a.task_id, None)
+                self._persist(a)
+            elif (
+                a.state is AState.CONFIRMED and a.settle is Settle.NONE and a.report is Report.NONE
+            ):
+                self._set_settle(a, accept=True)
+        self._persist_job(job)
+        job.done.set()
+        self._maybe_close(job)
+
+    def _maybe_close(self, job: Job) -> None:
+        """Forget a final job whose attempts need nothing more on chain (it stays on disk)."""
+        attempts = self._job_attempts(job)
+        if not job.is_final or not all(a.is_closed for a in attempts):
+            return
+        for a in attempts:
+            self._dirty_attempts.pop(a.task_id, None)
+            self.store.put_attempt(a.task_id, a.job_id, a.to_row())
+        self._dirty_jobs.pop(job.job_id, None)
+        self.store.put_job(job.job_id, job.to_row(), is_open=False)
+        for a in attempts:
+            self.attempts.pop(a.task_id, None)
+        self.jobs.pop(job.job_id, None)
+        self._closed[job.job_id] = (job, {a.task_id: a for a in attempts})
+        while len(self._closed) > CLOSED_CACHE:
+            self._closed.popitem(last=False)
+
+    # ---- chain side ---------------------------------------------------------------------------
+
+    def set_head(self, number: int) -> None:
+        first = self.head is None
+        self.head = number
+        if first:
+            self.dispatch_waiting()
+
+    def expire(self, head: int) -> None:
+        """Attempts without a confirmed result whose deadline is behind `head` are missed."""
+        for a in list(self.attempts.values()):
+            if (
+                a.state in (AState.ASSIGNED, AState.DELIVERED, AState.UPLOADED)
+                and head > a.deadline
+            ):
+                self._fail_attempt(a, AState.MISSED)
+
+    def take_commits(self, head: int, limit: int) -> list[CommitItem]:
+        """The next commit batch (marks the attempts in flight). Audit copies point to their job's
+        committed root, or to a root in the same batch; they wait while a root is in flight."""
+        items: list[CommitItem] = []
+        batch_root: dict[bytes, bytes] = {}
+        for task_id in list(self._commit_queue):
+            if len(items) >= limit:
+                break
+            a = self.attempts.get(task_id)
+            if a is None or a.commit is not CState.PENDING:
+                self._commit_queue.pop(task_id, None)
+                continue
+            if not a.is_durable:
+                continue
+            if not a.state.is_live:
+                a.commit = CState.ABANDONED
+                self._commit_queue.pop(task_id, None)
+                self._persist(a)
+                continue
+            miner = self.miners.get(a.miner)
+            if miner is None or not miner.record.is_active:
+                self._commit_queue.pop(task_id, None)
+                self._fail_attempt(a, AState.RELEASED)
+                continue
+            if a.deadline < head + COMMIT_MARGIN_BLOCKS:
+                self._commit_queue.pop(task_id, None)
+                self._fail_attempt(a, AState.DROPPED)
+                continue
+            job = self.jobs[a.job_id]
+            if job.root is not None:
+                audit_of: bytes | None = job.root
+            elif job.job_id in batch_root:
+                audit_of = batch_root[job.job_id]
+            elif any(
+                o.commit in (CState.INFLIGHT, CState.CHECK) and o.audit_of is None
+                for o in self._job_attempts(job)
+            ):
+                continue  # its root is in flight: next batch
+            else:
+                audit_of = None
+                batch_root[job.job_id] = a.task_id
+            a.audit_of = audit_of
+            a.commit = CState.INFLIGHT
+            self._commit_queue.pop(task_id, None)
+            self._persist(a)
+            items.append(CommitItem(a.task_id, job.spec_hash, a.miner, a.deadline, audit_of))
+        return items
+
+    def commits_confirmed(self, items: list[CommitItem], block: int) -> None:
+        for item in items:
+            a = self.attempts.get(item.task_id)
+            if a is None:
+                continue
+            a.commit = CState.COMMITTED
+            a.commit_block = block
+            a.audit_of = item.audit_of
+            job = self.jobs.get(a.job_id)
+            if job is not None and item.audit_of is None and job.root is None:
+                job.root = a.task_id
+                self._persist_job(job)
+            self._persist(a)
+            if job is not None:
+                self._maybe_close(job)
+
+    def commits_failed(self, task_ids: list[bytes]) -> None:
+        """A commit batch failed (and these items are not on chain): retry, then give up."""
+        for task_id in task_ids:
+            a = self.attempts.get(task_id)
+            if a is None or a.commit is not CState.INFLIGHT:
+                continue
+            a.commit_failures += 1
+            a.audit_of = None
+            if a.commit_failures >= MAX_COMMIT_FAILURES or not a.state.is_live:
+                a.commit = CState.ABANDONED
+                self._persist(a)
+                if a.state.is_live:
+                    self._fail_attempt(a, AState.DROPPED)
+            else:
+                a.commit = CState.PENDING
+                self._commit_queue[task_id] = None
+                self._persist(a)
+
+    def take_settlements(self, head: int, limit: int) -> list[tuple[bytes, bool]]:
+        out: list[tuple[bytes, bool]] = []
+        for task_id in list(self._settle_queue):
+            if len(out) >= limit:
+                break
+            self._settle_queue.pop(task_id, None)
+            a = self.attempts.get(task_id)
+            if a is None or a.settle is not Settle.PENDING or a.accept is None:
+                continue
+            if a.final_status is not None:
+                a.settle = Settle.DONE
+            elif a.commit is not CState.COMMITTED or a.result_block is None:
+                self._settle_queue[task_id] = None  # not yet known on chain
+                continue
+            elif a.deadline >= head + SETTLE_MARGIN_BLOCKS:
+                a.settle = Settle.INFLIGHT
+                out.append((task_id, a.accept))
+            else:
+                a.settle = Settle.AUTO  # the chain accepts it at the deadline
+            self._persist(a)
+        return out
+
+    def settlements_unresolved(self, task_ids: list[bytes]) -> None:
+        """A settle batch was included but these are still open on chain: decide again."""
+        for task_id in task_ids:
+            a = self.attempts.get(task_id)
+            if a is not None and a.settle is Settle.INFLIGHT:
+                a.settle = Settle.PENDING
+                self._settle_queue[task_id] = None
+                self._persist(a)
+
+    def take_reports(self) -> list[tuple[bytes, list[bytes]]]:
+        out: list[tuple[bytes, list[bytes]]] = []
+        for task_id in list(self._report_queue):
+            self._report_queue.pop(task_id, None)
+            a = self.attempts.get(task_id)
+            if a is None or a.report is not Report.PENDING:
+                continue
+            a.report = Report.INFLIGHT
+            self._persist(a)
+            out.append((task_id, list(a.witnesses)))
+        return out
+
+    def report_done(self, task_id: bytes, *, ok: bool) -> None:
+        a = self.attempts.get(task_id)
+        if a is None or a.report is not Report.INFLIGHT:
+            return
+        self.counters["reports_ok" if ok else "reports_failed"] += 1
+        if ok:
+            a.report = Report.DONE
+            if a.final_status is None:
+                a.settle = Settle.AUTO
+                a.accept = False
+        else:
+            a.report = Report.FAILED
+            self._persist(a)
+            self._set_settle(a, accept=False)
+        self._persist(a)
+        job = self.jobs.get(a.job_id)
+        if job is not None:
+            self._maybe_close(job)
+
+    def watch_ids(self) -> list[bytes]:
+        """Attempts whose on-chain state the chain service should read at each head."""
+        return [
+            a.task_id
+            for a in self.attempts.values()
+            if a.state is AState.UPLOADED
+            or a.commit is CState.CHECK
+            or a.settle in (Settle.INFLIGHT, Settle.AUTO)
+        ]
+
+    def on_chain_task(self, task_id: bytes, ct: ChainTask | None) -> None:
+        """Apply what the chain says about one of our tasks."""
+        a = self.attempts.get(task_id)
+        if a is None:
+            return
+        job = self.jobs.get(a.job_id)
+        if ct is None:
+            if a.commit is CState.CHECK:
+                a.commit = CState.PENDING if a.state.is_live else CState.ABANDONED
+                if a.commit is CState.PENDING:
+                    a.audit_of = None
+                    self._commit_queue[task_id] = None
+                self._persist(a)
+            return
+        if ct.coordinator != self.cfg.coordinator or (
+            job is not None and ct.spec_hash != job.spec_hash
+        ):
+            log.error("task %s on chain is not ours as recorded", task_id.hex())
+            return
+        changed = False
+        if a.commit is not CState.COMMITTED:
+            a.commit = CState.COMMITTED
+            a.commit_block = ct.committed_at
+            a.audit_of = ct.audit_of
+            self._commit_queue.pop(task_id, None)
+            if job is not None and ct.audit_of is None and job.root is None:
+                job.root = task_id
+                self._persist_job(job)
+            changed = True
+        if ct.result_hash is not None and a.result_block is None:
+            a.result_block = ct.submitted_at
+            a.chain_device_hash = ct.device_hash
+            changed = True
+            if a.state is AState.UPLOADED:
+                if ct.result_hash == a.result_hash:
+                    a.state = AState.CONFIRMED
+                    self.miners[a.miner].stats["confirmed"] += 1
+                    self.counters["results_confirmed"] += 1
+                    self._persist(a)
+                    if job is not None:
+                        self._evaluate(job)
+                else:
+                    self._persist(a)
+                    self._set_settle(a, accept=False)
+                    self._fail_attempt(a, AState.INVALID)
+        if ct.status in FINAL and a.final_status is None:
+            a.final_status = ct.status
+            a.settle_block = ct.settled_at
+            if a.settle in (Settle.INFLIGHT, Settle.AUTO, Settle.PENDING):
+                a.settle = Settle.DONE
+            changed = True
+        if changed:
+            self._persist(a)
+        if job is not None:
+            self._maybe_close(job)
+
+    # ---- views --------------------------------------------------------------------------------
+
+    def receipt(self, a: Attempt, verification: str | None) -> dict[str, Any]:
+        return {
+            "task_id": "0x" + a.task_id.hex(),
+            "miner": a.miner,  # the API layer renders SS58
+            "commit_block": a.commit_block,
+            "result_block": a.result_block,
+            "settle_block": a.settle_block if a.settle_block is not None else "pending",
+            "verification": verification or "unaudited",
+        }
+
+    def load_job_record(self, job_id: bytes) -> tuple[Job, dict[bytes, Attempt]] | None:
+        """A job with its attempts, from memory or (once closed) from disk."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return job, {t: self.attempts[t] for t in job.attempts if t in self.attempts}
+        closed = self._closed.get(job_id)
+        if closed is not None:
+            return closed
+        found = self.store.get_job(job_id)
+        if found is None:
+            return None
+        row, rows = found
+        attempts = {a.task_id: a for a in (Attempt.from_row(r) for r in rows)}
+        return Job.from_row(row), attempts
+
+    def job_counts(self) -> collections.Counter[str]:
+        return collections.Counter(j.status.value for j in self.jobs.values())
+
+    def attempt_counts(self) -> collections.Counter[str]:
+        return collections.Counter(a.state.value for a in self.attempts.values())
+
+    # ---- persistence -----------------------------------------------------------------------
+
+    def _persist(self, a: Attempt) -> None:
+        """Mark for writing; rows are serialised once per `sync` however often they change."""
+        self._dirty_attempts[a.task_id] = a
+
+    def _persist_job(self, job: Job) -> None:
+        self._dirty_jobs[job.job_id] = job
+
+    def sync(self) -> None:
+        """Queue every changed row for the store's next group commit."""
+        attempts, self._dirty_attempts = self._dirty_attempts, {}
+        jobs, self._dirty_jobs = self._dirty_jobs, {}
+        for a in attempts.values():
+            self.store.put_attempt(a.task_id, a.job_id, a.to_row())
+        for job in jobs.values():
+            self.store.put_job(job.job_id, job.to_row(), is_open=True)
+
+    async def flush(self) -> None:
+        """Every change so far on disk."""
+        self.sync()
+        await self.store.flush()
+
+    def load(self) -> int:
+        """Reload open jobs after a restart. Attempts whose commit was in flight are looked up
+        on chain; undelivered ones go back to their miner's queue; waiting jobs wait again."""
+        jobs, attempts = self.store.load()
+        for row in jobs:
+            job = Job.from_row(row)
+            self.jobs[job.job_id] = job
+        for row in attempts:
+            a = Attempt.from_row(row)
+            if a.job_id not in self.jobs:
+                continue
+            self.attempts[a.task_id] = a
+            if a.commit in (CState.PENDING, CState.INFLIGHT):
+                a.commit = CState.CHECK
+            if a.settle is Settle.INFLIGHT:
+                a.settle = Settle.PENDING
+            if a.settle is Settle.PENDING:
+                self._settle_queue[a.task_id] = None
+            if a.report is Report.INFLIGHT:
+                a.report = Report.PENDING  # an included report fails as AlreadyReported: harmless
+            if a.report is Report.PENDING:
+                self._report_queue[a.task_id] = None
+            if a.state is AState.ASSIGNED:
+                miner = self.miners.get(a.miner)
+                if miner is not None:
+                    miner.queue.append(a.task_id)
+        for job in self.jobs.values():
+            if not job.is_final:
+                self._waiting[job.job_id] = None
+        return len(self.jobs)
+
+    def restore_miner_queues(self) -> None:
+        """After the first registry snapshot: undelivered attempts back to their miners."""
+        for a in self.attempts.values():
+            if a.state is AState.ASSIGNED:
+                m = self.miners.get(a.miner)
+                if m is not None and a.task_id not in m.queue:
+                    m.queue.append(a.task_id)
+
+
+def _result_of(a: Attempt) -> Result:
+    assert a.result_hash is not None
+    return Result(
+        a.task_id,
+        a.miner,
+        a.result_hash,
+        a.chain_device_hash or a.device_hash or b"",
+        a.phash,
+    )
+
+
+def _check_png(png: bytes, want_phash: bool) -> tuple[bool, int | None]:
+    if not is_png(png):
+        return False, None
+    phash: int | None = None
+    if want_phash:
+        try:
+            phash = dhash(png)
+        except ValueError:
+            return False, None
+    return True, phash

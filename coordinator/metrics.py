@@ -1,0 +1,115 @@
+"""Prometheus metrics: jobs and on-chain tasks by status, dispatch latency, live miners."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from coordinator.chain import ChainStatus
+    from coordinator.engine import Engine
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+ATTEMPT_STATES = (
+    "assigned",
+    "delivered",
+    "uploaded",
+    "confirmed",
+    "released",
+    "missed",
+    "invalid",
+    "dropped",
+)
+
+
+class _EngineCollector(Collector):
+    def __init__(self, engine: Engine, chain: Callable[[], ChainStatus | None]) -> None:
+        self._engine = engine
+        self._chain = chain
+
+    def collect(self) -> Iterator[Metric]:
+        e = self._engine
+        jobs = GaugeMetricFamily(
+            "cuckoo_coordinator_jobs", "Open jobs in memory by status", labels=["status"]
+        )
+        counts = e.job_counts()
+        for s in JOB_STATUSES:
+            jobs.add_metric([s], counts.get(s, 0))
+        yield jobs
+        tasks = GaugeMetricFamily(
+            "cuckoo_coordinator_tasks", "Open on-chain tasks (attempts) by state", labels=["state"]
+        )
+        acounts = e.attempt_counts()
+        for s in ATTEMPT_STATES:
+            tasks.add_metric([s], acounts.get(s, 0))
+        yield tasks
+        totals = CounterMetricFamily(
+            "cuckoo_coordinator_events", "Job and task events since start", labels=["event"]
+        )
+        for name, value in sorted(e.counters.items()):
+            totals.add_metric([name], value)
+        yield totals
+        yield GaugeMetricFamily(
+            "cuckoo_coordinator_miners_live",
+            "Active miners polling now or recently",
+            value=len(e.live_miners()),
+        )
+        yield GaugeMetricFamily(
+            "cuckoo_coordinator_miners_registered",
+            "Registered miners (any status)",
+            value=len(e.registry_records()),
+        )
+        yield GaugeMetricFamily(
+            "cuckoo_coordinator_loop_lag_seconds",
+            "How late the event loop ran a 1 s timer last time",
+            value=e.loop_lag_s,
+        )
+        yield GaugeMetricFamily(
+            "cuckoo_coordinator_store_flush_seconds",
+            "Duration of the last group commit awaited before handing tasks out",
+            value=e.publish_flush_s,
+        )
+        status = self._chain()
+        if status is not None:
+            yield GaugeMetricFamily(
+                "cuckoo_coordinator_chain_head", "Last block head processed", value=status.head or 0
+            )
+            sub = CounterMetricFamily(
+                "cuckoo_coordinator_chain_items", "Items submitted on chain", labels=["kind"]
+            )
+            sub.add_metric(["commit"], status.commits_submitted)
+            sub.add_metric(["settle"], status.settles_submitted)
+            sub.add_metric(["report"], status.reports_submitted)
+            yield sub
+            yield GaugeMetricFamily(
+                "cuckoo_coordinator_chain_cycle_seconds",
+                "Duration of the last per-block cycle",
+                value=status.cycle_s,
+            )
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.dispatch_latency = Histogram(
+            "cuckoo_coordinator_dispatch_latency_seconds",
+            "From a job's acceptance by the API to a miner holding its task",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+
+    def attach(self, engine: Engine, chain: Callable[[], ChainStatus | None]) -> None:
+        self.registry.register(_EngineCollector(engine, chain))
+
+    def observe_dispatch(self, seconds: float) -> None:
+        self.dispatch_latency.observe(seconds)
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

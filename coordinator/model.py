@@ -1,0 +1,249 @@
+"""The coordinator's records: jobs (what an app asked for) and attempts (on-chain tasks).
+
+A *job* is one image an app asked for. It has one or more *slots*: the primary, an optional
+audit copy and, after a mismatch, a tie-breaker. Each slot is served by *attempts*: on-chain
+tasks with their own random 32-byte id, each given to one miner. An attempt that fails (missed
+deadline, released, invalid result) is replaced by a new attempt on another miner. The first
+attempt's id is the job id the app sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+from typing import Any
+
+
+class Role(enum.StrEnum):
+    PRIMARY = "primary"
+    AUDIT = "audit"
+    TIEBREAK = "tiebreak"
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"  # accepted, no miner holds it yet
+    RUNNING = "running"  # a miner holds it, or results are being verified
+    SUCCEEDED = "succeeded"  # the image is available
+    FAILED = "failed"  # no result could be obtained (expired, too many failed attempts)
+
+
+class AState(enum.StrEnum):
+    ASSIGNED = "assigned"  # in its miner's queue
+    DELIVERED = "delivered"  # handed to the miner by a poll
+    UPLOADED = "uploaded"  # image received; waiting for the miner's on-chain result
+    CONFIRMED = "confirmed"  # the on-chain result hash equals the uploaded image's
+    RELEASED = "released"  # handed back, or its miner went silent/inactive
+    MISSED = "missed"  # deadline passed without a confirmed result
+    INVALID = "invalid"  # the on-chain result hash differs from the upload
+    DROPPED = "dropped"  # could not be committed
+
+    @property
+    def is_live(self) -> bool:
+        return self in (AState.ASSIGNED, AState.DELIVERED, AState.UPLOADED, AState.CONFIRMED)
+
+
+class CState(enum.StrEnum):
+    PENDING = "pending"  # to be committed in the next batch
+    INFLIGHT = "inflight"  # in a submitted commit_tasks extrinsic
+    CHECK = "check"  # unknown after a restart: look it up on chain
+    COMMITTED = "committed"
+    ABANDONED = "abandoned"  # never to be committed
+
+
+class Settle(enum.StrEnum):
+    NONE = "none"  # no decision yet
+    PENDING = "pending"  # decided: settle_tasks in the next batch
+    INFLIGHT = "inflight"  # in a submitted settle_tasks extrinsic
+    AUTO = "auto"  # too close to the deadline: the chain settles it; watch for the outcome
+    DONE = "done"  # final on chain (Accepted/Rejected/Missed)
+
+
+class Report(enum.StrEnum):
+    NONE = "none"
+    PENDING = "pending"
+    INFLIGHT = "inflight"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(slots=True)
+class Attempt:
+    task_id: bytes
+    job_id: bytes
+    slot: int
+    role: Role
+    miner: bytes  # staker account
+    operator: bytes
+    deadline: int
+    created_ms: int
+    state: AState = AState.ASSIGNED
+    commit: CState = CState.PENDING
+    audit_of: bytes | None = None
+    commit_block: int | None = None
+    commit_failures: int = 0
+    delivered_ms: int | None = None
+    result_hash: bytes | None = None  # uploaded
+    device_hash: bytes | None = None  # uploaded header
+    device_info: str | None = None
+    chain_device_hash: bytes | None = None
+    result_block: int | None = None
+    phash: int | None = None
+    settle: Settle = Settle.NONE
+    accept: bool | None = None
+    settle_block: int | None = None
+    final_status: str | None = None  # Accepted | Rejected | Missed
+    report: Report = Report.NONE
+    witnesses: list[bytes] = dataclasses.field(default_factory=list)
+    is_durable: bool = False  # written to disk (then it may be handed out / committed)
+
+    def to_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for name in _ATTEMPT_FIELDS:
+            v = getattr(self, name)
+            if v is None or type(v) is int:
+                pass
+            elif isinstance(v, bytes):
+                v = v.hex()
+            elif isinstance(v, list):
+                v = [w.hex() for w in v]
+            elif isinstance(v, enum.Enum):
+                v = v.value
+            row[name] = v
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Attempt:
+        def b(name: str) -> bytes | None:
+            v = row.get(name)
+            return None if v is None else bytes.fromhex(v)
+
+        return cls(
+            task_id=bytes.fromhex(row["task_id"]),
+            job_id=bytes.fromhex(row["job_id"]),
+            slot=int(row["slot"]),
+            role=Role(row["role"]),
+            miner=bytes.fromhex(row["miner"]),
+            operator=bytes.fromhex(row["operator"]),
+            deadline=int(row["deadline"]),
+            created_ms=int(row["created_ms"]),
+            state=AState(row["state"]),
+            commit=CState(row["commit"]),
+            audit_of=b("audit_of"),
+            commit_block=row.get("commit_block"),
+            commit_failures=int(row.get("commit_failures", 0)),
+            delivered_ms=row.get("delivered_ms"),
+            result_hash=b("result_hash"),
+            device_hash=b("device_hash"),
+            device_info=row.get("device_info"),
+            chain_device_hash=b("chain_device_hash"),
+            result_block=row.get("result_block"),
+            phash=row.get("phash"),
+            settle=Settle(row.get("settle", "none")),
+            accept=row.get("accept"),
+            settle_block=row.get("settle_block"),
+            final_status=row.get("final_status"),
+            report=Report(row.get("report", "none")),
+            witnesses=[bytes.fromhex(w) for w in row.get("witnesses", [])],
+            is_durable=True,
+        )
+
+    @property
+    def is_closed(self) -> bool:
+        """Nothing more to do on chain for this attempt."""
+        if self.commit in (CState.INFLIGHT, CState.CHECK):
+            return False
+        if self.report in (Report.PENDING, Report.INFLIGHT):
+            return False
+        if self.state is AState.CONFIRMED or self.state is AState.INVALID:
+            return self.settle is Settle.DONE or self.report is Report.DONE
+        return not self.state.is_live
+
+
+_ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(Attempt) if f.name != "is_durable")
+
+
+@dataclasses.dataclass(slots=True)
+class Job:
+    job_id: bytes
+    spec: dict[str, Any]
+    spec_hash: bytes
+    created_ms: int
+    slots: list[Role]
+    status: JobStatus = JobStatus.QUEUED
+    verification: str | None = None
+    chosen: bytes | None = None  # task id whose image the app gets
+    error: str | None = None
+    root: bytes | None = None  # the committed attempt that audit copies point to
+    finished_ms: int | None = None
+    attempts: list[bytes] = dataclasses.field(default_factory=list)
+    done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    first_delivery_ms: int | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id.hex(),
+            "spec": self.spec,
+            "spec_hash": self.spec_hash.hex(),
+            "created_ms": self.created_ms,
+            "slots": [r.value for r in self.slots],
+            "status": self.status.value,
+            "verification": self.verification,
+            "chosen": None if self.chosen is None else self.chosen.hex(),
+            "error": self.error,
+            "root": None if self.root is None else self.root.hex(),
+            "finished_ms": self.finished_ms,
+            "attempts": [a.hex() for a in self.attempts],
+            "first_delivery_ms": self.first_delivery_ms,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        job = cls(
+            job_id=bytes.fromhex(row["job_id"]),
+            spec=row["spec"],
+            spec_hash=bytes.fromhex(row["spec_hash"]),
+            created_ms=int(row["created_ms"]),
+            slots=[Role(r) for r in row["slots"]],
+            status=JobStatus(row["status"]),
+            verification=row.get("verification"),
+            chosen=None if row.get("chosen") is None else bytes.fromhex(row["chosen"]),
+            error=row.get("error"),
+            root=None if row.get("root") is None else bytes.fromhex(row["root"]),
+            finished_ms=row.get("finished_ms"),
+            attempts=[bytes.fromhex(a) for a in row.get("attempts", [])],
+            first_delivery_ms=row.get("first_delivery_ms"),
+        )
+        if job.is_final:
+            job.done.set()
+        return job
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChainTask:
+    """Tasks.Tasks(task_id) as read from chain."""
+
+    coordinator: bytes
+    miner: bytes
+    spec_hash: bytes
+    deadline: int
+    audit_of: bytes | None
+    committed_at: int
+    status: str  # Committed | Submitted | Accepted | Rejected | Missed
+    result_hash: bytes | None
+    device_hash: bytes | None
+    submitted_at: int | None
+    settled_at: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommitItem:
+    task_id: bytes
+    spec_hash: bytes
+    miner: bytes
+    deadline: int
+    audit_of: bytes | None

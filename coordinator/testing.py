@@ -1,0 +1,248 @@
+"""Helpers for tests and benchmarks: signing miner requests, a fixed PNG, and a protocol-true
+miner that answers instantly (`InstantMiner`). Not used by the daemon itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from substrateinterface import Keypair
+
+from chain.taskproto import device_hash, request_message, result_hash
+
+MAX_CONNECTIONS = 16  # per instant miner: one poll plus uploads in flight
+DEVICE_INFO = {"device": "instant-test", "driver": "none", "torch": "none", "dtype": "none"}
+
+
+def make_png(width: int = 64, height: int = 64, seed: int = 0) -> bytes:
+    """A deterministic PNG: a horizontal gradient, rising for even seeds, falling for odd."""
+    from PIL import Image
+
+    img = Image.new("RGB", (width, height))
+    px = img.load()
+    assert px is not None
+    for y in range(height):
+        for x in range(width):
+            v = x * 255 // max(width - 1, 1)
+            v = v if seed % 2 == 0 else 255 - v
+            px[x, y] = (v, (v + seed * 37) % 256, 255 - v)
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def signed_headers(
+    keypair: Keypair,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    timestamp_ms: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    n = os.urandom(16).hex() if nonce is None else nonce
+    sig = keypair.sign(request_message(method, path, body, ts, n))
+    return {
+        "X-Cuckoo-Operator": keypair.ss58_address,
+        "X-Cuckoo-Timestamp": str(ts),
+        "X-Cuckoo-Nonce": n,
+        "X-Cuckoo-Signature": "0x" + bytes(sig).hex(),
+    }
+
+
+@dataclasses.dataclass
+class Held:
+    task_id: str
+    spec: dict[str, Any]
+    received_at: float  # time.time()
+
+
+class InstantMiner:
+    """Long-polls a coordinator with real signed requests and uploads a fixed PNG at once.
+    `on_result(task_id_hex, result_hash, device_hash)` lets the caller commit it on chain."""
+
+    def __init__(
+        self,
+        base_url: str,
+        operator: Keypair,
+        *,
+        png: bytes | None = None,
+        max_tasks: int = 8,
+        wait_s: float = 5.0,
+        on_result: Callable[[str, bytes, bytes], None] | None = None,
+        device_info: dict[str, str] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.operator = operator
+        self.png = png or make_png()
+        self.max_tasks = max_tasks
+        self.wait_s = wait_s
+        self.on_result = on_result
+        self.device_info = device_info or DEVICE_INFO
+        self.received: list[Held] = []
+        self.uploaded = 0
+        self.errors: list[str] = []
+
+    async def post(
+        self, session: aiohttp.ClientSession, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        h = signed_headers(self.operator, "POST", path, body) | headers
+        async with session.post(self.base_url + path, data=body, headers=h) as resp:
+            return resp.status, await resp.read()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        rh = result_hash(self.png)
+        dh = device_hash(self.device_info)
+        timeout = aiohttp.ClientTimeout(total=self.wait_s + 30)
+        uploads: set[asyncio.Task[None]] = set()
+        connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            while not stop.is_set():
+                body = json.dumps({"max_tasks": self.max_tasks, "wait_s": self.wait_s}).encode()
+                try:
+                    status, data = await self.post(
+                        session, "/v1/miner/poll", body, {"Content-Type": "application/json"}
+                    )
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    self.errors.append(f"poll: {exc}")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.5)
+                    continue
+                now = time.time()
+                if status == 204:
+                    continue
+                if status != 200:
+                    self.errors.append(f"poll: HTTP {status} {data[:200]!r}")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.5)
+                    continue
+                tasks = json.loads(data)["tasks"]
+                for t in tasks:
+                    self.received.append(Held(t["task_id"], t["spec"], now))
+                    # answer at once, and keep polling meanwhile (a real miner's queue)
+                    up = asyncio.create_task(self._upload(session, t["task_id"], rh, dh))
+                    uploads.add(up)
+                    up.add_done_callback(uploads.discard)
+            if uploads:
+                await asyncio.gather(*uploads, return_exceptions=True)
+
+    async def _upload(
+        self, session: aiohttp.ClientSession, task_id: str, rh: bytes, dh: bytes
+    ) -> None:
+        headers = {
+            "Content-Type": "image/png",
+            "X-Cuckoo-Result-Hash": "0x" + rh.hex(),
+            "X-Cuckoo-Device": "0x" + dh.hex(),
+            "X-Cuckoo-Device-Info": json.dumps(self.device_info),
+        }
+        try:
+            status, data = await self.post(
+                session, f"/v1/miner/results/{task_id}", self.png, headers
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.errors.append(f"upload: {exc}")
+            return
+        if status != 200:
+            self.errors.append(f"upload: HTTP {status} {data[:200]!r}")
+            return
+        self.uploaded += 1
+        if self.on_result is not None:
+            self.on_result(task_id, rh, dh)
+
+
+class ResultSubmitter:
+    """A thread that commits miners' results on chain (`Tasks.submit_results`), one batch per
+    miner per block, for each task as soon as its commitment is on chain (as a real miner must).
+    `operators`: the miners it signs for; `add(..., operator=k)` names one (default: the first)."""
+
+    def __init__(
+        self,
+        url: str,
+        operator: Keypair,
+        period_s: float = 0.25,
+        *,
+        more: list[Keypair] | None = None,
+    ) -> None:
+        import threading
+
+        self.url = url
+        self.operator = operator
+        self.operators = [operator, *(more or [])]
+        self.period_s = period_s
+        self._pending: dict[bytes, tuple[bytes, bytes, int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.submitted = 0
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="result-submitter", daemon=True)
+
+    def add(self, task_id_hex: str, rh: bytes, dh: bytes, operator: Keypair | None = None) -> None:
+        index = 0 if operator is None else self.operators.index(operator)
+        with self._lock:
+            self._pending[bytes.fromhex(task_id_hex[2:])] = (rh, dh, index)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        from coordinator.chain import ChainClient, encode_results_batch
+
+        client = ChainClient(self.url)
+        nonces: dict[int, int] = {}
+        last_head = -1
+        while not self._stop.is_set():
+            try:
+                number, block_hash = client.head()
+                if number == last_head:
+                    self._stop.wait(self.period_s / 2)
+                    continue
+                last_head = number
+                with self._lock:
+                    ids = list(self._pending)
+                if not ids:
+                    self._stop.wait(self.period_s)
+                    continue
+                states = client.tasks(ids, block_hash)
+                ready = [
+                    t
+                    for t, ct in states.items()
+                    if ct is not None and ct.status == "Committed" and ct.deadline >= number + 1
+                ]
+                gone = [t for t, ct in states.items() if ct is not None and t not in ready]
+                by_miner: dict[int, list[tuple[bytes, bytes, bytes]]] = {}
+                with self._lock:
+                    for t in ready:
+                        rh, dh, idx = self._pending.pop(t)
+                        by_miner.setdefault(idx, []).append((t, rh, dh))
+                    for t in gone:
+                        self._pending.pop(t, None)
+                for idx, batch in by_miner.items():
+                    op = self.operators[idx]
+                    for i in range(0, len(batch), 256):
+                        chunk = batch[i : i + 256]
+                        if idx not in nonces:
+                            nonces[idx] = client.next_index(bytes(op.public_key))
+                        encoded = encode_results_batch(chunk)
+                        data = client.sign_batch(op, "submit_results", encoded, nonces[idx])
+                        client.submit(data)
+                        nonces[idx] += 1
+                        self.submitted += len(chunk)
+            except Exception as exc:  # keep going; a test reads `errors`
+                self.errors.append(repr(exc))
+                nonces.clear()
+                client.reset()
+                self._stop.wait(0.5)
+        client.reset()

@@ -1,0 +1,1 @@
+"""`cuckoo-devnet`: the whole network on one machine (see cli.py)."""

@@ -1,0 +1,213 @@
+"""A coordinator without a node: the real engine, store and HTTP app, with `FakeChain` playing
+the chain service (instant blocks; commits, miners' results and settlements land at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from substrateinterface import Keypair
+
+from coordinator.api import ApiConfig, ApiContext, Health, build_app
+from coordinator.auth import MinerAuth, MinerRecord
+from coordinator.engine import Engine, EngineConfig
+from coordinator.metrics import Metrics
+from coordinator.model import ChainTask
+from coordinator.store import Store
+
+COORDINATOR = b"\xc0" * 32
+MODELS = ("tiny", "sd-turbo")
+
+
+def miner_keys(n: int) -> list[Keypair]:
+    return [Keypair.create_from_uri(f"//TestMinerOp{i}") for i in range(n)]
+
+
+def records(
+    keys: list[Keypair], weights: list[int] | None = None, statuses: list[str] | None = None
+) -> list[MinerRecord]:
+    out = []
+    for i, k in enumerate(keys):
+        out.append(
+            MinerRecord(
+                staker=bytes([i + 1]) * 32,
+                operator=bytes(k.public_key),
+                status=(statuses or ["Active"] * len(keys))[i],
+                own_stake=(weights or [10**22] * len(keys))[i],
+                votes=0,
+                name=f"m{i}",
+                gpu_model="test",
+            )
+        )
+    return out
+
+
+class FakeChain:
+    """Plays ChainService for an engine: one `block()` is one head."""
+
+    def __init__(self, engine: Engine, head: int = 100) -> None:
+        self.engine = engine
+        self.head = head
+        self.tasks: dict[bytes, ChainTask] = {}
+        self.reports: list[tuple[bytes, list[bytes]]] = []
+        self.settled: list[tuple[bytes, bool]] = []
+        self.is_registered = True
+        self.pending_results: dict[bytes, tuple[bytes, bytes]] = {}
+        self.commit_blocks = 0
+
+    def submit_result(self, task_id_hex: str, rh: bytes, dh: bytes) -> None:
+        """What a miner's Tasks.submit_results does, once the task is committed (like a real
+        miner, which waits for the commitment)."""
+        self.pending_results[bytes.fromhex(task_id_hex[2:])] = (rh, dh)
+        self._apply_results()
+
+    def _apply_results(self) -> None:
+        for tid, (rh, dh) in list(self.pending_results.items()):
+            t = self.tasks.get(tid)
+            if t is None:
+                continue
+            del self.pending_results[tid]
+            if t.status != "Committed" or self.head > t.deadline:
+                continue
+            self.tasks[tid] = dataclasses.replace(
+                t, status="Submitted", result_hash=rh, device_hash=dh, submitted_at=self.head
+            )
+
+    def _final(self, tid: bytes, status: str) -> None:
+        self.tasks[tid] = dataclasses.replace(self.tasks[tid], status=status, settled_at=self.head)
+
+    def block(self) -> None:
+        self.head += 1
+        for tid, t in list(self.tasks.items()):
+            if t.status in ("Committed", "Submitted") and t.deadline < self.head:
+                self._final(tid, "Accepted" if t.status == "Submitted" else "Missed")
+        e = self.engine
+        for tid in e.watch_ids():
+            e.on_chain_task(tid, self.tasks.get(tid))
+        e.set_head(self.head)
+        e.expire(self.head)
+        if not self.is_registered:
+            return
+        commits = e.take_commits(self.head, 1024)
+        for c in commits:
+            self.tasks[c.task_id] = ChainTask(
+                COORDINATOR,
+                c.miner,
+                c.spec_hash,
+                c.deadline,
+                c.audit_of,
+                self.head,
+                "Committed",
+                None,
+                None,
+                None,
+                None,
+            )
+        if commits:
+            self.commit_blocks += 1
+            e.commits_confirmed(commits, self.head)
+        self._apply_results()
+        for tid, accept in e.take_settlements(self.head, 1024):
+            if self.tasks[tid].status == "Submitted":
+                self._final(tid, "Accepted" if accept else "Rejected")
+                self.settled.append((tid, accept))
+        for tid, witnesses in e.take_reports():
+            self.reports.append((tid, witnesses))
+            if self.tasks[tid].status == "Submitted":
+                self._final(tid, "Rejected")
+            e.report_done(tid, ok=True)
+        e.dispatch_waiting()
+        e.sync()
+
+    async def run(self, stop: asyncio.Event, block_s: float = 0.02) -> None:
+        while not stop.is_set():
+            self.block()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), block_s)
+
+
+@dataclasses.dataclass
+class Harness:
+    engine: Engine
+    store: Store
+    chain: FakeChain
+    metrics: Metrics
+    url: str
+    keys: list[Keypair]
+    stop: asyncio.Event
+
+
+@contextlib.asynccontextmanager
+async def running(
+    data_dir: Path,
+    *,
+    n_miners: int = 3,
+    weights: list[int] | None = None,
+    statuses: list[str] | None = None,
+    audit_rate: float = 0.0,
+    api_keys: frozenset[str] = frozenset(),
+    request_timeout_s: float = 10.0,
+    rng_seed: int = 7,
+    block_s: float = 0.02,
+    run_chain: bool = True,
+    engine_kwargs: dict[str, Any] | None = None,
+    task_timeout_blocks: int = 250,  # 5 s of 20 ms fake blocks
+) -> AsyncIterator[Harness]:
+    store = Store(data_dir)
+    store.open()
+    metrics = Metrics()
+    engine = Engine(
+        EngineConfig(
+            coordinator=COORDINATOR,
+            audit_rate=audit_rate,
+            task_timeout_blocks=task_timeout_blocks,
+            miner_live_s=30.0,
+            **(engine_kwargs or {}),
+        ),
+        store,
+        rng=random.Random(rng_seed),
+        on_dispatch=metrics.observe_dispatch,
+    )
+    engine.load()
+    keys = miner_keys(n_miners)
+    engine.set_registry(records(keys, weights, statuses))
+    engine.restore_miner_queues()
+    chain = FakeChain(engine)
+    metrics.attach(engine, lambda: None)
+
+    def health() -> Health:
+        return Health(True, {"status": "ok", "ready": True, "chain": {}, "registered": True})
+
+    ctx = ApiContext(
+        ApiConfig(MODELS, request_timeout_s, api_keys),
+        engine,
+        MinerAuth(engine, lambda: int(time.time() * 1000)),
+        metrics,
+        health,
+    )
+    runner = web.AppRunner(build_app(ctx), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    addr = runner.addresses[0]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(engine.run(stop, tick_s=0.05))]
+    if run_chain:
+        tasks.append(asyncio.create_task(chain.run(stop, block_s)))
+    else:
+        chain.block()
+    try:
+        yield Harness(engine, store, chain, metrics, f"http://{addr[0]}:{addr[1]}", keys, stop)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()
+        engine.sync()
+        store.close()
