@@ -387,7 +387,16 @@ async def miner_poll(request: web.Request) -> web.StreamResponse:
     ):
         return _bad(f"wait_s must be a number 0..{MAX_WAIT_S:g}")
     engine = request.app[CTX].engine
-    tasks = await engine.poll(record, max_tasks, float(wait_s))
+    transport = request.transport
+
+    def is_gone() -> bool:
+        return transport is None or transport.is_closing()
+
+    tasks = await engine.poll(record, max_tasks, float(wait_s), is_gone)
+    if tasks and is_gone():  # taken as the miner left: hand them to someone else
+        for a in tasks:
+            await engine.release(record, a.task_id)
+        return web.Response(status=204)
     if not tasks:
         return web.Response(status=204)
     return json_response({"tasks": [_task_json(engine, a) for a in tasks]})

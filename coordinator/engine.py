@@ -58,6 +58,9 @@ INLINE_CHECK_BYTES = 256 * 1024  # smaller PNGs are checked on the event loop
 CLOSED_CACHE = 10_000  # finished jobs kept in memory for GET /v1/tasks (older ones: from disk)
 
 
+POLL_CHECK_S = 1.0  # a waiting long-poll checks this often whether its miner left
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class EngineConfig:
     coordinator: bytes  # our staker account (as Tasks records it)
@@ -410,8 +413,16 @@ class Engine:
             self._by_operator[record.operator] = record.staker
         return state
 
-    async def poll(self, record: MinerRecord, max_tasks: int, wait_s: float) -> list[Attempt]:
-        """Long-poll: the miner's next tasks, or [] after `wait_s`."""
+    async def poll(
+        self,
+        record: MinerRecord,
+        max_tasks: int,
+        wait_s: float,
+        is_gone: Callable[[], bool] | None = None,
+    ) -> list[Attempt]:
+        """Long-poll: the miner's next tasks, or [] after `wait_s` or once `is_gone()` says the
+        miner's connection closed (aiohttp does not cancel a handler whose client left; a poll
+        that outlived its client would take tasks nobody receives)."""
         m = self.miner_state(record)
         m.polling += 1
         m.last_poll, m.last_poll_ms = self.mono(), self.wall_ms()
@@ -419,6 +430,8 @@ class Engine:
             self.dispatch_waiting()
             until = self.mono() + wait_s
             while True:
+                if is_gone is not None and is_gone():
+                    return []
                 got = self._take_queue(m, max_tasks)
                 if got:
                     return got
@@ -427,7 +440,7 @@ class Engine:
                     return []
                 m.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(remaining):
+                    async with asyncio.timeout(min(remaining, POLL_CHECK_S)):
                         await m.wakeup.wait()
         finally:
             m.polling -= 1

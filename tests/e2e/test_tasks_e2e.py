@@ -6,7 +6,7 @@
     its voter after the deferral window; the honest miners are never reported;
 (c) a miner that goes silent (SIGSTOP) has its tasks reassigned and completed by another;
 (d) a coordinator restart (SIGTERM, start again on the same data dir) loses no accepted task;
-and a coordinator bug the miner works around (an abandoned long-poll swallows tasks; xfail).
+and an abandoned long-poll must not swallow tasks (the coordinator notices its miner left).
 
 Actors: coordinator //Charlie (2,000,000 CAI, operator //Charlie//operator), miners //Dave,
 //Eve (and //Bob as the tie-breaker in (b)), each bonding 25,000 CAI with operator
@@ -281,13 +281,6 @@ def abandon_long_poll(url: str, operator: Keypair, hold_s: float = 1.0) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: coordinator/engine.py Engine.poll (from coordinator/api.py miner_poll) keeps "
-    "a long-poll waiting after its client disconnected (aiohttp does not cancel the handler) and "
-    "hands it the miner's next tasks (DELIVERED into a closed connection): they are stuck until "
-    "their deadline, then missed and reassigned",
-)
 def test_abandoned_long_poll_does_not_swallow_tasks(net_factory: Callable[[], Net]) -> None:
     net = net_factory()
     net.register(["Dave"])
