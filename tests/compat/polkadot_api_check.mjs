@@ -9,70 +9,9 @@
 import { ApiPromise, WsProvider } from '@polkadot/api';
 import { Keyring } from '@polkadot/keyring';
 import { blake2AsHex, cryptoWaitReady } from '@polkadot/util-crypto';
+import { check, expect, finish, json, sendUntilFinalized } from './harness.mjs';
 
 const url = process.argv[2] || 'ws://127.0.0.1:9944';
-const CHECK_TIMEOUT_MS = 60_000;
-const results = { passed: 0, failed: 0 };
-
-class CheckFailed extends Error {}
-const expect = (ok, what) => { if (!ok) throw new CheckFailed(what); };
-const json = (x) => JSON.stringify(x, (_, v) => (typeof v === 'bigint' ? `${v}` : v));
-
-async function check (name, body) {
-  const t0 = performance.now();
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new CheckFailed(`timed out after ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
-  });
-  try {
-    const value = await Promise.race([body(), timeout]);
-    results.passed += 1;
-    console.log(`PASS ${name} [${Math.round(performance.now() - t0)} ms] ${(json(value) ?? '').slice(0, 200)}`);
-    return value;
-  } catch (err) {
-    results.failed += 1;
-    console.log(`FAIL ${name}: ${err instanceof CheckFailed ? err.message : (err?.stack ?? err)}`);
-    return undefined;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function finish (api) {
-  console.log(`${results.passed} passed, ${results.failed} failed`);
-  const done = () => process.exit(results.failed ? 1 : 0);
-  (api ? api.disconnect().catch(() => {}) : Promise.resolve()).then(done, done);
-}
-
-// Sign, send, and follow the transaction to Finalized; resolves with what a wallet shows.
-function sendUntilFinalized (api, tx, signer, options = {}) {
-  return new Promise((resolve, reject) => {
-    const seen = [];
-    let unsub = () => {};
-    tx.signAndSend(signer, options, ({ status, events, dispatchError }) => {
-      seen.push(status.type);
-      if (status.isInvalid || status.isDropped || status.isUsurped) {
-        unsub();
-        reject(new CheckFailed(`status ${status.type}`));
-      } else if (status.isFinalized) {
-        unsub();
-        let error = null;
-        if (dispatchError) {
-          error = dispatchError.isModule
-            ? (({ section, name }) => `${section}.${name}`)(api.registry.findMetaError(dispatchError.asModule))
-            : dispatchError.type;
-        }
-        resolve({
-          statuses: seen,
-          block: status.asFinalized.toHex(),
-          events: events.map(({ event }) => `${event.section}.${event.method}`),
-          error
-        });
-      }
-    }).then((u) => { unsub = u; }, reject);
-  });
-}
-
 async function freeOf (api, address, at) {
   const src = at ? await api.at(at) : api;
   return (await src.query.system.account(address)).data.free.toBigInt();
@@ -143,7 +82,7 @@ await check('transferKeepAlive signAndSend to Finalized', async () => {
   // skip InBlock while it still fetches that block's events
   expect(r.statuses[0] === 'Ready' && r.statuses.at(-1) === 'Finalized', r.statuses.join(','));
   const want = ['balances.Withdraw', 'balances.Transfer', 'transactionPayment.TransactionFeePaid', 'system.ExtrinsicSuccess'];
-  expect(json(r.events) === json(want), `events ${r.events}`);
+  expect(json(r.names) === json(want), `events ${r.names}`);
   const after = await freeOf(api, ferdie.address, r.block);
   expect(after - before === 5n * unit, `ferdie got ${after - before}`);
   return r;
@@ -152,7 +91,7 @@ await check('transferKeepAlive signAndSend to Finalized', async () => {
 await check('overdrawn transfer: named dispatch error', async () => {
   const r = await sendUntilFinalized(api, api.tx.balances.transferKeepAlive(ferdie.address, 10n ** 36n), charlie);
   expect(r.error === 'balances.InsufficientBalance', `error ${r.error}`);
-  expect(r.events.at(-1) === 'system.ExtrinsicFailed', r.events.join(','));
+  expect(r.names.at(-1) === 'system.ExtrinsicFailed', r.names.join(','));
   return r.error;
 });
 
@@ -161,7 +100,7 @@ await check('remark with a payload over 256 bytes (hashed signing payload)', asy
   const tx = api.tx.system.remarkWithEvent(remark);
   const r = await sendUntilFinalized(api, tx, charlie);
   expect(r.error === null, r.error);
-  expect(r.events.includes('system.Remarked'), r.events.join(','));
+  expect(r.names.includes('system.Remarked'), r.names.join(','));
   const at = await api.at(r.block);
   const remarked = (await at.query.system.events()).find(({ event }) => event.method === 'Remarked');
   expect(remarked.event.data[1].toHex() === blake2AsHex(remark), 'Remarked hash is not blake2(remark)');
@@ -179,7 +118,7 @@ await check('ed25519 and ecdsa signers', async () => {
     const r = await sendUntilFinalized(api, api.tx.balances.transferKeepAlive(ferdie.address, 2n * unit), pair);
     expect(r.error === null, `${pair.type}: ${r.error}`);
     expect(await freeOf(api, ferdie.address, r.block) - before === 2n * unit, `${pair.type}: amount`);
-    out[pair.type] = r.events.length;
+    out[pair.type] = r.names.length;
   }
   return out;
 });

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -350,3 +351,50 @@ def node_factory(tmp_path: Path) -> Iterator[Any]:
     yield make
     for node in started:
         node.stop()
+
+
+# ---- @polkadot/api (Node.js) for the compatibility scripts in tests/compat --------------------
+
+COMPAT_DIR = Path(__file__).resolve().parents[1] / "compat"
+POLKADOT_PINNED = {
+    "@polkadot/api": "16.5.6",
+    "@polkadot/keyring": "14.0.3",
+    "@polkadot/util-crypto": "14.0.3",
+}
+NPM_TIMEOUT_S = 240
+
+
+def _installed_version(package: str) -> str | None:
+    manifest = COMPAT_DIR / "node_modules" / package / "package.json"
+    if not manifest.exists():
+        return None
+    match = re.search(r'"version"\s*:\s*"([^"]+)"', manifest.read_text())
+    return match.group(1) if match else None
+
+
+@pytest.fixture(scope="session")
+def node_bin() -> str:
+    """Node.js with the pinned @polkadot packages installed in tests/compat (`npm ci` when they
+    are missing); skips with the reason only when node/npm are absent or the install fails."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("Node.js and npm are needed for the @polkadot/api checks (not on PATH)")
+    if any(_installed_version(p) != v for p, v in POLKADOT_PINNED.items()):
+        try:
+            out = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--prefix", str(COMPAT_DIR)],
+                capture_output=True,
+                text=True,
+                timeout=NPM_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.skip(f"`npm ci` in {COMPAT_DIR} took longer than {NPM_TIMEOUT_S} s")
+        if out.returncode != 0:
+            pytest.skip(
+                f"`npm ci` in {COMPAT_DIR} failed (status {out.returncode}; no network?):\n"
+                + (out.stderr or out.stdout)[-2000:]
+            )
+    for package, version in POLKADOT_PINNED.items():
+        assert _installed_version(package) == version, f"{package} is not {version} in node_modules"
+    return node

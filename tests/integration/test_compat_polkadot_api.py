@@ -9,7 +9,6 @@ skipped with the reason (CI has both).
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,49 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420
 
 COMPAT = Path(__file__).resolve().parents[1] / "compat"
 SCRIPT = COMPAT / "polkadot_api_check.mjs"
-PINNED = {
-    "@polkadot/api": "16.5.6",
-    "@polkadot/keyring": "14.0.3",
-    "@polkadot/util-crypto": "14.0.3",
-}
-NPM_TIMEOUT_S = 240
 SCRIPT_TIMEOUT_S = 150
-
-
-def _installed_version(package: str) -> str | None:
-    manifest = COMPAT / "node_modules" / package / "package.json"
-    if not manifest.exists():
-        return None
-    match = re.search(r'"version"\s*:\s*"([^"]+)"', manifest.read_text())
-    return match.group(1) if match else None
-
-
-@pytest.fixture(scope="module")
-def node_bin() -> str:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("Node.js and npm are needed for the @polkadot/api check (not on PATH)")
-    if any(_installed_version(p) != v for p, v in PINNED.items()):
-        try:
-            out = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund", "--prefix", str(COMPAT)],
-                capture_output=True,
-                text=True,
-                timeout=NPM_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            pytest.skip(
-                f"`npm ci` in {COMPAT} took longer than {NPM_TIMEOUT_S} s (registry unreachable?)"
-            )
-        if out.returncode != 0:
-            pytest.skip(
-                f"`npm ci` in {COMPAT} failed (status {out.returncode}; no network?):\n"
-                + (out.stderr or out.stdout)[-2000:]
-            )
-    for package, version in PINNED.items():
-        assert _installed_version(package) == version, f"{package} is not {version} in node_modules"
-    return node
 
 
 def test_polkadot_api_scenario(node_bin: str, dev_node: NodeProcess) -> None:

@@ -63,8 +63,9 @@ class Run:
 
 
 def _start(base: Path, stream: Path) -> tuple[Run, threading.Thread]:
-    argv = cuckoo_node("import-blocks", "--base-path", base, "--chain", "dev",
-                       "--progress-every", "1", stream)
+    argv = cuckoo_node(
+        "import-blocks", "--base-path", base, "--chain", "dev", "--progress-every", "1", stream
+    )
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run = Run(proc, time.monotonic())
     reader = threading.Thread(target=run.read, daemon=True)
@@ -73,8 +74,13 @@ def _start(base: Path, stream: Path) -> tuple[Run, threading.Thread]:
 
 
 def _check_db(base: Path) -> tuple[int, bytes, bytes]:
-    res = subprocess.run(cuckoo_node("check-db", "--base-path", base, "--chain", "dev"),
-                         capture_output=True, text=True, timeout=60, check=False)
+    res = subprocess.run(
+        cuckoo_node("check-db", "--base-path", base, "--chain", "dev"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert res.returncode == 0, f"check-db failed after a kill: {res.stderr.strip()}"
     m = CHECK_RE.match(res.stdout.strip())
     assert m is not None, res.stdout
@@ -166,7 +172,9 @@ def test_kill_9_during_import_never_leaves_a_half_written_block(tmp_path: Path) 
     number, best, _root = _check_db(base)
     assert (number, best) == (N_BLOCKS, head)
     _assert_whole(base, number, best, blocks)
-    print(f"\n{KILLS} kills: {mid_import} mid-import, {in_startup} during start-up, {after_end} "
-          f"after the end; {advanced} advanced the chain (best #{best_number} before the final "
-          f"import); {time.monotonic() - t_begin:.1f} s")
+    print(
+        f"\n{KILLS} kills: {mid_import} mid-import, {in_startup} during start-up, {after_end} "
+        f"after the end; {advanced} advanced the chain (best #{best_number} before the final "
+        f"import); {time.monotonic() - t_begin:.1f} s"
+    )
     assert mid_import >= KILLS // 4, "too few kills landed mid-import to test anything"
