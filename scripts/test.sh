@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: install everything (Python and the npm client used by the compatibility
-# tests), lint, type-check and run the test suite (everything but e2e and gpu tests).
+# tests), lint, type-check and run the test suite (everything but GPU-only tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
