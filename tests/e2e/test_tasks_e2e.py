@@ -114,11 +114,26 @@ def test_app_request_returns_images_with_receipts_on_chain(net_factory: Callable
 # ---- (b) -----------------------------------------------------------------------------------------
 
 
+ENGINES = {
+    # engine: (the honest miners' --solver, the cheater's --solver, its environment)
+    "pattern": ("pattern", "tests.miner.cheating:CheatingSolver", {}),
+    "diffusers": (
+        "diffusers",
+        "tests.miner.cheating:CheatingDiffusersSolver",
+        {"CUCKOO_MINER_MODEL": "tiny", "CUCKOO_MINER_DEVICE": "cpu"},
+    ),
+}
+
+
 @pytest.mark.e2e
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_cheating_miner_is_reported_and_slashed_with_its_voter(
-    net_factory: Callable[[], Net],
+    net_factory: Callable[[], Net], engine: str
 ) -> None:
+    if engine == "diffusers":
+        pytest.importorskip("diffusers", reason="the miner engine needs `pip install -e .[miner]`")
+    honest, cheater, cheater_env = ENGINES[engine]
     net = net_factory()
     net.register(["Dave", "Eve", "Bob"], votes=[("Ferdie", "Dave", FERDIE_VOTE)])
     kit = net.kit
@@ -128,11 +143,10 @@ def test_cheating_miner_is_reported_and_slashed_with_its_voter(
     before = {kp.ss58_address: kit.q("Staking", "Ledger", kp.ss58_address) for kp in watched}
     net.start_coordinator(audit_rate=1.0, task_timeout_blocks=40)
     # Dave alters every image it returns; Eve and Bob are honest (and break the tie)
-    net.start_miner(
-        "Dave", solver="tests.miner.cheating:CheatingSolver", env={"CUCKOO_TEST_CHEAT": "1"}
-    )
-    net.start_miner("Eve")
-    net.start_miner("Bob")
+    cheater_env = {**cheater_env, "CUCKOO_MINER_DATA": str(net.tmp / "miner-Dave")}
+    net.start_miner("Dave", solver=cheater, env={"CUCKOO_TEST_CHEAT": "1", **cheater_env})
+    net.start_miner("Eve", solver=honest)
+    net.start_miner("Bob", solver=honest)
     net.wait_miners_live(3)
 
     def reports() -> list[tuple[int, Any]]:

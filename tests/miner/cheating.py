@@ -40,3 +40,34 @@ class CheatingSolver(PatternSolver):
         width, height, rows = decode_rgb_png(png)
         rows[0][0] ^= 0xFF  # one altered pixel: a different hash, perceptually the same image
         return encode_png(width, height, [bytes(r) for r in rows])
+
+
+class CheatingDiffusersSolver:
+    """The diffusers engine, wrapped to alter its images (`--solver
+    tests.miner.cheating:CheatingDiffusersSolver`; settings from CUCKOO_MINER_MODEL,
+    CUCKOO_MINER_DEVICE, CUCKOO_MINER_DATA). Its fingerprint is the engine's own, so honest miners
+    on the same device class expect the same bytes. Cheats only with CUCKOO_TEST_CHEAT=1."""
+
+    def __init__(self) -> None:
+        from miner.engine.diffusers_solver import DiffusersSolver
+
+        self._engine = DiffusersSolver()
+
+    def fingerprint(self) -> dict[str, str]:
+        return self._engine.fingerprint()
+
+    def solve(self, spec: dict[str, Any]) -> bytes:
+        png = self._engine.solve(spec)
+        if os.environ.get("CUCKOO_TEST_CHEAT") != "1":
+            return png
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(png)) as im:
+            im = im.convert("RGB")
+            r, g, b = im.getpixel((0, 0))  # type: ignore[misc]
+            im.putpixel((0, 0), ((r + 128) % 256, g, b))
+            out = io.BytesIO()
+            im.save(out, format="PNG", compress_level=1)
+        return out.getvalue()
