@@ -480,6 +480,9 @@ def test_root_reports_an_offence_and_the_slash_is_deferred(chain: Chain, story: 
             "kind": "InvalidResult",
             "offence_id": reported["offence_id"],
             "fraction": SLASH,
+            # the votes standing on the offender when it was reported: they pay their share even
+            # if they are withdrawn inside the deferral window
+            "exposure": [(voter.ss58_address, VOTE)],
         }
     ]
     # the same offence cannot be reported twice
