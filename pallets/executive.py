@@ -19,7 +19,7 @@ from typing import Any
 from chain import ChainError
 from chain.codec import CodecError, Decoder, encode_compact, encode_u32
 from chain.crypto import verify_signature
-from chain.frame.common import AccountId, DispatchInfo, Weight
+from chain.frame.common import DispatchInfo, Weight
 from chain.frame.pallet import Ctx, DispatchError, Origin
 from chain.frame.runtime import DecodedCall, Runtime
 from chain.frame.types import U128
@@ -31,7 +31,6 @@ from pallets.system import pallet as system
 from pallets.transaction_payment import pallet as transaction_payment
 
 MAX_FUTURE_NONCE_GAP = 256  # a nonce further ahead than this is refused, not queued
-TRANSACTION_LONGEVITY = 2**64 - 1
 
 
 class InvalidTransaction(ChainError):
@@ -563,7 +562,3 @@ def encode_runtime_version(executive: Executive) -> bytes:
         + encode_u32(v.transaction_version)
         + bytes((v.state_version,))
     )
-
-
-def account_id(who: bytes) -> AccountId:
-    return AccountId(who)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import NewType
 
-from chain.codec import U32_MAX, U64_MAX
+from chain.codec import U64_MAX
 from chain.frame.types import (
     U8,
     U32,
@@ -216,7 +216,4 @@ DIGEST_ITEM = Enum(
     ],
 )
 
-RUNTIME_VERSION_APIS_MAX = 64
 SLOT = NewTypeDesc("sp_consensus_slots::Slot", U64, "u64", "Slot")
-
-MAX_U32 = U32_MAX

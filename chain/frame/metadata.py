@@ -20,6 +20,7 @@ from chain.frame.types import (
     U8,
     U32,
     U128,
+    Bytes,
     Compact,
     Enum,
     JSONDict,
@@ -112,13 +113,7 @@ class _RuntimeMarker(ScaleType):
         return _info({"composite": {"fields": []}}, path=self.path)
 
 
-def _bytes_type() -> ScaleType:
-    from chain.frame.types import Bytes
-
-    return Bytes()
-
-
-_BYTES = _bytes_type()
+_BYTES = Bytes()
 
 
 def _storage_entry(reg: TypeRegistry, item: Any) -> JSONDict:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from chain import ChainError
-from chain.codec import CodecError, Decoder
+from chain.codec import Decoder
 from chain.frame.common import DISPATCH_ERROR, AccountId, Weight
 from chain.frame.types import Field, ScaleType, fields_of
 from chain.hashing import HASHERS, storage_prefix, twox128
@@ -482,13 +482,3 @@ class StorageDoubleMap(_MapBase, Generic[K, K2, V]):
             k1, pos = self._decode_key_part(raw_key, n, 0)
             k2, _ = self._decode_key_part(raw_key, pos, 1)
             yield k1, k2, self.value_ty.decode_all(raw_value)
-
-
-def decode_call_args(call: CallDef, data: bytes, pos: int) -> dict[str, Any]:
-    d = Decoder(data, pos)
-    try:
-        args = call.decode_args(d)
-        d.finish()
-    except CodecError as exc:
-        raise CodecError(f"{call.pallet.name}.{call.name}: {exc}") from exc
-    return args

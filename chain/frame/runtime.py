@@ -8,8 +8,8 @@ from typing import Any
 
 from chain import ChainError
 from chain.codec import CodecError, Decoder
-from chain.frame.common import AccountId, Weight
-from chain.frame.pallet import CallDef, Ctx, DispatchError, EventDef, PalletSpec, pascal
+from chain.frame.common import Weight
+from chain.frame.pallet import CallDef, Ctx, EventDef, PalletSpec, pascal
 from chain.frame.types import (
     Enum,
     JSONDict,
@@ -19,7 +19,6 @@ from chain.frame.types import (
     VariantDef,
     _info,
     field_info,
-    unnamed,
 )
 from chain.hashing import blake2_64
 
@@ -247,20 +246,3 @@ class Runtime:
 
             self._metadata = build_metadata(self)
         return self._metadata
-
-    def account_of(self, who: bytes) -> AccountId:
-        if len(who) != 32:
-            raise ChainError("account ids are 32 bytes")
-        return AccountId(who)
-
-
-__all__ = [
-    "DecodedCall",
-    "DispatchError",
-    "Runtime",
-    "RuntimeCallType",
-    "RuntimeEventType",
-    "RuntimeVersion",
-    "error_enum",
-    "unnamed",
-]

@@ -22,7 +22,6 @@ from chain.frame.common import ACCOUNT_ID, BALANCE, PERBILL, PERBILL_ONE, Weight
 from chain.frame.pallet import (
     Ctx,
     PalletSpec,
-    ReadState,
     StorageDoubleMap,
     StorageMap,
     StorageValue,
@@ -319,7 +318,3 @@ def _finish(ctx: Ctx, era: int) -> None:
     Minted.remove(ctx.state, era)
     EraTotals.remove(ctx.state, era)
     ctx.emit(EraPaid(era, minted))
-
-
-def pending_work(state: ReadState, era: int) -> EraTotal:
-    return EraTotals.get(state, era) or EraTotal()

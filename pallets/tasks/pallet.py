@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from chain.codec import encode_u32
 from chain.frame.common import ACCOUNT_ID, BLOCK_NUMBER, H256, AccountId, Weight
 from chain.frame.pallet import (
     Ctx,
@@ -543,12 +542,3 @@ def on_initialize(ctx: Ctx) -> None:
         block += 1
         scanned += 1
     NextDeadline.put(ctx.state, block)
-
-
-def task_id_for(coordinator: bytes, nonce: int) -> bytes:
-    """A convenient task id scheme for coordinators (any unique 32 bytes will do)."""
-    from chain.hashing import blake2_256
-
-    return blake2_256(
-        b"cuckoo/task" + coordinator + encode_u32(nonce & 0xFFFFFFFF) + nonce.to_bytes(16, "little")
-    )

@@ -271,7 +271,11 @@ def test_backoff_grows_caps_and_jitters() -> None:
         assert max(delays) - min(delays) > nominal * 0.3  # jittered
 
 
-def test_upload_retries_transient_failures(operator: Keypair, coordinator: FakeCoordinator) -> None:
+def upload_after_failures(
+    operator: Keypair, coordinator: FakeCoordinator, *, fail: str, times: int, attempts: int
+) -> None:
+    """Poll one task, make the coordinator refuse the next `times` uploads (`fail` is the fake's
+    counter: `upload_fail_next` answers 503, `forbid_next` 403), then upload."""
     coordinator.add_task()
 
     async def scenario() -> None:
@@ -279,12 +283,16 @@ def test_upload_retries_transient_failures(operator: Keypair, coordinator: FakeC
         try:
             (task,) = await pool.poll(1, 1.0)
             png, extra = solved(task)
-            coordinator.upload_fail_next = 2
-            await pool.upload(task, png, **extra, attempts=5)
+            setattr(coordinator, fail, times)
+            await pool.upload(task, png, **extra, attempts=attempts)
         finally:
             await pool.close()
 
     run(scenario())
+
+
+def test_upload_retries_transient_failures(operator: Keypair, coordinator: FakeCoordinator) -> None:
+    upload_after_failures(operator, coordinator, fail="upload_fail_next", times=2, attempts=5)
     assert coordinator.status_of("/results/") == [503, 503, 200]
 
 
@@ -292,39 +300,15 @@ def test_upload_retries_a_coordinator_that_does_not_know_us_yet(
     operator: Keypair, coordinator: FakeCoordinator
 ) -> None:
     """A restarted coordinator answers 403 until it has read the registry: not final."""
-    coordinator.add_task()
-
-    async def scenario() -> None:
-        pool = CoordinatorPool(operator, [Endpoint(coordinator.url)], backoff=FAST)
-        try:
-            (task,) = await pool.poll(1, 1.0)
-            png, extra = solved(task)
-            coordinator.forbid_next = 2
-            await pool.upload(task, png, **extra, attempts=5)
-        finally:
-            await pool.close()
-
-    run(scenario())
+    upload_after_failures(operator, coordinator, fail="forbid_next", times=2, attempts=5)
     assert coordinator.status_of("/results/") == [403, 403, 200]
 
 
 def test_upload_gives_up_after_its_attempts(
     operator: Keypair, coordinator: FakeCoordinator
 ) -> None:
-    coordinator.add_task()
-
-    async def scenario() -> None:
-        pool = CoordinatorPool(operator, [Endpoint(coordinator.url)], backoff=FAST)
-        try:
-            (task,) = await pool.poll(1, 1.0)
-            png, extra = solved(task)
-            coordinator.upload_fail_next = 10
-            with pytest.raises(CoordinatorError):
-                await pool.upload(task, png, **extra, attempts=3)
-        finally:
-            await pool.close()
-
-    run(scenario())
+    with pytest.raises(CoordinatorError):
+        upload_after_failures(operator, coordinator, fail="upload_fail_next", times=10, attempts=3)
     assert coordinator.status_of("/results/") == [503, 503, 503]
 
 
