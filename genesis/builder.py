@@ -3,6 +3,13 @@
 A spec is either "human" (`genesis.runtimeGenesis` with `parameters` and per-pallet `config`)
 or "raw" (`genesis.raw.top`: the storage key/value pairs). `build-spec --raw` turns the first
 into the second; both give the same genesis hash.
+
+Validators: `config.session.keys` lists `[account, {"aura", "grandpa", "bls", "blsPop"}]` (SS58
+addresses for the sr25519/ed25519 keys, hex for the BLS key and its proof of possession, as
+`scripts/gen_session_keys.py` prints them); it sets the validator set, Aura's authorities and the
+finality set 0. `config.staking.stakers` bonds `[account, amount]` at genesis. A spec without a
+session section may give `config.aura.authorities` instead (Aura authorship, no validator set);
+giving both is an error.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from chain.storage.trie import EMPTY_ROOT, MemoryNodeStore, Trie, ordered_root
 from pallets.aura import pallet as aura
 from pallets.balances import pallet as balances
 from pallets.runtime import RUNTIME_CONFIG_KEY, RuntimeConfig, build_runtime
+from pallets.session import pallet as session
+from pallets.staking import pallet as staking
 from pallets.sudo import pallet as sudo
 
 SPEC_DIR = Path(__file__).resolve().parent
@@ -112,15 +121,60 @@ def genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
             for a, v in cfg.get("balances", {}).get("balances", [])
         ]
         balances.build_genesis(ctx, endowed)
-        aura.build_genesis(
-            ctx, [_account(a, "aura authority") for a in cfg.get("aura", {}).get("authorities", [])]
-        )
+        stakers = [
+            (_account(a, "staking staker"), int(v))
+            for a, v in cfg.get("staking", {}).get("stakers", [])
+        ]
+        staking.build_genesis(ctx, stakers)
+        session_keys = cfg.get("session", {}).get("keys")
+        authorities = cfg.get("aura", {}).get("authorities")
+        if session_keys is not None:
+            if authorities is not None:
+                raise ChainSpecError(
+                    "give either session.keys or aura.authorities, not both (the session keys "
+                    "decide Aura's authorities)"
+                )
+            session.build_genesis(ctx, [_session_entry(e) for e in session_keys])
+        else:
+            aura.build_genesis(ctx, [_account(a, "aura authority") for a in authorities or []])
         key = cfg.get("sudo", {}).get("key")
         if key:
             sudo.Key.put(state, _account(key, "sudo key"))
     except (ValueError, TypeError) as exc:
         raise ChainSpecError(f"invalid genesis config: {exc}") from exc
     return {k: v for k, v in sorted(state.changes().items()) if v is not None}
+
+
+def _hex_bytes(value: Any, length: int, what: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise ChainSpecError(f"{what} must be a 0x-prefixed hex string")
+    try:
+        raw = bytes.fromhex(value[2:])
+    except ValueError as exc:
+        raise ChainSpecError(f"{what} is not valid hex: {exc}") from exc
+    if len(raw) != length:
+        raise ChainSpecError(f"{what} must be {length} bytes, got {len(raw)}")
+    return raw
+
+
+def _session_entry(entry: Any) -> tuple[bytes, session.SessionKeys, bytes]:
+    """`[account, {"aura": ss58, "grandpa": ss58, "bls": "0x..", "blsPop": "0x.."}]`."""
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
+        raise ChainSpecError("session.keys entries are [account, {aura, grandpa, bls, blsPop}]")
+    who = _account(entry[0], "session validator")
+    keys = entry[1]
+    missing = {"aura", "grandpa", "bls", "blsPop"} - set(keys)
+    if missing:
+        raise ChainSpecError(f"session keys of {entry[0]} lack {sorted(missing)}")
+    return (
+        who,
+        session.SessionKeys(
+            aura=_account(keys["aura"], "session aura key"),
+            grandpa=_account(keys["grandpa"], "session grandpa key"),
+            bls=_hex_bytes(keys["bls"], 48, "session bls key"),
+        ),
+        _hex_bytes(keys["blsPop"], 96, "session blsPop"),
+    )
 
 
 def runtime_config_of(storage: dict[bytes, bytes]) -> RuntimeConfig:

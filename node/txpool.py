@@ -6,6 +6,12 @@ nonce follows the sender's on-chain nonce without gaps, *future* otherwise. Bloc
 transactions by tip (priority), then by arrival. A transaction with the same (sender, nonce)
 replaces the old one only with a higher tip. Invalid transactions' hashes are banned for a while,
 so resubmitting the same invalid bytes is refused cheaply. Limits: total count, bytes, per sender.
+
+Unsigned transactions (calls with a `validate_unsigned` hook: finality proofs, equivocation
+reports) have no sender or nonce: they are always ready, ordered by the priority their hook
+gives, and deduplicated by the tags they provide (a second one providing a tag already in the
+pool is refused unless its priority is higher, then it replaces the first). After each block they
+are re-validated against the new state and dropped when invalid or past their longevity.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from typing import Any
 
 from chain.hashing import blake2_256
 from node.errors import NodeError
-from pallets.executive import Executive, InvalidTransaction
+from pallets.executive import Executive, InvalidTransaction, ValidTransaction
 
 log = logging.getLogger(__name__)
 
+MAX_AWAITING_BLOCKS = 1024  # blocks whose included transactions' watchers await finality
 Watcher = Callable[[Any], None]  # receives statuses: "ready", "future", {"inBlock": h}, ...
 
 
@@ -52,12 +59,14 @@ class PoolError(NodeError):
 class PoolTx:
     hash: bytes
     raw: bytes
-    sender: bytes
+    sender: bytes | None  # None: an unsigned transaction
     nonce: int
-    tip: int
+    tip: int  # the priority of an unsigned transaction
     seq: int
     inserted_at: float
     watchers: list[Watcher] = dataclasses.field(default_factory=list)
+    provides: tuple[bytes, ...] = ()  # unsigned transactions' tags
+    valid_till: int = 0  # unsigned: the last block it may be included in
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,6 +91,9 @@ class TxPool:
         self.limits = limits
         self.by_hash: dict[bytes, PoolTx] = {}
         self.by_sender: dict[bytes, dict[int, PoolTx]] = {}
+        self.by_tag: dict[bytes, PoolTx] = {}  # unsigned transactions by the tags they provide
+        # included transactions whose watchers wait for finality: block hash -> (number, txs)
+        self.awaiting_finality: dict[bytes, tuple[int, list[PoolTx]]] = {}
         self.banned: dict[bytes, float] = {}
         self.bytes = 0
         self._seq = itertools.count()
@@ -105,6 +117,9 @@ class TxPool:
             if exc.kind in ("BadProof", "BadFormat", "Call", "BadSigner"):
                 self._ban(tx_hash)
             raise PoolError.invalid(exc) from exc
+        if valid.sender is None:
+            self._insert_unsigned(tx_hash, raw, valid, best_number, watcher)
+            return tx_hash, "ready"
         sender = valid.sender
         slots = self.by_sender.setdefault(sender, {})
         old = slots.get(valid.nonce)
@@ -114,11 +129,7 @@ class TxPool:
             self._remove(old, status="usurped", by=tx_hash)
         elif len(slots) >= self.limits.max_per_sender:
             raise PoolError(1016, "Immediately Dropped", "too many transactions from this sender")
-        if (
-            len(self.by_hash) >= self.limits.max_count
-            or self.bytes + len(raw) > self.limits.max_bytes
-        ):
-            raise PoolError(1016, "Immediately Dropped", "the transaction pool is full")
+        self._ensure_room(len(raw))
         tx = PoolTx(
             tx_hash, raw, sender, valid.nonce, checked.xt.tip, next(self._seq), time.monotonic()
         )
@@ -129,6 +140,48 @@ class TxPool:
         self.bytes += len(raw)
         status = "ready" if self._is_ready(tx, state) else "future"
         return tx_hash, status
+
+    def _insert_unsigned(
+        self,
+        tx_hash: bytes,
+        raw: bytes,
+        valid: ValidTransaction,
+        best_number: int,
+        watcher: Watcher | None,
+    ) -> None:
+        holders = {self.by_tag[t].hash: self.by_tag[t] for t in valid.provides if t in self.by_tag}
+        for old in holders.values():
+            if valid.priority <= old.tip:
+                raise PoolError(
+                    1014,
+                    "Priority is too low",
+                    f"a transaction providing the same tag is in the pool ({old.tip} vs "
+                    f"{valid.priority})",
+                )
+        self._ensure_room(len(raw))
+        for old in holders.values():
+            self._remove(old, status="usurped", by=tx_hash)
+        tx = PoolTx(
+            tx_hash,
+            raw,
+            None,
+            0,
+            valid.priority,
+            next(self._seq),
+            time.monotonic(),
+            provides=valid.provides,
+            valid_till=best_number + valid.longevity,
+        )
+        if watcher is not None:
+            tx.watchers.append(watcher)
+        for tag in valid.provides:
+            self.by_tag[tag] = tx
+        self.by_hash[tx_hash] = tx
+        self.bytes += len(raw)
+
+    def _ensure_room(self, size: int) -> None:
+        if len(self.by_hash) >= self.limits.max_count or self.bytes + size > self.limits.max_bytes:
+            raise PoolError(1016, "Immediately Dropped", "the transaction pool is full")
 
     def watch(self, tx_hash: bytes, watcher: Watcher) -> None:
         tx = self.by_hash.get(tx_hash)
@@ -154,26 +207,33 @@ class TxPool:
         return self.executive.account_nonce(state, sender)
 
     def _is_ready(self, tx: PoolTx, state: Any) -> bool:
+        if tx.sender is None:
+            return True
         nonce = self._on_chain_nonce(state, tx.sender)
         slots = self.by_sender.get(tx.sender, {})
         return all(n in slots for n in range(nonce, tx.nonce))
 
     def ready(self, state: Any) -> Iterator[PoolTx]:
-        """Ready transactions in block order: per sender by nonce, across senders by tip."""
-        heads: list[tuple[int, int, bytes, int]] = []
-        for sender, slots in self.by_sender.items():
-            nonce = self._on_chain_nonce(state, sender)
-            tx = slots.get(nonce)
-            if tx is not None:
-                heads.append((-tx.tip, tx.seq, sender, nonce))
-        heapq.heapify(heads)
+        """Ready transactions in block order: per sender by nonce, across senders (and unsigned
+        transactions) by priority (the tip of a signed one), then by arrival."""
+        heads: list[tuple[int, int, bytes | None, int]] = []
+        for who, slots in self.by_sender.items():
+            first = slots.get(self._on_chain_nonce(state, who))
+            if first is not None:
+                heads.append((-first.tip, first.seq, who, first.nonce))
+        unsigned = {tx.seq: tx for tx in self.by_tag.values()}
+        heads.extend((-tx.tip, seq, None, 0) for seq, tx in unsigned.items())
+        heapq.heapify(heads)  # (priority, seq) is unique: the sender is never compared
         while heads:
-            _, _, sender, nonce = heapq.heappop(heads)
-            slots = self.by_sender.get(sender, {})
-            tx = slots.get(nonce)
-            if tx is None:
+            _, seq, sender, nonce = heapq.heappop(heads)
+            if sender is None:
+                yield unsigned[seq]
                 continue
-            yield tx
+            slots = self.by_sender.get(sender, {})
+            head = slots.get(nonce)
+            if head is None:
+                continue
+            yield head
             nxt = slots.get(nonce + 1)
             if nxt is not None:
                 heapq.heappush(heads, (-nxt.tip, nxt.seq, sender, nonce + 1))
@@ -191,8 +251,11 @@ class TxPool:
 
     def _remove(self, tx: PoolTx, status: str | None = None, by: bytes | None = None) -> None:
         self.by_hash.pop(tx.hash, None)
-        slots = self.by_sender.get(tx.sender)
-        if slots is not None and slots.get(tx.nonce) is tx:
+        for tag in tx.provides:
+            if self.by_tag.get(tag) is tx:
+                del self.by_tag[tag]
+        slots = self.by_sender.get(tx.sender) if tx.sender is not None else None
+        if slots is not None and tx.sender is not None and slots.get(tx.nonce) is tx:
             del slots[tx.nonce]
             if not slots:
                 del self.by_sender[tx.sender]
@@ -219,8 +282,10 @@ class TxPool:
         self, block_hash: bytes, included: list[bytes], *, finalized: bool, state: Any
     ) -> None:
         """Remove included transactions (notifying watchers), then drop the ones the new state
-        made stale; statuses: {"inBlock": h} then {"finalized": h} for a final block."""
+        made stale (unsigned ones: re-validated against it); statuses: {"inBlock": h} then
+        {"finalized": h} for a final block."""
         hex_hash = "0x" + block_hash.hex()
+        waiting: list[PoolTx] = []
         for tx_hash in included:
             tx = self.by_hash.get(tx_hash)
             if tx is None:
@@ -229,8 +294,60 @@ class TxPool:
             self._notify(tx, {"inBlock": hex_hash})
             if finalized:
                 self._notify(tx, {"finalized": hex_hash})
+            elif tx.watchers:
+                waiting.append(tx)
+        if waiting:
+            if len(self.awaiting_finality) >= MAX_AWAITING_BLOCKS:
+                oldest = min(self.awaiting_finality, key=lambda h: self.awaiting_finality[h][0])
+                for tx in self.awaiting_finality.pop(oldest)[1]:
+                    self._notify(tx, {"finalityTimeout": "0x" + oldest.hex()})
+            self.awaiting_finality[block_hash] = (self.executive.block_number(state), waiting)
         for sender in list(self.by_sender):
             nonce = self._on_chain_nonce(state, sender)
             for n, tx in sorted(self.by_sender.get(sender, {}).items()):
                 if n < nonce:
                     self._remove(tx, status="dropped")
+        self._revalidate_unsigned(block_hash, state)
+
+    def on_finalized(self, db: Any, block_hash: bytes) -> None:
+        """`block_hash` became final: watchers of transactions included in it or its ancestors
+        get {"finalized": h}; those in blocks of other forks at or below it {"retracted": h}.
+        `db.header(hash)` gives headers (the chain database)."""
+        header = db.header(block_hash)
+        if header is None or not self.awaiting_finality:
+            return
+        lowest = min(n for n, _ in self.awaiting_finality.values())
+        canonical: set[bytes] = set()
+        h, n = block_hash, header.number
+        while n >= lowest:
+            canonical.add(h)
+            parent = db.header(h)
+            if parent is None or n == 0:
+                break
+            h, n = parent.parent_hash, n - 1
+        for waited, (number, txs) in sorted(
+            self.awaiting_finality.items(), key=lambda item: item[1][0]
+        ):
+            if number > header.number:
+                continue
+            del self.awaiting_finality[waited]
+            key = "finalized" if waited in canonical else "retracted"
+            for tx in txs:
+                self._notify(tx, {key: "0x" + waited.hex()})
+
+    def _revalidate_unsigned(self, block_hash: bytes, state: Any) -> None:
+        unsigned = {tx.hash: tx for tx in self.by_tag.values()}
+        if not unsigned:
+            return
+        number = self.executive.block_number(state)
+        for tx in sorted(unsigned.values(), key=lambda t: t.seq):
+            if number >= tx.valid_till:
+                self._remove(tx, status="dropped")
+                continue
+            try:
+                self.executive.validate_transaction(state, block_hash, number, tx.raw)
+            except InvalidTransaction as exc:
+                if exc.kind == "Future":  # e.g. a proof of a block on another fork: wait
+                    continue
+                log.debug("Dropped unsigned transaction 0x%s: %s", tx.hash.hex()[:16], exc)
+                self._remove(tx, status="invalid")

@@ -8,19 +8,24 @@ Per signed extrinsic (FRAME's order): checks (signature, era, nonce, weight, fee
 -> fee withdrawn (Balances.Withdraw) -> call dispatched in an overlay checkpoint that is
 discarded on error -> TransactionPayment.TransactionFeePaid -> System.ExtrinsicSuccess/Failed.
 A failed call therefore changes state only by its fee and nonce.
+
+Unsigned extrinsics are either inherents (Mandatory calls the author makes, `apply_inherent`) or,
+like FRAME's `ValidateUnsigned`, calls that declare a `validate_unsigned` hook (finality proofs,
+equivocation reports): valid in the pool and in blocks when the hook accepts them, dispatched
+with `Origin.none()`, free of fees, and re-validated when a block applies them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from chain import ChainError
 from chain.codec import CodecError, Decoder, encode_compact, encode_u32
 from chain.crypto import verify_signature
 from chain.frame.common import DispatchInfo, Weight
-from chain.frame.pallet import Ctx, DispatchError, Origin
+from chain.frame.pallet import Ctx, DispatchError, Origin, ReadState
 from chain.frame.runtime import DecodedCall, Runtime
 from chain.frame.types import U128
 from chain.primitives import DigestItem, Extrinsic, Header, signing_payload
@@ -64,10 +69,46 @@ class InvalidTransaction(ChainError):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ValidTransaction:
-    """What the pool needs: priority, the (sender, nonce) tags, and until when it is valid."""
+class UnsignedValidity:
+    """What a `validate_unsigned` hook returns for an acceptable unsigned transaction."""
 
-    sender: bytes
+    priority: int
+    provides: tuple[bytes, ...]  # at least one tag: the pool deduplicates unsigned txs by tag
+    longevity: int  # blocks
+
+
+# (state, runtime config, block number, call args) -> validity, or the reason it is invalid
+# (InvalidTransaction "Call": the pool bans its hash). A hook may instead raise InvalidTransaction
+# "Stale" (no longer useful) or "Future" (not yet valid): neither is banned.
+UnsignedValidator = Callable[[ReadState, Any, int, dict[str, Any]], "UnsignedValidity | str"]
+
+# FRAME's `ValidateUnsigned`, per call: the call function -> its hook. Filled at import time by
+# the pallets (`@validate_unsigned(hook)` under `@SPEC.call`).
+VALIDATE_UNSIGNED: dict[Callable[..., None], UnsignedValidator] = {}
+
+
+def validate_unsigned(
+    hook: UnsignedValidator,
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Declare that a call may come as an unsigned transaction, valid when `hook` says so."""
+
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
+        VALIDATE_UNSIGNED[fn] = hook
+        return fn
+
+    return register
+
+
+def unsigned_validator(call: DecodedCall) -> UnsignedValidator | None:
+    return VALIDATE_UNSIGNED.get(call.call.fn)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ValidTransaction:
+    """What the pool needs: priority, the (sender, nonce) tags, and until when it is valid.
+    Unsigned transactions have no sender (None) and nonce 0; their tags come from the hook."""
+
+    sender: bytes | None
     nonce: int
     priority: int
     requires: tuple[bytes, ...]
@@ -123,9 +164,7 @@ class Executive:
         older). Raises InvalidTransaction. Does not write.
         """
         if not xt.signed or xt.signer is None or xt.signature is None or xt.scheme is None:
-            raise InvalidTransaction(
-                "Call", "unsigned transactions are inherents, made by the block author"
-            )
+            return self.check_unsigned(state, xt, block_number=block_number)[0]
         try:
             call = self.runtime.decode_call(xt.call)
         except CodecError as exc:
@@ -137,11 +176,8 @@ class Executive:
         if who == bytes(32):
             raise InvalidTransaction("BadSigner")
         # CheckWeight (length and weight of a single extrinsic)
+        self._check_size(xt, call)
         cfg = self.config
-        if len(xt.raw) > cfg.max_extrinsic_length:
-            raise InvalidTransaction("ExhaustsResources", "the transaction is too large")
-        if call.weight.ref_time > cfg.max_block_weight.ref_time:
-            raise InvalidTransaction("ExhaustsResources")
         # CheckMortality / CheckGenesis / CheckSpecVersion / CheckTxVersion -> signature
         if verify:
             genesis_hash = system.BlockHash.get(state, 0)
@@ -194,6 +230,38 @@ class Executive:
                 raise InvalidTransaction("Payment")
         return CheckedExtrinsic(xt, call, fee, call.weight)
 
+    def _check_size(self, xt: Extrinsic, call: DecodedCall) -> None:
+        cfg = self.config
+        if len(xt.raw) > cfg.max_extrinsic_length:
+            raise InvalidTransaction("ExhaustsResources", "the transaction is too large")
+        if call.weight.ref_time > cfg.max_block_weight.ref_time:
+            raise InvalidTransaction("ExhaustsResources")
+
+    def check_unsigned(
+        self, state: Any, xt: Extrinsic, *, block_number: int
+    ) -> tuple[CheckedExtrinsic, UnsignedValidity]:
+        """An unsigned, non-inherent extrinsic: valid when its call's `validate_unsigned` hook
+        accepts it against `state` for `block_number`. Raises InvalidTransaction."""
+        inherent_only = InvalidTransaction(
+            "Call", "unsigned transactions are inherents, made by the block author"
+        )
+        if xt.signed:
+            raise InvalidTransaction("BadProof", "a signed transaction is not unsigned")
+        try:
+            call = self.runtime.decode_call(xt.call)
+        except CodecError as exc:
+            raise inherent_only from exc
+        hook = unsigned_validator(call)
+        if hook is None or call.call.dispatch_class == "Mandatory":
+            raise inherent_only
+        self._check_size(xt, call)
+        verdict = hook(state, self.config, block_number, call.args)
+        if isinstance(verdict, str):
+            raise InvalidTransaction("Call", verdict)
+        if not verdict.provides:
+            raise InvalidTransaction("Call", f"{call.name} provides no tag")
+        return CheckedExtrinsic(xt, call, 0, call.weight), verdict
+
     def _signed_for_older_era(
         self, state: Any, xt: Extrinsic, block_number: int, genesis: bytes
     ) -> bool:
@@ -229,6 +297,20 @@ class Executive:
         state = Overlay(parent_state)
         system.BlockHash.put(state, parent_number, parent_hash)
         number = parent_number + 1
+        if not xt.signed:
+            checked, verdict = self.check_unsigned(state, xt, block_number=number)
+            return (
+                ValidTransaction(
+                    sender=None,
+                    nonce=0,
+                    priority=verdict.priority,
+                    requires=(),
+                    provides=verdict.provides,
+                    longevity=max(verdict.longevity, 1),
+                    is_ready=True,
+                ),
+                checked,
+            )
         checked = self.check(state, xt, block_number=number)
         assert xt.signer is not None
         nonce = system.get_account(state, xt.signer).nonce
@@ -256,6 +338,11 @@ class Executive:
 
     def account_nonce(self, state: Any, who: bytes) -> int:
         return system.get_account(state, who).nonce
+
+    def block_number(self, state: Any) -> int:
+        """The number of the block whose post-state `state` is."""
+        number: int = system.Number.get(state)
+        return number
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -352,11 +439,14 @@ class BlockBuilder:
         self.weight = self.weight + call.weight
 
     def apply(self, raw: bytes, *, verified: bool = False) -> ApplyOutcome:
-        """Apply a signed extrinsic. Raises InvalidTransaction (the block may not include it)."""
+        """Apply a signed extrinsic, or an unsigned one whose call has a `validate_unsigned`
+        hook (re-run here). Raises InvalidTransaction (the block may not include it)."""
         try:
             xt = Extrinsic.decode(raw)
         except CodecError as exc:
             raise InvalidTransaction("BadFormat", str(exc)) from exc
+        if not xt.signed:
+            return self._apply_unsigned(xt)
         checked = self.ex.check(self.state, xt, block_number=self.number, verify=not verified)
         cfg = self.runtime.config
         if self.weight.ref_time + checked.weight.ref_time > cfg.max_block_weight.ref_time or (
@@ -397,6 +487,36 @@ class BlockBuilder:
         self.extrinsics.append(raw)
         self.weight = self.weight + checked.weight
         self.length += len(raw)
+        return ApplyOutcome(index, error is None, error)
+
+    def _apply_unsigned(self, xt: Extrinsic) -> ApplyOutcome:
+        checked, _ = self.ex.check_unsigned(self.state, xt, block_number=self.number)
+        cfg = self.runtime.config
+        if self.weight.ref_time + checked.weight.ref_time > cfg.max_block_weight.ref_time or (
+            self.length + len(xt.raw) > cfg.max_block_length
+        ):
+            raise InvalidTransaction("ExhaustsResources")
+        index = len(self.extrinsics)
+        events: list[Any] = []
+        self.state.checkpoint()
+        error: DispatchError | None = None
+        try:
+            self.runtime.dispatch(self._ctx(Origin.none(), events), checked.call)
+        except DispatchError as exc:
+            self.state.revert_checkpoint()
+            error = exc
+            events = []
+        else:
+            self.state.commit_checkpoint()
+        info = self.ex.dispatch_info(checked.call)
+        if error is None:
+            events.append(system.ExtrinsicSuccess(info))
+        else:
+            events.append(system.ExtrinsicFailed(error.to_value(), info))
+        self._record(("ApplyExtrinsic", index), events)
+        self.extrinsics.append(xt.raw)
+        self.weight = self.weight + checked.weight
+        self.length += len(xt.raw)
         return ApplyOutcome(index, error is None, error)
 
     def finalize(self) -> BuiltBlock:
@@ -452,8 +572,11 @@ def execute_block(
     """
     builder = executive.begin_block(parent, header.parent_hash, header.number, header.digest)
     for raw in extrinsics:
-        xt = Extrinsic.decode(raw)
-        if not xt.signed:
+        try:
+            xt = Extrinsic.decode(raw)
+        except CodecError as exc:
+            raise InvalidBlock(f"undecodable extrinsic: {exc}") from exc
+        if not xt.signed and _is_inherent(executive.runtime, xt):
             builder.apply_inherent(raw)
             continue
         try:
@@ -469,6 +592,16 @@ def execute_block(
             f"0x{built.header.state_root.hex()}"
         )
     return built
+
+
+def _is_inherent(runtime: Runtime, xt: Extrinsic) -> bool:
+    """An unsigned extrinsic that is not a `validate_unsigned` call is treated as an inherent
+    (`apply_inherent` rejects it unless its call is Mandatory)."""
+    try:
+        call = runtime.decode_call(xt.call)
+    except CodecError:
+        return True
+    return call.call.dispatch_class == "Mandatory" or unsigned_validator(call) is None
 
 
 # ---- runtime APIs (state_call) ---------------------------------------------------------------

@@ -17,8 +17,10 @@ from chain.frame.runtime import Runtime, RuntimeVersion
 from pallets.aura import pallet as aura
 from pallets.balances import pallet as balances
 from pallets.faucet import pallet as faucet
+from pallets.finality import pallet as finality
 from pallets.registry import pallet as registry
 from pallets.rewards import pallet as rewards
+from pallets.session import pallet as session
 from pallets.slashing import pallet as slashing
 from pallets.staking import pallet as staking
 from pallets.sudo import pallet as sudo
@@ -30,6 +32,7 @@ from pallets.voting import pallet as voting
 
 RUNTIME_NAME = "cuckoo"
 RUNTIME_CONFIG_KEY = b":cuckoo:runtime_config"
+DEFAULT_SESSION_LENGTH = 10  # blocks, for specs without `parameters.session`
 
 # Runtime APIs served through state_call: (name, version). Versions match @polkadot/api's
 # definitions so that Polkadot.js decorates `api.call.*` (COMPAT.md section 5).
@@ -47,7 +50,7 @@ VERSION = RuntimeVersion(
     spec_name="cuckoo",
     impl_name="cuckoo-node",
     authoring_version=1,
-    spec_version=102,
+    spec_version=103,
     impl_version=1,
     apis=RUNTIME_APIS,
     transaction_version=1,
@@ -58,6 +61,8 @@ PALLETS = (
     system.SPEC,
     timestamp.SPEC,
     aura.SPEC,
+    session.SPEC,  # after Aura: a boundary block is authored by the parent state's authorities
+    finality.SPEC,
     balances.SPEC,
     transaction_payment.SPEC,
     sudo.SPEC,
@@ -83,6 +88,7 @@ class RuntimeConfig:
     registry: registry.Config
     rewards: rewards.Config
     slashing: slashing.Config
+    session: session.Config
     max_block_weight: Weight = Weight(2_000_000_000_000, 5 * 1024 * 1024)  # 2 s of ref_time
     max_block_length: int = 5 * 1024 * 1024
     max_extrinsic_length: int = 4 * 1024 * 1024
@@ -126,6 +132,7 @@ class RuntimeConfig:
                 "finderFee": self.slashing.finder_fee,
                 "treasury": ss58_encode(self.slashing.treasury, self.system.ss58_prefix),
             },
+            "session": {"length": self.session.length},
         }
 
     @classmethod
@@ -181,6 +188,12 @@ class RuntimeConfig:
                     ),
                     finder_fee=_perbill(obj["slashing"]["finderFee"], "finderFee"),
                     treasury=ss58_decode(obj["slashing"]["treasury"])[0],
+                ),
+                session=session.Config(
+                    length=_positive(
+                        obj.get("session", {}).get("length", DEFAULT_SESSION_LENGTH),
+                        "session.length",
+                    )
                 ),
             )
         except (KeyError, TypeError, ValueError) as exc:

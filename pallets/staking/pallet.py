@@ -377,6 +377,22 @@ def on_initialize(ctx: Ctx) -> None:
             listener(ctx, era)
 
 
+def build_genesis(ctx: Ctx, stakers: list[tuple[bytes, int]]) -> None:
+    """Bond `amount` of each staker's (already endowed) free balance: ledger and freeze."""
+    ed = ctx.config.balances.existential_deposit
+    seen: set[bytes] = set()
+    for who, amount in stakers:
+        if who in seen:
+            raise ValueError(f"duplicate staker {who.hex()} in genesis")
+        seen.add(who)
+        if amount < ed:
+            raise ValueError(f"genesis bond of {who.hex()} is below the existential deposit")
+        data = system.get_account(ctx.state, who).data
+        if data.free - data.frozen < amount + ed:
+            raise ValueError(f"{who.hex()} cannot bond {amount} at genesis: not enough balance")
+        put_ledger(ctx, StakingLedger(who, amount, amount, []))
+
+
 def check_invariants(state: ReadState) -> None:
     from pallets.system import pallet as system
 

@@ -14,16 +14,24 @@ from typing import Any
 
 import pytest
 
+from chain.codec import encode_u64
+from chain.consensus import PRECOMMIT, SlotEquivocation, Vote, VoteEquivocation, vote_payload
 from chain.frame.common import Weight
 from chain.frame.pallet import Ctx, DispatchError, ModuleError, Origin
 from chain.frame.runtime import DecodedCall, Runtime
+from chain.hashing import blake2_256
+from chain.primitives import DigestItem, Header
 from chain.storage.kv import MemoryKV
 from chain.storage.overlay import Overlay
 from genesis.builder import load_spec
+from node.keystore import Signer
 from pallets.aura import pallet as aura
 from pallets.balances import pallet as balances
 from pallets.faucet import pallet as faucet
 from pallets.runtime import RuntimeConfig, build_runtime
+from pallets.session import pallet as session
+from pallets.session.pallet import SessionKeys
+from pallets.staking import pallet as staking
 from pallets.sudo import pallet as sudo
 from pallets.system import pallet as system
 from pallets.timestamp import pallet as timestamp
@@ -180,3 +188,73 @@ def assert_error(err: DispatchError, expected: enum.IntEnum | str) -> None:
     else:
         assert not isinstance(err, ModuleError), f"expected {expected}, got module error {err}"
         assert err.kind == expected, f"expected {expected}, got {err.kind} ({err})"
+
+
+# ---- validators (Session / Finality tests) -------------------------------------------------------
+
+
+def fake_session_keys(who: bytes, version: int = 0) -> SessionKeys:
+    """Distinct keys per account (and per `version`, for rotations); not real key material."""
+    tag = bytes([who[0], version])
+    return SessionKeys(aura=b"\xa1" * 2 + tag * 15, grandpa=b"\x9a" * 2 + tag * 15, bls=tag * 24)
+
+
+def fake_pop(who: bytes, version: int = 0) -> bytes:
+    return bytes([who[0], version, 0xF0]) * 32
+
+
+def add_validators(
+    mock: MockRuntime,
+    validators: list[bytes],
+    *,
+    bond: int | None = None,
+    keys: dict[bytes, SessionKeys] | None = None,
+) -> None:
+    """As a genesis with a session section would: bond each validator (`bond`, default half its
+    free balance; 0: no bond) and give it session keys (fake ones unless `keys` has them)."""
+    ctx = mock.ctx("root", [])
+    stakers = [(v, mock.free(v) // 2 if bond is None else bond) for v in validators]
+    staking.build_genesis(ctx, [(v, amount) for v, amount in stakers if amount])
+    given = keys or {}
+    session.build_genesis(
+        ctx, [(v, given.get(v) or fake_session_keys(v), fake_pop(v)) for v in validators]
+    )
+
+
+def sealed_header(signer: Signer, slot: int, variant: bytes, number: int = 5) -> Header:
+    """A header for `slot` with an Aura pre-runtime digest and `signer`'s (sr25519) seal."""
+    unsealed = Header(
+        parent_hash=b"\x11" * 32,
+        number=number,
+        state_root=blake2_256(variant),
+        extrinsics_root=b"\x22" * 32,
+        digest=(DigestItem.pre_runtime(b"aura", encode_u64(slot)),),
+    )
+    seal = DigestItem.seal(b"aura", signer.sign(unsealed.hash()))
+    return dataclasses.replace(unsealed, digest=(*unsealed.digest, seal))
+
+
+def slot_equivocation(signer: Signer, slot: int, a: bytes = b"a", b: bytes = b"b") -> bytes:
+    """A `chain.consensus.SlotEquivocation` proof: two headers sealed by `signer` for `slot`."""
+    first, second = sealed_header(signer, slot, a), sealed_header(signer, slot, b)
+    return SlotEquivocation(signer.public, slot, first, second).encode()
+
+
+def signed_vote(
+    signer: Signer, set_id: int, round_number: int, phase: int, target: bytes, number: int
+) -> tuple[bytes, int, bytes]:
+    sig = signer.sign(vote_payload(Vote(phase, target, number), round_number, set_id))
+    return (target, number, sig)
+
+
+def vote_equivocation(
+    signer: Signer,
+    set_id: int = 0,
+    round_number: int = 1,
+    phase: int = PRECOMMIT,
+    targets: tuple[bytes, bytes] = (b"\x01" * 32, b"\x02" * 32),
+) -> bytes:
+    """A `chain.consensus.VoteEquivocation` proof: two votes by `signer` (ed25519) in one round."""
+    a = signed_vote(signer, set_id, round_number, phase, targets[0], 7)
+    b = signed_vote(signer, set_id, round_number, phase, targets[1], 7)
+    return VoteEquivocation(set_id, round_number, phase, signer.public, a, b).encode()

@@ -239,7 +239,7 @@ def test_apply_failing_call_changes_only_fee_and_nonce(chain: Chain) -> None:
         before.consumers,
         before.providers,
         before.sufficients,
-        AccountData(before.data.free - fee, 0, 0, before.data.flags),
+        AccountData(before.data.free - fee, 0, before.data.frozen, before.data.flags),
     )
     assert [type(e) for e in at(state, 1)] == [Withdraw, TransactionFeePaid, ExtrinsicFailed]
     assert at(state, 1)[2].dispatch_error == outcome.error.to_value()

@@ -1,0 +1,1 @@
+"""The finality pallet; declarations live in `pallet.py`."""

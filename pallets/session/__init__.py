@@ -1,0 +1,1 @@
+"""The session pallet; declarations live in `pallet.py`."""

@@ -1,0 +1,344 @@
+"""Session: the validator set, their session keys, and the session boundaries.
+
+A bonded account registers its session keys with `set_keys`: an Aura (sr25519) key for block
+authorship, a finality (ed25519) key for votes, and a BLS12-381 key (with its proof of
+possession) for the per-session finality proofs. Root queues a new validator set with
+`set_validators`; it is enacted at the next session boundary.
+
+Session `s` starts at block `s * SessionLength`. In that block's `on_initialize` the index moves,
+a queued set becomes `Validators`, and the authority lists are recomputed from the validators'
+`NextKeys`: `Aura.Authorities` (who authors from the next block on: the node checks a block's
+author against its parent's state) and the Finality set (`finality.enact_set`, which starts a new
+set id only when the keys change). A chain whose genesis has no session section (no Validators)
+keeps its genesis Aura authorities.
+
+The BLS proof of possession is stored, not verified here (a pairing costs ~1 s in pure Python);
+`cuckoo-node verify-finality` and the nodes check it before trusting a key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Sequence
+from typing import Any
+
+from chain.consensus import BLS_PUBLIC_LENGTH, BLS_SIGNATURE_LENGTH
+from chain.frame.common import ACCOUNT_ID, AccountId, Weight
+from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageMap, StorageValue, ensure
+from chain.frame.types import U32, Bytes, FixedBytes, NewType, Struct, Tuple, Vec, fields_of
+from pallets.aura import pallet as aura
+from pallets.finality import pallet as finality
+from pallets.staking import pallet as staking
+
+SPEC = PalletSpec("Session", 7)
+
+MAX_VALIDATORS = 100
+AURA_KEY_TYPE = finality.AURA_KEY_TYPE
+FINALITY_KEY_TYPE = finality.FINALITY_KEY_TYPE
+BLS_KEY_TYPE = finality.BLS_KEY_TYPE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    length: int  # blocks per session
+
+
+SPEC.constant("SessionLength", U32, lambda c: c.session.length, "Blocks per session.")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionKeys:
+    aura: bytes  # sr25519 public key (Aura)
+    grandpa: bytes  # ed25519 public key (finality votes)
+    bls: bytes  # BLS12-381 G1 public key (48 bytes)
+
+    def by_type(self) -> tuple[tuple[bytes, bytes], ...]:
+        """(key type id, key) of each key, as KeyOwner indexes them."""
+        return (
+            (AURA_KEY_TYPE, self.aura),
+            (FINALITY_KEY_TYPE, self.grandpa),
+            (BLS_KEY_TYPE, self.bls),
+        )
+
+
+SESSION_KEYS = Struct(
+    "cuckoo_runtime::opaque::SessionKeys",
+    fields_of(
+        [
+            ("aura", aura.AUTHORITY_ID, "<Aura as BoundToRuntimeAppPublic>::Public"),
+            ("grandpa", finality.AUTHORITY_ID, "<Finality as BoundToRuntimeAppPublic>::Public"),
+            ("bls", FixedBytes(BLS_PUBLIC_LENGTH), "[u8; 48]"),
+        ]
+    ),
+    SessionKeys,
+)
+KEY_TYPE_ID = NewType("sp_core::crypto::KeyTypeId", FixedBytes(4), "[u8; 4]")
+BLS_POP = FixedBytes(BLS_SIGNATURE_LENGTH)
+
+Validators: StorageValue[list[bytes]] = StorageValue(
+    SPEC,
+    "Validators",
+    Vec(ACCOUNT_ID),
+    default=[],
+    docs="The current validator accounts, in authority order.",
+)
+CurrentIndex: StorageValue[int] = StorageValue(
+    SPEC, "CurrentIndex", U32, default=0, docs="Current index of the session."
+)
+NextKeys: StorageMap[bytes, SessionKeys] = StorageMap(
+    SPEC,
+    "NextKeys",
+    ACCOUNT_ID,
+    SESSION_KEYS,
+    hasher="Twox64Concat",
+    docs="The session keys of each account, used from the next session boundary on.",
+)
+BlsPops: StorageMap[bytes, bytes] = StorageMap(
+    SPEC,
+    "BlsPops",
+    ACCOUNT_ID,
+    BLS_POP,
+    hasher="Twox64Concat",
+    docs="Each account's proof of possession of its BLS key (checked off chain).",
+)
+KeyOwner: StorageMap[tuple[bytes, bytes], bytes] = StorageMap(
+    SPEC,
+    "KeyOwner",
+    Tuple(KEY_TYPE_ID, Bytes()),
+    ACCOUNT_ID,
+    hasher="Twox64Concat",
+    docs="The owner of a key, by (key type id, key).",
+)
+QueuedValidators: StorageValue[list[bytes]] = StorageValue(
+    SPEC,
+    "QueuedValidators",
+    Vec(ACCOUNT_ID),
+    docs="A validator set set by root, enacted at the next session boundary.",
+)
+
+
+@SPEC.event(0, [("session_index", U32, "SessionIndex")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewSession:
+    """A new session started."""
+
+    session_index: int
+
+
+@SPEC.event(1, [("validators", Vec(ACCOUNT_ID), "Vec<T::AccountId>")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class ValidatorsQueued:
+    """Root queued a validator set for the next session."""
+
+    validators: list[bytes]
+
+
+@SPEC.event(2, [("who", ACCOUNT_ID, "T::AccountId")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeysSet:
+    """An account set its session keys."""
+
+    who: bytes
+
+
+@SPEC.event(3, [("who", ACCOUNT_ID, "T::AccountId")])
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeysPurged:
+    """An account removed its session keys."""
+
+    who: bytes
+
+
+@SPEC.errors
+class Error(enum.IntEnum):  # consensus-visible: append only
+    INVALID_PROOF = 0
+    NOT_BONDED = 1
+    DUPLICATED_KEY = 2
+    NO_KEYS = 3
+    STILL_VALIDATOR = 4
+    NO_VALIDATORS = 5
+    DUPLICATE_VALIDATOR = 6
+    TOO_MANY_VALIDATORS = 7
+
+
+SPEC.error_docs = {
+    "INVALID_PROOF": "The BLS proof of possession must be 96 bytes.",
+    "NOT_BONDED": "Only a bonded account (with a staking ledger) may set session keys.",
+    "DUPLICATED_KEY": "A key is already owned by another account.",
+    "NO_KEYS": "The account has no session keys.",
+    "STILL_VALIDATOR": "A current or queued validator cannot purge its keys.",
+    "NO_VALIDATORS": "A validator set cannot be empty.",
+    "DUPLICATE_VALIDATOR": "An account appears twice in the validator set.",
+    "TOO_MANY_VALIDATORS": "At most MaxValidators validators.",
+}
+SPEC.constant("MaxValidators", U32, lambda c: MAX_VALIDATORS, "Validators in a set.")
+
+
+def key_owner(state: ReadState, key_type: bytes, key: bytes) -> bytes | None:
+    owner: bytes | None = KeyOwner.get(state, (key_type, key))
+    return owner
+
+
+finality.KEY_OWNER.append(key_owner)
+
+
+def _put_keys(ctx: Ctx, who: bytes, keys: SessionKeys, pop: bytes) -> None:
+    old = NextKeys.get(ctx.state, AccountId(who))
+    if old is not None:
+        _remove_owned(ctx, who, old)
+    for key_type, key in keys.by_type():
+        KeyOwner.put(ctx.state, (key_type, key), AccountId(who))
+    NextKeys.put(ctx.state, AccountId(who), keys)
+    BlsPops.put(ctx.state, AccountId(who), pop)
+
+
+def _remove_owned(ctx: Ctx, who: bytes, keys: SessionKeys) -> None:
+    for key_type, key in keys.by_type():
+        if KeyOwner.get(ctx.state, (key_type, key)) == who:
+            KeyOwner.remove(ctx.state, (key_type, key))
+
+
+# ---- calls ------------------------------------------------------------------------------------
+
+SET_KEYS_WEIGHT = Weight(80_000_000, 8_000)
+PURGE_KEYS_WEIGHT = Weight(60_000_000, 6_000)
+SET_VALIDATORS_WEIGHT = Weight(100_000_000, 20_000)
+
+
+@SPEC.call(
+    0,
+    weight=SET_KEYS_WEIGHT,
+    args=[("keys", SESSION_KEYS, "T::Keys"), ("proof", Bytes(), "Vec<u8>")],
+)
+def set_keys(ctx: Ctx, keys: SessionKeys, proof: bytes) -> None:
+    """Set the caller's session keys; `proof` is the proof of possession of the BLS key. They
+    take effect at the next session boundary if the caller is (or becomes) a validator.
+    Errors: NotBonded, InvalidProof, DuplicatedKey. Emits: KeysSet."""
+    who = ctx.ensure_signed()
+    ensure(staking.get_ledger(ctx.state, who) is not None, Error.NOT_BONDED)
+    ensure(len(proof) == BLS_SIGNATURE_LENGTH, Error.INVALID_PROOF)
+    for key_type, key in keys.by_type():
+        owner = KeyOwner.get(ctx.state, (key_type, key))
+        ensure(owner is None or owner == who, Error.DUPLICATED_KEY)
+    _put_keys(ctx, who, keys, proof)
+    ctx.emit(KeysSet(who))
+
+
+@SPEC.call(1, weight=PURGE_KEYS_WEIGHT)
+def purge_keys(ctx: Ctx) -> None:
+    """Remove the caller's session keys. Errors: StillValidator, NoKeys. Emits: KeysPurged."""
+    who = ctx.ensure_signed()
+    queued = QueuedValidators.get(ctx.state) or []
+    ensure(who not in Validators.get(ctx.state) and who not in queued, Error.STILL_VALIDATOR)
+    keys = NextKeys.get(ctx.state, AccountId(who))
+    ensure(keys is not None, Error.NO_KEYS)
+    assert keys is not None
+    _remove_owned(ctx, who, keys)
+    NextKeys.remove(ctx.state, AccountId(who))
+    BlsPops.remove(ctx.state, AccountId(who))
+    ctx.emit(KeysPurged(who))
+
+
+@SPEC.call(
+    2,
+    weight=SET_VALIDATORS_WEIGHT,
+    args=[("validators", Vec(ACCOUNT_ID), "Vec<T::AccountId>")],
+)
+def set_validators(ctx: Ctx, validators: list[bytes]) -> None:
+    """Root: queue the validator set of the next session, in authority order. Errors:
+    NoValidators, TooManyValidators, DuplicateValidator, NoKeys. Emits: ValidatorsQueued."""
+    ctx.ensure_root()
+    ensure(bool(validators), Error.NO_VALIDATORS)
+    ensure(len(validators) <= MAX_VALIDATORS, Error.TOO_MANY_VALIDATORS)
+    ensure(len(set(validators)) == len(validators), Error.DUPLICATE_VALIDATOR)
+    for v in validators:
+        ensure(NextKeys.contains(ctx.state, AccountId(v)), Error.NO_KEYS)
+    QueuedValidators.put(ctx.state, list(validators))
+    ctx.emit(ValidatorsQueued(list(validators)))
+
+
+# ---- session boundaries -----------------------------------------------------------------------
+
+
+def is_session_start(config: Any, block_number: int) -> bool:
+    length: int = config.session.length
+    return block_number > 0 and block_number % length == 0
+
+
+@SPEC.hook("on_initialize")
+def on_initialize(ctx: Ctx) -> None:
+    if not is_session_start(ctx.config, ctx.block_number):
+        return
+    index = ctx.block_number // ctx.config.session.length
+    CurrentIndex.put(ctx.state, index)
+    queued = QueuedValidators.get(ctx.state)
+    if queued is not None:
+        Validators.put(ctx.state, queued)
+        QueuedValidators.kill(ctx.state)
+    enact_authorities(ctx, index)
+    ctx.emit(NewSession(index))
+
+
+def enact_authorities(ctx: Ctx, session: int) -> None:
+    """Aura and finality authorities from the validators' keys (none: nothing changes)."""
+    validators = Validators.get(ctx.state)
+    keyed = [(v, k) for v in validators if (k := NextKeys.get(ctx.state, AccountId(v))) is not None]
+    if not keyed:
+        return
+    if len(keyed) != len(validators):  # cannot happen through the calls; keep the lists aligned
+        Validators.put(ctx.state, [v for v, _ in keyed])
+    aura.Authorities.put(ctx.state, [k.aura for _, k in keyed])
+    finality.enact_set(
+        ctx,
+        [k.grandpa for _, k in keyed],
+        [
+            (k.bls, BlsPops.get(ctx.state, AccountId(v)) or bytes(BLS_SIGNATURE_LENGTH))
+            for v, k in keyed
+        ],
+        session=session,
+    )
+
+
+# ---- genesis ----------------------------------------------------------------------------------
+
+
+def build_genesis(ctx: Ctx, keys: Sequence[tuple[bytes, SessionKeys, bytes]]) -> None:
+    """Validators (in the given order) with their keys and BLS PoPs; Aura's authorities and
+    the finality set 0 follow from them."""
+    if not keys:
+        raise ValueError("the session genesis needs at least one validator")
+    if len(keys) > MAX_VALIDATORS:
+        raise ValueError(f"at most {MAX_VALIDATORS} validators")
+    seen: set[bytes] = set()
+    for who, k, pop in keys:
+        if who in seen:
+            raise ValueError(f"validator {who.hex()} appears twice in the session genesis")
+        seen.add(who)
+        if len(pop) != BLS_SIGNATURE_LENGTH:
+            raise ValueError(f"the BLS proof of possession of {who.hex()} is not 96 bytes")
+        for key_type, key in k.by_type():
+            if KeyOwner.contains(ctx.state, (key_type, key)):
+                raise ValueError(f"{key_type.decode()} key 0x{key.hex()} is given twice")
+            KeyOwner.put(ctx.state, (key_type, key), AccountId(who))
+        NextKeys.put(ctx.state, AccountId(who), k)
+        BlsPops.put(ctx.state, AccountId(who), pop)
+    Validators.put(ctx.state, [who for who, _, _ in keys])
+    CurrentIndex.put(ctx.state, 0)
+    aura.build_genesis(ctx, [k.aura for _, k, _ in keys])
+    finality.build_genesis(ctx, [k.grandpa for _, k, _ in keys], [(k.bls, p) for _, k, p in keys])
+
+
+def check_invariants(state: ReadState) -> None:
+    """Every validator has keys; KeyOwner and NextKeys agree; Aura follows the validators."""
+    validators = Validators.get(state)
+    for v in validators:
+        if not NextKeys.contains(state, AccountId(v)):
+            raise AssertionError(f"validator {v.hex()} has no session keys")
+    for who, keys in NextKeys.iter(state):
+        for key_type, key in keys.by_type():
+            if KeyOwner.get(state, (key_type, key)) != who:
+                raise AssertionError(f"KeyOwner of {key_type!r} 0x{key.hex()} is not {who.hex()}")
+    owned = sum(1 for _ in KeyOwner.iter(state))
+    if owned != 3 * sum(1 for _ in NextKeys.iter(state)):
+        raise AssertionError("KeyOwner has entries for keys no account holds")
