@@ -1,0 +1,161 @@
+"""In-process network services on 127.0.0.1 and a raw client for protocol-level tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import aiohttp
+
+from chain.crypto import ed25519_public_from_seed, ed25519_sign
+from node.network import NetworkConfig, NetworkService, PeerId, PeerInfo, Status, Verdict
+from node.network.messages import (
+    AUTH,
+    HELLO,
+    PROTOCOL_NAME,
+    PROTOCOL_VERSION,
+    ROLE_FULL,
+    Hello,
+    auth_payload,
+    frame,
+)
+
+GENESIS = bytes(range(32))
+STATUS = Status(7, b"\x07" * 32, 5, b"\x05" * 32)
+
+
+def key(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def run(coro: Coroutine[Any, Any, None], timeout: float = 20.0) -> None:
+    async def bounded() -> None:
+        async with asyncio.timeout(timeout):
+            await coro
+
+    asyncio.run(bounded())
+
+
+async def wait_until(pred: Callable[[], bool], within: float = 5.0, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not pred():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or pred}")
+        await asyncio.sleep(0.02)
+
+
+class FakeHandler:
+    def __init__(self, blocks: list[bytes] | None = None) -> None:
+        self.gossip: list[tuple[PeerId, int, bytes]] = []
+        self.verdict: Callable[[int, bytes], Verdict] = lambda kind, payload: Verdict.ACCEPT
+        self.blocks = blocks or []
+        self.block_requests: list[tuple[PeerId, int, int]] = []
+        self.connected: list[PeerId] = []
+        self.disconnected: list[PeerId] = []
+        self.statuses: list[PeerInfo] = []
+
+    async def on_gossip(self, peer_id: PeerId, kind: int, payload: bytes) -> Verdict:
+        self.gossip.append((peer_id, kind, payload))
+        return self.verdict(kind, payload)
+
+    def on_block_request(self, peer_id: PeerId, from_number: int, count: int) -> list[bytes]:
+        self.block_requests.append((peer_id, from_number, count))
+        return self.blocks[from_number : from_number + count]
+
+    def on_peer_connected(self, peer_id: PeerId, info: PeerInfo) -> None:
+        self.connected.append(peer_id)
+
+    def on_peer_disconnected(self, peer_id: PeerId) -> None:
+        self.disconnected.append(peer_id)
+
+    def on_peer_status(self, peer_id: PeerId, info: PeerInfo) -> None:
+        self.statuses.append(info)
+
+
+def make(
+    n: int, handler: FakeHandler | None = None, **overrides: Any
+) -> tuple[NetworkService, FakeHandler]:
+    handler = handler or FakeHandler()
+    options: dict[str, Any] = {
+        "node_key": key(n),
+        "genesis_hash": GENESIS,
+        "status_provider": lambda: STATUS,
+        "reconnect_interval": 0.1,
+        "handshake_timeout": 2.0,
+    }
+    options.update(overrides)
+    return NetworkService(NetworkConfig(**options), handler), handler
+
+
+@contextlib.asynccontextmanager
+async def started(*services: NetworkService) -> AsyncIterator[None]:
+    try:
+        for s in services:
+            await s.start()
+        yield
+    finally:
+        for s in services:
+            await s.stop()
+
+
+def addr(service: NetworkService) -> str:
+    return service.listen_addresses()[0]
+
+
+def url(service: NetworkService) -> str:
+    port = addr(service).split("/")[4]
+    return f"ws://127.0.0.1:{port}/p2p"
+
+
+class RawPeer:
+    """A hand-driven client: sends exactly what a test says."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, seed: bytes) -> None:
+        self.ws = ws
+        self.seed = seed
+        self.public = ed25519_public_from_seed(seed)
+        self.nonce = secrets.token_bytes(32)
+
+    def hello(self, protocol: str = PROTOCOL_NAME, genesis: bytes = GENESIS) -> bytes:
+        h = Hello(
+            protocol, PROTOCOL_VERSION, genesis, ROLE_FULL, self.public, "", STATUS, self.nonce
+        )
+        return frame(HELLO, h.encode())
+
+    async def recv_binary(self, within: float = 3.0) -> bytes:
+        msg = await self.ws.receive(within)
+        assert msg.type is aiohttp.WSMsgType.BINARY, (msg.type, msg.extra)
+        return bytes(msg.data)
+
+    async def handshake(self, *, bad_signature: bool = False) -> Hello:
+        """Dialer side of the handshake; returns the listener's Hello."""
+        await self.ws.send_bytes(self.hello())
+        data = await self.recv_binary()
+        assert data[0] == HELLO
+        remote = Hello.decode(data[1:])
+        nonce = secrets.token_bytes(32) if bad_signature else remote.nonce
+        signature = ed25519_sign(self.seed, auth_payload(GENESIS, nonce, self.public))
+        await self.ws.send_bytes(frame(AUTH, signature))
+        if not bad_signature:
+            data = await self.recv_binary()
+            assert data[0] == AUTH
+        return remote
+
+    async def close_reason(self, within: float = 3.0) -> str:
+        """Read until the server closes; return its close message."""
+        while True:
+            msg = await self.ws.receive(within)
+            if msg.type is aiohttp.WSMsgType.CLOSE:
+                return str(msg.extra)
+            if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                return ""
+
+
+@contextlib.asynccontextmanager
+async def raw_peer(service: NetworkService, seed: bytes = key(99)) -> AsyncIterator[RawPeer]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(url(service)) as ws:
+        yield RawPeer(ws, seed)
