@@ -9,7 +9,9 @@ Key layout (one-byte prefixes):
   b<hash>          SCALE Vec<extrinsic> (each with its length prefix)
   n<u32 BE>        canonical block hash at that number
   t<node hash>     trie node (content-addressed; all states are kept: archive mode)
-  m:best, m:finalized, m:genesis
+  j<hash>          the finality justification of a block (blocks a finality round ended on)
+  l<hash>          a leaf of the block tree (u32 BE number): fork choice picks among them
+  m:best, m:finalized, m:genesis, m:last_slot (the last slot this node authored in)
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ HEADER = b"h"
 BODY = b"b"
 CANON = b"n"
 NODE = b"t"
+JUSTIFICATION = b"j"
+LEAF = b"l"
+LAST_SLOT = b"m:last_slot"
 BEST = b"m:best"
 FINALIZED = b"m:finalized"
 GENESIS = b"m:genesis"
@@ -120,13 +125,21 @@ class ChainDB:
         is_finalized: bool,
         is_genesis: bool = False,
         sync: bool = True,
+        justification: bytes | None = None,
+        authored_slot: int | None = None,
     ) -> bytes:
-        """Persist a block and its state atomically; returns its hash."""
+        """Persist a block and its state atomically; returns its hash.
+
+        `authored_slot` records, in the same batch, that this node sealed a block for that slot
+        (so that after a crash it never seals a second block for it: an equivocation)."""
         block_hash = header.hash()
         ops: list[tuple[bytes, bytes | None]] = [
             (HEADER + block_hash, header.encode()),
             (BODY + block_hash, encode_compact(len(extrinsics)) + b"".join(extrinsics)),
+            (LEAF + block_hash, header.number.to_bytes(4, "big")),
         ]
+        if not is_genesis:
+            ops.append((LEAF + header.parent_hash, None))
         ops.extend((NODE + h, enc) for h, enc in nodes.items())
         if is_best:
             ops.extend(self._recanonicalize(header, block_hash))
@@ -135,6 +148,10 @@ class ChainDB:
             ops.append((FINALIZED, block_hash))
         if is_genesis:
             ops.append((GENESIS, block_hash))
+        if justification is not None:
+            ops.append((JUSTIFICATION + block_hash, justification))
+        if authored_slot is not None:
+            ops.append((LAST_SLOT, authored_slot.to_bytes(8, "little")))
         self.kv.write_batch(ops, sync=sync)
         self._headers[block_hash] = header
         return block_hash
@@ -165,3 +182,76 @@ class ChainDB:
 
     def set_finalized(self, block_hash: bytes) -> None:
         self.kv.write_batch([(FINALIZED, block_hash)], sync=True)
+
+    # ---- fork choice and finality -------------------------------------------------------------
+
+    def justification(self, block_hash: bytes) -> bytes | None:
+        return self.kv.get(JUSTIFICATION + block_hash)
+
+    def last_authored_slot(self) -> int:
+        raw = self.kv.get(LAST_SLOT)
+        return int.from_bytes(raw, "little") if raw is not None else -1
+
+    def leaves(self) -> list[tuple[int, bytes]]:
+        """The tips of every known fork: (number, hash), highest first."""
+        out = [(int.from_bytes(v, "big"), k[len(LEAF) :]) for k, v in self.kv.iterate(prefix=LEAF)]
+        out.sort(key=lambda item: (-item[0], item[1]))
+        return out
+
+    def ancestor_at(self, block_hash: bytes, number: int) -> bytes | None:
+        """The hash of `block_hash`'s ancestor (or itself) at height `number`, or None."""
+        header = self.header(block_hash)
+        if header is None or number > header.number or number < 0:
+            return None
+        if self.hash_at(header.number) == block_hash:
+            return self.hash_at(number)  # canonical: the index answers directly
+        h = block_hash
+        while header.number > number:
+            h = header.parent_hash
+            header = self.header(h)
+            if header is None:
+                return None
+            if self.hash_at(header.number) == h:
+                return self.hash_at(number)
+        return h
+
+    def is_descendant(self, base: bytes, block_hash: bytes) -> bool:
+        """Whether `block_hash` is `base` or one of its descendants."""
+        base_header = self.header(base)
+        if base_header is None:
+            return False
+        return self.ancestor_at(block_hash, base_header.number) == base
+
+    def finalize(self, block_hash: bytes, justification: bytes | None) -> bytes:
+        """Mark `block_hash` (and so its ancestors) final, store its justification, and make
+        the best block the highest leaf that descends from it (fork choice: the longest chain
+        that contains the last finalized block). One atomic batch. Returns the best hash."""
+        header = self.header(block_hash)
+        if header is None:
+            raise ChainDBError(f"cannot finalize unknown block 0x{block_hash.hex()}")
+        ops: list[tuple[bytes, bytes | None]] = [(FINALIZED, block_hash)]
+        if justification is not None:
+            ops.append((JUSTIFICATION + block_hash, justification))
+        leaves = self.leaves()
+        ops.extend(  # forks that end at or below the final block can never be built on
+            (LEAF + leaf, None)
+            for number, leaf in leaves
+            if number <= header.number and leaf != block_hash
+        )
+        best = self.best_hash()
+        if not self.is_descendant(block_hash, best):
+            for number, leaf in leaves:
+                if number >= header.number and self.is_descendant(block_hash, leaf):
+                    best = leaf
+                    break
+            else:
+                best = block_hash
+            best_header = self.header(best)
+            assert best_header is not None
+            ops.extend(self._recanonicalize(best_header, best))
+            ops.append((BEST, best))
+        self.kv.write_batch(ops, sync=True)
+        return best
+
+    def store_justification(self, block_hash: bytes, justification: bytes) -> None:
+        self.kv.write_batch([(JUSTIFICATION + block_hash, justification)], sync=True)

@@ -1,7 +1,10 @@
 """`cuckoo-node`: Substrate's command line where one exists.
 
 cuckoo-node --dev --tmp --rpc-port 9944       a fresh single-validator dev chain
-cuckoo-node --chain local --base-path DIR --validator --alice
+cuckoo-node --chain local --base-path DIR --alice --port 30333 --rpc-port 9944
+cuckoo-node --chain local --base-path DIR2 --bob --port 30334 --rpc-port 9945 \
+    --bootnodes /ip4/127.0.0.1/tcp/30333/ws/p2p/12D3KooW...
+cuckoo-node verify-finality --rpc http://127.0.0.1:9944
 cuckoo-node build-spec --chain dev [--raw]
 cuckoo-node key generate | inspect | insert
 cuckoo-node purge-chain --base-path DIR --chain dev [-y]
@@ -33,7 +36,9 @@ def _default_base_path() -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="cuckoo-node", description="Cuckoo chain node (Substrate-compatible)"
+        prog="cuckoo-node",
+        description="Cuckoo chain node (Substrate-compatible)",
+        allow_abbrev=False,
     )
     p.add_argument(
         "--dev",
@@ -50,11 +55,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", default="cuckoo-node", help="a human-readable name for this node")
     p.add_argument(
-        "--port", type=int, default=30333, help="p2p port (multi-node networking: see docs)"
+        "--port",
+        type=int,
+        default=None,
+        help="p2p port (default 30333; with --dev an ephemeral port unless given)",
+    )
+    p.add_argument(
+        "--listen-addr",
+        default=None,
+        help="p2p listen address as a multiaddr, e.g. /ip4/0.0.0.0/tcp/30333/ws",
+    )
+    p.add_argument("--no-p2p", action="store_true", help="run without peer-to-peer networking")
+    p.add_argument("--node-key", default=None, help="the p2p identity: an ed25519 seed (hex)")
+    p.add_argument(
+        "--node-key-file", type=Path, default=None, help="file holding the p2p ed25519 seed"
+    )
+    p.add_argument(
+        "--unsafe-test-equivocate",
+        action="store_true",
+        help="TEST ONLY: seal two different blocks for one slot (once, when connected to peers)",
     )
     p.add_argument("--rpc-port", type=int, default=9944, help="JSON-RPC port (HTTP and WebSocket)")
     p.add_argument("--rpc-external", action="store_true", help="listen for RPC on all interfaces")
-    p.add_argument("--bootnodes", nargs="*", default=[], help="peers to connect to")
+    p.add_argument(
+        "--bootnodes",
+        nargs="*",
+        default=[],
+        help="peers to connect to, as multiaddrs /ip4/HOST/tcp/PORT/ws/p2p/PEER_ID",
+    )
     p.add_argument("--prometheus-port", type=int, default=9615, help="Prometheus /metrics port")
     p.add_argument("--no-prometheus", action="store_true", help="do not expose Prometheus metrics")
     p.add_argument(
@@ -83,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     from node.blockio import add_blockio_parsers
 
     add_blockio_parsers(sub)
+    from node.verifycmd import add_verify_parser
+
+    add_verify_parser(sub)
     return p
 
 
@@ -135,11 +166,9 @@ def _run_node(args: argparse.Namespace) -> int:
             "--validator without a dev key: the node authors only with an 'aura' key in its "
             "keystore (insert one with `cuckoo-node key insert`)"
         )
-    if args.bootnodes:
-        log.warning(
-            "--bootnodes given, but peer-to-peer networking is not part of this release; "
-            "running alone"
-        )
+    p2p_host, p2p_port = _p2p_listen(args)
+    node_key = _node_key(args)
+    bootnodes = tuple(args.bootnodes or spec.raw.get("bootNodes") or ())
     config = NodeConfig(
         spec=spec,
         base_path=base,
@@ -150,13 +179,14 @@ def _run_node(args: argparse.Namespace) -> int:
         prometheus_port=None if args.no_prometheus else args.prometheus_port,
         dev_key=dev_key,
         block_time_ms=args.block_time_ms,
+        p2p_host=p2p_host,
+        p2p_port=p2p_port,
+        node_key=node_key,
+        bootnodes=bootnodes,
+        unsafe_equivocate=args.unsafe_test_equivocate,
     )
     try:
         node = Node(config)
-        if validator and node.signer is None:
-            pubs = node.keystore.public_keys("aura")
-            if pubs:
-                node.signer = node.keystore.signer("aura", pubs[0])
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
@@ -174,6 +204,35 @@ def _run_node(args: argparse.Namespace) -> int:
         if tmp is not None:
             tmp.cleanup()
     return 0
+
+
+def _p2p_listen(args: argparse.Namespace) -> tuple[str, int | None]:
+    if args.no_p2p:
+        return "127.0.0.1", None
+    if args.listen_addr:
+        from node.network import parse_multiaddr
+
+        addr = parse_multiaddr(args.listen_addr)
+        return addr.host, addr.port
+    if args.port is not None:
+        return "0.0.0.0", args.port
+    return ("127.0.0.1", 0) if args.dev else ("0.0.0.0", 30333)
+
+
+def _node_key(args: argparse.Namespace) -> bytes | None:
+    if args.node_key:
+        try:
+            key = bytes.fromhex(args.node_key.removeprefix("0x"))
+        except ValueError:
+            raise ValueError("--node-key must be 32 bytes of hex") from None
+        if len(key) != 32:
+            raise ValueError("--node-key must be 32 bytes of hex")
+        return key
+    if args.node_key_file:
+        from node.network import load_or_create_node_key
+
+        return load_or_create_node_key(args.node_key_file)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
             from node.blockio import run_blockio
 
             return run_blockio(args)
+        if args.command == "verify-finality":
+            from node.verifycmd import run_verify
+
+            return run_verify(args)
         return _run_node(args)
     except (NodeError, ChainSpecError, ValueError) as exc:
         print(f"Error: {exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ from scalecodec.utils.ss58 import ss58_encode as scale_ss58_encode
 
 from chain.crypto import CryptoError, SignatureScheme, account_id_from_public, ss58_encode
 from node.keystore import (
+    KEYSTORE_SCHEMES,
     SCHEME_NAMES,
     DerivedKey,
     Keystore,
@@ -109,7 +110,66 @@ def add_key_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     # refused with a clear message: a secret on the command line ends up in history and `ps`
     ins.add_argument("--suri", dest="suri_argument", default=None, help=argparse.SUPPRESS)
-    ins.add_argument("--scheme", choices=list(SCHEME_NAMES), default="sr25519")
+    ins.add_argument(
+        "--scheme",
+        choices=list(KEYSTORE_SCHEMES),
+        default=None,
+        help="sr25519 (default), ed25519, ecdsa, or bls12-381 (the default for --key-type bls_)",
+    )
+    add_session_keys_parser(sub)
+
+
+def add_session_keys_parser(sub: Any) -> None:
+    sk = sub.add_parser(
+        "session-keys",
+        allow_abbrev=False,
+        help="a validator's session keys (aura, gran, bls_) and BLS proof of possession",
+        description=(
+            "Derive the three session keys of a secret URI read from --suri-file (or stdin with "
+            "-): aura (sr25519), grandpa (ed25519) and bls (BLS12-381, with its proof of "
+            "possession), print them as the arguments of Session.set_keys, and with --chain "
+            "store them in the node's keystore (as `key insert` does for each type)."
+        ),
+    )
+    sk.add_argument("--base-path", "-d", type=Path, default=argparse.SUPPRESS, metavar="DIR")
+    sk.add_argument("--chain", default=None, help="also insert into this chain's keystore")
+    sk.add_argument("--keystore-path", type=Path, default=None, metavar="PATH")
+    sk.add_argument("--suri-file", default=None, metavar="FILE", help="secret URI file, or -")
+
+
+def _session_keys(args: argparse.Namespace) -> None:
+    from node.keystore import derive_bls_signer
+
+    if args.suri_file is None:
+        raise _KeyCmdError("--suri-file FILE (or - for stdin) is required")
+    if args.suri_file == "-":
+        suri = _read_secret(sys.stdin, prompt="Secret URI: ")
+    else:
+        try:
+            suri = Path(args.suri_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise _KeyCmdError(f"cannot read {args.suri_file}: {reason}") from None
+    if not suri:
+        raise _KeyCmdError("the secret URI is empty")
+    aura = derive_key(suri, "sr25519")
+    gran = derive_key(suri, "ed25519")
+    bls_signer = derive_bls_signer(suri)
+    out = {
+        "keys": {
+            "aura": "0x" + aura.public.hex(),
+            "grandpa": "0x" + gran.public.hex(),
+            "bls": "0x" + bls_signer.public.hex(),
+        },
+        "proof": "0x" + bls_signer.prove_possession().hex(),
+    }
+    if args.chain is not None or args.keystore_path is not None:
+        keystore = Keystore(_keystore_path(args))
+        keystore.insert("aura", suri, "sr25519")
+        keystore.insert("gran", suri, "ed25519")
+        keystore.insert("bls_", suri, "bls12-381")
+        out["keystore"] = str(keystore.path)
+    print(json.dumps(out, indent=2))
 
 
 def run_key(args: argparse.Namespace) -> int:
@@ -118,6 +178,7 @@ def run_key(args: argparse.Namespace) -> int:
         "generate": _generate,
         "inspect": _inspect,
         "insert": _insert,
+        "session-keys": _session_keys,
     }
     command = commands.get(getattr(args, "key_command", None) or "")
     if command is None:

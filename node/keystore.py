@@ -13,6 +13,11 @@ ed25519, does Ethereum-style (BIP-44, keccak) ecdsa instead of Substrate's, and 
 seed of hard-derived sr25519 keys. Its sr25519 and ed25519 results are the same as ours (tests
 check this); it derives sr25519 with the same schnorrkel bindings.
 
+BLS12-381 keys (key type `bls_`, scheme "bls12-381", for the per-session finality proofs) are
+stored the same way, under their 48-byte public key. Their secret is
+`chain.bls.secret_from_seed(<the URI's ed25519 seed>)`: the ed25519 derivation (hard junctions
+only) always keeps a seed, so any URI usable for a `gran` key is usable for a `bls_` key.
+
 Nothing here logs, and no error message holds a secret URI, phrase, seed or password.
 """
 
@@ -45,13 +50,19 @@ from chain.hashing import blake2_256
 from node.errors import NodeError
 
 __all__ = [
+    "BLS_KEY_TYPE",
+    "BLS_PUBLIC_LENGTH",
+    "BLS_SCHEME",
+    "BlsSigner",
     "DEV_ACCOUNTS",
+    "KEYSTORE_SCHEMES",
     "DEV_PHRASE",
     "SCHEME_NAMES",
     "DerivedKey",
     "Keystore",
     "KeystoreError",
     "Signer",
+    "derive_bls_signer",
     "derive_key",
     "key_type_bytes",
     "dev_suri",
@@ -66,6 +77,11 @@ SCHEME_NAMES: dict[str, SignatureScheme] = {
     "ed25519": SignatureScheme.ED25519,
     "ecdsa": SignatureScheme.ECDSA,
 }
+BLS_SCHEME = "bls12-381"
+BLS_KEY_TYPE = "bls_"
+BLS_PUBLIC_LENGTH = 48
+#: every scheme `Keystore.insert` accepts
+KEYSTORE_SCHEMES = (*SCHEME_NAMES, BLS_SCHEME)
 
 
 class KeystoreError(NodeError):
@@ -165,6 +181,51 @@ class DerivedKey:
         return f"DerivedKey({scheme_name(self.scheme)}, {ss58_encode(self.account_id)})"
 
     __str__ = __repr__
+
+
+class BlsSigner:
+    """A BLS12-381 key held in memory (finality proofs). `repr` shows only the public key.
+
+    `chain.bls` (py-ecc, ~1 s to import) is imported on first use, not with this module."""
+
+    __slots__ = ("_secret", "public")
+
+    def __init__(self, secret: int) -> None:
+        from chain import bls
+
+        self._secret = secret
+        self.public = bls.public_key(secret)  # 48 bytes, G1
+
+    def sign(self, message: bytes) -> bytes:
+        """96-byte signature (G2), as `chain.bls.verify` checks it. ~0.4 s: call it off the
+        event loop."""
+        from chain import bls
+
+        return bls.sign(self._secret, message)
+
+    def prove_possession(self) -> bytes:
+        """96-byte proof of possession of the secret key (`chain.bls.verify_possession`)."""
+        from chain import bls
+
+        return bls.prove_possession(self._secret)
+
+    def __repr__(self) -> str:
+        return f"BlsSigner(0x{self.public.hex()})"
+
+    __str__ = __repr__
+
+
+def derive_bls_signer(suri: str) -> BlsSigner:
+    """The BLS key of a secret URI: `secret_from_seed` of its ed25519 derivation's seed.
+
+    Raises `KeystoreError` (never quoting the URI) when the URI does not derive an ed25519 seed.
+    """
+    key = derive_key(suri, SignatureScheme.ED25519)
+    if key.seed is None:
+        raise KeystoreError("invalid secret URI: its ed25519 derivation keeps no seed")
+    from chain import bls
+
+    return BlsSigner(bls.secret_from_seed(key.seed))
 
 
 # --- secret URIs -----------------------------------------------------------------------------
@@ -445,10 +506,19 @@ class Keystore:
     def _key_file(self, key_type: str, public: bytes) -> Path:
         return self.path / (key_type_bytes(key_type).hex() + bytes(public).hex())
 
-    def insert(self, key_type: str, suri: str, scheme: str = "sr25519") -> bytes:
-        """Store `suri` under `key_type`; returns the public key it derives to."""
-        key = derive_key(suri, scheme)
-        target = self._key_file(key_type, key.public)
+    def insert(self, key_type: str, suri: str, scheme: str | None = None) -> bytes:
+        """Store `suri` under `key_type`; returns the public key it derives to.
+
+        `scheme`: sr25519 / ed25519 / ecdsa / bls12-381; by default bls12-381 for the `bls_`
+        key type and sr25519 for the others. A `bls_` key must be bls12-381."""
+        key_type_bytes(key_type)
+        if scheme is None:
+            scheme = BLS_SCHEME if key_type == BLS_KEY_TYPE else "sr25519"
+        is_bls = scheme.lower() == BLS_SCHEME
+        if key_type == BLS_KEY_TYPE and not is_bls:
+            raise KeystoreError(f"{BLS_KEY_TYPE} keys use the {BLS_SCHEME} scheme")
+        public = derive_bls_signer(suri).public if is_bls else derive_key(suri, scheme).public
+        target = self._key_file(key_type, public)
         tmp = self.path / f".{target.name}.{secrets.token_hex(6)}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
@@ -464,7 +534,7 @@ class Keystore:
             tmp.unlink(missing_ok=True)
             raise KeystoreError(f"cannot write key file {target}: {exc.strerror}") from None
         self._fsync_dir()
-        return key.public
+        return public
 
     def _fsync_dir(self) -> None:
         try:
@@ -493,7 +563,7 @@ class Keystore:
                 public = bytes.fromhex(name[len(prefix) :])
             except ValueError:
                 continue
-            if len(public) in (32, 33):
+            if len(public) in (32, 33, BLS_PUBLIC_LENGTH):
                 keys.append(public)
         return sorted(keys)
 
@@ -519,6 +589,14 @@ class Keystore:
             if key.public == bytes(public):
                 return key.signer()
         raise KeystoreError(f"key file {path} does not hold the secret of its public key")
+
+    def bls_signer(self, public: bytes, key_type: str = BLS_KEY_TYPE) -> BlsSigner:
+        """The `BlsSigner` of a stored BLS key (48-byte public key)."""
+        path = self._key_file(key_type, public)
+        signer = derive_bls_signer(self._read_key_file(path))
+        if signer.public != bytes(public):
+            raise KeystoreError(f"key file {path} does not hold the secret of its public key")
+        return signer
 
     def _read_key_file(self, path: Path) -> str:
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chain.codec import CodecError
+from chain.consensus import FINALITY_ENGINE_ID
 from chain.crypto import CryptoError, ss58_decode
 from chain.hashing import blake2_256
-from chain.primitives import Extrinsic
+from chain.primitives import Extrinsic, Header
 from chain.storage.trie import Trie
+from node.network import ROLE_AUTHORITY
 from node.rpc.server import RpcError, RpcServer, Subscription
 from node.txpool import PoolError
 from pallets.executive import RuntimeApiError, call_runtime_api
@@ -106,26 +108,44 @@ class NodeRpc:
         return t if t in ("Development", "Local", "Live") else {"Custom": t}
 
     def system_health(self, params: list[Any]) -> dict[str, Any]:
-        return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
+        net = self.node.network
+        return {
+            "peers": net.peer_count() if net is not None else 0,
+            "isSyncing": self.node.syncer.is_major_syncing(),
+            "shouldHavePeers": self.node.spec.chain_type != "Development",
+        }
 
     def system_peers(self, params: list[Any]) -> list[Any]:
-        return []
+        net = self.node.network
+        if net is None:
+            return []
+        return [
+            {
+                "peerId": p.peer_id,
+                "roles": "AUTHORITY" if p.roles & ROLE_AUTHORITY else "FULL",
+                "bestHash": _hex(p.best_hash),
+                "bestNumber": p.best_number,
+            }
+            for p in sorted(net.peers(), key=lambda p: p.peer_id)
+        ]
 
     def system_node_roles(self, params: list[Any]) -> list[str]:
-        return ["Authority"] if self.node.signer is not None else ["Full"]
+        return ["Authority"] if self.node._aura_keys else ["Full"]
 
     def system_local_peer_id(self, params: list[Any]) -> str:
-        return (
-            "12D3KooW"
-            + blake2_256(self.node.genesis_hash + self.node.config.name.encode()).hex()[:44]
-        )
+        return self.node.local_peer_id
 
     def system_local_listen_addresses(self, params: list[Any]) -> list[str]:
-        return []
+        net = self.node.network
+        return net.listen_addresses() if net is not None else []
 
     def system_sync_state(self, params: list[Any]) -> dict[str, int]:
-        n = self.node.best_header().number
-        return {"startingBlock": 0, "currentBlock": n, "highestBlock": n}
+        syncer = self.node.syncer
+        return {
+            "startingBlock": syncer.status.starting_block,
+            "currentBlock": self.node.best_header().number,
+            "highestBlock": syncer.highest_block(),
+        }
 
     def system_account_next_index(self, params: list[Any]) -> int:
         who = _account(_param(params, 0))
@@ -172,9 +192,15 @@ class NodeRpc:
         body = self.db.body(h)
         if header is None or body is None:
             return None
+        justification = self.db.justification(h)
         return {
             "block": {"header": header.to_json(), "extrinsics": [_hex(x) for x in body]},
-            "justifications": None,
+            # Substrate's JSON: [[engine id bytes, encoded justification bytes]]
+            "justifications": (
+                [[list(FINALITY_ENGINE_ID), list(justification)]]
+                if justification is not None
+                else None
+            ),
         }
 
     def chain_get_finalized_head(self, params: list[Any]) -> str:
@@ -295,7 +321,7 @@ class NodeRpc:
     ) -> tuple[bytes, str]:
         raw = _bytes(_param(params, 0), "extrinsic")
         try:
-            tx_hash, status = self.node.pool.submit(raw, watcher)
+            tx_hash, status = self.node.submit_extrinsic(raw, watcher)
         except PoolError as exc:
             raise RpcError(exc.code, exc.message, exc.data) from exc
         log.debug("Accepted transaction 0x%s (%s)", tx_hash.hex(), status)
@@ -332,7 +358,13 @@ class NodeRpc:
         fin = self.db.header(self.node.finalized_hash)
         assert fin is not None
         sub.notify(fin.to_json())
-        self._listen(sub, lambda b: sub.notify(b.header.to_json()) if b.finalized else None)
+
+        def on_final(block_hash: bytes, header: Header) -> None:
+            if not sub.closed:
+                sub.notify(header.to_json())
+
+        self.node.add_finality_listener(on_final)
+        sub.on_close(lambda: self.node.remove_finality_listener(on_final))
 
     def subscribe_runtime_version(self, params: list[Any], sub: Subscription) -> None:
         sub.notify(self.node.runtime.version.to_json())

@@ -14,10 +14,13 @@ from substrateinterface import Keypair, KeypairType
 from chain.crypto import SignatureScheme, verify_signature
 from node.errors import NodeError
 from node.keystore import (
+    BLS_KEY_TYPE,
     DEV_PHRASE,
+    BlsSigner,
     Keystore,
     KeystoreError,
     Signer,
+    derive_bls_signer,
     derive_key,
     dev_suri,
     parse_scheme,
@@ -292,3 +295,60 @@ def test_keystore_path_must_be_a_directory(tmp_path: Path) -> None:
     f.write_text("")
     with pytest.raises(KeystoreError, match="not a directory"):
         Keystore(f)
+
+
+# --- BLS keys ----------------------------------------------------------------------------------
+
+
+def test_bls_keys_stored_listed_and_signing(tmp_path: Path) -> None:
+    from chain import bls
+
+    ks = Keystore(tmp_path / "ks")
+    alice = ks.insert(BLS_KEY_TYPE, "//Alice", scheme="bls12-381")
+    bob = ks.insert(BLS_KEY_TYPE, "//Bob")  # bls12-381 is the default for bls_
+    ks.insert("aura", "//Alice")
+    seed = derive_key("//Alice", "ed25519").seed
+    assert seed is not None
+    assert alice == bls.public_key(bls.secret_from_seed(seed))
+    assert len(alice) == 48
+    assert alice != bob
+    key_file = ks.path / (b"bls_".hex() + alice.hex())
+    assert json.loads(key_file.read_text()) == "//Alice"
+    assert _mode(key_file) == 0o600
+    assert ks.public_keys(BLS_KEY_TYPE) == sorted([alice, bob])
+    assert ks.public_keys("aura") == [bytes.fromhex(ALICE_SR)]
+
+    signer = Keystore(ks.path).bls_signer(alice)
+    assert isinstance(signer, BlsSigner)
+    assert signer.public == alice
+    signature = signer.sign(b"payload")
+    assert len(signature) == 96
+    assert bls.verify(alice, b"payload", signature)
+    assert bls.verify_possession(alice, signer.prove_possession())
+    assert not hasattr(signer, "__dict__")
+    text = repr(signer) + str(signer)
+    assert alice.hex() in text
+    assert str(signer._secret) not in text
+    assert hex(signer._secret)[2:] not in text
+
+
+def test_bls_key_errors(tmp_path: Path) -> None:
+    ks = Keystore(tmp_path / "ks")
+    with pytest.raises(KeystoreError, match="bls12-381"):
+        ks.insert(BLS_KEY_TYPE, "//Alice", scheme="sr25519")
+    with pytest.raises(KeystoreError, match="soft derivation"):
+        ks.insert(BLS_KEY_TYPE, "//Alice/soft")
+    bad = MNEMONIC.rsplit(" ", 1)[0] + " zzzz"
+    with pytest.raises(KeystoreError) as info:
+        derive_bls_signer(bad)
+    assert bad not in str(info.value)
+    assert list(ks.path.iterdir()) == []
+    # a key file whose content does not derive to its name
+    bob = derive_bls_signer("//Bob").public
+    forged = ks.path / (b"bls_".hex() + bob.hex())
+    forged.write_text(json.dumps("//Alice"))
+    forged.chmod(0o600)
+    with pytest.raises(KeystoreError, match="does not hold the secret"):
+        ks.bls_signer(bob)
+    with pytest.raises(KeystoreError, match="no key file"):
+        ks.bls_signer(b"\x01" * 48)

@@ -1,0 +1,151 @@
+"""Per-session BLS finality proofs in the running node.
+
+When the finalized head reaches the first block of session s, each validator of the set signs
+that block with its BLS key (chain.consensus.finality_proof_message) and gossips the partial
+signature; whoever holds partials from more than 2/3 of the set aggregates them, checks the
+aggregate, and submits the unsigned `Finality.submit_finality_proof`. The first one included
+wins; the others are refused by the pool or the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+from typing import TYPE_CHECKING, Any
+
+from chain.consensus import BlsPartial
+from node.keystore import KeystoreError
+from node.txpool import PoolError
+
+if TYPE_CHECKING:
+    from chain.primitives import Header
+    from node.finality.bls_proofs import BlsProofCollector
+    from node.service import Node
+
+log = logging.getLogger(__name__)
+
+BLS_KEY_TYPE = "bls_"
+
+
+class BlsDriver:
+    def __init__(self, node: Node, collector: BlsProofCollector, session_length: int) -> None:
+        self.node = node
+        self.collector = collector
+        self.session_length = session_length
+        self._handled: set[int] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._submitted: set[int] = set()
+        self._pool: concurrent.futures.Executor | None = None
+
+    @classmethod
+    def create(cls, node: Node) -> BlsDriver | None:
+        """A driver for a validator that holds a BLS key; None otherwise."""
+        from node.finality.bls_proofs import BlsProofCollector
+
+        if not node._aura_keys:
+            return None
+        try:
+            keys = node.keystore.public_keys(BLS_KEY_TYPE)
+        except KeystoreError:
+            return None
+        signer = node.keystore.bls_signer(keys[0]) if keys else None
+        if signer is None:
+            return None
+        length = node.runtime_config.session.length
+        # py-ecc is pure Python: in a thread it would hold the GIL for seconds and starve the
+        # event loop (block import, votes), so BLS work runs in one worker process
+        pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+        collector = BlsProofCollector(node.genesis_hash, signer, verify_pool=pool, lazy=True)
+        driver = cls(node, collector, length)
+        driver._pool = pool
+        return driver
+
+    def _session_target(self, session: int) -> tuple[bytes, int] | None:
+        number = session * self.session_length
+        h = self.node.db.hash_at(number)
+        return (h, number) if h is not None else None
+
+    def _set_keys(self, block_hash: bytes) -> tuple[int, list[bytes]]:
+        from pallets.finality import pallet as finality
+
+        state = self.node.db.state_at(block_hash)
+        return finality.CurrentSetId.get(state), list(finality.BlsKeys.get(state))
+
+    def _proven(self, session: int) -> bool:
+        from pallets.finality import pallet as finality
+
+        return finality.FinalityProofs.get(self.node.state_at(), session) is not None
+
+    def on_finalized(self, block_hash: bytes, header: Header) -> None:
+        from pallets.session import pallet as session_pallet
+
+        session = session_pallet.CurrentIndex.get(self.node.db.state_at(block_hash))
+        if session == 0 or session in self._handled:
+            return
+        target = self._session_target(session)
+        if target is None or target[1] > header.number:
+            return
+        self._handled.add(session)
+        if self._proven(session):
+            return
+        set_id, keys = self._set_keys(target[0])
+        self._spawn(self._sign(session, set_id, keys, target))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sign(
+        self, session: int, set_id: int, keys: list[bytes], target: tuple[bytes, int]
+    ) -> None:
+        try:
+            partial = await self.collector.on_finalized(
+                session, set_id, keys, target, self._proven(session)
+            )
+        except Exception:
+            log.exception("BLS signing for session %d failed", session)
+            return
+        if partial is None:
+            return
+        net = self.node.network
+        if net is not None:
+            from node.network import BLS_PARTIAL
+
+            net.broadcast(BLS_PARTIAL, partial.encode())
+        self._maybe_submit()
+
+    async def on_partial(self, payload: bytes) -> Any:
+        try:
+            partial = BlsPartial.decode(payload)
+        except Exception:
+            return "INVALID"
+        if self.node.db.hash_at(partial.block_number) != partial.block_hash:
+            return "IGNORE"  # not (yet) our canonical block: cannot judge it
+        _, keys = self._set_keys(partial.block_hash)
+        verdict = await self.collector.on_partial(partial, keys)
+        self._maybe_submit()
+        return verdict
+
+    def _maybe_submit(self) -> None:
+        proof = self.collector.ready_proof()
+        if proof is None or proof.session in self._submitted or self._proven(proof.session):
+            return
+        self._submitted.add(proof.session)
+        from node.finality.bls_proofs import encode_submit_call
+
+        raw = encode_submit_call(self.node.runtime, proof)
+        try:
+            self.node.submit_extrinsic(raw)
+        except PoolError as exc:  # usually another validator's proof got there first
+            log.debug("BLS finality proof of session %d not accepted: %s", proof.session, exc)
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
