@@ -1,12 +1,14 @@
 """`cuckoo-devnet`: the whole network on one machine, with dev keys, and a demo.
 
-Starts a dev node; funds and registers a coordinator (staker //Alice) and a miner (staker //Bob),
-each with its own operator (hot) key; adds a voter (//Charlie votes for //Bob's miner); starts
-the coordinator and a miner on the tiny diffusers model; waits until all are healthy; sends a
+Starts a dev node (or, with `--validators N`, N validator nodes //Alice.. of the `local` chain,
+connected to each other, and waits until they all see each other and finality advances); funds
+and registers a coordinator (staker //Alice) and a miner (staker //Bob), each with its own
+operator (hot) key; adds a voter (//Charlie votes for //Bob's miner); starts the coordinator and a
+miner on the tiny diffusers model against the first node; waits until all are healthy; sends a
 demo prompt; writes the PNG; prints its receipt with the on-chain trail (the blocks of the
 commitment, the result and the settlement); then runs until Ctrl-C (`--once` exits after the demo).
 
-It uses only public interfaces: the three daemons' command lines, their HTTP APIs, and
+It uses only public interfaces: the daemons' command lines, their HTTP APIs, JSON-RPC, and
 substrate-interface for the chain, as an operator on one machine would.
 """
 
@@ -151,6 +153,20 @@ def submit(si: Any, keypair: Any, pallet: str, call: str, args: dict[str, Any]) 
     return receipt
 
 
+def ensure_bonded(si: Any, keypair: Any, value: int) -> str:
+    """Bond `value`, or top an existing bond up to it (the `local` chain's validators and, on
+    `dev`, //Alice are bonded at genesis); says what it did."""
+    ledger = si.query("Staking", "Ledger", [keypair.ss58_address]).value
+    if not ledger:
+        submit(si, keypair, "Staking", "bond", {"value": value})
+        return f"bonded {value / CAI:,.0f} CAI"
+    unallocated = int(ledger["active"]) - int(ledger.get("allocated", 0))
+    if unallocated >= value:
+        return f"already bonded {unallocated / CAI:,.0f} CAI"
+    submit(si, keypair, "Staking", "bond_extra", {"max_additional": value - unallocated})
+    return f"bonded {(value - unallocated) / CAI:,.0f} CAI more (now {value / CAI:,.0f} CAI)"
+
+
 def setup_chain(ws_url: str, coordinator_url: str) -> dict[str, str]:
     from substrateinterface import Keypair, SubstrateInterface
 
@@ -168,7 +184,7 @@ def setup_chain(ws_url: str, coordinator_url: str) -> dict[str, str]:
             {"dest": op.ss58_address, "value": 1_000 * CAI},
         )
     step("//Alice bonds 2,100,000 CAI and registers a coordinator at " + coordinator_url)
-    submit(si, alice, "Staking", "bond", {"value": 2_100_000 * CAI})
+    print(f"    //Alice: {ensure_bonded(si, alice, 2_100_000 * CAI)}")
     info = {
         "name": "0x" + b"devnet coordinator".hex(),
         "description": "0x",
@@ -183,7 +199,7 @@ def setup_chain(ws_url: str, coordinator_url: str) -> dict[str, str]:
         {"operator": coord_op.ss58_address, "info": info},
     )
     step("//Bob bonds 30,000 CAI and registers a miner")
-    submit(si, bob, "Staking", "bond", {"value": 30_000 * CAI})
+    print(f"    //Bob: {ensure_bonded(si, bob, 30_000 * CAI)}")
     info = {
         "name": "0x" + b"devnet miner".hex(),
         "description": "0x",
@@ -192,7 +208,7 @@ def setup_chain(ws_url: str, coordinator_url: str) -> dict[str, str]:
     }
     submit(si, bob, "Registry", "register_miner", {"operator": miner_op.ss58_address, "info": info})
     step("//Charlie bonds 10,000 CAI and votes 5,000 CAI for //Bob's miner")
-    submit(si, charlie, "Staking", "bond", {"value": 10_000 * CAI})
+    print(f"    //Charlie: {ensure_bonded(si, charlie, 10_000 * CAI)}")
     submit(si, charlie, "Voting", "vote", {"target": bob.ss58_address, "value": 5_000 * CAI})
     miner = si.query("Registry", "Miners", [bob.ss58_address]).value
     print(
@@ -263,15 +279,249 @@ def demo(args: argparse.Namespace, coord_url: str, ws_url: str, procs: list[Proc
         print(f"      {key:<13} {on_chain.get(key)}")
 
 
+# ---- the validator network (--validators N) -------------------------------------------------
+
+VALIDATOR_NAMES = ("alice", "bob", "charlie", "dave")
+NODE_KEY_DOMAIN = b"cuckoo-devnet-node:"
+P2P_PORT = 30333
+PROMETHEUS_PORT = 9615
+
+
+@dataclass(frozen=True)
+class ValidatorNode:
+    """One validator of the devnet: its dev account, p2p identity and ports."""
+
+    name: str
+    node_key: bytes
+    peer_id: str
+    p2p_port: int
+    rpc_port: int
+    prometheus_port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.rpc_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.rpc_port}"
+
+    def multiaddr(self, host: str = "127.0.0.1") -> str:
+        return f"/ip4/{host}/tcp/{self.p2p_port}/ws/p2p/{self.peer_id}"
+
+
+def devnet_node_key(name: str) -> bytes:
+    """The fixed p2p key (ed25519 seed) of a devnet node, so its peer id is known in advance."""
+    from chain.hashing import blake2_256
+
+    return blake2_256(NODE_KEY_DOMAIN + name.encode())
+
+
+def peer_id_of(node_key: bytes) -> str:
+    from chain.crypto import ed25519_public_from_seed
+    from node.network import peer_id_from_public
+
+    return str(peer_id_from_public(ed25519_public_from_seed(node_key)))
+
+
+def allocate_port(preferred: int, taken: set[int]) -> int:
+    """`preferred` if free (and not already handed out), else a free ephemeral port."""
+    port = preferred if preferred not in taken else 0
+    while True:
+        port = free_port(port) if port else free_port(0)
+        if port not in taken:
+            taken.add(port)
+            return port
+        port = 0
+
+
+def plan_validators(
+    count: int, p2p_port: int, rpc_port: int, prometheus_port: int
+) -> list[ValidatorNode]:
+    taken: set[int] = set()
+    nodes = []
+    for i, name in enumerate(VALIDATOR_NAMES[:count]):
+        key = devnet_node_key(name)
+        nodes.append(
+            ValidatorNode(
+                name=name,
+                node_key=key,
+                peer_id=peer_id_of(key),
+                p2p_port=allocate_port(p2p_port + i, taken),
+                rpc_port=allocate_port(rpc_port + i, taken),
+                prometheus_port=allocate_port(prometheus_port + i, taken),
+            )
+        )
+    return nodes
+
+
+def write_chain_spec(base: Path, count: int) -> str:
+    """`local` for four validators; for fewer, a copy of it whose genesis keeps only the first
+    `count` validators (their stake and session keys), so that finality needs only them."""
+    if count == len(VALIDATOR_NAMES):
+        return "local"
+    from genesis.builder import load_spec
+
+    spec = json.loads(json.dumps(load_spec("local").raw))
+    config = spec["genesis"]["runtimeGenesis"]["config"]
+    config["staking"]["stakers"] = config["staking"]["stakers"][:count]
+    config["session"]["keys"] = config["session"]["keys"][:count]
+    spec["id"] = f"cuckoo_local_{count}v"
+    spec["name"] = f"Cuckoo Local Testnet ({count} validators)"
+    path = base / f"local-{count}v.json"
+    path.write_text(json.dumps(spec, indent=1) + "\n")
+    return str(path)
+
+
+def validator_proc(
+    v: ValidatorNode, chain: str, base: Path, boot: ValidatorNode | None, block_time_ms: int | None
+) -> Proc:
+    key_file = base / "keys" / f"{v.name}.node-key"
+    key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(v.node_key)
+    cmd = [
+        "cuckoo-node",
+        "--chain",
+        chain,
+        "--base-path",
+        str(base / "nodes" / v.name),
+        f"--{v.name}",
+        "--name",
+        v.name,
+        "--listen-addr",
+        f"/ip4/127.0.0.1/tcp/{v.p2p_port}/ws",
+        "--node-key-file",
+        str(key_file),
+        "--rpc-port",
+        str(v.rpc_port),
+        "--prometheus-port",
+        str(v.prometheus_port),
+    ]
+    if boot is not None:
+        cmd += ["--bootnodes", boot.multiaddr()]
+    if block_time_ms is not None:
+        cmd += ["--block-time-ms", str(block_time_ms)]
+    return Proc(f"cuckoo-node ({v.name})", cmd, base / "logs" / f"node-{v.name}.log")
+
+
+def rpc_call(url: str, method: str, params: list[Any] | None = None) -> Any:
+    status, out = http_json(
+        "POST", url, {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+    )
+    if status != 200 or not isinstance(out, dict) or "result" not in out:
+        raise ValueError(f"{method} at {url}: {status} {out}")
+    return out["result"]
+
+
+def head_numbers(url: str) -> tuple[int, int]:
+    """(best, finalized) block numbers of a node."""
+    best = int(rpc_call(url, "chain_getHeader")["number"], 16)
+    final_hash = rpc_call(url, "chain_getFinalizedHead")
+    final = int(rpc_call(url, "chain_getHeader", [final_hash])["number"], 16)
+    return best, final
+
+
+def wait_for_validators(nodes: list[ValidatorNode], procs: list[Proc]) -> None:
+    want = len(nodes) - 1
+
+    def all_peered() -> bool:
+        return all(int(rpc_call(v.http_url, "system_health")["peers"]) >= want for v in nodes)
+
+    wait_until(f"every node to see {want} peer(s)", all_peered, procs, 90)
+    start = {v.name: head_numbers(v.http_url)[1] for v in nodes}
+
+    def finality_advanced() -> bool:
+        return all(head_numbers(v.http_url)[1] >= max(start[v.name] + 1, 2) for v in nodes)
+
+    wait_until("finality to advance on every node", finality_advanced, procs, 180)
+    for v in nodes:
+        best, final = head_numbers(v.http_url)
+        peers = int(rpc_call(v.http_url, "system_health")["peers"])
+        print(
+            f"    {v.name:<8} {v.peer_id}  {v.ws_url}  best #{best}  finalized #{final}  "
+            f"peers {peers}  p2p {v.p2p_port}"
+        )
+
+
+def print_machines_recipe(nodes: list[ValidatorNode], chain: str) -> None:
+    """The same validators on separate machines: what to run on each."""
+    chain_arg = "local" if chain == "local" else "spec.json"
+    boot = nodes[0]
+    print(
+        f"\nThe same {len(nodes)} validators on {len(nodes)} machines (ALICE_IP: the first "
+        f"machine's address; TCP {P2P_PORT} open between them; RPC stays on 127.0.0.1):"
+    )
+    if chain != "local":
+        print(f"  (copy {chain} to each machine as spec.json)")
+    for i, v in enumerate(nodes):
+        cmd = (
+            f"cuckoo-node --chain {chain_arg} --base-path /var/lib/cuckoo --{v.name} "
+            f"--name {v.name} --port {P2P_PORT} --node-key-file /var/lib/cuckoo/node-key"
+        )
+        if i:
+            cmd += f" --bootnodes /ip4/ALICE_IP/tcp/{P2P_PORT}/ws/p2p/{boot.peer_id}"
+        print(f"  machine {i + 1}: {cmd}")
+    print(
+        f"  Peer id {boot.peer_id} is that of keys/{boot.name}.node-key here: copy it to "
+        "machine 1 to keep it (elsewhere a missing key file is created; RPC system_localPeerId "
+        "tells a node's peer id).\n  The --alice.. flags use the well-known dev keys: a real "
+        "network inserts its own (README, section Validator network)."
+    )
+
+
+def stop_all(procs: list[Proc], timeout: float = 20) -> None:
+    """SIGTERM everything at once, then wait for each (SIGKILL after `timeout`)."""
+    for proc in procs:
+        if proc.popen is not None and proc.popen.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.popen.send_signal(signal.SIGTERM)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.stop(timeout)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cuckoo-devnet", description=__doc__.split("\n\n")[0])
     p.add_argument("--once", action="store_true", help="exit after the demo")
     p.add_argument(
         "--data-dir", type=Path, default=None, help="keep everything here (default: a temp dir)"
     )
-    p.add_argument("--rpc-port", type=int, default=9944)
+    p.add_argument(
+        "--validators",
+        type=int,
+        choices=range(1, len(VALIDATOR_NAMES) + 1),
+        default=1,
+        metavar="N",
+        help="1: a --dev node (default); 2-4: N validators //Alice.. of the local chain",
+    )
+    p.add_argument(
+        "--rpc-port", type=int, default=9944, help="RPC port of the first node (next ones follow)"
+    )
+    p.add_argument(
+        "--p2p-port",
+        type=int,
+        default=P2P_PORT,
+        help="p2p port of the first validator (next ones follow; --validators 2-4)",
+    )
+    p.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=PROMETHEUS_PORT,
+        help="Prometheus port of the first validator (next ones follow; --validators 2-4)",
+    )
     p.add_argument("--coordinator-port", type=int, default=8080)
-    p.add_argument("--block-time-ms", type=int, default=1000)
+    p.add_argument(
+        "--block-time-ms",
+        type=int,
+        default=None,
+        help="slot duration (default: 1000 for --dev, the spec's 2000 with --validators)",
+    )
     p.add_argument("--prompt", default="a cuckoo bird sitting on a GPU, watercolor")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (multiple of 8)")
     p.add_argument("--steps", type=int, default=2)
@@ -284,26 +534,41 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     base = args.data_dir or Path(tempfile.mkdtemp(prefix="cuckoo-devnet-"))
     base.mkdir(parents=True, exist_ok=True)
-    rpc_port = free_port(args.rpc_port)
+    keys = base / "keys"
+    logs = base / "logs"
+    chain = "dev"
+    validators: list[ValidatorNode] = []
+    nodes: list[Proc] = []
+    if args.validators == 1:
+        rpc_port = free_port(args.rpc_port)
+        nodes.append(
+            Proc(
+                "cuckoo-node",
+                [
+                    "cuckoo-node",
+                    "--dev",
+                    "--base-path",
+                    str(base / "node"),
+                    "--rpc-port",
+                    str(rpc_port),
+                    "--block-time-ms",
+                    str(args.block_time_ms or 1000),
+                ],
+                logs / "node.log",
+            )
+        )
+    else:
+        validators = plan_validators(
+            args.validators, args.p2p_port, args.rpc_port, args.prometheus_port
+        )
+        rpc_port = validators[0].rpc_port
+        chain = write_chain_spec(base, args.validators)
+        for i, v in enumerate(validators):
+            boot = validators[0] if i else None
+            nodes.append(validator_proc(v, chain, base, boot, args.block_time_ms))
     coord_port = free_port(args.coordinator_port)
     ws_url, http_url = f"ws://127.0.0.1:{rpc_port}", f"http://127.0.0.1:{rpc_port}"
     coord_url = f"http://127.0.0.1:{coord_port}"
-    keys = base / "keys"
-    logs = base / "logs"
-    node = Proc(
-        "cuckoo-node",
-        [
-            "cuckoo-node",
-            "--dev",
-            "--base-path",
-            str(base / "node"),
-            "--rpc-port",
-            str(rpc_port),
-            "--block-time-ms",
-            str(args.block_time_ms),
-        ],
-        logs / "node.log",
-    )
     coordinator = Proc(
         "cuckoo-coordinator",
         [
@@ -339,19 +604,34 @@ def main(argv: list[str] | None = None) -> int:
     else:
         miner_cmd += ["--solver", args.miner_solver]
     miner = Proc("cuckoo-miner", miner_cmd, logs / "miner.log")
-    procs = [node]
+    procs: list[Proc] = []
     print(f"cuckoo-devnet: data in {base}, logs in {logs}")
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops everything, as Ctrl-C does
     try:
-        step(f"starting the dev node (RPC {ws_url})")
-        node.start()
-
-        def node_ready() -> bool:
-            status, out = http_json(
-                "POST", http_url, {"jsonrpc": "2.0", "id": 1, "method": "chain_getHeader"}
+        if validators:
+            step(
+                f"starting {len(validators)} validators of the {chain} chain "
+                f"(//{', //'.join(v.name.capitalize() for v in validators)}); "
+                f"bootnode {validators[0].multiaddr()}"
             )
-            return status == 200 and int(out["result"]["number"], 16) >= 1
+            for proc in nodes:
+                proc.start()
+                procs.append(proc)
+            wait_for_validators(validators, procs)
+            print_machines_recipe(validators, chain)
+            step(f"the coordinator and the miner use //Alice's node ({ws_url})")
+        else:
+            step(f"starting the dev node (RPC {ws_url})")
+            nodes[0].start()
+            procs.append(nodes[0])
 
-        wait_until("the node's first block", node_ready, procs, 60)
+            def node_ready() -> bool:
+                status, out = http_json(
+                    "POST", http_url, {"jsonrpc": "2.0", "id": 1, "method": "chain_getHeader"}
+                )
+                return status == 200 and int(out["result"]["number"], 16) >= 1
+
+            wait_until("the node's first block", node_ready, procs, 60)
         setup_chain(ws_url, coord_url)
         step(f"starting the coordinator ({coord_url})")
         coordinator.start()
@@ -377,11 +657,21 @@ def main(argv: list[str] | None = None) -> int:
 
         wait_until("the miner to poll the coordinator", miner_live, procs, 300)
         demo(args, coord_url, ws_url, procs)
+        if validators:
+            step("the validators after the demo")
+            for v in validators:
+                best, final = head_numbers(v.http_url)
+                print(f"    {v.name:<8} best #{best}  finalized #{final}")
         if args.once:
             step("done (--once)")
             return 0
+        where = (
+            f"validators {', '.join(v.ws_url for v in validators)}"
+            if validators
+            else f"node {ws_url}"
+        )
         print(
-            f"\nThe network keeps running: node {ws_url}, coordinator {coord_url} "
+            f"\nThe network keeps running: {where}, coordinator {coord_url} "
             f"(POST /v1/images/generations, GET /openapi.json). Ctrl-C stops it."
         )
         while True:
@@ -396,9 +686,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         step("stopping")
-        for proc in reversed([miner, coordinator, node]):
+        for proc in (miner, coordinator):
             with contextlib.suppress(Exception):
                 proc.stop()
+        stop_all(nodes)
         if args.data_dir is None and not os.environ.get("CUCKOO_DEVNET_KEEP"):
             shutil.rmtree(base, ignore_errors=True)
 
