@@ -1,0 +1,950 @@
+"""The node's consensus rules, in process, with real keys over real LevelDB stores on the local
+chain (four validators //Alice..//Dave, 2 s slots, sessions of 10 blocks): block import checks
+(author, seal, slot, parent, finality), fork choice and finality, slot-equivocation reports,
+authoring once per slot, justifications, the finality gadget's cap at a set change, and the
+network handler's gossip verdicts.
+
+Every Node opens a copy of one template store (genesis built and the BLS key derived once per
+module); blocks are built with the node's executive for slots far enough in the past and sealed
+with the slot author's sr25519 key, which the test picks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from chain.consensus import (
+    PRECOMMIT,
+    ConsensusError,
+    Justification,
+    Precommit,
+    SlotEquivocation,
+    Vote,
+    header_slot,
+    vote_payload,
+)
+from chain.crypto import SignatureScheme
+from chain.primitives import (
+    Block,
+    DigestItem,
+    Era,
+    Header,
+    encode_signed_extrinsic,
+    encode_unsigned_extrinsic,
+    signing_payload,
+)
+from genesis.builder import load_spec
+from node.gadget import _ChainView
+from node.keystore import Signer, derive_key
+from node.netbridge import NodeNetworkHandler
+from node.network import BLOCK_ANNOUNCE, TRANSACTIONS, Verdict
+from node.service import Node, NodeConfig
+from node.sync import AlreadyKnown, NotNow, UnknownParent, decode_block_item, encode_block_item
+from node.txpool import PoolError
+from pallets.aura import pallet as aura
+from pallets.executive import InvalidBlock
+from pallets.finality import pallet as finality
+
+SPEC = load_spec("local")
+SLOT_MS = 2000
+NAMES = ("//Alice", "//Bob", "//Charlie", "//Dave")
+SR: dict[str, Signer] = {n: derive_key(n).signer() for n in NAMES}
+ED: dict[str, Signer] = {n: derive_key(n, "ed25519").signer() for n in NAMES}
+SR_BY_PUBLIC = {s.public: s for s in SR.values()}
+ALICE, BOB, CHARLIE, DAVE = NAMES
+# A slot about three hours ago whose author is //Alice (authorities in genesis order).
+BASE_SLOT = (int(time.time() * 1000) // SLOT_MS - 5_000) // 4 * 4
+KEY_FILE_PREFIXES = (b"aura".hex(), b"gran".hex())  # keystore file names: hex(type) ++ hex(key)
+
+
+# ---- nodes --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A closed store with the local genesis and one BLS key (//Alice's) but no Aura or finality
+    key, so a copy opened with any dev_key holds that validator's keys only."""
+    base = tmp_path_factory.mktemp("template")
+    Node(NodeConfig(spec=SPEC, base_path=base, prometheus_port=None, dev_key=ALICE)).close()
+    keystore = base / "chains" / SPEC.id / "keystore"
+    for f in keystore.iterdir():
+        if f.name.startswith(KEY_FILE_PREFIXES):
+            f.unlink()
+    return base
+
+
+NodeFactory = Callable[..., Node]
+
+
+@pytest.fixture
+def make_node(template: Path, tmp_path: Path) -> Iterator[NodeFactory]:
+    opened: list[Node] = []
+
+    def make(dev_key: str | None = ALICE, *, base: Path | None = None) -> Node:
+        if base is None:
+            base = tmp_path / f"node{len(opened)}"
+            shutil.copytree(template, base)
+        node = Node(NodeConfig(spec=SPEC, base_path=base, prometheus_port=None, dev_key=dev_key))
+        opened.append(node)
+        return node
+
+    yield make
+    for node in opened:
+        node.close()
+
+
+@pytest.fixture
+def node(make_node: NodeFactory) -> Node:
+    return make_node(ALICE)
+
+
+# ---- blocks -------------------------------------------------------------------------------------
+
+
+def slot_of(name: str, after: int, n_authorities: int = 4) -> int:
+    """The first slot after `after` whose author is `name` (genesis authority order)."""
+    index = NAMES.index(name)
+    slot = after + 1
+    while slot % n_authorities != index:
+        slot += 1
+    return slot
+
+
+def build(
+    node: Node,
+    parent_hash: bytes,
+    slot: int,
+    *,
+    signer: Signer | None = None,
+    ts_delta: int = 0,
+    txs: Sequence[bytes] = (),
+) -> Block:
+    """A block on `parent_hash` for `slot`, executed (not stored) by `node`'s runtime and sealed
+    by `signer` (default: the slot's author in the parent state)."""
+    parent = node.db.header(parent_hash)
+    assert parent is not None
+    state = node.db.state_at_root(parent.state_root)
+    digest = [DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))]
+    builder = node.executive.begin_block(state, parent_hash, parent.number + 1, digest)
+    now = slot * node.slot_ms + ts_delta
+    ts_call = node.runtime.call_type.encode(node.runtime.call("Timestamp", "set", now=now))
+    builder.apply_inherent(encode_unsigned_extrinsic(ts_call))
+    for raw in txs:
+        builder.apply(raw)
+    built = builder.finalize()
+    if signer is None:
+        author = aura.author_of(aura.Authorities.get(state), slot)
+        assert author is not None
+        signer = SR_BY_PUBLIC[author]
+    seal = DigestItem.seal(aura.ENGINE_ID, signer.sign(built.header.hash()))
+    header = dataclasses.replace(built.header, digest=(*built.header.digest, seal))
+    return Block(header, built.extrinsics)
+
+
+def chain_on(node: Node, parent_hash: bytes, slots: Sequence[int]) -> list[Block]:
+    """Build and import one block per slot, each on the previous one."""
+    out = []
+    for slot in slots:
+        block = build(node, parent_hash, slot)
+        node.import_block(block)
+        out.append(block)
+        parent_hash = block.hash()
+    return out
+
+
+def reseal(block: Block, header: Header, signer: Signer) -> Block:
+    """`block` with `header` (unsealed) sealed anew by `signer`."""
+    seal = DigestItem.seal(aura.ENGINE_ID, signer.sign(header.hash()))
+    return Block(dataclasses.replace(header, digest=(*header.digest, seal)), block.extrinsics)
+
+
+def signed_call(
+    node: Node, who: Signer, nonce: int, call: bytes, *, by: Signer | None = None
+) -> bytes:
+    """An immortal signed extrinsic from `who`, its signature made by `by` (default `who`)."""
+    version = node.executive.version
+    payload = signing_payload(
+        call,
+        Era.immortal(),
+        nonce,
+        0,
+        version.spec_version,
+        version.transaction_version,
+        node.genesis_hash,
+        node.genesis_hash,
+    )
+    signature = (by or who).sign(payload)
+    return encode_signed_extrinsic(
+        call, who.public, SignatureScheme.SR25519, signature, Era.immortal(), nonce, 0
+    )
+
+
+def transfer(node: Node, who: Signer, nonce: int, value: int, *, by: Signer | None = None) -> bytes:
+    call = node.runtime.call_type.encode(
+        node.runtime.call(
+            "Balances", "transfer_keep_alive", dest=("Id", SR[DAVE].public), value=value
+        )
+    )
+    return signed_call(node, who, nonce, call, by=by)
+
+
+def justification(
+    target: Header,
+    voters: Sequence[str | Signer],
+    *,
+    set_id: int = 0,
+    round_number: int = 1,
+    precommit_for: Header | None = None,
+    ancestry: Sequence[Header] = (),
+) -> bytes:
+    """Precommits of `voters` (dev names or ed25519 signers) for `precommit_for` (default:
+    `target`) justifying `target`."""
+    pc = precommit_for or target
+    pc_hash = pc.hash()
+    payload = vote_payload(Vote(PRECOMMIT, pc_hash, pc.number), round_number, set_id)
+    keys = [ED[v] if isinstance(v, str) else v for v in voters]
+    precommits = tuple(Precommit(pc_hash, pc.number, k.sign(payload), k.public) for k in keys)
+    return Justification(
+        round_number, set_id, target.hash(), target.number, precommits, tuple(ancestry)
+    ).encode()
+
+
+# ---- 1. import checks ---------------------------------------------------------------------------
+
+
+def test_genesis_authorities_are_the_four_validators_in_order(node: Node) -> None:
+    state = node.state_at()
+    assert aura.Authorities.get(state) == [SR[n].public for n in NAMES]
+    assert finality.Authorities.get(state) == [ED[n].public for n in NAMES]
+    assert finality.CurrentSetId.get(state) == 0
+    assert node.slot_ms == SLOT_MS
+
+
+def test_import_accepts_a_block_sealed_by_the_slot_author(node: Node) -> None:
+    block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    imported = node.import_block(block)
+    assert imported.hash == block.hash() == node.best_hash
+    assert not imported.finalized
+    assert node.finalized_hash == node.genesis_hash
+
+
+def test_import_rejects_a_seal_by_another_validator(node: Node) -> None:
+    block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT), signer=SR[ALICE])
+    with pytest.raises(InvalidBlock, match="bad Aura seal"):
+        node.import_block(block)
+    assert node.db.header(block.hash()) is None
+    assert node.best_hash == node.genesis_hash
+
+
+def test_import_rejects_a_bad_seal_signature(node: Node) -> None:
+    block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    unsealed, seal = block.header.without_seal()
+    assert seal is not None
+    bad = bytearray(seal.data)
+    bad[5] ^= 0x01
+    header = dataclasses.replace(
+        unsealed, digest=(*unsealed.digest, DigestItem.seal(aura.ENGINE_ID, bytes(bad)))
+    )
+    with pytest.raises(InvalidBlock, match="bad Aura seal"):
+        node.import_block(Block(header, block.extrinsics))
+    assert node.db.header(header.hash()) is None
+
+
+def test_import_rejects_an_unsealed_block(node: Node) -> None:
+    block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    unsealed, _ = block.header.without_seal()
+    with pytest.raises(InvalidBlock, match="no Aura seal"):
+        node.import_block(Block(unsealed, block.extrinsics))
+    assert node.db.header(unsealed.hash()) is None
+
+
+def test_import_rejects_a_seal_of_another_engine(node: Node) -> None:
+    block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    unsealed, seal = block.header.without_seal()
+    assert seal is not None
+    header = dataclasses.replace(
+        unsealed, digest=(*unsealed.digest, DigestItem.seal(b"BABE", seal.data))
+    )
+    with pytest.raises(InvalidBlock, match="no Aura seal"):
+        node.import_block(Block(header, block.extrinsics))
+
+
+def test_import_rejects_a_block_without_a_slot(node: Node) -> None:
+    block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    unsealed, _ = block.header.without_seal()
+    no_slot = dataclasses.replace(unsealed, digest=())
+    with pytest.raises(InvalidBlock, match="no Aura pre-runtime digest"):
+        node.import_block(reseal(block, no_slot, SR[BOB]))
+
+
+def test_import_far_future_slot_is_invalid_near_future_is_not_now(node: Node) -> None:
+    now_slot = node.current_slot()
+    far = build(node, node.genesis_hash, slot_of(BOB, now_slot + 5))
+    with pytest.raises(InvalidBlock, match="far in the future") as info:
+        node.import_block(far)
+    assert not isinstance(info.value, NotNow)
+    # 1..2 slots ahead: more than FUTURE_DRIFT_MS early, less than FAR_FUTURE_SLOTS.
+    near_slot = now_slot + 2
+    near = build(node, node.genesis_hash, near_slot)
+    assert near_slot * SLOT_MS > time.time() * 1000 + 500
+    with pytest.raises(NotNow, match="in the future"):
+        node.import_block(near)
+    assert node.db.header(near.hash()) is None
+    assert node.db.header(far.hash()) is None
+
+
+def test_import_of_the_current_slot_is_accepted(node: Node) -> None:
+    slot = node.current_slot()
+    block = build(node, node.genesis_hash, slot)
+    node.import_block(block)
+    assert node.best_hash == block.hash()
+
+
+def test_import_unknown_parent(node: Node) -> None:
+    block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    unsealed, _ = block.header.without_seal()
+    orphan = reseal(block, dataclasses.replace(unsealed, parent_hash=b"\x11" * 32), SR[BOB])
+    with pytest.raises(UnknownParent):
+        node.import_block(orphan)
+
+
+def test_import_already_known(node: Node) -> None:
+    block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    node.import_block(block)
+    with pytest.raises(AlreadyKnown):
+        node.import_block(block)
+
+
+def test_import_rejects_a_wrong_number(node: Node) -> None:
+    block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    unsealed, _ = block.header.without_seal()
+    wrong = reseal(block, dataclasses.replace(unsealed, number=2), SR[BOB])
+    with pytest.raises(InvalidBlock, match="does not follow its parent"):
+        node.import_block(wrong)
+
+
+def test_import_rejects_a_slot_that_does_not_increase(node: Node) -> None:
+    slot = slot_of(BOB, BASE_SLOT)
+    (b1,) = chain_on(node, node.genesis_hash, [slot])
+    b2 = build(node, b1.hash(), slot + 4)  # //Bob's next slot, then claimed for `slot` again
+    unsealed, _ = b2.header.without_seal()
+    same = DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))
+    replayed = reseal(b2, dataclasses.replace(unsealed, digest=(same,)), SR[BOB])
+    with pytest.raises(InvalidBlock, match="slot must increase"):
+        node.import_block(replayed)
+    assert node.best_hash == b1.hash()
+    assert node.db.header(replayed.hash()) is None
+
+
+def test_import_rejects_blocks_not_descending_from_the_finalized_block(node: Node) -> None:
+    s = BASE_SLOT
+    a1, a2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
+    (b1,) = chain_on(node, node.genesis_hash, [s + 3])
+    node.finalize(a2.hash(), None)
+    assert node.finalized_hash == a2.hash()
+    b2 = build(node, b1.hash(), s + 5)  # height 2 on a fork below the finalized #2
+    with pytest.raises(InvalidBlock, match="does not descend from the finalized"):
+        node.import_block(b2)
+    c1 = build(node, node.genesis_hash, s + 6)  # height 1: at or below the finalized height
+    with pytest.raises(InvalidBlock, match="does not descend from the finalized"):
+        node.import_block(c1)
+    a1b = build(node, a1.hash(), s + 7)  # a sibling of the finalized block
+    with pytest.raises(InvalidBlock, match="does not descend from the finalized"):
+        node.import_block(a1b)
+    a3 = build(node, a2.hash(), s + 8)  # on the finalized block: fine
+    node.import_block(a3)
+    assert node.best_hash == a3.hash()
+
+
+def test_import_rejects_a_justification_for_another_block(node: Node) -> None:
+    a1 = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    a2 = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT), ts_delta=1)
+    other = build(node, node.genesis_hash, slot_of(CHARLIE, BASE_SLOT))
+    just = justification(other.header, [ALICE, BOB, CHARLIE])
+    with pytest.raises(InvalidBlock, match="justification is for another block"):
+        node.import_block(a1, just)
+    assert node.db.header(a1.hash()) is None
+    with pytest.raises(InvalidBlock, match="undecodable justification"):
+        node.import_block(a2, b"\x01\x02")
+    assert node.db.header(a2.hash()) is None
+    assert node.best_hash == node.genesis_hash
+
+
+# ---- 2. fork choice -----------------------------------------------------------------------------
+
+
+def test_fork_choice_longest_chain_and_first_seen_on_ties(node: Node) -> None:
+    s = BASE_SLOT
+    (a1,) = chain_on(node, node.genesis_hash, [s + 1])
+    assert node.best_hash == a1.hash()
+    (b1,) = chain_on(node, node.genesis_hash, [s + 2])
+    assert node.best_hash == a1.hash()  # equal length: the first stays
+    (a2,) = chain_on(node, a1.hash(), [s + 3])
+    assert node.best_hash == a2.hash()
+    b2, b3 = chain_on(node, b1.hash(), [s + 4, s + 5])
+    assert node.best_hash == b3.hash()  # longer wins
+    assert [node.db.hash_at(n) for n in range(4)] == [
+        node.genesis_hash,
+        b1.hash(),
+        b2.hash(),
+        b3.hash(),
+    ]
+    assert node.db.leaves() == [(3, b3.hash()), (2, a2.hash())]
+
+
+def test_finalizing_the_shorter_fork_moves_best_and_the_canonical_index(node: Node) -> None:
+    s = BASE_SLOT
+    a1, a2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
+    b1, _, b3 = chain_on(node, node.genesis_hash, [s + 3, s + 5, s + 6])
+    assert node.best_hash == b3.hash()
+    node.finalize(a1.hash(), None)
+    assert node.finalized_hash == a1.hash()
+    assert node.best_hash == a2.hash()  # the highest leaf that descends from the final block
+    assert [node.db.hash_at(n) for n in range(4)] == [
+        node.genesis_hash,
+        a1.hash(),
+        a2.hash(),
+        None,
+    ]
+    assert node.db.ancestor_at(b3.hash(), 1) == b1.hash()
+    assert not node.db.is_descendant(a1.hash(), b3.hash())
+    # the next block on the finalized fork becomes best although the dead fork is as high
+    (a3,) = chain_on(node, a2.hash(), [s + 7])
+    assert node.best_hash == a3.hash()
+    assert node.db.hash_at(3) == a3.hash()
+
+
+def test_finality_never_goes_backwards_or_to_a_conflicting_block(node: Node) -> None:
+    s = BASE_SLOT
+    a1, a2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
+    b1, _, b3 = chain_on(node, node.genesis_hash, [s + 3, s + 5, s + 6])
+    node.finalize(a2.hash(), None)
+    best = node.best_hash
+    node.finalize(a1.hash(), None)  # backwards
+    assert node.finalized_hash == a2.hash()
+    node.finalize(b3.hash(), None)  # higher, but on a conflicting fork
+    assert node.finalized_hash == a2.hash()
+    assert node.best_hash == best == a2.hash()
+    node.finalize(b1.hash(), None)
+    assert node.finalized_hash == a2.hash()
+    node.finalize(b"\x42" * 32, None)  # unknown
+    assert node.finalized_hash == a2.hash()
+
+
+def test_finalize_prunes_leaves_at_or_below_the_finalized_height(node: Node) -> None:
+    s = BASE_SLOT
+    a1, a2, a3 = chain_on(node, node.genesis_hash, [s + 1, s + 2, s + 3])
+    (b1,) = chain_on(node, node.genesis_hash, [s + 5])
+    (c2,) = chain_on(node, a1.hash(), [s + 6])
+    (d3,) = chain_on(node, a2.hash(), [s + 7])
+    assert {h for _, h in node.db.leaves()} == {a3.hash(), b1.hash(), c2.hash(), d3.hash()}
+    node.finalize(a2.hash(), None)
+    leaves = node.db.leaves()
+    assert (1, b1.hash()) not in leaves
+    assert (2, c2.hash()) not in leaves
+    assert leaves == sorted([(3, a3.hash()), (3, d3.hash())])
+    assert node.best_hash == a3.hash()  # best already descended from it: unchanged
+
+
+# ---- 3. slot equivocation -----------------------------------------------------------------------
+
+
+def _expected_report(node: Node, proof: SlotEquivocation) -> bytes:
+    call = node.runtime.call("Finality", "report_equivocation", proof=proof.encode())
+    return encode_unsigned_extrinsic(node.runtime.call_type.encode(call))
+
+
+def test_two_blocks_for_one_slot_by_one_author_are_reported_once(node: Node) -> None:
+    slot = slot_of(BOB, BASE_SLOT)
+    first = build(node, node.genesis_hash, slot)
+    second = build(node, node.genesis_hash, slot, ts_delta=1)
+    third = build(node, node.genesis_hash, slot, ts_delta=2)
+    assert len({first.hash(), second.hash(), third.hash()}) == 3
+    node.import_block(first)
+    assert node.pool.pending() == []
+    node.import_block(second)
+    expected = _expected_report(
+        node, SlotEquivocation(SR[BOB].public, slot, first.header, second.header)
+    )
+    assert node.pool.pending() == [expected]
+    node.import_block(third)
+    assert node.pool.pending() == [expected]  # one report per offence
+    assert len(node.pool) == 1
+
+
+def test_the_report_holds_a_valid_proof_against_the_author(node: Node) -> None:
+    slot = slot_of(CHARLIE, BASE_SLOT)
+    first = build(node, node.genesis_hash, slot)
+    second = build(node, node.genesis_hash, slot, ts_delta=1)
+    node.import_block(first)
+    node.import_block(second)
+    (raw,) = node.pool.pending()
+    proof = SlotEquivocation(SR[CHARLIE].public, slot, first.header, second.header)
+    proof.check()
+    assert raw == _expected_report(node, proof)
+    assert header_slot(first.header) == header_slot(second.header) == slot
+
+
+def test_blocks_of_different_slots_or_authors_are_not_reported(node: Node) -> None:
+    s = BASE_SLOT
+    chain_on(node, node.genesis_hash, [s + 1, s + 2])  # Bob, Charlie
+    chain_on(node, node.genesis_hash, [s + 5, s + 6])  # Bob, Charlie again: other slots
+    assert node.pool.pending() == []
+
+
+def test_own_block_and_an_imported_one_for_the_same_slot_are_reported(node: Node) -> None:
+    slot = slot_of(ALICE, BASE_SLOT)
+    own = node.author_block(slot)
+    assert own is not None
+    other = build(node, node.genesis_hash, slot, ts_delta=1)  # "another //Alice process"
+    node.import_block(other)
+    expected = _expected_report(
+        node, SlotEquivocation(SR[ALICE].public, slot, own.header, other.header)
+    )
+    assert node.pool.pending() == [expected]
+
+
+# ---- 4. authoring -------------------------------------------------------------------------------
+
+
+def test_a_node_authors_only_its_own_slots(make_node: NodeFactory) -> None:
+    bob = make_node(BOB)
+    assert bob.author_block(slot_of(ALICE, BASE_SLOT)) is None
+    assert bob.author_block(slot_of(CHARLIE, BASE_SLOT)) is None
+    assert bob.best_hash == bob.genesis_hash
+    assert bob.db.last_authored_slot() == -1
+    slot = slot_of(BOB, BASE_SLOT)
+    imported = bob.author_block(slot)
+    assert imported is not None
+    assert bob.best_hash == imported.hash
+    assert header_slot(imported.header) == slot
+    assert bob.db.last_authored_slot() == slot
+    observer = make_node(None)
+    assert not observer._aura_keys
+    assert observer.author_block(slot_of(ALICE, BASE_SLOT)) is None
+
+
+def test_a_node_never_authors_twice_for_one_slot_also_after_a_restart(
+    make_node: NodeFactory,
+) -> None:
+    node = make_node(ALICE)
+    s = BASE_SLOT
+    slot = s + 8  # //Alice's
+    first = node.author_block(slot)
+    assert first is not None
+    assert node.author_block(slot) is None
+    # A longer fork of earlier slots becomes best: its state's CurrentSlot is below `slot`.
+    _, b2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
+    assert node.best_hash == b2.hash()
+    assert aura.CurrentSlot.get(node.state_at()) < slot
+    assert node.author_block(slot) is None  # only last_authored_slot stops it
+    assert node.best_hash == b2.hash()
+    base = node.config.base_path
+    node.close()
+    again = make_node(ALICE, base=base)
+    assert again.db.last_authored_slot() == slot
+    assert again.best_hash == b2.hash()
+    assert again.author_block(slot) is None
+    assert again.author_block(slot - 4) is None  # older slots neither
+    later = again.author_block(slot + 4)
+    assert later is not None
+    assert later.header.parent_hash == b2.hash()
+    assert again.db.last_authored_slot() == slot + 4
+
+
+# ---- 5. justifications --------------------------------------------------------------------------
+
+
+def test_a_justification_of_three_of_four_finalizes(node: Node) -> None:
+    s = BASE_SLOT
+    b1, b2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
+    raw = justification(b1.header, [ALICE, BOB, DAVE])
+    node.apply_justification(b1.hash(), raw)
+    assert node.finalized_hash == b1.hash()
+    assert node.db.justification(b1.hash()) == raw
+    assert node.best_hash == b2.hash()
+    block, just = decode_block_item(node.block_item(1) or b"")
+    assert block == Block(b1.header, b1.extrinsics)
+    assert just == raw
+    block2, just2 = decode_block_item(node.block_item(2) or b"")
+    assert block2.hash() == b2.hash()
+    assert just2 is None
+    assert node.block_item(3) is None
+
+
+def test_a_justification_of_two_of_four_is_rejected(node: Node) -> None:
+    (b1,) = chain_on(node, node.genesis_hash, [slot_of(BOB, BASE_SLOT)])
+    raw = justification(b1.header, [ALICE, BOB])
+    with pytest.raises(ConsensusError, match="more than 2/3"):
+        node.apply_justification(b1.hash(), raw)
+    assert node.finalized_hash == node.genesis_hash
+    assert node.db.justification(b1.hash()) is None
+
+
+@pytest.mark.parametrize(
+    ("voters", "kwargs", "error"),
+    [
+        ([ALICE, BOB, BOB], {}, "two precommits by one voter"),
+        ([ALICE, BOB, CHARLIE], {"set_id": 1}, "is for set 1"),
+    ],
+)
+def test_bad_justifications_are_rejected(
+    node: Node, voters: list[str], kwargs: dict[str, int], error: str
+) -> None:
+    (b1,) = chain_on(node, node.genesis_hash, [slot_of(BOB, BASE_SLOT)])
+    raw = justification(b1.header, voters, **kwargs)
+    with pytest.raises(ConsensusError, match=error):
+        node.apply_justification(b1.hash(), raw)
+    assert node.finalized_hash == node.genesis_hash
+
+
+def test_a_justification_by_outsiders_or_with_bad_signatures_is_rejected(node: Node) -> None:
+    (b1,) = chain_on(node, node.genesis_hash, [slot_of(BOB, BASE_SLOT)])
+    eve = derive_key("//Eve", "ed25519").signer()
+    raw = justification(b1.header, [ALICE, BOB, eve])
+    with pytest.raises(ConsensusError, match="outside the set"):
+        node.apply_justification(b1.hash(), raw)
+    good = Justification.decode(justification(b1.header, [ALICE, BOB, CHARLIE]))
+    pc = good.precommits[2]
+    forged = dataclasses.replace(pc, signature=ED[DAVE].sign(b"something else"))
+    bad = dataclasses.replace(good, precommits=(*good.precommits[:2], forged)).encode()
+    with pytest.raises(ConsensusError, match="bad precommit signature"):
+        node.apply_justification(b1.hash(), bad)
+    assert node.finalized_hash == node.genesis_hash
+
+
+def test_precommits_for_a_descendant_justify_with_ancestry(node: Node) -> None:
+    s = BASE_SLOT
+    b1, b2, b3 = chain_on(node, node.genesis_hash, [s + 1, s + 2, s + 3])
+    without = justification(b1.header, [ALICE, BOB, CHARLIE], precommit_for=b3.header)
+    with pytest.raises(ConsensusError, match="does not descend"):
+        node.apply_justification(b1.hash(), without)
+    raw = justification(
+        b1.header,
+        [ALICE, BOB, CHARLIE],
+        precommit_for=b3.header,
+        ancestry=[b3.header, b2.header],
+    )
+    node.apply_justification(b1.hash(), raw)
+    assert node.finalized_hash == b1.hash()
+    assert node.db.justification(b1.hash()) == raw
+
+
+def test_a_late_justification_of_a_final_block_is_stored(node: Node) -> None:
+    s = BASE_SLOT
+    b1, b2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
+    node.apply_justification(b2.hash(), justification(b2.header, [ALICE, BOB, CHARLIE]))
+    assert node.finalized_hash == b2.hash()
+    late = justification(b1.header, [BOB, CHARLIE, DAVE])
+    node.apply_justification(b1.hash(), late)
+    assert node.finalized_hash == b2.hash()
+    assert node.db.justification(b1.hash()) == late
+
+
+def test_import_with_a_justification_finalizes_and_serves_it(
+    node: Node, make_node: NodeFactory
+) -> None:
+    s = BASE_SLOT
+    _, b2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
+    raw = justification(b2.header, [ALICE, CHARLIE, DAVE])
+    node.apply_justification(b2.hash(), raw)
+    follower = make_node(CHARLIE)
+    for n in (1, 2):
+        item = node.block_item(n)
+        assert item is not None
+        block, just = decode_block_item(item)
+        follower.import_block(block, just)
+    assert follower.finalized_hash == b2.hash()
+    assert follower.db.justification(b2.hash()) == raw
+    assert follower.block_item(2) == node.block_item(2)
+
+
+def test_import_with_an_insufficient_justification_is_invalid(node: Node) -> None:
+    (b1,) = chain_on(node, node.genesis_hash, [slot_of(BOB, BASE_SLOT)])
+    b2 = build(node, b1.hash(), slot_of(CHARLIE, BASE_SLOT))
+    with pytest.raises(InvalidBlock, match="invalid justification"):
+        node.import_block(b2, justification(b2.header, [ALICE, BOB]))
+    assert node.finalized_hash == node.genesis_hash
+    assert node.db.justification(b2.hash()) is None
+
+
+def test_a_pending_justification_applies_when_its_block_arrives(node: Node) -> None:
+    b1 = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    raw = justification(b1.header, [ALICE, BOB, CHARLIE])
+    node.pending_justifications[b1.hash()] = raw
+    node.import_block(b1)
+    assert node.finalized_hash == b1.hash()
+    assert b1.hash() not in node.pending_justifications
+
+
+# ---- 6. the gadget's cap at a set change ------------------------------------------------------
+
+
+def test_best_head_is_capped_at_the_first_block_of_a_new_set(node: Node) -> None:
+    """A real set change: sudo Session.set_validators([Alice, Bob, Charlie]) in block #1, enacted
+    at the session boundary #10 (Finality.CurrentSetId 0 -> 1)."""
+    rt = node.runtime
+    inner = rt.call(
+        "Session", "set_validators", validators=[SR[n].public for n in (ALICE, BOB, CHARLIE)]
+    )
+    sudo = signed_call(node, SR[ALICE], 0, rt.call_type.encode(rt.call("Sudo", "sudo", call=inner)))
+    parent, slot = node.genesis_hash, BASE_SLOT
+    hashes = [node.genesis_hash]
+    for number in range(1, 13):
+        slot += 1
+        block = build(node, parent, slot, txs=[sudo] if number == 1 else [])
+        node.import_block(block)
+        parent = block.hash()
+        hashes.append(parent)
+    gadget = node.gadget
+    assert [gadget.set_of(h)[0] for h in hashes] == [0] * 10 + [1] * 3
+    assert len(gadget.set_of(hashes[10])[1]) == 3
+    assert len(aura.Authorities.get(node.state_at(hashes[10]))) == 3
+    view = _ChainView(gadget)
+    assert node.best_hash == hashes[12]
+    assert view.best_head() == (hashes[10], 10)
+    assert gadget.finalizing_set(hashes[10])[0] == 0  # the old set finalizes the change
+    node.finalize(hashes[5], None)
+    assert view.best_head() == (hashes[10], 10)
+    assert gadget.set_id == 0
+    node.finalize(hashes[10], None)
+    assert gadget.set_id == 1  # the voter moved to the new set
+    assert len(gadget.authorities) == 3
+    assert view.best_head() == (hashes[12], 12)
+
+
+def test_best_head_without_a_set_change_is_the_best_block(node: Node) -> None:
+    s = BASE_SLOT
+    blocks = chain_on(node, node.genesis_hash, [s + 1, s + 2, s + 3])
+    view = _ChainView(node.gadget)
+    assert view.best_head() == (blocks[-1].hash(), 3)
+    node.finalize(blocks[1].hash(), None)
+    assert view.best_head() == (blocks[-1].hash(), 3)
+    assert view.finalized() == (blocks[1].hash(), 2)
+
+
+# ---- 7. gossip verdicts -------------------------------------------------------------------------
+
+
+def _gossip(node: Node, kind: int, payload: bytes) -> Verdict:
+    return asyncio.run(NodeNetworkHandler(node).on_gossip("12D3KooWpeer", kind, payload))
+
+
+def _item(block: Block, just: bytes | None = None) -> bytes:
+    return encode_block_item(block, just)
+
+
+def test_block_gossip_verdicts(node: Node) -> None:
+    s = BASE_SLOT
+    assert _gossip(node, BLOCK_ANNOUNCE, b"\xff\x01\x02") is Verdict.INVALID
+    b1 = build(node, node.genesis_hash, s + 1)
+    assert _gossip(node, BLOCK_ANNOUNCE, _item(b1)) is Verdict.ACCEPT
+    assert node.best_hash == b1.hash()
+    assert _gossip(node, BLOCK_ANNOUNCE, _item(b1)) is Verdict.IGNORE
+    b2 = build(node, b1.hash(), s + 2)
+    unsealed, _ = b2.header.without_seal()
+    orphan = reseal(b2, dataclasses.replace(unsealed, parent_hash=b"\x33" * 32), SR[CHARLIE])
+    assert _gossip(node, BLOCK_ANNOUNCE, _item(orphan)) is Verdict.KEEP
+    forged = build(node, b1.hash(), s + 2, signer=SR[BOB])
+    assert _gossip(node, BLOCK_ANNOUNCE, _item(forged)) is Verdict.INVALID
+    early = build(node, b1.hash(), node.current_slot() + 2)
+    assert _gossip(node, BLOCK_ANNOUNCE, _item(early)) is Verdict.IGNORE
+    assert node.best_hash == b1.hash()
+
+
+def test_known_block_gossip_with_a_justification(node: Node) -> None:
+    b1 = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    node.import_block(b1)
+    good = justification(b1.header, [ALICE, BOB, CHARLIE])
+    bad = justification(b1.header, [ALICE])
+    assert _gossip(node, BLOCK_ANNOUNCE, _item(b1, bad)) is Verdict.INVALID
+    assert node.finalized_hash == node.genesis_hash
+    assert _gossip(node, BLOCK_ANNOUNCE, _item(b1, good)) is Verdict.IGNORE
+    assert node.finalized_hash == b1.hash()
+
+
+def test_transaction_gossip_accept_and_duplicate(node: Node) -> None:
+    tx = transfer(node, SR[BOB], 0, 10**18)
+    assert _gossip(node, TRANSACTIONS, tx) is Verdict.ACCEPT
+    assert node.pool.pending() == [tx]
+    assert _gossip(node, TRANSACTIONS, tx) is Verdict.IGNORE  # duplicate
+    assert _gossip(node, TRANSACTIONS, b"\x08\x00") is Verdict.INVALID  # not an extrinsic
+
+
+def test_transaction_gossip_stale_is_ignored(node: Node) -> None:
+    tx = transfer(node, SR[BOB], 0, 10**18)
+    b1 = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT), txs=[tx])
+    node.import_block(b1)
+    stale = transfer(node, SR[BOB], 0, 2 * 10**18)
+    assert _gossip(node, TRANSACTIONS, stale) is Verdict.IGNORE
+    assert node.pool.pending() == []
+
+
+def test_transaction_gossip_with_a_bad_signature_is_invalid(node: Node) -> None:
+    forged = transfer(node, SR[BOB], 0, 10**18, by=SR[CHARLIE])
+    assert _gossip(node, TRANSACTIONS, forged) is Verdict.INVALID
+
+
+def test_the_pool_refuses_a_forged_transaction_as_a_bad_signature(node: Node) -> None:
+    """What the verdict above relies on: the pool's error says "bad signature" in `data`."""
+    forged = transfer(node, SR[BOB], 0, 10**18, by=SR[CHARLIE])
+    with pytest.raises(PoolError) as info:
+        node.pool.submit(forged)
+    assert info.value.code == 1010
+    assert "bad signature" in (info.value.data or "")
+    assert "bad signature" not in info.value.message
+    assert node.pool.pending() == []
+
+
+# ---- timestamps ---------------------------------------------------------------------------------
+
+
+def test_a_block_whose_timestamp_is_not_its_slot_is_rejected(node: Node) -> None:
+    slot = slot_of(BOB, BASE_SLOT)
+    with pytest.raises(InvalidBlock, match="Aura slot"):
+        # the runtime refuses the timestamp: building fails, and so would importing (the same
+        # execution)
+        ahead = build(node, node.genesis_hash, slot, ts_delta=30 * 24 * 3600 * 1000)  # +30 days
+        node.import_block(ahead)
+    assert node.author_block(slot_of(ALICE, slot)) is not None
+
+
+# ---- sync ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FakePeer:
+    peer_id: str
+    best_number: int
+
+
+class FakeNetwork:
+    """What Syncer and Node use of NetworkService: one peer serving `source`'s chain (or what
+    `serve` returns), recording requests and reports."""
+
+    PEER = "12D3KooWsource"
+
+    def __init__(self, source: Node, serve: Callable[[int, int], list[bytes]] | None = None):
+        self.source = source
+        self.serve = serve or (
+            lambda start, count: NodeNetworkHandler(source).on_block_request(
+                self.PEER, start, count
+            )
+        )
+        self.requests: list[tuple[int, int]] = []
+        self.reports: list[tuple[str, bool]] = []
+
+    def peers(self) -> list[FakePeer]:
+        return [FakePeer(self.PEER, self.source.best_header().number)]
+
+    def best_peer_number(self) -> int:
+        return self.source.best_header().number
+
+    def peer_count(self) -> int:
+        return 1
+
+    async def request_blocks(self, peer_id: str, start: int, count: int) -> list[bytes]:
+        assert peer_id == self.PEER
+        self.requests.append((start, count))
+        return self.serve(start, count)
+
+    def report(self, peer_id: str, reason: str, ban: bool) -> None:
+        self.reports.append((reason, ban))
+
+    def update_status(self, status: object) -> None:
+        pass
+
+    def broadcast(self, kind: int, payload: bytes) -> int:
+        return 0
+
+
+def _sync(node: Node, net: FakeNetwork, max_steps: int = 10) -> None:
+    node.network = net  # type: ignore[assignment]
+    try:
+        for _ in range(max_steps):
+            if not asyncio.run(node.syncer._step()):
+                return
+    finally:
+        node.network = None
+
+
+def test_sync_imports_the_peers_chain_with_its_justifications(
+    node: Node, make_node: NodeFactory
+) -> None:
+    s = BASE_SLOT
+    blocks = chain_on(node, node.genesis_hash, [s + 1, s + 2, s + 3, s + 4, s + 5])
+    raw = justification(blocks[2].header, [ALICE, BOB, CHARLIE])
+    node.apply_justification(blocks[2].hash(), raw)
+    follower = make_node(DAVE)
+    net = FakeNetwork(node)
+    assert follower.syncer.is_major_syncing() is False
+    _sync(follower, net)
+    assert net.requests == [(1, 5)]
+    assert net.reports == []
+    assert follower.best_hash == blocks[-1].hash()
+    assert follower.finalized_hash == blocks[2].hash()
+    assert follower.db.justification(blocks[2].hash()) == raw
+    assert follower.syncer.status.imported == 5
+
+
+def test_sync_from_a_fork_restarts_after_the_finalized_block(
+    node: Node, make_node: NodeFactory
+) -> None:
+    s = BASE_SLOT
+    blocks = chain_on(node, node.genesis_hash, [s + 1, s + 2, s + 3])
+    follower = make_node(DAVE)
+    (own,) = chain_on(follower, follower.genesis_hash, [s + 7])
+    net = FakeNetwork(node)
+    _sync(follower, net)
+    assert net.requests == [(2, 2), (1, 3)]  # #2 does not attach: again from finalized #0 + 1
+    assert net.reports == []
+    assert follower.best_hash == blocks[-1].hash()
+    assert follower.db.header(own.hash()) is not None
+
+
+def test_sync_bans_a_peer_that_serves_an_invalid_block(node: Node, make_node: NodeFactory) -> None:
+    s = BASE_SLOT
+    (b1,) = chain_on(node, node.genesis_hash, [s + 1])
+    forged = build(node, b1.hash(), s + 2, signer=SR[DAVE])
+    follower = make_node(DAVE)
+
+    def serve(start: int, count: int) -> list[bytes]:
+        return [_item(b1), _item(forged)][start - 1 : start - 1 + count]
+
+    net = FakeNetwork(node, serve)
+    node.import_block(build(node, b1.hash(), s + 2))  # the peer claims #2
+    _sync(follower, net)
+    assert follower.best_hash == b1.hash()
+    assert len(net.reports) == 1
+    reason, ban = net.reports[0]
+    assert ban
+    assert "invalid block #2" in reason
+
+
+def test_sync_bans_a_peer_that_serves_blocks_out_of_order(
+    node: Node, make_node: NodeFactory
+) -> None:
+    s = BASE_SLOT
+    b1, b2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
+    follower = make_node(DAVE)
+    net = FakeNetwork(node, lambda start, count: [_item(b2), _item(b1)])
+    _sync(follower, net)
+    assert follower.best_hash == follower.genesis_hash
+    assert net.reports == [("block response out of order", True)]
+
+
+def test_block_requests_are_served_from_the_canonical_chain(node: Node) -> None:
+    s = BASE_SLOT
+    a1, a2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
+    chain_on(node, node.genesis_hash, [s + 5])  # a shorter fork is not served
+    handler = NodeNetworkHandler(node)
+    items = handler.on_block_request("12D3KooWpeer", 1, 10)
+    assert [decode_block_item(i)[0].hash() for i in items] == [a1.hash(), a2.hash()]
+    assert handler.on_block_request("12D3KooWpeer", 3, 5) == []
