@@ -46,7 +46,7 @@ class NodeNetworkHandler:
             try:
                 node.pool.submit(payload)
             except PoolError as exc:
-                bad = exc.code == 1001 or (exc.code == 1010 and "bad signature" in exc.message)
+                bad = exc.code == 1001 or (exc.code == 1010 and "bad signature" in (exc.data or ""))
                 return Verdict.INVALID if bad else Verdict.IGNORE
             return Verdict.ACCEPT
         if kind == VOTE:

@@ -227,6 +227,8 @@ class Node:
         fin = self.db.header(self.finalized_hash)
         self.metrics.set_finalized(fin.number if fin else 0)
         self.metrics.set_ready_transactions(self.pool.ready_count(self.state_at()))
+        if self.network is not None:
+            self.metrics.set_peers(self.network.peer_count())
 
     # ---- authoring ----------------------------------------------------------------------------
 

@@ -62,6 +62,13 @@ def set(ctx: Ctx, now: int) -> None:
     prev = Now.get(ctx.state)
     if prev != 0 and now < prev + ctx.config.timestamp.minimum_period_ms:
         raise DispatchError("Other", detail="Timestamp must increment by at least MinimumPeriod")
+    # the time must fall in the block's Aura slot (set by Aura's on_initialize), or an author
+    # could push the chain's clock ahead and make every honest author's timestamp "too early"
+    from pallets.aura import pallet as aura
+
+    slot = aura.CurrentSlot.get(ctx.state)
+    if slot and now // ctx.config.aura.slot_duration_ms != slot:
+        raise DispatchError("Other", detail="Timestamp does not fall in the block's Aura slot")
     Now.put(ctx.state, now)
     DidUpdate.put(ctx.state, True)
 

@@ -136,7 +136,14 @@ def test_block_hash_of_the_head_is_the_best_header(dev_node: NodeProcess) -> Non
     assert dev_node.rpc("chain_getHeader", [h]) == head
     block = dev_node.rpc("chain_getBlock", [h])
     assert block["block"]["header"] == head
-    assert block["justifications"] is None
+    # dev chain: every block is final at once, with a one-precommit justification
+    [[engine, raw]] = block["justifications"]
+    assert bytes(engine) == b"FRNK"
+    from chain.consensus import Justification
+
+    just = Justification.decode(bytes(raw))
+    assert ("0x" + just.target_hash.hex(), just.target_number) == (h, number)
+    assert len(just.precommits) == 1
 
 
 def test_finalized_head_is_known_and_not_ahead_of_best(dev_node: NodeProcess) -> None:
