@@ -204,7 +204,7 @@ class Error(enum.IntEnum):  # consensus-visible: append only
 
 SPEC.error_docs = {
     "WRONG_SESSION": "Proofs are taken for the current and the previous "
-    f"{PROOF_WINDOW_SESSIONS - 1} sessions only.",
+    f"{PROOF_WINDOW_SESSIONS - 1} sessions only (never for session 0, the genesis).",
     "ALREADY_PROVEN": "This session already has a finality proof.",
     "WRONG_SET_ID": "The proof is not by the set of its session.",
     "UNKNOWN_BLOCK": "The block is not in this chain (or is not yet, or is too old).",
@@ -296,7 +296,7 @@ def check_finality_proof(
 ) -> Error | None:
     """All of submit_finality_proof's checks (no BLS pairing), for a block `block_number`."""
     session = current_session(config, block_number)
-    if not session - PROOF_WINDOW_SESSIONS < proof.session <= session:
+    if proof.session == 0 or not session - PROOF_WINDOW_SESSIONS < proof.session <= session:
         return Error.WRONG_SESSION
     if FinalityProofs.contains(state, proof.session):
         return Error.ALREADY_PROVEN

@@ -130,7 +130,7 @@ def test_submit_finality_proof_stores_it(vals: MockRuntime) -> None:
     assert FinalityProofs.get(vals.state, 2) == p
 
 
-def test_previous_session_is_accepted_older_and_future_are_not(vals: MockRuntime) -> None:
+def test_recent_sessions_are_accepted_genesis_and_future_are_not(vals: MockRuntime) -> None:
     submit(vals, proof(1))
     assert FinalityProofs.get(vals.state, 1) == proof(1)
     submit_noop(vals, proof(0), Error.WRONG_SESSION, "Stale")
@@ -316,3 +316,19 @@ def other_slots() -> bytes:
 )
 def test_garbage_and_unverifiable_proofs_are_invalid(vals: MockRuntime, make: Any) -> None:
     report_noop(vals, make(), Error.INVALID_EQUIVOCATION_PROOF)
+
+
+def test_a_proof_is_taken_while_its_session_is_one_of_the_last_four(
+    new_test_ext: MockFactory,
+) -> None:
+    """A late proof (BLS work is slow, sessions may be short) is still stored a few sessions
+    on; a session that left the window is refused."""
+    mock = new_test_ext(endowed=dict(ECONOMY_BALANCES))
+    add_validators(mock, [ALICE, BOB, CHARLIE, DAVE], keys={ALICE: real_keys("Alice")})
+    run_to_block(mock, 5 * LENGTH + 3)  # session 5: sessions 2..5 are in the window
+    for n in range(mock.block_number):
+        system.BlockHash.put(mock.state, n, block_hash(n))
+    submit_noop(mock, proof(1), Error.WRONG_SESSION, "Stale")
+    submit(mock, proof(2))
+    assert FinalityProofs.get(mock.state, 2) == proof(2)
+    submit(mock, proof(5))
