@@ -157,7 +157,8 @@ _SS58_PRE = b"SS58PRE"
 _RESERVED_PREFIXES = (46, 47)
 
 
-def _b58encode(data: bytes) -> str:
+def b58encode(data: bytes) -> str:
+    """Bitcoin-alphabet base58 (SS58 addresses, libp2p peer ids)."""
     zeros = len(data) - len(data.lstrip(b"\x00"))
     n = int.from_bytes(data, "big")
     out = []
@@ -167,12 +168,13 @@ def _b58encode(data: bytes) -> str:
     return "1" * zeros + "".join(reversed(out))
 
 
-def _b58decode(text: str) -> bytes:
+def b58decode(text: str) -> bytes:
+    """Inverse of `b58encode`; CryptoError on a character outside the alphabet."""
     n = 0
     for c in text:
         digit = _B58_INDEX.get(c)
         if digit is None:
-            raise CryptoError(f"invalid base58 character {c!r} in address")
+            raise CryptoError(f"invalid base58 character {c!r}")
         n = n * 58 + digit
     zeros = len(text) - len(text.lstrip("1"))
     body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
@@ -201,7 +203,7 @@ def ss58_encode(account_id: bytes, prefix: int = 42) -> str:
             )
         )
     data = head + bytes(account_id)
-    return _b58encode(data + _ss58_checksum(data))
+    return b58encode(data + _ss58_checksum(data))
 
 
 def ss58_decode(address: str) -> tuple[bytes, int]:
@@ -210,7 +212,7 @@ def ss58_decode(address: str) -> tuple[bytes, int]:
         raise CryptoError("ss58: empty or non-string address")
     if len(address) > 64:
         raise CryptoError("ss58: address too long")
-    raw = _b58decode(address)
+    raw = b58decode(address)
     if not raw:
         raise CryptoError("ss58: empty address")
     first = raw[0]

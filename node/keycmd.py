@@ -142,16 +142,7 @@ def _session_keys(args: argparse.Namespace) -> None:
 
     if args.suri_file is None:
         raise _KeyCmdError("--suri-file FILE (or - for stdin) is required")
-    if args.suri_file == "-":
-        suri = _read_secret(sys.stdin, prompt="Secret URI: ")
-    else:
-        try:
-            suri = Path(args.suri_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise _KeyCmdError(f"cannot read {args.suri_file}: {reason}") from None
-    if not suri:
-        raise _KeyCmdError("the secret URI is empty")
+    suri = _read_suri_file(args.suri_file)
     aura = derive_key(suri, "sr25519")
     gran = derive_key(suri, "ed25519")
     bls_signer = derive_bls_signer(suri)
@@ -370,19 +361,25 @@ def _insert(args: argparse.Namespace) -> None:
         raise _KeyCmdError("--suri-file FILE (or - for stdin) is required")
     key_type_bytes(args.key_type)  # fail before reading any secret
     keystore_path = _keystore_path(args)
-    if args.suri_file == "-":
-        suri = _read_secret(sys.stdin, prompt="Secret URI: ")
-    else:
-        try:
-            suri = Path(args.suri_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise _KeyCmdError(f"cannot read {args.suri_file}: {reason}") from None
-    if not suri:
-        raise _KeyCmdError("the secret URI is empty")
+    suri = _read_suri_file(args.suri_file)
     keystore = Keystore(keystore_path)
     public = keystore.insert(args.key_type, suri, args.scheme)
     print("0x" + public.hex())
+
+
+def _read_suri_file(name: str) -> str:
+    """The secret URI in file `name` (or stdin for -); never empty."""
+    if name == "-":
+        suri = _read_secret(sys.stdin, prompt="Secret URI: ")
+    else:
+        try:
+            suri = Path(name).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise _KeyCmdError(f"cannot read {name}: {reason}") from None
+    if not suri:
+        raise _KeyCmdError("the secret URI is empty")
+    return suri
 
 
 def _read_secret(stream: TextIO, prompt: str) -> str:

@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import NewType
 
-from chain.crypto import CryptoError, ed25519_public_from_seed
+from chain.crypto import CryptoError, b58decode, b58encode, ed25519_public_from_seed
 from node.errors import NodeError
 
 PeerId = NewType("PeerId", str)
@@ -25,40 +25,22 @@ NODE_KEY_FILE = "secret_ed25519"
 # identity multihash (code 0, length 36) of the protobuf PublicKey {Type: Ed25519, Data: 32 bytes}
 _PEER_ID_PREFIX = bytes((0x00, 0x24, 0x08, 0x01, 0x12, 0x20))
 
-_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
-
 
 class PeerIdError(NodeError, ValueError):
     """A malformed peer id, multiaddr or node key."""
 
 
-def _b58encode(data: bytes) -> str:
-    zeros = len(data) - len(data.lstrip(b"\x00"))
-    n = int.from_bytes(data, "big")
-    digits: list[str] = []
-    while n:
-        n, r = divmod(n, 58)
-        digits.append(_B58_ALPHABET[r])
-    return "1" * zeros + "".join(reversed(digits))
-
-
 def _b58decode(text: str) -> bytes:
-    n = 0
-    for c in text:
-        digit = _B58_INDEX.get(c)
-        if digit is None:
-            raise PeerIdError(f"invalid base58 character {c!r}")
-        n = n * 58 + digit
-    zeros = len(text) - len(text.lstrip("1"))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
-    return b"\x00" * zeros + body
+    try:
+        return b58decode(text)
+    except CryptoError as exc:
+        raise PeerIdError(str(exc)) from None
 
 
 def peer_id_from_public(public: bytes) -> PeerId:
     if len(public) != 32:
         raise PeerIdError(f"ed25519 public key must be 32 bytes, got {len(public)}")
-    return PeerId(_b58encode(_PEER_ID_PREFIX + public))
+    return PeerId(b58encode(_PEER_ID_PREFIX + public))
 
 
 def public_from_peer_id(peer_id: str) -> bytes:

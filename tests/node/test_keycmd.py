@@ -315,3 +315,40 @@ def test_insert_refuses_suri_on_command_line(
     code, _, err = _run(["insert", "-d", str(tmp_path), "--key-type", "aura"], capsys)
     assert code == 1
     assert "--suri-file" in err
+
+
+def test_session_keys_prints_set_keys_arguments_and_fills_the_keystore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chain import bls
+    from genesis.builder import load_spec
+    from node.keystore import derive_key
+
+    suri_file = tmp_path / "session.key"
+    suri_file.write_text("//Alice\n")
+    store = tmp_path / "ks"
+    code, out, err = _run(
+        ["session-keys", "--keystore-path", str(store), "--suri-file", str(suri_file)], capsys
+    )
+    assert code == 0, err
+    printed = json.loads(out)
+    keys = printed["keys"]
+    assert keys["aura"] == "0x" + derive_key("//Alice", "sr25519").public.hex()
+    assert keys["grandpa"] == "0x" + derive_key("//Alice", "ed25519").public.hex()
+    # the same BLS key as //Alice's in the dev chain spec, and a valid proof of possession
+    spec = load_spec("dev").raw["genesis"]["runtimeGenesis"]["config"]["session"]["keys"]
+    assert keys["bls"] == spec[0][1]["bls"]
+    assert bls.verify_possession(
+        bytes.fromhex(keys["bls"][2:]), bytes.fromhex(printed["proof"][2:])
+    )
+    ks = Keystore(store)
+    assert ks.public_keys("aura") == [bytes.fromhex(keys["aura"][2:])]
+    assert ks.public_keys("gran") == [bytes.fromhex(keys["grandpa"][2:])]
+    assert ks.public_keys("bls_") == [bytes.fromhex(keys["bls"][2:])]
+    assert "Alice" not in out  # the secret URI is never printed
+
+
+def test_session_keys_needs_a_suri_file(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["session-keys"], capsys)
+    assert code == 1
+    assert "--suri-file" in err
