@@ -174,6 +174,15 @@ class FinalityGadget:
         if self.voter is None or vote.set_id != self.set_id:
             return Verdict.IGNORE
         verdict, actions = self.voter.on_vote(vote, time.monotonic())
+        log.debug(
+            "vote set %d round %d phase %d for #%d by %s..: %s",
+            vote.set_id,
+            vote.round,
+            vote.vote.phase,
+            vote.vote.target_number,
+            vote.voter.hex()[:8],
+            verdict.name,
+        )
         self._apply(actions)
         return verdict
 
@@ -214,6 +223,25 @@ class FinalityGadget:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=TICK_S)
 
+    def _announce_target(self, target: bytes) -> None:
+        """Send the block a vote names (and its unfinalized ancestors) ahead of the vote: a vote
+        for a block a peer lacks counts for nothing there, and a block authored on a fork
+        before its author had peers (at start-up) is in no canonical range a peer would sync.
+        The network sends each block to each peer once."""
+        net = self.node.network
+        if net is None:
+            return
+        from chain.primitives import Block
+        from node.network import BLOCK_ANNOUNCE
+        from node.sync import encode_block_item
+
+        for h in _unfinalized_chain(self, target):
+            header = self.db.header(h)
+            body = self.db.body(h)
+            if header is None or body is None:
+                return
+            net.broadcast(BLOCK_ANNOUNCE, encode_block_item(Block(header, tuple(body)), None))
+
     def _apply(self, actions: Sequence[object]) -> None:
         net = self.node.network
         for action in actions:
@@ -221,6 +249,7 @@ class FinalityGadget:
                 if net is not None:
                     from node.network import VOTE
 
+                    self._announce_target(action.vote.vote.target_hash)
                     net.broadcast(VOTE, action.vote.encode())
             elif isinstance(action, Finalize):
                 just = action.justification
@@ -234,6 +263,26 @@ class FinalityGadget:
                 self.node.report_equivocation(action.proof)
         if any(isinstance(a, Finalize) for a in actions):
             self._ensure_voter()
+
+
+ANNOUNCE_ANCESTRY = 16  # at most this many unfinalized blocks go out with a vote
+
+
+def _unfinalized_chain(gadget: FinalityGadget, target: bytes) -> list[bytes]:
+    """`target` and its ancestors above the finalized block, oldest first (bounded)."""
+    db = gadget.db
+    fin = db.header(gadget.node.finalized_hash)
+    assert fin is not None
+    out: list[bytes] = []
+    h = target
+    while len(out) < ANNOUNCE_ANCESTRY:
+        header = db.header(h)
+        if header is None or header.number <= fin.number:
+            break
+        out.append(h)
+        h = header.parent_hash
+    out.reverse()
+    return out
 
 
 class _ChainView:
