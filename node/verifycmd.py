@@ -230,6 +230,7 @@ def run_verify(
     err = err if err is not None else sys.stderr
 
     def progress(line: str) -> None:
+        out.flush()  # what the report printed so far comes first
         print(line + " ...", file=err, flush=True)
 
     try:
