@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from chain.consensus import BlsPartial
 from node.keystore import KeystoreError
+from node.network import BLS_PARTIAL
 from node.txpool import PoolError
+from node.verdict import Verdict
+from pallets.finality import pallet as finality
+from pallets.session import pallet as session_pallet
 
 if TYPE_CHECKING:
     from chain.primitives import Header
@@ -44,7 +48,7 @@ class BlsDriver:
         """A driver for a validator that holds a BLS key; None otherwise."""
         from node.finality.bls_proofs import BlsProofCollector
 
-        if not node._aura_keys:
+        if not node.is_authority:
             return None
         try:
             keys = node.keystore.public_keys(BLS_KEY_TYPE)
@@ -70,19 +74,13 @@ class BlsDriver:
         return (h, number) if h is not None else None
 
     def _set_keys(self, block_hash: bytes) -> tuple[int, list[bytes]]:
-        from pallets.finality import pallet as finality
-
         state = self.node.db.state_at(block_hash)
         return finality.CurrentSetId.get(state), list(finality.BlsKeys.get(state))
 
     def _proven(self, session: int) -> bool:
-        from pallets.finality import pallet as finality
-
         return finality.FinalityProofs.get(self.node.state_at(), session) is not None
 
     def on_finalized(self, block_hash: bytes, header: Header) -> None:
-        from pallets.session import pallet as session_pallet
-
         session = session_pallet.CurrentIndex.get(self.node.db.state_at(block_hash))
         if session == 0 or session in self._handled:
             return
@@ -114,18 +112,16 @@ class BlsDriver:
             return
         net = self.node.network
         if net is not None:
-            from node.network import BLS_PARTIAL
-
             net.broadcast(BLS_PARTIAL, partial.encode())
         self._maybe_submit()
 
-    async def on_partial(self, payload: bytes) -> Any:
+    async def on_partial(self, payload: bytes) -> Verdict:
         try:
             partial = BlsPartial.decode(payload)
         except Exception:
-            return "INVALID"
+            return Verdict.INVALID
         if self.node.db.hash_at(partial.block_number) != partial.block_hash:
-            return "IGNORE"  # not (yet) our canonical block: cannot judge it
+            return Verdict.IGNORE  # not (yet) our canonical block: cannot judge it
         _, keys = self._set_keys(partial.block_hash)
         verdict = await self.collector.on_partial(partial, keys)
         self._maybe_submit()

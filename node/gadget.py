@@ -27,17 +27,19 @@ from chain.consensus import (
     VoteEquivocation,
     vote_payload,
 )
-from chain.primitives import Header
+from chain.primitives import Block, Header
 from node.finality.store import KVVoteStore
 from node.finality.voter import (
     Broadcast,
     BroadcastCommit,
     Finalize,
     ReportEquivocation,
-    Verdict,
     Voter,
 )
 from node.keystore import KeystoreError, Signer
+from node.network import BLOCK_ANNOUNCE, COMMIT, VOTE
+from node.sync import encode_block_item
+from node.verdict import Verdict
 from pallets.finality import pallet as finality
 
 if TYPE_CHECKING:
@@ -231,10 +233,6 @@ class FinalityGadget:
         net = self.node.network
         if net is None:
             return
-        from chain.primitives import Block
-        from node.network import BLOCK_ANNOUNCE
-        from node.sync import encode_block_item
-
         for h in _unfinalized_chain(self, target):
             header = self.db.header(h)
             body = self.db.body(h)
@@ -247,8 +245,6 @@ class FinalityGadget:
         for action in actions:
             if isinstance(action, Broadcast):
                 if net is not None:
-                    from node.network import VOTE
-
                     self._announce_target(action.vote.vote.target_hash)
                     net.broadcast(VOTE, action.vote.encode())
             elif isinstance(action, Finalize):
@@ -256,8 +252,6 @@ class FinalityGadget:
                 self.node.finalize(just.target_hash, just.encode())
             elif isinstance(action, BroadcastCommit):
                 if net is not None:
-                    from node.network import COMMIT
-
                     net.broadcast(COMMIT, action.justification.encode())
             elif isinstance(action, ReportEquivocation):
                 self.node.report_equivocation(action.proof)

@@ -50,13 +50,13 @@ class NodeNetworkHandler:
                 return Verdict.INVALID if bad else Verdict.IGNORE
             return Verdict.ACCEPT
         if kind == VOTE:
-            return _network_verdict(node.gadget.on_vote(payload))
+            return node.gadget.on_vote(payload)
         if kind == COMMIT:
-            return _network_verdict(node.gadget.on_commit(payload))
+            return node.gadget.on_commit(payload)
         if kind == BLS_PARTIAL:
             if node.bls is None:
                 return Verdict.IGNORE
-            return _network_verdict(await node.bls.on_partial(payload))
+            return await node.bls.on_partial(payload)
         return Verdict.IGNORE
 
     def _on_block(self, peer_id: str, payload: bytes) -> Verdict:
@@ -104,16 +104,10 @@ class NodeNetworkHandler:
             self.node.syncer.wake()
 
 
-def _network_verdict(verdict: Any) -> Verdict:
-    """The gadget's and the collector's verdicts, by name, as the network's."""
-    name = getattr(verdict, "name", str(verdict)).upper()
-    return Verdict[name] if name in Verdict.__members__ else Verdict.IGNORE
-
-
 async def start_network(node: Node) -> NetworkService:
     config = node.config
     assert config.p2p_port is not None
-    roles = ROLE_AUTHORITY if node._aura_keys else ROLE_FULL
+    roles = ROLE_AUTHORITY if node.is_authority else ROLE_FULL
     service = NetworkService(
         NetworkConfig(
             listen_host=config.p2p_host,

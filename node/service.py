@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 from chain.consensus import (
     ConsensusError,
     EquivocationProof,
+    Justification,
     SlotEquivocation,
     check_seal,
     header_slot,
 )
+from chain.crypto import ed25519_public_from_seed
 from chain.hashing import blake2_256
 from chain.primitives import Block, DigestItem, Header, encode_unsigned_extrinsic
 from chain.storage.trie import Trie
@@ -35,8 +37,16 @@ from node.bls_driver import BlsDriver
 from node.chaindb import ChainDB
 from node.db import LevelDBKV
 from node.errors import NodeError
+from node.gadget import FinalityGadget
 from node.keystore import Keystore, Signer
 from node.metrics import Metrics
+from node.network import (
+    BLOCK_ANNOUNCE,
+    TRANSACTIONS,
+    Status,
+    load_or_create_node_key,
+    peer_id_from_public,
+)
 from node.sync import AlreadyKnown, NotNow, Syncer, UnknownParent, encode_block_item
 from node.txpool import PoolError, PoolLimits, TxPool
 from pallets.aura import pallet as aura
@@ -140,8 +150,6 @@ class Node:
         )
         self._reported: set[bytes] = set()
         self._equivocated = False
-        from node.gadget import FinalityGadget
-
         self.gadget = FinalityGadget(self, round_duration=max(0.25, self.slot_ms / 4000))
         self.syncer = Syncer(self)
         self.bls: BlsDriver | None = None
@@ -155,15 +163,15 @@ class Node:
             self.keystore.insert(BLS_KEY_TYPE, suri, scheme="bls12-381")
 
     def _load_node_key(self) -> bytes:
-        from node.network import load_or_create_node_key
-
         return load_or_create_node_key(self.chain_dir / "network" / "secret_ed25519")
 
     @property
-    def local_peer_id(self) -> str:
-        from chain.crypto import ed25519_public_from_seed
-        from node.network import peer_id_from_public
+    def is_authority(self) -> bool:
+        """Whether this node runs as a validator (holds Aura keys to author with)."""
+        return bool(self._aura_keys)
 
+    @property
+    def local_peer_id(self) -> str:
         return peer_id_from_public(ed25519_public_from_seed(self.node_key))
 
     # ---- chain state --------------------------------------------------------------------------
@@ -343,8 +351,6 @@ class Node:
 
     def _announce(self, block: Block, justification: bytes | None) -> None:
         if self.network is not None:
-            from node.network import BLOCK_ANNOUNCE
-
             self.network.broadcast(BLOCK_ANNOUNCE, encode_block_item(block, justification))
             self._update_network_status()
 
@@ -386,8 +392,6 @@ class Node:
             raise InvalidBlock("bad Aura seal: not sealed by the slot's author")
         if justification is not None:
             try:
-                from chain.consensus import Justification
-
                 just = Justification.decode(justification)
             except Exception as exc:
                 raise InvalidBlock(f"undecodable justification: {exc}") from exc
@@ -462,8 +466,6 @@ class Node:
         """Into the pool (raises PoolError), then gossip to peers."""
         tx_hash, status = self.pool.submit(raw, watcher)
         if self.network is not None:
-            from node.network import TRANSACTIONS
-
             self.network.broadcast(TRANSACTIONS, raw)
         return tx_hash, status
 
@@ -544,8 +546,6 @@ class Node:
             self.network.update_status(self._status())
 
     def _status(self) -> Any:
-        from node.network import Status
-
         best = self.best_header()
         fin = self.finalized_header()
         return Status(

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from chain.codec import CodecError, Decoder
+from chain.codec import CodecError, Decoder, encode_bytes
 from chain.primitives import Block
 from pallets.executive import InvalidBlock
 
@@ -33,8 +33,8 @@ MAJOR_SYNC_GAP = 4  # blocks behind the best peer before we count as "syncing"
 
 def encode_block_item(block: Block, justification: bytes | None) -> bytes:
     """A block with its optional justification, as sent in announcements and responses."""
-    opt = b"\x00" if justification is None else b"\x01" + _compact_bytes(justification)
-    return _compact_bytes(block.encode()) + opt
+    opt = b"\x00" if justification is None else b"\x01" + encode_bytes(justification)
+    return encode_bytes(block.encode()) + opt
 
 
 def decode_block_item(data: bytes) -> tuple[Block, bytes | None]:
@@ -46,12 +46,6 @@ def decode_block_item(data: bytes) -> tuple[Block, bytes | None]:
     justification = d.bytes() if flag == 1 else None
     d.finish()
     return block, justification
-
-
-def _compact_bytes(data: bytes) -> bytes:
-    from chain.codec import encode_bytes
-
-    return encode_bytes(data)
 
 
 class UnknownParent(InvalidBlock):

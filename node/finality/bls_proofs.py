@@ -19,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import enum
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from chain import bls
-from chain.codec import CodecError, Decoder, encode_bytes, encode_compact, encode_u32, encode_u64
+from chain.codec import CodecError
 from chain.consensus import (
     BLS_PUBLIC_LENGTH,
     BLS_SIGNATURE_LENGTH,
@@ -34,8 +33,11 @@ from chain.consensus import (
     finality_proof_message,
     threshold,
 )
-from chain.hashing import storage_prefix, twox64_concat
+from chain.frame.runtime import Runtime
 from chain.primitives import encode_unsigned_extrinsic
+from node.verdict import Verdict
+from pallets.finality import pallet as finality
+from pallets.session import pallet as session_pallet
 
 __all__ = [
     "MAX_SET_SIZE",
@@ -53,8 +55,6 @@ __all__ = [
 
 log = logging.getLogger("cuckoo.finality.bls")
 
-FINALITY_PALLET = "Finality"
-SESSION_PALLET = "Session"
 MAX_SET_SIZE = 1_024  # validators in one set (bounds decoding)
 _MAX_INVALID_CACHED = 256  # remembered bad partials, all sessions together
 
@@ -62,95 +62,51 @@ _MAX_INVALID_CACHED = 256  # remembered bad partials, all sessions together
 # ---- storage layout and codecs (the runtime's Finality and Session pallets) -------------------
 
 
+# The runtime's own storage items and types, so the node and `verify-finality` read exactly
+# what the pallets write.
+FinalityProof = finality.FinalityProof
+
+
 def current_set_id_key() -> bytes:
     """`Finality.CurrentSetId: u64`."""
-    return storage_prefix(FINALITY_PALLET, "CurrentSetId")
+    return finality.CurrentSetId.key
 
 
 def set_bls_keys_key(set_id: int) -> bytes:
-    """`Finality.SetBlsKeys[set_id]: Vec<([u8; 48], [u8; 96])>` (Twox64Concat u64)."""
-    return storage_prefix(FINALITY_PALLET, "SetBlsKeys") + twox64_concat(encode_u64(set_id))
+    """`Finality.SetBlsKeys[set_id]: Vec<([u8; 48], [u8; 96])>`."""
+    return finality.SetBlsKeys.key_for(set_id)
 
 
 def finality_proof_key(session: int) -> bytes:
-    """`Finality.FinalityProofs[session]: FinalityProof` (Twox64Concat u32)."""
-    return storage_prefix(FINALITY_PALLET, "FinalityProofs") + twox64_concat(encode_u32(session))
+    """`Finality.FinalityProofs[session]: FinalityProof`."""
+    return finality.FinalityProofs.key_for(session)
 
 
 def session_index_key() -> bytes:
     """`Session.CurrentIndex: u32`."""
-    return storage_prefix(SESSION_PALLET, "CurrentIndex")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FinalityProof:
-    """An aggregate BLS signature of more than 2/3 of set `set_id` over the session's
-    finality-proof message for block (`block_number`, `block_hash`). `signers` is the bitfield
-    of `chain.consensus.bitfield_encode`. Field names match the runtime's call argument."""
-
-    session: int
-    set_id: int
-    block_number: int
-    block_hash: bytes
-    signers: bytes
-    signature: bytes
-
-    def encode(self) -> bytes:
-        return (
-            encode_u32(self.session)
-            + encode_u64(self.set_id)
-            + encode_u32(self.block_number)
-            + self.block_hash
-            + encode_bytes(self.signers)
-            + self.signature
-        )
-
-    @classmethod
-    def decode(cls, data: bytes) -> FinalityProof:
-        d = Decoder(data)
-        session, set_id, number, block_hash = d.u32(), d.u64(), d.u32(), d.read(32)
-        signers = d.bytes()
-        if len(signers) > (MAX_SET_SIZE + 7) // 8:
-            raise CodecError("signer bitfield too long")
-        out = cls(session, set_id, number, block_hash, signers, d.read(BLS_SIGNATURE_LENGTH))
-        d.finish()
-        return out
-
-    def message(self, genesis_hash: bytes) -> bytes:
-        return finality_proof_message(
-            genesis_hash, self.session, self.set_id, self.block_number, self.block_hash
-        )
+    return session_pallet.CurrentIndex.key
 
 
 def encode_set_bls_keys(keys: Sequence[tuple[bytes, bytes]]) -> bytes:
-    """SCALE `Vec<([u8; 48], [u8; 96])>`: each validator's BLS public key and its proof of
+    """SCALE of a `SetBlsKeys` value: each validator's BLS public key and its proof of
     possession, in validator order."""
     for public, pop in keys:
         if len(public) != BLS_PUBLIC_LENGTH or len(pop) != BLS_SIGNATURE_LENGTH:
             raise ValueError("a BLS key is 48 bytes and its proof of possession 96")
-    return encode_compact(len(keys)) + b"".join(p + q for p, q in keys)
+    return bytes(finality.SetBlsKeys.value_ty.encode(list(keys)))
 
 
 def decode_set_bls_keys(data: bytes) -> list[tuple[bytes, bytes]]:
-    d = Decoder(data)
-    n = d.compact()
-    if n > MAX_SET_SIZE:
-        raise CodecError(f"{n} BLS keys in one set; at most {MAX_SET_SIZE}")
-    out = [(d.read(BLS_PUBLIC_LENGTH), d.read(BLS_SIGNATURE_LENGTH)) for _ in range(n)]
-    d.finish()
-    return out
+    keys = finality.SetBlsKeys.value_ty.decode_all(data)
+    if len(keys) > MAX_SET_SIZE:
+        raise CodecError(f"{len(keys)} BLS keys in one set; at most {MAX_SET_SIZE}")
+    return [(bytes(public), bytes(pop)) for public, pop in keys]
 
 
-class _Runtime(Protocol):
-    call_type: Any
-
-    def call(self, pallet: str, name: str, **args: Any) -> Any: ...
-
-
-def encode_submit_call(runtime: _Runtime, proof: FinalityProof) -> bytes:
+def encode_submit_call(runtime: Runtime, proof: FinalityProof) -> bytes:
     """The unsigned extrinsic `Finality.submit_finality_proof(proof)`, ready for the pool."""
     call = runtime.call_type.encode(
-        runtime.call(FINALITY_PALLET, "submit_finality_proof", proof=proof)
+        runtime.call(finality.SPEC.name, "submit_finality_proof", proof=proof)
     )
     return encode_unsigned_extrinsic(bytes(call))
 
@@ -166,15 +122,10 @@ def _aggregate_and_verify(
     return signature if bls.fast_aggregate_verify(publics, message, signature) else None
 
 
-class PartialVerdict(enum.Enum):
-    """What gossip should do with a partial: relay it (ACCEPT), drop it quietly (IGNORE: a
-    duplicate, a stale or already proven session), or drop it and penalise the sender
-    (INVALID: bad signature, signer index, set id or target)."""
-
-    ACCEPT = "accept"
-    KEEP = "keep"  # held, not yet verified (lazy mode): not relayed
-    IGNORE = "ignore"
-    INVALID = "invalid"
+# What gossip should do with a partial: relay it (ACCEPT), hold it unverified (KEEP, lazy
+# mode), drop it quietly (IGNORE: a duplicate, a stale or already proven session), or drop it and
+# penalise the sender (INVALID: bad signature, signer index, set id or target).
+PartialVerdict = Verdict
 
 
 class _Signer(Protocol):

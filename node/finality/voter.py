@@ -84,7 +84,6 @@ Simplified against GRANDPA:
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -104,6 +103,7 @@ from chain.consensus import (
     vote_payload,
 )
 from chain.primitives import Header
+from node.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +156,6 @@ class Signer(Protocol):
     public: bytes
 
     def sign(self, message: bytes) -> bytes: ...
-
-
-class Verdict(enum.Enum):
-    ACCEPT = "accept"  # new and valid: relay it
-    IGNORE = "ignore"  # duplicate, stale, another set: drop it quietly
-    INVALID = "invalid"  # bad signature, voter outside the set: penalize the sender
-    KEEP = "keep"  # valid but not usable yet (e.g. its block is unknown): hold it
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

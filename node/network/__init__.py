@@ -32,7 +32,8 @@ from node.network.peerid import (
     peer_id_from_public,
     public_from_peer_id,
 )
-from node.network.service import NetworkConfig, NetworkHandler, NetworkService, Verdict
+from node.network.service import NetworkConfig, NetworkHandler, NetworkService
+from node.verdict import Verdict
 
 __all__ = [
     "BLOCK_ANNOUNCE",

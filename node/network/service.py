@@ -13,7 +13,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import enum
 import ipaddress
 import logging
 import random
@@ -72,6 +71,7 @@ from node.network.peerid import (
     parse_multiaddr,
     peer_id_from_public,
 )
+from node.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +85,6 @@ REPORT_COOLDOWN_S = 30.0  # we do not redial a peer disconnected by `report(ban=
 CLOSE_TIMEOUT_S = 1.0
 STATUS_COALESCE_S = 0.05
 _WS_MAX_MSG = MAX_RESPONSE_BYTES + 64
-
-
-class Verdict(enum.Enum):
-    """What the node says about a gossip message."""
-
-    ACCEPT = "accept"  # deliver and relay to the other peers (flooding)
-    KEEP = "keep"  # accepted, not relayed
-    IGNORE = "ignore"  # not relayed, no penalty (duplicate, stale)
-    INVALID = "invalid"  # the sender is banned
 
 
 class NetworkHandler(Protocol):

@@ -130,7 +130,7 @@ class NodeRpc:
         ]
 
     def system_node_roles(self, params: list[Any]) -> list[str]:
-        return ["Authority"] if self.node._aura_keys else ["Full"]
+        return ["Authority"] if self.node.is_authority else ["Full"]
 
     def system_local_peer_id(self, params: list[Any]) -> str:
         return self.node.local_peer_id

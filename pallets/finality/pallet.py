@@ -37,6 +37,7 @@ from chain.consensus import (
     SlotEquivocation,
     bitfield_decode,
     decode_equivocation,
+    finality_proof_message,
     threshold,
 )
 from chain.frame.common import ACCOUNT_ID, BLOCK_NUMBER, H256, Weight
@@ -102,6 +103,21 @@ class FinalityProof:
     block_hash: bytes
     signers: bytes
     signature: bytes
+
+    def encode(self) -> bytes:
+        return FINALITY_PROOF.encode(self)
+
+    @classmethod
+    def decode(cls, data: bytes) -> FinalityProof:
+        """SCALE, as stored in `FinalityProofs` (CodecError on malformed input)."""
+        proof: FinalityProof = FINALITY_PROOF.decode_all(data)
+        return proof
+
+    def message(self, genesis_hash: bytes) -> bytes:
+        """What each signer signed (chain.consensus.finality_proof_message)."""
+        return finality_proof_message(
+            genesis_hash, self.session, self.set_id, self.block_number, self.block_hash
+        )
 
 
 FINALITY_PROOF = Struct(

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,7 @@ from tests.integration.conftest import (
     free_ports,
     node_executable,
     rpc,
+    spawn_logged,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,17 +107,7 @@ class ValidatorNet:
             args += ["--bootnodes", *boots]
         args += self.extra.get(name, [])
         log_path = self.tmp / f"{name}.log"
-        with open(log_path, "ab") as log:
-            log.write(f"\n==== {' '.join(args)}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(
-                args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                cwd=ROOT,
-            )
+        proc = spawn_logged(args, log_path)
         node = NodeProcess(proc, rpc_port, None, log_path, base, args)
         self.nodes[name] = node
         node.wait_ready()

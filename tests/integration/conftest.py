@@ -272,6 +272,21 @@ class NodeProcess:
             return None
 
 
+def spawn_logged(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `args` with stdout and stderr appended to `log_path` (after a header line)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"\n==== {' '.join(args)}\n".encode())
+        log.flush()
+        return subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
 def start_node(
     log_path: Path,
     *,
@@ -290,17 +305,7 @@ def start_node(
         if block_time_ms is not None:
             args += ["--block-time-ms", str(block_time_ms)]
         args += extra or []
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
-            log.write(f"\n==== {' '.join(args)}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(
-                args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        proc = spawn_logged(args, log_path)
         node = NodeProcess(
             proc, rpc_port, prom_port if prometheus else None, log_path, base_path, args
         )

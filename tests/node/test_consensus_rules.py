@@ -527,7 +527,7 @@ def test_a_node_authors_only_its_own_slots(make_node: NodeFactory) -> None:
     assert header_slot(imported.header) == slot
     assert bob.db.last_authored_slot() == slot
     observer = make_node(None)
-    assert not observer._aura_keys
+    assert not observer.is_authority
     assert observer.author_block(slot_of(ALICE, BASE_SLOT)) is None
 
 
