@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import coincurve
 import ed25519_zebra
@@ -37,13 +39,15 @@ class SignatureScheme(enum.IntEnum):
     ECDSA = 2
 
 
-SIGNATURE_LENGTHS: dict[SignatureScheme, int] = {
-    SignatureScheme.ED25519: 64,
-    SignatureScheme.SR25519: 64,
-    SignatureScheme.ECDSA: 65,
-}
+SIGNATURE_LENGTHS: Mapping[SignatureScheme, int] = MappingProxyType(
+    {
+        SignatureScheme.ED25519: 64,
+        SignatureScheme.SR25519: 64,
+        SignatureScheme.ECDSA: 65,
+    }
+)
 
-_ECDSA_RECID = {0: 0, 1: 1, 27: 0, 28: 1}
+_ECDSA_RECID = MappingProxyType({0: 0, 1: 1, 27: 0, 28: 1})
 
 
 def verify_signature(
@@ -152,7 +156,7 @@ def ecdsa_sign(secret: bytes, message: bytes) -> bytes:
 # --- SS58 ------------------------------------------------------------------------------------
 
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+_B58_INDEX = MappingProxyType({c: i for i, c in enumerate(_B58_ALPHABET)})
 _SS58_PRE = b"SS58PRE"
 _RESERVED_PREFIXES = (46, 47)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import xxhash
 
@@ -45,15 +47,17 @@ def identity(data: bytes) -> bytes:
     return data
 
 
-HASHERS = {
-    "Blake2_128": blake2_128,
-    "Blake2_256": blake2_256,
-    "Blake2_128Concat": blake2_128_concat,
-    "Twox128": twox128,
-    "Twox256": twox256,
-    "Twox64Concat": twox64_concat,
-    "Identity": identity,
-}
+HASHERS: Mapping[str, Callable[[bytes], bytes]] = MappingProxyType(
+    {
+        "Blake2_128": blake2_128,
+        "Blake2_256": blake2_256,
+        "Blake2_128Concat": blake2_128_concat,
+        "Twox128": twox128,
+        "Twox256": twox256,
+        "Twox64Concat": twox64_concat,
+        "Identity": identity,
+    }
+)
 
 
 def storage_prefix(pallet: str, item: str) -> bytes:

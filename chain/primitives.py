@@ -11,8 +11,10 @@ Encodings follow Substrate (COMPAT.md §7 and §9) so that unmodified substrate-
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from chain.codec import (
@@ -104,18 +106,15 @@ class Era:
 
 
 IMMORTAL = Era()
-_ERA_CACHE: dict[int, Era] = {}
 
 
+@functools.lru_cache(maxsize=1 << 16)  # one entry per 2-byte encoding at most
 def _mortal_era(enc: int) -> Era:
-    era = _ERA_CACHE.get(enc)
-    if era is None:
-        period = 2 << (enc & 0xF)
-        phase = (enc >> 4) * max(period >> 12, 1)
-        if period < 4 or phase >= period:
-            raise CodecError(f"invalid mortal era 0x{enc:04x}: period {period}, phase {phase}")
-        era = _ERA_CACHE[enc] = Era(period, phase)
-    return era
+    period = 2 << (enc & 0xF)
+    phase = (enc >> 4) * max(period >> 12, 1)
+    if period < 4 or phase >= period:
+        raise CodecError(f"invalid mortal era 0x{enc:04x}: period {period}, phase {phase}")
+    return Era(period, phase)
 
 
 # --- Digest ----------------------------------------------------------------------------------
@@ -341,9 +340,9 @@ class Header:
 
 # --- Extrinsic -------------------------------------------------------------------------------
 
-_ADDRESS_NAMES = {1: "Index", 2: "Raw", 4: "Address20"}
-_SIG_LEN = {int(k): v for k, v in SIGNATURE_LENGTHS.items()}
-_SCHEMES = {int(s): s for s in SignatureScheme}
+_ADDRESS_NAMES = MappingProxyType({1: "Index", 2: "Raw", 4: "Address20"})
+_SIG_LEN = MappingProxyType({int(k): v for k, v in SIGNATURE_LENGTHS.items()})
+_SCHEMES = MappingProxyType({int(s): s for s in SignatureScheme})
 
 
 def _compact_at(data: bytes, pos: int) -> tuple[int, int]:

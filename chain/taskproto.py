@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from chain import ChainError
 from chain.hashing import blake2_256
 
-SPEC_FIELDS: dict[str, type] = {
-    "model": str,
-    "prompt": str,
-    "negative_prompt": str,
-    "width": int,
-    "height": int,
-    "steps": int,
-    "seed": int,
-    "guidance_scale": str,  # a decimal string such as "0.0"
-}
+SPEC_FIELDS: Mapping[str, type] = MappingProxyType(
+    {
+        "model": str,
+        "prompt": str,
+        "negative_prompt": str,
+        "width": int,
+        "height": int,
+        "steps": int,
+        "seed": int,
+        "guidance_scale": str,  # a decimal string such as "0.0"
+    }
+)
 REQUEST_DOMAIN = b"cuckoo-miner-request/v1"
 MAX_PROMPT_BYTES = 2000
 MAX_SIDE = 1024

@@ -20,14 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from chain.crypto import CryptoError, ss58_decode
-from chain.frame.pallet import Ctx, Origin
+from chain.frame.pallet import Origin
 from chain.primitives import Header
 from chain.storage.kv import MemoryKV
 from chain.storage.overlay import Overlay
 from chain.storage.trie import EMPTY_ROOT, MemoryNodeStore, Trie, ordered_root
 from pallets.aura import pallet as aura
 from pallets.balances import pallet as balances
-from pallets.runtime import RUNTIME_CONFIG_KEY, RuntimeConfig, build_runtime
+from pallets.runtime import (
+    RUNTIME_CONFIG_KEY,
+    RuntimeConfig,
+    build_runtime,
+    decode_runtime_config,
+    runtime_config,
+)
 from pallets.session import pallet as session
 from pallets.staking import pallet as staking
 from pallets.sudo import pallet as sudo
@@ -108,12 +114,12 @@ def genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
     rg = genesis.get("runtimeGenesis")
     if not isinstance(rg, dict) or "parameters" not in rg:
         raise ChainSpecError("genesis.runtimeGenesis.parameters is missing")
-    config = RuntimeConfig.from_json(rg["parameters"])
+    config = runtime_config(rg["parameters"])
     runtime = build_runtime(config)
     cfg = rg.get("config", {})
     kv = MemoryKV()
     state = Overlay(kv)
-    ctx = Ctx(state, Origin.root(), 0, config, [], runtime.dispatch)
+    ctx = runtime.ctx(state, Origin.root(), 0, [])
     state.put(RUNTIME_CONFIG_KEY, config.encode())
     try:
         endowed = [
@@ -181,7 +187,7 @@ def runtime_config_of(storage: dict[bytes, bytes]) -> RuntimeConfig:
     raw = storage.get(RUNTIME_CONFIG_KEY)
     if raw is None:
         raise ChainSpecError("genesis state lacks the runtime parameters (:cuckoo:runtime_config)")
-    return RuntimeConfig.decode(raw)
+    return decode_runtime_config(raw)
 
 
 @dataclasses.dataclass(frozen=True)

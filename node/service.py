@@ -51,7 +51,7 @@ from node.sync import AlreadyKnown, NotNow, Syncer, UnknownParent, encode_block_
 from node.txpool import PoolError, PoolLimits, TxPool
 from pallets.aura import pallet as aura
 from pallets.executive import BuiltBlock, Executive, InvalidBlock, InvalidTransaction, execute_block
-from pallets.runtime import RUNTIME_CONFIG_KEY, RuntimeConfig, build_runtime
+from pallets.runtime import RUNTIME_CONFIG_KEY, build_runtime, decode_runtime_config
 
 if TYPE_CHECKING:
     from node.network import NetworkService
@@ -120,7 +120,7 @@ class Node:
         raw_config = genesis_state.get(RUNTIME_CONFIG_KEY)
         if raw_config is None:
             raise NodeError("genesis state lacks the runtime parameters")
-        runtime_config = RuntimeConfig.decode(raw_config)
+        runtime_config = decode_runtime_config(raw_config)
         if config.block_time_ms is not None:
             runtime_config = dataclasses.replace(
                 runtime_config,

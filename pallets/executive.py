@@ -9,98 +9,59 @@ Per signed extrinsic (FRAME's order): checks (signature, era, nonce, weight, fee
 discarded on error -> TransactionPayment.TransactionFeePaid -> System.ExtrinsicSuccess/Failed.
 A failed call therefore changes state only by its fee and nonce.
 
-Unsigned extrinsics are either inherents (Mandatory calls the author makes, `apply_inherent`) or,
-like FRAME's `ValidateUnsigned`, calls that declare a `validate_unsigned` hook (finality proofs,
-equivocation reports): valid in the pool and in blocks when the hook accepts them, dispatched
-with `Origin.none()`, free of fees, and re-validated when a block applies them.
+Unsigned extrinsics are either inherents (Mandatory calls the author makes, `apply_inherent`) or
+calls of a pallet that the runtime's wiring lists as `validate_unsigned` (FRAME's
+`ValidateUnsigned`: finality proofs, equivocation reports): valid in the pool and in blocks when
+the pallet accepts them, dispatched with `Origin.none()`, free of fees, and re-validated when a
+block applies them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from chain import ChainError
 from chain.codec import CodecError, Decoder, encode_compact, encode_u32
 from chain.crypto import verify_signature
-from chain.frame.common import DispatchInfo, Weight
-from chain.frame.pallet import Ctx, DispatchError, Origin, ReadState
-from chain.frame.runtime import DecodedCall, Runtime
+from chain.frame.common import DISPATCH_CLASS, WEIGHT, DispatchInfo, Weight
+from chain.frame.outer import DecodedCall
+from chain.frame.pallet import DispatchError, Origin
+from chain.frame.runtime import Runtime
 from chain.frame.types import U128
+from chain.frame.validity import InvalidTransaction, UnsignedValidity
 from chain.primitives import DigestItem, Extrinsic, Header, signing_payload
 from chain.storage.overlay import Overlay
 from chain.storage.trie import Trie, ordered_root
+from pallets.aura import pallet as aura
 from pallets.balances import pallet as balances
+from pallets.config import Ctx, RuntimeConfig, ValidateUnsigned
 from pallets.system import pallet as system
 from pallets.transaction_payment import pallet as transaction_payment
+
+__all__ = [
+    "ApplyOutcome",
+    "BlockBuilder",
+    "BuiltBlock",
+    "CheckedExtrinsic",
+    "Executive",
+    "InvalidBlock",
+    "InvalidTransaction",
+    "RuntimeApiError",
+    "UnsignedValidity",
+    "ValidTransaction",
+    "call_runtime_api",
+    "encode_runtime_version",
+    "execute_block",
+]
 
 MAX_FUTURE_NONCE_GAP = 256  # a nonce further ahead than this is refused, not queued
 
 
-class InvalidTransaction(ChainError):
-    """A transaction that can never (or not now) be included. `kind` is FRAME's variant name."""
-
-    MESSAGES = {
-        "Call": "Transaction call is not expected",
-        "Payment": "Inability to pay some fees (e.g. account balance too low)",
-        "Future": "Transaction will be valid in the future",
-        "Stale": "Transaction is outdated",
-        "BadProof": "Transaction has a bad signature",
-        "AncientBirthBlock": "Transaction has an ancient birth block",
-        "ExhaustsResources": "Transaction would exhaust the block limits",
-        "BadMandatory": "A call was labelled as mandatory, but resulted in an Error.",
-        "MandatoryValidation": "Transaction dispatch is mandatory; "
-        "transactions must not be validated.",
-        "BadSigner": "Invalid signing address",
-        "Custom": "Custom error",
-        "CannotLookup": "Could not lookup information required to validate the transaction",
-        "BadFormat": "Could not decode the transaction",
-    }
-
-    def __init__(self, kind: str, detail: str = "") -> None:
-        self.kind = kind
-        self.detail = detail
-        super().__init__(self.message + (f": {detail}" if detail else ""))
-
-    @property
-    def message(self) -> str:
-        return self.MESSAGES.get(self.kind, self.kind)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class UnsignedValidity:
-    """What a `validate_unsigned` hook returns for an acceptable unsigned transaction."""
-
-    priority: int
-    provides: tuple[bytes, ...]  # at least one tag: the pool deduplicates unsigned txs by tag
-    longevity: int  # blocks
-
-
-# (state, runtime config, block number, call args) -> validity, or the reason it is invalid
-# (InvalidTransaction "Call": the pool bans its hash). A hook may instead raise InvalidTransaction
-# "Stale" (no longer useful) or "Future" (not yet valid): neither is banned.
-UnsignedValidator = Callable[[ReadState, Any, int, dict[str, Any]], "UnsignedValidity | str"]
-
-# FRAME's `ValidateUnsigned`, per call: the call function -> its hook. Filled at import time by
-# the pallets (`@validate_unsigned(hook)` under `@SPEC.call`).
-VALIDATE_UNSIGNED: dict[Callable[..., None], UnsignedValidator] = {}
-
-
-def validate_unsigned(
-    hook: UnsignedValidator,
-) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Declare that a call may come as an unsigned transaction, valid when `hook` says so."""
-
-    def register(fn: Callable[..., None]) -> Callable[..., None]:
-        VALIDATE_UNSIGNED[fn] = hook
-        return fn
-
-    return register
-
-
-def unsigned_validator(call: DecodedCall) -> UnsignedValidator | None:
-    return VALIDATE_UNSIGNED.get(call.call.fn)
+def unsigned_validator(config: RuntimeConfig, call: DecodedCall) -> ValidateUnsigned | None:
+    """The `ValidateUnsigned` of the call's pallet, if the runtime's wiring lists one."""
+    return config.wiring.unsigned_validator(call.call.pallet)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,7 +91,7 @@ def account_tag(who: bytes, nonce: int) -> bytes:
 
 
 class Executive:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime[RuntimeConfig]) -> None:
         self.runtime = runtime
         self.config = runtime.config
         self.version = runtime.version
@@ -251,11 +212,11 @@ class Executive:
             call = self.runtime.decode_call(xt.call)
         except CodecError as exc:
             raise inherent_only from exc
-        hook = unsigned_validator(call)
-        if hook is None or call.call.dispatch_class == "Mandatory":
+        validator = unsigned_validator(self.config, call)
+        if validator is None or call.call.dispatch_class == "Mandatory":
             raise inherent_only
         self._check_size(xt, call)
-        verdict = hook(state, self.config, block_number, call.args)
+        verdict = validator.validate_unsigned(state, self.config, block_number, call)
         if isinstance(verdict, str):
             raise InvalidTransaction("Call", verdict)
         if not verdict.provides:
@@ -387,9 +348,7 @@ class BlockBuilder:
         self._initialize()
 
     def _ctx(self, origin: Origin, events: list[Any]) -> Ctx:
-        return Ctx(
-            self.state, origin, self.number, self.runtime.config, events, self.runtime.dispatch
-        )
+        return self.runtime.ctx(self.state, origin, self.number, events)
 
     def _record(self, phase: tuple[str, int | None], events: list[Any]) -> None:
         self.events.extend(system.EventRecord(phase, e, []) for e in events)
@@ -594,14 +553,15 @@ def execute_block(
     return built
 
 
-def _is_inherent(runtime: Runtime, xt: Extrinsic) -> bool:
-    """An unsigned extrinsic that is not a `validate_unsigned` call is treated as an inherent
-    (`apply_inherent` rejects it unless its call is Mandatory)."""
+def _is_inherent(runtime: Runtime[RuntimeConfig], xt: Extrinsic) -> bool:
+    """An unsigned extrinsic whose pallet does not validate unsigned calls is treated as an
+    inherent (`apply_inherent` rejects it unless its call is Mandatory)."""
     try:
         call = runtime.decode_call(xt.call)
     except CodecError:
         return True
-    return call.call.dispatch_class == "Mandatory" or unsigned_validator(call) is None
+    is_mandatory = call.call.dispatch_class == "Mandatory"
+    return is_mandatory or unsigned_validator(runtime.config, call) is None
 
 
 # ---- runtime APIs (state_call) ---------------------------------------------------------------
@@ -648,8 +608,6 @@ def call_runtime_api(
         details = executive.fee_details(state, length, call)
         if method.endswith("query_info"):
             info = executive.dispatch_info(call)
-            from chain.frame.common import DISPATCH_CLASS, WEIGHT
-
             partial_fee = details.inclusion_fee if xt.signed else 0  # inherents pay nothing
             return (
                 WEIGHT.encode(info.weight)
@@ -669,8 +627,6 @@ def call_runtime_api(
         slot_ms: int = rt.config.aura.slot_duration_ms
         return slot_ms.to_bytes(8, "little")
     if method == "AuraApi_authorities":
-        from pallets.aura import pallet as aura
-
         auths = aura.Authorities.get(state)
         return encode_compact(len(auths)) + b"".join(auths)
     raise RuntimeApiError(f"Exported method {method} is not found")

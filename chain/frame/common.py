@@ -6,7 +6,7 @@ Clients switch behaviour on these paths, so they are spelled exactly as in Subst
 from __future__ import annotations
 
 import dataclasses
-from typing import NewType
+from typing import Annotated, NewType, TypeAlias
 
 from chain.codec import U64_MAX
 from chain.frame.types import (
@@ -30,9 +30,6 @@ from chain.frame.types import (
 )
 
 AccountId = NewType("AccountId", bytes)
-Balance = NewType("Balance", int)
-BlockNumber = NewType("BlockNumber", int)
-Hash = NewType("Hash", bytes)
 
 BYTES32 = FixedBytes(32)
 ACCOUNT_ID = NewTypeDesc("sp_core::crypto::AccountId32", BYTES32, "[u8; 32]", "AccountId")
@@ -179,6 +176,30 @@ DISPATCH_RESULT = Enum(
 
 PERBILL = NewTypeDesc("sp_arithmetic::per_things::Perbill", U32, "u32", "Perbill")
 PERBILL_ONE = 1_000_000_000
+
+
+# ---- field types: `Annotated[PyType, descriptor, "RustTypeName"]` -----------------------------
+# The Rust type name is what metadata shows for a field; these are the ones pallets share.
+
+
+class T:
+    """Field types spelled `T::X` in metadata: a pallet's Config types (FRAME's `T: Config`)."""
+
+    AccountId: TypeAlias = Annotated[bytes, ACCOUNT_ID, "T::AccountId"]
+    Balance: TypeAlias = Annotated[int, BALANCE, "T::Balance"]
+    CompactBalance: TypeAlias = Annotated[int, COMPACT_BALANCE, "T::Balance"]
+    Hash: TypeAlias = Annotated[bytes, H256, "T::Hash"]
+
+
+Account: TypeAlias = Annotated[bytes, ACCOUNT_ID, "AccountId"]
+AccountIdLookupOf: TypeAlias = Annotated[tuple[str, object], MULTI_ADDRESS, "AccountIdLookupOf<T>"]
+Balance: TypeAlias = Annotated[int, BALANCE, "Balance"]
+BalanceOf: TypeAlias = Annotated[int, BALANCE, "BalanceOf<T>"]
+CompactBalanceOf: TypeAlias = Annotated[int, COMPACT_BALANCE, "BalanceOf<T>"]
+BlockNumber: TypeAlias = Annotated[int, BLOCK_NUMBER, "BlockNumber"]
+EraIndex: TypeAlias = Annotated[int, U32, "EraIndex"]
+Hash256: TypeAlias = Annotated[bytes, H256, "H256"]
+Perbill: TypeAlias = Annotated[int, PERBILL, "Perbill"]
 
 
 # ---- events and digests ----------------------------------------------------------------------

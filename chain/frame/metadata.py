@@ -7,7 +7,8 @@ because substrate-interface cannot decode V15 (COMPAT.md 6.1).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from chain.frame.common import (
     ACCOUNT_ID,
@@ -15,7 +16,8 @@ from chain.frame.common import (
     MULTI_ADDRESS,
     MULTI_SIGNATURE,
 )
-from chain.frame.pallet import StorageDoubleMap, StorageMap, StorageValue
+from chain.frame.outer import RuntimeCallType, RuntimeEventType
+from chain.frame.pallet import PalletSpec, StorageDoubleMap, StorageMap, StorageValue
 from chain.frame.types import (
     U8,
     U32,
@@ -34,8 +36,25 @@ from chain.frame.types import (
     unnamed,
 )
 
-if TYPE_CHECKING:
-    from chain.frame.runtime import Runtime
+
+class MetadataSource(Protocol):
+    """What metadata is built from: an assembled runtime (`chain.frame.runtime.Runtime`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def pallets(self) -> Sequence[PalletSpec]: ...
+
+    @property
+    def config(self) -> Any: ...
+
+    @property
+    def call_type(self) -> RuntimeCallType: ...
+
+    @property
+    def event_type(self) -> RuntimeEventType: ...
+
 
 METADATA_MAGIC = b"meta"
 METADATA_V14 = 14
@@ -52,7 +71,7 @@ def _ext(path: str, *inner: tuple[ScaleType, str]) -> Struct:
 
 
 UNIT = Tuple()
-SIGNED_EXTENSIONS: list[tuple[str, ScaleType, ScaleType]] = [
+SIGNED_EXTENSIONS: tuple[tuple[str, ScaleType, ScaleType], ...] = (
     (
         "CheckNonZeroSender",
         _ext("frame_system::extensions::check_non_zero_sender::CheckNonZeroSender"),
@@ -83,7 +102,7 @@ SIGNED_EXTENSIONS: list[tuple[str, ScaleType, ScaleType]] = [
         ),
         UNIT,
     ),
-]
+)
 
 
 class _UncheckedExtrinsic(ScaleType):
@@ -147,9 +166,18 @@ def _storage_entry(reg: TypeRegistry, item: Any) -> JSONDict:
     }
 
 
-def build_metadata_dict(runtime: Runtime) -> JSONDict:
-    from chain.frame.runtime import error_enum
+def error_enum(p: PalletSpec) -> Enum | None:
+    if p.error is None:
+        return None
+    return Enum(
+        f"{p.module}::pallet::Error",
+        [VariantDef(int(m), m.metadata_name, [], (m.doc,) if m.doc else ()) for m in p.error],
+        params=[("T", None)],
+        docs=["The `Error` enum of this pallet."],
+    )
 
+
+def build_metadata_dict(runtime: MetadataSource) -> JSONDict:
     reg = TypeRegistry()
     # The portable registry starts with the types clients look up by path.
     for t in (ACCOUNT_ID, H256, MULTI_ADDRESS, MULTI_SIGNATURE):
@@ -164,9 +192,8 @@ def build_metadata_dict(runtime: Runtime) -> JSONDict:
             if p.storage
             else None
         )
-        calls = (
-            {"ty": reg.id_of(p.call_type)} if getattr(p, "call_type", None) is not None else None
-        )
+        call_enum = runtime.call_type.call_enums.get(p.index)
+        calls = {"ty": reg.id_of(call_enum)} if call_enum is not None else None
         event = None
         if p.events:
             ev = runtime.event_type.event_enum(p)
@@ -226,7 +253,7 @@ def _find(reg: TypeRegistry, path: str) -> int:
     raise KeyError(path)
 
 
-def build_metadata(runtime: Runtime) -> bytes:
+def build_metadata(runtime: MetadataSource) -> bytes:
     """`RuntimeMetadataPrefixed` bytes: b"meta" ++ 0x0e ++ RuntimeMetadataV14."""
     from scalecodec.base import RuntimeConfigurationObject
     from scalecodec.type_registry import load_type_registry_preset

@@ -1,28 +1,50 @@
 """Pallet declarations: storage, calls, events, errors, constants and hooks.
 
-Every pallet declares the same blocks, FRAME-style. The declarations are plain Python objects
-that the dispatcher uses to decode and run calls and that the metadata builder turns into
-metadata V14, so what a wallet sees is generated from the code that runs.
+Every pallet declares the same blocks, FRAME-style, and declares each thing once: an event or a
+struct is a class whose annotated fields (`Annotated[PyType, descriptor, "RustTypeName"]`) give
+both the Python value and its SCALE encoding; a call's arguments are its typed parameters; an
+error is an enum member with its doc. The dispatcher decodes and runs calls from these
+declarations and the metadata builder turns them into metadata V14, so what a wallet sees is
+generated from the code that runs.
+
+    @event(SPEC, 0)
+    class Bonded:
+        '''An account bonded this amount.'''
+
+        stash: T.AccountId
+        amount: BalanceOf
+
+    @call(SPEC, 0, weight=BOND_WEIGHT)
+    def bond(ctx: Ctx, value: CompactBalanceOf) -> None: ...
+
+    @errors(SPEC)
+    class Error(PalletError):  # the integers are consensus-visible: append only
+        NOT_BONDED = 0, "The account has no staking ledger."
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
 import re
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, dataclass_transform
 
 from chain import ChainError
 from chain.codec import Decoder
 from chain.frame.common import DISPATCH_ERROR, AccountId, Weight
-from chain.frame.types import Field, ScaleType, fields_of
+from chain.frame.types import Field, ScaleType, annotated_fields, scale_field
 from chain.hashing import HASHERS, storage_prefix, twox128
 
 K = TypeVar("K")
 K2 = TypeVar("K2")
 V = TypeVar("V")
-E = TypeVar("E", bound=enum.IntEnum)
+C = TypeVar("C")
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E", bound="PalletError")
 
 
 class ReadState(Protocol):
@@ -41,6 +63,12 @@ class State(ReadState, Protocol):
     def put(self, key: bytes, value: bytes) -> None: ...
 
     def delete(self, key: bytes) -> None: ...
+
+    def checkpoint(self) -> None: ...
+
+    def commit_checkpoint(self) -> None: ...
+
+    def revert_checkpoint(self) -> None: ...
 
 
 # ---- errors ----------------------------------------------------------------------------------
@@ -77,29 +105,46 @@ class DispatchError(ChainError):
         return cls("Arithmetic", reason)
 
 
+class PalletError(enum.IntEnum):
+    """A pallet's named errors: members `NAME = index` or `NAME = index, "doc"`. The index is
+    consensus-visible (append only, never renumber); the doc goes into metadata. `@errors(SPEC)`
+    binds the enum to its pallet."""
+
+    doc: str
+    pallet: ClassVar[PalletSpec]
+
+    def __new__(cls, index: int, doc: str = "") -> PalletError:
+        member = int.__new__(cls, index)
+        member._value_ = index
+        member.doc = doc
+        return member
+
+    @property
+    def metadata_name(self) -> str:
+        """INSUFFICIENT_BALANCE -> InsufficientBalance (metadata names follow FRAME)."""
+        return pascal(self.name)
+
+
 class ModuleError(DispatchError):
     """A pallet's named error."""
 
-    def __init__(self, error: enum.IntEnum) -> None:
-        spec = _ERROR_OWNER.get(type(error))
-        if spec is None:
-            raise ChainError(f"{type(error).__qualname__} is not registered with a pallet")
+    def __init__(self, error: PalletError) -> None:
+        spec = type(error).__dict__.get("pallet")
+        if not isinstance(spec, PalletSpec):
+            raise ChainError(f"{type(error).__qualname__} is not declared with @errors(SPEC)")
         super().__init__(
             "Module",
             {"index": spec.index, "error": bytes((int(error), 0, 0, 0))},
-            detail=f"{spec.name}.{pascal(error.name)}",
+            detail=f"{spec.name}.{error.metadata_name}",
         )
         self.error = error
         self.pallet = spec.name
 
 
-def ensure(condition: bool, error: enum.IntEnum) -> None:
+def ensure(condition: bool, error: PalletError) -> None:
     """Raise the pallet error unless `condition` holds (FRAME's `ensure!`)."""
     if not condition:
         raise ModuleError(error)
-
-
-_ERROR_OWNER: dict[type, PalletSpec] = {}
 
 
 def pascal(upper_snake: str) -> str:
@@ -114,26 +159,36 @@ def snake(name: str) -> str:
 # ---- origin and context ----------------------------------------------------------------------
 
 
+class OriginKind(enum.StrEnum):
+    SIGNED = "Signed"
+    ROOT = "Root"
+    NONE = "None"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Origin:
-    kind: str  # "Signed" | "Root" | "None"
+    kind: OriginKind
     who: AccountId | None = None
 
     @classmethod
     def signed(cls, who: bytes) -> Origin:
-        return cls("Signed", AccountId(who))
+        return cls(OriginKind.SIGNED, AccountId(who))
 
     @classmethod
     def root(cls) -> Origin:
-        return cls("Root")
+        return cls(OriginKind.ROOT)
 
     @classmethod
     def none(cls) -> Origin:
-        return cls("None")
+        return cls(OriginKind.NONE)
 
 
-class Ctx:
-    """What a call sees: state, origin, block number, the runtime's config, and an event sink."""
+Dispatch = Callable[["Ctx[C]", Any], None]
+
+
+class Ctx(Generic[C]):
+    """What a call sees: state, origin, block number, the runtime's configuration `C`, and an
+    event sink. `dispatch` runs a nested call (Sudo)."""
 
     __slots__ = ("block_number", "config", "dispatch", "events", "origin", "state")
 
@@ -142,9 +197,9 @@ class Ctx:
         state: State,
         origin: Origin,
         block_number: int,
-        config: Any,
+        config: C,
         events: list[Any],
-        dispatch: Callable[[Ctx, bytes | Any], None] | None = None,
+        dispatch: Dispatch[C] | None = None,
     ) -> None:
         self.state = state
         self.origin = origin
@@ -154,26 +209,32 @@ class Ctx:
         self.dispatch = dispatch
 
     def ensure_signed(self) -> AccountId:
-        if self.origin.kind != "Signed" or self.origin.who is None:
+        if self.origin.kind is not OriginKind.SIGNED or self.origin.who is None:
             raise DispatchError.bad_origin()
         return self.origin.who
 
     def ensure_root(self) -> None:
-        if self.origin.kind != "Root":
+        if self.origin.kind is not OriginKind.ROOT:
             raise DispatchError.bad_origin()
 
     def ensure_none(self) -> None:
-        if self.origin.kind != "None":
+        if self.origin.kind is not OriginKind.NONE:
             raise DispatchError.bad_origin()
 
     def emit(self, event: Any) -> None:
         self.events.append(event)
 
-    def with_origin(self, origin: Origin) -> Ctx:
-        return Ctx(self.state, origin, self.block_number, self.config, self.events, self.dispatch)
+    def with_origin(self, origin: Origin, events: list[Any] | None = None) -> Ctx[C]:
+        """The same block context under another origin (and, if given, another event sink)."""
+        sink = self.events if events is None else events
+        return Ctx(self.state, origin, self.block_number, self.config, sink, self.dispatch)
 
 
 # ---- declarations ----------------------------------------------------------------------------
+
+# Pool-time validity of a signed call that does not pay (e.g. the faucet's rate limit):
+# (state, runtime config, signer, block number, args) -> None, or why the pool must refuse it.
+SignedValidator = Callable[[ReadState, Any, bytes, int, dict[str, Any]], "str | None"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -187,9 +248,7 @@ class CallDef:
     docs: tuple[str, ...]
     dispatch_class: str = "Normal"
     pays_fee: bool = True
-    # Pool-time validity of a free call (e.g. the faucet's rate limit): (state, config, signer,
-    # block number, args) -> None, or a reason string to refuse the transaction.
-    validate: Callable[..., str | None] | None = None
+    validate: SignedValidator | None = None
 
     def decode_args(self, d: Decoder) -> dict[str, Any]:
         return {f.attr or f.name or "": f.ty.decode(d) for f in self.args}
@@ -221,6 +280,12 @@ class ConstantDef:
     docs: tuple[str, ...]
 
 
+# on_initialize(ctx) and on_finalize(ctx) run in every block; try_state(state, config) checks the
+# pallet's invariants (FRAME's `try_state`): after every mock-runtime test and every block of the
+# state-machine tests, never on the import path.
+HOOK_NAMES = ("on_initialize", "on_finalize", "try_state")
+
+
 def _docs(obj: Any) -> tuple[str, ...]:
     doc = getattr(obj, "__doc__", None) or ""
     lines = [line.strip() for line in doc.strip().splitlines()]
@@ -228,7 +293,9 @@ def _docs(obj: Any) -> tuple[str, ...]:
 
 
 class PalletSpec:
-    """One runtime module: its index (consensus-visible, never renumbered) and declarations."""
+    """One runtime module: its index (consensus-visible, never renumbered) and its declarations,
+    which the module's own decorators (`call`, `event`, `errors`, `hook`) and storage items add
+    while the module is imported. Nothing outside the pallet's module writes to it."""
 
     def __init__(self, name: str, index: int, *, module: str | None = None, docs: str = "") -> None:
         self.name = name
@@ -237,42 +304,11 @@ class PalletSpec:
         self.docs = docs
         self.calls: dict[int, CallDef] = {}
         self.events: dict[type, EventDef] = {}
-        self.error: type[enum.IntEnum] | None = None
-        self.error_docs: dict[str, str] = {}
+        self.error: type[PalletError] | None = None
         self.storage: list[StorageItem] = []
         self.constants: list[ConstantDef] = []
         self.hooks: dict[str, Callable[..., Any]] = {}
-        self.call_type: Any = None  # set by the runtime assembly (metadata)
         self.prefix = twox128(name.encode())
-
-    def call(
-        self,
-        index: int,
-        *,
-        weight: Weight,
-        args: Sequence[tuple[str, ScaleType] | tuple[str, ScaleType, str]] = (),
-        dispatch_class: str = "Normal",
-        pays_fee: bool = True,
-        validate: Callable[..., str | None] | None = None,
-    ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-        def register(fn: Callable[..., None]) -> Callable[..., None]:
-            if index in self.calls:
-                raise ChainError(f"{self.name}: call index {index} used twice")
-            self.calls[index] = CallDef(
-                self,
-                index,
-                fn.__name__,
-                fn,
-                fields_of(args),
-                weight,
-                _docs(fn),
-                dispatch_class,
-                pays_fee,
-                validate,
-            )
-            return fn
-
-        return register
 
     def call_by_name(self, name: str) -> CallDef:
         for c in self.calls.values():
@@ -280,42 +316,89 @@ class PalletSpec:
                 return c
         raise ChainError(f"{self.name} has no call {name}")
 
-    def event(
-        self, index: int, types: Sequence[tuple[str, ScaleType] | tuple[str, ScaleType, str]] = ()
-    ) -> Callable[[type[V]], type[V]]:
-        def register(cls: type[V]) -> type[V]:
-            names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-            declared = [t[0] for t in types]
-            if names != declared:
-                raise ChainError(f"{cls.__name__}: fields {names} do not match types {declared}")
-            if any(e.index == index for e in self.events.values()):
-                raise ChainError(f"{self.name}: event index {index} used twice")
-            self.events[cls] = EventDef(self, index, cls, fields_of(types), _docs(cls))
-            return cls
-
-        return register
-
-    def errors(self, cls: type[E]) -> type[E]:
-        if self.error is not None:
-            raise ChainError(f"{self.name} declares errors twice")
-        self.error = cls
-        _ERROR_OWNER[cls] = self
-        return cls
-
     def constant(
         self, name: str, ty: ScaleType, getter: Callable[[Any], Any], docs: str = ""
     ) -> None:
         self.constants.append(ConstantDef(name, ty, getter, (docs,) if docs else ()))
 
-    def hook(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        if name not in ("on_initialize", "on_finalize", "genesis"):
-            raise ChainError(f"unknown hook {name}")
 
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.hooks[name] = fn
-            return fn
+def call(
+    spec: PalletSpec,
+    index: int,
+    *,
+    weight: Weight,
+    dispatch_class: str = "Normal",
+    pays_fee: bool = True,
+    validate: SignedValidator | None = None,
+) -> Callable[[F], F]:
+    """Declare a dispatchable: `fn(ctx, arg: Annotated[PyType, descriptor, "RustType"], ...)`.
+    Its typed parameters after `ctx` are the call's arguments, in order; its docstring is the
+    call's documentation in metadata."""
 
-        return register
+    def declare(fn: F) -> F:
+        if index in spec.calls:
+            raise ChainError(f"{spec.name}: call index {index} used twice")
+        hints = typing.get_type_hints(fn, include_extras=True)
+        params = list(inspect.signature(fn).parameters)[1:]  # after ctx
+        args = [scale_field(p, hints[p], f"{spec.name}.{fn.__name__}") for p in params]
+        spec.calls[index] = CallDef(
+            spec,
+            index,
+            fn.__name__,
+            fn,
+            args,
+            weight,
+            _docs(fn),
+            dispatch_class,
+            pays_fee,
+            validate,
+        )
+        return fn
+
+    return declare
+
+
+@dataclass_transform(frozen_default=True)
+def event(spec: PalletSpec, index: int) -> Callable[[type[T]], type[T]]:
+    """Declare an event: a class with annotated fields (past-tense name, named fields) that
+    becomes a frozen, slotted dataclass; its docstring is the event's documentation."""
+
+    def declare(cls: type[T]) -> type[T]:
+        if any(e.index == index for e in spec.events.values()):
+            raise ChainError(f"{spec.name}: event index {index} used twice")
+        fields = annotated_fields(cls)
+        out = dataclasses.dataclass(frozen=True, slots=True)(cls)
+        spec.events[out] = EventDef(spec, index, out, fields, _docs(out))
+        return out
+
+    return declare
+
+
+def errors(spec: PalletSpec) -> Callable[[type[E]], type[E]]:
+    """Declare the pallet's `Error` enum (a `PalletError`)."""
+
+    def declare(cls: type[E]) -> type[E]:
+        if spec.error is not None:
+            raise ChainError(f"{spec.name} declares errors twice")
+        spec.error = cls
+        cls.pallet = spec
+        return cls
+
+    return declare
+
+
+def hook(spec: PalletSpec, name: str) -> Callable[[F], F]:
+    """Declare `on_initialize(ctx)` or `on_finalize(ctx)`, run for every block in the order of
+    the runtime's pallets, or `try_state(state, config)`, the pallet's invariants (raises
+    AssertionError when one does not hold)."""
+    if name not in HOOK_NAMES:
+        raise ChainError(f"unknown hook {name}")
+
+    def declare(fn: F) -> F:
+        spec.hooks[name] = fn
+        return fn
+
+    return declare
 
 
 # ---- storage ---------------------------------------------------------------------------------

@@ -17,8 +17,12 @@ Value conventions:
 from __future__ import annotations
 
 import dataclasses
+import enum
+import inspect
+import sys
+import typing
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any, TypeVar, dataclass_transform
 
 from chain.codec import (
     CodecError,
@@ -324,6 +328,59 @@ def unnamed(*items: tuple[ScaleType, str]) -> list[Field]:
     return [Field(None, ty, type_name) for ty, type_name in items]
 
 
+def scale_field(name: str, hint: Any, where: str) -> Field:
+    """The field declared by `name: Annotated[PyType, descriptor]` or `Annotated[PyType,
+    descriptor, "RustTypeName"]` (the metadata's type name; default: the descriptor's)."""
+    meta = getattr(hint, "__metadata__", ())
+    if typing.get_origin(hint) is not Annotated or not meta or not isinstance(meta[0], ScaleType):
+        raise CodecError(f"{where}.{name}: declare it as Annotated[<type>, <SCALE descriptor>]")
+    ty: ScaleType = meta[0]
+    type_name = meta[1] if len(meta) > 1 and isinstance(meta[1], str) else ty.type_name
+    return Field(name.removesuffix("_"), ty, type_name, name)
+
+
+def annotated_fields(cls: type) -> list[Field]:
+    """The SCALE fields of a class, in declaration order, from its annotations (see
+    `scale_field`). Names may refer to anything defined at module level before the class."""
+    module = sys.modules.get(cls.__module__)
+    hints = typing.get_type_hints(
+        cls, globalns=vars(module) if module else None, include_extras=True
+    )
+    own = inspect.get_annotations(cls)
+    return [scale_field(name, hints[name], cls.__qualname__) for name in own]
+
+
+T = TypeVar("T")
+
+
+@dataclass_transform(frozen_default=True)
+def struct(
+    path: str,
+    *,
+    params: Sequence[tuple[str, ScaleType | None]] = (),
+    cache_size: int = 0,
+) -> Callable[[type[T]], type[T]]:
+    """Declare a SCALE composite once: a frozen, slotted dataclass whose annotated fields (see
+    `scale_field`) define both the Python value and its encoding; `scale_of(cls)` is its
+    descriptor, with the Rust type path `path` in metadata."""
+
+    def declare(cls: type[T]) -> type[T]:
+        fields = annotated_fields(cls)
+        out = dataclasses.dataclass(frozen=True, slots=True)(cls)
+        out.__scale__ = Struct(path, fields, out, params, cache_size=cache_size)  # type: ignore[attr-defined]
+        return out
+
+    return declare
+
+
+def scale_of(cls: type) -> Struct:
+    """The descriptor of a class declared with `@struct`."""
+    desc = cls.__dict__.get("__scale__")
+    if not isinstance(desc, Struct):
+        raise CodecError(f"{cls.__qualname__} is not declared with @struct")
+    return desc
+
+
 class Struct(ScaleType):
     """A composite with named fields, decoded into `cls` (a dataclass) or a dict.
 
@@ -490,8 +547,11 @@ class Enum(ScaleType):
         variants: Sequence[VariantDef],
         params: Sequence[tuple[str, ScaleType | None]] = (),
         docs: Sequence[str] = (),
+        *,
+        py_enum: type[enum.StrEnum] | None = None,
     ) -> None:
         self.path = path.split("::") if path else []
+        self.py_enum = py_enum  # unit variants decode to its members (values: variant names)
         self.variants = list(variants)
         self.params = params
         self.docs = docs
@@ -525,7 +585,7 @@ class Enum(ScaleType):
         if v is None:
             raise CodecError(f"invalid variant index {idx} for {'::'.join(self.path)}")
         if not v.fields:
-            return v.name
+            return v.name if self.py_enum is None else self.py_enum(v.name)
         if v.named:
             return (v.name, {f.attr or f.name: f.ty.decode(d) for f in v.fields})
         values = tuple(f.ty.decode(d) for f in v.fields)
@@ -552,7 +612,11 @@ class Enum(ScaleType):
         )
 
 
-def unit_enum(path: str, names: Sequence[str]) -> Enum:
+def unit_enum(path: str, names: Sequence[str] | type[enum.StrEnum]) -> Enum:
+    """A fieldless Rust enum. Given a `StrEnum` (member values = variant names, in index
+    order), values decode to its members; strings equal to a value still encode."""
+    if isinstance(names, type):
+        return Enum(path, [VariantDef(i, m.value, []) for i, m in enumerate(names)], py_enum=names)
     return Enum(path, [VariantDef(i, n, []) for i, n in enumerate(names)])
 
 
@@ -564,6 +628,12 @@ class Lazy(ScaleType):
         self.type_name = name
 
     def bind(self, target: ScaleType) -> None:
+        """Bind the reference (each runtime assembly does). Rebinding is allowed only to a type
+        of the same shape (another runtime with the same pallets), so which runtime was built
+        last never changes what a value decodes to."""
+        shape = getattr(target, "shape", None)
+        if self.target is not None and getattr(self.target, "shape", None) != shape:
+            raise CodecError(f"{self.type_name} is already bound to a type of another shape")
         self.target = target
 
     def _t(self) -> ScaleType:

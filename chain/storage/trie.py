@@ -120,9 +120,9 @@ _HEX = b"0123456789abcdef"
 _SLOTS = bytes(range(_SLOT0, _SLOT0 + 16))
 _HEX_TO_SLOT = bytes.maketrans(_HEX, _SLOTS)
 _SLOT_TO_HEX = bytes.maketrans(_SLOTS, _HEX)
-_SLOT = [bytes((i,)) for i in range(_SLOT0 + 16)]  # _SLOT[s] == bytes((s,))
-_BIT = [0] * _SLOT0 + [1 << n for n in range(16)]  # bitmap bit of slot s
-_COMPACT = [encode_compact(n) for n in range(1024)]
+_SLOT = tuple(bytes((i,)) for i in range(_SLOT0 + 16))  # _SLOT[s] == bytes((s,))
+_BIT = (0,) * _SLOT0 + tuple(1 << n for n in range(16))  # bitmap bit of slot s
+_COMPACT = tuple(encode_compact(n) for n in range(1024))
 _BRANCH_HEAD = struct.Struct("<BH").pack
 _BRANCH_HEAD_NONE = struct.Struct("<BHB").pack
 
@@ -540,7 +540,7 @@ class Trie:
                 return (LEAF, leaf_path, value)
             rest = path[pos:]
             c = _common_prefix(leaf_path, rest)
-            branch = _EMPTY_BRANCH.copy()
+            branch = list(_EMPTY_BRANCH)
             bits = 0
             if c == len(leaf_path):
                 branch[_VALUE] = node[2]
@@ -704,11 +704,11 @@ class Trie:
         return node_hash
 
 
-_EMPTY_BRANCH: list[Any] = [BRANCH, None, 0, *[None] * 16, 0]  # a template: copy it
+_EMPTY_BRANCH: tuple[Any, ...] = (BRANCH, None, 0, *[None] * 16, 0)  # a template: copy it
 
 
 def _new_branch() -> list[Any]:
-    return _EMPTY_BRANCH.copy()
+    return list(_EMPTY_BRANCH)
 
 
 def _attach(branch: list[Any], slot: int, child: _Ref) -> None:

@@ -103,7 +103,7 @@ def decode_set_bls_keys(data: bytes) -> list[tuple[bytes, bytes]]:
     return [(bytes(public), bytes(pop)) for public, pop in keys]
 
 
-def encode_submit_call(runtime: Runtime, proof: FinalityProof) -> bytes:
+def encode_submit_call(runtime: Runtime[Any], proof: FinalityProof) -> bytes:
     """The unsigned extrinsic `Finality.submit_finality_proof(proof)`, ready for the pool."""
     call = runtime.call_type.encode(
         runtime.call(finality.SPEC.name, "submit_finality_proof", proof=proof)

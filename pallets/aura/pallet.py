@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from chain.codec import CodecError, Decoder
 from chain.frame.common import SLOT
-from chain.frame.pallet import Ctx, DispatchError, PalletSpec, StorageValue
+from chain.frame.pallet import DispatchError, PalletSpec, ReadState, StorageValue, hook
 from chain.frame.types import U64, FixedBytes, NewType, Vec
+from pallets.config import AuraConfig, Ctx, RuntimeConfig
 from pallets.system import pallet as system
 
 SPEC = PalletSpec("Aura", 5)
 ENGINE_ID = b"aura"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Config:
-    slot_duration_ms: int
-
+Config = AuraConfig
 
 SPEC.constant(
     "SlotDuration", U64, lambda c: c.aura.slot_duration_ms, "The slot duration in milliseconds."
@@ -53,7 +48,7 @@ def author_of(authorities: list[bytes], slot: int) -> bytes | None:
     return authorities[slot % len(authorities)] if authorities else None
 
 
-@SPEC.hook("on_initialize")
+@hook(SPEC, "on_initialize")
 def on_initialize(ctx: Ctx) -> None:
     logs = system.Digest.get(ctx.state)["logs"]
     try:
@@ -71,3 +66,11 @@ def build_genesis(ctx: Ctx, authorities: list[bytes]) -> None:
     if not authorities:
         raise ValueError("genesis needs at least one Aura authority")
     Authorities.put(ctx.state, list(authorities))
+
+
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: no authority appears twice (each would get every n-th slot twice over)."""
+    authorities = Authorities.get(state)
+    if len(set(authorities)) != len(authorities):
+        raise AssertionError("an Aura authority appears twice")

@@ -7,39 +7,38 @@ Free balance below `frozen` cannot leave the account (staking freezes bonded fun
 from __future__ import annotations
 
 import dataclasses
-import enum
+from typing import Annotated
 
 from chain.codec import U128_MAX
 from chain.frame.common import (
     ACCOUNT_ID,
     BALANCE,
-    COMPACT_BALANCE,
-    MULTI_ADDRESS,
     AccountId,
+    AccountIdLookupOf,
+    T,
     Weight,
     lookup_address,
 )
 from chain.frame.pallet import (
-    Ctx,
     DispatchError,
     ModuleError,
+    PalletError,
     PalletSpec,
     ReadState,
     StorageMap,
     StorageValue,
+    call,
     ensure,
+    errors,
+    event,
+    hook,
 )
 from chain.frame.types import BOOL, U32, FixedBytes, Struct, Vec, fields_of, unit_enum
+from pallets.config import BalancesConfig, Ctx, RuntimeConfig
 from pallets.system import pallet as system
 
 SPEC = PalletSpec("Balances", 2)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Config:
-    existential_deposit: int
-    max_locks: int = 50
-    max_reserves: int = 50
+Config = BalancesConfig
 
 
 SPEC.constant(
@@ -109,102 +108,86 @@ Reserves: StorageMap[bytes, list[dict[str, object]]] = StorageMap(
 # ---- events (FRAME's indices) -----------------------------------------------------------------
 
 
-@SPEC.event(0, [("account", ACCOUNT_ID, "T::AccountId"), ("free_balance", BALANCE, "T::Balance")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 0)
 class Endowed:
     """An account was created with some free balance."""
 
-    account: bytes
-    free_balance: int
+    account: T.AccountId
+    free_balance: T.Balance
 
 
-@SPEC.event(1, [("account", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 1)
 class DustLost:
     """An account was removed whose balance was non-zero but below ExistentialDeposit."""
 
-    account: bytes
-    amount: int
+    account: T.AccountId
+    amount: T.Balance
 
 
-@SPEC.event(
-    2,
-    [
-        ("from_", ACCOUNT_ID, "T::AccountId"),
-        ("to", ACCOUNT_ID, "T::AccountId"),
-        ("amount", BALANCE, "T::Balance"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 2)
 class Transfer:
     """Transfer succeeded."""
 
-    from_: bytes
-    to: bytes
-    amount: int
+    from_: T.AccountId
+    to: T.AccountId
+    amount: T.Balance
 
 
-@SPEC.event(3, [("who", ACCOUNT_ID, "T::AccountId"), ("free", BALANCE, "T::Balance")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 3)
 class BalanceSet:
     """A balance was set by root."""
 
-    who: bytes
-    free: int
+    who: T.AccountId
+    free: T.Balance
 
 
-@SPEC.event(7, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 7)
 class Deposit:
     """Some amount was deposited (e.g. for transaction fees)."""
 
-    who: bytes
-    amount: int
+    who: T.AccountId
+    amount: T.Balance
 
 
-@SPEC.event(8, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 8)
 class Withdraw:
     """Some amount was withdrawn from the account (e.g. for transaction fees)."""
 
-    who: bytes
-    amount: int
+    who: T.AccountId
+    amount: T.Balance
 
 
-@SPEC.event(9, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 9)
 class Slashed:
     """Some amount was removed from the account (e.g. for misbehavior)."""
 
-    who: bytes
-    amount: int
+    who: T.AccountId
+    amount: T.Balance
 
 
-@SPEC.event(10, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 10)
 class Minted:
     """Some amount was minted into an account."""
 
-    who: bytes
-    amount: int
+    who: T.AccountId
+    amount: T.Balance
 
 
-@SPEC.event(11, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "T::Balance")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 11)
 class Burned:
     """Some amount was burned from an account."""
 
-    who: bytes
-    amount: int
+    who: T.AccountId
+    amount: T.Balance
 
 
-@SPEC.errors
-class Error(enum.IntEnum):  # FRAME's indices; consensus-visible: append only
+@errors(SPEC)
+class Error(PalletError):  # FRAME's indices; consensus-visible: append only
     VESTING_BALANCE = 0
-    LIQUIDITY_RESTRICTIONS = 1
-    INSUFFICIENT_BALANCE = 2
-    EXISTENTIAL_DEPOSIT = 3
-    EXPENDABILITY = 4
+    LIQUIDITY_RESTRICTIONS = 1, "Account liquidity restrictions prevent withdrawal (frozen funds)."
+    INSUFFICIENT_BALANCE = 2, "Balance too low to send value."
+    EXISTENTIAL_DEPOSIT = 3, "Value too low to create account due to existential deposit."
+    EXPENDABILITY = 4, "Transfer/payment would kill account."
     EXISTING_VESTING_SCHEDULE = 5
     DEAD_ACCOUNT = 6
     TOO_MANY_RESERVES = 7
@@ -213,13 +196,6 @@ class Error(enum.IntEnum):  # FRAME's indices; consensus-visible: append only
     ISSUANCE_DEACTIVATED = 10
     DELTA_ZERO = 11
 
-
-SPEC.error_docs = {
-    "INSUFFICIENT_BALANCE": "Balance too low to send value.",
-    "LIQUIDITY_RESTRICTIONS": "Account liquidity restrictions prevent withdrawal (frozen funds).",
-    "EXISTENTIAL_DEPOSIT": "Value too low to create account due to existential deposit.",
-    "EXPENDABILITY": "Transfer/payment would kill account.",
-}
 
 # ---- the Currency interface other pallets use -------------------------------------------------
 
@@ -345,12 +321,8 @@ def _lookup(dest: tuple[str, object]) -> AccountId:
 TRANSFER_WEIGHT = Weight(60_000_000, 3593)
 
 
-@SPEC.call(
-    0,
-    weight=TRANSFER_WEIGHT,
-    args=[("dest", MULTI_ADDRESS), ("value", COMPACT_BALANCE, "T::Balance")],
-)
-def transfer_allow_death(ctx: Ctx, dest: tuple[str, object], value: int) -> None:
+@call(SPEC, 0, weight=TRANSFER_WEIGHT)
+def transfer_allow_death(ctx: Ctx, dest: AccountIdLookupOf, value: T.CompactBalance) -> None:
     """Transfer some liquid free balance to another account; the sender may be reaped.
 
     Errors: InsufficientBalance, LiquidityRestrictions, ExistentialDeposit. Emits: Transfer.
@@ -359,17 +331,9 @@ def transfer_allow_death(ctx: Ctx, dest: tuple[str, object], value: int) -> None
     transfer(ctx, source, _lookup(dest), value, keep_alive=False)
 
 
-@SPEC.call(
-    2,
-    weight=TRANSFER_WEIGHT,
-    args=[
-        ("source", MULTI_ADDRESS),
-        ("dest", MULTI_ADDRESS),
-        ("value", COMPACT_BALANCE, "T::Balance"),
-    ],
-)
+@call(SPEC, 2, weight=TRANSFER_WEIGHT)
 def force_transfer(
-    ctx: Ctx, source: tuple[str, object], dest: tuple[str, object], value: int
+    ctx: Ctx, source: AccountIdLookupOf, dest: AccountIdLookupOf, value: T.CompactBalance
 ) -> None:
     """Exactly as `transfer_allow_death`, except the origin must be root and the source account
     may be specified."""
@@ -377,12 +341,8 @@ def force_transfer(
     transfer(ctx, _lookup(source), _lookup(dest), value, keep_alive=False)
 
 
-@SPEC.call(
-    3,
-    weight=TRANSFER_WEIGHT,
-    args=[("dest", MULTI_ADDRESS), ("value", COMPACT_BALANCE, "T::Balance")],
-)
-def transfer_keep_alive(ctx: Ctx, dest: tuple[str, object], value: int) -> None:
+@call(SPEC, 3, weight=TRANSFER_WEIGHT)
+def transfer_keep_alive(ctx: Ctx, dest: AccountIdLookupOf, value: T.CompactBalance) -> None:
     """Same as `transfer_allow_death`, but fails if the sender would be reaped.
 
     Errors: InsufficientBalance, LiquidityRestrictions, Expendability, ExistentialDeposit.
@@ -391,8 +351,10 @@ def transfer_keep_alive(ctx: Ctx, dest: tuple[str, object], value: int) -> None:
     transfer(ctx, source, _lookup(dest), value, keep_alive=True)
 
 
-@SPEC.call(4, weight=TRANSFER_WEIGHT, args=[("dest", MULTI_ADDRESS), ("keep_alive", BOOL, "bool")])
-def transfer_all(ctx: Ctx, dest: tuple[str, object], keep_alive: bool) -> None:
+@call(SPEC, 4, weight=TRANSFER_WEIGHT)
+def transfer_all(
+    ctx: Ctx, dest: AccountIdLookupOf, keep_alive: Annotated[bool, BOOL, "bool"]
+) -> None:
     """Transfer the entire transferable balance from the caller account."""
     source = ctx.ensure_signed()
     amount = usable_balance(
@@ -401,12 +363,8 @@ def transfer_all(ctx: Ctx, dest: tuple[str, object], keep_alive: bool) -> None:
     transfer(ctx, source, _lookup(dest), amount, keep_alive=keep_alive)
 
 
-@SPEC.call(
-    8,
-    weight=Weight(40_000_000, 3593),
-    args=[("who", MULTI_ADDRESS), ("new_free", COMPACT_BALANCE, "T::Balance")],
-)
-def force_set_balance(ctx: Ctx, who: tuple[str, object], new_free: int) -> None:
+@call(SPEC, 8, weight=Weight(40_000_000, 3593))
+def force_set_balance(ctx: Ctx, who: AccountIdLookupOf, new_free: T.CompactBalance) -> None:
     """Set the free balance of an account (root only). Issuance follows."""
     ctx.ensure_root()
     account = _lookup(who)
@@ -449,9 +407,14 @@ def build_genesis(ctx: Ctx, balances: list[tuple[bytes, int]]) -> None:
     TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) + total)
 
 
-def check_invariants(state: ReadState) -> None:
-    """try_state: issuance equals the sum of balances; no account below ED holds funds."""
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: issuance equals the sum of balances (free + reserved); frozen funds are
+    within the free balance."""
     total = sum(info.data.free + info.data.reserved for _, info in system.Account.iter(state))
     issued = TotalIssuance.get(state)
     if total != issued:
         raise AssertionError(f"issuance drift: accounts hold {total}, TotalIssuance is {issued}")
+    for who, info in system.Account.iter(state):
+        if info.data.frozen > info.data.free:
+            raise AssertionError(f"account {who.hex()}: frozen {info.data.frozen} > free")

@@ -6,22 +6,26 @@ drip that is still rate-limited, so a free call cannot be used to spam blocks.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
+from typing import Any
 
-from chain.frame.common import ACCOUNT_ID, BALANCE, BLOCK_NUMBER, Weight
-from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageMap, ensure
+from chain.frame.common import ACCOUNT_ID, BALANCE, BLOCK_NUMBER, BalanceOf, T, Weight
+from chain.frame.pallet import (
+    PalletError,
+    PalletSpec,
+    ReadState,
+    StorageMap,
+    call,
+    ensure,
+    errors,
+    event,
+    hook,
+)
 from chain.frame.types import BOOL
 from pallets.balances import pallet as balances
+from pallets.config import Ctx, FaucetConfig, RuntimeConfig
 
 SPEC = PalletSpec("Faucet", 6, module="pallet_cuckoo_faucet")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Config:
-    enabled: bool = False
-    amount: int = 0
-    period_blocks: int = 1
+Config = FaucetConfig
 
 
 SPEC.constant(
@@ -40,25 +44,18 @@ LastDrip: StorageMap[bytes, int] = StorageMap(
 )
 
 
-@SPEC.event(0, [("who", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "BalanceOf<T>")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 0)
 class Dripped:
     """Tokens were minted to an account from the faucet."""
 
-    who: bytes
-    amount: int
+    who: T.AccountId
+    amount: BalanceOf
 
 
-@SPEC.errors
-class Error(enum.IntEnum):
-    DISABLED = 0
-    RATE_LIMITED = 1
-
-
-SPEC.error_docs = {
-    "DISABLED": "The faucet is not enabled on this chain.",
-    "RATE_LIMITED": "This account dripped less than DripPeriod blocks ago.",
-}
+@errors(SPEC)
+class Error(PalletError):
+    DISABLED = 0, "The faucet is not enabled on this chain."
+    RATE_LIMITED = 1, "This account dripped less than DripPeriod blocks ago."
 
 
 def is_drip_allowed(state: ReadState, config: Config, who: bytes, now: int) -> bool:
@@ -67,16 +64,15 @@ def is_drip_allowed(state: ReadState, config: Config, who: bytes, now: int) -> b
 
 
 def validate_drip(
-    state: ReadState, config: object, who: bytes, now: int, args: object
+    state: ReadState, config: RuntimeConfig, who: bytes, now: int, args: dict[str, Any]
 ) -> str | None:
     """Pool check: a drip that would fail is refused before it reaches a block (it pays no fee)."""
-    cfg: Config = config.faucet  # type: ignore[attr-defined]
-    if not is_drip_allowed(state, cfg, who, now):
+    if not is_drip_allowed(state, config.faucet, who, now):
         return "faucet drip is disabled or rate-limited for this account"
     return None
 
 
-@SPEC.call(0, weight=Weight(50_000_000, 3593), pays_fee=False, validate=validate_drip)
+@call(SPEC, 0, weight=Weight(50_000_000, 3593), pays_fee=False, validate=validate_drip)
 def drip(ctx: Ctx) -> None:
     """Mint `DripAmount` to the caller. Free of fees; once per `DripPeriod` blocks."""
     who = ctx.ensure_signed()
@@ -86,3 +82,10 @@ def drip(ctx: Ctx) -> None:
     LastDrip.put(ctx.state, who, ctx.block_number)
     balances.deposit_creating(ctx, who, cfg.amount)
     ctx.emit(Dripped(who, cfg.amount))
+
+
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: a closed faucet has never dripped."""
+    if not config.faucet.enabled and next(LastDrip.iter(state), None) is not None:
+        raise AssertionError("a drip is recorded on a chain whose faucet is disabled")

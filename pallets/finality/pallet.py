@@ -17,16 +17,16 @@ an account, and pays nothing. Runtime checks are cheap on purpose:
   offence is slashed once whichever pair of blocks or votes proves it.
 
 The current session is `block_number // SessionLength` (the Session pallet moves its index at
-exactly those boundaries), so this pallet does not read Session's storage; Session registers how
-to find a key's owner in `KEY_OWNER`.
+exactly those boundaries), so this pallet does not read Session's storage; the runtime's wiring
+(`key_owners`: Session) tells it who owns a key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, TypeAlias
 
 from chain.codec import CodecError, encode_u32
 from chain.consensus import (
@@ -40,14 +40,19 @@ from chain.consensus import (
     finality_proof_message,
     threshold,
 )
-from chain.frame.common import ACCOUNT_ID, BLOCK_NUMBER, H256, Weight
+from chain.frame.common import BlockNumber, Hash256, T, Weight
+from chain.frame.outer import DecodedCall
 from chain.frame.pallet import (
-    Ctx,
     ModuleError,
+    PalletError,
     PalletSpec,
     ReadState,
     StorageMap,
     StorageValue,
+    call,
+    errors,
+    event,
+    hook,
 )
 from chain.frame.types import (
     U32,
@@ -55,14 +60,16 @@ from chain.frame.types import (
     Bytes,
     FixedBytes,
     NewType,
-    Struct,
     Tuple,
     Vec,
-    fields_of,
+    scale_of,
+    struct,
     unit_enum,
 )
-from pallets.executive import InvalidTransaction, UnsignedValidity, validate_unsigned
+from chain.frame.validity import InvalidTransaction, UnsignedValidity
+from pallets.config import Ctx, RuntimeConfig
 from pallets.slashing import pallet as slashing
+from pallets.slashing.pallet import OffenceKind
 from pallets.staking import pallet as staking
 from pallets.system import pallet as system
 
@@ -89,20 +96,22 @@ AUTHORITY_ID = NewType(
 )
 BLS_PUBLIC = FixedBytes(BLS_PUBLIC_LENGTH)
 BLS_SIGNATURE = FixedBytes(BLS_SIGNATURE_LENGTH)
+SessionIndex: TypeAlias = Annotated[int, U32, "SessionIndex"]
+SetId: TypeAlias = Annotated[int, U64, "SetId"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("pallet_cuckoo_finality::FinalityProof")
 class FinalityProof:
     """The validators of `set_id` finalized `block_hash` (number `block_number`, the first block
     of `session`): `signers` (a bitfield over the set) signed
     `chain.consensus.finality_proof_message(...)` with BLS, `signature` is the aggregate."""
 
-    session: int
-    set_id: int
-    block_number: int
-    block_hash: bytes
-    signers: bytes
-    signature: bytes
+    session: SessionIndex
+    set_id: SetId
+    block_number: BlockNumber
+    block_hash: Hash256
+    signers: Annotated[bytes, Bytes(MAX_AUTHORITIES // 8 + 1), "BoundedVec<u8>"]
+    signature: Annotated[bytes, BLS_SIGNATURE, "[u8; 96]"]
 
     def encode(self) -> bytes:
         return FINALITY_PROOF.encode(self)
@@ -120,20 +129,7 @@ class FinalityProof:
         )
 
 
-FINALITY_PROOF = Struct(
-    "pallet_cuckoo_finality::FinalityProof",
-    fields_of(
-        [
-            ("session", U32, "SessionIndex"),
-            ("set_id", U64, "SetId"),
-            ("block_number", BLOCK_NUMBER, "BlockNumber"),
-            ("block_hash", H256, "H256"),
-            ("signers", Bytes(MAX_AUTHORITIES // 8 + 1), "BoundedVec<u8>"),
-            ("signature", BLS_SIGNATURE, "[u8; 96]"),
-        ]
-    ),
-    FinalityProof,
-)
+FINALITY_PROOF = scale_of(FinalityProof)
 
 Authorities: StorageValue[list[bytes]] = StorageValue(
     SPEC,
@@ -173,72 +169,62 @@ FinalityProofs: StorageMap[int, FinalityProof] = StorageMap(
     docs="One BLS finality proof per session, of the session's first block.",
 )
 
-EQUIVOCATION_KIND = unit_enum("pallet_cuckoo_finality::EquivocationKind", ["Slot", "Vote"])
+
+class EquivocationKind(enum.StrEnum):
+    SLOT = "Slot"  # two blocks sealed for one Aura slot
+    VOTE = "Vote"  # two votes of one phase in one finality round
 
 
-@SPEC.event(0, [("session", U32, "SessionIndex"), ("block_number", BLOCK_NUMBER, "BlockNumber")])
-@dataclasses.dataclass(frozen=True, slots=True)
+EQUIVOCATION_KIND = unit_enum("pallet_cuckoo_finality::EquivocationKind", EquivocationKind)
+
+
+@event(SPEC, 0)
 class FinalityProofStored:
     """A session's BLS finality proof was stored."""
 
-    session: int
-    block_number: int
+    session: SessionIndex
+    block_number: BlockNumber
 
 
-@SPEC.event(1, [("offender", ACCOUNT_ID, "T::AccountId"), ("kind", EQUIVOCATION_KIND, "Kind")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 1)
 class EquivocationReported:
     """A validator equivocated (two blocks for a slot, or two votes in a round); its slash is
     deferred in the Slashing pallet."""
 
-    offender: bytes
-    kind: str
+    offender: T.AccountId
+    kind: Annotated[EquivocationKind, EQUIVOCATION_KIND, "Kind"]
 
 
-@SPEC.event(2, [("set_id", U64, "SetId"), ("authorities", Vec(AUTHORITY_ID), "AuthorityList")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 2)
 class NewAuthorities:
     """A new finality set was enacted."""
 
-    set_id: int
-    authorities: list[bytes]
+    set_id: SetId
+    authorities: Annotated[list[bytes], Vec(AUTHORITY_ID), "AuthorityList"]
 
 
-@SPEC.errors
-class Error(enum.IntEnum):  # consensus-visible: append only
-    WRONG_SESSION = 0
-    ALREADY_PROVEN = 1
-    WRONG_SET_ID = 2
-    UNKNOWN_BLOCK = 3
-    WRONG_BLOCK = 4
-    NOT_ENOUGH_SIGNERS = 5
-    INVALID_EQUIVOCATION_PROOF = 6
-    UNKNOWN_OFFENDER = 7
-    UNKNOWN_SET = 8
-    ALREADY_REPORTED = 9
+@errors(SPEC)
+class Error(PalletError):  # consensus-visible: append only
+    WRONG_SESSION = (
+        0,
+        f"Proofs are taken for the current and the previous {PROOF_WINDOW_SESSIONS - 1} sessions "
+        "only (never for session 0, the genesis).",
+    )
+    ALREADY_PROVEN = 1, "This session already has a finality proof."
+    WRONG_SET_ID = 2, "The proof is not by the set of its session."
+    UNKNOWN_BLOCK = 3, "The block is not in this chain (or is not yet, or is too old)."
+    WRONG_BLOCK = 4, "A session's proof must be of the session's first block."
+    NOT_ENOUGH_SIGNERS = 5, "The signer bitfield is malformed or names 2/3 of the set or fewer."
+    INVALID_EQUIVOCATION_PROOF = 6, "The equivocation proof does not decode or does not verify."
+    UNKNOWN_OFFENDER = 7, "No account owns the equivocating key."
+    UNKNOWN_SET = 8, "The vote equivocation names a set that has not started."
+    ALREADY_REPORTED = 9, "This offence was reported before; it is slashed once."
 
 
-SPEC.error_docs = {
-    "WRONG_SESSION": "Proofs are taken for the current and the previous "
-    f"{PROOF_WINDOW_SESSIONS - 1} sessions only (never for session 0, the genesis).",
-    "ALREADY_PROVEN": "This session already has a finality proof.",
-    "WRONG_SET_ID": "The proof is not by the set of its session.",
-    "UNKNOWN_BLOCK": "The block is not in this chain (or is not yet, or is too old).",
-    "WRONG_BLOCK": "A session's proof must be of the session's first block.",
-    "NOT_ENOUGH_SIGNERS": "The signer bitfield is malformed or names 2/3 of the set or fewer.",
-    "INVALID_EQUIVOCATION_PROOF": "The equivocation proof does not decode or does not verify.",
-    "UNKNOWN_OFFENDER": "No account owns the equivocating key.",
-    "UNKNOWN_SET": "The vote equivocation names a set that has not started.",
-    "ALREADY_REPORTED": "This offence was reported before; it is slashed once.",
-}
-
-# The Session pallet registers how to find the account owning a key: (state, key type, key).
-KEY_OWNER: list[Callable[[ReadState, bytes, bytes], bytes | None]] = []
-
-
-def key_owner(state: ReadState, key_type: bytes, key: bytes) -> bytes | None:
-    for lookup in KEY_OWNER:
-        owner = lookup(state, key_type, key)
+def key_owner(config: RuntimeConfig, state: ReadState, key_type: bytes, key: bytes) -> bytes | None:
+    """The account that owns a session key (wired from Session)."""
+    for owners in config.wiring.key_owners:
+        owner = owners.key_owner(state, key_type, key)
         if owner is not None:
             return owner
     return None
@@ -295,20 +281,19 @@ def build_genesis(
 
 
 def refuse_signed(
-    state: ReadState, config: Any, who: bytes, block_number: int, args: Any
+    state: ReadState, config: RuntimeConfig, who: bytes, block_number: int, args: object
 ) -> str | None:
     """Signed-transaction validity of the unsigned-only calls: never (they pay no fee, so a
     signed one would fill blocks with free failures)."""
     return "this call is submitted as an unsigned transaction only"
 
 
-def current_session(config: Any, block_number: int) -> int:
-    length: int = config.session.length
-    return block_number // length
+def current_session(config: RuntimeConfig, block_number: int) -> int:
+    return block_number // config.session.length
 
 
 def check_finality_proof(
-    state: ReadState, config: Any, block_number: int, proof: FinalityProof
+    state: ReadState, config: RuntimeConfig, block_number: int, proof: FinalityProof
 ) -> Error | None:
     """All of submit_finality_proof's checks (no BLS pairing), for a block `block_number`."""
     session = current_session(config, block_number)
@@ -335,12 +320,11 @@ def check_finality_proof(
 
 
 def validate_submit(
-    state: ReadState, config: Any, block_number: int, args: dict[str, Any]
+    state: ReadState, config: RuntimeConfig, block_number: int, proof: FinalityProof
 ) -> UnsignedValidity | str:
-    proof: FinalityProof = args["proof"]
     error = check_finality_proof(state, config, block_number, proof)
     if error is not None:
-        reason = f"finality proof refused: {SPEC.error_docs[error.name]}"
+        reason = f"finality proof refused: {error.doc}"
         future = proof.session > current_session(config, block_number)
         if error is Error.UNKNOWN_BLOCK or (error is Error.WRONG_SESSION and future):
             raise InvalidTransaction("Future", reason)  # this node may lag: do not ban it
@@ -354,15 +338,10 @@ def validate_submit(
     )
 
 
-@SPEC.call(
-    0,
-    weight=SUBMIT_WEIGHT,
-    args=[("proof", FINALITY_PROOF, "FinalityProof")],
-    pays_fee=False,
-    validate=refuse_signed,
-)
-@validate_unsigned(validate_submit)
-def submit_finality_proof(ctx: Ctx, proof: FinalityProof) -> None:
+@call(SPEC, 0, weight=SUBMIT_WEIGHT, pays_fee=False, validate=refuse_signed)
+def submit_finality_proof(
+    ctx: Ctx, proof: Annotated[FinalityProof, FINALITY_PROOF, "FinalityProof"]
+) -> None:
     """Unsigned: store the BLS finality proof of a session's first block (the aggregate is
     checked off chain, see the module docs). Errors: WrongSession, AlreadyProven, WrongSetId,
     UnknownBlock, WrongBlock, NotEnoughSigners. Emits: FinalityProofStored."""
@@ -380,11 +359,11 @@ def submit_finality_proof(ctx: Ctx, proof: FinalityProof) -> None:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Offence:
     offender: bytes  # the account
-    kind: str  # "Slot" | "Vote"
+    kind: EquivocationKind
     key: bytes  # slashing evidence: the offence key (same for every proof of one offence)
 
 
-def check_equivocation(state: ReadState, raw: bytes) -> Offence | Error:
+def check_equivocation(config: RuntimeConfig, state: ReadState, raw: bytes) -> Offence | Error:
     """Decode and verify an equivocation proof and find the offending account."""
     try:
         proof: EquivocationProof = decode_equivocation(raw)
@@ -392,26 +371,27 @@ def check_equivocation(state: ReadState, raw: bytes) -> Offence | Error:
     except (CodecError, ConsensusError):
         return Error.INVALID_EQUIVOCATION_PROOF
     if isinstance(proof, SlotEquivocation):
-        kind, key_type = "Slot", AURA_KEY_TYPE
+        kind, key_type = EquivocationKind.SLOT, AURA_KEY_TYPE
     else:
         if proof.set_id > CurrentSetId.get(state):
             return Error.UNKNOWN_SET
-        kind, key_type = "Vote", FINALITY_KEY_TYPE
-    offender = key_owner(state, key_type, proof.offender)
+        kind, key_type = EquivocationKind.VOTE, FINALITY_KEY_TYPE
+    offender = key_owner(config, state, key_type, proof.offender)
     if offender is None:
         return Error.UNKNOWN_OFFENDER
     offence = Offence(offender, kind, proof.offence_key())
-    if slashing.Offences.contains(state, slashing.offence_id("Equivocation", offence.key)):
+    offence_id = slashing.offence_id(OffenceKind.EQUIVOCATION, offence.key)
+    if slashing.Offences.contains(state, offence_id):
         return Error.ALREADY_REPORTED
     return offence
 
 
 def validate_report(
-    state: ReadState, config: Any, block_number: int, args: dict[str, Any]
+    state: ReadState, config: RuntimeConfig, block_number: int, proof: bytes
 ) -> UnsignedValidity | str:
-    found = check_equivocation(state, args["proof"])
+    found = check_equivocation(config, state, proof)
     if isinstance(found, Error):
-        reason = f"equivocation report refused: {SPEC.error_docs[found.name]}"
+        reason = f"equivocation report refused: {found.doc}"
         if found is Error.ALREADY_REPORTED:
             raise InvalidTransaction("Stale", reason)
         return reason
@@ -419,34 +399,42 @@ def validate_report(
         return "equivocation report refused: the offender has no bonded stake"
     return UnsignedValidity(
         priority=UNSIGNED_PRIORITY,
-        provides=(slashing.offence_id("Equivocation", found.key),),
+        provides=(slashing.offence_id(OffenceKind.EQUIVOCATION, found.key),),
         longevity=EQUIVOCATION_LONGEVITY,
     )
 
 
-@SPEC.call(
-    1,
-    weight=REPORT_WEIGHT,
-    args=[("proof", Bytes(MAX_EQUIVOCATION_PROOF), "Vec<u8>")],
-    pays_fee=False,
-    validate=refuse_signed,
-)
-@validate_unsigned(validate_report)
-def report_equivocation(ctx: Ctx, proof: bytes) -> None:
+@call(SPEC, 1, weight=REPORT_WEIGHT, pays_fee=False, validate=refuse_signed)
+def report_equivocation(
+    ctx: Ctx, proof: Annotated[bytes, Bytes(MAX_EQUIVOCATION_PROOF), "Vec<u8>"]
+) -> None:
     """Unsigned: report two blocks sealed for one slot, or two votes in one round, by one
     validator (`chain.consensus` equivocation proof). Opens an Equivocation offence against the
     key's owner, slashed after the deferral window, everything to the treasury.
     Errors: InvalidEquivocationProof, UnknownSet, UnknownOffender, AlreadyReported, and
     Slashing's NotStaked / TooManyOffences. Emits: EquivocationReported."""
     ctx.ensure_none()
-    found = check_equivocation(ctx.state, proof)
+    found = check_equivocation(ctx.config, ctx.state, proof)
     if isinstance(found, Error):
         raise ModuleError(found)
-    slashing.report(ctx, found.offender, None, "Equivocation", found.key)
+    slashing.report(ctx, found.offender, None, OffenceKind.EQUIVOCATION, found.key)
     ctx.emit(EquivocationReported(found.offender, found.kind))
 
 
-def check_invariants(state: ReadState) -> None:
+def validate_unsigned(
+    state: ReadState, config: RuntimeConfig, block_number: int, call: DecodedCall
+) -> UnsignedValidity | str:
+    """FRAME's `ValidateUnsigned` for this pallet's calls (wired in the runtime): both come as
+    unsigned transactions, valid while their runtime checks would pass."""
+    if call.call.fn is submit_finality_proof:
+        return validate_submit(state, config, block_number, call.args["proof"])
+    if call.call.fn is report_equivocation:
+        return validate_report(state, config, block_number, call.args["proof"])
+    return f"{call.name} is not an unsigned call"
+
+
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
     auths = Authorities.get(state)
     set_id = CurrentSetId.get(state)
     keys = SetBlsKeys.get(state, set_id)

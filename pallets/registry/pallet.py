@@ -15,33 +15,43 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable
+from typing import Annotated, TypeAlias
 
 from chain.frame.common import (
     ACCOUNT_ID,
     BALANCE,
-    BLOCK_NUMBER,
-    PERBILL,
     PERBILL_ONE,
+    Account,
     AccountId,
+    Balance,
+    BlockNumber,
+    Perbill,
+    T,
     Weight,
 )
-from chain.frame.pallet import Ctx, ModuleError, PalletSpec, ReadState, StorageMap, ensure
-from chain.frame.types import U32, Bytes, Struct, fields_of, unit_enum
+from chain.frame.pallet import (
+    ModuleError,
+    PalletError,
+    PalletSpec,
+    ReadState,
+    StorageMap,
+    call,
+    ensure,
+    errors,
+    event,
+    hook,
+)
+from chain.frame.types import U32, Bytes, scale_of, struct, unit_enum
+from pallets.config import Ctx, RegistryConfig, RuntimeConfig
 from pallets.staking import pallet as staking
 
 SPEC = PalletSpec("Registry", 11, module="pallet_cuckoo_registry")
+Config = RegistryConfig
 
 MAX_NAME = 64
 MAX_DESCRIPTION = 512
 MAX_URL = 256
 MAX_GPU = 64
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Config:
-    min_miner_stake: int
-    min_coordinator_stake: int
 
 
 SPEC.constant(
@@ -61,73 +71,61 @@ SPEC.constant("MaxUrlLen", U32, lambda c: MAX_URL, "Bytes of a registration's UR
 SPEC.constant("MaxGpuModelLen", U32, lambda c: MAX_GPU, "Bytes of a miner's GPU model.")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("pallet_cuckoo_registry::Info")
 class Info:
-    name: bytes = b""
-    description: bytes = b""
-    url: bytes = b""
-    gpu_model: bytes = b""
+    name: Annotated[bytes, Bytes(), "BoundedVec<u8, MaxNameLen>"] = b""
+    description: Annotated[bytes, Bytes(), "BoundedVec<u8, MaxDescriptionLen>"] = b""
+    url: Annotated[bytes, Bytes(), "BoundedVec<u8, MaxUrlLen>"] = b""
+    gpu_model: Annotated[bytes, Bytes(), "BoundedVec<u8, MaxGpuModelLen>"] = b""
 
 
-INFO = Struct(
-    "pallet_cuckoo_registry::Info",
-    fields_of(
-        [
-            ("name", Bytes(), "BoundedVec<u8, MaxNameLen>"),
-            ("description", Bytes(), "BoundedVec<u8, MaxDescriptionLen>"),
-            ("url", Bytes(), "BoundedVec<u8, MaxUrlLen>"),
-            ("gpu_model", Bytes(), "BoundedVec<u8, MaxGpuModelLen>"),
-        ]
-    ),
-    Info,
-)
-STATUS = unit_enum("pallet_cuckoo_registry::Status", ["Active", "Inactive", "Suspended"])
+INFO = scale_of(Info)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+class Status(enum.StrEnum):
+    """A registration's state: `Active` while its own stake meets the minimum."""
+
+    ACTIVE = "Active"
+    INACTIVE = "Inactive"  # own stake under the minimum (unbond, slash)
+    SUSPENDED = "Suspended"  # slashed: deregister and register again to come back
+
+
+class Role(enum.StrEnum):
+    MINER = "Miner"
+    COORDINATOR = "Coordinator"
+
+
+STATUS = unit_enum("pallet_cuckoo_registry::Status", Status)
+ROLE = unit_enum("pallet_cuckoo_registry::Role", Role)
+StatusField: TypeAlias = Annotated[Status, STATUS, "Status"]
+RoleField: TypeAlias = Annotated[Role, ROLE, "Role"]
+
+
+@struct("pallet_cuckoo_registry::Registration")
 class Registration:
-    operator: bytes
-    info: Info
-    commission: int  # Perbill
-    own_stake: int  # the staker's free-to-allocate bonded stake
-    votes: int  # stake voted for this registration by others
-    status: str  # Active | Inactive | Suspended
-    registered_at: int
+    operator: Account
+    info: Annotated[Info, INFO, "Info"]
+    commission: Perbill
+    own_stake: Balance  # the staker's free-to-allocate bonded stake
+    votes: Balance  # stake voted for this registration by others
+    status: StatusField
+    registered_at: BlockNumber
 
     @property
     def weight(self) -> int:
         return self.own_stake + self.votes
 
 
-REGISTRATION = Struct(
-    "pallet_cuckoo_registry::Registration",
-    fields_of(
-        [
-            ("operator", ACCOUNT_ID, "AccountId"),
-            ("info", INFO, "Info"),
-            ("commission", PERBILL, "Perbill"),
-            ("own_stake", BALANCE, "Balance"),
-            ("votes", BALANCE, "Balance"),
-            ("status", STATUS, "Status"),
-            ("registered_at", BLOCK_NUMBER, "BlockNumber"),
-        ]
-    ),
-    Registration,
-)
-ROLE = unit_enum("pallet_cuckoo_registry::Role", ["Miner", "Coordinator"])
+REGISTRATION = scale_of(Registration)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("pallet_cuckoo_registry::OperatorRecord")
 class Operator:
-    role: str
-    staker: bytes
+    role: RoleField
+    staker: Account
 
 
-OPERATOR = Struct(
-    "pallet_cuckoo_registry::OperatorRecord",
-    fields_of([("role", ROLE, "Role"), ("staker", ACCOUNT_ID, "AccountId")]),
-    Operator,
-)
+OPERATOR = scale_of(Operator)
 
 Miners: StorageMap[bytes, Registration] = StorageMap(
     SPEC, "Miners", ACCOUNT_ID, REGISTRATION, docs="Registered miners by staker account."
@@ -147,124 +145,96 @@ OperatorOf: StorageMap[bytes, Operator] = StorageMap(
 # ---- events --------------------------------------------------------------------------------------
 
 
-@SPEC.event(0, [("staker", ACCOUNT_ID, "T::AccountId"), ("operator", ACCOUNT_ID, "T::AccountId")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 0)
 class MinerRegistered:
     """A staker registered as a miner with this operator address."""
 
-    staker: bytes
-    operator: bytes
+    staker: T.AccountId
+    operator: T.AccountId
 
 
-@SPEC.event(1, [("staker", ACCOUNT_ID, "T::AccountId"), ("operator", ACCOUNT_ID, "T::AccountId")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 1)
 class CoordinatorRegistered:
     """A staker registered as a coordinator with this operator address."""
 
-    staker: bytes
-    operator: bytes
+    staker: T.AccountId
+    operator: T.AccountId
 
 
-@SPEC.event(2, [("staker", ACCOUNT_ID, "T::AccountId")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 2)
 class InfoUpdated:
     """A registration's info changed."""
 
-    staker: bytes
+    staker: T.AccountId
 
 
-@SPEC.event(
-    3,
-    [
-        ("staker", ACCOUNT_ID, "T::AccountId"),
-        ("old", ACCOUNT_ID, "T::AccountId"),
-        ("new", ACCOUNT_ID, "T::AccountId"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 3)
 class OperatorChanged:
     """A registration rotated its operator key."""
 
-    staker: bytes
-    old: bytes
-    new: bytes
+    staker: T.AccountId
+    old: T.AccountId
+    new: T.AccountId
 
 
-@SPEC.event(4, [("staker", ACCOUNT_ID, "T::AccountId"), ("commission", PERBILL, "Perbill")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 4)
 class CommissionSet:
     """A registration set its commission on rewards before voters' shares."""
 
-    staker: bytes
-    commission: int
+    staker: T.AccountId
+    commission: Perbill
 
 
-@SPEC.event(5, [("staker", ACCOUNT_ID, "T::AccountId")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 5)
 class Deregistered:
     """A registration was removed; votes on it stay until voters unvote."""
 
-    staker: bytes
+    staker: T.AccountId
 
 
-@SPEC.event(6, [("staker", ACCOUNT_ID, "T::AccountId"), ("status", STATUS, "Status")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 6)
 class StatusChanged:
     """A registration became Active, Inactive (own stake under the minimum) or Suspended."""
 
-    staker: bytes
-    status: str
+    staker: T.AccountId
+    status: StatusField
 
 
-@SPEC.errors
-class Error(enum.IntEnum):  # consensus-visible: append only
-    NOT_BONDED = 0
-    INSUFFICIENT_STAKE = 1
-    ALREADY_REGISTERED = 2
-    OPERATOR_IN_USE = 3
-    NOT_REGISTERED = 4
-    INFO_TOO_LONG = 5
-    MISSING_ENDPOINT = 6
-    COMMISSION_TOO_HIGH = 7
-    OPERATOR_IS_STAKER = 8
-
-
-SPEC.error_docs = {
-    "NOT_BONDED": "The caller has no staking ledger: bond first.",
-    "INSUFFICIENT_STAKE": "The caller's free-to-allocate bonded stake is under the role's minimum.",
-    "ALREADY_REGISTERED": "The caller already has a registration.",
-    "OPERATOR_IN_USE": "The operator address already serves a registration.",
-    "NOT_REGISTERED": "The caller has no registration.",
-    "INFO_TOO_LONG": "A field of the info is over its byte limit.",
-    "MISSING_ENDPOINT": "A coordinator needs an http(s) endpoint URL.",
-    "COMMISSION_TOO_HIGH": "Commission is a Perbill: at most 1,000,000,000 (100%).",
-    "OPERATOR_IS_STAKER": "The operator must be a different (hot) key than the staker.",
-}
+@errors(SPEC)
+class Error(PalletError):  # consensus-visible: append only
+    NOT_BONDED = 0, "The caller has no staking ledger: bond first."
+    INSUFFICIENT_STAKE = (
+        1,
+        "The caller's free-to-allocate bonded stake is under the role's minimum.",
+    )
+    ALREADY_REGISTERED = 2, "The caller already has a registration."
+    OPERATOR_IN_USE = 3, "The operator address already serves a registration."
+    NOT_REGISTERED = 4, "The caller has no registration."
+    INFO_TOO_LONG = 5, "A field of the info is over its byte limit."
+    MISSING_ENDPOINT = 6, "A coordinator needs an http(s) endpoint URL."
+    COMMISSION_TOO_HIGH = 7, "Commission is a Perbill: at most 1,000,000,000 (100%)."
+    OPERATOR_IS_STAKER = 8, "The operator must be a different (hot) key than the staker."
 
 
 # ---- helpers -------------------------------------------------------------------------------------
 
 
-def _map_of(
-    state: ReadState, who: bytes
-) -> tuple[StorageMap[bytes, Registration] | None, Registration | None]:
-    for m in (Miners, Coordinators):
-        reg = m.get(state, AccountId(who))
+def _map_of(role: Role) -> StorageMap[bytes, Registration]:
+    return Miners if role == Role.MINER else Coordinators
+
+
+def get_registration(state: ReadState, who: bytes) -> tuple[Role, Registration] | None:
+    """`who`'s registration and its role, if it has one."""
+    for role in Role:
+        reg = _map_of(role).get(state, AccountId(who))
         if reg is not None:
-            return m, reg
-    return None, None
+            return role, reg
+    return None
 
 
-def get_registration(state: ReadState, who: bytes) -> tuple[str, Registration] | None:
-    m, reg = _map_of(state, who)
-    if m is None or reg is None:
-        return None
-    return ("Miner" if m is Miners else "Coordinator", reg)
-
-
-def min_stake(config: object, role: str) -> int:
-    cfg: Config = config.registry  # type: ignore[attr-defined]
-    return cfg.min_miner_stake if role == "Miner" else cfg.min_coordinator_stake
+def min_stake(config: RuntimeConfig, role: Role) -> int:
+    cfg = config.registry
+    return cfg.min_miner_stake if role == Role.MINER else cfg.min_coordinator_stake
 
 
 def required_own_stake(ctx: Ctx, who: bytes) -> int:
@@ -275,60 +245,59 @@ def required_own_stake(ctx: Ctx, who: bytes) -> int:
 
 def is_active(state: ReadState, who: bytes) -> bool:
     found = get_registration(state, who)
-    return found is not None and found[1].status == "Active"
+    return found is not None and found[1].status == Status.ACTIVE
 
 
-def _put(ctx: Ctx, m: StorageMap[bytes, Registration], who: bytes, reg: Registration) -> None:
-    role = "Miner" if m is Miners else "Coordinator"
+def _put(ctx: Ctx, role: Role, who: bytes, reg: Registration) -> None:
+    """Write a registration with its own stake and Active/Inactive status brought up to date."""
     own = staking.free_to_allocate(ctx.state, who)
     status = reg.status
-    if status != "Suspended":
-        status = "Active" if own >= min_stake(ctx.config, role) else "Inactive"
+    if status != Status.SUSPENDED:
+        status = Status.ACTIVE if own >= min_stake(ctx.config, role) else Status.INACTIVE
     old_status = reg.status
     reg = dataclasses.replace(reg, own_stake=own, status=status)
-    m.put(ctx.state, AccountId(who), reg)
+    _map_of(role).put(ctx.state, AccountId(who), reg)
     if status != old_status:
         ctx.emit(StatusChanged(who, status))
 
 
-def refresh(ctx: Ctx, who: bytes) -> None:
-    """Recompute own stake and status after `who`'s ledger changed (a staking listener)."""
-    m, reg = _map_of(ctx.state, who)
-    if m is not None and reg is not None:
-        _put(ctx, m, who, reg)
+def on_stake_changed(ctx: Ctx, who: bytes) -> None:
+    """Recompute own stake and status after `who`'s ledger changed (wired to Staking)."""
+    found = get_registration(ctx.state, who)
+    if found is not None:
+        _put(ctx, found[0], who, found[1])
 
 
 def add_votes(ctx: Ctx, target: bytes, delta: int) -> None:
-    m, reg = _map_of(ctx.state, target)
-    if m is not None and reg is not None:
-        _put(ctx, m, target, dataclasses.replace(reg, votes=max(reg.votes + delta, 0)))
+    found = get_registration(ctx.state, target)
+    if found is not None:
+        role, reg = found
+        _put(ctx, role, target, dataclasses.replace(reg, votes=max(reg.votes + delta, 0)))
 
 
 def suspend(ctx: Ctx, who: bytes) -> None:
-    m, reg = _map_of(ctx.state, who)
-    if m is not None and reg is not None and reg.status != "Suspended":
-        m.put(ctx.state, AccountId(who), dataclasses.replace(reg, status="Suspended"))
-        ctx.emit(StatusChanged(who, "Suspended"))
+    found = get_registration(ctx.state, who)
+    if found is not None and found[1].status != Status.SUSPENDED:
+        role, reg = found
+        _map_of(role).put(
+            ctx.state, AccountId(who), dataclasses.replace(reg, status=Status.SUSPENDED)
+        )
+        ctx.emit(StatusChanged(who, Status.SUSPENDED))
 
 
-staking.STAKE_LISTENERS.append(refresh)
-
-# The Voting pallet registers how to read the votes standing on an account (it depends on this
-# pallet, not the other way round); votes survive a deregistration and count again on return.
-VOTES_ON: list[Callable[[ReadState, bytes], int]] = []
-
-
-def standing_votes(state: ReadState, who: bytes) -> int:
-    return sum(f(state, who) for f in VOTES_ON)
+def standing_votes(ctx: Ctx, who: bytes) -> int:
+    """The votes standing on `who` (wired from Voting: they survive a deregistration and count
+    again on return)."""
+    return sum(v.standing_votes(ctx.state, who) for v in ctx.config.wiring.standing_votes)
 
 
-def _own_registration(ctx: Ctx) -> tuple[bytes, StorageMap[bytes, Registration], Registration]:
-    """The signed caller, the map holding its registration, and the registration."""
+def _own_registration(ctx: Ctx) -> tuple[bytes, Role, Registration]:
+    """The signed caller, its role, and its registration."""
     who = ctx.ensure_signed()
-    m, reg = _map_of(ctx.state, who)
-    if m is None or reg is None:
+    found = get_registration(ctx.state, who)
+    if found is None:
         raise ModuleError(Error.NOT_REGISTERED)
-    return who, m, reg
+    return who, found[0], found[1]
 
 
 def _validate_info(info: Info, *, needs_endpoint: bool) -> None:
@@ -343,87 +312,112 @@ def _validate_info(info: Info, *, needs_endpoint: bool) -> None:
         ensure(info.url.startswith((b"http://", b"https://")), Error.MISSING_ENDPOINT)
 
 
-def _register(ctx: Ctx, role: str, operator: bytes, info: Info) -> None:
+def _register(ctx: Ctx, role: Role, operator: bytes, info: Info) -> None:
     who = ctx.ensure_signed()
     ledger = staking.get_ledger(ctx.state, who)
     ensure(ledger is not None, Error.NOT_BONDED)
     ensure(get_registration(ctx.state, who) is None, Error.ALREADY_REGISTERED)
     ensure(operator != who, Error.OPERATOR_IS_STAKER)
     ensure(not OperatorOf.contains(ctx.state, AccountId(operator)), Error.OPERATOR_IN_USE)
-    _validate_info(info, needs_endpoint=role == "Coordinator")
+    _validate_info(info, needs_endpoint=role == Role.COORDINATOR)
     own = staking.free_to_allocate(ctx.state, who)
     ensure(own >= min_stake(ctx.config, role), Error.INSUFFICIENT_STAKE)
-    m = Miners if role == "Miner" else Coordinators
     OperatorOf.put(ctx.state, AccountId(operator), Operator(role, who))
-    votes = standing_votes(ctx.state, who)
-    m.put(
-        ctx.state,
-        AccountId(who),
-        Registration(operator, info, 0, own, votes, "Active", ctx.block_number),
-    )
-    ctx.emit((MinerRegistered if role == "Miner" else CoordinatorRegistered)(who, operator))
+    votes = standing_votes(ctx, who)
+    registration = Registration(operator, info, 0, own, votes, Status.ACTIVE, ctx.block_number)
+    _map_of(role).put(ctx.state, AccountId(who), registration)
+    ctx.emit((MinerRegistered if role == Role.MINER else CoordinatorRegistered)(who, operator))
 
 
 # ---- calls ---------------------------------------------------------------------------------------
 
 REG_WEIGHT = Weight(60_000_000, 5000)
-INFO_ARG = ("info", INFO, "Info")
+InfoArg: TypeAlias = Annotated[Info, INFO, "Info"]
 
 
-@SPEC.call(0, weight=REG_WEIGHT, args=[("operator", ACCOUNT_ID, "T::AccountId"), INFO_ARG])
-def register_miner(ctx: Ctx, operator: bytes, info: Info) -> None:
+@call(SPEC, 0, weight=REG_WEIGHT)
+def register_miner(ctx: Ctx, operator: T.AccountId, info: InfoArg) -> None:
     """Register the caller as a miner served by `operator` (its hot key).
     Needs own free-to-allocate bonded stake >= MinMinerStake. Errors: NotBonded, InsufficientStake,
     AlreadyRegistered, OperatorInUse, OperatorIsStaker, InfoTooLong. Emits: MinerRegistered."""
-    _register(ctx, "Miner", operator, info)
+    _register(ctx, Role.MINER, operator, info)
 
 
-@SPEC.call(1, weight=REG_WEIGHT, args=[("operator", ACCOUNT_ID, "T::AccountId"), INFO_ARG])
-def register_coordinator(ctx: Ctx, operator: bytes, info: Info) -> None:
+@call(SPEC, 1, weight=REG_WEIGHT)
+def register_coordinator(ctx: Ctx, operator: T.AccountId, info: InfoArg) -> None:
     """Register the caller as a coordinator served by `operator`; `info.url` is its public
     endpoint. Needs own stake >= MinCoordinatorStake. Errors: as register_miner, MissingEndpoint.
     Emits: CoordinatorRegistered."""
-    _register(ctx, "Coordinator", operator, info)
+    _register(ctx, Role.COORDINATOR, operator, info)
 
 
-@SPEC.call(2, weight=REG_WEIGHT, args=[INFO_ARG])
-def update_info(ctx: Ctx, info: Info) -> None:
+@call(SPEC, 2, weight=REG_WEIGHT)
+def update_info(ctx: Ctx, info: InfoArg) -> None:
     """Replace the caller's registration info.
     Errors: NotRegistered, InfoTooLong, MissingEndpoint."""
-    who, m, reg = _own_registration(ctx)
-    _validate_info(info, needs_endpoint=m is Coordinators)
-    m.put(ctx.state, AccountId(who), dataclasses.replace(reg, info=info))
+    who, role, reg = _own_registration(ctx)
+    _validate_info(info, needs_endpoint=role == Role.COORDINATOR)
+    _map_of(role).put(ctx.state, AccountId(who), dataclasses.replace(reg, info=info))
     ctx.emit(InfoUpdated(who))
 
 
-@SPEC.call(3, weight=REG_WEIGHT, args=[("operator", ACCOUNT_ID, "T::AccountId")])
-def set_operator(ctx: Ctx, operator: bytes) -> None:
+@call(SPEC, 3, weight=REG_WEIGHT)
+def set_operator(ctx: Ctx, operator: T.AccountId) -> None:
     """Rotate the operator (hot) key. Errors: NotRegistered, OperatorInUse, OperatorIsStaker."""
-    who, m, reg = _own_registration(ctx)
+    who, role, reg = _own_registration(ctx)
     ensure(operator != who, Error.OPERATOR_IS_STAKER)
     ensure(not OperatorOf.contains(ctx.state, AccountId(operator)), Error.OPERATOR_IN_USE)
     OperatorOf.remove(ctx.state, AccountId(reg.operator))
-    OperatorOf.put(
-        ctx.state, AccountId(operator), Operator("Miner" if m is Miners else "Coordinator", who)
-    )
-    m.put(ctx.state, AccountId(who), dataclasses.replace(reg, operator=operator))
+    OperatorOf.put(ctx.state, AccountId(operator), Operator(role, who))
+    _map_of(role).put(ctx.state, AccountId(who), dataclasses.replace(reg, operator=operator))
     ctx.emit(OperatorChanged(who, reg.operator, operator))
 
 
-@SPEC.call(4, weight=REG_WEIGHT, args=[("commission", PERBILL, "Perbill")])
-def set_commission(ctx: Ctx, commission: int) -> None:
+@call(SPEC, 4, weight=REG_WEIGHT)
+def set_commission(ctx: Ctx, commission: Perbill) -> None:
     """Set the share of rewards kept before voters are paid. Errors: NotRegistered,
     CommissionTooHigh."""
-    who, m, reg = _own_registration(ctx)
+    who, role, reg = _own_registration(ctx)
     ensure(commission <= PERBILL_ONE, Error.COMMISSION_TOO_HIGH)
-    m.put(ctx.state, AccountId(who), dataclasses.replace(reg, commission=commission))
+    _map_of(role).put(ctx.state, AccountId(who), dataclasses.replace(reg, commission=commission))
     ctx.emit(CommissionSet(who, commission))
 
 
-@SPEC.call(5, weight=REG_WEIGHT)
+@call(SPEC, 5, weight=REG_WEIGHT)
 def deregister(ctx: Ctx) -> None:
     """Remove the caller's registration and free its operator address. Errors: NotRegistered."""
-    who, m, reg = _own_registration(ctx)
-    m.remove(ctx.state, AccountId(who))
+    who, role, reg = _own_registration(ctx)
+    _map_of(role).remove(ctx.state, AccountId(who))
     OperatorOf.remove(ctx.state, AccountId(reg.operator))
     ctx.emit(Deregistered(who))
+
+
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: a staker has one registration; each shows its staker's current own stake and
+    the votes standing on it (its weight), and is Active exactly when that own stake meets the
+    role's minimum (unless Suspended); OperatorOf indexes exactly the registrations' operators."""
+    operators: dict[bytes, Operator] = {}
+    for role in Role:
+        for who, reg in _map_of(role).iter(state):
+            if role == Role.MINER and Coordinators.contains(state, AccountId(who)):
+                raise AssertionError(f"{who.hex()} is registered as miner and coordinator")
+            own = staking.free_to_allocate(state, who)
+            if reg.own_stake != own:
+                raise AssertionError(
+                    f"registration {who.hex()}: own stake {reg.own_stake} != {own}"
+                )
+            votes = sum(v.standing_votes(state, who) for v in config.wiring.standing_votes)
+            if reg.votes != votes:
+                raise AssertionError(f"registration {who.hex()}: votes {reg.votes} != {votes}")
+            if reg.status != Status.SUSPENDED:
+                active = own >= min_stake(config, role)
+                if (reg.status == Status.ACTIVE) != active:
+                    raise AssertionError(f"registration {who.hex()}: status {reg.status}")
+            if reg.operator == who or reg.operator in operators:
+                raise AssertionError(f"registration {who.hex()}: operator reused")
+            if reg.commission > PERBILL_ONE:
+                raise AssertionError(f"registration {who.hex()}: commission over 100%")
+            operators[reg.operator] = Operator(role, who)
+    if dict(OperatorOf.iter(state)) != operators:
+        raise AssertionError("OperatorOf differs from the registrations' operators")

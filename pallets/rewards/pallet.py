@@ -15,35 +15,46 @@ Until the tasks pallet credits work, root may credit it with `credit_work`.
 from __future__ import annotations
 
 import dataclasses
-import enum
+from typing import Annotated, TypeAlias
 
 from chain.codec import U64_MAX
-from chain.frame.common import ACCOUNT_ID, BALANCE, PERBILL, PERBILL_ONE, Weight
+from chain.frame.common import (
+    ACCOUNT_ID,
+    BALANCE,
+    PERBILL,
+    PERBILL_ONE,
+    BalanceOf,
+    EraIndex,
+    T,
+    Weight,
+)
 from chain.frame.pallet import (
-    Ctx,
+    PalletError,
     PalletSpec,
+    ReadState,
     StorageDoubleMap,
     StorageMap,
     StorageValue,
+    call,
     ensure,
+    errors,
+    event,
+    hook,
 )
-from chain.frame.types import U32, U64, Compact, Struct, Vec, fields_of
+from chain.frame.types import U32, U64, Compact, Vec, scale_of, struct
 from pallets.balances import pallet as balances
+from pallets.config import Ctx, RewardsConfig, RuntimeConfig
 from pallets.registry import pallet as registry
+from pallets.registry.pallet import Role
 from pallets.staking import pallet as staking
 from pallets.system import pallet as system
 from pallets.voting import pallet as voting
 
 SPEC = PalletSpec("Rewards", 13, module="pallet_cuckoo_rewards")
+Config = RewardsConfig
 
 MAX_TARGETS_PER_BLOCK = 2
 MAX_PENDING_ERAS = 64
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Config:
-    emission_per_era: int
-    miner_share: int  # Perbill of the emission for miners; coordinators get the rest
 
 
 SPEC.constant(
@@ -54,33 +65,25 @@ SPEC.constant(
 )
 SPEC.constant("MaxTargetsPerBlock", U32, lambda c: MAX_TARGETS_PER_BLOCK, "Targets paid per block.")
 
-ROLE = registry.ROLE
+U64Field: TypeAlias = Annotated[int, U64, "u64"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("pallet_cuckoo_rewards::EraTotal")
 class EraTotal:
-    miner_work: int = 0
-    coordinator_work: int = 0
+    miner_work: U64Field = 0
+    coordinator_work: U64Field = 0
 
 
-ERA_TOTAL = Struct(
-    "pallet_cuckoo_rewards::EraTotal",
-    fields_of([("miner_work", U64, "u64"), ("coordinator_work", U64, "u64")]),
-    EraTotal,
-)
+ERA_TOTAL = scale_of(EraTotal)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("pallet_cuckoo_rewards::Payout")
 class Payout:
-    era: int
-    role: str  # "Miner" first, then "Coordinator"
+    era: EraIndex
+    role: registry.RoleField  # miners are paid first, then coordinators
 
 
-PAYOUT = Struct(
-    "pallet_cuckoo_rewards::Payout",
-    fields_of([("era", U32, "EraIndex"), ("role", ROLE, "Role")]),
-    Payout,
-)
+PAYOUT = scale_of(Payout)
 
 MinerWork: StorageDoubleMap[int, bytes, int] = StorageDoubleMap(
     SPEC,
@@ -116,53 +119,35 @@ CurrentPayout: StorageValue[Payout] = StorageValue(
 )
 
 
-@SPEC.event(
-    0,
-    [
-        ("who", ACCOUNT_ID, "T::AccountId"),
-        ("role", ROLE, "Role"),
-        ("units", U64, "u64"),
-        ("era", U32, "EraIndex"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 0)
 class WorkCredited:
     """Work was credited to a miner or coordinator for an era."""
 
-    who: bytes
-    role: str
-    units: int
-    era: int
+    who: T.AccountId
+    role: registry.RoleField
+    units: U64Field
+    era: EraIndex
 
 
-@SPEC.event(
-    1,
-    [
-        ("who", ACCOUNT_ID, "T::AccountId"),
-        ("era", U32, "EraIndex"),
-        ("amount", BALANCE, "BalanceOf<T>"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 1)
 class Rewarded:
     """An account was paid its share of an era's rewards (as target or voter)."""
 
-    who: bytes
-    era: int
-    amount: int
+    who: T.AccountId
+    era: EraIndex
+    amount: BalanceOf
 
 
-@SPEC.event(2, [("era", U32, "EraIndex"), ("minted", BALANCE, "BalanceOf<T>")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 2)
 class EraPaid:
     """All rewards of an era were paid; `minted` in total."""
 
-    era: int
-    minted: int
+    era: EraIndex
+    minted: BalanceOf
 
 
-@SPEC.errors
-class Error(enum.IntEnum):
+@errors(SPEC)
+class Error(PalletError):
     NOT_REGISTERED = 0
     ZERO_WORK = 1
 
@@ -178,13 +163,17 @@ Minted: StorageMap[int, int] = StorageMap(
 )
 
 
-def credit(ctx: Ctx, who: bytes, role: str, units: int, era: int | None = None) -> None:
+def _work(role: Role) -> StorageDoubleMap[int, bytes, int]:
+    return MinerWork if role == Role.MINER else CoordinatorWork
+
+
+def credit(ctx: Ctx, who: bytes, role: Role, units: int, era: int | None = None) -> None:
     """Credit `units` of work to a registration's staker for `era` (default: the current era)."""
     era = staking.CurrentEra.get(ctx.state) if era is None else era
-    work = MinerWork if role == "Miner" else CoordinatorWork
+    work = _work(role)
     work.put(ctx.state, era, who, min((work.get(ctx.state, era, who) or 0) + units, U64_MAX))
     totals = EraTotals.get(ctx.state, era) or EraTotal()
-    if role == "Miner":
+    if role == Role.MINER:
         totals = dataclasses.replace(totals, miner_work=min(totals.miner_work + units, U64_MAX))
     else:
         totals = dataclasses.replace(
@@ -194,16 +183,13 @@ def credit(ctx: Ctx, who: bytes, role: str, units: int, era: int | None = None) 
     ctx.emit(WorkCredited(who, role, units, era))
 
 
-@SPEC.call(
-    0,
-    weight=Weight(30_000_000, 3000),
-    args=[
-        ("who", ACCOUNT_ID, "T::AccountId"),
-        ("role", ROLE, "Role"),
-        ("units", Compact(U64), "u64"),
-    ],
-)
-def credit_work(ctx: Ctx, who: bytes, role: str, units: int) -> None:
+@call(SPEC, 0, weight=Weight(30_000_000, 3000))
+def credit_work(
+    ctx: Ctx,
+    who: T.AccountId,
+    role: registry.RoleField,
+    units: Annotated[int, Compact(U64), "u64"],
+) -> None:
     """Root: credit work to a registered miner or coordinator in the current era (the tasks
     pallet credits verified work itself). Errors: NotRegistered, ZeroWork."""
     ctx.ensure_root()
@@ -237,10 +223,10 @@ def compute_target_payout(
     return TargetPayout(reward, to_target, to_voters)
 
 
-def _pool(ctx: Ctx, role: str) -> int:
-    cfg: Config = ctx.config.rewards
+def _pool(ctx: Ctx, role: Role) -> int:
+    cfg = ctx.config.rewards
     miners = cfg.emission_per_era * cfg.miner_share // PERBILL_ONE
-    return miners if role == "Miner" else cfg.emission_per_era - miners
+    return miners if role == Role.MINER else cfg.emission_per_era - miners
 
 
 def _pay(ctx: Ctx, who: bytes, era: int, amount: int) -> int:
@@ -254,9 +240,10 @@ def _pay(ctx: Ctx, who: bytes, era: int, amount: int) -> int:
     return amount
 
 
-def _pay_target(ctx: Ctx, era: int, role: str, who: bytes, units: int, total_units: int) -> int:
+def _pay_target(ctx: Ctx, era: int, role: Role, who: bytes, units: int, total_units: int) -> int:
     found = registry.get_registration(ctx.state, who)
-    if found is None or found[0] != role or found[1].status == "Suspended" or total_units == 0:
+    suspended = found is not None and found[1].status == registry.Status.SUSPENDED
+    if found is None or found[0] != role or suspended or total_units == 0:
         return 0
     reg = found[1]
     reward = _pool(ctx, role) * units // total_units
@@ -269,6 +256,7 @@ def _pay_target(ctx: Ctx, era: int, role: str, who: bytes, units: int, total_uni
 
 
 def on_new_era(ctx: Ctx, era: int) -> None:
+    """Queue the ended era for payout (wired to Staking)."""
     ended = era - 1
     if EraTotals.get(ctx.state, ended) is None:
         return
@@ -277,10 +265,7 @@ def on_new_era(ctx: Ctx, era: int) -> None:
         PendingEras.put(ctx.state, [*pending, ended])
 
 
-staking.ERA_LISTENERS.append(on_new_era)
-
-
-@SPEC.hook("on_initialize")
+@hook(SPEC, "on_initialize")
 def on_initialize(ctx: Ctx) -> None:
     """Pay at most MAX_TARGETS_PER_BLOCK targets of the oldest pending era."""
     payout = CurrentPayout.get(ctx.state)
@@ -288,23 +273,23 @@ def on_initialize(ctx: Ctx) -> None:
         pending = PendingEras.get(ctx.state)
         if not pending:
             return
-        payout = Payout(pending[0], "Miner")
+        payout = Payout(pending[0], Role.MINER)
         PendingEras.put(ctx.state, pending[1:])
     era = payout.era
     totals = EraTotals.get(ctx.state, era) or EraTotal()
     budget = MAX_TARGETS_PER_BLOCK
     while budget > 0:
-        work = MinerWork if payout.role == "Miner" else CoordinatorWork
+        work = _work(payout.role)
         row = next(iter(ctx.state.iterate(work.prefix_for(era))), None)
         if row is None:
-            if payout.role == "Miner":
-                payout = Payout(era, "Coordinator")
+            if payout.role == Role.MINER:
+                payout = Payout(era, Role.COORDINATOR)
                 continue
             _finish(ctx, era)
             return
         who = row[0][-32:]
         units = int.from_bytes(row[1], "little")
-        total = totals.miner_work if payout.role == "Miner" else totals.coordinator_work
+        total = totals.miner_work if payout.role == Role.MINER else totals.coordinator_work
         paid = _pay_target(ctx, era, payout.role, who, units, total)
         work.remove(ctx.state, era, who)  # paid targets leave the queue: no cursor needed
         Minted.put(ctx.state, era, Minted.get(ctx.state, era) + paid)
@@ -318,3 +303,40 @@ def _finish(ctx: Ctx, era: int) -> None:
     Minted.remove(ctx.state, era)
     EraTotals.remove(ctx.state, era)
     ctx.emit(EraPaid(era, minted))
+
+
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: each era's totals are the (saturated) sums of its work entries (an era being
+    paid loses entries as they are paid); ended eras wait in order, once, for payout; nothing is
+    left of an era once it is paid."""
+    current = staking.CurrentEra.get(state)
+    pending = PendingEras.get(state)
+    payout = CurrentPayout.get(state)
+    paying = payout.era if payout is not None else None
+    if pending != sorted(set(pending)) or len(pending) > MAX_PENDING_ERAS:
+        raise AssertionError(f"PendingEras {pending} are not ordered, unique and bounded")
+    if any(e >= current for e in pending) or paying in pending:
+        raise AssertionError("a pending era has not ended or is being paid")
+    sums: dict[int, list[int]] = {}
+    for i, work in enumerate((MinerWork, CoordinatorWork)):
+        for era, _, units in work.iter(state):
+            sums.setdefault(era, [0, 0])[i] += units
+    for era, totals in EraTotals.iter(state):
+        miners, coordinators = sums.pop(era, [0, 0])
+        if era == paying:
+            if miners > totals.miner_work or coordinators > totals.coordinator_work:
+                raise AssertionError(f"era {era}: unpaid work exceeds its totals")
+        elif (min(miners, U64_MAX), min(coordinators, U64_MAX)) != (
+            totals.miner_work,
+            totals.coordinator_work,
+        ):
+            raise AssertionError(f"era {era}: totals differ from the work credited")
+        waits = era in (current, paying) or era in pending
+        if not waits and len(pending) < MAX_PENDING_ERAS:
+            raise AssertionError(f"era {era} has work but is neither current nor queued")
+    if sums:
+        raise AssertionError(f"work without era totals in eras {sorted(sums)}")
+    for era, _ in Minted.iter(state):
+        if era != paying:
+            raise AssertionError(f"MintedInEra of era {era}, which is not being paid")

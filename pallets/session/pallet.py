@@ -18,20 +18,31 @@ The BLS proof of possession is stored, not verified here (a pairing costs ~1 s i
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated
 
 from chain.consensus import BLS_PUBLIC_LENGTH, BLS_SIGNATURE_LENGTH
-from chain.frame.common import ACCOUNT_ID, AccountId, Weight
-from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageMap, StorageValue, ensure
-from chain.frame.types import U32, Bytes, FixedBytes, NewType, Struct, Tuple, Vec, fields_of
+from chain.frame.common import ACCOUNT_ID, AccountId, T, Weight
+from chain.frame.pallet import (
+    PalletError,
+    PalletSpec,
+    ReadState,
+    StorageMap,
+    StorageValue,
+    call,
+    ensure,
+    errors,
+    event,
+    hook,
+)
+from chain.frame.types import U32, Bytes, FixedBytes, NewType, Tuple, Vec, scale_of, struct
 from pallets.aura import pallet as aura
+from pallets.config import Ctx, RuntimeConfig, SessionConfig
 from pallets.finality import pallet as finality
 from pallets.staking import pallet as staking
 
 SPEC = PalletSpec("Session", 7)
+Config = SessionConfig
 
 MAX_VALIDATORS = 100
 AURA_KEY_TYPE = finality.AURA_KEY_TYPE
@@ -39,19 +50,16 @@ FINALITY_KEY_TYPE = finality.FINALITY_KEY_TYPE
 BLS_KEY_TYPE = finality.BLS_KEY_TYPE
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Config:
-    length: int  # blocks per session
-
-
 SPEC.constant("SessionLength", U32, lambda c: c.session.length, "Blocks per session.")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("cuckoo_runtime::opaque::SessionKeys")
 class SessionKeys:
-    aura: bytes  # sr25519 public key (Aura)
-    grandpa: bytes  # ed25519 public key (finality votes)
-    bls: bytes  # BLS12-381 G1 public key (48 bytes)
+    aura: Annotated[bytes, aura.AUTHORITY_ID, "<Aura as BoundToRuntimeAppPublic>::Public"]
+    grandpa: Annotated[
+        bytes, finality.AUTHORITY_ID, "<Finality as BoundToRuntimeAppPublic>::Public"
+    ]  # ed25519 public key (finality votes)
+    bls: Annotated[bytes, FixedBytes(BLS_PUBLIC_LENGTH), "[u8; 48]"]  # BLS12-381 G1 public key
 
     def by_type(self) -> tuple[tuple[bytes, bytes], ...]:
         """(key type id, key) of each key, as KeyOwner indexes them."""
@@ -62,17 +70,7 @@ class SessionKeys:
         )
 
 
-SESSION_KEYS = Struct(
-    "cuckoo_runtime::opaque::SessionKeys",
-    fields_of(
-        [
-            ("aura", aura.AUTHORITY_ID, "<Aura as BoundToRuntimeAppPublic>::Public"),
-            ("grandpa", finality.AUTHORITY_ID, "<Finality as BoundToRuntimeAppPublic>::Public"),
-            ("bls", FixedBytes(BLS_PUBLIC_LENGTH), "[u8; 48]"),
-        ]
-    ),
-    SessionKeys,
-)
+SESSION_KEYS = scale_of(SessionKeys)
 KEY_TYPE_ID = NewType("sp_core::crypto::KeyTypeId", FixedBytes(4), "[u8; 4]")
 BLS_POP = FixedBytes(BLS_SIGNATURE_LENGTH)
 
@@ -118,69 +116,53 @@ QueuedValidators: StorageValue[list[bytes]] = StorageValue(
 )
 
 
-@SPEC.event(0, [("session_index", U32, "SessionIndex")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 0)
 class NewSession:
     """A new session started."""
 
-    session_index: int
+    session_index: finality.SessionIndex
 
 
-@SPEC.event(1, [("validators", Vec(ACCOUNT_ID), "Vec<T::AccountId>")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 1)
 class ValidatorsQueued:
     """Root queued a validator set for the next session."""
 
-    validators: list[bytes]
+    validators: Annotated[list[bytes], Vec(ACCOUNT_ID), "Vec<T::AccountId>"]
 
 
-@SPEC.event(2, [("who", ACCOUNT_ID, "T::AccountId")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 2)
 class KeysSet:
     """An account set its session keys."""
 
-    who: bytes
+    who: T.AccountId
 
 
-@SPEC.event(3, [("who", ACCOUNT_ID, "T::AccountId")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 3)
 class KeysPurged:
     """An account removed its session keys."""
 
-    who: bytes
+    who: T.AccountId
 
 
-@SPEC.errors
-class Error(enum.IntEnum):  # consensus-visible: append only
-    INVALID_PROOF = 0
-    NOT_BONDED = 1
-    DUPLICATED_KEY = 2
-    NO_KEYS = 3
-    STILL_VALIDATOR = 4
-    NO_VALIDATORS = 5
-    DUPLICATE_VALIDATOR = 6
-    TOO_MANY_VALIDATORS = 7
+@errors(SPEC)
+class Error(PalletError):  # consensus-visible: append only
+    INVALID_PROOF = 0, "The BLS proof of possession must be 96 bytes."
+    NOT_BONDED = 1, "Only a bonded account (with a staking ledger) may set session keys."
+    DUPLICATED_KEY = 2, "A key is already owned by another account."
+    NO_KEYS = 3, "The account has no session keys."
+    STILL_VALIDATOR = 4, "A current or queued validator cannot purge its keys."
+    NO_VALIDATORS = 5, "A validator set cannot be empty."
+    DUPLICATE_VALIDATOR = 6, "An account appears twice in the validator set."
+    TOO_MANY_VALIDATORS = 7, "At most MaxValidators validators."
 
 
-SPEC.error_docs = {
-    "INVALID_PROOF": "The BLS proof of possession must be 96 bytes.",
-    "NOT_BONDED": "Only a bonded account (with a staking ledger) may set session keys.",
-    "DUPLICATED_KEY": "A key is already owned by another account.",
-    "NO_KEYS": "The account has no session keys.",
-    "STILL_VALIDATOR": "A current or queued validator cannot purge its keys.",
-    "NO_VALIDATORS": "A validator set cannot be empty.",
-    "DUPLICATE_VALIDATOR": "An account appears twice in the validator set.",
-    "TOO_MANY_VALIDATORS": "At most MaxValidators validators.",
-}
 SPEC.constant("MaxValidators", U32, lambda c: MAX_VALIDATORS, "Validators in a set.")
 
 
 def key_owner(state: ReadState, key_type: bytes, key: bytes) -> bytes | None:
+    """The account owning a session key (wired to Finality's `key_owners`)."""
     owner: bytes | None = KeyOwner.get(state, (key_type, key))
     return owner
-
-
-finality.KEY_OWNER.append(key_owner)
 
 
 def _put_keys(ctx: Ctx, who: bytes, keys: SessionKeys, pop: bytes) -> None:
@@ -206,12 +188,12 @@ PURGE_KEYS_WEIGHT = Weight(60_000_000, 6_000)
 SET_VALIDATORS_WEIGHT = Weight(100_000_000, 20_000)
 
 
-@SPEC.call(
-    0,
-    weight=SET_KEYS_WEIGHT,
-    args=[("keys", SESSION_KEYS, "T::Keys"), ("proof", Bytes(), "Vec<u8>")],
-)
-def set_keys(ctx: Ctx, keys: SessionKeys, proof: bytes) -> None:
+@call(SPEC, 0, weight=SET_KEYS_WEIGHT)
+def set_keys(
+    ctx: Ctx,
+    keys: Annotated[SessionKeys, SESSION_KEYS, "T::Keys"],
+    proof: Annotated[bytes, Bytes(), "Vec<u8>"],
+) -> None:
     """Set the caller's session keys; `proof` is the proof of possession of the BLS key. They
     take effect at the next session boundary if the caller is (or becomes) a validator.
     Errors: NotBonded, InvalidProof, DuplicatedKey. Emits: KeysSet."""
@@ -225,7 +207,7 @@ def set_keys(ctx: Ctx, keys: SessionKeys, proof: bytes) -> None:
     ctx.emit(KeysSet(who))
 
 
-@SPEC.call(1, weight=PURGE_KEYS_WEIGHT)
+@call(SPEC, 1, weight=PURGE_KEYS_WEIGHT)
 def purge_keys(ctx: Ctx) -> None:
     """Remove the caller's session keys. Errors: StillValidator, NoKeys. Emits: KeysPurged."""
     who = ctx.ensure_signed()
@@ -240,12 +222,10 @@ def purge_keys(ctx: Ctx) -> None:
     ctx.emit(KeysPurged(who))
 
 
-@SPEC.call(
-    2,
-    weight=SET_VALIDATORS_WEIGHT,
-    args=[("validators", Vec(ACCOUNT_ID), "Vec<T::AccountId>")],
-)
-def set_validators(ctx: Ctx, validators: list[bytes]) -> None:
+@call(SPEC, 2, weight=SET_VALIDATORS_WEIGHT)
+def set_validators(
+    ctx: Ctx, validators: Annotated[list[bytes], Vec(ACCOUNT_ID), "Vec<T::AccountId>"]
+) -> None:
     """Root: queue the validator set of the next session, in authority order. Errors:
     NoValidators, TooManyValidators, DuplicateValidator, NoKeys. Emits: ValidatorsQueued."""
     ctx.ensure_root()
@@ -261,12 +241,11 @@ def set_validators(ctx: Ctx, validators: list[bytes]) -> None:
 # ---- session boundaries -----------------------------------------------------------------------
 
 
-def is_session_start(config: Any, block_number: int) -> bool:
-    length: int = config.session.length
-    return block_number > 0 and block_number % length == 0
+def is_session_start(config: RuntimeConfig, block_number: int) -> bool:
+    return block_number > 0 and block_number % config.session.length == 0
 
 
-@SPEC.hook("on_initialize")
+@hook(SPEC, "on_initialize")
 def on_initialize(ctx: Ctx) -> None:
     if not is_session_start(ctx.config, ctx.block_number):
         return
@@ -329,7 +308,8 @@ def build_genesis(ctx: Ctx, keys: Sequence[tuple[bytes, SessionKeys, bytes]]) ->
     finality.build_genesis(ctx, [k.grandpa for _, k, _ in keys], [(k.bls, p) for _, k, p in keys])
 
 
-def check_invariants(state: ReadState) -> None:
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
     """Every validator has keys; KeyOwner and NextKeys agree; Aura follows the validators."""
     validators = Validators.get(state)
     for v in validators:

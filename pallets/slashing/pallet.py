@@ -13,29 +13,48 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import Annotated, TypeAlias
 
-from chain.frame.common import ACCOUNT_ID, BALANCE, H256, PERBILL, PERBILL_ONE, Weight
-from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageMap, StorageValue, ensure
-from chain.frame.types import U32, Bytes, Option, Struct, Tuple, Vec, fields_of, unit_enum
+from chain.frame.common import (
+    ACCOUNT_ID,
+    BALANCE,
+    H256,
+    PERBILL,
+    PERBILL_ONE,
+    Account,
+    Balance,
+    BalanceOf,
+    EraIndex,
+    Hash256,
+    Perbill,
+    T,
+    Weight,
+)
+from chain.frame.pallet import (
+    PalletError,
+    PalletSpec,
+    ReadState,
+    StorageMap,
+    StorageValue,
+    call,
+    ensure,
+    errors,
+    event,
+    hook,
+)
+from chain.frame.types import U32, Bytes, Option, Tuple, Vec, scale_of, struct, unit_enum
 from chain.hashing import blake2_256
 from pallets.balances import pallet as balances
+from pallets.config import Ctx, RuntimeConfig, SlashingConfig
 from pallets.registry import pallet as registry
 from pallets.staking import pallet as staking
 from pallets.system import pallet as system
 from pallets.voting import pallet as voting
 
 SPEC = PalletSpec("Slashing", 14, module="pallet_cuckoo_slashing")
+Config = SlashingConfig
 
 MAX_UNAPPLIED_PER_ERA = 64
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Config:
-    slash_defer_duration: int  # eras
-    invalid_result_slash: int  # Perbill
-    equivocation_slash: int  # Perbill
-    finder_fee: int  # Perbill of what is slashed
-    treasury: bytes
 
 
 SPEC.constant(
@@ -66,53 +85,41 @@ SPEC.constant(
     "Receives slashed funds less the finder's fee.",
 )
 
-OFFENCE_KIND = unit_enum("pallet_cuckoo_slashing::OffenceKind", ["InvalidResult", "Equivocation"])
+
+class OffenceKind(enum.StrEnum):
+    INVALID_RESULT = "InvalidResult"  # an inference result proved wrong
+    EQUIVOCATION = "Equivocation"  # a validator signed two blocks for a slot, or two votes
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+OFFENCE_KIND = unit_enum("pallet_cuckoo_slashing::OffenceKind", OffenceKind)
+OffenceKindField: TypeAlias = Annotated[OffenceKind, OFFENCE_KIND, "OffenceKind"]
+
+
+@struct("pallet_cuckoo_slashing::UnappliedSlash")
 class UnappliedSlash:
-    offender: bytes
-    reporter: bytes | None
-    kind: str
-    offence_id: bytes
-    fraction: int  # Perbill
-    exposure: list[tuple[bytes, int]]  # the votes on the offender when it was reported
+    offender: Account
+    reporter: Annotated[bytes | None, Option(ACCOUNT_ID), "Option<AccountId>"]
+    kind: OffenceKindField
+    offence_id: Hash256
+    fraction: Perbill
+    exposure: Annotated[  # the votes on the offender when it was reported
+        list[tuple[bytes, int]],
+        Vec(Tuple(ACCOUNT_ID, BALANCE), voting.MAX_VOTERS_PER_TARGET),
+        "BoundedVec<(AccountId, Balance)>",
+    ]
 
 
-UNAPPLIED_SLASH = Struct(
-    "pallet_cuckoo_slashing::UnappliedSlash",
-    fields_of(
-        [
-            ("offender", ACCOUNT_ID, "AccountId"),
-            ("reporter", Option(ACCOUNT_ID), "Option<AccountId>"),
-            ("kind", OFFENCE_KIND, "OffenceKind"),
-            ("offence_id", H256, "H256"),
-            ("fraction", PERBILL, "Perbill"),
-            (
-                "exposure",
-                Vec(Tuple(ACCOUNT_ID, BALANCE), voting.MAX_VOTERS_PER_TARGET),
-                "BoundedVec<(AccountId, Balance)>",
-            ),
-        ]
-    ),
-    UnappliedSlash,
-)
+UNAPPLIED_SLASH = scale_of(UnappliedSlash)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("pallet_cuckoo_slashing::SlashRecord")
 class SlashRecord:
-    own: int
-    voters: int
-    era: int
+    own: Balance
+    voters: Balance
+    era: EraIndex
 
 
-SLASH_RECORD = Struct(
-    "pallet_cuckoo_slashing::SlashRecord",
-    fields_of(
-        [("own", BALANCE, "Balance"), ("voters", BALANCE, "Balance"), ("era", U32, "EraIndex")]
-    ),
-    SlashRecord,
-)
+SLASH_RECORD = scale_of(SlashRecord)
 
 UnappliedSlashes: StorageMap[int, list[UnappliedSlash]] = StorageMap(
     SPEC,
@@ -144,80 +151,56 @@ TotalSlashed: StorageValue[int] = StorageValue(
 )
 
 
-@SPEC.event(
-    0,
-    [
-        ("offender", ACCOUNT_ID, "T::AccountId"),
-        ("kind", OFFENCE_KIND, "OffenceKind"),
-        ("offence_id", H256, "H256"),
-        ("apply_era", U32, "EraIndex"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 0)
 class OffenceReported:
     """An offence was reported; its slash is deferred until `apply_era` starts."""
 
-    offender: bytes
-    kind: str
-    offence_id: bytes
-    apply_era: int
+    offender: T.AccountId
+    kind: OffenceKindField
+    offence_id: Hash256
+    apply_era: EraIndex
 
 
-@SPEC.event(1, [("era", U32, "EraIndex"), ("offender", ACCOUNT_ID, "T::AccountId")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 1)
 class SlashCancelled:
     """Root cancelled a deferred slash."""
 
-    era: int
-    offender: bytes
+    era: EraIndex
+    offender: T.AccountId
 
 
-@SPEC.event(
-    2,
-    [
-        ("offender", ACCOUNT_ID, "T::AccountId"),
-        ("own", BALANCE, "BalanceOf<T>"),
-        ("voters", BALANCE, "BalanceOf<T>"),
-        ("reporter_fee", BALANCE, "BalanceOf<T>"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 2)
 class OffenderSlashed:
     """A deferred slash was applied: `own` from the offender, `voters` from its voters."""
 
-    offender: bytes
-    own: int
-    voters: int
-    reporter_fee: int
+    offender: T.AccountId
+    own: BalanceOf
+    voters: BalanceOf
+    reporter_fee: BalanceOf
 
 
-@SPEC.errors
-class Error(enum.IntEnum):  # consensus-visible: append only
-    ALREADY_REPORTED = 0
-    NOT_STAKED = 1
-    TOO_MANY_OFFENCES = 2
-    INVALID_SLASH_INDEX = 3
-    EMPTY_SLASH_INDICES = 4
+@errors(SPEC)
+class Error(PalletError):  # consensus-visible: append only
+    ALREADY_REPORTED = 0, "This offence was reported before; it is slashed at most once."
+    NOT_STAKED = 1, "The offender has no bonded stake to slash."
+    TOO_MANY_OFFENCES = 2, "The era's slash queue is full."
+    INVALID_SLASH_INDEX = 3, "No unapplied slash at this index."
+    EMPTY_SLASH_INDICES = 4, "Give at least one index to cancel."
 
 
-SPEC.error_docs = {
-    "ALREADY_REPORTED": "This offence was reported before; it is slashed at most once.",
-    "NOT_STAKED": "The offender has no bonded stake to slash.",
-    "TOO_MANY_OFFENCES": "The era's slash queue is full.",
-    "INVALID_SLASH_INDEX": "No unapplied slash at this index.",
-    "EMPTY_SLASH_INDICES": "Give at least one index to cancel.",
-}
-
-
-def offence_id(kind: str, evidence: bytes) -> bytes:
+def offence_id(kind: OffenceKind, evidence: bytes) -> bytes:
     return blake2_256(kind.encode() + evidence)
 
 
-def fraction_for(config: Config, kind: str) -> int:
-    return config.invalid_result_slash if kind == "InvalidResult" else config.equivocation_slash
+def fraction_for(config: Config, kind: OffenceKind) -> int:
+    if kind == OffenceKind.INVALID_RESULT:
+        return config.invalid_result_slash
+    return config.equivocation_slash
 
 
-def report(ctx: Ctx, offender: bytes, reporter: bytes | None, kind: str, evidence: bytes) -> bytes:
+def report(
+    ctx: Ctx, offender: bytes, reporter: bytes | None, kind: OffenceKind, evidence: bytes
+) -> bytes:
     """Open an offence (used by the tasks pallet and by root). Returns its id."""
     oid = offence_id(kind, evidence)
     ensure(not Offences.contains(ctx.state, oid), Error.ALREADY_REPORTED)
@@ -314,28 +297,22 @@ def _deposit(ctx: Ctx, who: bytes, amount: int) -> int:
 
 
 def on_new_era(ctx: Ctx, era: int) -> None:
+    """Apply the slashes deferred to `era` (wired to Staking)."""
     for slash in UnappliedSlashes.get(ctx.state, era):
         apply_slash(ctx, slash)
     UnappliedSlashes.remove(ctx.state, era)
 
 
-staking.ERA_LISTENERS.append(on_new_era)
-
 SLASH_WEIGHT = Weight(100_000_000, 8000)
 
 
-@SPEC.call(
-    0,
-    weight=SLASH_WEIGHT,
-    args=[
-        ("offender", ACCOUNT_ID, "T::AccountId"),
-        ("reporter", Option(ACCOUNT_ID), "Option<T::AccountId>"),
-        ("kind", OFFENCE_KIND, "OffenceKind"),
-        ("evidence", Bytes(4096), "Vec<u8>"),
-    ],
-)
+@call(SPEC, 0, weight=SLASH_WEIGHT)
 def force_report_offence(
-    ctx: Ctx, offender: bytes, reporter: bytes | None, kind: str, evidence: bytes
+    ctx: Ctx,
+    offender: T.AccountId,
+    reporter: Annotated[bytes | None, Option(ACCOUNT_ID), "Option<T::AccountId>"],
+    kind: OffenceKindField,
+    evidence: Annotated[bytes, Bytes(4096), "Vec<u8>"],
 ) -> None:
     """Root: report an offence directly (governance, tests). The tasks pallet reports invalid
     results itself. Errors: AlreadyReported, NotStaked, TooManyOffences. Emits: OffenceReported."""
@@ -343,10 +320,10 @@ def force_report_offence(
     report(ctx, offender, reporter, kind, evidence)
 
 
-@SPEC.call(
-    1, weight=SLASH_WEIGHT, args=[("era", U32, "EraIndex"), ("slash_indices", Vec(U32), "Vec<u32>")]
-)
-def cancel_deferred_slash(ctx: Ctx, era: int, slash_indices: list[int]) -> None:
+@call(SPEC, 1, weight=SLASH_WEIGHT)
+def cancel_deferred_slash(
+    ctx: Ctx, era: EraIndex, slash_indices: Annotated[list[int], Vec(U32), "Vec<u32>"]
+) -> None:
     """Root: cancel unapplied slashes of `era` by their index in UnappliedSlashes(era).
     Errors: EmptySlashIndices, InvalidSlashIndex. Emits: SlashCancelled for each."""
     ctx.ensure_root()
@@ -361,3 +338,20 @@ def cancel_deferred_slash(ctx: Ctx, era: int, slash_indices: list[int]) -> None:
         UnappliedSlashes.remove(ctx.state, era)
     for i in drop:
         ctx.emit(SlashCancelled(era, queue[i].offender))
+
+
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: deferred slashes wait for an era still to come, in bounded, non-empty queues,
+    each for a recorded offence and with a fraction of at most 100%."""
+    current = staking.CurrentEra.get(state)
+    for era, queue in UnappliedSlashes.iter(state):
+        if era <= current and config.slashing.slash_defer_duration > 0:
+            raise AssertionError(f"slashes of era {era} were not applied when it started")
+        if not queue or len(queue) > MAX_UNAPPLIED_PER_ERA:
+            raise AssertionError(f"the slash queue of era {era} is empty or over its bound")
+        for slash in queue:
+            if not Offences.contains(state, slash.offence_id):
+                raise AssertionError(f"a deferred slash of era {era} has no recorded offence")
+            if slash.fraction > PERBILL_ONE:
+                raise AssertionError(f"a deferred slash of era {era} is over 100%")

@@ -4,8 +4,10 @@ A staker bonds free balance into a ledger; bonded funds stay in the account but 
 (`AccountData.frozen == ledger.total`), so wallets show them as not transferable. `unbond` moves
 stake into an unlocking chunk that can be withdrawn `BondingDuration` eras later; `rebond` takes
 it back. Part of the active stake may be *allocated* (voted for a target, see Voting); allocated
-stake cannot be unbonded. Eras advance every `EraLength` blocks; other pallets react to a new era
-through `ERA_LISTENERS`, and to stake changes through `STAKE_LISTENERS`.
+stake cannot be unbonded. Eras advance every `EraLength` blocks. Other pallets react to a new
+era, to a changed ledger and to a bond slashed away as dust through the runtime's wiring
+(`ctx.config.wiring`: `on_new_era`, `on_stake_changed`, `on_dust_bond`), without this pallet
+importing them.
 
 Invariants: total == active + sum(unlocking); allocated <= active; frozen == total.
 """
@@ -13,25 +15,40 @@ Invariants: total == active + sum(unlocking); allocated <= active; frozen == tot
 from __future__ import annotations
 
 import dataclasses
-import enum
-from collections.abc import Callable
+from typing import Annotated
 
-from chain.frame.common import ACCOUNT_ID, BALANCE, COMPACT_BALANCE, AccountId, Weight
-from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageMap, StorageValue, ensure
-from chain.frame.types import U32, Struct, Vec, fields_of
+from chain.frame.common import (
+    ACCOUNT_ID,
+    Account,
+    AccountId,
+    Balance,
+    BalanceOf,
+    CompactBalanceOf,
+    EraIndex,
+    T,
+    Weight,
+)
+from chain.frame.pallet import (
+    PalletError,
+    PalletSpec,
+    ReadState,
+    StorageMap,
+    StorageValue,
+    call,
+    ensure,
+    errors,
+    event,
+    hook,
+)
+from chain.frame.types import U32, Vec, scale_of, struct
 from pallets.balances import pallet as balances
+from pallets.config import Ctx, RuntimeConfig, StakingConfig
 from pallets.system import pallet as system
 
 SPEC = PalletSpec("Staking", 10, module="pallet_cuckoo_staking")
+Config = StakingConfig
 
 MAX_UNLOCKING_CHUNKS = 32
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Config:
-    era_length: int  # blocks per era
-    bonding_duration: int  # eras before unbonded funds can be withdrawn
-
 
 SPEC.constant("EraLength", U32, lambda c: c.staking.era_length, "Blocks per era.")
 SPEC.constant(
@@ -45,43 +62,31 @@ SPEC.constant(
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("pallet_cuckoo_staking::UnlockChunk")
 class UnlockChunk:
-    value: int
-    era: int  # the era from which it can be withdrawn
+    value: Balance
+    era: EraIndex  # the era from which it can be withdrawn
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+UNLOCK_CHUNK = scale_of(UnlockChunk)
+
+
+@struct("pallet_cuckoo_staking::StakingLedger")
 class StakingLedger:
-    stash: bytes
-    total: int
-    active: int
-    unlocking: list[UnlockChunk]
-    allocated: int = 0  # part of `active` voted for targets
+    stash: Account
+    total: Balance
+    active: Balance
+    unlocking: Annotated[
+        list[UnlockChunk], Vec(UNLOCK_CHUNK, MAX_UNLOCKING_CHUNKS), "BoundedVec<UnlockChunk>"
+    ]
+    allocated: Balance = 0  # part of `active` voted for targets
 
     @property
     def free_to_allocate(self) -> int:
         return self.active - self.allocated
 
 
-UNLOCK_CHUNK = Struct(
-    "pallet_cuckoo_staking::UnlockChunk",
-    fields_of([("value", BALANCE, "Balance"), ("era", U32, "EraIndex")]),
-    UnlockChunk,
-)
-STAKING_LEDGER = Struct(
-    "pallet_cuckoo_staking::StakingLedger",
-    fields_of(
-        [
-            ("stash", ACCOUNT_ID, "AccountId"),
-            ("total", BALANCE, "Balance"),
-            ("active", BALANCE, "Balance"),
-            ("unlocking", Vec(UNLOCK_CHUNK, MAX_UNLOCKING_CHUNKS), "BoundedVec<UnlockChunk>"),
-            ("allocated", BALANCE, "Balance"),
-        ]
-    ),
-    StakingLedger,
-)
+STAKING_LEDGER = scale_of(StakingLedger)
 
 Ledger: StorageMap[bytes, StakingLedger] = StorageMap(
     SPEC, "Ledger", ACCOUNT_ID, STAKING_LEDGER, docs="The staking ledger of each bonded account."
@@ -91,87 +96,56 @@ CurrentEra: StorageValue[int] = StorageValue(
 )
 
 
-@SPEC.event(0, [("stash", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "BalanceOf<T>")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 0)
 class Bonded:
     """An account bonded this amount (first bond or bond_extra)."""
 
-    stash: bytes
-    amount: int
+    stash: T.AccountId
+    amount: BalanceOf
 
 
-@SPEC.event(
-    1,
-    [
-        ("stash", ACCOUNT_ID, "T::AccountId"),
-        ("amount", BALANCE, "BalanceOf<T>"),
-        ("era", U32, "EraIndex"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 1)
 class Unbonded:
     """An account unbonded this amount; it can be withdrawn from `era`."""
 
-    stash: bytes
-    amount: int
-    era: int
+    stash: T.AccountId
+    amount: BalanceOf
+    era: EraIndex
 
 
-@SPEC.event(2, [("stash", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "BalanceOf<T>")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 2)
 class Withdrawn:
     """An account withdrew unbonded funds, which are transferable again."""
 
-    stash: bytes
-    amount: int
+    stash: T.AccountId
+    amount: BalanceOf
 
 
-@SPEC.event(3, [("stash", ACCOUNT_ID, "T::AccountId"), ("amount", BALANCE, "BalanceOf<T>")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 3)
 class Rebonded:
     """An account moved unlocking funds back to active stake."""
 
-    stash: bytes
-    amount: int
+    stash: T.AccountId
+    amount: BalanceOf
 
 
-@SPEC.event(4, [("era", U32, "EraIndex")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 4)
 class EraStarted:
     """A new era started."""
 
-    era: int
+    era: EraIndex
 
 
-@SPEC.errors
-class Error(enum.IntEnum):  # consensus-visible: append only
-    ALREADY_BONDED = 0
-    NOT_BONDED = 1
-    INSUFFICIENT_BOND = 2
-    INSUFFICIENT_FUNDS = 3
-    STAKE_ALLOCATED = 4
-    NO_MORE_CHUNKS = 5
-    NO_UNLOCK_CHUNK = 6
-    ZERO_AMOUNT = 7
-
-
-SPEC.error_docs = {
-    "ALREADY_BONDED": "The account already has a ledger: use bond_extra.",
-    "NOT_BONDED": "The account has no staking ledger.",
-    "INSUFFICIENT_BOND": "A ledger must hold at least the existential deposit.",
-    "INSUFFICIENT_FUNDS": "Not enough transferable balance to bond this amount.",
-    "STAKE_ALLOCATED": "This stake is allocated to votes: unvote first.",
-    "NO_MORE_CHUNKS": "Too many unlocking chunks: withdraw or rebond first.",
-    "NO_UNLOCK_CHUNK": "Nothing is unlocking.",
-    "ZERO_AMOUNT": "The amount must be positive.",
-}
-
-# Other pallets subscribe to changes (registry status, rewards, slashing) without this pallet
-# importing them. The lists are filled at import time, in a fixed order.
-STAKE_LISTENERS: list[Callable[[Ctx, bytes], None]] = []
-ERA_LISTENERS: list[Callable[[Ctx, int], None]] = []
-# Called before a dust bond is slashed away: remove the votes it backs (Voting registers this).
-DUST_LISTENERS: list[Callable[[Ctx, bytes], None]] = []
+@errors(SPEC)
+class Error(PalletError):  # consensus-visible: append only
+    ALREADY_BONDED = 0, "The account already has a ledger: use bond_extra."
+    NOT_BONDED = 1, "The account has no staking ledger."
+    INSUFFICIENT_BOND = 2, "A ledger must hold at least the existential deposit."
+    INSUFFICIENT_FUNDS = 3, "Not enough transferable balance to bond this amount."
+    STAKE_ALLOCATED = 4, "This stake is allocated to votes: unvote first."
+    NO_MORE_CHUNKS = 5, "Too many unlocking chunks: withdraw or rebond first."
+    NO_UNLOCK_CHUNK = 6, "Nothing is unlocking."
+    ZERO_AMOUNT = 7, "The amount must be positive."
 
 
 def get_ledger(state: ReadState, who: bytes) -> StakingLedger | None:
@@ -192,8 +166,8 @@ def put_ledger(ctx: Ctx, ledger: StakingLedger) -> None:
     else:
         Ledger.put(ctx.state, AccountId(who), ledger)
     balances.set_frozen(ctx, who, ledger.total)
-    for listener in STAKE_LISTENERS:
-        listener(ctx, who)
+    for listener in ctx.config.wiring.on_stake_changed:
+        listener.on_stake_changed(ctx, who)
 
 
 def allocate(ctx: Ctx, who: bytes, amount: int) -> None:
@@ -253,8 +227,8 @@ def apply_ledger_slash(ctx: Ctx, who: bytes, amount: int, *, allocated_share: in
     if 0 < new.total < ed:
         # A bond under the existential deposit would keep a dust account alive through its
         # freeze: slash the dust too, releasing any votes it still backs.
-        for listener in DUST_LISTENERS:
-            listener(ctx, who)
+        for listener in ctx.config.wiring.on_dust_bond:
+            listener.on_dust_bond(ctx, who)
         ledger = get_ledger(ctx.state, who) or ledger
         plan = compute_ledger_slash(ledger, ledger.total, ledger.allocated)
         new = dataclasses.replace(ledger, total=0, active=0, unlocking=[], allocated=0)
@@ -269,8 +243,8 @@ def apply_ledger_slash(ctx: Ctx, who: bytes, amount: int, *, allocated_share: in
 BOND_WEIGHT = Weight(70_000_000, 4000)
 
 
-@SPEC.call(0, weight=BOND_WEIGHT, args=[("value", COMPACT_BALANCE, "BalanceOf<T>")])
-def bond(ctx: Ctx, value: int) -> None:
+@call(SPEC, 0, weight=BOND_WEIGHT)
+def bond(ctx: Ctx, value: CompactBalanceOf) -> None:
     """Bond `value` of the caller's free balance. Errors: AlreadyBonded, InsufficientBond,
     InsufficientFunds. Emits: Bonded."""
     who = ctx.ensure_signed()
@@ -287,8 +261,8 @@ def _ensure_bondable(ctx: Ctx, who: bytes, value: int) -> None:
     ensure(data.free - data.frozen >= value + ed, Error.INSUFFICIENT_FUNDS)
 
 
-@SPEC.call(1, weight=BOND_WEIGHT, args=[("max_additional", COMPACT_BALANCE, "BalanceOf<T>")])
-def bond_extra(ctx: Ctx, max_additional: int) -> None:
+@call(SPEC, 1, weight=BOND_WEIGHT)
+def bond_extra(ctx: Ctx, max_additional: CompactBalanceOf) -> None:
     """Add more free balance to the caller's active stake. Errors: NotBonded, ZeroAmount,
     InsufficientFunds."""
     who = ctx.ensure_signed()
@@ -306,8 +280,8 @@ def bond_extra(ctx: Ctx, max_additional: int) -> None:
     ctx.emit(Bonded(who, max_additional))
 
 
-@SPEC.call(2, weight=BOND_WEIGHT, args=[("value", COMPACT_BALANCE, "BalanceOf<T>")])
-def unbond(ctx: Ctx, value: int) -> None:
+@call(SPEC, 2, weight=BOND_WEIGHT)
+def unbond(ctx: Ctx, value: CompactBalanceOf) -> None:
     """Schedule `value` of unallocated active stake for withdrawal after BondingDuration eras.
     A registration whose own stake falls under its minimum becomes inactive at once.
     Errors: NotBonded, ZeroAmount, StakeAllocated, NoMoreChunks. Emits: Unbonded."""
@@ -328,8 +302,8 @@ def unbond(ctx: Ctx, value: int) -> None:
     ctx.emit(Unbonded(who, value, era))
 
 
-@SPEC.call(3, weight=BOND_WEIGHT, args=[("value", COMPACT_BALANCE, "BalanceOf<T>")])
-def rebond(ctx: Ctx, value: int) -> None:
+@call(SPEC, 3, weight=BOND_WEIGHT)
+def rebond(ctx: Ctx, value: CompactBalanceOf) -> None:
     """Move up to `value` from unlocking chunks (newest first) back to active stake.
     Errors: NotBonded, NoUnlockChunk, ZeroAmount. Emits: Rebonded."""
     who = ctx.ensure_signed()
@@ -350,7 +324,7 @@ def rebond(ctx: Ctx, value: int) -> None:
     ctx.emit(Rebonded(who, moved))
 
 
-@SPEC.call(4, weight=BOND_WEIGHT)
+@call(SPEC, 4, weight=BOND_WEIGHT)
 def withdraw_unbonded(ctx: Ctx) -> None:
     """Unfreeze every unlocking chunk whose era has come. Errors: NotBonded. Emits: Withdrawn."""
     who = ctx.ensure_signed()
@@ -366,15 +340,15 @@ def withdraw_unbonded(ctx: Ctx) -> None:
     ctx.emit(Withdrawn(who, amount))
 
 
-@SPEC.hook("on_initialize")
+@hook(SPEC, "on_initialize")
 def on_initialize(ctx: Ctx) -> None:
     length = ctx.config.staking.era_length
     if ctx.block_number > 0 and ctx.block_number % length == 0:
         era = CurrentEra.get(ctx.state) + 1
         CurrentEra.put(ctx.state, era)
         ctx.emit(EraStarted(era))
-        for listener in ERA_LISTENERS:
-            listener(ctx, era)
+        for listener in ctx.config.wiring.on_new_era:
+            listener.on_new_era(ctx, era)
 
 
 def build_genesis(ctx: Ctx, stakers: list[tuple[bytes, int]]) -> None:
@@ -393,10 +367,14 @@ def build_genesis(ctx: Ctx, stakers: list[tuple[bytes, int]]) -> None:
         put_ledger(ctx, StakingLedger(who, amount, amount, []))
 
 
-def check_invariants(state: ReadState) -> None:
-    from pallets.system import pallet as system
-
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: total == active + unlocking, in positive chunks of increasing eras;
+    allocated within active; the freeze equals the bond and the account holds it."""
     for who, ledger in Ledger.iter(state):
+        eras = [c.era for c in ledger.unlocking]
+        if eras != sorted(set(eras)) or any(c.value <= 0 for c in ledger.unlocking):
+            raise AssertionError(f"ledger {who.hex()}: unlocking chunks {ledger.unlocking}")
         unlocking = sum(c.value for c in ledger.unlocking)
         if ledger.total != ledger.active + unlocking:
             raise AssertionError(f"ledger {who.hex()}: total {ledger.total} != active + unlocking")

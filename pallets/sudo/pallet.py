@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-from typing import Any
+from typing import Annotated, Any, TypeAlias
 
-from chain.frame.common import ACCOUNT_ID, DISPATCH_RESULT, MULTI_ADDRESS, Weight, lookup_address
-from chain.frame.pallet import Ctx, DispatchError, ModuleError, Origin, PalletSpec, StorageValue
+from chain.frame.common import (
+    ACCOUNT_ID,
+    DISPATCH_RESULT,
+    AccountIdLookupOf,
+    T,
+    Weight,
+    lookup_address,
+)
+from chain.frame.outer import DecodedCall
+from chain.frame.pallet import (
+    DispatchError,
+    ModuleError,
+    Origin,
+    PalletError,
+    PalletSpec,
+    StorageValue,
+    call,
+    errors,
+    event,
+)
 from chain.frame.types import Lazy, Option
+from pallets.config import Ctx
 
 SPEC = PalletSpec("Sudo", 4)
 
@@ -19,41 +36,39 @@ Key: StorageValue[bytes] = StorageValue(
 )
 
 
-@SPEC.event(0, [("sudo_result", DISPATCH_RESULT, "DispatchResult")])
-@dataclasses.dataclass(frozen=True, slots=True)
+DispatchResult: TypeAlias = Annotated[tuple[str, Any], DISPATCH_RESULT, "DispatchResult"]
+RuntimeCall: TypeAlias = Annotated[DecodedCall, RUNTIME_CALL, "Box<<T as Config>::RuntimeCall>"]
+
+
+@event(SPEC, 0)
 class Sudid:
     """A sudo call just took place."""
 
-    sudo_result: tuple[str, Any]
+    sudo_result: DispatchResult
 
 
-@SPEC.event(
-    1, [("old", Option(ACCOUNT_ID), "Option<T::AccountId>"), ("new", ACCOUNT_ID, "T::AccountId")]
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 1)
 class KeyChanged:
     """The sudo key has been updated."""
 
-    old: bytes | None
-    new: bytes
+    old: Annotated[bytes | None, Option(ACCOUNT_ID), "Option<T::AccountId>"]
+    new: T.AccountId
 
 
-@SPEC.event(2)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 2)
 class KeyRemoved:
     """The key was permanently removed."""
 
 
-@SPEC.event(3, [("sudo_result", DISPATCH_RESULT, "DispatchResult")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 3)
 class SudoAsDone:
     """A call was dispatched as another account."""
 
-    sudo_result: tuple[str, Any]
+    sudo_result: DispatchResult
 
 
-@SPEC.errors
-class Error(enum.IntEnum):
+@errors(SPEC)
+class Error(PalletError):
     REQUIRE_SUDO = 0
 
 
@@ -64,20 +79,19 @@ def _ensure_sudo(ctx: Ctx) -> None:
         raise ModuleError(Error.REQUIRE_SUDO)
 
 
-def _run(ctx: Ctx, origin: Origin, call: Any) -> tuple[str, Any]:
-    """Dispatch `call` in its own checkpoint; its failure is reported, not propagated."""
+def _run(ctx: Ctx, origin: Origin, inner_call: DecodedCall) -> tuple[str, Any]:
+    """Dispatch `inner_call` in its own checkpoint; its failure is reported, not propagated."""
     if ctx.dispatch is None:
         raise DispatchError("Unavailable", detail="nested dispatch is not available here")
-    state: Any = ctx.state
     inner_events: list[Any] = []
-    inner = Ctx(ctx.state, origin, ctx.block_number, ctx.config, inner_events, ctx.dispatch)
-    state.checkpoint()
+    inner = ctx.with_origin(origin, inner_events)
+    ctx.state.checkpoint()
     try:
-        ctx.dispatch(inner, call)
+        ctx.dispatch(inner, inner_call)
     except DispatchError as err:
-        state.revert_checkpoint()  # the inner call's writes and events are both discarded
+        ctx.state.revert_checkpoint()  # the inner call's writes and events are both discarded
         return ("Err", err.to_value())
-    state.commit_checkpoint()
+    ctx.state.commit_checkpoint()
     ctx.events.extend(inner_events)
     return ("Ok", ())
 
@@ -85,15 +99,15 @@ def _run(ctx: Ctx, origin: Origin, call: Any) -> tuple[str, Any]:
 SUDO_WEIGHT = Weight(20_000_000, 1500)
 
 
-@SPEC.call(0, weight=SUDO_WEIGHT, args=[("call", RUNTIME_CALL, "Box<<T as Config>::RuntimeCall>")])
-def sudo(ctx: Ctx, call: Any) -> None:
+@call(SPEC, 0, weight=SUDO_WEIGHT)
+def sudo(ctx: Ctx, call: RuntimeCall) -> None:
     """Dispatch a call with the Root origin. The result is in the Sudid event."""
     _ensure_sudo(ctx)
     ctx.emit(Sudid(_run(ctx, Origin.root(), call)))
 
 
-@SPEC.call(2, weight=SUDO_WEIGHT, args=[("new", MULTI_ADDRESS, "AccountIdLookupOf<T>")])
-def set_key(ctx: Ctx, new: tuple[str, object]) -> None:
+@call(SPEC, 2, weight=SUDO_WEIGHT)
+def set_key(ctx: Ctx, new: AccountIdLookupOf) -> None:
     """Authenticates the current sudo key and sets the given AccountId as the new key."""
     _ensure_sudo(ctx)
     new_key = lookup_address(new)
@@ -104,15 +118,8 @@ def set_key(ctx: Ctx, new: tuple[str, object]) -> None:
     ctx.emit(KeyChanged(old, new_key))
 
 
-@SPEC.call(
-    3,
-    weight=SUDO_WEIGHT,
-    args=[
-        ("who", MULTI_ADDRESS, "AccountIdLookupOf<T>"),
-        ("call", RUNTIME_CALL, "Box<<T as Config>::RuntimeCall>"),
-    ],
-)
-def sudo_as(ctx: Ctx, who: tuple[str, object], call: Any) -> None:
+@call(SPEC, 3, weight=SUDO_WEIGHT)
+def sudo_as(ctx: Ctx, who: AccountIdLookupOf, call: RuntimeCall) -> None:
     """Dispatch a call with a Signed origin of `who`."""
     _ensure_sudo(ctx)
     target = lookup_address(who)
@@ -121,7 +128,7 @@ def sudo_as(ctx: Ctx, who: tuple[str, object], call: Any) -> None:
     ctx.emit(SudoAsDone(_run(ctx, Origin.signed(target), call)))
 
 
-@SPEC.call(4, weight=SUDO_WEIGHT)
+@call(SPEC, 4, weight=SUDO_WEIGHT)
 def remove_key(ctx: Ctx) -> None:
     """Permanently removes the sudo key. This cannot be undone."""
     _ensure_sudo(ctx)

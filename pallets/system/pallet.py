@@ -6,7 +6,7 @@ Invariant: an account record exists iff it has a provider or a non-zero nonce.
 from __future__ import annotations
 
 import dataclasses
-import enum
+from typing import Annotated, Any, TypeAlias
 
 from chain.frame.common import (
     ACCOUNT_ID,
@@ -17,30 +17,42 @@ from chain.frame.common import (
     H256,
     PHASE,
     AccountId,
+    Balance,
     DispatchInfo,
+    T,
     Weight,
 )
 from chain.frame.pallet import (
-    Ctx,
+    PalletError,
     PalletSpec,
     ReadState,
     State,
     StorageMap,
     StorageValue,
+    call,
+    errors,
+    event,
+    hook,
 )
-from chain.frame.types import U16, U32, U128, Bytes, Lazy, NewType, Struct, Vec, fields_of
+from chain.frame.types import (
+    U16,
+    U32,
+    U128,
+    Bytes,
+    Lazy,
+    NewType,
+    Struct,
+    Vec,
+    fields_of,
+    scale_of,
+    struct,
+)
 from chain.hashing import blake2_256
+from pallets.config import Ctx, RuntimeConfig, SystemConfig
 
 SPEC = PalletSpec("System", 0, module="frame_system")
 
-# ---- config ----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Config:
-    block_hash_count: int = 2400  # how many recent block hashes are kept (mortal eras)
-    ss58_prefix: int = 42
-
+Config = SystemConfig
 
 SPEC.constant(
     "BlockHashCount",
@@ -55,73 +67,46 @@ SPEC.constant(
 # ---- types -----------------------------------------------------------------------------------
 
 FLAGS_NEW_LOGIC = 1 << 127  # pallet_balances::ExtraFlags: the "new logic" bit FRAME sets
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AccountData:
-    free: int = 0
-    reserved: int = 0
-    frozen: int = 0
-    flags: int = FLAGS_NEW_LOGIC
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AccountInfo:
-    nonce: int = 0
-    consumers: int = 0
-    providers: int = 0
-    sufficients: int = 0
-    data: AccountData = AccountData()
-
-
 EXTRA_FLAGS = NewType("pallet_balances::types::ExtraFlags", U128, "u128")
-ACCOUNT_DATA = Struct(
-    "pallet_balances::types::AccountData",
-    fields_of(
-        [
-            ("free", U128, "Balance"),
-            ("reserved", U128, "Balance"),
-            ("frozen", U128, "Balance"),
-            ("flags", EXTRA_FLAGS, "ExtraFlags"),
-        ]
-    ),
-    AccountData,
-    params=[("Balance", U128)],
-)
-ACCOUNT_INFO = Struct(
+RefCount: TypeAlias = Annotated[int, U32, "RefCount"]
+
+
+@struct("pallet_balances::types::AccountData", params=[("Balance", U128)])
+class AccountData:
+    free: Balance = 0
+    reserved: Balance = 0
+    frozen: Balance = 0
+    flags: Annotated[int, EXTRA_FLAGS, "ExtraFlags"] = FLAGS_NEW_LOGIC
+
+
+ACCOUNT_DATA = scale_of(AccountData)
+
+
+@struct(
     "frame_system::AccountInfo",
-    fields_of(
-        [
-            ("nonce", U32, "Nonce"),
-            ("consumers", U32, "RefCount"),
-            ("providers", U32, "RefCount"),
-            ("sufficients", U32, "RefCount"),
-            ("data", ACCOUNT_DATA, "AccountData"),
-        ]
-    ),
-    AccountInfo,
     params=[("Nonce", U32), ("AccountData", ACCOUNT_DATA)],
     cache_size=65_536,  # read several times per transaction; values are immutable
 )
+class AccountInfo:
+    nonce: Annotated[int, U32, "Nonce"] = 0
+    consumers: RefCount = 0
+    providers: RefCount = 0
+    sufficients: RefCount = 0
+    data: Annotated[AccountData, ACCOUNT_DATA, "AccountData"] = AccountData()
 
+
+ACCOUNT_INFO = scale_of(AccountInfo)
 RUNTIME_EVENT = Lazy("RuntimeEvent")  # bound by the runtime assembly
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("frame_system::EventRecord", params=[("E", RUNTIME_EVENT), ("T", H256)])
 class EventRecord:
-    phase: tuple[str, int | None]
-    event: object
-    topics: list[bytes] = dataclasses.field(default_factory=list)
+    phase: Annotated[tuple[str, int | None], PHASE, "Phase"]
+    event: Annotated[Any, RUNTIME_EVENT, "E"]
+    topics: Annotated[list[bytes], Vec(H256), "Vec<T>"] = dataclasses.field(default_factory=list)
 
 
-EVENT_RECORD = Struct(
-    "frame_system::EventRecord",
-    fields_of(
-        [("phase", PHASE, "Phase"), ("event", RUNTIME_EVENT, "E"), ("topics", Vec(H256), "Vec<T>")]
-    ),
-    EventRecord,
-    params=[("E", RUNTIME_EVENT), ("T", H256)],
-)
+EVENT_RECORD = scale_of(EventRecord)
 DIGEST = Struct(
     "sp_runtime::generic::digest::Digest",
     fields_of([("logs", Vec(DIGEST_ITEM), "Vec<DigestItem>")]),
@@ -168,59 +153,51 @@ EventCount: StorageValue[int] = StorageValue(
 # ---- events ----------------------------------------------------------------------------------
 
 
-@SPEC.event(0, [("dispatch_info", DISPATCH_INFO, "DispatchInfo")])
-@dataclasses.dataclass(frozen=True, slots=True)
+DispatchInfoField: TypeAlias = Annotated[DispatchInfo, DISPATCH_INFO, "DispatchInfo"]
+
+
+@event(SPEC, 0)
 class ExtrinsicSuccess:
     """An extrinsic completed successfully."""
 
-    dispatch_info: DispatchInfo
+    dispatch_info: DispatchInfoField
 
 
-@SPEC.event(
-    1,
-    [
-        ("dispatch_error", DISPATCH_ERROR, "DispatchError"),
-        ("dispatch_info", DISPATCH_INFO, "DispatchInfo"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 1)
 class ExtrinsicFailed:
     """An extrinsic failed."""
 
-    dispatch_error: tuple[str, object]
-    dispatch_info: DispatchInfo
+    dispatch_error: Annotated[tuple[str, object], DISPATCH_ERROR, "DispatchError"]
+    dispatch_info: DispatchInfoField
 
 
-@SPEC.event(3, [("account", ACCOUNT_ID, "T::AccountId")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 3)
 class NewAccount:
     """A new account was created."""
 
-    account: bytes
+    account: T.AccountId
 
 
-@SPEC.event(4, [("account", ACCOUNT_ID, "T::AccountId")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 4)
 class KilledAccount:
     """An account was reaped."""
 
-    account: bytes
+    account: T.AccountId
 
 
-@SPEC.event(5, [("sender", ACCOUNT_ID, "T::AccountId"), ("hash", H256, "T::Hash")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 5)
 class Remarked:
     """On on-chain remark happened."""
 
-    sender: bytes
-    hash: bytes
+    sender: T.AccountId
+    hash: T.Hash
 
 
 # ---- errors ----------------------------------------------------------------------------------
 
 
-@SPEC.errors
-class Error(enum.IntEnum):  # consensus-visible: append only
+@errors(SPEC)
+class Error(PalletError):  # consensus-visible: append only
     INVALID_SPEC_NAME = 0
     SPEC_VERSION_NEEDS_TO_INCREASE = 1
     FAILED_TO_EXTRACT_RUNTIME_VERSION = 2
@@ -234,14 +211,14 @@ class Error(enum.IntEnum):  # consensus-visible: append only
 REMARK_BASE = Weight(1_500_000, 0)
 
 
-@SPEC.call(0, weight=REMARK_BASE, args=[("remark", Bytes(), "Vec<u8>")])
-def remark(ctx: Ctx, remark: bytes) -> None:
+@call(SPEC, 0, weight=REMARK_BASE)
+def remark(ctx: Ctx, remark: Annotated[bytes, Bytes(), "Vec<u8>"]) -> None:
     """Make some on-chain remark. Can be executed by every origin."""
     del remark
 
 
-@SPEC.call(7, weight=Weight(8_000_000, 0), args=[("remark", Bytes(), "Vec<u8>")])
-def remark_with_event(ctx: Ctx, remark: bytes) -> None:
+@call(SPEC, 7, weight=Weight(8_000_000, 0))
+def remark_with_event(ctx: Ctx, remark: Annotated[bytes, Bytes(), "Vec<u8>"]) -> None:
     """Make some on-chain remark and emit an event."""
     who = ctx.ensure_signed()
     ctx.emit(Remarked(who, blake2_256(remark)))
@@ -283,3 +260,23 @@ def inc_nonce(state: State, who: bytes) -> None:
         AccountId(who),
         AccountInfo(info.nonce + 1, info.consumers, info.providers, info.sufficients, info.data),
     )
+
+
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: an account record exists iff it has a provider, a sufficient or a nonce; a
+    funded account has exactly its balance provider and at least the existential deposit;
+    EventCount counts Events."""
+    ed = config.balances.existential_deposit
+    for who, info in Account.iter(state):
+        if info.providers == 0 and info.sufficients == 0 and info.nonce == 0:
+            raise AssertionError(f"account {who.hex()} has neither a provider nor a nonce")
+        funded = info.data.free > 0 or info.data.reserved > 0
+        if info.providers != int(funded):
+            raise AssertionError(
+                f"account {who.hex()}: {info.providers} providers, funded={funded}"
+            )
+        if info.data.free != 0 and info.data.free + info.data.reserved < ed:
+            raise AssertionError(f"account {who.hex()} holds less than the existential deposit")
+    if EventCount.get(state) != len(Events.get(state)):
+        raise AssertionError("EventCount does not count Events")

@@ -21,21 +21,40 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import Annotated, TypeAlias
 
-from chain.frame.common import ACCOUNT_ID, BLOCK_NUMBER, H256, AccountId, Weight
+from chain.frame.common import (
+    ACCOUNT_ID,
+    BLOCK_NUMBER,
+    H256,
+    Account,
+    AccountId,
+    BlockNumber,
+    Hash256,
+    T,
+    Weight,
+)
 from chain.frame.pallet import (
-    Ctx,
+    ModuleError,
+    PalletError,
     PalletSpec,
     ReadState,
     StorageDoubleMap,
     StorageMap,
     StorageValue,
+    call,
     ensure,
+    errors,
+    event,
+    hook,
 )
-from chain.frame.types import BOOL, U32, Option, Struct, Vec, fields_of, unit_enum
+from chain.frame.types import BOOL, U32, Option, Vec, scale_of, struct, unit_enum
+from pallets.config import Ctx, RuntimeConfig
 from pallets.registry import pallet as registry
+from pallets.registry.pallet import Role
 from pallets.rewards import pallet as rewards
 from pallets.slashing import pallet as slashing
+from pallets.slashing.pallet import OffenceKind
 
 SPEC = PalletSpec("Tasks", 15, module="pallet_cuckoo_tasks")
 
@@ -53,112 +72,79 @@ SPEC.constant(
     "MaxExpiriesPerBlock", U32, lambda c: MAX_EXPIRIES_PER_BLOCK, "Deadlines processed per block."
 )
 
-TASK_STATUS = unit_enum(
-    "pallet_cuckoo_tasks::TaskStatus", ["Committed", "Submitted", "Accepted", "Rejected", "Missed"]
-)
+
+class TaskStatus(enum.StrEnum):
+    COMMITTED = "Committed"  # assigned, no result yet
+    SUBMITTED = "Submitted"  # the miner committed its result hash
+    ACCEPTED = "Accepted"  # final: work credited to the miner and the coordinator
+    REJECTED = "Rejected"  # final: the coordinator rejected it, or it was reported invalid
+    MISSED = "Missed"  # final: no result by the deadline
+
+    @property
+    def is_open(self) -> bool:
+        return self in (TaskStatus.COMMITTED, TaskStatus.SUBMITTED)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+TASK_STATUS = unit_enum("pallet_cuckoo_tasks::TaskStatus", TaskStatus)
+TaskStatusField: TypeAlias = Annotated[TaskStatus, TASK_STATUS, "TaskStatus"]
+
+
+@struct("pallet_cuckoo_tasks::Task")
 class Task:
-    coordinator: bytes  # staker accounts, not operators: keys may rotate, stake may not
-    miner: bytes
-    spec_hash: bytes
-    deadline: int
-    audit_of: bytes | None
-    committed_at: int
-    status: str
-    result_hash: bytes | None = None
-    device_hash: bytes | None = None
-    submitted_at: int | None = None
-    settled_at: int | None = None
+    coordinator: Account  # staker accounts, not operators: keys may rotate, stake may not
+    miner: Account
+    spec_hash: Hash256
+    deadline: BlockNumber
+    audit_of: Annotated[bytes | None, Option(H256), "Option<H256>"]
+    committed_at: BlockNumber
+    status: TaskStatusField
+    result_hash: Annotated[bytes | None, Option(H256), "Option<H256>"] = None
+    device_hash: Annotated[bytes | None, Option(H256), "Option<H256>"] = None
+    submitted_at: Annotated[int | None, Option(BLOCK_NUMBER), "Option<BlockNumber>"] = None
+    settled_at: Annotated[int | None, Option(BLOCK_NUMBER), "Option<BlockNumber>"] = None
 
 
-TASK = Struct(
-    "pallet_cuckoo_tasks::Task",
-    fields_of(
-        [
-            ("coordinator", ACCOUNT_ID, "AccountId"),
-            ("miner", ACCOUNT_ID, "AccountId"),
-            ("spec_hash", H256, "H256"),
-            ("deadline", BLOCK_NUMBER, "BlockNumber"),
-            ("audit_of", Option(H256), "Option<H256>"),
-            ("committed_at", BLOCK_NUMBER, "BlockNumber"),
-            ("status", TASK_STATUS, "TaskStatus"),
-            ("result_hash", Option(H256), "Option<H256>"),
-            ("device_hash", Option(H256), "Option<H256>"),
-            ("submitted_at", Option(BLOCK_NUMBER), "Option<BlockNumber>"),
-            ("settled_at", Option(BLOCK_NUMBER), "Option<BlockNumber>"),
-        ]
-    ),
-    Task,
-)
+TASK = scale_of(Task)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("pallet_cuckoo_tasks::TaskCommit")
 class TaskCommit:
-    task_id: bytes
-    spec_hash: bytes
-    miner: bytes
-    deadline: int
-    audit_of: bytes | None
+    task_id: Hash256
+    spec_hash: Hash256
+    miner: Account
+    deadline: BlockNumber
+    audit_of: Annotated[bytes | None, Option(H256), "Option<H256>"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("pallet_cuckoo_tasks::ResultCommit")
 class ResultCommit:
-    task_id: bytes
-    result_hash: bytes
-    device_hash: bytes
+    task_id: Hash256
+    result_hash: Hash256
+    device_hash: Hash256
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("pallet_cuckoo_tasks::Settlement")
 class Settlement:
-    task_id: bytes
-    accept: bool
+    task_id: Hash256
+    accept: Annotated[bool, BOOL, "bool"]
 
 
-TASK_COMMIT = Struct(
-    "pallet_cuckoo_tasks::TaskCommit",
-    fields_of(
-        [
-            ("task_id", H256, "H256"),
-            ("spec_hash", H256, "H256"),
-            ("miner", ACCOUNT_ID, "AccountId"),
-            ("deadline", BLOCK_NUMBER, "BlockNumber"),
-            ("audit_of", Option(H256), "Option<H256>"),
-        ]
-    ),
-    TaskCommit,
-)
-RESULT_COMMIT = Struct(
-    "pallet_cuckoo_tasks::ResultCommit",
-    fields_of(
-        [("task_id", H256, "H256"), ("result_hash", H256, "H256"), ("device_hash", H256, "H256")]
-    ),
-    ResultCommit,
-)
-SETTLEMENT = Struct(
-    "pallet_cuckoo_tasks::Settlement",
-    fields_of([("task_id", H256, "H256"), ("accept", BOOL, "bool")]),
-    Settlement,
-)
+TASK_COMMIT = scale_of(TaskCommit)
+RESULT_COMMIT = scale_of(ResultCommit)
+SETTLEMENT = scale_of(Settlement)
+Count: TypeAlias = Annotated[int, U32, "u32"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("pallet_cuckoo_tasks::MinerStats")
 class MinerStats:
-    assigned: int = 0
-    submitted: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    missed: int = 0
+    assigned: Count = 0
+    submitted: Count = 0
+    accepted: Count = 0
+    rejected: Count = 0
+    missed: Count = 0
 
 
-MINER_STATS = Struct(
-    "pallet_cuckoo_tasks::MinerStats",
-    fields_of(
-        [(n, U32, "u32") for n in ("assigned", "submitted", "accepted", "rejected", "missed")]
-    ),
-    MinerStats,
-)
+MINER_STATS = scale_of(MinerStats)
 
 Tasks: StorageMap[bytes, Task] = StorageMap(
     SPEC, "Tasks", H256, TASK, hasher="Identity", docs="Every committed task by id."
@@ -192,119 +178,69 @@ Stats: StorageMap[bytes, MinerStats] = StorageMap(
 )
 
 
-@SPEC.event(
-    0,
-    [
-        ("task_id", H256, "H256"),
-        ("coordinator", ACCOUNT_ID, "T::AccountId"),
-        ("miner", ACCOUNT_ID, "T::AccountId"),
-        ("deadline", BLOCK_NUMBER, "BlockNumber"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 0)
 class TaskCommitted:
     """A coordinator committed a task to a miner."""
 
-    task_id: bytes
-    coordinator: bytes
-    miner: bytes
-    deadline: int
+    task_id: Hash256
+    coordinator: T.AccountId
+    miner: T.AccountId
+    deadline: BlockNumber
 
 
-@SPEC.event(
-    1,
-    [
-        ("task_id", H256, "H256"),
-        ("miner", ACCOUNT_ID, "T::AccountId"),
-        ("result_hash", H256, "H256"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 1)
 class ResultSubmitted:
     """A miner committed the hash of its result."""
 
-    task_id: bytes
-    miner: bytes
-    result_hash: bytes
+    task_id: Hash256
+    miner: T.AccountId
+    result_hash: Hash256
 
 
-@SPEC.event(2, [("task_id", H256, "H256"), ("status", TASK_STATUS, "TaskStatus")])
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 2)
 class TaskSettled:
     """A task reached its final status: Accepted, Rejected or Missed."""
 
-    task_id: bytes
-    status: str
+    task_id: Hash256
+    status: TaskStatusField
 
 
-@SPEC.event(
-    3,
-    [
-        ("task_id", H256, "H256"),
-        ("offender", ACCOUNT_ID, "T::AccountId"),
-        ("offence_id", H256, "H256"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 3)
 class InvalidResultReported:
     """A miner's result was reported as invalid; its slash is deferred (Slashing)."""
 
-    task_id: bytes
-    offender: bytes
-    offence_id: bytes
+    task_id: Hash256
+    offender: T.AccountId
+    offence_id: Hash256
 
 
-@SPEC.errors
-class Error(enum.IntEnum):  # consensus-visible: append only
-    NOT_COORDINATOR = 0
-    COORDINATOR_INACTIVE = 1
-    NOT_MINER = 2
-    MINER_INACTIVE = 3
-    EMPTY_BATCH = 4
-    BATCH_TOO_LARGE = 5
-    TASK_EXISTS = 6
-    UNKNOWN_TASK = 7
-    BAD_DEADLINE = 8
-    BAD_AUDIT = 9
-    NOT_ASSIGNED = 10
-    ALREADY_SUBMITTED = 11
-    DEADLINE_PASSED = 12
-    NOT_YOUR_TASK = 13
-    NOT_SUBMITTED = 14
-    BAD_EVIDENCE = 15
-    DUPLICATE_IN_BATCH = 16
+@errors(SPEC)
+class Error(PalletError):  # consensus-visible: append only
+    NOT_COORDINATOR = 0, "The signer is not the operator of a registered coordinator."
+    COORDINATOR_INACTIVE = 1, "The coordinator's registration is not active."
+    NOT_MINER = 2, "The signer is not the operator of a registered miner."
+    MINER_INACTIVE = 3, "The assigned miner is not a registered, active miner."
+    EMPTY_BATCH = 4, "A batch needs at least one item."
+    BATCH_TOO_LARGE = 5, "A batch holds at most MaxBatch items."
+    TASK_EXISTS = 6, "A task with this id was committed before."
+    UNKNOWN_TASK = 7, "No task with this id."
+    BAD_DEADLINE = 8, "The deadline must be after this block and at most MaxDeadlineBlocks ahead."
+    BAD_AUDIT = 9, "An audit copy must name an existing task of the same coordinator and spec."
+    NOT_ASSIGNED = 10, "The task is assigned to another miner."
+    ALREADY_SUBMITTED = 11, "A result was submitted already, or the task is final."
+    DEADLINE_PASSED = 12, "The task's deadline has passed."
+    NOT_YOUR_TASK = 13, "The task was committed by another coordinator."
+    NOT_SUBMITTED = 14, "The task has no submitted, unsettled result."
+    BAD_EVIDENCE = 15, "The evidence does not show a result that differs from agreeing audits."
+    DUPLICATE_IN_BATCH = 16, "The batch names the same task twice."
 
 
-SPEC.error_docs = {
-    "NOT_COORDINATOR": "The signer is not the operator of a registered coordinator.",
-    "COORDINATOR_INACTIVE": "The coordinator's registration is not active.",
-    "NOT_MINER": "The signer is not the operator of a registered miner.",
-    "MINER_INACTIVE": "The assigned miner is not a registered, active miner.",
-    "EMPTY_BATCH": "A batch needs at least one item.",
-    "BATCH_TOO_LARGE": "A batch holds at most MaxBatch items.",
-    "TASK_EXISTS": "A task with this id was committed before.",
-    "UNKNOWN_TASK": "No task with this id.",
-    "BAD_DEADLINE": "The deadline must be after this block and at most MaxDeadlineBlocks ahead.",
-    "BAD_AUDIT": "An audit copy must name an existing task of the same coordinator and spec.",
-    "NOT_ASSIGNED": "The task is assigned to another miner.",
-    "ALREADY_SUBMITTED": "A result was submitted already, or the task is final.",
-    "DEADLINE_PASSED": "The task's deadline has passed.",
-    "NOT_YOUR_TASK": "The task was committed by another coordinator.",
-    "NOT_SUBMITTED": "The task has no submitted, unsettled result.",
-    "BAD_EVIDENCE": "The evidence does not show a result that differs from agreeing audits.",
-    "DUPLICATE_IN_BATCH": "The batch names the same task twice.",
-}
-
-
-def _operator_of(ctx: Ctx, role: str) -> bytes:
-    """The staker whose `role` registration the signed operator serves (must be active)."""
+def _operator_of(ctx: Ctx, role: Role) -> bytes:
+    """The staker whose `role` registration the signed operator serves."""
     who = ctx.ensure_signed()
     record = registry.OperatorOf.get(ctx.state, AccountId(who))
-    if role == "Coordinator":
-        ensure(record is not None and record.role == "Coordinator", Error.NOT_COORDINATOR)
-    else:
-        ensure(record is not None and record.role == "Miner", Error.NOT_MINER)
-    assert record is not None
+    if record is None or record.role != role:
+        raise ModuleError(Error.NOT_COORDINATOR if role == Role.COORDINATOR else Error.NOT_MINER)
     return record.staker
 
 
@@ -327,14 +263,15 @@ def _batch(items: list[object], key: str) -> None:
 COMMIT_WEIGHT = Weight(20_000_000 + 30_000_000 * 16, 10_000)
 
 
-@SPEC.call(
-    0, weight=COMMIT_WEIGHT, args=[("batch", Vec(TASK_COMMIT, MAX_BATCH), "BoundedVec<TaskCommit>")]
-)
-def commit_tasks(ctx: Ctx, batch: list[TaskCommit]) -> None:
+@call(SPEC, 0, weight=COMMIT_WEIGHT)
+def commit_tasks(
+    ctx: Ctx,
+    batch: Annotated[list[TaskCommit], Vec(TASK_COMMIT, MAX_BATCH), "BoundedVec<TaskCommit>"],
+) -> None:
     """Commit tasks (signed by an active coordinator's operator). All or nothing.
     Errors: NotCoordinator, CoordinatorInactive, EmptyBatch, BatchTooLarge, DuplicateInBatch,
     TaskExists, MinerInactive, BadDeadline, BadAudit. Emits: TaskCommitted per task."""
-    coordinator = _operator_of(ctx, "Coordinator")
+    coordinator = _operator_of(ctx, Role.COORDINATOR)
     ensure(registry.is_active(ctx.state, coordinator), Error.COORDINATOR_INACTIVE)
     _batch(list(batch), "task_id")
     now = ctx.block_number
@@ -342,14 +279,16 @@ def commit_tasks(ctx: Ctx, batch: list[TaskCommit]) -> None:
         ensure(not Tasks.contains(ctx.state, item.task_id), Error.TASK_EXISTS)
         found = registry.get_registration(ctx.state, item.miner)
         ensure(
-            found is not None and found[0] == "Miner" and found[1].status == "Active",
+            found is not None
+            and found[0] == Role.MINER
+            and found[1].status == registry.Status.ACTIVE,
             Error.MINER_INACTIVE,
         )
         ensure(now < item.deadline <= now + MAX_DEADLINE_BLOCKS, Error.BAD_DEADLINE)
         if item.audit_of is not None:
             original = Tasks.get(ctx.state, item.audit_of) or next(
                 (
-                    Task(coordinator, b"", b.spec_hash, 0, None, now, "Committed")
+                    Task(coordinator, b"", b.spec_hash, 0, None, now, TaskStatus.COMMITTED)
                     for b in batch
                     if b.task_id == item.audit_of
                 ),
@@ -373,7 +312,7 @@ def commit_tasks(ctx: Ctx, batch: list[TaskCommit]) -> None:
                 item.deadline,
                 item.audit_of,
                 now,
-                "Committed",
+                TaskStatus.COMMITTED,
             ),
         )
         Deadlines.put(ctx.state, item.deadline, item.task_id, True)
@@ -384,16 +323,15 @@ def commit_tasks(ctx: Ctx, batch: list[TaskCommit]) -> None:
         ctx.emit(TaskCommitted(item.task_id, coordinator, item.miner, item.deadline))
 
 
-@SPEC.call(
-    1,
-    weight=COMMIT_WEIGHT,
-    args=[("batch", Vec(RESULT_COMMIT, MAX_BATCH), "BoundedVec<ResultCommit>")],
-)
-def submit_results(ctx: Ctx, batch: list[ResultCommit]) -> None:
+@call(SPEC, 1, weight=COMMIT_WEIGHT)
+def submit_results(
+    ctx: Ctx,
+    batch: Annotated[list[ResultCommit], Vec(RESULT_COMMIT, MAX_BATCH), "BoundedVec<ResultCommit>"],
+) -> None:
     """Commit result hashes (signed by the assigned miner's operator, before each deadline).
     Errors: NotMiner, EmptyBatch, BatchTooLarge, DuplicateInBatch, UnknownTask, NotAssigned,
     AlreadySubmitted, DeadlinePassed. Emits: ResultSubmitted per task."""
-    miner = _operator_of(ctx, "Miner")
+    miner = _operator_of(ctx, Role.MINER)
     _batch(list(batch), "task_id")
     tasks = []
     for item in batch:
@@ -401,7 +339,7 @@ def submit_results(ctx: Ctx, batch: list[ResultCommit]) -> None:
         ensure(task is not None, Error.UNKNOWN_TASK)
         assert task is not None
         ensure(task.miner == miner, Error.NOT_ASSIGNED)
-        ensure(task.status == "Committed", Error.ALREADY_SUBMITTED)
+        ensure(task.status == TaskStatus.COMMITTED, Error.ALREADY_SUBMITTED)
         ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
         tasks.append(task)
     for item, task in zip(batch, tasks, strict=True):
@@ -410,7 +348,7 @@ def submit_results(ctx: Ctx, batch: list[ResultCommit]) -> None:
             item.task_id,
             dataclasses.replace(
                 task,
-                status="Submitted",
+                status=TaskStatus.SUBMITTED,
                 result_hash=item.result_hash,
                 device_hash=item.device_hash,
                 submitted_at=ctx.block_number,
@@ -420,32 +358,33 @@ def submit_results(ctx: Ctx, batch: list[ResultCommit]) -> None:
         ctx.emit(ResultSubmitted(item.task_id, miner, item.result_hash))
 
 
-def _finalize(ctx: Ctx, task_id: bytes, task: Task, status: str) -> None:
+def _finalize(ctx: Ctx, task_id: bytes, task: Task, status: TaskStatus) -> None:
     Tasks.put(
         ctx.state, task_id, dataclasses.replace(task, status=status, settled_at=ctx.block_number)
     )
     Deadlines.remove(ctx.state, task.deadline, task_id)
     OpenTasks.put(ctx.state, max(OpenTasks.get(ctx.state) - 1, 0))
-    if status == "Accepted":
+    if status == TaskStatus.ACCEPTED:
         _bump(ctx, task.miner, "accepted")
-        rewards.credit(ctx, task.miner, "Miner", 1)
+        rewards.credit(ctx, task.miner, Role.MINER, 1)
         if registry.get_registration(ctx.state, task.coordinator) is not None:
-            rewards.credit(ctx, task.coordinator, "Coordinator", 1)
-    elif status == "Rejected":
+            rewards.credit(ctx, task.coordinator, Role.COORDINATOR, 1)
+    elif status == TaskStatus.REJECTED:
         _bump(ctx, task.miner, "rejected")
     else:
         _bump(ctx, task.miner, "missed")
     ctx.emit(TaskSettled(task_id, status))
 
 
-@SPEC.call(
-    2, weight=COMMIT_WEIGHT, args=[("batch", Vec(SETTLEMENT, MAX_BATCH), "BoundedVec<Settlement>")]
-)
-def settle_tasks(ctx: Ctx, batch: list[Settlement]) -> None:
+@call(SPEC, 2, weight=COMMIT_WEIGHT)
+def settle_tasks(
+    ctx: Ctx,
+    batch: Annotated[list[Settlement], Vec(SETTLEMENT, MAX_BATCH), "BoundedVec<Settlement>"],
+) -> None:
     """Accept or reject submitted results (signed by the committing coordinator's operator).
     Errors: NotCoordinator, EmptyBatch, BatchTooLarge, DuplicateInBatch, UnknownTask, NotYourTask,
     NotSubmitted. Emits: TaskSettled per task."""
-    coordinator = _operator_of(ctx, "Coordinator")
+    coordinator = _operator_of(ctx, Role.COORDINATOR)
     _batch(list(batch), "task_id")
     tasks = []
     for item in batch:
@@ -453,11 +392,13 @@ def settle_tasks(ctx: Ctx, batch: list[Settlement]) -> None:
         ensure(task is not None, Error.UNKNOWN_TASK)
         assert task is not None
         ensure(task.coordinator == coordinator, Error.NOT_YOUR_TASK)
-        ensure(task.status == "Submitted", Error.NOT_SUBMITTED)
+        ensure(task.status == TaskStatus.SUBMITTED, Error.NOT_SUBMITTED)
         ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
         tasks.append(task)
     for item, task in zip(batch, tasks, strict=True):
-        _finalize(ctx, item.task_id, task, "Accepted" if item.accept else "Rejected")
+        _finalize(
+            ctx, item.task_id, task, TaskStatus.ACCEPTED if item.accept else TaskStatus.REJECTED
+        )
 
 
 def is_invalid_evidence(
@@ -493,31 +434,31 @@ def is_invalid_evidence(
     return task.device_hash in devices or len(witnesses) >= 2
 
 
-@SPEC.call(
-    3,
-    weight=COMMIT_WEIGHT,
-    args=[("task_id", H256, "H256"), ("witnesses", Vec(H256, MAX_WITNESSES), "BoundedVec<H256>")],
-)
-def report_invalid_result(ctx: Ctx, task_id: bytes, witnesses: list[bytes]) -> None:
+@call(SPEC, 3, weight=COMMIT_WEIGHT)
+def report_invalid_result(
+    ctx: Ctx,
+    task_id: Hash256,
+    witnesses: Annotated[list[bytes], Vec(H256, MAX_WITNESSES), "BoundedVec<H256>"],
+) -> None:
     """Report the miner of `task_id` (signed by the committing coordinator's operator) with the
     agreeing results of other miners on the same spec and device class as evidence. Opens an
     InvalidResult offence (slashed after SlashDeferDuration unless cancelled); the task is
     rejected if still open. Errors: NotCoordinator, BadEvidence, Slashing.AlreadyReported.
     Emits: InvalidResultReported."""
-    coordinator = _operator_of(ctx, "Coordinator")
+    coordinator = _operator_of(ctx, Role.COORDINATOR)
     ensure(
         is_invalid_evidence(ctx.state, coordinator, task_id, list(witnesses)), Error.BAD_EVIDENCE
     )
     task = Tasks.get(ctx.state, task_id)
     assert task is not None
     evidence = task_id  # one offence per result, whatever witnesses are shown
-    oid = slashing.report(ctx, task.miner, coordinator, "InvalidResult", evidence)
-    if task.status == "Submitted":
-        _finalize(ctx, task_id, task, "Rejected")
+    oid = slashing.report(ctx, task.miner, coordinator, OffenceKind.INVALID_RESULT, evidence)
+    if task.status == TaskStatus.SUBMITTED:
+        _finalize(ctx, task_id, task, TaskStatus.REJECTED)
     ctx.emit(InvalidResultReported(task_id, task.miner, oid))
 
 
-@SPEC.hook("on_initialize")
+@hook(SPEC, "on_initialize")
 def on_initialize(ctx: Ctx) -> None:
     """Close tasks whose deadline passed, oldest deadline first: submitted ones are accepted (in
     the miner's favour), the others missed. At most MAX_EXPIRIES_PER_BLOCK tasks and
@@ -530,11 +471,12 @@ def on_initialize(ctx: Ctx) -> None:
         due = [task_id for task_id, _ in Deadlines.iter_prefix(ctx.state, block)][:budget]
         for task_id in due:
             task = Tasks.get(ctx.state, task_id)
-            if task is None or task.status not in ("Committed", "Submitted"):
+            if task is None or not TaskStatus(task.status).is_open:
                 Deadlines.remove(ctx.state, block, task_id)
             else:
+                submitted = task.status == TaskStatus.SUBMITTED
                 _finalize(
-                    ctx, task_id, task, "Accepted" if task.status == "Submitted" else "Missed"
+                    ctx, task_id, task, TaskStatus.ACCEPTED if submitted else TaskStatus.MISSED
                 )
             budget -= 1
         if next(Deadlines.iter_prefix(ctx.state, block), None) is not None:
@@ -542,3 +484,32 @@ def on_initialize(ctx: Ctx) -> None:
         block += 1
         scanned += 1
     NextDeadline.put(ctx.state, block)
+
+
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: OpenTasks counts the open tasks, each open task waits under its deadline in
+    `Deadlines` and nothing else does, the expiry cursor is not past an open deadline, and each
+    miner's record counts its tasks."""
+    open_tasks: set[tuple[int, bytes]] = set()
+    stats: dict[bytes, MinerStats] = {}
+    for task_id, task in Tasks.iter(state):
+        if TaskStatus(task.status).is_open:
+            open_tasks.add((task.deadline, task_id))
+        s = stats.get(task.miner, MinerStats())
+        stats[task.miner] = MinerStats(
+            s.assigned + 1,
+            s.submitted + (task.result_hash is not None),
+            s.accepted + (task.status == TaskStatus.ACCEPTED),
+            s.rejected + (task.status == TaskStatus.REJECTED),
+            s.missed + (task.status == TaskStatus.MISSED),
+        )
+    if OpenTasks.get(state) != len(open_tasks):
+        raise AssertionError(f"OpenTasks is {OpenTasks.get(state)}, {len(open_tasks)} are open")
+    waiting = {(block, task_id) for block, task_id, _ in Deadlines.iter(state)}
+    if waiting != open_tasks:
+        raise AssertionError("Deadlines differ from the open tasks' deadlines")
+    if open_tasks and min(block for block, _ in open_tasks) < NextDeadline.get(state):
+        raise AssertionError("the expiry cursor passed an open task's deadline")
+    if dict(Stats.iter(state)) != stats:
+        raise AssertionError("MinerStats differ from the miners' tasks")

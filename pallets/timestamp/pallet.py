@@ -6,20 +6,25 @@ block's time and the slot in the Aura digest.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
+from typing import Annotated
 
 from chain.frame.common import Weight
-from chain.frame.pallet import Ctx, DispatchError, PalletSpec, StorageValue
+from chain.frame.pallet import (
+    DispatchError,
+    PalletError,
+    PalletSpec,
+    ReadState,
+    StorageValue,
+    call,
+    errors,
+    hook,
+)
 from chain.frame.types import BOOL, U64, Compact
+from pallets.aura import pallet as aura
+from pallets.config import Ctx, RuntimeConfig, TimestampConfig
 
 SPEC = PalletSpec("Timestamp", 1)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Config:
-    minimum_period_ms: int  # half the slot duration, like FRAME
-
+Config = TimestampConfig
 
 SPEC.constant(
     "MinimumPeriod",
@@ -40,20 +45,14 @@ DidUpdate: StorageValue[bool] = StorageValue(
 )
 
 
-@SPEC.errors
-class Error(enum.IntEnum):
+@errors(SPEC)
+class Error(PalletError):
     TIMESTAMP_ALREADY_SET = 0
     TOO_EARLY = 1
 
 
-@SPEC.call(
-    0,
-    weight=Weight(10_000_000, 0),
-    args=[("now", Compact(U64), "T::Moment")],
-    dispatch_class="Mandatory",
-    pays_fee=False,
-)
-def set(ctx: Ctx, now: int) -> None:
+@call(SPEC, 0, weight=Weight(10_000_000, 0), dispatch_class="Mandatory", pays_fee=False)
+def set(ctx: Ctx, now: Annotated[int, Compact(U64), "T::Moment"]) -> None:
     """Set the current time (inherent; unsigned, once per block, at least MinimumPeriod after the
     previous block)."""
     ctx.ensure_none()
@@ -64,8 +63,6 @@ def set(ctx: Ctx, now: int) -> None:
         raise DispatchError("Other", detail="Timestamp must increment by at least MinimumPeriod")
     # the time must fall in the block's Aura slot (set by Aura's on_initialize), or an author
     # could push the chain's clock ahead and make every honest author's timestamp "too early"
-    from pallets.aura import pallet as aura
-
     slot = aura.CurrentSlot.get(ctx.state)
     if slot and now // ctx.config.aura.slot_duration_ms != slot:
         raise DispatchError("Other", detail="Timestamp does not fall in the block's Aura slot")
@@ -73,8 +70,15 @@ def set(ctx: Ctx, now: int) -> None:
     DidUpdate.put(ctx.state, True)
 
 
-@SPEC.hook("on_finalize")
+@hook(SPEC, "on_finalize")
 def on_finalize(ctx: Ctx) -> None:
     if not DidUpdate.get(ctx.state):
         raise DispatchError("Other", detail="Timestamp must be updated once in the block")
     DidUpdate.kill(ctx.state)
+
+
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: a block that set its time set a time (DidUpdate implies Now)."""
+    if DidUpdate.get(state) and Now.get(state) == 0:
+        raise AssertionError("DidUpdate is set but Now is not")

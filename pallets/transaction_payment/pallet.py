@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from chain.frame.common import ACCOUNT_ID, BALANCE, Weight
-from chain.frame.pallet import PalletSpec, StorageValue
+from chain.frame.common import BalanceOf, T, Weight
+from chain.frame.pallet import PalletSpec, ReadState, StorageValue, event, hook
 from chain.frame.types import U8, U128, NewType
+from pallets.config import RuntimeConfig, TransactionPaymentConfig
 
 SPEC = PalletSpec("TransactionPayment", 3)
 
 FIXED_ONE = 10**18  # FixedU128 unit
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Config:
-    byte_fee: int  # per encoded byte of the extrinsic
-    weight_fee_per_ref_time: int  # per picosecond of ref_time (numerator)
-    weight_fee_divisor: int = 1
-    extrinsic_base_weight: Weight = Weight(125_000_000, 0)
-    operational_fee_multiplier: int = 5
+Config = TransactionPaymentConfig
 
 
 SPEC.constant(
@@ -36,22 +31,14 @@ NextFeeMultiplier: StorageValue[int] = StorageValue(
 )
 
 
-@SPEC.event(
-    0,
-    [
-        ("who", ACCOUNT_ID, "T::AccountId"),
-        ("actual_fee", BALANCE, "BalanceOf<T>"),
-        ("tip", BALANCE, "BalanceOf<T>"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 0)
 class TransactionFeePaid:
     """A transaction fee `actual_fee`, of which `tip` was added to the minimum inclusion fee, has
     been paid by `who`."""
 
-    who: bytes
-    actual_fee: int
-    tip: int
+    who: T.AccountId
+    actual_fee: BalanceOf
+    tip: BalanceOf
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,3 +63,10 @@ def compute_fee_details(config: Config, length: int, weight: Weight, multiplier:
         len_fee=config.byte_fee * length,
         adjusted_weight_fee=weight_to_fee(config, weight) * multiplier // FIXED_ONE,
     )
+
+
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: the fee multiplier is positive (a zero multiplier makes weight free)."""
+    if NextFeeMultiplier.get(state) <= 0:
+        raise AssertionError("NextFeeMultiplier is not positive")

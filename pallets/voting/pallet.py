@@ -11,12 +11,29 @@ for every voter, sum over targets of Votes(voter, *) == ledger.allocated.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-
-from chain.frame.common import ACCOUNT_ID, BALANCE, COMPACT_BALANCE, AccountId, Weight
-from chain.frame.pallet import Ctx, PalletSpec, ReadState, StorageDoubleMap, StorageMap, ensure
+from chain.frame.common import (
+    ACCOUNT_ID,
+    BALANCE,
+    AccountId,
+    BalanceOf,
+    CompactBalanceOf,
+    T,
+    Weight,
+)
+from chain.frame.pallet import (
+    PalletError,
+    PalletSpec,
+    ReadState,
+    StorageDoubleMap,
+    StorageMap,
+    call,
+    ensure,
+    errors,
+    event,
+    hook,
+)
 from chain.frame.types import U32
+from pallets.config import Ctx, RuntimeConfig
 from pallets.registry import pallet as registry
 from pallets.staking import pallet as staking
 
@@ -54,83 +71,51 @@ TargetCount: StorageMap[bytes, int] = StorageMap(
 )
 
 
-@SPEC.event(
-    0,
-    [
-        ("voter", ACCOUNT_ID, "T::AccountId"),
-        ("target", ACCOUNT_ID, "T::AccountId"),
-        ("amount", BALANCE, "BalanceOf<T>"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 0)
 class Voted:
     """A voter allocated bonded stake to a target."""
 
-    voter: bytes
-    target: bytes
-    amount: int
+    voter: T.AccountId
+    target: T.AccountId
+    amount: BalanceOf
 
 
-@SPEC.event(
-    1,
-    [
-        ("voter", ACCOUNT_ID, "T::AccountId"),
-        ("target", ACCOUNT_ID, "T::AccountId"),
-        ("amount", BALANCE, "BalanceOf<T>"),
-    ],
-)
-@dataclasses.dataclass(frozen=True, slots=True)
+@event(SPEC, 1)
 class Unvoted:
     """A voter took stake back from a target."""
 
-    voter: bytes
-    target: bytes
-    amount: int
+    voter: T.AccountId
+    target: T.AccountId
+    amount: BalanceOf
 
 
-@SPEC.errors
-class Error(enum.IntEnum):  # consensus-visible: append only
-    NOT_BONDED = 0
-    TARGET_NOT_REGISTERED = 1
-    TARGET_INACTIVE = 2
-    INSUFFICIENT_FREE_STAKE = 3
-    NOT_ENOUGH_VOTES = 4
-    TOO_MANY_TARGETS = 5
-    TOO_MANY_VOTERS = 6
-    ZERO_AMOUNT = 7
-    CANNOT_VOTE_SELF = 8
+@errors(SPEC)
+class Error(PalletError):  # consensus-visible: append only
+    NOT_BONDED = 0, "The caller has no staking ledger: bond first."
+    TARGET_NOT_REGISTERED = 1, "The target is not a registered miner or coordinator."
+    TARGET_INACTIVE = 2, "The target is registered but not active."
+    INSUFFICIENT_FREE_STAKE = (
+        3,
+        "Not enough bonded stake free of other votes and of the caller's own registration.",
+    )
+    NOT_ENOUGH_VOTES = 4, "The caller voted less than this for the target."
+    TOO_MANY_TARGETS = 5, "The caller votes for MaxTargetsPerVoter targets already."
+    TOO_MANY_VOTERS = 6, "The target has MaxVotersPerTarget voters already."
+    ZERO_AMOUNT = 7, "The amount must be positive."
+    CANNOT_VOTE_SELF = 8, "A registration's own stake already counts for it."
 
 
-SPEC.error_docs = {
-    "NOT_BONDED": "The caller has no staking ledger: bond first.",
-    "TARGET_NOT_REGISTERED": "The target is not a registered miner or coordinator.",
-    "TARGET_INACTIVE": "The target is registered but not active.",
-    "INSUFFICIENT_FREE_STAKE": "Not enough bonded stake free of other votes and of the caller's "
-    "own registration.",
-    "NOT_ENOUGH_VOTES": "The caller voted less than this for the target.",
-    "TOO_MANY_TARGETS": "The caller votes for MaxTargetsPerVoter targets already.",
-    "TOO_MANY_VOTERS": "The target has MaxVotersPerTarget voters already.",
-    "ZERO_AMOUNT": "The amount must be positive.",
-    "CANNOT_VOTE_SELF": "A registration's own stake already counts for it.",
-}
-
-
-def total_votes(state: ReadState, target: bytes) -> int:
+def standing_votes(state: ReadState, target: bytes) -> int:
+    """The stake voted for `target` (wired to Registry's `standing_votes`)."""
     total: int = TotalVotes.get(state, AccountId(target))
     return total
 
 
-registry.VOTES_ON.append(total_votes)
-
-
-def drop_votes(ctx: Ctx, voter: bytes) -> None:
-    """Remove every vote of `voter` (its bond is being slashed away); the ledger's allocation is
-    cleared by the caller."""
+def on_dust_bond(ctx: Ctx, voter: bytes) -> None:
+    """Remove every vote of `voter`, whose bond is being slashed away as dust (wired to
+    Staking); the ledger's allocation is cleared by the caller."""
     for target, _ in sorted(Votes.iter_prefix(ctx.state, voter)):
         set_vote(ctx, voter, target, 0)
-
-
-staking.DUST_LISTENERS.append(drop_votes)
 
 
 def get_vote(state: ReadState, voter: bytes, target: bytes) -> int:
@@ -176,12 +161,8 @@ def set_vote(ctx: Ctx, voter: bytes, target: bytes, amount: int) -> None:
 VOTE_WEIGHT = Weight(80_000_000, 6000)
 
 
-@SPEC.call(
-    0,
-    weight=VOTE_WEIGHT,
-    args=[("target", ACCOUNT_ID, "T::AccountId"), ("value", COMPACT_BALANCE, "BalanceOf<T>")],
-)
-def vote(ctx: Ctx, target: bytes, value: int) -> None:
+@call(SPEC, 0, weight=VOTE_WEIGHT)
+def vote(ctx: Ctx, target: T.AccountId, value: CompactBalanceOf) -> None:
     """Allocate `value` of the caller's bonded stake to `target` (a registered, active miner or
     coordinator). Errors: NotBonded, ZeroAmount, CannotVoteSelf, TargetNotRegistered,
     TargetInactive, InsufficientFreeStake, TooManyTargets, TooManyVoters. Emits: Voted."""
@@ -194,7 +175,7 @@ def vote(ctx: Ctx, target: bytes, value: int) -> None:
     found = registry.get_registration(ctx.state, target)
     ensure(found is not None, Error.TARGET_NOT_REGISTERED)
     assert found is not None
-    ensure(found[1].status == "Active", Error.TARGET_INACTIVE)
+    ensure(found[1].status == registry.Status.ACTIVE, Error.TARGET_INACTIVE)
     available = ledger.free_to_allocate - registry.required_own_stake(ctx, voter)
     ensure(value <= available, Error.INSUFFICIENT_FREE_STAKE)
     old = get_vote(ctx.state, voter, target)
@@ -212,12 +193,8 @@ def vote(ctx: Ctx, target: bytes, value: int) -> None:
     ctx.emit(Voted(voter, target, value))
 
 
-@SPEC.call(
-    1,
-    weight=VOTE_WEIGHT,
-    args=[("target", ACCOUNT_ID, "T::AccountId"), ("value", COMPACT_BALANCE, "BalanceOf<T>")],
-)
-def unvote(ctx: Ctx, target: bytes, value: int) -> None:
+@call(SPEC, 1, weight=VOTE_WEIGHT)
+def unvote(ctx: Ctx, target: T.AccountId, value: CompactBalanceOf) -> None:
     """Take `value` of the caller's votes back from `target` (also when the target is inactive or
     deregistered). Errors: ZeroAmount, NotEnoughVotes. Emits: Unvoted."""
     voter = ctx.ensure_signed()
@@ -229,7 +206,10 @@ def unvote(ctx: Ctx, target: bytes, value: int) -> None:
     ctx.emit(Unvoted(voter, target, value))
 
 
-def check_invariants(state: ReadState) -> None:
+@hook(SPEC, "try_state")
+def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
+    """try_state: Votes and Voters mirror each other; TotalVotes, VoterCount and TargetCount add
+    up; each voter's ledger allocates exactly its votes; each registration shows its votes."""
     totals: dict[bytes, int] = {}
     allocated: dict[bytes, int] = {}
     for voter, target, amount in Votes.iter(state):
@@ -259,3 +239,16 @@ def check_invariants(state: ReadState) -> None:
             raise AssertionError(
                 f"registration {who.hex()} shows {reg.votes} votes, not {totals.get(who, 0)}"
             )
+    voter_counts: dict[bytes, int] = {}
+    target_counts: dict[bytes, int] = {}
+    for voter, target, _ in Votes.iter(state):
+        voter_counts[target] = voter_counts.get(target, 0) + 1
+        target_counts[voter] = target_counts.get(voter, 0) + 1
+    if dict(VoterCount.iter(state)) != voter_counts:
+        raise AssertionError("VoterCount does not count each target's voters")
+    if dict(TargetCount.iter(state)) != target_counts:
+        raise AssertionError("TargetCount does not count each voter's targets")
+    if any(n > MAX_VOTERS_PER_TARGET for n in voter_counts.values()) or any(
+        n > MAX_TARGETS_PER_VOTER for n in target_counts.values()
+    ):
+        raise AssertionError("a vote bound is exceeded")

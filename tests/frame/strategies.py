@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from scalecodec.base import RuntimeConfigurationObject, ScaleBytes
 from scalecodec.type_registry import load_type_registry_preset
 
-from chain.frame.runtime import DecodedCall, Runtime, RuntimeCallType
+from chain.frame.outer import DecodedCall, RuntimeCallType
+from chain.frame.runtime import Runtime
 from chain.frame.types import (
     Bytes,
     Compact,

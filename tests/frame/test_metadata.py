@@ -14,7 +14,7 @@ from scalecodec.base import ScaleBytes
 from chain.frame.pallet import ModuleError, pascal
 from chain.frame.runtime import Runtime
 from genesis.builder import load_spec
-from pallets.runtime import PALLETS, RuntimeConfig, build_runtime
+from pallets.runtime import PALLETS, build_runtime, runtime_config
 from pallets.system import pallet as system
 from tests.frame.strategies import (
     call_as_scalecodec,
@@ -88,9 +88,7 @@ class Scale:
 
 @pytest.fixture(scope="module")
 def scale() -> Scale:
-    config = RuntimeConfig.from_json(
-        load_spec("dev").raw["genesis"]["runtimeGenesis"]["parameters"]
-    )
+    config = runtime_config(load_spec("dev").raw["genesis"]["runtimeGenesis"]["parameters"])
     return Scale(build_runtime(config))
 
 

@@ -2,8 +2,8 @@
 
 `mock` gives a fresh genesis (small existential deposit, cheap fees, an open faucet) over an
 in-memory store, with an Overlay on top that records everything a test changes. Calls go through
-`runtime.dispatch` inside a checkpoint, exactly as the executive runs them. After every test the
-Balances invariants are checked (FRAME's `try_state`).
+`runtime.dispatch` inside a checkpoint, exactly as the executive runs them. After every test every
+pallet's invariants are checked (`runtime.try_state`, FRAME's `try_state`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import pytest
 from chain.codec import encode_u64
 from chain.consensus import PRECOMMIT, SlotEquivocation, Vote, VoteEquivocation, vote_payload
 from chain.frame.common import Weight
-from chain.frame.pallet import Ctx, DispatchError, ModuleError, Origin
-from chain.frame.runtime import DecodedCall, Runtime
+from chain.frame.outer import DecodedCall
+from chain.frame.pallet import DispatchError, ModuleError, Origin
+from chain.frame.runtime import Runtime
 from chain.hashing import blake2_256
 from chain.primitives import DigestItem, Header
 from chain.storage.kv import MemoryKV
@@ -27,8 +28,9 @@ from genesis.builder import load_spec
 from node.keystore import Signer
 from pallets.aura import pallet as aura
 from pallets.balances import pallet as balances
+from pallets.config import Ctx
 from pallets.faucet import pallet as faucet
-from pallets.runtime import RuntimeConfig, build_runtime
+from pallets.runtime import RuntimeConfig, build_runtime, runtime_config
 from pallets.session import pallet as session
 from pallets.session.pallet import SessionKeys
 from pallets.staking import pallet as staking
@@ -55,7 +57,7 @@ SUDO_KEY = ALICE
 def mock_config(**faucet_overrides: Any) -> RuntimeConfig:
     """The dev chain's parameters (so pallets added later get working values) with a small ED,
     cheap fees and an open faucet."""
-    dev = RuntimeConfig.from_json(load_spec("dev").raw["genesis"]["runtimeGenesis"]["parameters"])
+    dev = runtime_config(load_spec("dev").raw["genesis"]["runtimeGenesis"]["parameters"])
     faucet_cfg = {"enabled": True, "amount": FAUCET_AMOUNT, "period_blocks": FAUCET_PERIOD}
     return dataclasses.replace(
         dev,
@@ -91,10 +93,10 @@ class MockRuntime:
         self, config: RuntimeConfig, endowed: dict[bytes, int], sudo_key: bytes | None
     ) -> None:
         self.config = config
-        self.runtime: Runtime = build_runtime(config)
+        self.runtime: Runtime[RuntimeConfig] = build_runtime(config)
         self.backend = MemoryKV()
         genesis = Overlay(self.backend)
-        ctx = Ctx(genesis, Origin.root(), 0, config, [], self.runtime.dispatch)
+        ctx = self.runtime.ctx(genesis, Origin.root(), 0, [])
         balances.build_genesis(ctx, list(endowed.items()))
         aura.build_genesis(ctx, [ALICE])
         if sudo_key is not None:
@@ -107,14 +109,8 @@ class MockRuntime:
     # ---- dispatch ------------------------------------------------------------------------------
 
     def ctx(self, origin: OriginLike, events: list[Any] | None = None) -> Ctx:
-        return Ctx(
-            self.state,
-            as_origin(origin),
-            self.block_number,
-            self.config,
-            self._events if events is None else events,
-            self.runtime.dispatch,
-        )
+        sink = self._events if events is None else events
+        return self.runtime.ctx(self.state, as_origin(origin), self.block_number, sink)
 
     def call(self, pallet: str, call_name: str, **args: Any) -> DecodedCall:
         """A call as a block would carry it: encoded to bytes and decoded back."""

@@ -2,9 +2,10 @@
 registration, voting, work credits, eras with automatic payouts, offences and cancellations over
 five accounts holding realistic CAI amounts (dev parameters, ED 10).
 
-Failed calls must fail with a DispatchError and leave storage unchanged. After every step: the
-pallets' try_state checks, issuance moved only by the events that mint or burn, votes add up
-everywhere, ledgers/freezes/registrations/operators agree, balances stay within u128.
+Failed calls must fail with a DispatchError and leave storage unchanged. After every block
+(`run_to_block`) and every step, every pallet's try_state checks (`runtime.try_state`: votes add
+up everywhere, ledgers, freezes, registrations, operators, slash and payout queues agree); after
+every step, issuance moved only by the events that mint or burn and balances stay within u128.
 
 Known bugs are steered around so that the machine keeps checking everything else (each one has a
 strict xfail test): u64 overflow of credited work (test_rewards: units here stay small), slashes
@@ -21,7 +22,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from chain.codec import U128_MAX
 from chain.frame.pallet import DispatchError
-from pallets.balances import pallet as balances
 from pallets.balances.pallet import Burned, DustLost, Minted, Slashed, Withdraw
 from pallets.registry import pallet as registry
 from pallets.rewards import pallet as rewards
@@ -31,7 +31,6 @@ from pallets.slashing.pallet import OffenderSlashed
 from pallets.staking import pallet as staking
 from pallets.system import pallet as system
 from pallets.voting import pallet as voting
-from tests.pallets.conftest import check_account_invariants
 from tests.pallets.mock import (
     ALICE,
     BOB,
@@ -440,7 +439,6 @@ class EconomyMachine(RuleBasedStateMachine):
     def pallets_try_state(self) -> None:
         assert self.mock.state.depth == 0
         check_economy(self.mock)
-        check_account_invariants(self.mock)
 
     @invariant()
     def issuance_moves_only_by_mint_and_burn(self) -> None:
@@ -450,69 +448,6 @@ class EconomyMachine(RuleBasedStateMachine):
         for _, info in system.Account.iter(self.mock.state):
             assert 0 <= info.data.free <= U128_MAX
             assert 0 <= info.data.frozen <= info.data.free
-
-    @invariant()
-    def ledgers_match_freezes(self) -> None:
-        state = self.mock.state
-        ledgers = dict(staking.Ledger.iter(state))
-        for who, info in system.Account.iter(state):
-            lg = ledgers.get(who)
-            assert info.data.frozen == (lg.total if lg else 0)
-        for lg in ledgers.values():
-            assert 0 <= lg.allocated <= lg.active <= lg.total
-            assert all(c.value > 0 for c in lg.unlocking)
-            assert [c.era for c in lg.unlocking] == sorted({c.era for c in lg.unlocking})
-
-    @invariant()
-    def votes_add_up(self) -> None:
-        state = self.mock.state
-        per_target: dict[bytes, int] = {}
-        voters: dict[bytes, int] = {}
-        targets: dict[bytes, int] = {}
-        for voter, target, amount in voting.Votes.iter(state):
-            assert amount > 0
-            per_target[target] = per_target.get(target, 0) + amount
-            voters[target] = voters.get(target, 0) + 1
-            targets[voter] = targets.get(voter, 0) + 1
-        assert dict(voting.TotalVotes.iter(state)) == per_target
-        assert dict(voting.VoterCount.iter(state)) == voters
-        assert dict(voting.TargetCount.iter(state)) == targets
-        for who, reg in [*registry.Miners.iter(state), *registry.Coordinators.iter(state)]:
-            assert reg.votes == per_target.get(who, 0)
-
-    @invariant()
-    def registrations_consistent(self) -> None:
-        state = self.mock.state
-        config = self.mock.config
-        miners = dict(registry.Miners.iter(state))
-        coordinators = dict(registry.Coordinators.iter(state))
-        assert not set(miners) & set(coordinators)
-        expected_ops: dict[bytes, registry.Operator] = {}
-        for role, regs in (("Miner", miners), ("Coordinator", coordinators)):
-            for who, reg in regs.items():
-                assert reg.own_stake == staking.free_to_allocate(state, who)
-                assert reg.operator != who
-                assert reg.operator not in expected_ops
-                expected_ops[reg.operator] = registry.Operator(role, who)
-                if reg.status != "Suspended":
-                    active = reg.own_stake >= registry.min_stake(config, role)
-                    assert reg.status == ("Active" if active else "Inactive")
-                assert reg.commission <= PERBILL
-        assert dict(registry.OperatorOf.iter(state)) == expected_ops
-
-    @invariant()
-    def queues_consistent(self) -> None:
-        state = self.mock.state
-        era = staking.CurrentEra.get(state)
-        for apply_era, queue in slashing.UnappliedSlashes.iter(state):
-            assert apply_era > era
-            assert queue
-            for slash in queue:
-                assert slashing.Offences.contains(state, slash.offence_id)
-        if payouts_idle(self.mock):
-            for work in (rewards.MinerWork, rewards.CoordinatorWork):
-                assert {e for e, _, _ in work.iter(state)} <= {era}
-        assert balances.TotalIssuance.get(state) == self.expected_issuance
 
 
 EconomyMachine.TestCase.settings = settings(

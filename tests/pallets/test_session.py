@@ -19,7 +19,12 @@ from node.keystore import derive_key
 from pallets.aura import pallet as aura
 from pallets.finality import pallet as finality
 from pallets.finality.pallet import NewAuthorities
-from pallets.runtime import DEFAULT_SESSION_LENGTH, RuntimeConfig
+from pallets.runtime import (
+    DEFAULT_SESSION_LENGTH,
+    build_runtime,
+    decode_runtime_config,
+    runtime_config,
+)
 from pallets.session import pallet as session
 from pallets.session.pallet import (
     BlsPops,
@@ -65,9 +70,9 @@ def vals(new_test_ext: MockFactory) -> MockRuntime:
 
 
 def check(mock: MockRuntime) -> None:
-    session.check_invariants(mock.state)
-    finality.check_invariants(mock.state)
-    staking.check_invariants(mock.state)
+    session.check_invariants(mock.state, mock.config)
+    finality.check_invariants(mock.state, mock.config)
+    staking.check_invariants(mock.state, mock.config)
 
 
 def bond(mock: MockRuntime, who: bytes, amount: int = 10**18) -> None:
@@ -119,7 +124,7 @@ def test_staking_genesis_bonds_and_freezes(mock: MockRuntime) -> None:
     assert staking.get_ledger(mock.state, ALICE) == StakingLedger(ALICE, 600, 600, [])
     assert mock.account(ALICE).data.frozen == 600
     assert mock.account(BOB).data.frozen == 100
-    staking.check_invariants(mock.state)
+    staking.check_invariants(mock.state, mock.config)
 
 
 @pytest.mark.parametrize(
@@ -353,19 +358,19 @@ def dev_parameters() -> dict[str, Any]:
 
 
 def test_session_length_round_trips_through_json() -> None:
-    cfg = RuntimeConfig.from_json(dev_parameters())
+    cfg = runtime_config(dev_parameters())
     assert cfg.session.length == LENGTH
     assert cfg.to_json()["session"] == {"length": LENGTH}
-    assert RuntimeConfig.decode(cfg.encode()) == cfg
+    assert decode_runtime_config(cfg.encode()) == cfg
 
 
 def test_session_length_defaults_and_must_be_positive() -> None:
     params = dev_parameters()
     del params["session"]
-    assert RuntimeConfig.from_json(params).session.length == DEFAULT_SESSION_LENGTH
+    assert runtime_config(params).session.length == DEFAULT_SESSION_LENGTH
     params["session"] = {"length": 0}
     with pytest.raises(ValueError, match=r"session\.length"):
-        RuntimeConfig.from_json(params)
+        runtime_config(params)
 
 
 # ---- chain specs --------------------------------------------------------------------------------
@@ -410,7 +415,7 @@ def test_local_spec_has_four_bonded_validators_and_dev_one() -> None:
 
     for chain, n in (("dev", 1), ("local", 4)):
         storage = genesis_storage(load_spec(chain))
-        cfg = RuntimeConfig.decode(storage[RUNTIME_CONFIG_KEY])
+        cfg = decode_runtime_config(storage[RUNTIME_CONFIG_KEY])
         assert cfg.session.length == 10
         state = _ReadOnly(storage)
         accounts = [ss58_decode(e[0])[0] for e in spec_keys(chain)]
@@ -422,15 +427,15 @@ def test_local_spec_has_four_bonded_validators_and_dev_one() -> None:
             ledger = staking.get_ledger(state, who)
             assert ledger is not None
             assert ledger.active == 1_000_000 * 10**18
-        staking.check_invariants(state)
+        build_runtime(cfg).try_state(state)  # genesis holds every pallet's invariants
     assert (
-        RuntimeConfig.decode(
+        decode_runtime_config(
             genesis_storage(load_spec("dev"))[RUNTIME_CONFIG_KEY]
         ).aura.slot_duration_ms
         == 1000
     )
     assert (
-        RuntimeConfig.decode(
+        decode_runtime_config(
             genesis_storage(load_spec("local"))[RUNTIME_CONFIG_KEY]
         ).aura.slot_duration_ms
         == 2000

@@ -601,7 +601,7 @@ def test_on_initialize_removes_stale_deadline_entries(net: MockRuntime) -> None:
     settle(net, ("t", True))
     Deadlines.put(net.state, 5, tid("t"), True)  # a leftover entry for a final task
     Deadlines.put(net.state, 5, tid("ghost"), True)  # and one for no task at all
-    events = run_to_block(net, 6)
+    events = run_to_block(net, 6, check=False)  # the invariants hold again once they are gone
     assert of_type(events, TaskSettled) == []
     assert list(net.state.iterate(Deadlines.prefix)) == []
     assert task(net, "t").settled_at == 1

@@ -1,0 +1,141 @@
+"""The runtime's outer enums: `RuntimeCall` (pallet index, call index, arguments) and
+`RuntimeEvent` (pallet index, event index, fields), built from the pallets' declarations."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from chain.codec import CodecError, Decoder
+from chain.frame.common import Weight
+from chain.frame.pallet import CallDef, EventDef, PalletSpec
+from chain.frame.types import Enum, JSONDict, ScaleType, TypeRegistry, VariantDef, _info, field_info
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DecodedCall:
+    """A call decoded from its bytes: the declaration and the arguments by name."""
+
+    call: CallDef
+    args: dict[str, Any]
+
+    @property
+    def weight(self) -> Weight:
+        inner = self.args.get("call")
+        if isinstance(inner, DecodedCall):  # sudo-style wrappers also pay for the inner call
+            return self.call.weight + inner.weight
+        return self.call.weight
+
+    @property
+    def name(self) -> str:
+        return f"{self.call.pallet.name}.{self.call.name}"
+
+
+class RuntimeCallType(ScaleType):
+    """`<runtime>::RuntimeCall`: pallet index, call index, arguments."""
+
+    def __init__(self, runtime_name: str, pallets: Sequence[PalletSpec]) -> None:
+        self.path = [f"{runtime_name}_runtime", "RuntimeCall"]
+        self.type_name = "RuntimeCall"
+        self.pallets = {p.index: p for p in pallets if p.calls}
+        self.shape = tuple(
+            (i, p.name, tuple(sorted(p.calls))) for i, p in sorted(self.pallets.items())
+        )
+        self.call_enums = {  # each pallet's `Call` enum, by pallet index (metadata)
+            index: Enum(
+                f"{p.module}::pallet::Call",
+                [VariantDef(c.index, c.name, c.args, c.docs) for c in p.calls.values()],
+                params=[("T", None)],
+                docs=["Contains a variant per dispatchable extrinsic that this pallet has."],
+            )
+            for index, p in self.pallets.items()
+        }
+
+    def encode(self, value: DecodedCall) -> bytes:
+        return value.call.encode(**value.args)
+
+    def decode(self, d: Decoder) -> DecodedCall:
+        pallet_index = d.u8()
+        call_index = d.u8()
+        pallet = self.pallets.get(pallet_index)
+        if pallet is None:
+            raise CodecError(f"no pallet with calls at index {pallet_index}")
+        call = pallet.calls.get(call_index)
+        if call is None:
+            raise CodecError(f"{pallet.name} has no call with index {call_index}")
+        return DecodedCall(call, call.decode_args(d))
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        variants = []
+        for index in sorted(self.pallets):
+            p = self.pallets[index]
+            call_enum = self.call_enums[index]
+            variants.append(
+                {
+                    "name": p.name,
+                    "fields": [
+                        field_info(
+                            None, reg.id_of(call_enum), f"CallableCallFor<{p.name}, Runtime>"
+                        )
+                    ],
+                    "index": p.index,
+                    "docs": [],
+                }
+            )
+        return _info({"variant": {"variants": variants}}, path=self.path)
+
+
+class RuntimeEventType(ScaleType):
+    """`<runtime>::RuntimeEvent`: pallet index, event index, fields (values: event dataclasses)."""
+
+    def __init__(self, runtime_name: str, pallets: Sequence[PalletSpec]) -> None:
+        self.path = [f"{runtime_name}_runtime", "RuntimeEvent"]
+        self.type_name = "RuntimeEvent"
+        self.pallets = {p.index: p for p in pallets if p.events}
+        self.shape = tuple((i, p.name, len(p.events)) for i, p in sorted(self.pallets.items()))
+        self.by_class: dict[type, EventDef] = {}
+        self.by_index: dict[tuple[int, int], EventDef] = {}
+        for p in self.pallets.values():
+            for cls, ev in p.events.items():
+                self.by_class[cls] = ev
+                self.by_index[(p.index, ev.index)] = ev
+
+    def encode(self, value: Any) -> bytes:
+        ev = self.by_class.get(type(value))
+        if ev is None:
+            raise CodecError(f"{type(value).__qualname__} is not an event of this runtime")
+        return ev.encode(value)
+
+    def decode(self, d: Decoder) -> Any:
+        key = (d.u8(), d.u8())
+        ev = self.by_index.get(key)
+        if ev is None:
+            raise CodecError(f"unknown event {key}")
+        return ev.cls(*[f.ty.decode(d) for f in ev.fields])
+
+    def event_enum(self, p: PalletSpec) -> Enum:
+        return Enum(
+            f"{p.module}::pallet::Event",
+            [VariantDef(e.index, e.cls.__name__, e.fields, e.docs) for e in p.events.values()],
+            params=[("T", None)],
+            docs=["The `Event` enum of this pallet"],
+        )
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        variants = []
+        for index in sorted(self.pallets):
+            p = self.pallets[index]
+            variants.append(
+                {
+                    "name": p.name,
+                    "fields": [
+                        field_info(
+                            None, reg.id_of(self.event_enum(p)), f"{p.module}::Event<Runtime>"
+                        )
+                    ],
+                    "index": p.index,
+                    "docs": [],
+                }
+            )
+        return _info({"variant": {"variants": variants}}, path=self.path)
