@@ -5,6 +5,10 @@ It knows nothing about what blocks or votes mean; the node plugs in a `NetworkHa
 and takes opaque payloads. Each connection runs in one task that does the handshake and then
 reads frames sequentially (the handler's awaited work runs there, so a peer cannot fan out
 work); one writer task per peer drains its bounded outbound queue.
+
+What the service does can be observed without polling: `stats()` holds counters for metrics,
+and `next_change()` / `wait_for()` wake up whenever the peer set, a peer's status, the ban list
+or a counter changes.
 """
 
 from __future__ import annotations
@@ -85,6 +89,22 @@ REPORT_COOLDOWN_S = 30.0  # we do not redial a peer disconnected by `report(ban=
 CLOSE_TIMEOUT_S = 1.0
 STATUS_COALESCE_S = 0.05
 _WS_MAX_MSG = MAX_RESPONSE_BYTES + 64
+
+COUNTERS = (  # the counters of `NetworkService.stats()`, for metrics; all start at 0
+    "connections_opened",  # handshakes completed: peers admitted (one replacing a duplicate too)
+    "connections_closed",  # admitted connections ended (a replaced duplicate too)
+    "handshakes_failed",  # connections, either direction, failed or refused in the handshake
+    "handshakes_refused_banned",  # of those, refused because the peer is banned
+    "gossip_sent",  # gossip frames queued to a peer (broadcast, relay, send)
+    "gossip_received",  # gossip frames read and processed, duplicates included
+    "gossip_duplicates",  # of those, already seen: not given to the handler
+    "gossip_dropped",  # relays not queued because the peer's queue was full
+    "frames_dropped",  # frames of any kind not queued because a peer's queue was full
+    "bans",  # bans imposed (a peer banned twice counts twice)
+    "requests_rate_limited",  # inbound block requests answered empty by the rate limit
+    "responses_truncated",  # block responses cut to the 16 MiB cap
+    "slow_peers",  # peers disconnected because their queue stayed full
+)
 
 
 class NetworkHandler(Protocol):
@@ -181,7 +201,8 @@ class NetworkService:
         self._dialing_ids: set[PeerId] = set()
         self._banned: dict[PeerId, float] = {}
         self._seen = LruSet(config.gossip_cache_size)
-        self._stats: collections.Counter[str] = collections.Counter()
+        self._stats: collections.Counter[str] = collections.Counter(dict.fromkeys(COUNTERS, 0))
+        self._change_waiters: list[asyncio.Future[None]] = []
         self._conn_tasks: set[asyncio.Task[None]] = set()
         self._handshaking: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -275,11 +296,49 @@ class NetworkService:
         return until is not None and until > time.monotonic()
 
     def stats(self) -> dict[str, int]:
-        """Counters for metrics: frames dropped, bans, rate-limited requests, ..."""
+        """Counters for metrics, every one of `COUNTERS` (0 until it first happens, never
+        decreasing), and the gauges `peers` (connected), `banned` (bans in force) and
+        `known_addresses` (bootnodes and learned addresses we may dial)."""
         out = dict(self._stats)
         out["peers"] = len(self._peers)
         out["banned"] = sum(1 for pid in self._banned if self.is_banned(pid))
+        out["known_addresses"] = len(self._addrs)
         return out
+
+    # ---- observing changes --------------------------------------------------------------------
+
+    def next_change(self) -> asyncio.Future[None]:
+        """A future resolved at the next change of what the queries above report: a peer
+        connected (after `on_peer_connected`) or disconnected (after `on_peer_disconnected`),
+        a peer's status (after `on_peer_status`), a ban added or expired, an address learned
+        or forgotten, or any counter of `stats()` (a gossip message is counted after
+        `on_gossip` returned and its relays were queued). Take it before checking a condition,
+        and no change in between is missed. Cancelling it affects no other waiter."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._change_waiters.append(fut)
+        return fut
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:  # noqa: ASYNC109
+        """Return as soon as `predicate()` is true, evaluating it now and after each change
+        (see `next_change`); raise TimeoutError if it is still false after `timeout` s."""
+        async with asyncio.timeout(timeout):
+            while True:
+                change = self.next_change()
+                if predicate():
+                    change.cancel()
+                    return
+                await change
+
+    def _changed(self) -> None:
+        waiters, self._change_waiters = self._change_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _count(self, counter: str, n: int = 1) -> None:
+        if n:
+            self._stats[counter] += n
+            self._changed()
 
     # ---- sending ------------------------------------------------------------------------------
 
@@ -300,7 +359,10 @@ class NetworkService:
         digest = blake2_256(data)
         self._seen.add(digest)
         peer.known.add(digest)
-        return self._enqueue(peer, data)
+        if not self._enqueue(peer, data):
+            return False
+        self._count("gossip_sent")
+        return True
 
     def update_status(self, status: Status) -> None:
         """Our best/finalized changed: peers get a STATUS (coalesced)."""
@@ -542,6 +604,7 @@ class NetworkService:
         if self._is_stopping:
             raise _HandshakeError("shutting down", peer_id=pid)
         if self.is_banned(pid):
+            self._count("handshakes_refused_banned")
             raise _HandshakeError("banned", peer_id=pid)
         existing = self._peers.get(pid)
         if existing is not None:
@@ -608,6 +671,7 @@ class NetworkService:
                 self._handler.on_peer_status(pid, peer.info())
         except Exception:
             log.exception("Network handler failed on a new peer")
+        self._count("connections_opened")
         if not self._cfg.peer_exchange:
             return
         others = [p for p in self._peers.values() if p is not peer and p.address]
@@ -630,9 +694,9 @@ class NetworkService:
     ) -> None:
         who = exc.peer_id or (str(dialed) if dialed else remote_ip or "?")
         log.info("Rejected %s connection %s: %s", direction.value, who, exc.reason)
-        self._stats["handshakes_failed"] += 1
-        if exc.is_self and dialed is not None:
-            self._addrs.pop(str(dialed), None)
+        self._count("handshakes_failed")
+        if exc.is_self and dialed is not None and self._addrs.pop(str(dialed), None) is not None:
+            self._changed()
         if ready is not None and not ready.done():
             ready.set_exception(NetworkError(f"handshake with {who} failed: {exc.reason}"))
 
@@ -681,23 +745,27 @@ class NetworkService:
 
     async def _teardown(self, peer: Peer, ws: _Socket, reason: str) -> None:
         reason = peer.close_reason or reason
-        if peer.writer_task is not None:
-            peer.writer_task.cancel()
-            await asyncio.wait({peer.writer_task})
-        for fut, _ in peer.pending.values():
-            if not fut.done():
-                fut.set_exception(NetworkError(f"peer disconnected: {reason}"))
-        peer.pending.clear()
-        pid = peer.peer_id
-        if self._peers.get(pid) is peer:
-            del self._peers[pid]
-            log.info("Disconnected from %s: %s", pid, reason)
-            try:
-                self._handler.on_peer_disconnected(pid)
-            except Exception:
-                log.exception("Network handler failed on a disconnection")
-            self._dial_wakeup.set()
-        await self._close_ws(ws, reason)
+        try:
+            if peer.writer_task is not None:
+                peer.writer_task.cancel()
+                await asyncio.wait({peer.writer_task})
+            for fut, _ in peer.pending.values():
+                if not fut.done():
+                    fut.set_exception(NetworkError(f"peer disconnected: {reason}"))
+            peer.pending.clear()
+            pid = peer.peer_id
+            if self._peers.get(pid) is peer:
+                del self._peers[pid]
+                log.info("Disconnected from %s: %s", pid, reason)
+                try:
+                    self._handler.on_peer_disconnected(pid)
+                except Exception:
+                    log.exception("Network handler failed on a disconnection")
+                self._dial_wakeup.set()
+                self._changed()
+            await self._close_ws(ws, reason)
+        finally:
+            self._count("connections_closed")
 
     async def _close_ws(self, ws: _Socket, reason: str) -> None:
         if ws.closed:
@@ -741,10 +809,16 @@ class NetworkService:
             self._ban(peer.peer_id, f"undecodable {name} frame: {exc}", peer)
 
     async def _on_gossip(self, peer: Peer, kind: int, data: bytes) -> None:
+        try:
+            await self._process_gossip(peer, kind, data)
+        finally:  # after the handler and the relays: a waiter sees the message's whole effect
+            self._count("gossip_received")
+
+    async def _process_gossip(self, peer: Peer, kind: int, data: bytes) -> None:
         digest = blake2_256(data)
         peer.known.add(digest)
         if not self._seen.add(digest):
-            self._stats["gossip_duplicates"] += 1
+            self._count("gossip_duplicates")
             return
         log.debug("Gossip %s from %s (%d bytes)", KIND_NAMES[kind], peer.peer_id, len(data))
         try:
@@ -764,10 +838,11 @@ class NetworkService:
             self._handler.on_peer_status(peer.peer_id, peer.info())
         except Exception:
             log.exception("Network handler failed on a peer status")
+        self._changed()
 
     def _on_block_request(self, peer: Peer, request_id: int, from_number: int, count: int) -> None:
         if not peer.request_bucket.take():
-            self._stats["requests_rate_limited"] += 1
+            self._count("requests_rate_limited")
             self._enqueue(peer, encode_block_response(request_id, []))
             if not peer.abuse_bucket.take():
                 self._ban(peer.peer_id, "too many block requests", peer)
@@ -781,7 +856,7 @@ class NetworkService:
                 log.exception("Network handler failed on a block request")
         kept = truncate_response(items, count)
         if len(kept) < min(len(items), count):
-            self._stats["responses_truncated"] += 1
+            self._count("responses_truncated")
         self._enqueue(peer, encode_block_response(request_id, kept))
 
     def _on_block_response(self, peer: Peer, request_id: int, items: list[bytes]) -> None:
@@ -829,7 +904,8 @@ class NetworkService:
                 peer.known.add(digest)
                 sent += 1
             else:
-                self._stats["gossip_dropped"] += 1
+                self._count("gossip_dropped")
+        self._count("gossip_sent", sent)
         return sent
 
     def _enqueue(self, peer: Peer, data: bytes) -> bool:
@@ -837,7 +913,7 @@ class NetworkService:
             return False
         if peer.queue.put(data):
             return True
-        self._stats["frames_dropped"] += 1
+        self._count("frames_dropped")
         return False
 
     def _ban(self, peer_id: PeerId, reason: str, peer: Peer | None = None) -> None:
@@ -845,7 +921,7 @@ class NetworkService:
             self._expire_bans()
         if len(self._banned) < MAX_BANNED:
             self._banned[peer_id] = time.monotonic() + self._cfg.ban_seconds
-        self._stats["bans"] += 1
+        self._count("bans")
         log.info("Banned peer %s: %s", peer_id, reason)
         current = self._peers.get(peer_id)
         for target in {id(p): p for p in (peer, current) if p is not None}.values():
@@ -853,8 +929,11 @@ class NetworkService:
 
     def _expire_bans(self) -> None:
         now = time.monotonic()
-        for pid in [pid for pid, until in self._banned.items() if until <= now]:
+        expired = [pid for pid, until in self._banned.items() if until <= now]
+        for pid in expired:
             del self._banned[pid]
+        if expired:
+            self._changed()
 
     # ---- dialing, maintenance -----------------------------------------------------------------
 
@@ -866,6 +945,7 @@ class NetworkService:
         if not is_bootnode and learned >= MAX_LEARNED_ADDRESSES:
             return
         self._addrs[key] = _AddressState(addr, is_bootnode, addr.peer_id)
+        self._changed()
 
     async def _dial_loop(self) -> None:
         while True:
@@ -917,8 +997,9 @@ class NetworkService:
             state.next_try = now + min(backoff, MAX_BACKOFF_S)
             level = logging.INFO if state.is_bootnode and state.fails == 1 else logging.DEBUG
             log.log(level, "Dialing %s failed: %s", state.addr, exc)
-            if not state.is_bootnode and state.fails >= MAX_DIAL_FAILURES:
-                self._addrs.pop(str(state.addr), None)
+            forget = not state.is_bootnode and state.fails >= MAX_DIAL_FAILURES
+            if forget and self._addrs.pop(str(state.addr), None) is not None:
+                self._changed()
         else:
             state.fails = 0
             state.peer_id = fut.result()
@@ -933,7 +1014,7 @@ class NetworkService:
             for peer in list(self._peers.values()):
                 since = peer.queue.full_since
                 if since is not None and now - since > self._cfg.slow_peer_seconds:
-                    self._stats["slow_peers"] += 1
+                    self._count("slow_peers")
                     self._request_close(
                         peer, f"slow peer: outbound queue full for {now - since:.1f} s"
                     )

@@ -39,13 +39,27 @@ def run(coro: Coroutine[Any, Any, None], timeout: float = 20.0) -> None:
     asyncio.run(bounded())
 
 
-async def wait_until(pred: Callable[[], bool], within: float = 5.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or pred}")
-        await asyncio.sleep(0.02)
+async def wait_until(
+    pred: Callable[[], bool], *services: NetworkService, within: float = 5.0, what: str = ""
+) -> None:
+    """Wait until `pred()` holds, re-checking it whenever one of `services` reports a change
+    (`NetworkService.next_change`: peers, statuses, bans, counters). Name every service whose
+    change can make `pred` true; no polling, so a missing one times out instead of passing."""
+    if not services:
+        raise TypeError("wait_until needs the services whose changes it waits on")
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                changes = [s.next_change() for s in services]  # taken before the check
+                try:
+                    if pred():
+                        return
+                    await asyncio.wait(changes, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for change in changes:
+                        change.cancel()
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what or pred}") from None
 
 
 class FakeHandler:

@@ -114,9 +114,15 @@ def test_frame_queue_bounds_frames_and_bytes():
         assert q.full_since == 1.0  # still more than half full
         assert await q.get() == b"5678"
         assert q.full_since is None
-        waiter = asyncio.ensure_future(q.get())
         assert await q.get() == b"z"
-        await asyncio.sleep(0)
+        parking = asyncio.Event()
+
+        async def get_when_empty():
+            parking.set()  # then, in the same step, get() finds the queue empty and parks
+            return await q.get()
+
+        waiter = asyncio.ensure_future(get_when_empty())
+        await parking.wait()
         assert not waiter.done()
         q.put(b"late")
         assert await waiter == b"late"

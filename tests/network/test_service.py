@@ -22,6 +22,7 @@ from node.network.messages import (
     BLOCK_RESPONSE,
     HELLO,
     STATUS,
+    decode_block_request,
     decode_block_response,
     encode_block_request,
     encode_peers,
@@ -32,6 +33,7 @@ from node.network.peerid import parse_multiaddr
 from .helpers import (
     GENESIS,
     FakeHandler,
+    RawPeer,
     addr,
     key,
     make,
@@ -50,7 +52,7 @@ def test_handshake_connects_both_sides():
         b, hb = make(2)
         async with started(a, b):
             assert await b.connect(addr(a)) == a.local_peer_id
-            await wait_until(lambda: a.peer_count() == 1, what="a sees b")
+            await wait_until(lambda: a.stats()["connections_opened"] == 1, a, what="a admits b")
             [info_b] = a.peers()
             [info_a] = b.peers()
             assert info_a.peer_id == a.local_peer_id
@@ -76,7 +78,9 @@ def test_handshake_rejects_genesis_mismatch():
         async with started(a, b):
             with pytest.raises(NetworkError, match="genesis mismatch"):
                 await b.connect(addr(a))
-            await asyncio.sleep(0.05)
+            # a checks the genesis too: its side of the handshake fails on its own
+            await wait_until(lambda: a.stats()["handshakes_failed"] == 1, a)
+            assert a.stats()["connections_opened"] == 0
             assert a.peer_count() == 0
             assert b.peer_count() == 0
 
@@ -126,7 +130,9 @@ def test_handshake_rejects_unexpected_peer_id():
             wrong = str(parse_multiaddr(addr(a)).with_peer_id(peer_id_from_node_key(key(3))))
             with pytest.raises(NetworkError, match="peer id mismatch"):
                 await b.connect(wrong)
-            await asyncio.sleep(0.05)
+            # b hangs up before its AUTH: a's side of the handshake fails, a admits nobody
+            await wait_until(lambda: a.stats()["handshakes_failed"] == 1, a)
+            assert a.stats()["connections_opened"] == 0
             assert a.peer_count() == 0
             assert b.peer_count() == 0
 
@@ -142,7 +148,15 @@ def test_handshake_rejects_when_full_and_duplicates_are_merged():
             await b.connect(addr(a))
             # a second connection from the same dialer replaces the first, silently
             assert await b.connect(addr(a)) == a.local_peer_id
-            await asyncio.sleep(0.1)
+            # the replaced connection is torn down on both sides
+            await wait_until(
+                lambda: (
+                    a.stats()["connections_closed"] == 1 and b.stats()["connections_closed"] == 1
+                ),
+                a,
+                b,
+                what="the first connection closed",
+            )
             assert a.peer_count() == 1
             assert b.peer_count() == 1
             assert ha.connected == [b.local_peer_id]
@@ -164,13 +178,22 @@ def test_simultaneous_dials_leave_one_connection():
                 a.connect(addr(b)), b.connect(addr(a)), return_exceptions=True
             )
             assert any(isinstance(r, str) for r in results), results
-            await wait_until(lambda: a.peer_count() == 1 and b.peer_count() == 1)
-            await asyncio.sleep(0.2)
+
+            def settled(n):
+                # both connections resolved on this side (admitted or refused in the
+                # handshake), and of the admitted ones all but one closed again
+                s = n.stats()
+                opened = s["connections_opened"]
+                return (
+                    opened + s["handshakes_failed"] == 2 and opened - s["connections_closed"] == 1
+                )
+
+            await wait_until(lambda: settled(a) and settled(b), a, b, what="one connection left")
             assert a.peer_count() == 1
             assert b.peer_count() == 1
             # both sides kept the same connection: it carries messages
             a.broadcast(VOTE, b"after-merge")
-            await wait_until(lambda: len(hb.gossip) == 1)
+            await wait_until(lambda: len(hb.gossip) == 1, b)
             assert len(ha.connected) == len(hb.connected) == 1
         finally:
             await a.stop()
@@ -188,7 +211,7 @@ def test_peer_exchange_builds_a_full_mesh():
         async with started(*others):
             try:
                 await wait_until(
-                    lambda: all(n.peer_count() == 3 for n in nodes), within=8, what="full mesh"
+                    lambda: all(n.peer_count() == 3 for n in nodes), *nodes, what="full mesh"
                 )
                 for n in nodes:
                     ids = {p.peer_id for p in n.peers()}
@@ -208,11 +231,18 @@ def test_gossip_reaches_every_handler_exactly_once():
         handlers = [h for _, h in built]
         async with started(*nodes[1:]):
             try:
-                await wait_until(lambda: all(n.peer_count() == 3 for n in nodes), within=8)
+                await wait_until(lambda: all(n.peer_count() == 3 for n in nodes), *nodes)
                 assert a.broadcast(VOTE, b"vote-1") == 3
                 assert a.broadcast(VOTE, b"vote-1") == 0  # every peer has it
-                await wait_until(lambda: all(h.gossip for h in handlers))
-                await asyncio.sleep(0.2)  # relays settle
+
+                def relays_settled():
+                    # a relay is queued before the frame that caused it counts as received,
+                    # so once every frame queued anywhere was received, none is in flight
+                    sent = sum(n.stats()["gossip_sent"] for n in nodes)
+                    return sent == sum(n.stats()["gossip_received"] for n in nodes)
+
+                await wait_until(relays_settled, *nodes, what="every relay received")
+                assert sum(n.stats()["gossip_duplicates"] for n in nodes) > 0  # relays happened
                 for h in handlers:
                     assert h.gossip == [(a.local_peer_id, VOTE, b"vote-1")]
                 assert ha.gossip == []  # its own message, echoed back, is not delivered
@@ -233,14 +263,19 @@ def test_gossip_floods_along_a_line_unless_kept():
         hb.verdict = lambda kind, payload: Verdict.KEEP if payload == b"kept" else Verdict.ACCEPT
         async with started(c):
             try:
-                await wait_until(lambda: b.peer_count() == 2 and c.peer_count() == 1)
+                await wait_until(lambda: b.peer_count() == 2 and c.peer_count() == 1, b, c)
                 assert a.peer_count() == 1
                 a.broadcast(BLOCK_ANNOUNCE, b"relayed")
                 a.broadcast(TRANSACTIONS, b"kept")
-                await wait_until(lambda: len(hc.gossip) == 1)
-                await asyncio.sleep(0.2)
-                assert hc.gossip == [(b.local_peer_id, BLOCK_ANNOUNCE, b"relayed")]
-                assert sorted(p for _, _, p in hb.gossip) == [b"kept", b"relayed"]
+                # b reads a's frames in order and relays in order: once c has the marker sent
+                # after "kept", b has decided on "kept" and c has read whatever b relayed before
+                a.broadcast(VOTE, b"marker")
+                await wait_until(lambda: len(hc.gossip) == 2, c)
+                assert hc.gossip == [
+                    (b.local_peer_id, BLOCK_ANNOUNCE, b"relayed"),
+                    (b.local_peer_id, VOTE, b"marker"),
+                ]
+                assert [p for _, _, p in hb.gossip] == [b"relayed", b"kept", b"marker"]
             finally:
                 await a.stop()
                 await b.stop()
@@ -256,12 +291,14 @@ def test_invalid_verdict_bans_the_sender():
         ha.verdict = lambda kind, payload: Verdict.INVALID
         async with started(b):
             try:
-                await wait_until(lambda: a.peer_count() == 1)
-                b.broadcast(VOTE, b"forged")
-                await wait_until(lambda: a.peer_count() == 0 and b.peer_count() == 0)
+                # b's dial completes on b once it has a's AUTH, after a admitted b
+                await wait_until(lambda: a.peer_count() == 1 and b.peer_count() == 1, a, b)
+                assert b.broadcast(VOTE, b"forged") == 1
+                await wait_until(lambda: a.peer_count() == 0 and b.peer_count() == 0, a, b)
                 assert a.is_banned(b.local_peer_id)
                 assert ha.disconnected == [b.local_peer_id]
-                await asyncio.sleep(0.4)  # b keeps dialing its bootnode: refused each time
+                # b keeps dialing its bootnode: refused each time
+                await wait_until(lambda: a.stats()["handshakes_refused_banned"] >= 2, a)
                 assert a.peer_count() == 0
                 assert b.peer_count() == 0
                 with pytest.raises(NetworkError, match="banned"):
@@ -285,15 +322,16 @@ def test_report_bans_or_disconnects():
         async with started(a, b, c):
             await b.connect(addr(a))
             await c.connect(addr(a))
-            await wait_until(lambda: a.peer_count() == 2)
+            await wait_until(lambda: a.peer_count() == 2, a)
             a.report(b.local_peer_id, "bad block", ban=False)
             a.report(c.local_peer_id, "equivocating", ban=True)
-            await wait_until(lambda: len(ha.disconnected) == 2)
+            await wait_until(lambda: len(ha.disconnected) == 2, a)
             assert not a.is_banned(b.local_peer_id)
             assert a.is_banned(c.local_peer_id)
-            # b may come back (it redials the address it knows), c may not
-            await wait_until(lambda: b.local_peer_id in {p.peer_id for p in a.peers()})
-            await asyncio.sleep(0.3)
+            # b may come back (it redials the address it knows), c may not: it redials too,
+            # and is refused
+            await wait_until(lambda: b.local_peer_id in {p.peer_id for p in a.peers()}, a)
+            await wait_until(lambda: a.stats()["handshakes_refused_banned"] >= 1, a)
             assert {p.peer_id for p in a.peers()} == {b.local_peer_id}
             with pytest.raises(NetworkError, match="banned"):
                 await c.connect(addr(a))
@@ -335,11 +373,15 @@ def test_block_request_times_out_and_fails_on_disconnect():
         async with started(a), raw_peer(a) as raw:
             await raw.handshake()
             pid = peer_id_from_node_key(raw.seed)
-            await wait_until(lambda: a.peer_count() == 1)
+            await wait_until(lambda: a.peer_count() == 1, a)
             with pytest.raises(NetworkError, match="timed out"):
                 await a.request_blocks(pid, 0, 1, timeout=0.2)
             pending = asyncio.ensure_future(a.request_blocks(pid, 0, 1, timeout=5))
-            await asyncio.sleep(0.05)
+            # the request is pending once it reaches the peer: read up to it
+            while True:
+                data = await raw.recv_binary()
+                if data[0] == BLOCK_REQUEST and decode_block_request(data[1:])[0] == 2:
+                    break
             await raw.ws.close()
             with pytest.raises(NetworkError, match="disconnected"):
                 await pending
@@ -413,7 +455,7 @@ def test_outbound_queue_is_bounded_and_slow_peer_dropped():
         async with started(a), raw_peer(a) as raw:
             await raw.handshake()  # then never reads again
             pid = peer_id_from_node_key(raw.seed)
-            await wait_until(lambda: a.peer_count() == 1)
+            await wait_until(lambda: a.peer_count() == 1, a)
             payload = b"y" * 65_536
             peak = 0
             for i in range(1500):
@@ -422,11 +464,11 @@ def test_outbound_queue_is_bounded_and_slow_peer_dropped():
                 if peer is not None:
                     peak = max(peak, len(peer.queue))
                     assert peer.queue.queued_bytes <= 1 << 20
-                if i % 50 == 0:
-                    await asyncio.sleep(0)
+                if i % 50 == 0:  # the writer drains into the socket meanwhile, so that the
+                    await asyncio.sleep(0)  # TCP buffers fill for real: a yield, not a wait
             assert peak <= 16
             assert a.stats()["gossip_dropped"] > 0
-            await wait_until(lambda: a.peer_count() == 0, within=5, what="slow peer dropped")
+            await wait_until(lambda: a.peer_count() == 0, a, what="slow peer dropped")
             assert a.stats()["slow_peers"] == 1
 
     run(main())
@@ -440,7 +482,7 @@ def test_status_updates_reach_peers():
             await b.connect(addr(a))
             for n in range(8, 20):  # coalesced: the last one wins
                 a.update_status(Status(n, bytes([n]) * 32, n - 2, b"\x00" * 32))
-            await wait_until(lambda: b.best_peer_number() == 19)
+            await wait_until(lambda: b.best_peer_number() == 19, b)
             [info] = b.peers()
             assert (info.best_hash, info.finalized_number) == (bytes([19]) * 32, 17)
             assert hb.statuses[-1].best_number == 19
@@ -465,17 +507,20 @@ def test_garbage_handshakes_do_not_hurt_the_service():
             async with session.ws_connect(url(a)) as ws:  # an oversized hello
                 await ws.send_bytes(frame(HELLO, b"z" * 100_000))
             async with session.ws_connect(url(a)) as ws:  # silence: handshake timeout
-                await asyncio.sleep(0.5)
+                assert "handshake timed out" in await RawPeer(ws, key(98)).close_reason()
             async with session.ws_connect(url(a)):  # connect and leave
                 pass
             async with session.get(url(a).replace("ws://", "http://")) as resp:  # no upgrade
                 assert resp.status >= 400
             async with session.get(url(a).replace("/p2p", "/")) as resp:
                 assert resp.status == 404
-            await asyncio.sleep(0.1)
+            # text, bytes, junk, oversized, silence, leave: six failed handshakes (the two
+            # plain HTTP requests never reach one)
+            await wait_until(lambda: a.stats()["handshakes_failed"] == 6, a)
+            assert a.stats()["connections_opened"] == 0
             assert a.peer_count() == 0
             assert await b.connect(addr(a)) == a.local_peer_id
-            assert a.stats()["handshakes_failed"] >= 5
+            assert a.stats()["handshakes_failed"] == 6
 
     run(main())
 
@@ -488,16 +533,15 @@ def test_stop_is_clean(caplog):
         c, hc = make(3, bootnodes=[addr(a)])
         await b.start()
         await c.start()
-        await wait_until(lambda: all(n.peer_count() == 2 for n in (a, b, c)))
+        await wait_until(lambda: all(n.peer_count() == 2 for n in (a, b, c)), a, b, c)
         await b.request_blocks(a.local_peer_id, 0, 1)
         await a.stop()
-        await wait_until(lambda: b.peer_count() == 1 and c.peer_count() == 1)
+        await wait_until(lambda: b.peer_count() == 1 and c.peer_count() == 1, b, c)
         assert hb.disconnected == [a.local_peer_id]
         assert hc.disconnected == [a.local_peer_id]
         await b.stop()
         await c.stop()
         await a.stop()  # idempotent
-        await asyncio.sleep(0)
         assert asyncio.all_tasks() == {asyncio.current_task()}
 
     with caplog.at_level(logging.INFO, logger="node.network"):
@@ -520,7 +564,15 @@ def test_genesis_is_checked_by_the_listener_too():
 
 def test_stop_is_prompt_with_pending_dials():
     async def main():
-        async def silent(reader, writer):  # accepts TCP, never answers the upgrade
+        upgrades = asyncio.Condition()
+        asked = 0
+
+        async def silent(reader, writer):  # reads the upgrade request, never answers it
+            nonlocal asked
+            await reader.readuntil(b"\r\n\r\n")
+            async with upgrades:
+                asked += 1
+                upgrades.notify_all()
             await reader.read()
             writer.close()
 
@@ -530,7 +582,8 @@ def test_stop_is_prompt_with_pending_dials():
         a, _ = make(1, bootnodes=[blackhole], handshake_timeout=10)
         await a.start()
         pending = asyncio.ensure_future(a.connect(blackhole))
-        await asyncio.sleep(0.2)
+        async with upgrades:  # both dials (the bootnode's and ours) wait for an answer
+            await upgrades.wait_for(lambda: asked == 2)
         loop = asyncio.get_running_loop()
         began = loop.time()
         await a.stop()
@@ -545,14 +598,42 @@ def test_stop_is_prompt_with_pending_dials():
 
 def test_peers_message_with_bad_addresses_is_ignored():
     async def main():
-        a, _ = make(1)
+        a, ha = make(1)
         async with started(a), raw_peer(a) as raw:
             await raw.handshake()
             await raw.ws.send_bytes(encode_peers(["garbage", "/ip4/127.0.0.1/tcp/1/ws", addr(a)]))
             await raw.ws.send_bytes(frame(VOTE, b"still here"))
-            await wait_until(lambda: a.stats().get("handshakes_failed", 0) == 0)
-            await asyncio.sleep(0.1)
+            # frames are read in order: once the vote is delivered the peers frame was handled
+            await wait_until(lambda: [p for _, _, p in ha.gossip] == [b"still here"], a)
             assert a.peer_count() == 1
             assert not a.is_banned(peer_id_from_node_key(raw.seed))
+            assert a.stats()["bans"] == 0
+            assert a.stats()["known_addresses"] == 0  # no peer id, or our own: nothing to dial
+            assert a.stats()["handshakes_failed"] == 0
+
+    run(main())
+
+
+def test_wait_for_and_next_change_follow_the_service_state():
+    async def main():
+        a, ha = make(1)
+        b, _ = make(2)
+        async with started(a, b):
+            abandoned = a.next_change()
+            change = a.next_change()
+            connected = asyncio.ensure_future(a.wait_for(lambda: a.peer_count() == 1, timeout=5))
+            abandoned.cancel()  # one waiter giving up leaves the others waiting
+            await b.connect(addr(a))
+            await connected
+            assert ha.connected == [b.local_peer_id]  # the change comes after the handler's
+            assert change.done()
+            banned = a.next_change()
+            a.report(b.local_peer_id, "test", ban=True)
+            assert banned.done()  # at once: the ban list changed
+            await a.wait_for(lambda: a.stats()["connections_closed"] == 1, timeout=5)
+            assert a.peer_count() == 0
+            assert ha.disconnected == [b.local_peer_id]
+            with pytest.raises(TimeoutError):  # the timeout is what is tested here
+                await a.wait_for(lambda: False, timeout=0.05)
 
     run(main())
