@@ -191,7 +191,7 @@ class T:
     Hash: TypeAlias = Annotated[bytes, H256, "T::Hash"]
 
 
-Account: TypeAlias = Annotated[bytes, ACCOUNT_ID, "AccountId"]
+AccountIdField: TypeAlias = Annotated[bytes, ACCOUNT_ID, "AccountId"]
 AccountIdLookupOf: TypeAlias = Annotated[tuple[str, object], MULTI_ADDRESS, "AccountIdLookupOf<T>"]
 Balance: TypeAlias = Annotated[int, BALANCE, "Balance"]
 BalanceOf: TypeAlias = Annotated[int, BALANCE, "BalanceOf<T>"]

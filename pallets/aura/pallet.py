@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chain.codec import CodecError, Decoder
-from chain.frame.common import SLOT
-from chain.frame.pallet import DispatchError, PalletSpec, ReadState, StorageValue, hook
-from chain.frame.types import U64, FixedBytes, NewType, Vec
+from chain.frame.prelude import *
 from pallets.config import AuraConfig, Ctx, RuntimeConfig
 from pallets.system import pallet as system
 

@@ -10,30 +10,7 @@ import dataclasses
 from typing import Annotated
 
 from chain.codec import U128_MAX
-from chain.frame.common import (
-    ACCOUNT_ID,
-    BALANCE,
-    AccountId,
-    AccountIdLookupOf,
-    T,
-    Weight,
-    lookup_address,
-)
-from chain.frame.pallet import (
-    DispatchError,
-    ModuleError,
-    PalletError,
-    PalletSpec,
-    ReadState,
-    StorageMap,
-    StorageValue,
-    call,
-    ensure,
-    errors,
-    event,
-    hook,
-)
-from chain.frame.types import BOOL, U32, FixedBytes, Struct, Vec, fields_of, unit_enum
+from chain.frame.prelude import *
 from pallets.config import BalancesConfig, Ctx, RuntimeConfig
 from pallets.system import pallet as system
 

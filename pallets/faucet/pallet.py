@@ -8,19 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chain.frame.common import ACCOUNT_ID, BALANCE, BLOCK_NUMBER, BalanceOf, T, Weight
-from chain.frame.pallet import (
-    PalletError,
-    PalletSpec,
-    ReadState,
-    StorageMap,
-    call,
-    ensure,
-    errors,
-    event,
-    hook,
-)
-from chain.frame.types import BOOL
+from chain.frame.prelude import *
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, FaucetConfig, RuntimeConfig
 

@@ -40,33 +40,7 @@ from chain.consensus import (
     finality_proof_message,
     threshold,
 )
-from chain.frame.common import BlockNumber, Hash256, T, Weight
-from chain.frame.outer import DecodedCall
-from chain.frame.pallet import (
-    ModuleError,
-    PalletError,
-    PalletSpec,
-    ReadState,
-    StorageMap,
-    StorageValue,
-    call,
-    errors,
-    event,
-    hook,
-)
-from chain.frame.types import (
-    U32,
-    U64,
-    Bytes,
-    FixedBytes,
-    NewType,
-    Tuple,
-    Vec,
-    scale_of,
-    struct,
-    unit_enum,
-)
-from chain.frame.validity import InvalidTransaction, UnsignedValidity
+from chain.frame.prelude import *
 from pallets.config import Ctx, RuntimeConfig
 from pallets.slashing import pallet as slashing
 from pallets.slashing.pallet import OffenceKind

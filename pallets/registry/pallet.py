@@ -17,31 +17,7 @@ import dataclasses
 import enum
 from typing import Annotated, TypeAlias
 
-from chain.frame.common import (
-    ACCOUNT_ID,
-    BALANCE,
-    PERBILL_ONE,
-    Account,
-    AccountId,
-    Balance,
-    BlockNumber,
-    Perbill,
-    T,
-    Weight,
-)
-from chain.frame.pallet import (
-    ModuleError,
-    PalletError,
-    PalletSpec,
-    ReadState,
-    StorageMap,
-    call,
-    ensure,
-    errors,
-    event,
-    hook,
-)
-from chain.frame.types import U32, Bytes, scale_of, struct, unit_enum
+from chain.frame.prelude import *
 from pallets.config import Ctx, RegistryConfig, RuntimeConfig
 from pallets.staking import pallet as staking
 
@@ -103,7 +79,7 @@ RoleField: TypeAlias = Annotated[Role, ROLE, "Role"]
 
 @struct("pallet_cuckoo_registry::Registration")
 class Registration:
-    operator: Account
+    operator: AccountIdField
     info: Annotated[Info, INFO, "Info"]
     commission: Perbill
     own_stake: Balance  # the staker's free-to-allocate bonded stake
@@ -122,7 +98,7 @@ REGISTRATION = scale_of(Registration)
 @struct("pallet_cuckoo_registry::OperatorRecord")
 class Operator:
     role: RoleField
-    staker: Account
+    staker: AccountIdField
 
 
 OPERATOR = scale_of(Operator)

@@ -18,30 +18,7 @@ import dataclasses
 from typing import Annotated, TypeAlias
 
 from chain.codec import U64_MAX
-from chain.frame.common import (
-    ACCOUNT_ID,
-    BALANCE,
-    PERBILL,
-    PERBILL_ONE,
-    BalanceOf,
-    EraIndex,
-    T,
-    Weight,
-)
-from chain.frame.pallet import (
-    PalletError,
-    PalletSpec,
-    ReadState,
-    StorageDoubleMap,
-    StorageMap,
-    StorageValue,
-    call,
-    ensure,
-    errors,
-    event,
-    hook,
-)
-from chain.frame.types import U32, U64, Compact, Vec, scale_of, struct
+from chain.frame.prelude import *
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, RewardsConfig, RuntimeConfig
 from pallets.registry import pallet as registry

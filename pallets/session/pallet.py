@@ -22,20 +22,7 @@ from collections.abc import Sequence
 from typing import Annotated
 
 from chain.consensus import BLS_PUBLIC_LENGTH, BLS_SIGNATURE_LENGTH
-from chain.frame.common import ACCOUNT_ID, AccountId, T, Weight
-from chain.frame.pallet import (
-    PalletError,
-    PalletSpec,
-    ReadState,
-    StorageMap,
-    StorageValue,
-    call,
-    ensure,
-    errors,
-    event,
-    hook,
-)
-from chain.frame.types import U32, Bytes, FixedBytes, NewType, Tuple, Vec, scale_of, struct
+from chain.frame.prelude import *
 from pallets.aura import pallet as aura
 from pallets.config import Ctx, RuntimeConfig, SessionConfig
 from pallets.finality import pallet as finality

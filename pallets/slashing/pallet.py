@@ -15,34 +15,7 @@ import dataclasses
 import enum
 from typing import Annotated, TypeAlias
 
-from chain.frame.common import (
-    ACCOUNT_ID,
-    BALANCE,
-    H256,
-    PERBILL,
-    PERBILL_ONE,
-    Account,
-    Balance,
-    BalanceOf,
-    EraIndex,
-    Hash256,
-    Perbill,
-    T,
-    Weight,
-)
-from chain.frame.pallet import (
-    PalletError,
-    PalletSpec,
-    ReadState,
-    StorageMap,
-    StorageValue,
-    call,
-    ensure,
-    errors,
-    event,
-    hook,
-)
-from chain.frame.types import U32, Bytes, Option, Tuple, Vec, scale_of, struct, unit_enum
+from chain.frame.prelude import *
 from chain.hashing import blake2_256
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, RuntimeConfig, SlashingConfig
@@ -97,7 +70,7 @@ OffenceKindField: TypeAlias = Annotated[OffenceKind, OFFENCE_KIND, "OffenceKind"
 
 @struct("pallet_cuckoo_slashing::UnappliedSlash")
 class UnappliedSlash:
-    offender: Account
+    offender: AccountIdField
     reporter: Annotated[bytes | None, Option(ACCOUNT_ID), "Option<AccountId>"]
     kind: OffenceKindField
     offence_id: Hash256

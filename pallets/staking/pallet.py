@@ -17,30 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from chain.frame.common import (
-    ACCOUNT_ID,
-    Account,
-    AccountId,
-    Balance,
-    BalanceOf,
-    CompactBalanceOf,
-    EraIndex,
-    T,
-    Weight,
-)
-from chain.frame.pallet import (
-    PalletError,
-    PalletSpec,
-    ReadState,
-    StorageMap,
-    StorageValue,
-    call,
-    ensure,
-    errors,
-    event,
-    hook,
-)
-from chain.frame.types import U32, Vec, scale_of, struct
+from chain.frame.prelude import *
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, RuntimeConfig, StakingConfig
 from pallets.system import pallet as system
@@ -73,7 +50,7 @@ UNLOCK_CHUNK = scale_of(UnlockChunk)
 
 @struct("pallet_cuckoo_staking::StakingLedger")
 class StakingLedger:
-    stash: Account
+    stash: AccountIdField
     total: Balance
     active: Balance
     unlocking: Annotated[

@@ -4,27 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeAlias
 
-from chain.frame.common import (
-    ACCOUNT_ID,
-    DISPATCH_RESULT,
-    AccountIdLookupOf,
-    T,
-    Weight,
-    lookup_address,
-)
-from chain.frame.outer import DecodedCall
-from chain.frame.pallet import (
-    DispatchError,
-    ModuleError,
-    Origin,
-    PalletError,
-    PalletSpec,
-    StorageValue,
-    call,
-    errors,
-    event,
-)
-from chain.frame.types import Lazy, Option
+from chain.frame.prelude import *
 from pallets.config import Ctx
 
 SPEC = PalletSpec("Sudo", 4)

@@ -8,45 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, TypeAlias
 
-from chain.frame.common import (
-    ACCOUNT_ID,
-    BLOCK_NUMBER,
-    DIGEST_ITEM,
-    DISPATCH_ERROR,
-    DISPATCH_INFO,
-    H256,
-    PHASE,
-    AccountId,
-    Balance,
-    DispatchInfo,
-    T,
-    Weight,
-)
-from chain.frame.pallet import (
-    PalletError,
-    PalletSpec,
-    ReadState,
-    State,
-    StorageMap,
-    StorageValue,
-    call,
-    errors,
-    event,
-    hook,
-)
-from chain.frame.types import (
-    U16,
-    U32,
-    U128,
-    Bytes,
-    Lazy,
-    NewType,
-    Struct,
-    Vec,
-    fields_of,
-    scale_of,
-    struct,
-)
+from chain.frame.prelude import *
 from chain.hashing import blake2_256
 from pallets.config import Ctx, RuntimeConfig, SystemConfig
 

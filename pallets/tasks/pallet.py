@@ -23,32 +23,7 @@ import dataclasses
 import enum
 from typing import Annotated, TypeAlias
 
-from chain.frame.common import (
-    ACCOUNT_ID,
-    BLOCK_NUMBER,
-    H256,
-    Account,
-    AccountId,
-    BlockNumber,
-    Hash256,
-    T,
-    Weight,
-)
-from chain.frame.pallet import (
-    ModuleError,
-    PalletError,
-    PalletSpec,
-    ReadState,
-    StorageDoubleMap,
-    StorageMap,
-    StorageValue,
-    call,
-    ensure,
-    errors,
-    event,
-    hook,
-)
-from chain.frame.types import BOOL, U32, Option, Vec, scale_of, struct, unit_enum
+from chain.frame.prelude import *
 from pallets.config import Ctx, RuntimeConfig
 from pallets.registry import pallet as registry
 from pallets.registry.pallet import Role
@@ -91,8 +66,8 @@ TaskStatusField: TypeAlias = Annotated[TaskStatus, TASK_STATUS, "TaskStatus"]
 
 @struct("pallet_cuckoo_tasks::Task")
 class Task:
-    coordinator: Account  # staker accounts, not operators: keys may rotate, stake may not
-    miner: Account
+    coordinator: AccountIdField  # staker accounts, not operators: keys may rotate, stake may not
+    miner: AccountIdField
     spec_hash: Hash256
     deadline: BlockNumber
     audit_of: Annotated[bytes | None, Option(H256), "Option<H256>"]
@@ -111,7 +86,7 @@ TASK = scale_of(Task)
 class TaskCommit:
     task_id: Hash256
     spec_hash: Hash256
-    miner: Account
+    miner: AccountIdField
     deadline: BlockNumber
     audit_of: Annotated[bytes | None, Option(H256), "Option<H256>"]
 

@@ -8,18 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from chain.frame.common import Weight
-from chain.frame.pallet import (
-    DispatchError,
-    PalletError,
-    PalletSpec,
-    ReadState,
-    StorageValue,
-    call,
-    errors,
-    hook,
-)
-from chain.frame.types import BOOL, U64, Compact
+from chain.frame.prelude import *
 from pallets.aura import pallet as aura
 from pallets.config import Ctx, RuntimeConfig, TimestampConfig
 

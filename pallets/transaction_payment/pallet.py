@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from chain.frame.common import BalanceOf, T, Weight
-from chain.frame.pallet import PalletSpec, ReadState, StorageValue, event, hook
-from chain.frame.types import U8, U128, NewType
+from chain.frame.prelude import *
 from pallets.config import RuntimeConfig, TransactionPaymentConfig
 
 SPEC = PalletSpec("TransactionPayment", 3)

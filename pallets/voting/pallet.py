@@ -11,28 +11,7 @@ for every voter, sum over targets of Votes(voter, *) == ledger.allocated.
 
 from __future__ import annotations
 
-from chain.frame.common import (
-    ACCOUNT_ID,
-    BALANCE,
-    AccountId,
-    BalanceOf,
-    CompactBalanceOf,
-    T,
-    Weight,
-)
-from chain.frame.pallet import (
-    PalletError,
-    PalletSpec,
-    ReadState,
-    StorageDoubleMap,
-    StorageMap,
-    call,
-    ensure,
-    errors,
-    event,
-    hook,
-)
-from chain.frame.types import U32
+from chain.frame.prelude import *
 from pallets.config import Ctx, RuntimeConfig
 from pallets.registry import pallet as registry
 from pallets.staking import pallet as staking
