@@ -44,10 +44,10 @@ from chain.hashing import blake2_256  # noqa: E402
 from chain.taskproto import (  # noqa: E402
     canonical_json,
     device_hash,
-    request_message,
     result_hash,
     spec_hash,
 )
+from chainclient.signing import sign_request  # noqa: E402
 
 POLL = "/v1/miner/poll"
 RESULTS = "/v1/miner/results/"
@@ -172,18 +172,6 @@ class CoordinatorStub:
         return web.Response(text="ok")
 
 
-def signed_headers(keypair: Any, path: str, body: bytes) -> dict[str, str]:
-    ts = int(time.time() * 1000)
-    nonce = os.urandom(16).hex()
-    sig = keypair.sign(request_message("POST", path, body, ts, nonce))
-    return {
-        "X-Cuckoo-Operator": keypair.ss58_address,
-        "X-Cuckoo-Timestamp": str(ts),
-        "X-Cuckoo-Nonce": nonce,
-        "X-Cuckoo-Signature": "0x" + bytes(sig).hex(),
-    }
-
-
 async def miner_jobs(
     solver: Any, specs: list[dict[str, Any]], concurrency: int, keypair: Any
 ) -> dict[str, Any]:
@@ -204,7 +192,7 @@ async def miner_jobs(
     jobs: list[dict[str, float]] = []
 
     async def post(session: Any, path: str, body: bytes, extra: dict[str, str]) -> Any:
-        headers = signed_headers(keypair, path, body)
+        headers = sign_request(keypair, "POST", path, body)
         headers.update(extra)
         async with session.post(base + path, data=body, headers=headers) as resp:
             return resp.status, await resp.read()

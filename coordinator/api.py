@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from coordinator.auth import AuthError, MinerAuth, MinerRecord
-from coordinator.chain import ss58
+from chainclient.accounts import ss58
+from chainclient.registry import Registration
+from coordinator.auth import AuthError, MinerAuth
 from coordinator.engine import Engine, RequestError
 from coordinator.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from coordinator.metrics import Metrics
@@ -337,7 +338,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def _miner_request(
     request: web.Request, limit: int
-) -> tuple[MinerRecord, bytes] | web.Response:
+) -> tuple[Registration, bytes] | web.Response:
     try:
         body = await read_body(request, limit)
     except BodyTooLarge:

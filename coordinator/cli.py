@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import logging
-import os
-import re
 import signal
-import stat
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -23,10 +19,14 @@ from typing import Any
 
 from substrateinterface import Keypair
 
-from coordinator.chain import ChainClient, ChainError, ss58
+from chainclient.accounts import ss58
+from chainclient.connection import ChainUnavailable
+from chainclient.gateway import Gateway
+from chainclient.keyfile import ENV_SURI, KeyFileError
+from chainclient.signing import load_operator_key
+from coordinator.chain import coordinator_status
 from coordinator.daemon import Config, Coordinator
 
-ENV_SURI = "CUCKOO_OPERATOR_SURI"
 EXIT_USAGE = 2
 EXIT_CHAIN = 3
 EXIT_NOT_REGISTERED = 4
@@ -79,40 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_secret(path: Path | None) -> str:
-    if path is not None:
-        try:
-            st = path.stat()
-        except OSError as exc:
-            raise CliError(f"cannot read operator key file {path}: {exc.strerror}") from exc
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise CliError(
-                f"operator key file {path} is readable by others "
-                f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
-            )
-        secret = path.read_text().strip()
-    else:
-        secret = os.environ.get(ENV_SURI, "").strip()
-        if not secret:
-            raise CliError(
-                f"no operator key: give --operator-key-file FILE (mode 0600) or set {ENV_SURI}"
-            )
-    if not secret:
-        raise CliError("the operator key file is empty")
-    return secret
-
-
-def keypair_from_secret(secret: str) -> Keypair:
-    try:
-        if re.fullmatch(r"0x[0-9a-fA-F]{64}", secret):
-            return Keypair.create_from_seed(secret)
-        return Keypair.create_from_uri(secret)
-    except Exception as exc:  # the library raises several types for bad phrases
-        raise CliError(
-            f"the operator key is not a valid secret URI or mnemonic ({type(exc).__name__})"
-        ) from exc
-
-
 def read_api_keys(path: Path | None) -> frozenset[str]:
     if path is None:
         return frozenset()
@@ -126,27 +92,22 @@ def read_api_keys(path: Path | None) -> frozenset[str]:
     return keys
 
 
+async def _probe_registration(url: str, operator: bytes) -> tuple[bytes, str] | None:
+    gateway = Gateway(url, timeout_s=CONNECT_TIMEOUT_S, thread_name="coordinator-probe")
+    try:
+        return await gateway.run_within(CONNECT_TIMEOUT_S * 2, coordinator_status, operator)
+    finally:
+        await gateway.close()
+
+
 def check_registration(url: str, operator: Keypair) -> bytes:
     """The coordinator staker our operator serves; CliError otherwise."""
-
-    def probe() -> tuple[bytes, str] | None:
-        client = ChainClient(url, timeout_s=CONNECT_TIMEOUT_S)
-        try:
-            info = client.coordinator_of(bytes(operator.public_key))
-            return None if info is None else (info.staker, info.status)
-        finally:
-            client.reset()
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        fut = pool.submit(probe)
-        try:
-            found = fut.result(timeout=CONNECT_TIMEOUT_S * 2)
-        except concurrent.futures.TimeoutError as exc:
-            raise CliError(f"cannot reach chain at {url}: timed out", EXIT_CHAIN) from exc
-        except ChainError as exc:
-            raise CliError(str(exc), EXIT_CHAIN) from exc
-        except Exception as exc:
-            raise CliError(f"cannot reach chain at {url}: {exc}", EXIT_CHAIN) from exc
+    try:
+        found = asyncio.run(_probe_registration(url, bytes(operator.public_key)))
+    except ChainUnavailable as exc:
+        raise CliError(f"cannot reach chain at {url}: {exc.reason}", EXIT_CHAIN) from exc
+    except Exception as exc:  # an RPC error or an unexpected answer: still no usable chain
+        raise CliError(f"cannot reach chain at {url}: {exc}", EXIT_CHAIN) from exc
     if found is None:
         raise CliError(
             f"operator {operator.ss58_address} is not the operator of a registered coordinator. "
@@ -222,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         cfg = config_from_args(args)
-        operator = keypair_from_secret(read_secret(args.operator_key_file))
+        try:
+            operator = load_operator_key(args.operator_key_file)
+        except KeyFileError as exc:
+            raise CliError(str(exc)) from exc
         staker = check_registration(cfg.chain_url, operator)
         coordinator = Coordinator(cfg, operator, staker)
         # the store writer and the chain worker threads hand the GIL back and forth with the

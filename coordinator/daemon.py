@@ -15,9 +15,10 @@ from typing import Any
 from aiohttp import web
 from substrateinterface import Keypair
 
+from chainclient.accounts import ss58
 from coordinator.api import ApiConfig, ApiContext, Health, build_app
 from coordinator.auth import MinerAuth
-from coordinator.chain import ChainService, ss58
+from coordinator.chain import ChainService
 from coordinator.engine import Engine, EngineConfig
 from coordinator.metrics import Metrics
 from coordinator.store import Store

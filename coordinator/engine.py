@@ -21,6 +21,9 @@ from typing import Any
 
 from chain.taskproto import result_hash as compute_result_hash
 from chain.taskproto import spec_hash as compute_spec_hash
+from chainclient.calls import TaskCommit
+from chainclient.registry import Registration
+from chainclient.tasks import Task
 from coordinator import CoordinatorError
 from coordinator.assign import (
     Candidate,
@@ -32,12 +35,9 @@ from coordinator.assign import (
     judge,
     live_candidates,
 )
-from coordinator.auth import MinerRecord
 from coordinator.model import (
     AState,
     Attempt,
-    ChainTask,
-    CommitItem,
     CState,
     Job,
     JobStatus,
@@ -84,7 +84,7 @@ class RequestError(CoordinatorError):
 
 @dataclasses.dataclass(slots=True)
 class MinerState:
-    record: MinerRecord
+    record: Registration
     queue: collections.deque[bytes] = dataclasses.field(default_factory=collections.deque)
     wakeup: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     last_poll: float | None = None  # monotonic
@@ -138,7 +138,7 @@ class Engine:
 
     # ---- registry (RegistryView) --------------------------------------------------------------
 
-    def set_registry(self, records: Iterable[MinerRecord]) -> None:
+    def set_registry(self, records: Iterable[Registration]) -> None:
         """Replace the registry snapshot; miners that left or turned inactive lose the tasks they
         have not finished."""
         seen: set[bytes] = set()
@@ -162,11 +162,11 @@ class Engine:
             if not self.miners[staker].record.is_active:
                 self._drop_miner_work(staker, include_delivered=True)
 
-    def miner_by_operator(self, operator: bytes) -> MinerRecord | None:
+    def miner_by_operator(self, operator: bytes) -> Registration | None:
         staker = self._by_operator.get(operator)
         return None if staker is None else self.miners[staker].record
 
-    def registry_records(self) -> list[MinerRecord]:
+    def registry_records(self) -> list[Registration]:
         return [
             m.record
             for s, m in self.miners.items()
@@ -406,7 +406,7 @@ class Engine:
 
     # ---- miner protocol ---------------------------------------------------------------------
 
-    def miner_state(self, record: MinerRecord) -> MinerState:
+    def miner_state(self, record: Registration) -> MinerState:
         state = self.miners.get(record.staker)
         if state is None:
             state = self.miners[record.staker] = MinerState(record)
@@ -415,7 +415,7 @@ class Engine:
 
     async def poll(
         self,
-        record: MinerRecord,
+        record: Registration,
         max_tasks: int,
         wait_s: float,
         is_gone: Callable[[], bool] | None = None,
@@ -467,7 +467,7 @@ class Engine:
             out.append(a)
         return out
 
-    def _owned(self, record: MinerRecord, task_id: bytes) -> Attempt:
+    def _owned(self, record: Registration, task_id: bytes) -> Attempt:
         a = self.attempts.get(task_id)
         if a is None:
             raise RequestError(404, "unknown_task", "no such task")
@@ -477,7 +477,7 @@ class Engine:
 
     async def upload(
         self,
-        record: MinerRecord,
+        record: Registration,
         task_id: bytes,
         png: bytes,
         claimed_hash: bytes,
@@ -517,7 +517,7 @@ class Engine:
         if self.head is not None and self.head > a.deadline:
             raise RequestError(410, "deadline_passed", "the task's deadline has passed")
 
-    async def release(self, record: MinerRecord, task_id: bytes) -> None:
+    async def release(self, record: Registration, task_id: bytes) -> None:
         a = self._owned(record, task_id)
         if a.state not in (AState.ASSIGNED, AState.DELIVERED):
             raise RequestError(409, "not_releasable", f"the task is {a.state.value}")
@@ -681,10 +681,10 @@ class Engine:
             ):
                 self._fail_attempt(a, AState.MISSED)
 
-    def take_commits(self, head: int, limit: int) -> list[CommitItem]:
+    def take_commits(self, head: int, limit: int) -> list[TaskCommit]:
         """The next commit batch (marks the attempts in flight). Audit copies point to their job's
         committed root, or to a root in the same batch; they wait while a root is in flight."""
-        items: list[CommitItem] = []
+        items: list[TaskCommit] = []
         batch_root: dict[bytes, bytes] = {}
         for task_id in list(self._commit_queue):
             if len(items) >= limit:
@@ -726,10 +726,10 @@ class Engine:
             a.commit = CState.INFLIGHT
             self._commit_queue.pop(task_id, None)
             self._persist(a)
-            items.append(CommitItem(a.task_id, job.spec_hash, a.miner, a.deadline, audit_of))
+            items.append(TaskCommit(a.task_id, job.spec_hash, a.miner, a.deadline, audit_of))
         return items
 
-    def commits_confirmed(self, items: list[CommitItem], block: int) -> None:
+    def commits_confirmed(self, items: list[TaskCommit], block: int) -> None:
         for item in items:
             a = self.attempts.get(item.task_id)
             if a is None:
@@ -835,7 +835,7 @@ class Engine:
             or a.settle in (Settle.INFLIGHT, Settle.AUTO)
         ]
 
-    def on_chain_task(self, task_id: bytes, ct: ChainTask | None) -> None:
+    def on_chain_task(self, task_id: bytes, ct: Task | None) -> None:
         """Apply what the chain says about one of our tasks."""
         a = self.attempts.get(task_id)
         if a is None:

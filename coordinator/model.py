@@ -221,29 +221,3 @@ class Job:
         if job.is_final:
             job.done.set()
         return job
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ChainTask:
-    """Tasks.Tasks(task_id) as read from chain."""
-
-    coordinator: bytes
-    miner: bytes
-    spec_hash: bytes
-    deadline: int
-    audit_of: bytes | None
-    committed_at: int
-    status: str  # Committed | Submitted | Accepted | Rejected | Missed
-    result_hash: bytes | None
-    device_hash: bytes | None
-    submitted_at: int | None
-    settled_at: int | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CommitItem:
-    task_id: bytes
-    spec_hash: bytes
-    miner: bytes
-    deadline: int
-    audit_of: bytes | None

@@ -1,5 +1,6 @@
-"""Helpers for tests and benchmarks: signing miner requests, a fixed PNG, and a protocol-true
-miner that answers instantly (`InstantMiner`). Not used by the daemon itself."""
+"""Helpers for tests and benchmarks: a fixed PNG, a protocol-true miner that answers instantly
+(`InstantMiner`) and a thread that commits its results on chain (`ResultSubmitter`). Not used
+by the daemon itself."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 import dataclasses
 import io
 import json
-import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,11 @@ from typing import Any
 import aiohttp
 from substrateinterface import Keypair
 
-from chain.taskproto import device_hash, request_message, result_hash
+from chain.taskproto import device_hash, result_hash
+from chainclient import calls
+from chainclient.calls import MAX_BATCH, ResultCommit
+from chainclient.connection import Connection
+from chainclient.signing import sign_request
 
 MAX_CONNECTIONS = 16  # per instant miner: one poll plus uploads in flight
 DEVICE_INFO = {"device": "instant-test", "driver": "none", "torch": "none", "dtype": "none"}
@@ -37,26 +42,6 @@ def make_png(width: int = 64, height: int = 64, seed: int = 0) -> bytes:
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
-
-
-def signed_headers(
-    keypair: Keypair,
-    method: str,
-    path: str,
-    body: bytes,
-    *,
-    timestamp_ms: int | None = None,
-    nonce: str | None = None,
-) -> dict[str, str]:
-    ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-    n = os.urandom(16).hex() if nonce is None else nonce
-    sig = keypair.sign(request_message(method, path, body, ts, n))
-    return {
-        "X-Cuckoo-Operator": keypair.ss58_address,
-        "X-Cuckoo-Timestamp": str(ts),
-        "X-Cuckoo-Nonce": n,
-        "X-Cuckoo-Signature": "0x" + bytes(sig).hex(),
-    }
 
 
 @dataclasses.dataclass
@@ -95,7 +80,7 @@ class InstantMiner:
     async def post(
         self, session: aiohttp.ClientSession, path: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        h = signed_headers(self.operator, "POST", path, body) | headers
+        h = sign_request(self.operator, "POST", path, body) | headers
         async with session.post(self.base_url + path, data=body, headers=h) as resp:
             return resp.status, await resp.read()
 
@@ -172,8 +157,6 @@ class ResultSubmitter:
         *,
         more: list[Keypair] | None = None,
     ) -> None:
-        import threading
-
         self.url = url
         self.operator = operator
         self.operators = [operator, *(more or [])]
@@ -198,51 +181,55 @@ class ResultSubmitter:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        from coordinator.chain import ChainClient, encode_results_batch
-
-        client = ChainClient(self.url)
+        conn = Connection(self.url, timeout_s=10.0)
         nonces: dict[int, int] = {}
         last_head = -1
         while not self._stop.is_set():
             try:
-                number, block_hash = client.head()
+                number, block_hash = conn.head()
                 if number == last_head:
                     self._stop.wait(self.period_s / 2)
                     continue
                 last_head = number
-                with self._lock:
-                    ids = list(self._pending)
-                if not ids:
+                if not self._pending:
                     self._stop.wait(self.period_s)
                     continue
-                states = client.tasks(ids, block_hash)
-                ready = [
-                    t
-                    for t, ct in states.items()
-                    if ct is not None and ct.status == "Committed" and ct.deadline >= number + 1
-                ]
-                gone = [t for t, ct in states.items() if ct is not None and t not in ready]
-                by_miner: dict[int, list[tuple[bytes, bytes, bytes]]] = {}
-                with self._lock:
-                    for t in ready:
-                        rh, dh, idx = self._pending.pop(t)
-                        by_miner.setdefault(idx, []).append((t, rh, dh))
-                    for t in gone:
-                        self._pending.pop(t, None)
+                by_miner = self._take_ready(conn, number, block_hash)
                 for idx, batch in by_miner.items():
                     op = self.operators[idx]
-                    for i in range(0, len(batch), 256):
-                        chunk = batch[i : i + 256]
+                    for i in range(0, len(batch), MAX_BATCH):
+                        chunk = batch[i : i + MAX_BATCH]
                         if idx not in nonces:
-                            nonces[idx] = client.next_index(bytes(op.public_key))
-                        encoded = encode_results_batch(chunk)
-                        data = client.sign_batch(op, "submit_results", encoded, nonces[idx])
-                        client.submit(data)
+                            nonces[idx] = conn.next_index(bytes(op.public_key))
+                        conn.submit(conn.sign(op, calls.submit_results(chunk), nonces[idx]))
                         nonces[idx] += 1
                         self.submitted += len(chunk)
             except Exception as exc:  # keep going; a test reads `errors`
                 self.errors.append(repr(exc))
                 nonces.clear()
-                client.reset()
+                conn.close()
                 self._stop.wait(0.5)
-        client.reset()
+        conn.close()
+
+    def _take_ready(
+        self, conn: Connection, number: int, block_hash: str
+    ) -> dict[int, list[ResultCommit]]:
+        """The pending results whose task is committed and open at `number`, by miner; the
+        ones whose task went on without them are forgotten."""
+        with self._lock:
+            ids = list(self._pending)
+        states = conn.tasks(ids, block_hash)
+        ready = [
+            t
+            for t, task in states.items()
+            if task is not None and task.status == "Committed" and task.deadline >= number + 1
+        ]
+        gone = [t for t, task in states.items() if task is not None and t not in ready]
+        by_miner: dict[int, list[ResultCommit]] = {}
+        with self._lock:
+            for t in ready:
+                rh, dh, idx = self._pending.pop(t)
+                by_miner.setdefault(idx, []).append(ResultCommit(t, rh, dh))
+            for t in gone:
+                self._pending.pop(t, None)
+        return by_miner

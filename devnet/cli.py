@@ -8,8 +8,9 @@ miner on the tiny diffusers model against the first node; waits until all are he
 demo prompt; writes the PNG; prints its receipt with the on-chain trail (the blocks of the
 commitment, the result and the settlement); then runs until Ctrl-C (`--once` exits after the demo).
 
-It uses only public interfaces: the daemons' command lines, their HTTP APIs, JSON-RPC, and
-substrate-interface for the chain, as an operator on one machine would.
+It uses only public interfaces: the daemons' command lines, their HTTP APIs, JSON-RPC, and the
+daemons' chain client (`chainclient`, substrate-interface underneath) for the chain, as an
+operator on one machine would.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -30,7 +32,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from chainclient.keyfile import write_key_file
+
+if TYPE_CHECKING:
+    from substrateinterface import Keypair
+
+    from chainclient.connection import Connection
 
 CAI = 10**18
 COORDINATOR_OPERATOR = "//Alice//coordinator-operator"
@@ -131,60 +140,56 @@ def step(msg: str) -> None:
     print(f"==> {msg}", flush=True)
 
 
-def write_secret(path: Path, suri: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(suri + "\n")
-    os.chmod(path, 0o600)
-    return path
-
-
-def submit(si: Any, keypair: Any, pallet: str, call: str, args: dict[str, Any]) -> Any:
+def submit(
+    conn: Connection, keypair: Keypair, pallet: str, call: str, args: dict[str, Any]
+) -> None:
     """Sign, submit and wait for inclusion; raise with the named error on failure."""
-    extrinsic = si.create_signed_extrinsic(
-        call=si.compose_call(pallet, call, args), keypair=keypair
-    )
-    receipt = si.submit_extrinsic(extrinsic, wait_for_inclusion=True)
-    if not receipt.is_success:
-        raise DevnetError(
-            f"{pallet}.{call} by {keypair.ss58_address} failed: {receipt.error_message}"
-        )
-    return receipt
+    from chainclient import ClientError
+    from chainclient.calls import Call
+
+    who = f"{pallet}.{call} by {keypair.ss58_address}"
+    try:
+        included = conn.submit_and_wait(keypair, Call(pallet, call, args))
+    except ClientError as exc:
+        raise DevnetError(f"{who} was refused: {exc}") from exc
+    if not included.is_success:
+        raise DevnetError(f"{who} failed: {included.error} ({included.detail})")
 
 
-def ensure_bonded(si: Any, keypair: Any, value: int) -> str:
+def ensure_bonded(conn: Connection, keypair: Keypair, value: int) -> str:
     """Bond `value`, or top an existing bond up to it (the `local` chain's validators and, on
     `dev`, //Alice are bonded at genesis); says what it did."""
-    ledger = si.query("Staking", "Ledger", [keypair.ss58_address]).value
+    ledger = conn.si.query("Staking", "Ledger", [keypair.ss58_address]).value
     if not ledger:
-        submit(si, keypair, "Staking", "bond", {"value": value})
+        submit(conn, keypair, "Staking", "bond", {"value": value})
         return f"bonded {value / CAI:,.0f} CAI"
     unallocated = int(ledger["active"]) - int(ledger.get("allocated", 0))
     if unallocated >= value:
         return f"already bonded {unallocated / CAI:,.0f} CAI"
-    submit(si, keypair, "Staking", "bond_extra", {"max_additional": value - unallocated})
+    submit(conn, keypair, "Staking", "bond_extra", {"max_additional": value - unallocated})
     return f"bonded {(value - unallocated) / CAI:,.0f} CAI more (now {value / CAI:,.0f} CAI)"
 
 
 def setup_chain(ws_url: str, coordinator_url: str) -> dict[str, str]:
-    from substrateinterface import Keypair, SubstrateInterface
+    from substrateinterface import Keypair
 
-    si = SubstrateInterface(url=ws_url)
+    from chainclient.connection import Connection
+
+    conn = Connection(ws_url, timeout_s=60.0)
     alice, bob, charlie = (Keypair.create_from_uri(u) for u in ("//Alice", "//Bob", "//Charlie"))
     coord_op = Keypair.create_from_uri(COORDINATOR_OPERATOR)
     miner_op = Keypair.create_from_uri(MINER_OPERATOR)
     step("funding the operator keys (fees for commitments and results)")
     for op in (coord_op, miner_op):
         submit(
-            si,
+            conn,
             alice,
             "Balances",
             "transfer_keep_alive",
             {"dest": op.ss58_address, "value": 1_000 * CAI},
         )
     step("//Alice bonds 2,100,000 CAI and registers a coordinator at " + coordinator_url)
-    print(f"    //Alice: {ensure_bonded(si, alice, 2_100_000 * CAI)}")
+    print(f"    //Alice: {ensure_bonded(conn, alice, 2_100_000 * CAI)}")
     info = {
         "name": "0x" + b"devnet coordinator".hex(),
         "description": "0x",
@@ -192,42 +197,48 @@ def setup_chain(ws_url: str, coordinator_url: str) -> dict[str, str]:
         "gpu_model": "0x",
     }
     submit(
-        si,
+        conn,
         alice,
         "Registry",
         "register_coordinator",
         {"operator": coord_op.ss58_address, "info": info},
     )
     step("//Bob bonds 30,000 CAI and registers a miner")
-    print(f"    //Bob: {ensure_bonded(si, bob, 30_000 * CAI)}")
+    print(f"    //Bob: {ensure_bonded(conn, bob, 30_000 * CAI)}")
     info = {
         "name": "0x" + b"devnet miner".hex(),
         "description": "0x",
         "url": "0x",
         "gpu_model": "0x" + b"cpu (tiny model)".hex(),
     }
-    submit(si, bob, "Registry", "register_miner", {"operator": miner_op.ss58_address, "info": info})
-    step("//Charlie bonds 10,000 CAI and votes 5,000 CAI for //Bob's miner")
-    print(f"    //Charlie: {ensure_bonded(si, charlie, 10_000 * CAI)}")
-    submit(si, charlie, "Voting", "vote", {"target": bob.ss58_address, "value": 5_000 * CAI})
-    miner = si.query("Registry", "Miners", [bob.ss58_address]).value
-    print(
-        f"    miner {bob.ss58_address}: status {miner['status']}, "
-        f"weight {(miner['own_stake'] + miner['votes']) / CAI:,.0f} CAI"
+    submit(
+        conn, bob, "Registry", "register_miner", {"operator": miner_op.ss58_address, "info": info}
     )
-    si.close()
+    step("//Charlie bonds 10,000 CAI and votes 5,000 CAI for //Bob's miner")
+    print(f"    //Charlie: {ensure_bonded(conn, charlie, 10_000 * CAI)}")
+    submit(conn, charlie, "Voting", "vote", {"target": bob.ss58_address, "value": 5_000 * CAI})
+    (miner,) = [m for m in conn.miners() if m.staker == bytes(bob.public_key)]
+    print(
+        f"    miner {bob.ss58_address}: status {miner.status}, weight {miner.weight / CAI:,.0f} CAI"
+    )
+    conn.close()
     return {"coordinator_staker": alice.ss58_address, "miner_staker": bob.ss58_address}
 
 
 def trail(ws_url: str, task_id: str) -> dict[str, Any] | None:
-    from substrateinterface import SubstrateInterface
+    """The task's on-chain record (Tasks.Tasks), hashes as 0x-hex."""
+    from chainclient.connection import Connection
 
-    si = SubstrateInterface(url=ws_url)
+    conn = Connection(ws_url, timeout_s=60.0)
     try:
-        value = si.query("Tasks", "Tasks", [task_id]).value
-        return dict(value) if value else None
+        task = conn.tasks([bytes.fromhex(task_id.removeprefix("0x"))])
     finally:
-        si.close()
+        conn.close()
+    found = next(iter(task.values()))
+    if found is None:
+        return None
+    fields = dataclasses.asdict(found)
+    return {k: "0x" + v.hex() if isinstance(v, bytes) else v for k, v in fields.items()}
 
 
 def demo(args: argparse.Namespace, coord_url: str, ws_url: str, procs: list[Proc]) -> None:
@@ -580,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
             "--data-dir",
             str(base / "coordinator"),
             "--operator-key-file",
-            str(write_secret(keys / "coordinator.suri", COORDINATOR_OPERATOR)),
+            str(write_key_file(keys / "coordinator.suri", COORDINATOR_OPERATOR)),
             "--models",
             "tiny",
             "--task-timeout-blocks",
@@ -597,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir",
         str(base / "miner"),
         "--operator-key-file",
-        str(write_secret(keys / "miner.suri", MINER_OPERATOR)),
+        str(write_key_file(keys / "miner.suri", MINER_OPERATOR)),
     ]
     if args.miner_solver == "diffusers":
         miner_cmd += ["--solver", "diffusers", "--model", "tiny", "--device", args.device]

@@ -1,10 +1,9 @@
-"""The miner's chain access, through substrate-interface only (like any third-party client).
+"""The miner's chain access, through the chain client (`chainclient`, substrate-interface
+underneath, like any third-party client).
 
-`ChainGateway` reads the registry (this miner's registration by operator, the coordinators with
+`MinerChain` reads the registry (this miner's registration by operator, the coordinators with
 their endpoints and stake) and the tasks, and submits `Tasks.submit_results` signed by the operator
-key. substrate-interface is synchronous and not thread-safe, so every call runs on one worker
-thread, under a deadline, with a socket timeout underneath; a broken connection is dropped and
-opened again on the next call.
+key, each call under a deadline on the client's worker thread (`chainclient.gateway.Gateway`).
 
 `ResultCommitter` commits uploaded results: one `submit_results` per block with everything
 uploaded since. Before each batch it reads every pending task on chain (the batch is all or
@@ -17,8 +16,6 @@ data directory, so a restart does not lose them.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import dataclasses
 import json
 import logging
@@ -26,57 +23,24 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from scalecodec.utils.ss58 import ss58_decode
-from substrateinterface import Keypair, SubstrateInterface
-from substrateinterface.exceptions import SubstrateRequestException
-from websocket import WebSocketException
+from substrateinterface import Keypair
 
+from chainclient import calls
+from chainclient.accounts import h256
+from chainclient.calls import MAX_BATCH, ResultCommit
+from chainclient.connection import ChainUnavailable, Connection, SubmitRefused
+from chainclient.gateway import Gateway
+from chainclient.registry import MINER, Registration
+from chainclient.tasks import Task
 from miner import MinerError
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 256  # Tasks.MaxBatch
-T = TypeVar("T")
-
-
-class ChainUnavailable(MinerError):
-    """The node could not be reached or did not answer in time."""
-
 
 class NotRegistered(MinerError):
     """The operator key does not serve a miner registration."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MinerRegistration:
-    staker: str  # SS58
-    staker_key: bytes
-    operator: str
-    name: str
-    status: str  # Active | Inactive | Suspended
-    own_stake: int
-    votes: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CoordinatorRecord:
-    staker: str
-    operator: str
-    name: str
-    url: str
-    status: str
-    weight: int  # own stake + votes
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class TaskState:
-    miner_key: bytes
-    spec_hash: bytes
-    deadline: int
-    status: str  # Committed | Submitted | Accepted | Rejected | Missed
-    result_hash: bytes | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,10 +63,10 @@ class PendingResult:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> PendingResult:
         return cls(
-            task_id=_h256(obj["task_id"]),
-            result_hash=_h256(obj["result_hash"]),
-            device_hash=_h256(obj["device_hash"]),
-            spec_hash=_h256(obj["spec_hash"]),
+            task_id=h256(obj["task_id"]),
+            result_hash=h256(obj["result_hash"]),
+            device_hash=h256(obj["device_hash"]),
+            spec_hash=h256(obj["spec_hash"]),
             deadline=int(obj["deadline"]),
         )
 
@@ -114,51 +78,28 @@ class SubmitOutcome:
     block: int | None
 
 
-def _h256(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"not a hash: {value!r}")
-    raw = bytes.fromhex(value[2:] if value.startswith("0x") else value)
-    if len(raw) != 32:
-        raise ValueError(f"not a 32-byte hash: {value!r}")
-    return raw
-
-
-def _text(value: object) -> str:
-    """A Vec<u8> field as text (scalecodec answers UTF-8 text, else 0x-hex)."""
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    text = str(value or "")
-    if text.startswith("0x"):
-        with contextlib.suppress(ValueError):
-            return bytes.fromhex(text[2:]).decode(errors="replace")
-    return text
-
-
-def account_key(address: str) -> bytes:
-    """The 32-byte public key of an SS58 address (or 0x-hex key)."""
-    if address.startswith("0x"):
-        return bytes.fromhex(address[2:])
-    return bytes.fromhex(ss58_decode(address))
-
-
 class ChainAccess(Protocol):
     """What the service and the committer need from the chain (a fake in unit tests)."""
 
     async def best_block(self) -> int: ...
 
-    async def registration(self) -> MinerRegistration: ...
+    async def registration(self) -> Registration: ...
 
-    async def coordinators(self) -> list[CoordinatorRecord]: ...
+    async def coordinators(self) -> list[Registration]: ...
 
-    async def tasks(self, task_ids: Sequence[bytes]) -> dict[bytes, TaskState | None]: ...
+    async def tasks(self, task_ids: Sequence[bytes]) -> dict[bytes, Task | None]: ...
 
     async def submit_results(self, items: Sequence[PendingResult]) -> SubmitOutcome: ...
 
 
-class ChainGateway:
-    """substrate-interface on one worker thread; every call has a deadline."""
+def _balance_and_deposit(conn: Connection, who: bytes) -> tuple[int, int]:
+    return conn.account(who).free, conn.existential_deposit()
+
+
+class MinerChain:
+    """ChainAccess for the operator key `keypair`; every call has a deadline (`timeout_s`,
+    twice that for the coordinators' listing, `submit_timeout_s` for a submission waiting to be
+    included)."""
 
     def __init__(
         self,
@@ -170,196 +111,65 @@ class ChainGateway:
     ) -> None:
         self.url = url
         self.keypair = keypair
-        self._timeout_s = timeout_s
+        self._operator = bytes(keypair.public_key)
         self._submit_timeout_s = submit_timeout_s
-        self._si: SubstrateInterface | None = None
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="miner-chain"
-        )
-
-    # ---- plumbing -------------------------------------------------------------------------------
-
-    def _substrate(self) -> SubstrateInterface:
-        if self._si is None:
-            self._si = SubstrateInterface(
-                url=self.url, ws_options={"timeout": self._timeout_s}, auto_reconnect=True
-            )
-        return self._si
-
-    def _drop(self) -> None:
-        si, self._si = self._si, None
-        if si is not None:
-            with contextlib.suppress(Exception):
-                si.close()
-
-    def _guarded(self, fn: Callable[[SubstrateInterface], T]) -> T:
-        """Run on the worker thread: connect when needed; a transport failure drops the link."""
-        try:
-            return fn(self._substrate())
-        except SubstrateRequestException:
-            raise
-        except (OSError, WebSocketException) as exc:  # the link is broken or timed out
-            self._drop()
-            raise ChainUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
-
-    async def _call(
-        self, fn: Callable[[SubstrateInterface], T], timeout_s: float | None = None
-    ) -> T:
-        loop = asyncio.get_running_loop()
-        limit = self._timeout_s if timeout_s is None else timeout_s
-        future = loop.run_in_executor(self._executor, self._guarded, fn)
-        try:
-            return await asyncio.wait_for(future, limit)
-        except TimeoutError as exc:
-            self._executor.submit(self._drop)  # after the stuck call gives up (socket timeout)
-            raise ChainUnavailable(f"{self.url}: no answer within {limit:.0f} s") from exc
+        self._gateway = Gateway(url, timeout_s=timeout_s, thread_name="miner-chain")
 
     async def connect(self) -> None:
         """Open the connection now (and fail fast with ChainUnavailable)."""
-
-        def probe(si: SubstrateInterface) -> None:
-            si.get_block_header()
-
-        await self._call(probe)
+        await self._gateway.run(Connection.head)
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(loop.run_in_executor(self._executor, self._drop), 5.0)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await self._gateway.close()
 
     # ---- reads ----------------------------------------------------------------------------------
 
     async def best_block(self) -> int:
-        def read(si: SubstrateInterface) -> int:
-            header = si.get_block_header()
-            return int(header["header"]["number"])
-
-        return await self._call(read)
+        number, _ = await self._gateway.run(Connection.head)
+        return number
 
     async def free_balance(self) -> tuple[int, int]:
         """(free balance of the operator, existential deposit)."""
+        return await self._gateway.run(_balance_and_deposit, self._operator)
 
-        def read(si: SubstrateInterface) -> tuple[int, int]:
-            account = si.query("System", "Account", [self.keypair.ss58_address]).value
-            ed = si.get_constant("Balances", "ExistentialDeposit")
-            return int(account["data"]["free"]), int(ed.value if ed is not None else 0)
-
-        return await self._call(read)
-
-    async def registration(self) -> MinerRegistration:
+    async def registration(self) -> Registration:
+        role, reg = await self._gateway.run(Connection.registration_of, self._operator)
         operator = self.keypair.ss58_address
-
-        def read(si: SubstrateInterface) -> tuple[Any, Any]:
-            record = si.query("Registry", "OperatorOf", [operator]).value
-            if not record or record.get("role") != "Miner":
-                return record, None
-            return record, si.query("Registry", "Miners", [record["staker"]]).value
-
-        record, reg = await self._call(read)
-        if not record:
+        if role is None:
             raise NotRegistered(
                 f"operator {operator} is not registered. From your staker account: bond at least "
                 "the minimum miner stake (Staking.bond, 20,000 CAI on dev chains), then "
                 f"Registry.register_miner(operator={operator}, info={{name, description, url, "
                 "gpu_model}); fund the operator with a little CAI for transaction fees"
             )
-        if record.get("role") != "Miner" or not reg:
+        if role.role != MINER or reg is None:
             raise NotRegistered(
-                f"operator {operator} serves a {record.get('role')} registration, not a miner"
+                f"operator {operator} serves a {role.role} registration, not a miner"
             )
-        staker = str(record["staker"])
-        return MinerRegistration(
-            staker=staker,
-            staker_key=account_key(staker),
-            operator=operator,
-            name=_text(reg["info"]["name"]),
-            status=str(reg["status"]),
-            own_stake=int(reg["own_stake"]),
-            votes=int(reg["votes"]),
-        )
+        return reg
 
-    async def coordinators(self) -> list[CoordinatorRecord]:
-        def read(si: SubstrateInterface) -> list[tuple[Any, Any]]:
-            return [
-                (k.value, v.value)
-                for k, v in si.query_map("Registry", "Coordinators", page_size=200)
-            ]
+    async def coordinators(self) -> list[Registration]:
+        gw = self._gateway
+        return await gw.run_within(gw.timeout_s * 2, Connection.coordinators)
 
-        out = []
-        for staker, reg in await self._call(read, self._timeout_s * 2):
-            out.append(
-                CoordinatorRecord(
-                    staker=str(staker),
-                    operator=str(reg["operator"]),
-                    name=_text(reg["info"]["name"]),
-                    url=_text(reg["info"]["url"]),
-                    status=str(reg["status"]),
-                    weight=int(reg["own_stake"]) + int(reg["votes"]),
-                )
-            )
-        return out
-
-    async def tasks(self, task_ids: Sequence[bytes]) -> dict[bytes, TaskState | None]:
-        ids = list(task_ids)
-        if not ids:
+    async def tasks(self, task_ids: Sequence[bytes]) -> dict[bytes, Task | None]:
+        if not task_ids:
             return {}
-
-        def read(si: SubstrateInterface) -> list[Any]:
-            keys = [si.create_storage_key("Tasks", "Tasks", ["0x" + t.hex()]) for t in ids]
-            return [value.value for _, value in si.query_multi(keys)]
-
-        values = await self._call(read)
-        out: dict[bytes, TaskState | None] = {}
-        for task_id, v in zip(ids, values, strict=True):
-            if not v:
-                out[task_id] = None
-                continue
-            out[task_id] = TaskState(
-                miner_key=account_key(str(v["miner"])),
-                spec_hash=_h256(v["spec_hash"]),
-                deadline=int(v["deadline"]),
-                status=str(v["status"]),
-                result_hash=_h256(v["result_hash"]) if v.get("result_hash") else None,
-            )
-        return out
+        return await self._gateway.run(Connection.tasks, list(task_ids))
 
     # ---- writes ---------------------------------------------------------------------------------
 
     async def submit_results(self, items: Sequence[PendingResult]) -> SubmitOutcome:
-        batch = [
-            {
-                "task_id": "0x" + i.task_id.hex(),
-                "result_hash": "0x" + i.result_hash.hex(),
-                "device_hash": "0x" + i.device_hash.hex(),
-            }
-            for i in items
-        ]
-
-        def submit(si: SubstrateInterface) -> SubmitOutcome:
-            call = si.compose_call("Tasks", "submit_results", {"batch": batch})
-            xt = si.create_signed_extrinsic(call=call, keypair=self.keypair)
-            try:
-                receipt = si.submit_extrinsic(xt, wait_for_inclusion=True)
-            except SubstrateRequestException as exc:
-                return SubmitOutcome(False, _rpc_error(exc), None)
-            block = int(si.get_block_number(receipt.block_hash))
-            if receipt.is_success:
-                return SubmitOutcome(True, "", block)
-            err = receipt.error_message
-            name = str(err.get("name", err)) if isinstance(err, dict) else str(err)
-            return SubmitOutcome(False, name, block)
-
-        return await self._call(submit, self._submit_timeout_s)
-
-
-def _rpc_error(exc: SubstrateRequestException) -> str:
-    arg = exc.args[0] if exc.args else exc
-    if isinstance(arg, dict):
-        msg = str(arg.get("message", ""))
-        data = arg.get("data")
-        return f"{msg}: {data}" if data else msg
-    return str(arg)
+        call = calls.submit_results(
+            ResultCommit(i.task_id, i.result_hash, i.device_hash) for i in items
+        )
+        try:
+            included = await self._gateway.run_within(
+                self._submit_timeout_s, Connection.submit_and_wait, self.keypair, call
+            )
+        except SubmitRefused as exc:
+            return SubmitOutcome(False, str(exc), None)
+        return SubmitOutcome(included.is_success, included.error or "", included.block)
 
 
 class ResultCommitter:
@@ -505,12 +315,12 @@ class ResultCommitter:
             )
         return outcome
 
-    def _verdict(self, item: PendingResult, state: TaskState | None, best: int) -> str:
+    def _verdict(self, item: PendingResult, state: Task | None, best: int) -> str:
         if state is None:
             if best >= item.deadline:
                 return "the task was never committed on chain before its deadline"
             return "wait"  # the coordinator commits in batches: try again next block
-        if state.miner_key != self._staker_key:
+        if state.miner != self._staker_key:
             return "the task is assigned to another miner on chain"
         if state.status != "Committed":
             if state.result_hash == item.result_hash:

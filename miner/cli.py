@@ -18,31 +18,32 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import stat
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from substrateinterface import Keypair
 
+from chainclient import ClientError
+from chainclient.connection import ChainUnavailable
+from chainclient.keyfile import ENV_SURI, KeyFileError
+from chainclient.signing import load_operator_key
 from miner import MinerError
-from miner.chain import ChainGateway
+from miner.chain import MinerChain
 from miner.client import normalize_url
 from miner.service import MinerConfig, MinerService
 from miner.solver import Solver, load_solver
 
 log = logging.getLogger("cuckoo.miner")
 
-ENV_SURI = "CUCKOO_OPERATOR_SURI"
 PROG = "cuckoo-miner"
 MAX_POLL_TASKS = 8  # what coordinators hand out per poll at most
 MAX_POLL_WAIT_S = 30.0  # the longest long-poll coordinators hold
 
 
 class UsageError(MinerError):
-    """A bad command line or key file (exit status 2)."""
+    """A bad command line (exit status 2; a bad key file exits 2 too)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,44 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log", default="info", help="log level (debug, info, warning, error)")
     return p
-
-
-def read_operator_key(key_file: Path | None, environ: Mapping[str, str] | None = None) -> Keypair:
-    """The operator keypair from a private file or the environment; UsageError otherwise."""
-    env = os.environ if environ is None else environ
-    if key_file is not None:
-        try:
-            st = key_file.stat()
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read the operator key file {key_file}: {exc.strerror}"
-            ) from exc
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise UsageError(
-                f"operator key file {key_file} is accessible by others (mode "
-                f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {key_file}"
-            )
-        try:
-            suri = key_file.read_text().strip()
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read the operator key file {key_file}: {exc.strerror}"
-            ) from exc
-        source = str(key_file)
-    elif env.get(ENV_SURI):
-        suri, source = env[ENV_SURI].strip(), ENV_SURI
-    else:
-        raise UsageError(
-            f"no operator key: give --operator-key-file FILE (mode 0600) or set {ENV_SURI}"
-        )
-    if not suri:
-        raise UsageError(f"the operator key in {source} is empty")
-    try:
-        if suri.startswith("0x") and len(suri) == 66:
-            return Keypair.create_from_seed(suri)
-        return Keypair.create_from_uri(suri)
-    except Exception as exc:  # the library raises ValueError and others for bad secrets
-        raise UsageError(f"the operator key in {source} is not a valid secret URI") from exc
 
 
 def build_config(args: argparse.Namespace) -> MinerConfig:
@@ -208,24 +171,24 @@ async def _main(args: argparse.Namespace, config: MinerConfig, keypair: Keypair)
         stop.set()
 
     with stop_on_signals(on_signal):  # a signal during start-up stops it cleanly too
-        gateway = ChainGateway(args.chain_url, keypair, timeout_s=args.chain_timeout)
+        chain = MinerChain(args.chain_url, keypair, timeout_s=args.chain_timeout)
         try:
             try:
-                await gateway.connect()
-            except MinerError as exc:
-                raise MinerError(f"cannot reach the chain at {args.chain_url}: {exc}") from exc
-            await gateway.registration()  # NotRegistered says how to register
-            free, ed = await gateway.free_balance()
+                await chain.connect()
+            except ChainUnavailable as exc:
+                raise MinerError(f"cannot reach the chain at {exc.url}: {exc.reason}") from exc
+            await chain.registration()  # NotRegistered says how to register
+            free, ed = await chain.free_balance()
             if free < ed:
                 raise MinerError(
                     f"operator {keypair.ss58_address} has no funds to pay transaction fees; "
                     "transfer a little CAI to it"
                 )
             solver = await asyncio.to_thread(build_solver, args)
-            service = MinerService(config, keypair, solver, gateway, stop=stop)
+            service = MinerService(config, keypair, solver, chain, stop=stop)
             await service.run()
         finally:
-            await gateway.close()
+            await chain.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,17 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     try:
         config = build_config(args)
-        keypair = read_operator_key(args.operator_key_file)
-    except UsageError as exc:
+        keypair = load_operator_key(args.operator_key_file)
+    except (UsageError, KeyFileError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     try:
         asyncio.run(_main(args, config, keypair))
-    except MinerError as exc:
+    except (MinerError, ClientError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except ExceptionGroup as group:  # raised inside the service's TaskGroup
-        expected, unexpected = group.split(MinerError)
+        expected, unexpected = group.split((MinerError, ClientError))
         if unexpected is not None or expected is None:
             raise
         for err in expected.exceptions:

@@ -1,7 +1,8 @@
 """The coordinator protocol, client side.
 
 Every request is signed by the miner's operator key (sr25519) over
-`chain.taskproto.request_message(method, path, body, timestamp_ms, nonce)`:
+`chain.taskproto.request_message(method, path, body, timestamp_ms, nonce)`
+(`chainclient.signing.sign_request`):
 
     X-Cuckoo-Operator   SS58 address of the operator
     X-Cuckoo-Timestamp  unix milliseconds
@@ -28,7 +29,6 @@ import dataclasses
 import json
 import logging
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from substrateinterface import Keypair
 
-from chain.taskproto import request_message
+from chainclient.signing import sign_request
 from miner import MinerError
 
 log = logging.getLogger(__name__)
@@ -133,27 +133,6 @@ def parse_assignment(item: object, coordinator: str) -> Assignment:
     )
 
 
-def sign_headers(
-    keypair: Keypair,
-    method: str,
-    path: str,
-    body: bytes,
-    *,
-    timestamp_ms: int | None = None,
-    nonce: str | None = None,
-) -> dict[str, str]:
-    """The four authentication headers of one request."""
-    ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-    nonce = secrets.token_hex(16) if nonce is None else nonce
-    signature = keypair.sign(request_message(method, path, body, ts, nonce))
-    return {
-        "X-Cuckoo-Operator": keypair.ss58_address,
-        "X-Cuckoo-Timestamp": str(ts),
-        "X-Cuckoo-Nonce": nonce,
-        "X-Cuckoo-Signature": "0x" + bytes(signature).hex(),
-    }
-
-
 def normalize_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -188,7 +167,7 @@ class CoordinatorClient:
         extra_headers: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes]:
         full_path = self._base_path + path
-        headers = sign_headers(self._keypair, "POST", full_path, body)
+        headers = sign_request(self._keypair, "POST", full_path, body)
         headers["Content-Type"] = content_type
         headers.update(extra_headers or {})
         try:

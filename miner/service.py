@@ -33,15 +33,12 @@ from aiohttp import web
 from substrateinterface import Keypair
 
 from chain.taskproto import SpecError, device_hash, result_hash, spec_hash, validate_spec
+from chainclient import ClientError
+from chainclient.accounts import ss58
+from chainclient.connection import ChainUnavailable
+from chainclient.registry import Registration
 from miner import MinerError
-from miner.chain import (
-    ChainAccess,
-    ChainUnavailable,
-    CoordinatorRecord,
-    MinerRegistration,
-    PendingResult,
-    ResultCommitter,
-)
+from miner.chain import ChainAccess, PendingResult, ResultCommitter
 from miner.client import (
     Assignment,
     Backoff,
@@ -86,12 +83,12 @@ class Stats:
     released: int = 0
 
 
-def endpoints_from_registry(records: Sequence[CoordinatorRecord]) -> list[Endpoint]:
+def endpoints_from_registry(records: Sequence[Registration]) -> list[Endpoint]:
     """Active coordinators with an http(s) URL, weighted by stake (own + votes)."""
     return [
-        Endpoint(r.url, max(r.weight, 1), r.name or r.staker)
+        Endpoint(r.url, max(r.weight, 1), r.name or ss58(r.staker))
         for r in records
-        if r.status == "Active" and r.url.startswith(("http://", "https://"))
+        if r.is_active and r.url.startswith(("http://", "https://"))
     ]
 
 
@@ -146,7 +143,7 @@ class MinerService:
         self._fingerprint = solver.fingerprint()
         self._device_hash = device_hash(self._fingerprint)
         self.stats = Stats()
-        self.registration: MinerRegistration | None = None
+        self.registration: Registration | None = None
         self.committer: ResultCommitter | None = None
         self.status_port: int | None = None
         self._ready = False
@@ -166,7 +163,8 @@ class MinerService:
 
     async def run(self) -> None:
         """Start, serve until stopped, then drain. Raises MinerError subclasses for expected
-        failures at start (NotRegistered, ChainUnavailable, a suspended registration)."""
+        failures at start: MinerError (NotRegistered, a suspended registration) and the chain
+        client's ChainUnavailable."""
         runner: web.AppRunner | None = None
         try:
             reg = await self._check_registration()
@@ -176,7 +174,7 @@ class MinerService:
                 journal = self._cfg.data_dir / "pending-results.json"
             self.committer = ResultCommitter(
                 self._chain,
-                reg.staker_key,
+                reg.staker,
                 journal=journal,
                 poll_interval_s=self._cfg.commit_poll_s,
             )
@@ -189,8 +187,8 @@ class MinerService:
             self._ready = True
             log.info(
                 "miner ready: operator %s, staker %s (%s), %d coordinator(s), device %s%s",
-                reg.operator,
-                reg.staker,
+                self._keypair.ss58_address,
+                ss58(reg.staker),
                 reg.status,
                 len(self._pool.endpoints),
                 self._device_hash.hex()[:16],
@@ -221,18 +219,18 @@ class MinerService:
                 await runner.cleanup()
             await self._pool.close()
 
-    async def _check_registration(self) -> MinerRegistration:
+    async def _check_registration(self) -> Registration:
         reg = await self._chain.registration()
         if reg.status == "Suspended":
             raise MinerError(
-                f"miner {reg.staker} is suspended (slashed): deregister and register again "
+                f"miner {ss58(reg.staker)} is suspended (slashed): deregister and register again "
                 "(Registry.deregister, Registry.register_miner) to come back"
             )
         if reg.status != "Active":
             log.warning(
                 "miner %s is %s: its own bonded stake is under the minimum, so coordinators "
                 "cannot assign it tasks; bond more (Staking.bond_extra)",
-                reg.staker,
+                ss58(reg.staker),
                 reg.status,
             )
         self.registration = reg
@@ -261,7 +259,7 @@ class MinerService:
                 if old is not None and reg.status != old.status:
                     log.warning("registration status changed: %s -> %s", old.status, reg.status)
                 self.registration = reg
-            except MinerError as exc:  # ChainUnavailable, NotRegistered (deregistered meanwhile)
+            except (ClientError, MinerError) as exc:  # unreachable, deregistered meanwhile
                 log.warning("registry refresh failed: %s", exc)
             except Exception:  # a task boundary: keep the last view and try again later
                 log.exception("registry refresh failed")
@@ -412,7 +410,7 @@ class MinerService:
             if self.is_ready
             else ("stopping" if self._stopping.is_set() else "starting"),
             "operator": self._keypair.ss58_address,
-            "staker": reg.staker if reg else None,
+            "staker": ss58(reg.staker) if reg else None,
             "registration": reg.status if reg else None,
             "device_hash": "0x" + self._device_hash.hex(),
             "device": self._fingerprint,

@@ -22,6 +22,7 @@ from scalecodec.utils.ss58 import ss58_decode as scale_ss58_decode
 from scalecodec.utils.ss58 import ss58_encode as scale_ss58_encode
 
 from chain.crypto import CryptoError, SignatureScheme, account_id_from_public, ss58_encode
+from chainclient.keyfile import KeyFileError, read_key_file
 from node.keystore import (
     KEYSTORE_SCHEMES,
     SCHEME_NAMES,
@@ -368,18 +369,17 @@ def _insert(args: argparse.Namespace) -> None:
 
 
 def _read_suri_file(name: str) -> str:
-    """The secret URI in file `name` (or stdin for -); never empty."""
+    """The secret URI in file `name` (or stdin for -); never empty. A file is read as the
+    daemons read operator key files, but any file mode is taken, as it always was here."""
     if name == "-":
         suri = _read_secret(sys.stdin, prompt="Secret URI: ")
-    else:
-        try:
-            suri = Path(name).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise _KeyCmdError(f"cannot read {name}: {reason}") from None
-    if not suri:
-        raise _KeyCmdError("the secret URI is empty")
-    return suri
+        if not suri:
+            raise _KeyCmdError("the secret URI is empty")
+        return suri
+    try:
+        return read_key_file(Path(name), what="secret URI file", require_private=False)
+    except KeyFileError as exc:
+        raise _KeyCmdError(str(exc)) from None
 
 
 def _read_secret(stream: TextIO, prompt: str) -> str:

@@ -18,7 +18,9 @@ if command -v npm >/dev/null 2>&1 && [ -f tests/compat/package-lock.json ]; then
 fi
 echo "==> ruff"
 ruff check .
+echo "==> import contracts (pyproject.toml [tool.importlinter])"
+lint-imports
 echo "==> mypy (strict)"
-mypy chain pallets genesis node coordinator miner devnet
+mypy chain pallets genesis node chainclient coordinator miner devnet
 echo "==> pytest (everything but GPU-only tests; multi-process e2e scenarios included)"
 python -m pytest -q -m "not gpu" "$@"

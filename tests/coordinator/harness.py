@@ -15,11 +15,12 @@ from typing import Any
 from aiohttp import web
 from substrateinterface import Keypair
 
+from chainclient.registry import Registration
+from chainclient.tasks import Task
 from coordinator.api import ApiConfig, ApiContext, Health, build_app
-from coordinator.auth import MinerAuth, MinerRecord
+from coordinator.auth import MinerAuth
 from coordinator.engine import Engine, EngineConfig
 from coordinator.metrics import Metrics
-from coordinator.model import ChainTask
 from coordinator.store import Store
 
 COORDINATOR = b"\xc0" * 32
@@ -32,11 +33,11 @@ def miner_keys(n: int) -> list[Keypair]:
 
 def records(
     keys: list[Keypair], weights: list[int] | None = None, statuses: list[str] | None = None
-) -> list[MinerRecord]:
+) -> list[Registration]:
     out = []
     for i, k in enumerate(keys):
         out.append(
-            MinerRecord(
+            Registration(
                 staker=bytes([i + 1]) * 32,
                 operator=bytes(k.public_key),
                 status=(statuses or ["Active"] * len(keys))[i],
@@ -55,7 +56,7 @@ class FakeChain:
     def __init__(self, engine: Engine, head: int = 100) -> None:
         self.engine = engine
         self.head = head
-        self.tasks: dict[bytes, ChainTask] = {}
+        self.tasks: dict[bytes, Task] = {}
         self.reports: list[tuple[bytes, list[bytes]]] = []
         self.settled: list[tuple[bytes, bool]] = []
         self.is_registered = True
@@ -97,7 +98,7 @@ class FakeChain:
             return
         commits = e.take_commits(self.head, 1024)
         for c in commits:
-            self.tasks[c.task_id] = ChainTask(
+            self.tasks[c.task_id] = Task(
                 COORDINATOR,
                 c.miner,
                 c.spec_hash,

@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 
 from chain.taskproto import device_hash, result_hash
-from coordinator.testing import DEVICE_INFO, InstantMiner, make_png, signed_headers
+from chainclient.signing import sign_request
+from coordinator.testing import DEVICE_INFO, InstantMiner, make_png
 from tests.coordinator.harness import Harness, running
 
 GEN = "/v1/images/generations"
@@ -254,7 +255,7 @@ def test_generation_timeout_is_504_with_ids(tmp_path: Path) -> None:
 
 async def _poll_one(h: Harness, key_index: int) -> dict[str, Any]:
     body = json.dumps({"max_tasks": 8, "wait_s": 2}).encode()
-    headers = signed_headers(h.keys[key_index], "POST", "/v1/miner/poll", body)
+    headers = sign_request(h.keys[key_index], "POST", "/v1/miner/poll", body)
     status, out, _ = await _req("POST", h.url + "/v1/miner/poll", raw=body, headers=headers)
     assert status == 200, out
     return out["tasks"][0]  # type: ignore[no-any-return]
@@ -270,7 +271,7 @@ async def _upload(
     content_type: str = "image/png",
 ) -> tuple[int, Any]:
     path = f"/v1/miner/results/{task_id}"
-    headers = signed_headers(h.keys[key_index], "POST", path, png) | {
+    headers = sign_request(h.keys[key_index], "POST", path, png) | {
         "Content-Type": content_type,
         "X-Cuckoo-Result-Hash": "0x" + (rh or result_hash(png)).hex(),
         "X-Cuckoo-Device": "0x" + device_hash(DEVICE_INFO).hex(),
@@ -282,7 +283,7 @@ async def _upload(
 async def _make_live(h: Harness) -> None:
     body = json.dumps({"max_tasks": 1, "wait_s": 0}).encode()
     for k in h.keys:
-        headers = signed_headers(k, "POST", "/v1/miner/poll", body)
+        headers = sign_request(k, "POST", "/v1/miner/poll", body)
         status, _, _ = await _req("POST", h.url + "/v1/miner/poll", raw=body, headers=headers)
         assert status == 204
 
@@ -343,7 +344,7 @@ def test_release_goes_to_another_miner(tmp_path: Path) -> None:
         await _poll_one(h, owner)
         path = f"/v1/miner/release/{out['id']}"
         status, body, _ = await _req(
-            "POST", h.url + path, raw=b"", headers=signed_headers(h.keys[owner], "POST", path, b"")
+            "POST", h.url + path, raw=b"", headers=sign_request(h.keys[owner], "POST", path, b"")
         )
         assert (status, body) == (200, {"released": True})
         job = h.engine.jobs[bytes.fromhex(out["id"][2:])]
@@ -351,7 +352,7 @@ def test_release_goes_to_another_miner(tmp_path: Path) -> None:
         new = h.engine.attempts[job.attempts[1]]
         assert new.operator != bytes(h.keys[owner].public_key)
         status, body, _ = await _req(
-            "POST", h.url + path, raw=b"", headers=signed_headers(h.keys[owner], "POST", path, b"")
+            "POST", h.url + path, raw=b"", headers=sign_request(h.keys[owner], "POST", path, b"")
         )
         assert status == 409
 

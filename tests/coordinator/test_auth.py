@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from substrateinterface import Keypair
 
-from coordinator.testing import signed_headers
+from chainclient.signing import sign_request
 from tests.coordinator.harness import running
 
 POLL = "/v1/miner/poll"
@@ -35,7 +35,7 @@ def _run(tmp_path: Path, check: Any, **kw: Any) -> None:
 
 def test_good_signature_is_accepted(tmp_path: Path) -> None:
     async def check(h: Any) -> None:
-        status, _ = await _post(h.url, POLL, BODY, signed_headers(h.keys[0], "POST", POLL, BODY))
+        status, _ = await _post(h.url, POLL, BODY, sign_request(h.keys[0], "POST", POLL, BODY))
         assert status == 204
         assert h.engine.miners[bytes([1]) * 32].last_poll is not None  # polling marks it live
 
@@ -44,7 +44,7 @@ def test_good_signature_is_accepted(tmp_path: Path) -> None:
 
 def test_replayed_nonce_is_refused(tmp_path: Path) -> None:
     async def check(h: Any) -> None:
-        headers = signed_headers(h.keys[0], "POST", POLL, BODY)
+        headers = sign_request(h.keys[0], "POST", POLL, BODY)
         assert (await _post(h.url, POLL, BODY, headers))[0] == 204
         status, body = await _post(h.url, POLL, BODY, headers)
         assert status == 401
@@ -57,7 +57,7 @@ def test_replayed_nonce_is_refused(tmp_path: Path) -> None:
 def test_stale_timestamp_is_refused(tmp_path: Path, skew_ms: int) -> None:
     async def check(h: Any) -> None:
         ts = int(time.time() * 1000) + skew_ms
-        headers = signed_headers(h.keys[0], "POST", POLL, BODY, timestamp_ms=ts)
+        headers = sign_request(h.keys[0], "POST", POLL, BODY, timestamp_ms=ts)
         status, body = await _post(h.url, POLL, BODY, headers)
         assert status == 401
         assert body["error"]["code"] == "stale_timestamp"
@@ -68,7 +68,7 @@ def test_stale_timestamp_is_refused(tmp_path: Path, skew_ms: int) -> None:
 
 def test_signature_by_another_key_is_refused(tmp_path: Path) -> None:
     async def check(h: Any) -> None:
-        headers = signed_headers(h.keys[1], "POST", POLL, BODY)
+        headers = sign_request(h.keys[1], "POST", POLL, BODY)
         headers["X-Cuckoo-Operator"] = h.keys[0].ss58_address  # claims to be miner 0
         status, body = await _post(h.url, POLL, BODY, headers)
         assert (status, body["error"]["code"]) == (401, "bad_signature")
@@ -79,7 +79,7 @@ def test_signature_by_another_key_is_refused(tmp_path: Path) -> None:
 def test_unregistered_operator_is_forbidden(tmp_path: Path) -> None:
     async def check(h: Any) -> None:
         stranger = Keypair.create_from_uri("//NotAMiner")
-        status, body = await _post(h.url, POLL, BODY, signed_headers(stranger, "POST", POLL, BODY))
+        status, body = await _post(h.url, POLL, BODY, sign_request(stranger, "POST", POLL, BODY))
         assert (status, body["error"]["code"]) == (403, "not_registered")
 
     _run(tmp_path, check)
@@ -88,7 +88,7 @@ def test_unregistered_operator_is_forbidden(tmp_path: Path) -> None:
 @pytest.mark.parametrize("status_name", ["Inactive", "Suspended"])
 def test_inactive_operator_is_forbidden(tmp_path: Path, status_name: str) -> None:
     async def check(h: Any) -> None:
-        headers = signed_headers(h.keys[1], "POST", POLL, BODY)
+        headers = sign_request(h.keys[1], "POST", POLL, BODY)
         status, body = await _post(h.url, POLL, BODY, headers)
         assert (status, body["error"]["code"]) == (403, "miner_not_active")
 
@@ -97,7 +97,7 @@ def test_inactive_operator_is_forbidden(tmp_path: Path, status_name: str) -> Non
 
 def test_altered_body_is_refused(tmp_path: Path) -> None:
     async def check(h: Any) -> None:
-        headers = signed_headers(h.keys[0], "POST", POLL, BODY)
+        headers = sign_request(h.keys[0], "POST", POLL, BODY)
         other = json.dumps({"max_tasks": 8, "wait_s": 0}).encode()
         status, body = await _post(h.url, POLL, other, headers)
         assert (status, body["error"]["code"]) == (401, "bad_signature")
@@ -107,7 +107,7 @@ def test_altered_body_is_refused(tmp_path: Path) -> None:
 
 def test_other_path_is_refused(tmp_path: Path) -> None:
     async def check(h: Any) -> None:
-        headers = signed_headers(h.keys[0], "POST", POLL, b"")
+        headers = sign_request(h.keys[0], "POST", POLL, b"")
         status, body = await _post(h.url, "/v1/miner/release/0x" + "11" * 32, b"", headers)
         assert (status, body["error"]["code"]) == (401, "bad_signature")
 
@@ -119,7 +119,7 @@ def test_other_path_is_refused(tmp_path: Path) -> None:
 )
 def test_missing_header_is_refused(tmp_path: Path, missing: str) -> None:
     async def check(h: Any) -> None:
-        headers = signed_headers(h.keys[0], "POST", POLL, BODY)
+        headers = sign_request(h.keys[0], "POST", POLL, BODY)
         del headers[missing]
         status, body = await _post(h.url, POLL, BODY, headers)
         assert (status, body["error"]["code"]) == (401, "missing_signature")
@@ -138,7 +138,7 @@ def test_missing_header_is_refused(tmp_path: Path, missing: str) -> None:
 )
 def test_malformed_header_is_refused(tmp_path: Path, header: str, value: str, code: str) -> None:
     async def check(h: Any) -> None:
-        headers = signed_headers(h.keys[0], "POST", POLL, BODY) | {header: value}
+        headers = sign_request(h.keys[0], "POST", POLL, BODY) | {header: value}
         status, body = await _post(h.url, POLL, BODY, headers)
         assert (status, body["error"]["code"]) == (401, code)
 
@@ -148,7 +148,7 @@ def test_malformed_header_is_refused(tmp_path: Path, header: str, value: str, co
 def test_bad_poll_body_is_400(tmp_path: Path) -> None:
     async def check(h: Any) -> None:
         for body in (b"{", b"[]", b'{"max_tasks": 9}', b'{"wait_s": 31}', b'{"max_tasks": true}'):
-            headers = signed_headers(h.keys[0], "POST", POLL, body)
+            headers = sign_request(h.keys[0], "POST", POLL, body)
             status, _ = await _post(h.url, POLL, body, headers)
             assert status == 400, body
 

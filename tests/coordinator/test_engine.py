@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from chain.taskproto import device_hash, result_hash
-from coordinator.auth import MinerRecord
+from chainclient.registry import Registration
 from coordinator.model import AState, CState, JobStatus, Role
 from coordinator.testing import make_png
 from tests.coordinator.harness import Harness, records, running
@@ -36,7 +36,7 @@ def _run(tmp_path: Path, check: Callable[[Harness], Awaitable[None]], **kw: Any)
     asyncio.run(main())
 
 
-def rec(h: Harness, i: int) -> MinerRecord:
+def rec(h: Harness, i: int) -> Registration:
     r = h.engine.miner_by_operator(bytes(h.keys[i].public_key))
     assert r is not None
     return r

@@ -18,14 +18,6 @@ from typing import Any
 import pytest
 from substrateinterface import Keypair, SubstrateInterface
 
-from coordinator.chain import (
-    ChainClient,
-    encode_commit_batch,
-    encode_results_batch,
-    encode_settle_batch,
-    ss58,
-)
-from coordinator.model import CommitItem
 from coordinator.testing import InstantMiner, ResultSubmitter
 from tests.integration.conftest import UNIT, NodeProcess, free_ports, start_node
 
@@ -232,12 +224,6 @@ def test_task_end_to_end_with_receipt(chain: dict[str, Any], tmp_path: Path) -> 
         assert on_chain["committed_at"] == r["commit_block"]
         assert on_chain["settled_at"] == r["settle_block"]
         assert on_chain["coordinator"] == CHARLIE.ss58_address
-        # the fast Task decoder agrees with substrate-interface's decoding
-        client = ChainClient(node.ws_url)
-        ids = [bytes.fromhex(r["task_id"][2:]), bytes(32)]
-        assert client.tasks(ids, None) == client.tasks_decoded_by_library(ids, None)
-        assert client.tasks(ids, None)[ids[0]] is not None
-        client.reset()
     finally:
         assert stop(proc) == 0
 
@@ -292,61 +278,3 @@ def test_cli_refuses_unreachable_chain_and_open_key_file(tmp_path: Path) -> None
     )
     assert out.returncode == 2
     assert "CUCKOO_OPERATOR_SURI" in out.stderr
-
-
-def test_preencoded_batches_match_substrate_interface(chain: dict[str, Any]) -> None:
-    """The hand-encoded batch arguments are byte for byte what compose_call would encode."""
-    client = ChainClient(chain["node"].ws_url)
-    try:
-        items = [
-            CommitItem(
-                os.urandom(32),
-                os.urandom(32),
-                os.urandom(32),
-                100 + i,
-                None if i % 2 else os.urandom(32),
-            )
-            for i in range(70)
-        ]
-        ref = client.si.compose_call(
-            "Tasks",
-            "commit_tasks",
-            {
-                "batch": [
-                    {
-                        "task_id": "0x" + i.task_id.hex(),
-                        "spec_hash": "0x" + i.spec_hash.hex(),
-                        "miner": ss58(i.miner),
-                        "deadline": i.deadline,
-                        "audit_of": None if i.audit_of is None else "0x" + i.audit_of.hex(),
-                    }
-                    for i in items
-                ]
-            },
-        )
-        assert bytes(ref.data.data)[2:] == encode_commit_batch(items)
-        settles = [(os.urandom(32), bool(i % 2)) for i in range(5)]
-        ref = client.si.compose_call(
-            "Tasks",
-            "settle_tasks",
-            {"batch": [{"task_id": "0x" + t.hex(), "accept": a} for t, a in settles]},
-        )
-        assert bytes(ref.data.data)[2:] == encode_settle_batch(settles)
-        results = [(os.urandom(32), os.urandom(32), os.urandom(32)) for _ in range(256)]
-        ref = client.si.compose_call(
-            "Tasks",
-            "submit_results",
-            {
-                "batch": [
-                    {
-                        "task_id": "0x" + a.hex(),
-                        "result_hash": "0x" + b.hex(),
-                        "device_hash": "0x" + d.hex(),
-                    }
-                    for a, b, d in results
-                ]
-            },
-        )
-        assert bytes(ref.data.data)[2:] == encode_results_batch(results)
-    finally:
-        client.reset()

@@ -28,7 +28,7 @@ import pytest
 from substrateinterface import Keypair
 
 from chain.hashing import blake2_256
-from miner.client import sign_headers
+from chainclient.signing import sign_request
 from miner.solver import PatternSolver
 from tests.e2e.conftest import MINER_BOND, Net, png_of, poll_until
 from tests.miner.chainkit import CAI
@@ -275,7 +275,7 @@ def abandon_long_poll(url: str, operator: Keypair, hold_s: float = 1.0) -> None:
     miner that exits mid-poll does)."""
     body = json.dumps({"max_tasks": 1, "wait_s": 20}).encode()
     headers = {
-        **sign_headers(operator, "POST", "/v1/miner/poll", body),
+        **sign_request(operator, "POST", "/v1/miner/poll", body),
         "Content-Type": "application/json",
     }
 

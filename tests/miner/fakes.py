@@ -20,16 +20,14 @@ from substrateinterface import Keypair
 
 from chain.hashing import blake2_256
 from chain.taskproto import canonical_json, request_message, spec_hash
-from miner.chain import (
-    CoordinatorRecord,
-    MinerRegistration,
-    PendingResult,
-    SubmitOutcome,
-    TaskState,
-)
+from chainclient.connection import ChainUnavailable
+from chainclient.registry import Registration
+from chainclient.tasks import Task
+from miner.chain import NotRegistered, PendingResult, SubmitOutcome
 from miner.solver import PNG_SIGNATURE, PatternSolver
 
 MAX_SKEW_MS = 60_000
+COORDINATOR = b"\xc0" * 32  # the staker that commits the fake chain's tasks
 
 
 def make_spec(
@@ -312,7 +310,7 @@ class FakeChain:
         *,
         block_s: float | None = 0.05,
         status: str = "Active",
-        coordinators: Sequence[CoordinatorRecord] = (),
+        coordinators: Sequence[Registration] = (),
         registered: bool = True,
     ) -> None:
         self.operator = operator
@@ -324,7 +322,7 @@ class FakeChain:
         self.status = status
         self.registered = registered
         self.coordinator_records = list(coordinators)
-        self.states: dict[bytes, TaskState] = {}
+        self.states: dict[bytes, Task] = {}
         self.batches: list[tuple[int, list[PendingResult]]] = []
         self.failures: list[str] = []
         self.available = True
@@ -340,45 +338,42 @@ class FakeChain:
     def commit(
         self, task_id: bytes, spec: dict[str, Any], deadline: int, miner: bytes | None = None
     ) -> None:
-        self.states[task_id] = TaskState(
-            miner_key=self.staker_key if miner is None else miner,
+        self.states[task_id] = Task(
+            coordinator=COORDINATOR,
+            miner=self.staker_key if miner is None else miner,
             spec_hash=spec_hash(spec),
             deadline=deadline,
+            audit_of=None,
+            committed_at=self.best,
             status="Committed",
-            result_hash=None,
         )
 
     def _check(self) -> None:
         if not self.available:
-            from miner.chain import ChainUnavailable
-
-            raise ChainUnavailable("fake chain is down")
+            raise ChainUnavailable("fake://chain", "fake chain is down")
 
     async def best_block(self) -> int:
         self._check()
         return self.best
 
-    async def registration(self) -> MinerRegistration:
+    async def registration(self) -> Registration:
         self._check()
         if not self.registered:
-            from miner.chain import NotRegistered
-
             raise NotRegistered(f"operator {self.operator.ss58_address} is not registered")
-        return MinerRegistration(
-            staker=self.staker.ss58_address,
-            staker_key=self.staker_key,
-            operator=self.operator.ss58_address,
+        return Registration(
+            staker=self.staker_key,
+            operator=bytes(self.operator.public_key),
             name="fake",
             status=self.status,
             own_stake=20_000 * 10**18,
             votes=0,
         )
 
-    async def coordinators(self) -> list[CoordinatorRecord]:
+    async def coordinators(self) -> list[Registration]:
         self._check()
         return list(self.coordinator_records)
 
-    async def tasks(self, task_ids: Sequence[bytes]) -> dict[bytes, TaskState | None]:
+    async def tasks(self, task_ids: Sequence[bytes]) -> dict[bytes, Task | None]:
         self._check()
         return {t: self.states.get(t) for t in task_ids}
 
@@ -391,7 +386,7 @@ class FakeChain:
                 "UnknownTask"
                 if state is None
                 else "NotAssigned"
-                if state.miner_key != self.staker_key
+                if state.miner != self.staker_key
                 else "AlreadySubmitted"
                 if state.status != "Committed"
                 else "DeadlinePassed"

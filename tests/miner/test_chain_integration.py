@@ -17,7 +17,7 @@ from substrateinterface import Keypair
 
 from chain.hashing import blake2_256
 from chain.taskproto import device_hash, spec_hash
-from miner.chain import ChainGateway, NotRegistered
+from miner.chain import MinerChain, NotRegistered
 from miner.client import Backoff
 from miner.service import MinerConfig, MinerService
 from miner.solver import PatternSolver
@@ -59,34 +59,39 @@ def setup(node: NodeProcess) -> Iterator[tuple[ChainKit, Actor, Actor]]:
     kit.close()
 
 
-def test_gateway_reads_registry(node: NodeProcess, setup: tuple[ChainKit, Actor, Actor]) -> None:
+def test_miner_chain_reads_registry(
+    node: NodeProcess, setup: tuple[ChainKit, Actor, Actor]
+) -> None:
     _, coordinator, miner = setup
 
     async def scenario() -> None:
-        gw = ChainGateway(node.ws_url, miner.operator)
+        miner_chain = MinerChain(node.ws_url, miner.operator)
         try:
-            reg = await gw.registration()
-            assert reg.staker == miner.staker.ss58_address
+            reg = await miner_chain.registration()
+            assert reg.staker == bytes(miner.staker.public_key)
+            assert reg.operator == bytes(miner.operator.public_key)
             assert reg.status == "Active"
-            assert reg.staker_key == bytes(miner.staker.public_key)
             assert reg.own_stake == 25_000 * CAI
             assert reg.name == "dave-miner"
+            assert reg.gpu_model == "cpu"
             (c,) = [
-                c for c in await gw.coordinators() if c.staker == coordinator.staker.ss58_address
+                c
+                for c in await miner_chain.coordinators()
+                if c.staker == bytes(coordinator.staker.public_key)
             ]
             assert c.url == "http://127.0.0.1:9/coord"
             assert c.status == "Active"
             assert c.weight == 2_000_000 * CAI
-            assert c.operator == coordinator.operator.ss58_address
-            free, ed = await gw.free_balance()
+            assert c.operator == bytes(coordinator.operator.public_key)
+            free, ed = await miner_chain.free_balance()
             assert free > ed > 0
         finally:
-            await gw.close()
-        stranger = ChainGateway(node.ws_url, fresh())
+            await miner_chain.close()
+        stranger = MinerChain(node.ws_url, fresh())
         try:
             with pytest.raises(NotRegistered, match="register_miner"):
                 await stranger.registration()
-            coord_op = ChainGateway(node.ws_url, coordinator.operator)
+            coord_op = MinerChain(node.ws_url, coordinator.operator)
             with pytest.raises(NotRegistered, match="Coordinator"):
                 await coord_op.registration()
             await coord_op.close()
@@ -110,7 +115,7 @@ def test_miner_commits_results_on_chain(
         )
 
         async def scenario() -> None:
-            gw = ChainGateway(node.ws_url, miner.operator)
+            miner_chain = MinerChain(node.ws_url, miner.operator)
             service = MinerService(
                 MinerConfig(
                     coordinator_urls=(coord.url,),
@@ -120,7 +125,7 @@ def test_miner_commits_results_on_chain(
                 ),
                 miner.operator,
                 PatternSolver(),
-                gw,
+                miner_chain,
             )
             runner = asyncio.create_task(service.run())
             try:
@@ -130,8 +135,11 @@ def test_miner_commits_results_on_chain(
                     lambda: all(coord.tasks[t].result for t in (early, late)),
                     60,
                 )
-                await asyncio.sleep(2.0)  # a few blocks: `late` is not on chain, so it waits
+                start = kit.best()  # a few blocks: `late` is not on chain, so it waits
+                await asyncio.to_thread(poll_until, "4 blocks", lambda: kit.best() >= start + 4, 30)
                 assert kit.task(late) is None
+                assert service.committer is not None
+                assert late in [p.task_id for p in service.committer.pending]
                 kit_block = await asyncio.to_thread(
                     kit.commit_tasks,
                     coordinator.operator,
@@ -148,7 +156,7 @@ def test_miner_commits_results_on_chain(
             finally:
                 service.request_stop()
                 await asyncio.wait_for(runner, 30)
-                await gw.close()
+                await miner_chain.close()
 
         asyncio.run(scenario())
         fp = PatternSolver().fingerprint()

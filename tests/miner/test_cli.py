@@ -1,5 +1,6 @@
-"""cuckoo-miner's command line: where the operator key may come from, one-line errors with a
-non-zero status for expected failures, and SIGTERM in the middle of a task (a real process)."""
+"""cuckoo-miner's command line: one-line errors with a non-zero status for expected failures (a
+key file others may read, bad usage, an unreachable chain), and SIGTERM in the middle of a task
+(a real process). Reading the key itself is tested with the chain client (tests/client)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from substrateinterface import Keypair
 
-from miner.cli import ENV_SURI, UsageError, main, read_operator_key
+from chainclient.keyfile import ENV_SURI
+from miner.cli import main
 from tests.miner.fakes import FakeCoordinator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,19 +42,6 @@ def key_file(tmp_path: Path, mode: int, secret: str = "//MinerOperator") -> Path
     return path
 
 
-def test_key_file_with_owner_only_mode_is_read(tmp_path: Path) -> None:
-    for mode in (0o600, 0o400):
-        kp = read_operator_key(key_file(tmp_path, mode), environ={})
-        assert kp.ss58_address == Keypair.create_from_uri("//MinerOperator").ss58_address
-
-
-@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o700 | 0o004])
-def test_key_file_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
-    path = key_file(tmp_path, mode)
-    with pytest.raises(UsageError, match="chmod 600"):
-        read_operator_key(path, environ={})
-
-
 def test_key_file_permission_refusal_exits_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -67,27 +55,6 @@ def test_key_file_permission_refusal_exits_2_with_one_line(
     assert err[0].startswith("cuckoo-miner: error: operator key file")
     assert "0644" in err[0]
     assert "MinerOperator" not in err[0]  # the secret is never echoed
-
-
-def test_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    kp = read_operator_key(None, environ={ENV_SURI: "//MinerOperator"})
-    assert kp.ss58_address == Keypair.create_from_uri("//MinerOperator").ss58_address
-    seed = "0x" + "ab" * 32
-    assert (
-        read_operator_key(None, environ={ENV_SURI: seed}).public_key
-        == Keypair.create_from_seed(seed).public_key
-    )
-
-
-@pytest.mark.parametrize("environ", [{}, {ENV_SURI: ""}, {ENV_SURI: "not a secret uri !!"}])
-def test_missing_or_bad_key_is_refused(environ: dict[str, str]) -> None:
-    with pytest.raises(UsageError):
-        read_operator_key(None, environ=environ)
-
-
-def test_missing_key_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="cannot read"):
-        read_operator_key(tmp_path / "nope", environ={})
 
 
 def test_no_secret_option_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:

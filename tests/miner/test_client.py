@@ -1,4 +1,4 @@
-"""The coordinator protocol client: signing, long-poll, upload, release, retries with backoff and
+"""The coordinator protocol client: long-poll, upload, release, retries with backoff and
 failover, against fake coordinators that check every request like the real one."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from substrateinterface import Keypair
 
-from chain.taskproto import device_hash, request_message, result_hash, spec_hash
+from chain.taskproto import device_hash, result_hash, spec_hash
 from miner.client import (
     Assignment,
     Backoff,
@@ -26,7 +26,6 @@ from miner.client import (
     NoCoordinator,
     TaskRefused,
     parse_assignment,
-    sign_headers,
 )
 from miner.solver import PatternSolver
 from tests.miner.fakes import FakeCoordinator, make_spec
@@ -54,43 +53,6 @@ def solved(task: Assignment) -> tuple[bytes, dict[str, Any]]:
         "device_hash": device_hash(FP),
         "device_info": FP,
     }
-
-
-# ---- signing -------------------------------------------------------------------------------------
-
-
-def test_sign_headers_match_request_message_and_verify(operator: Keypair) -> None:
-    body = b'{"max_tasks":1,"wait_s":5}'
-    h = sign_headers(
-        operator, "post", "/v1/miner/poll", body, timestamp_ms=1_700_000_000_000, nonce="ab" * 16
-    )
-    assert h["X-Cuckoo-Operator"] == operator.ss58_address
-    assert h["X-Cuckoo-Timestamp"] == "1700000000000"
-    assert h["X-Cuckoo-Nonce"] == "ab" * 16
-    sig = bytes.fromhex(h["X-Cuckoo-Signature"].removeprefix("0x"))
-    assert h["X-Cuckoo-Signature"].startswith("0x")
-    assert len(sig) == 64
-    msg = request_message("POST", "/v1/miner/poll", body, 1_700_000_000_000, "ab" * 16)
-    verifier = Keypair(ss58_address=operator.ss58_address)
-    assert verifier.verify(msg, sig)
-    # bound to every part of the request
-    for other in (
-        request_message("POST", "/v1/miner/poll", body + b" ", 1_700_000_000_000, "ab" * 16),
-        request_message("POST", "/v1/miner/release/0x00", body, 1_700_000_000_000, "ab" * 16),
-        request_message("POST", "/v1/miner/poll", body, 1_700_000_000_001, "ab" * 16),
-        request_message("POST", "/v1/miner/poll", body, 1_700_000_000_000, "cd" * 16),
-        request_message("GET", "/v1/miner/poll", body, 1_700_000_000_000, "ab" * 16),
-    ):
-        assert not verifier.verify(other, sig)
-
-
-def test_sign_headers_fresh_nonce_and_time(operator: Keypair) -> None:
-    a = sign_headers(operator, "POST", "/p", b"")
-    b = sign_headers(operator, "POST", "/p", b"")
-    assert a["X-Cuckoo-Nonce"] != b["X-Cuckoo-Nonce"]
-    assert len(a["X-Cuckoo-Nonce"]) == 32
-    assert int(a["X-Cuckoo-Nonce"], 16) >= 0
-    assert abs(int(a["X-Cuckoo-Timestamp"]) - time.time() * 1000) < 5_000
 
 
 def test_parse_assignment_checks_fields() -> None:

@@ -17,8 +17,9 @@ import pytest
 from substrateinterface import Keypair
 
 from chain.hashing import blake2_256
+from chainclient.registry import Registration
 from miner import MinerError
-from miner.chain import CoordinatorRecord, NotRegistered
+from miner.chain import NotRegistered
 from miner.client import Backoff
 from miner.service import MinerConfig, MinerService
 from miner.solver import PatternSolver, Solver
@@ -116,6 +117,10 @@ def test_result_is_committed_once_the_coordinator_commits_the_task(
     asyncio.run(scenario())
 
 
+def coordinator_record(tag: bytes, name: str, url: str, status: str, stake: int) -> Registration:
+    return Registration(tag * 32, tag.lower() * 32, status, stake, 0, name=name, url=url)
+
+
 def test_discovers_active_coordinators_on_chain(
     operator: Keypair, coordinator_factory: Callable[..., FakeCoordinator]
 ) -> None:
@@ -123,9 +128,9 @@ def test_discovers_active_coordinators_on_chain(
     active_task = active.add_task()
     inactive.add_task()
     records = [
-        CoordinatorRecord("5A", "5Aop", "a", active.url, "Active", 2_000_000),
-        CoordinatorRecord("5B", "5Bop", "b", inactive.url, "Inactive", 9_000_000),
-        CoordinatorRecord("5C", "5Cop", "c", "ftp://nope", "Active", 9_000_000),
+        coordinator_record(b"A", "a", active.url, "Active", 2_000_000),
+        coordinator_record(b"B", "b", inactive.url, "Inactive", 9_000_000),
+        coordinator_record(b"C", "c", "ftp://nope", "Active", 9_000_000),
     ]
     chain = FakeChain(operator, coordinators=records)
     chain.commit(active_task, make_spec(), 10_000)

@@ -1,0 +1,285 @@
+"""`Connection`: one substrate-interface connection and the typed reads and writes on it.
+
+substrate-interface is synchronous and not thread-safe: a `Connection` belongs to one thread
+at a time (the `Gateway`'s worker thread for asyncio code; a test helper's own thread). It
+connects on first use (`ChainUnavailable` when it cannot), with a socket timeout, and never
+reconnects by itself: whoever owns it calls `close()` after a failure and the next call connects
+again (see `Gateway`).
+
+Reads take an optional block hash (the best block when None). Extrinsics are signed here with
+an explicit nonce or the node's next index, submitted to the pool (`submit`, returns once the
+pool took it) or submitted and watched until included (`submit_and_wait`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Self
+
+from scalecodec.base import ScaleBytes
+from scalecodec.types import GenericCall
+from substrateinterface import Keypair, SubstrateInterface
+from substrateinterface.exceptions import SubstrateRequestException
+
+from chainclient import ClientError
+from chainclient.accounts import SS58_PREFIX, ss58
+from chainclient.calls import Call
+from chainclient.registry import COORDINATOR, MINER, OperatorRole, Registration
+from chainclient.tasks import Task, decode_task
+
+QUERY_CHUNK = 512  # storage keys per state_queryStorageAt
+PAGE_SIZE = 200  # keys per state_getKeysPaged when listing a map
+ALREADY_IMPORTED = 1013  # the pool's "transaction already imported": taken as accepted
+
+
+class ChainUnavailable(ClientError):
+    """The node could not be reached, the connection broke, or no answer came in time."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class RpcError(ClientError):
+    """The node answered a JSON-RPC error object."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @classmethod
+    def from_library(cls, exc: SubstrateRequestException) -> Self:
+        """From substrate-interface's exception (its first argument is the error object)."""
+        arg = exc.args[0] if exc.args else exc
+        if not isinstance(arg, dict):
+            return cls(str(arg))
+        message = str(arg.get("message", ""))
+        data = arg.get("data")
+        code = arg.get("code")
+        return cls(
+            f"{message}: {data}" if data else message, code if isinstance(code, int) else None
+        )
+
+
+class SubmitRefused(RpcError):
+    """The node's pool refused an extrinsic (bad nonce, no funds for fees, invalid call)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inclusion:
+    """Where an extrinsic was included and how its dispatch went."""
+
+    block: int
+    error: str | None  # the dispatch error's name ("UnknownTask"); None when it succeeded
+    detail: str = ""
+
+    @property
+    def is_success(self) -> bool:
+        return self.error is None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Account:
+    nonce: int
+    free: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    module: str
+    name: str
+    attributes: Any
+
+
+class Connection:
+    def __init__(self, url: str, *, timeout_s: float = 15.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._si: SubstrateInterface | None = None
+        self._tasks_prefix: str | None = None
+        self._arg_types: dict[tuple[str, str], dict[str, str]] = {}
+
+    @property
+    def si(self) -> SubstrateInterface:
+        """The library object, connected (ChainUnavailable if it cannot be)."""
+        if self._si is None:
+            try:
+                si = SubstrateInterface(
+                    url=self.url,
+                    ss58_format=SS58_PREFIX,
+                    ws_options={"timeout": self.timeout_s, "skip_utf8_validation": True},
+                    auto_reconnect=False,
+                )
+            except Exception as exc:  # the library raises OSError, websocket and RPC errors
+                raise ChainUnavailable(self.url, f"cannot connect: {exc}") from exc
+            try:
+                si.init_runtime()
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    si.close()
+                raise ChainUnavailable(self.url, f"cannot read the runtime: {exc}") from exc
+            self._si = si
+        return self._si
+
+    def close(self) -> None:
+        """Drop the connection (the next call opens a new one)."""
+        si, self._si = self._si, None
+        self._tasks_prefix = None
+        self._arg_types.clear()
+        if si is not None:
+            with contextlib.suppress(Exception):
+                si.close()
+
+    # ---- blocks ---------------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, str]:
+        """(number, hash) of the best block."""
+        header = self.si.get_block_header()["header"]
+        number = int(header["number"])
+        block_hash = header.get("hash") or self.si.get_block_hash(number)
+        return number, str(block_hash)
+
+    def block_hash(self, number: int) -> str:
+        return str(self.si.get_block_hash(number))
+
+    def events(self, block_hash: str) -> list[Event]:
+        out = []
+        for record in self.si.get_events(block_hash):
+            v = record.value
+            out.append(Event(str(v["module_id"]), str(v["event_id"]), v["attributes"]))
+        return out
+
+    # ---- accounts -------------------------------------------------------------------------------
+
+    def account(self, who: bytes, block_hash: str | None = None) -> Account:
+        value = self.si.query("System", "Account", [ss58(who)], block_hash=block_hash).value
+        if not value:
+            return Account(0, 0)
+        return Account(int(value["nonce"]), int(value["data"]["free"]))
+
+    def next_index(self, who: bytes) -> int:
+        """The account's next nonce, counting its transactions in the pool."""
+        return int(self.si.rpc_request("system_accountNextIndex", [ss58(who)])["result"])
+
+    def existential_deposit(self) -> int:
+        value = self.si.get_constant("Balances", "ExistentialDeposit")
+        return int(value.value) if value is not None else 0
+
+    # ---- registry -------------------------------------------------------------------------------
+
+    def miners(self, block_hash: str | None = None) -> list[Registration]:
+        return self._registrations("Miners", block_hash)
+
+    def coordinators(self, block_hash: str | None = None) -> list[Registration]:
+        return self._registrations("Coordinators", block_hash)
+
+    def _registrations(self, storage: str, block_hash: str | None) -> list[Registration]:
+        pages = self.si.query_map("Registry", storage, block_hash=block_hash, page_size=PAGE_SIZE)
+        return [Registration.from_value(key.value, value.value) for key, value in pages]
+
+    def registration_of(
+        self, operator: bytes, block_hash: str | None = None
+    ) -> tuple[OperatorRole | None, Registration | None]:
+        """What `operator` serves (`Registry.OperatorOf`) and that registration (None when the
+        role's map has no entry for the staker)."""
+        value = self.si.query("Registry", "OperatorOf", [ss58(operator)], block_hash=block_hash)
+        if not value.value:
+            return None, None
+        role = OperatorRole.from_value(value.value)
+        storage = {MINER: "Miners", COORDINATOR: "Coordinators"}.get(role.role)
+        if storage is None:
+            return role, None
+        reg = self.si.query("Registry", storage, [ss58(role.staker)], block_hash=block_hash)
+        return role, None if not reg.value else Registration.from_value(role.staker, reg.value)
+
+    # ---- tasks ----------------------------------------------------------------------------------
+
+    def tasks(
+        self, task_ids: Sequence[bytes], block_hash: str | None = None
+    ) -> dict[bytes, Task | None]:
+        """Tasks.Tasks of each id (None where there is none): one state_queryStorageAt per
+        chunk, the keys built as prefix ++ id (the map's hasher is Identity), each value decoded
+        by `decode_task`."""
+        prefix = self._tasks_storage_prefix()
+        out: dict[bytes, Task | None] = dict.fromkeys(task_ids)
+        ids = list(out)
+        for i in range(0, len(ids), QUERY_CHUNK):
+            params: list[Any] = [[prefix + t.hex() for t in ids[i : i + QUERY_CHUNK]]]
+            if block_hash is not None:
+                params.append(block_hash)
+            resp = self.si.rpc_request("state_queryStorageAt", params)
+            for change_set in resp["result"]:
+                for key, value in change_set["changes"]:
+                    if value is not None:
+                        out[bytes.fromhex(key[-64:])] = decode_task(bytes.fromhex(value[2:]))
+        return out
+
+    def _tasks_storage_prefix(self) -> str:
+        if self._tasks_prefix is None:
+            template = self.si.create_storage_key("Tasks", "Tasks", ["0x" + "00" * 32])
+            self._tasks_prefix = "0x" + bytes(template.data[:-32]).hex()
+        return self._tasks_prefix
+
+    # ---- extrinsics -----------------------------------------------------------------------------
+
+    def compose(self, call: Call) -> GenericCall:
+        """The library's call object; pre-encoded arguments are taken as they are."""
+        if not call.encoded:
+            return self.si.compose_call(call.module, call.function, dict(call.params))
+        types = self._call_arg_types(call.module, call.function)
+        args: dict[str, Any] = {}
+        for name, data in call.encoded:
+            arg = self.si.runtime_config.create_scale_object(
+                types[name], data=ScaleBytes(data), metadata=self.si.metadata
+            )
+            arg.value_serialized = arg.value_object = ["<pre-encoded>"]  # truthy: taken as is
+            args[name] = arg
+        composed = self.si.compose_call(call.module, call.function, args)
+        if bytes(composed.data.data)[2:] != call.args_bytes:
+            raise ClientError(f"{call.module}.{call.function}: pre-encoded arguments not taken")
+        return composed
+
+    def _call_arg_types(self, module: str, function: str) -> dict[str, str]:
+        types = self._arg_types.get((module, function))
+        if types is None:
+            fn = self.si.get_metadata_call_function(module, function)
+            if fn is None:
+                raise ClientError(f"the runtime has no call {module}.{function}")
+            types = {f.value["name"]: f.get_type_string() for f in fn["fields"]}
+            self._arg_types[(module, function)] = types
+        return types
+
+    def sign(self, keypair: Keypair, call: Call, nonce: int | None = None) -> str:
+        """The signed extrinsic, 0x-hex (immortal; nonce: the node's next index when None)."""
+        xt = self.si.create_signed_extrinsic(call=self.compose(call), keypair=keypair, nonce=nonce)
+        return str(xt.data)
+
+    def submit(self, extrinsic: str) -> None:
+        """author_submitExtrinsic; SubmitRefused when the pool refuses it (an extrinsic it
+        already holds counts as accepted: re-submitting the same bytes is harmless)."""
+        try:
+            self.si.rpc_request("author_submitExtrinsic", [extrinsic])
+        except SubstrateRequestException as exc:
+            refused = SubmitRefused.from_library(exc)
+            if refused.code != ALREADY_IMPORTED:
+                raise refused from exc
+
+    def submit_and_wait(self, keypair: Keypair, call: Call) -> Inclusion:
+        """Sign with the node's next nonce, submit, and wait until a block includes it."""
+        xt = self.si.create_signed_extrinsic(call=self.compose(call), keypair=keypair)
+        try:
+            receipt = self.si.submit_extrinsic(xt, wait_for_inclusion=True)
+        except SubstrateRequestException as exc:
+            raise SubmitRefused.from_library(exc) from exc
+        block = int(self.si.get_block_number(receipt.block_hash))
+        if receipt.is_success:
+            return Inclusion(block, None)
+        err = receipt.error_message
+        if isinstance(err, dict):
+            docs = err.get("docs") or []
+            detail = " ".join(docs) if isinstance(docs, list) else str(docs)
+            return Inclusion(block, str(err.get("name", err)), detail)
+        return Inclusion(block, str(err))
