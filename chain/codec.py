@@ -7,7 +7,12 @@ path uses these functions; tests cross-check them byte for byte against scalecod
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from chain import ChainError
+
+T = TypeVar("T")
 
 U8_MAX = (1 << 8) - 1
 U16_MAX = (1 << 16) - 1
@@ -156,3 +161,24 @@ class Decoder:
         """Raise unless every byte was consumed (strict decoding, like scalecodec)."""
         if self.pos != len(self.data):
             raise CodecError(f"{len(self.data) - self.pos} trailing bytes after value")
+
+
+def decode_exact(data: bytes, decode: Callable[[Decoder], T]) -> T:
+    """Decode one value that must take all of `data` (strict, like scalecodec)."""
+    d = Decoder(bytes(data))
+    value = decode(d)
+    d.finish()
+    return value
+
+
+def parse_hex(value: object, what: str, length: int | None = None) -> bytes:
+    """Bytes from a 0x-prefixed hex string (JSON-RPC, chain specs); CodecError naming `what`."""
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise CodecError(f"{what}: expected a 0x-prefixed hex string, got {value!r}")
+    try:
+        out = bytes.fromhex(value[2:])
+    except ValueError as exc:
+        raise CodecError(f"{what}: invalid hex") from exc
+    if length is not None and len(out) != length:
+        raise CodecError(f"{what}: expected {length} bytes, got {len(out)}")
+    return out

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from chain.codec import (
     CodecError,
     Decoder,
+    decode_exact,
     encode_bytes,
     encode_compact,
     encode_u8,
@@ -103,10 +104,7 @@ class SignedVote:
 
     @classmethod
     def decode(cls, data: bytes) -> SignedVote:
-        d = Decoder(data)
-        out = cls.decode_from(d)
-        d.finish()
-        return out
+        return decode_exact(data, cls.decode_from)
 
     def verify(self) -> bool:
         return verify_signature(

@@ -22,9 +22,11 @@ from chain.codec import (
     U128_MAX,
     CodecError,
     Decoder,
+    decode_exact,
     encode_bytes,
     encode_compact,
     encode_u32,
+    parse_hex,
 )
 from chain.crypto import SIGNATURE_LENGTHS, SignatureScheme
 from chain.hashing import blake2_256
@@ -197,10 +199,7 @@ class DigestItem:
     @classmethod
     def from_bytes(cls, data: bytes) -> DigestItem:
         """Strictly decode one SCALE DigestItem (no trailing bytes)."""
-        d = Decoder(bytes(data))
-        item = cls.decode(d)
-        d.finish()
-        return item
+        return decode_exact(data, cls.decode)
 
 
 # --- Header ----------------------------------------------------------------------------------
@@ -208,18 +207,6 @@ class DigestItem:
 
 def _hex(data: bytes) -> str:
     return "0x" + data.hex()
-
-
-def _unhex(value: Any, what: str, length: int | None = None) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise CodecError(f"{what}: expected a 0x-prefixed hex string, got {value!r}")
-    try:
-        out = bytes.fromhex(value[2:])
-    except ValueError as exc:
-        raise CodecError(f"{what}: invalid hex") from exc
-    if length is not None and len(out) != length:
-        raise CodecError(f"{what}: expected {length} bytes, got {len(out)}")
-    return out
 
 
 @dataclass(frozen=True)
@@ -281,10 +268,7 @@ class Header:
 
     @classmethod
     def decode(cls, data: bytes) -> Header:
-        d = Decoder(bytes(data))
-        header = cls.decode_from(d)
-        d.finish()
-        return header
+        return decode_exact(data, cls.decode_from)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -301,9 +285,9 @@ class Header:
             number_raw = obj["number"]
             digest = obj["digest"]
             logs = digest["logs"]
-            parent_hash = _unhex(obj["parentHash"], "parentHash", 32)
-            state_root = _unhex(obj["stateRoot"], "stateRoot", 32)
-            extrinsics_root = _unhex(obj["extrinsicsRoot"], "extrinsicsRoot", 32)
+            parent_hash = parse_hex(obj["parentHash"], "parentHash", 32)
+            state_root = parse_hex(obj["stateRoot"], "stateRoot", 32)
+            extrinsics_root = parse_hex(obj["extrinsicsRoot"], "extrinsicsRoot", 32)
         except (KeyError, TypeError) as exc:
             raise CodecError(f"header JSON: missing or malformed field {exc}") from exc
         if isinstance(number_raw, str):
@@ -321,7 +305,7 @@ class Header:
             raise CodecError(f"header JSON: block number {number} does not fit in u32")
         if not isinstance(logs, list):
             raise CodecError("header JSON: digest.logs must be a list")
-        items = tuple(DigestItem.from_bytes(_unhex(log, "digest log")) for log in logs)
+        items = tuple(DigestItem.from_bytes(parse_hex(log, "digest log")) for log in logs)
         return cls(parent_hash, number, state_root, extrinsics_root, items)
 
     def without_seal(self) -> tuple[Header, DigestItem | None]:
@@ -679,7 +663,7 @@ class Block:
             raise CodecError(f"block JSON: missing or malformed field {exc}") from exc
         if not isinstance(raw, list):
             raise CodecError("block JSON: extrinsics must be a list")
-        extrinsics = tuple(_unhex(x, "extrinsic") for x in raw)
+        extrinsics = tuple(parse_hex(x, "extrinsic") for x in raw)
         for xt in extrinsics:
             _check_length_prefixed(xt)
         return cls(header, extrinsics)

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from chain.codec import CodecError, parse_hex
 from chain.crypto import CryptoError, ss58_decode
 from chain.frame.pallet import Origin
 from chain.primitives import Header
@@ -152,15 +153,10 @@ def genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
 
 
 def _hex_bytes(value: Any, length: int, what: str) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise ChainSpecError(f"{what} must be a 0x-prefixed hex string")
     try:
-        raw = bytes.fromhex(value[2:])
-    except ValueError as exc:
-        raise ChainSpecError(f"{what} is not valid hex: {exc}") from exc
-    if len(raw) != length:
-        raise ChainSpecError(f"{what} must be {length} bytes, got {len(raw)}")
-    return raw
+        return parse_hex(value, what, length)
+    except CodecError as exc:
+        raise ChainSpecError(str(exc)) from exc
 
 
 def _session_entry(entry: Any) -> tuple[bytes, session.SessionKeys, bytes]:

@@ -365,14 +365,64 @@ class BlockBuilder:
         system.Digest.put(st, {"logs": [_digest_value(d) for d in self.digest]})
         system.Events.kill(st)
         system.EventCount.kill(st)
+        self._run_hooks("on_initialize", ("Initialization", None))
+
+    def _run_hooks(self, name: str, phase: tuple[str, int | None]) -> None:
+        """Every pallet's `name` hook, in runtime order; their events are recorded in `phase`."""
         events: list[Any] = []
         ctx = self._ctx(Origin.root(), events)
-        for hook in self.runtime.hooks("on_initialize"):
+        for hook in self.runtime.hooks(name):
             try:
                 hook(ctx)
             except DispatchError as exc:
-                raise InvalidBlock(f"on_initialize failed: {exc}") from exc
-        self._record(("Initialization", None), events)
+                raise InvalidBlock(f"{name} failed: {exc}") from exc
+        self._record(phase, events)
+
+    def _ensure_room(self, weight: Weight, length: int) -> None:
+        cfg = self.runtime.config
+        if self.weight.ref_time + weight.ref_time > cfg.max_block_weight.ref_time or (
+            self.length + length > cfg.max_block_length
+        ):
+            raise InvalidTransaction("ExhaustsResources")
+
+    def _dispatch(
+        self, origin: Origin, call: DecodedCall
+    ) -> tuple[list[Any], DispatchError | None]:
+        """Run `call` in its own checkpoint: its events, or the error that discarded its writes
+        (and its events)."""
+        events: list[Any] = []
+        self.state.checkpoint()
+        try:
+            self.runtime.dispatch(self._ctx(origin, events), call)
+        except DispatchError as exc:
+            self.state.revert_checkpoint()
+            return [], exc
+        self.state.commit_checkpoint()
+        return events, None
+
+    def _include(
+        self,
+        raw: bytes,
+        call: DecodedCall,
+        events: list[Any],
+        error: DispatchError | None,
+        *,
+        counts_length: bool = True,
+    ) -> ApplyOutcome:
+        """Close an applied extrinsic: its outcome event (ExtrinsicSuccess or ExtrinsicFailed)
+        after `events`, recorded under its index; the block's weight and length grow."""
+        info = self.ex.dispatch_info(call)
+        if error is None:
+            events.append(system.ExtrinsicSuccess(info))
+        else:
+            events.append(system.ExtrinsicFailed(error.to_value(), info))
+        index = len(self.extrinsics)
+        self._record(("ApplyExtrinsic", index), events)
+        self.extrinsics.append(raw)
+        self.weight = self.weight + call.weight
+        if counts_length:
+            self.length += len(raw)
+        return ApplyOutcome(index, error is None, error)
 
     def apply_inherent(self, raw: bytes) -> None:
         """An unsigned, mandatory extrinsic made by the author (Timestamp.set)."""
@@ -383,110 +433,42 @@ class BlockBuilder:
             raise InvalidBlock(f"undecodable inherent: {exc}") from exc
         if xt.signed or call.call.dispatch_class != "Mandatory":
             raise InvalidBlock(f"{call.name} is not an inherent")
-        index = len(self.extrinsics)
-        events: list[Any] = []
-        self.state.checkpoint()
-        try:
-            self.runtime.dispatch(self._ctx(Origin.none(), events), call)
-        except DispatchError as exc:
-            self.state.revert_checkpoint()
-            raise InvalidBlock(f"inherent {call.name} failed: {exc}") from exc
-        self.state.commit_checkpoint()
-        events.append(system.ExtrinsicSuccess(self.ex.dispatch_info(call)))
-        self._record(("ApplyExtrinsic", index), events)
-        self.extrinsics.append(raw)
-        self.weight = self.weight + call.weight
+        events, error = self._dispatch(Origin.none(), call)
+        if error is not None:
+            raise InvalidBlock(f"inherent {call.name} failed: {error}") from error
+        self._include(raw, call, events, None, counts_length=False)
 
     def apply(self, raw: bytes, *, verified: bool = False) -> ApplyOutcome:
-        """Apply a signed extrinsic, or an unsigned one whose call has a `validate_unsigned`
-        hook (re-run here). Raises InvalidTransaction (the block may not include it)."""
+        """Apply a signed extrinsic, or an unsigned one whose pallet validates unsigned calls
+        (re-run here). Raises InvalidTransaction (the block may not include it)."""
         try:
             xt = Extrinsic.decode(raw)
         except CodecError as exc:
             raise InvalidTransaction("BadFormat", str(exc)) from exc
         if not xt.signed:
-            return self._apply_unsigned(xt)
+            checked, _ = self.ex.check_unsigned(self.state, xt, block_number=self.number)
+            self._ensure_room(checked.weight, len(raw))
+            call_events, error = self._dispatch(Origin.none(), checked.call)
+            return self._include(raw, checked.call, call_events, error)
         checked = self.ex.check(self.state, xt, block_number=self.number, verify=not verified)
-        cfg = self.runtime.config
-        if self.weight.ref_time + checked.weight.ref_time > cfg.max_block_weight.ref_time or (
-            self.length + len(raw) > cfg.max_block_length
-        ):
-            raise InvalidTransaction("ExhaustsResources")
+        self._ensure_room(checked.weight, len(raw))
         who = xt.signer
         assert who is not None
         if xt.nonce != system.get_account(self.state, who).nonce:
             raise InvalidTransaction("Future")
-        index = len(self.extrinsics)
         events: list[Any] = []
-        ctx = self._ctx(Origin.signed(who), events)
         system.inc_nonce(self.state, who)
         charged = checked.fee + xt.tip if checked.call.call.pays_fee else xt.tip
         if charged:
-            balances.withdraw(ctx, who, charged, keep_alive=True)
-        call_events: list[Any] = []
-        call_ctx = self._ctx(Origin.signed(who), call_events)
-        self.state.checkpoint()
-        error: DispatchError | None = None
-        try:
-            self.runtime.dispatch(call_ctx, checked.call)
-        except DispatchError as exc:
-            self.state.revert_checkpoint()
-            error = exc
-        else:
-            self.state.commit_checkpoint()
-            events.extend(call_events)
-        info = self.ex.dispatch_info(checked.call)
+            balances.withdraw(self._ctx(Origin.signed(who), events), who, charged, keep_alive=True)
+        call_events, error = self._dispatch(Origin.signed(who), checked.call)
+        events.extend(call_events)
         if charged:
             events.append(transaction_payment.TransactionFeePaid(who, charged, xt.tip))
-        if error is None:
-            events.append(system.ExtrinsicSuccess(info))
-        else:
-            events.append(system.ExtrinsicFailed(error.to_value(), info))
-        self._record(("ApplyExtrinsic", index), events)
-        self.extrinsics.append(raw)
-        self.weight = self.weight + checked.weight
-        self.length += len(raw)
-        return ApplyOutcome(index, error is None, error)
-
-    def _apply_unsigned(self, xt: Extrinsic) -> ApplyOutcome:
-        checked, _ = self.ex.check_unsigned(self.state, xt, block_number=self.number)
-        cfg = self.runtime.config
-        if self.weight.ref_time + checked.weight.ref_time > cfg.max_block_weight.ref_time or (
-            self.length + len(xt.raw) > cfg.max_block_length
-        ):
-            raise InvalidTransaction("ExhaustsResources")
-        index = len(self.extrinsics)
-        events: list[Any] = []
-        self.state.checkpoint()
-        error: DispatchError | None = None
-        try:
-            self.runtime.dispatch(self._ctx(Origin.none(), events), checked.call)
-        except DispatchError as exc:
-            self.state.revert_checkpoint()
-            error = exc
-            events = []
-        else:
-            self.state.commit_checkpoint()
-        info = self.ex.dispatch_info(checked.call)
-        if error is None:
-            events.append(system.ExtrinsicSuccess(info))
-        else:
-            events.append(system.ExtrinsicFailed(error.to_value(), info))
-        self._record(("ApplyExtrinsic", index), events)
-        self.extrinsics.append(xt.raw)
-        self.weight = self.weight + checked.weight
-        self.length += len(xt.raw)
-        return ApplyOutcome(index, error is None, error)
+        return self._include(raw, checked.call, events, error)
 
     def finalize(self) -> BuiltBlock:
-        events: list[Any] = []
-        ctx = self._ctx(Origin.root(), events)
-        for hook in self.runtime.hooks("on_finalize"):
-            try:
-                hook(ctx)
-            except DispatchError as exc:
-                raise InvalidBlock(f"on_finalize failed: {exc}") from exc
-        self._record(("Finalization", None), events)
+        self._run_hooks("on_finalize", ("Finalization", None))
         st = self.state
         system.ExtrinsicCount.put(st, len(self.extrinsics))
         system.Events.put(st, self.events)

@@ -5,7 +5,6 @@ Clients switch behaviour on these paths, so they are spelled exactly as in Subst
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, NewType, TypeAlias
 
 from chain.codec import U64_MAX
@@ -22,6 +21,8 @@ from chain.frame.types import (
     Tuple,
     VariantDef,
     fields_of,
+    scale_of,
+    struct,
     unit_enum,
     unnamed,
 )
@@ -73,10 +74,10 @@ def lookup_address(value: tuple[str, object]) -> AccountId | None:
 # ---- weights and dispatch info ---------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("sp_weights::weight_v2::Weight")
 class Weight:
-    ref_time: int = 0  # picoseconds of execution on reference hardware
-    proof_size: int = 0
+    ref_time: Annotated[int, Compact(U64), "u64"] = 0  # picoseconds on reference hardware
+    proof_size: Annotated[int, Compact(U64), "u64"] = 0
 
     def __add__(self, other: Weight) -> Weight:
         return Weight(
@@ -85,11 +86,7 @@ class Weight:
         )
 
 
-WEIGHT = Struct(
-    "sp_weights::weight_v2::Weight",
-    fields_of([("ref_time", Compact(U64), "u64"), ("proof_size", Compact(U64), "u64")]),
-    Weight,
-)
+WEIGHT = scale_of(Weight)
 
 DISPATCH_CLASS = unit_enum(
     "frame_support::dispatch::DispatchClass", ["Normal", "Operational", "Mandatory"]
@@ -97,24 +94,14 @@ DISPATCH_CLASS = unit_enum(
 PAYS = unit_enum("frame_support::dispatch::Pays", ["Yes", "No"])
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@struct("frame_support::dispatch::DispatchInfo")
 class DispatchInfo:
-    weight: Weight
-    class_: str = "Normal"
-    pays_fee: str = "Yes"
+    weight: Annotated[Weight, WEIGHT, "Weight"]
+    class_: Annotated[str, DISPATCH_CLASS, "DispatchClass"] = "Normal"
+    pays_fee: Annotated[str, PAYS, "Pays"] = "Yes"
 
 
-DISPATCH_INFO = Struct(
-    "frame_support::dispatch::DispatchInfo",
-    fields_of(
-        [
-            ("weight", WEIGHT, "Weight"),
-            ("class_", DISPATCH_CLASS, "DispatchClass"),
-            ("pays_fee", PAYS, "Pays"),
-        ]
-    ),
-    DispatchInfo,
-)
+DISPATCH_INFO = scale_of(DispatchInfo)
 
 MODULE_ERROR = Struct(
     "sp_runtime::ModuleError",

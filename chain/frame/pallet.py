@@ -30,7 +30,7 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, dataclass_transform
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, dataclass_transform
 
 from chain import ChainError
 from chain.codec import Decoder
@@ -159,66 +159,53 @@ def snake(name: str) -> str:
 # ---- origin and context ----------------------------------------------------------------------
 
 
-class OriginKind(enum.StrEnum):
-    SIGNED = "Signed"
-    ROOT = "Root"
-    NONE = "None"
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Origin:
-    kind: OriginKind
+    """Who dispatches a call (FRAME's `RawOrigin`): an account, root, or nobody (inherents and
+    unsigned transactions)."""
+
+    kind: Literal["Signed", "Root", "None"]
     who: AccountId | None = None
 
     @classmethod
     def signed(cls, who: bytes) -> Origin:
-        return cls(OriginKind.SIGNED, AccountId(who))
+        return cls("Signed", AccountId(who))
 
     @classmethod
     def root(cls) -> Origin:
-        return cls(OriginKind.ROOT)
+        return cls("Root")
 
     @classmethod
     def none(cls) -> Origin:
-        return cls(OriginKind.NONE)
+        return cls("None")
 
 
 Dispatch = Callable[["Ctx[C]", Any], None]
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class Ctx(Generic[C]):
     """What a call sees: state, origin, block number, the runtime's configuration `C`, and an
     event sink. `dispatch` runs a nested call (Sudo)."""
 
-    __slots__ = ("block_number", "config", "dispatch", "events", "origin", "state")
-
-    def __init__(
-        self,
-        state: State,
-        origin: Origin,
-        block_number: int,
-        config: C,
-        events: list[Any],
-        dispatch: Dispatch[C] | None = None,
-    ) -> None:
-        self.state = state
-        self.origin = origin
-        self.block_number = block_number
-        self.config = config
-        self.events = events
-        self.dispatch = dispatch
+    state: State
+    origin: Origin
+    block_number: int
+    config: C
+    events: list[Any]
+    dispatch: Dispatch[C] | None = None
 
     def ensure_signed(self) -> AccountId:
-        if self.origin.kind is not OriginKind.SIGNED or self.origin.who is None:
+        if self.origin.kind != "Signed" or self.origin.who is None:
             raise DispatchError.bad_origin()
         return self.origin.who
 
     def ensure_root(self) -> None:
-        if self.origin.kind is not OriginKind.ROOT:
+        if self.origin.kind != "Root":
             raise DispatchError.bad_origin()
 
     def ensure_none(self) -> None:
-        if self.origin.kind is not OriginKind.NONE:
+        if self.origin.kind != "None":
             raise DispatchError.bad_origin()
 
     def emit(self, event: Any) -> None:

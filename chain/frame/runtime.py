@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from chain import ChainError
-from chain.codec import Decoder
+from chain.codec import decode_exact
 from chain.frame.metadata import build_metadata
 from chain.frame.outer import DecodedCall, RuntimeCallType, RuntimeEventType
 from chain.frame.pallet import Ctx, Origin, PalletSpec, ReadState, State
@@ -76,9 +76,7 @@ class Runtime(Generic[C]):
         self._metadata: bytes | None = None
 
     def decode_call(self, data: bytes) -> DecodedCall:
-        d = Decoder(data)
-        call = self.call_type.decode(d)
-        d.finish()
+        call: DecodedCall = decode_exact(data, self.call_type.decode)
         return call
 
     def call(self, pallet: str, name: str, **args: Any) -> DecodedCall:

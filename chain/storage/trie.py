@@ -501,18 +501,19 @@ class Trie:
                 node[_TOUCHED] |= _BIT[s]
             return root
 
+    def _open(self, ref: _Ref) -> tuple[Any, bool]:
+        """The node `ref` points to, and whether it is clean (stored: a tuple, loaded by hash)
+        or dirty (a list this batch is building)."""
+        if ref.__class__ is bytes:
+            assert isinstance(ref, bytes)
+            return self.cache._young.get(ref) or self._load(ref), True
+        return ref, False
+
     def _insert(self, ref: _Ref | None, path: bytes, pos: int, value: bytes) -> _Ref:
         if ref is None:
             return (LEAF, path[pos:], value)
-        node: Any  # a clean tuple or a dirty node
         dirty: list[Any]
-        if ref.__class__ is bytes:
-            assert isinstance(ref, bytes)
-            node = self.cache._young.get(ref) or self._load(ref)
-            clean = True
-        else:
-            node = ref
-            clean = False
+        node, clean = self._open(ref)
         kind = node[0]
         if kind == BRANCH:
             if pos == len(path):
@@ -580,15 +581,8 @@ class Trie:
     def _delete(self, ref: _Ref | None, path: bytes, pos: int) -> _Ref | None:
         if ref is None:
             return None
-        node: Any  # a clean tuple or a dirty node
         dirty: list[Any]
-        if ref.__class__ is bytes:
-            assert isinstance(ref, bytes)
-            node = self.cache._young.get(ref) or self._load(ref)
-            clean = True
-        else:
-            node = ref
-            clean = False
+        node, clean = self._open(ref)
         kind = node[0]
         if kind == LEAF:
             leaf_path = node[1]

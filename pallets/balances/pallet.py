@@ -49,23 +49,27 @@ InactiveIssuance: StorageValue[int] = StorageValue(
 # stake is shown through `AccountData.frozen` instead.
 LOCK_ID = FixedBytes(8)
 REASONS = unit_enum("pallet_balances::types::Reasons", ["Fee", "Misc", "All"])
-BALANCE_LOCK = Struct(
-    "pallet_balances::types::BalanceLock",
-    fields_of(
-        [
-            ("id", LOCK_ID, "LockIdentifier"),
-            ("amount", BALANCE, "Balance"),
-            ("reasons", REASONS, "Reasons"),
-        ]
-    ),
-    params=[("Balance", BALANCE)],
-)
-RESERVE_DATA = Struct(
+
+
+@struct("pallet_balances::types::BalanceLock", params=[("Balance", BALANCE)])
+class BalanceLock:
+    id: Annotated[bytes, LOCK_ID, "LockIdentifier"]
+    amount: Balance
+    reasons: Annotated[str, REASONS, "Reasons"]
+
+
+@struct(
     "pallet_balances::types::ReserveData",
-    fields_of([("id", LOCK_ID, "ReserveIdentifier"), ("amount", BALANCE, "Balance")]),
     params=[("ReserveIdentifier", LOCK_ID), ("Balance", BALANCE)],
 )
-Locks: StorageMap[bytes, list[dict[str, object]]] = StorageMap(
+class ReserveData:
+    id: Annotated[bytes, LOCK_ID, "ReserveIdentifier"]
+    amount: Balance
+
+
+BALANCE_LOCK = scale_of(BalanceLock)
+RESERVE_DATA = scale_of(ReserveData)
+Locks: StorageMap[bytes, list[BalanceLock]] = StorageMap(
     SPEC,
     "Locks",
     ACCOUNT_ID,
@@ -73,7 +77,7 @@ Locks: StorageMap[bytes, list[dict[str, object]]] = StorageMap(
     default=[],
     docs="Any liquidity locks on some account balances (unused: see AccountData.frozen).",
 )
-Reserves: StorageMap[bytes, list[dict[str, object]]] = StorageMap(
+Reserves: StorageMap[bytes, list[ReserveData]] = StorageMap(
     SPEC,
     "Reserves",
     ACCOUNT_ID,

@@ -235,6 +235,37 @@ def _batch(items: list[object], key: str) -> None:
     ensure(len(set(ids)) == len(ids), Error.DUPLICATE_IN_BATCH)
 
 
+def _open_tasks(
+    ctx: Ctx, batch: list[ResultCommit] | list[Settlement], who: bytes, role: Role
+) -> list[Task]:
+    """The batch's tasks, all checked before anything is written. A miner submits results for
+    its committed tasks, a coordinator settles the submitted results of its own; neither after
+    the deadline."""
+    _batch(list(batch), "task_id")
+    if role == Role.MINER:
+        status, not_yours, wrong_status = (
+            TaskStatus.COMMITTED,
+            Error.NOT_ASSIGNED,
+            Error.ALREADY_SUBMITTED,
+        )
+    else:
+        status, not_yours, wrong_status = (
+            TaskStatus.SUBMITTED,
+            Error.NOT_YOUR_TASK,
+            Error.NOT_SUBMITTED,
+        )
+    tasks = []
+    for item in batch:
+        task = Tasks.get(ctx.state, item.task_id)
+        ensure(task is not None, Error.UNKNOWN_TASK)
+        assert task is not None
+        ensure((task.miner if role == Role.MINER else task.coordinator) == who, not_yours)
+        ensure(task.status == status, wrong_status)
+        ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
+        tasks.append(task)
+    return tasks
+
+
 COMMIT_WEIGHT = Weight(20_000_000 + 30_000_000 * 16, 10_000)
 
 
@@ -307,16 +338,7 @@ def submit_results(
     Errors: NotMiner, EmptyBatch, BatchTooLarge, DuplicateInBatch, UnknownTask, NotAssigned,
     AlreadySubmitted, DeadlinePassed. Emits: ResultSubmitted per task."""
     miner = _operator_of(ctx, Role.MINER)
-    _batch(list(batch), "task_id")
-    tasks = []
-    for item in batch:
-        task = Tasks.get(ctx.state, item.task_id)
-        ensure(task is not None, Error.UNKNOWN_TASK)
-        assert task is not None
-        ensure(task.miner == miner, Error.NOT_ASSIGNED)
-        ensure(task.status == TaskStatus.COMMITTED, Error.ALREADY_SUBMITTED)
-        ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
-        tasks.append(task)
+    tasks = _open_tasks(ctx, batch, miner, Role.MINER)
     for item, task in zip(batch, tasks, strict=True):
         Tasks.put(
             ctx.state,
@@ -360,16 +382,7 @@ def settle_tasks(
     Errors: NotCoordinator, EmptyBatch, BatchTooLarge, DuplicateInBatch, UnknownTask, NotYourTask,
     NotSubmitted. Emits: TaskSettled per task."""
     coordinator = _operator_of(ctx, Role.COORDINATOR)
-    _batch(list(batch), "task_id")
-    tasks = []
-    for item in batch:
-        task = Tasks.get(ctx.state, item.task_id)
-        ensure(task is not None, Error.UNKNOWN_TASK)
-        assert task is not None
-        ensure(task.coordinator == coordinator, Error.NOT_YOUR_TASK)
-        ensure(task.status == TaskStatus.SUBMITTED, Error.NOT_SUBMITTED)
-        ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
-        tasks.append(task)
+    tasks = _open_tasks(ctx, batch, coordinator, Role.COORDINATOR)
     for item, task in zip(batch, tasks, strict=True):
         _finalize(
             ctx, item.task_id, task, TaskStatus.ACCEPTED if item.accept else TaskStatus.REJECTED
