@@ -30,6 +30,7 @@ from genesis.builder import ChainSpec, ChainSpecError, build_genesis, load_spec
 from node.chaindb import ChainDB
 from node.db import LevelDBKV
 from node.errors import NodeError
+from node.paths import db_dir, default_base_path
 
 COMMANDS = ("export-blocks", "import-blocks", "check-db")
 MAX_BLOCK_BYTES = 64 << 20  # larger than any valid block (max_block_length is 5 MiB)
@@ -111,12 +112,7 @@ def run_blockio(args: argparse.Namespace) -> int:
     """Run one of COMMANDS; returns the exit status (errors: one line on stderr, status 1)."""
     try:
         spec = load_spec("dev" if args.dev else (args.chain or "dev"))
-        if args.base_path is None:
-            from node.cli import _default_base_path
-
-            base: Path = _default_base_path()
-        else:
-            base = args.base_path
+        base: Path = args.base_path or default_base_path()
         if args.command == "export-blocks":
             return export_blocks(
                 spec, base, args.output, args.from_block, args.to_block, args.progress_every
@@ -136,12 +132,8 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _db_path(spec: ChainSpec, base: Path) -> Path:
-    return base / "chains" / spec.id / "db"
-
-
 def _open_existing(spec: ChainSpec, base: Path) -> LevelDBKV:
-    path = _db_path(spec, base)
+    path = db_dir(base, spec.id)
     if not path.is_dir():
         raise BlockIOError(f"no database for chain {spec.id} at {path}")
     return LevelDBKV(path, create=False)
@@ -289,7 +281,7 @@ def import_blocks(
     try:
         best = node.best_header()
         _progress(
-            f"Importing blocks from {source} into {_db_path(spec, base)} (best #{best.number})"
+            f"Importing blocks from {source} into {db_dir(base, spec.id)} (best #{best.number})"
         )
         started = time.monotonic()
         imported = skipped = txs = 0
