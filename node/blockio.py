@@ -6,7 +6,7 @@ plus `check-db`.
     cuckoo-node check-db --base-path D --chain C
 
 Stream format (binary): for each block, u32 LE length ++ SCALE `Block` (header, then
-Vec<extrinsic>). Import runs every block through `Node.import_block` (Aura seal, re-execution,
+Vec<extrinsic>). Import runs every block through the node's block import (Aura seal, re-execution,
 state and extrinsics roots) and skips blocks already in the store, so an interrupted import
 (even `kill -9`: each block is one atomic write batch) is continued by running it again.
 """
@@ -279,7 +279,7 @@ def import_blocks(
         NodeConfig(spec=spec, base_path=base, prometheus_port=None, block_time_ms=block_time_ms)
     )
     try:
-        best = node.best_header()
+        best = node.chain.best_header()
         _progress(
             f"Importing blocks from {source} into {db_dir(base, spec.id)} (best #{best.number})"
         )
@@ -288,11 +288,11 @@ def import_blocks(
         with _open_input(source) as stream:
             for _offset, block in read_blocks(stream):
                 block_hash = block.hash()
-                if node.db.header(block_hash) is not None:
+                if node.chain.header(block_hash) is not None:
                     skipped += 1
                     continue
                 try:
-                    node.import_block(block)
+                    node.importer.import_block(block)
                 except ChainError as exc:
                     raise BlockIOError(
                         f"block #{block.header.number} (0x{block_hash.hex()}) "
@@ -307,12 +307,12 @@ def import_blocks(
                         f"{imported} blocks, {imported / elapsed:.1f} blocks/s"
                     )
         elapsed = time.monotonic() - started
-        head = node.best_header()
+        head = node.chain.best_header()
         per_s = 1 / max(elapsed, 1e-9)
         print(
             f"Imported {imported} blocks ({txs} transactions) in {elapsed:.2f} s: "
             f"{imported * per_s:.1f} blocks/s, {txs * per_s:.1f} tx/s; {skipped} already "
-            f"present; best #{head.number} 0x{node.best_hash.hex()}",
+            f"present; best #{head.number} 0x{node.chain.best_hash.hex()}",
             flush=True,
         )
     finally:
