@@ -101,10 +101,10 @@ def prepare(base: Path, n_txs: int, n_accounts: int, seed: int) -> Prepared:
         raws.append(encode_signed_extrinsic(call, pubs[sender], SignatureScheme.SR25519, sig,
                                             Era.immortal(), nonce, 0))
         messages.append((sig, payload, pubs[sender]))
-    parent = node.best_header()
+    parent = node.chain.best_header()
     state = node.db.state_at_root(parent.state_root)
     digest = [DigestItem.pre_runtime(aura.ENGINE_ID, SLOT.to_bytes(8, "little"))]
-    builder = node.executive.begin_block(state, node.best_hash, parent.number + 1, digest)
+    builder = node.executive.begin_block(state, node.chain.best_hash, parent.number + 1, digest)
     ts = rt.call_type.encode(rt.call("Timestamp", "set", now=SLOT * node.slot_ms))
     builder.apply_inherent(encode_unsigned_extrinsic(ts))
     for raw in raws:
@@ -218,9 +218,9 @@ def node_import_once(p: Prepared, where: Path) -> float:
     try:
         gc.collect()
         t0 = cpu()
-        node.import_block(p.block)
+        node.importer.import_block(p.block)
         elapsed = cpu() - t0
-        assert node.best_hash == p.block.hash()
+        assert node.chain.best_hash == p.block.hash()
         return elapsed
     finally:
         node.close()

@@ -6,7 +6,7 @@ plus `check-db`.
     cuckoo-node check-db --base-path D --chain C
 
 Stream format (binary): for each block, u32 LE length ++ SCALE `Block` (header, then
-Vec<extrinsic>). Import runs every block through `Node.import_block` (Aura seal, re-execution,
+Vec<extrinsic>). Import runs every block through the node's block import (Aura seal, re-execution,
 state and extrinsics roots) and skips blocks already in the store, so an interrupted import
 (even `kill -9`: each block is one atomic write batch) is continued by running it again.
 """
@@ -30,6 +30,7 @@ from genesis.builder import ChainSpec, ChainSpecError, build_genesis, load_spec
 from node.chaindb import ChainDB
 from node.db import LevelDBKV
 from node.errors import NodeError
+from node.paths import db_dir, default_base_path
 
 COMMANDS = ("export-blocks", "import-blocks", "check-db")
 MAX_BLOCK_BYTES = 64 << 20  # larger than any valid block (max_block_length is 5 MiB)
@@ -111,12 +112,7 @@ def run_blockio(args: argparse.Namespace) -> int:
     """Run one of COMMANDS; returns the exit status (errors: one line on stderr, status 1)."""
     try:
         spec = load_spec("dev" if args.dev else (args.chain or "dev"))
-        if args.base_path is None:
-            from node.cli import _default_base_path
-
-            base: Path = _default_base_path()
-        else:
-            base = args.base_path
+        base: Path = args.base_path or default_base_path()
         if args.command == "export-blocks":
             return export_blocks(
                 spec, base, args.output, args.from_block, args.to_block, args.progress_every
@@ -136,12 +132,8 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _db_path(spec: ChainSpec, base: Path) -> Path:
-    return base / "chains" / spec.id / "db"
-
-
 def _open_existing(spec: ChainSpec, base: Path) -> LevelDBKV:
-    path = _db_path(spec, base)
+    path = db_dir(base, spec.id)
     if not path.is_dir():
         raise BlockIOError(f"no database for chain {spec.id} at {path}")
     return LevelDBKV(path, create=False)
@@ -287,20 +279,20 @@ def import_blocks(
         NodeConfig(spec=spec, base_path=base, prometheus_port=None, block_time_ms=block_time_ms)
     )
     try:
-        best = node.best_header()
+        best = node.chain.best_header()
         _progress(
-            f"Importing blocks from {source} into {_db_path(spec, base)} (best #{best.number})"
+            f"Importing blocks from {source} into {db_dir(base, spec.id)} (best #{best.number})"
         )
         started = time.monotonic()
         imported = skipped = txs = 0
         with _open_input(source) as stream:
             for _offset, block in read_blocks(stream):
                 block_hash = block.hash()
-                if node.db.header(block_hash) is not None:
+                if node.chain.header(block_hash) is not None:
                     skipped += 1
                     continue
                 try:
-                    node.import_block(block)
+                    node.importer.import_block(block)
                 except ChainError as exc:
                     raise BlockIOError(
                         f"block #{block.header.number} (0x{block_hash.hex()}) "
@@ -315,12 +307,12 @@ def import_blocks(
                         f"{imported} blocks, {imported / elapsed:.1f} blocks/s"
                     )
         elapsed = time.monotonic() - started
-        head = node.best_header()
+        head = node.chain.best_header()
         per_s = 1 / max(elapsed, 1e-9)
         print(
             f"Imported {imported} blocks ({txs} transactions) in {elapsed:.2f} s: "
             f"{imported * per_s:.1f} blocks/s, {txs * per_s:.1f} tx/s; {skipped} already "
-            f"present; best #{head.number} 0x{node.best_hash.hex()}",
+            f"present; best #{head.number} 0x{node.chain.best_hash.hex()}",
             flush=True,
         )
     finally:

@@ -24,14 +24,11 @@ from pathlib import Path
 
 from genesis.builder import ChainSpecError, load_spec, to_raw
 from node.errors import NodeError
+from node.paths import db_dir, default_base_path
 
 log = logging.getLogger("cuckoo")
 
 DEV_ACCOUNTS = ("alice", "bob", "charlie", "dave", "eve", "ferdie")
-
-
-def _default_base_path() -> Path:
-    return Path.home() / ".local" / "share" / "cuckoo-node"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,8 +124,7 @@ def _cmd_build_spec(args: argparse.Namespace) -> int:
 
 def _cmd_purge_chain(args: argparse.Namespace) -> int:
     spec = load_spec("dev" if args.dev else args.chain)
-    base = args.base_path or _default_base_path()
-    db = base / "chains" / spec.id / "db"
+    db = db_dir(args.base_path or default_base_path(), spec.id)
     if not db.exists():
         print(f"{db} does not exist; nothing to purge")
         return 0
@@ -160,7 +156,7 @@ def _run_node(args: argparse.Namespace) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="cuckoo-node-")
         base = Path(tmp.name)
     else:
-        base = args.base_path or _default_base_path()
+        base = args.base_path or default_base_path()
     if validator and dev_key is None:
         log.warning(
             "--validator without a dev key: the node authors only with an 'aura' key in its "

@@ -50,6 +50,7 @@ from chain.hashing import blake2_256
 from node.errors import NodeError
 
 __all__ = [
+    "AURA_KEY_TYPE",
     "BLS_KEY_TYPE",
     "BLS_PUBLIC_LENGTH",
     "BLS_SCHEME",
@@ -57,6 +58,7 @@ __all__ = [
     "DEV_ACCOUNTS",
     "KEYSTORE_SCHEMES",
     "DEV_PHRASE",
+    "GRANDPA_KEY_TYPE",
     "SCHEME_NAMES",
     "DerivedKey",
     "Keystore",
@@ -78,7 +80,9 @@ SCHEME_NAMES: dict[str, SignatureScheme] = {
     "ecdsa": SignatureScheme.ECDSA,
 }
 BLS_SCHEME = "bls12-381"
-BLS_KEY_TYPE = "bls_"
+AURA_KEY_TYPE = "aura"  # the session keys' types: block authoring (sr25519)
+GRANDPA_KEY_TYPE = "gran"  # finality votes (ed25519)
+BLS_KEY_TYPE = "bls_"  # per-session BLS finality proofs (bls12-381)
 BLS_PUBLIC_LENGTH = 48
 #: every scheme `Keystore.insert` accepts
 KEYSTORE_SCHEMES = (*SCHEME_NAMES, BLS_SCHEME)

@@ -16,48 +16,17 @@ import contextlib
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING
 
-from chain.codec import CodecError, Decoder, encode_bytes
-from chain.primitives import Block
+from chain.codec import CodecError
+from node.blocks import AlreadyKnown, NotNow, UnknownParent, decode_block_item
+from node.interfaces import BlockImport, ChainReader, PeerNetwork
+from node.network import NetworkError
 from pallets.executive import InvalidBlock
-
-if TYPE_CHECKING:
-    from node.service import Node
 
 log = logging.getLogger(__name__)
 
 RANGE = 128
 MAJOR_SYNC_GAP = 4  # blocks behind the best peer before we count as "syncing"
-
-
-def encode_block_item(block: Block, justification: bytes | None) -> bytes:
-    """A block with its optional justification, as sent in announcements and responses."""
-    opt = b"\x00" if justification is None else b"\x01" + encode_bytes(justification)
-    return encode_bytes(block.encode()) + opt
-
-
-def decode_block_item(data: bytes) -> tuple[Block, bytes | None]:
-    d = Decoder(data)
-    block = Block.decode(d.bytes())
-    flag = d.u8()
-    if flag not in (0, 1):
-        raise CodecError("bad justification option")
-    justification = d.bytes() if flag == 1 else None
-    d.finish()
-    return block, justification
-
-
-class UnknownParent(InvalidBlock):
-    """The block's parent is not in our database (not a fault of the sender)."""
-
-
-class AlreadyKnown(InvalidBlock):
-    """The block is already imported."""
-
-
-class NotNow(InvalidBlock):
-    """Valid perhaps, but not importable now (e.g. a slot slightly in the future)."""
 
 
 @dataclasses.dataclass
@@ -69,26 +38,33 @@ class SyncStatus:
 
 
 class Syncer:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.status = SyncStatus(node.best_header().number, node.best_header().number)
+    """Sync from peers (`SyncTrigger` and `SyncState` of node.interfaces)."""
+
+    def __init__(self, chain: ChainReader, blocks: BlockImport, network: PeerNetwork) -> None:
+        self._chain = chain
+        self._blocks = blocks
+        self._network = network
+        best = chain.best_header().number
+        self.status = SyncStatus(best, best)
         self._wake = asyncio.Event()
         self._from_finalized: set[str] = set()
         self._last_progress_log = 0.0
 
+    @property
+    def starting_block(self) -> int:
+        return self.status.starting_block
+
     def highest_block(self) -> int:
-        best = self.node.best_header().number
-        net = self.node.network
-        peer_best = net.best_peer_number() if net is not None else None
+        best = self._chain.best_header().number
+        peer_best = self._network.best_peer_number()
         self.status.highest_block = max(best, peer_best or 0, self.status.highest_block)
         return self.status.highest_block
 
     def is_major_syncing(self) -> bool:
-        net = self.node.network
-        if net is None:
-            return False
-        peer_best = net.best_peer_number()
-        return peer_best is not None and peer_best > self.node.best_header().number + MAJOR_SYNC_GAP
+        peer_best = self._network.best_peer_number()
+        return (
+            peer_best is not None and peer_best > self._chain.best_header().number + MAJOR_SYNC_GAP
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -106,25 +82,19 @@ class Syncer:
                     await asyncio.wait_for(self._wake.wait(), timeout=0.5)
 
     async def _step(self) -> bool:
-        net = self.node.network
-        if net is None:
-            return False
-        best = self.node.best_header()
+        net = self._network
+        best = self._chain.best_header()
         candidates = [p for p in net.peers() if p.best_number > best.number]
         if not candidates:
             return False
         peer = max(candidates, key=lambda p: (p.best_number, p.peer_id))
         if peer.peer_id in self._from_finalized:
-            fin = self.node.db.header(self.node.finalized_hash)
-            assert fin is not None
-            start = fin.number + 1
+            start = self._chain.finalized_header().number + 1
         else:
             start = best.number + 1
         count = min(RANGE, peer.best_number - start + 1)
         if count <= 0:
             return False
-        from node.network import NetworkError
-
         try:
             items = await net.request_blocks(peer.peer_id, start, count)
         except NetworkError as exc:
@@ -143,11 +113,11 @@ class Syncer:
                 net.report(peer.peer_id, "block response out of order", ban=True)
                 return False
             try:
-                self.node.import_block(block, justification)
+                self._blocks.import_block(block, justification)
                 imported += 1
             except AlreadyKnown:
                 if justification is not None:
-                    self.node.apply_justification(block.hash(), justification)
+                    self._blocks.apply_justification(block.hash(), justification)
                 continue
             except UnknownParent:
                 if i == 0 and peer.peer_id not in self._from_finalized:
@@ -169,7 +139,7 @@ class Syncer:
             self._last_progress_log = now
             log.info(
                 "Syncing: #%d of #%d from %s (%d blocks imported)",
-                self.node.best_header().number,
+                self._chain.best_header().number,
                 self.highest_block(),
                 peer.peer_id[:20],
                 self.status.imported,

@@ -12,7 +12,8 @@ and proofs of possession of its set (`Finality.SetBlsKeys[set_id]`), and checks
 - every signer's proof of possession (the defence against rogue-key aggregates);
 - the aggregate signature over `finality_proof_message(genesis, session, set_id, number, hash)`.
 Offline, the same checks but the canonical one, on the SCALE `FinalityProof` and
-`Vec<([u8; 48], [u8; 96])>` given in hex.
+`Vec<([u8; 48], [u8; 96])>` given in hex. The checks of the proof itself are
+node.finality.verify's; this module reads the chain and reports.
 
 Exit status: 0 valid, 1 invalid (or no proof stored), 2 usage or connection error.
 """
@@ -20,23 +21,16 @@ Exit status: 0 valid, 1 invalid (or no proof stored), 2 usage or connection erro
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from chain.codec import CodecError, Decoder
-from chain.consensus import (
-    BLS_PUBLIC_LENGTH,
-    BLS_SIGNATURE_LENGTH,
-    ConsensusError,
-    bitfield_decode,
-    threshold,
-)
+from chain.consensus import ConsensusError, bitfield_decode, threshold
 from node.errors import NodeError
 from node.finality.bls_proofs import (
     FinalityProof,
@@ -45,87 +39,16 @@ from node.finality.bls_proofs import (
     session_index_key,
     set_bls_keys_key,
 )
+from node.finality.verify import ProofCheck, check_proof
 
 COMMAND = "verify-finality"
 DEFAULT_RPC = "http://127.0.0.1:9944"
 EXIT_VALID, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
 SCAN_LIMIT = 1_000  # sessions scanned down from the current one for the latest proof
-PAIRING_SECONDS = 1.0  # py-ecc, one pairing check, roughly
 
 
 class VerifyError(NodeError):
     """A usage or connection problem (exit status 2), as one operator-facing line."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ProofCheck:
-    """The outcome of `check_proof`: `reason` is empty when valid."""
-
-    valid: bool
-    reason: str
-    signers: tuple[int, ...] = ()
-    set_size: int = 0
-
-
-def check_proof(
-    proof: FinalityProof,
-    keys: Sequence[tuple[bytes, bytes]],
-    genesis_hash: bytes,
-    *,
-    progress: Callable[[str], None] | None = None,
-) -> ProofCheck:
-    """Check `proof` against its set's BLS keys and proofs of possession (`keys`, in validator
-    order): the bitfield and threshold first, then each signer's proof of possession, then the
-    aggregate signature. Never raises on bad input."""
-    n = len(keys)
-    if n == 0:
-        return ProofCheck(False, f"set {proof.set_id} has no BLS keys")
-    try:
-        signers = tuple(bitfield_decode(proof.signers, n))
-    except ConsensusError as exc:
-        return ProofCheck(False, f"bad signer bitfield: {exc}", set_size=n)
-    need = threshold(n)
-    if len(signers) < need:
-        return ProofCheck(
-            False,
-            f"{len(signers)} of {n} validators signed; more than 2/3 ({need}) are needed",
-            signers,
-            n,
-        )
-    for i in signers:
-        public, pop = keys[i]
-        if len(public) != BLS_PUBLIC_LENGTH or len(pop) != BLS_SIGNATURE_LENGTH:
-            return ProofCheck(False, f"validator {i}: malformed BLS key", signers, n)
-    if len(proof.signature) != BLS_SIGNATURE_LENGTH or len(proof.block_hash) != 32:
-        return ProofCheck(False, "malformed proof", signers, n)
-    from chain import bls  # py-ecc: ~1 s to import
-
-    if progress is not None:
-        pairings = len(signers) + 1
-        progress(
-            f"checking {len(signers)} proofs of possession and the aggregate signature "
-            f"({pairings} pairing checks, about {pairings * PAIRING_SECONDS:.0f} s)"
-        )
-    for i in signers:
-        public, pop = keys[i]
-        if not bls.verify_possession(public, pop):
-            return ProofCheck(
-                False,
-                f"validator {i}: bad proof of possession of BLS key 0x{public.hex()} "
-                "(a rogue key cannot be trusted in an aggregate)",
-                signers,
-                n,
-            )
-    publics = [keys[i][0] for i in signers]
-    if not bls.fast_aggregate_verify(publics, proof.message(genesis_hash), proof.signature):
-        return ProofCheck(
-            False,
-            "the aggregate signature does not verify for the signers' keys over the "
-            "session's finality-proof message",
-            signers,
-            n,
-        )
-    return ProofCheck(True, "", signers, n)
 
 
 # ---- JSON-RPC ---------------------------------------------------------------------------------

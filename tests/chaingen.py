@@ -228,8 +228,8 @@ def cuckoo_node(*args: str | Path) -> list[str]:
 
 def _author(node: Node, alice: Account, slot: int, txs: list[bytes]) -> bytes:
     """Build, seal (deterministically) and commit one block on the best block; its hash."""
-    parent_hash = node.best_hash
-    parent = node.best_header()
+    parent_hash = node.chain.best_hash
+    parent = node.chain.best_header()
     state = node.db.state_at_root(parent.state_root)
     digest = [DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))]
     builder = node.executive.begin_block(state, parent_hash, parent.number + 1, digest)
@@ -259,9 +259,9 @@ def build_chain(base_path: Path | str, n_blocks: int, txs_per_block: int, n_acco
     node = Node(NodeConfig(spec=load_spec("dev"), base_path=Path(base_path), prometheus_port=None,
                            dev_key=dev_suri("alice")))
     try:
-        if node.best_header().number != 0:
+        if node.chain.best_header().number != 0:
             raise ValueError(f"{base_path} already holds blocks; build_chain needs a fresh store")
-        alice_nonce = node.executive.account_nonce(node.state_at(), alice.public)
+        alice_nonce = node.executive.account_nonce(node.chain.state_at(), alice.public)
         funding = [sign_transfer(node, alice, alice_nonce + i, acc.public, FUNDING)
                    for i, acc in enumerate(accounts)]
         _author(node, alice, start_slot + 1, funding)

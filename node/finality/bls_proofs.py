@@ -23,7 +23,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from chain import bls
 from chain.codec import CodecError
 from chain.consensus import (
     BLS_PUBLIC_LENGTH,
@@ -114,10 +113,23 @@ def encode_submit_call(runtime: Runtime[Any], proof: FinalityProof) -> bytes:
 # ---- the collector ----------------------------------------------------------------------------
 
 
+# py-ecc takes about a second to import: it is imported where BLS work runs (the executor), so
+# that a node imports this module at no cost.
+
+
+def _verify(public: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether `signature` by `public` over `message` verifies (executor)."""
+    from chain import bls
+
+    return bls.verify(public, message, signature)
+
+
 def _aggregate_and_verify(
     publics: Sequence[bytes], message: bytes, signatures: Sequence[bytes]
 ) -> bytes | None:
     """The aggregate of `signatures` if it verifies for `publics` over `message` (executor)."""
+    from chain import bls
+
     signature = bls.aggregate(signatures)
     return signature if bls.fast_aggregate_verify(publics, message, signature) else None
 
@@ -324,7 +336,7 @@ class BlsProofCollector:
             message = finality_proof_message(
                 self.genesis_hash, p.session, p.set_id, p.block_number, p.block_hash
             )
-            ok = bool(await self._run(bls.verify, public, message, p.signature))
+            ok = bool(await self._run(_verify, public, message, p.signature))
             future.set_result(ok)
         except BaseException as exc:
             future.set_exception(exc)
@@ -394,7 +406,7 @@ class BlsProofCollector:
         if signature is None and self.lazy:  # find the bad ones, keep the good ones
             for i in signers:
                 p, public = r.partials[i]
-                ok = await self._run(bls.verify, public, message, p.signature)
+                ok = await self._run(_verify, public, message, p.signature)
                 if not ok and r.partials.get(i) == (p, public):
                     del r.partials[i]
                     self._invalid[p.encode() + public] = None

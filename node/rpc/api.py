@@ -8,21 +8,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chain.codec import CodecError
 from chain.consensus import FINALITY_ENGINE_ID
 from chain.crypto import CryptoError, ss58_decode
+from chain.frame.outer import DecodedCall
 from chain.hashing import blake2_256
 from chain.primitives import Extrinsic, Header
 from chain.storage.trie import Trie
+from genesis.builder import ChainSpec
+from node.interfaces import (
+    ChainNotifications,
+    ChainReader,
+    ImportedBlock,
+    PeerNetwork,
+    PendingTransactions,
+    SyncState,
+)
 from node.network import ROLE_AUTHORITY
 from node.rpc.server import RpcError, RpcServer, Subscription
 from node.txpool import PoolError
-from pallets.executive import RuntimeApiError, call_runtime_api
-
-if TYPE_CHECKING:
-    from node.service import ImportedBlock, Node
+from pallets.executive import Executive, RuntimeApiError, call_runtime_api
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +71,38 @@ def _account(value: Any) -> bytes:
 
 
 class NodeRpc:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.db = node.db
+    def __init__(
+        self,
+        *,
+        spec: ChainSpec,
+        executive: Executive,
+        chain: ChainReader,
+        events: ChainNotifications,
+        transactions: PendingTransactions,
+        network: PeerNetwork,
+        sync: SyncState,
+        is_authority: bool,
+        local_peer_id: str,
+    ) -> None:
+        self._spec = spec
+        self._executive = executive
+        self._runtime = executive.runtime
+        self._chain = chain
+        self._events = events
+        self._transactions = transactions
+        self._network = network
+        self._sync = sync
+        self._is_authority = is_authority
+        self._local_peer_id = local_peer_id
 
     # ---- helpers ------------------------------------------------------------------------------
 
     def _block_hash(self, value: Any) -> bytes:
         """The `at` parameter: a known block hash, or the best block when absent."""
         if value is None:
-            return self.node.best_hash
+            return self._chain.best_hash
         h = _bytes(value, "block hash", 32)
-        if self.db.header(h) is None:
+        if self._chain.header(h) is None:
             raise RpcError(
                 UNKNOWN_BLOCK, f"Client error: UnknownBlock: header not found for 0x{h.hex()}"
             )
@@ -83,16 +110,16 @@ class NodeRpc:
 
     def _state(self, at: Any) -> tuple[bytes, Trie]:
         h = self._block_hash(at)
-        return h, self.db.state_at(h)
+        return h, self._chain.state_at(h)
 
     def _header_json(self, h: bytes) -> dict[str, Any] | None:
-        header = self.db.header(h)
+        header = self._chain.header(h)
         return header.to_json() if header is not None else None
 
     # ---- system -------------------------------------------------------------------------------
 
     def system_chain(self, params: list[Any]) -> str:
-        return self.node.spec.name
+        return self._spec.name
 
     def system_name(self, params: list[Any]) -> str:
         return "cuckoo-node"
@@ -101,24 +128,20 @@ class NodeRpc:
         return VERSION
 
     def system_properties(self, params: list[Any]) -> dict[str, Any]:
-        return self.node.spec.properties
+        return self._spec.properties
 
     def system_chain_type(self, params: list[Any]) -> Any:
-        t = self.node.spec.chain_type
+        t = self._spec.chain_type
         return t if t in ("Development", "Local", "Live") else {"Custom": t}
 
     def system_health(self, params: list[Any]) -> dict[str, Any]:
-        net = self.node.network
         return {
-            "peers": net.peer_count() if net is not None else 0,
-            "isSyncing": self.node.syncer.is_major_syncing(),
-            "shouldHavePeers": self.node.spec.chain_type != "Development",
+            "peers": self._network.peer_count(),
+            "isSyncing": self._sync.is_major_syncing(),
+            "shouldHavePeers": self._spec.chain_type != "Development",
         }
 
     def system_peers(self, params: list[Any]) -> list[Any]:
-        net = self.node.network
-        if net is None:
-            return []
         return [
             {
                 "peerId": p.peer_id,
@@ -126,42 +149,36 @@ class NodeRpc:
                 "bestHash": _hex(p.best_hash),
                 "bestNumber": p.best_number,
             }
-            for p in sorted(net.peers(), key=lambda p: p.peer_id)
+            for p in sorted(self._network.peers(), key=lambda p: p.peer_id)
         ]
 
     def system_node_roles(self, params: list[Any]) -> list[str]:
-        return ["Authority"] if self.node.is_authority else ["Full"]
+        return ["Authority"] if self._is_authority else ["Full"]
 
     def system_local_peer_id(self, params: list[Any]) -> str:
-        return self.node.local_peer_id
+        return self._local_peer_id
 
     def system_local_listen_addresses(self, params: list[Any]) -> list[str]:
-        net = self.node.network
-        return net.listen_addresses() if net is not None else []
+        return self._network.listen_addresses()
 
     def system_sync_state(self, params: list[Any]) -> dict[str, int]:
-        syncer = self.node.syncer
         return {
-            "startingBlock": syncer.status.starting_block,
-            "currentBlock": self.node.best_header().number,
-            "highestBlock": syncer.highest_block(),
+            "startingBlock": self._sync.starting_block,
+            "currentBlock": self._chain.best_header().number,
+            "highestBlock": self._sync.highest_block(),
         }
 
     def system_account_next_index(self, params: list[Any]) -> int:
         who = _account(_param(params, 0))
-        state = self.node.state_at()
-        nonce = self.node.executive.account_nonce(state, who)
-        pending = self.node.pool.by_sender.get(who, {})
-        while nonce in pending:
-            nonce += 1
-        return nonce
+        nonce = self._executive.account_nonce(self._chain.state_at(), who)
+        return self._transactions.next_index(who, nonce)
 
     # ---- chain --------------------------------------------------------------------------------
 
     def chain_get_block_hash(self, params: list[Any]) -> Any:
         value = _param(params, 0)
         if value is None:
-            return _hex(self.node.best_hash)
+            return _hex(self._chain.best_hash)
         if isinstance(value, list):
             return [self._hash_for(v) for v in value]
         return self._hash_for(value)
@@ -176,25 +193,27 @@ class NodeRpc:
                 ) from exc
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise RpcError.invalid_params("block number must be a non-negative integer")
-        h = self.db.hash_at(value)
+        h = self._chain.hash_at(value)
         return _hex(h) if h is not None else None
 
     def chain_get_header(self, params: list[Any]) -> Any:
         value = _param(params, 0)
         if value is None:
-            return self.node.best_header().to_json()
+            return self._chain.best_header().to_json()
         return self._header_json(_bytes(value, "block hash", 32))
 
     def chain_get_block(self, params: list[Any]) -> Any:
         value = _param(params, 0)
-        h = self.node.best_hash if value is None else _bytes(value, "block hash", 32)
-        header = self.db.header(h)
-        body = self.db.body(h)
-        if header is None or body is None:
+        h = self._chain.best_hash if value is None else _bytes(value, "block hash", 32)
+        block = self._chain.block(h)
+        if block is None:
             return None
-        justification = self.db.justification(h)
+        justification = self._chain.justification(h)
         return {
-            "block": {"header": header.to_json(), "extrinsics": [_hex(x) for x in body]},
+            "block": {
+                "header": block.header.to_json(),
+                "extrinsics": [_hex(x) for x in block.extrinsics],
+            },
             # Substrate's JSON: [[engine id bytes, encoded justification bytes]]
             "justifications": (
                 [[list(FINALITY_ENGINE_ID), list(justification)]]
@@ -204,17 +223,17 @@ class NodeRpc:
         }
 
     def chain_get_finalized_head(self, params: list[Any]) -> str:
-        return _hex(self.node.finalized_hash)
+        return _hex(self._chain.finalized_hash)
 
     # ---- state --------------------------------------------------------------------------------
 
     def state_get_runtime_version(self, params: list[Any]) -> dict[str, Any]:
         self._block_hash(_param(params, 0))
-        return self.node.runtime.version.to_json()
+        return self._runtime.version.to_json()
 
     def state_get_metadata(self, params: list[Any]) -> str:
         self._block_hash(_param(params, 0))
-        return _hex(self.node.runtime.metadata())
+        return _hex(self._runtime.metadata())
 
     def state_get_storage(self, params: list[Any]) -> str | None:
         key = _bytes(_param(params, 0), "storage key")
@@ -269,7 +288,7 @@ class NodeRpc:
         data = _bytes(_param(params, 1, "0x"), "call data")
         _, state = self._state(_param(params, 2))
         try:
-            return _hex(call_runtime_api(self.node.executive, state, method, data))
+            return _hex(call_runtime_api(self._executive, state, method, data))
         except RuntimeApiError as exc:
             raise RpcError(UNKNOWN_BLOCK, f"Client error: Execution failed: {exc}") from exc
         except CodecError as exc:
@@ -279,15 +298,21 @@ class NodeRpc:
 
     # ---- payment (deprecated RPCs; used by substrate-interface without state_call) -------------
 
-    def payment_query_info(self, params: list[Any]) -> dict[str, Any]:
+    def _payment_query(self, params: list[Any]) -> tuple[bytes, Extrinsic, DecodedCall, Trie]:
+        """A payment query's extrinsic (params[0]) decoded, its call, and the state at the block
+        of params[1]."""
         xt = _bytes(_param(params, 0), "extrinsic")
         _, state = self._state(_param(params, 1))
         try:
             decoded = Extrinsic.decode(xt)
-            call = self.node.runtime.decode_call(decoded.call)
+            call = self._runtime.decode_call(decoded.call)
         except CodecError as exc:
             raise RpcError.invalid_params(f"cannot decode the extrinsic: {exc}") from exc
-        ex = self.node.executive
+        return xt, decoded, call, state
+
+    def payment_query_info(self, params: list[Any]) -> dict[str, Any]:
+        xt, _, call, state = self._payment_query(params)
+        ex = self._executive
         info = ex.dispatch_info(call)
         fee = ex.fee_details(state, len(xt), call).inclusion_fee
         return {
@@ -297,14 +322,8 @@ class NodeRpc:
         }
 
     def payment_query_fee_details(self, params: list[Any]) -> dict[str, Any]:
-        xt = _bytes(_param(params, 0), "extrinsic")
-        _, state = self._state(_param(params, 1))
-        try:
-            decoded = Extrinsic.decode(xt)
-            call = self.node.runtime.decode_call(decoded.call)
-        except CodecError as exc:
-            raise RpcError.invalid_params(f"cannot decode the extrinsic: {exc}") from exc
-        d = self.node.executive.fee_details(state, len(xt), call)
+        xt, decoded, call, state = self._payment_query(params)
+        d = self._executive.fee_details(state, len(xt), call)
         return {
             "inclusionFee": {
                 "baseFee": hex(d.base_fee),
@@ -321,7 +340,7 @@ class NodeRpc:
     ) -> tuple[bytes, str]:
         raw = _bytes(_param(params, 0), "extrinsic")
         try:
-            tx_hash, status = self.node.submit_extrinsic(raw, watcher)
+            tx_hash, status = self._transactions.submit_extrinsic(raw, watcher)
         except PoolError as exc:
             raise RpcError(exc.code, exc.message, exc.data) from exc
         log.debug("Accepted transaction 0x%s (%s)", tx_hash.hex(), status)
@@ -332,7 +351,7 @@ class NodeRpc:
         return _hex(tx_hash)
 
     def author_pending_extrinsics(self, params: list[Any]) -> list[str]:
-        return [_hex(x) for x in self.node.pool.pending()]
+        return [_hex(x) for x in self._transactions.pending()]
 
     def author_submit_and_watch(self, params: list[Any], sub: Subscription) -> None:
         def watcher(status: Any) -> None:
@@ -342,32 +361,30 @@ class NodeRpc:
             if (
                 isinstance(status, dict) and ("finalized" in status or "usurped" in status)
             ) or status in ("dropped", "invalid"):
-                self.node.pool.unwatch(tx_hash, watcher)
+                self._transactions.unwatch(tx_hash, watcher)
 
         tx_hash, status = self._submit(params, watcher)
         sub.notify(status)
-        sub.on_close(lambda: self.node.pool.unwatch(tx_hash, watcher))
+        sub.on_close(lambda: self._transactions.unwatch(tx_hash, watcher))
 
     # ---- subscriptions ------------------------------------------------------------------------
 
     def subscribe_new_heads(self, params: list[Any], sub: Subscription) -> None:
-        sub.notify(self.node.best_header().to_json())
+        sub.notify(self._chain.best_header().to_json())
         self._listen(sub, lambda b: sub.notify(b.header.to_json()))
 
     def subscribe_finalized_heads(self, params: list[Any], sub: Subscription) -> None:
-        fin = self.db.header(self.node.finalized_hash)
-        assert fin is not None
-        sub.notify(fin.to_json())
+        sub.notify(self._chain.finalized_header().to_json())
 
         def on_final(block_hash: bytes, header: Header) -> None:
             if not sub.closed:
                 sub.notify(header.to_json())
 
-        self.node.add_finality_listener(on_final)
-        sub.on_close(lambda: self.node.remove_finality_listener(on_final))
+        self._events.subscribe_finalized(on_final)
+        sub.on_close(lambda: self._events.unsubscribe_finalized(on_final))
 
     def subscribe_runtime_version(self, params: list[Any], sub: Subscription) -> None:
-        sub.notify(self.node.runtime.version.to_json())
+        sub.notify(self._runtime.version.to_json())
 
     def subscribe_storage(self, params: list[Any], sub: Subscription) -> None:
         raw_keys = _param(params, 0)
@@ -377,8 +394,8 @@ class NodeRpc:
                 "(subscribing to all storage changes is not supported)"
             )
         keys = {_bytes(k, "storage key"): k for k in raw_keys}
-        best = self.node.best_hash
-        state = self.db.state_at(best)
+        best = self._chain.best_hash
+        state = self._chain.state_at(best)
         first = []
         for k, shown in keys.items():
             v = state.get(k)
@@ -397,13 +414,12 @@ class NodeRpc:
         self._listen(sub, on_block)
 
     def _listen(self, sub: Subscription, fn: Callable[[ImportedBlock], None]) -> None:
-        listeners = self.node._listeners
-        listeners.append(fn)
-        sub.on_close(lambda: listeners.remove(fn) if fn in listeners else None)
+        self._events.subscribe_best(fn)
+        sub.on_close(lambda: self._events.unsubscribe_best(fn))
 
 
-def build_rpc(node: Node) -> RpcServer:
-    api = NodeRpc(node)
+def build_rpc(api: NodeRpc) -> RpcServer:
+    """An RPC server that serves `api` under Substrate's method names."""
     server = RpcServer()
     m = server.method
     m("system_chain", api.system_chain)

@@ -153,8 +153,8 @@ def _import_two_forks(tmp_path: Path) -> tuple[list[Block], list[Block], Node]:
     new_fork = build_chain(tmp_path / "b", 4, 1, 3, 2, start_slot=2_000_000)
     node = Node(NodeConfig(spec=load_spec("dev"), base_path=tmp_path / "c", prometheus_port=None))
     for block in (*old_fork, *new_fork):
-        node.import_block(block)
-    assert node.best_hash == new_fork[-1].hash()
+        node.importer.import_block(block)
+    assert node.chain.best_hash == new_fork[-1].hash()
     return old_fork, new_fork, node
 
 

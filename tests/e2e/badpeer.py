@@ -12,6 +12,7 @@ from typing import Any
 
 from chain.consensus import PREVOTE, SignedVote, Vote
 from chain.primitives import Block, DigestItem, Header
+from node.blocks import encode_block_item
 from node.network import (
     BLOCK_ANNOUNCE,
     ROLE_FULL,
@@ -21,7 +22,6 @@ from node.network import (
     Status,
     Verdict,
 )
-from node.sync import encode_block_item
 
 
 class _Quiet:

@@ -72,7 +72,7 @@ def verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(1)
         return real(public, message, signature)
 
-    monkeypatch.setattr(bls_proofs.bls, "verify", counting)
+    monkeypatch.setattr(bls, "verify", counting)
     return calls
 
 

@@ -41,12 +41,13 @@ from chain.primitives import (
     signing_payload,
 )
 from genesis.builder import load_spec
-from node.gadget import _ChainView
+from node.blocks import AlreadyKnown, NotNow, UnknownParent, decode_block_item, encode_block_item
+from node.finality.gadget import VoterChain
+from node.interfaces import Clock
 from node.keystore import Signer, derive_key
-from node.netbridge import NodeNetworkHandler
 from node.network import BLOCK_ANNOUNCE, TRANSACTIONS, Verdict
 from node.service import Node, NodeConfig
-from node.sync import AlreadyKnown, NotNow, UnknownParent, decode_block_item, encode_block_item
+from node.sync import Syncer
 from node.txpool import PoolError
 from pallets.aura import pallet as aura
 from pallets.executive import InvalidBlock
@@ -87,11 +88,14 @@ NodeFactory = Callable[..., Node]
 def make_node(template: Path, tmp_path: Path) -> Iterator[NodeFactory]:
     opened: list[Node] = []
 
-    def make(dev_key: str | None = ALICE, *, base: Path | None = None) -> Node:
+    def make(
+        dev_key: str | None = ALICE, *, base: Path | None = None, clock: Clock = time.time
+    ) -> Node:
         if base is None:
             base = tmp_path / f"node{len(opened)}"
             shutil.copytree(template, base)
-        node = Node(NodeConfig(spec=SPEC, base_path=base, prometheus_port=None, dev_key=dev_key))
+        config = NodeConfig(spec=SPEC, base_path=base, prometheus_port=None, dev_key=dev_key)
+        node = Node(config, clock=clock)
         opened.append(node)
         return node
 
@@ -153,7 +157,7 @@ def chain_on(node: Node, parent_hash: bytes, slots: Sequence[int]) -> list[Block
     out = []
     for slot in slots:
         block = build(node, parent_hash, slot)
-        node.import_block(block)
+        node.importer.import_block(block)
         out.append(block)
         parent_hash = block.hash()
     return out
@@ -220,7 +224,7 @@ def justification(
 
 
 def test_genesis_authorities_are_the_four_validators_in_order(node: Node) -> None:
-    state = node.state_at()
+    state = node.chain.state_at()
     assert aura.Authorities.get(state) == [SR[n].public for n in NAMES]
     assert finality.Authorities.get(state) == [ED[n].public for n in NAMES]
     assert finality.CurrentSetId.get(state) == 0
@@ -229,18 +233,18 @@ def test_genesis_authorities_are_the_four_validators_in_order(node: Node) -> Non
 
 def test_import_accepts_a_block_sealed_by_the_slot_author(node: Node) -> None:
     block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
-    imported = node.import_block(block)
-    assert imported.hash == block.hash() == node.best_hash
+    imported = node.importer.import_block(block)
+    assert imported.hash == block.hash() == node.chain.best_hash
     assert not imported.finalized
-    assert node.finalized_hash == node.genesis_hash
+    assert node.chain.finalized_hash == node.genesis_hash
 
 
 def test_import_rejects_a_seal_by_another_validator(node: Node) -> None:
     block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT), signer=SR[ALICE])
     with pytest.raises(InvalidBlock, match="bad Aura seal"):
-        node.import_block(block)
+        node.importer.import_block(block)
     assert node.db.header(block.hash()) is None
-    assert node.best_hash == node.genesis_hash
+    assert node.chain.best_hash == node.genesis_hash
 
 
 def test_import_rejects_a_bad_seal_signature(node: Node) -> None:
@@ -253,7 +257,7 @@ def test_import_rejects_a_bad_seal_signature(node: Node) -> None:
         unsealed, digest=(*unsealed.digest, DigestItem.seal(aura.ENGINE_ID, bytes(bad)))
     )
     with pytest.raises(InvalidBlock, match="bad Aura seal"):
-        node.import_block(Block(header, block.extrinsics))
+        node.importer.import_block(Block(header, block.extrinsics))
     assert node.db.header(header.hash()) is None
 
 
@@ -261,7 +265,7 @@ def test_import_rejects_an_unsealed_block(node: Node) -> None:
     block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
     unsealed, _ = block.header.without_seal()
     with pytest.raises(InvalidBlock, match="no Aura seal"):
-        node.import_block(Block(unsealed, block.extrinsics))
+        node.importer.import_block(Block(unsealed, block.extrinsics))
     assert node.db.header(unsealed.hash()) is None
 
 
@@ -273,7 +277,7 @@ def test_import_rejects_a_seal_of_another_engine(node: Node) -> None:
         unsealed, digest=(*unsealed.digest, DigestItem.seal(b"BABE", seal.data))
     )
     with pytest.raises(InvalidBlock, match="no Aura seal"):
-        node.import_block(Block(header, block.extrinsics))
+        node.importer.import_block(Block(header, block.extrinsics))
 
 
 def test_import_rejects_a_block_without_a_slot(node: Node) -> None:
@@ -281,30 +285,56 @@ def test_import_rejects_a_block_without_a_slot(node: Node) -> None:
     unsealed, _ = block.header.without_seal()
     no_slot = dataclasses.replace(unsealed, digest=())
     with pytest.raises(InvalidBlock, match="no Aura pre-runtime digest"):
-        node.import_block(reseal(block, no_slot, SR[BOB]))
+        node.importer.import_block(reseal(block, no_slot, SR[BOB]))
 
 
 def test_import_far_future_slot_is_invalid_near_future_is_not_now(node: Node) -> None:
-    now_slot = node.current_slot()
+    now_slot = node.author.current_slot()
     far = build(node, node.genesis_hash, slot_of(BOB, now_slot + 5))
     with pytest.raises(InvalidBlock, match="far in the future") as info:
-        node.import_block(far)
+        node.importer.import_block(far)
     assert not isinstance(info.value, NotNow)
     # 1..2 slots ahead: more than FUTURE_DRIFT_MS early, less than FAR_FUTURE_SLOTS.
     near_slot = now_slot + 2
     near = build(node, node.genesis_hash, near_slot)
     assert near_slot * SLOT_MS > time.time() * 1000 + 500
     with pytest.raises(NotNow, match="in the future"):
-        node.import_block(near)
+        node.importer.import_block(near)
     assert node.db.header(near.hash()) is None
     assert node.db.header(far.hash()) is None
 
 
 def test_import_of_the_current_slot_is_accepted(node: Node) -> None:
-    slot = node.current_slot()
+    slot = node.author.current_slot()
     block = build(node, node.genesis_hash, slot)
-    node.import_block(block)
-    assert node.best_hash == block.hash()
+    node.importer.import_block(block)
+    assert node.chain.best_hash == block.hash()
+
+
+@dataclasses.dataclass
+class FakeClock:
+    now: float  # seconds since the epoch
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_future_slots_are_judged_by_the_injected_clock(make_node: NodeFactory) -> None:
+    slot = slot_of(BOB, BASE_SLOT)
+    clock = FakeClock((slot - 5) * SLOT_MS / 1000)  # five slots before `slot` starts
+    node = make_node(ALICE, clock=clock)
+    assert node.author.current_slot() == slot - 5
+    block = build(node, node.genesis_hash, slot)
+    with pytest.raises(InvalidBlock, match="far in the future") as info:
+        node.importer.import_block(block)
+    assert not isinstance(info.value, NotNow)
+    clock.now = (slot - 2) * SLOT_MS / 1000
+    with pytest.raises(NotNow, match="in the future"):
+        node.importer.import_block(block)
+    clock.now = (slot * SLOT_MS - 500) / 1000  # FUTURE_DRIFT_MS before the slot starts
+    assert node.author.current_slot() == slot - 1
+    node.importer.import_block(block)
+    assert node.chain.best_hash == block.hash()
 
 
 def test_import_unknown_parent(node: Node) -> None:
@@ -312,14 +342,14 @@ def test_import_unknown_parent(node: Node) -> None:
     unsealed, _ = block.header.without_seal()
     orphan = reseal(block, dataclasses.replace(unsealed, parent_hash=b"\x11" * 32), SR[BOB])
     with pytest.raises(UnknownParent):
-        node.import_block(orphan)
+        node.importer.import_block(orphan)
 
 
 def test_import_already_known(node: Node) -> None:
     block = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
-    node.import_block(block)
+    node.importer.import_block(block)
     with pytest.raises(AlreadyKnown):
-        node.import_block(block)
+        node.importer.import_block(block)
 
 
 def test_import_rejects_a_wrong_number(node: Node) -> None:
@@ -327,7 +357,7 @@ def test_import_rejects_a_wrong_number(node: Node) -> None:
     unsealed, _ = block.header.without_seal()
     wrong = reseal(block, dataclasses.replace(unsealed, number=2), SR[BOB])
     with pytest.raises(InvalidBlock, match="does not follow its parent"):
-        node.import_block(wrong)
+        node.importer.import_block(wrong)
 
 
 def test_import_rejects_a_slot_that_does_not_increase(node: Node) -> None:
@@ -338,8 +368,8 @@ def test_import_rejects_a_slot_that_does_not_increase(node: Node) -> None:
     same = DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))
     replayed = reseal(b2, dataclasses.replace(unsealed, digest=(same,)), SR[BOB])
     with pytest.raises(InvalidBlock, match="slot must increase"):
-        node.import_block(replayed)
-    assert node.best_hash == b1.hash()
+        node.importer.import_block(replayed)
+    assert node.chain.best_hash == b1.hash()
     assert node.db.header(replayed.hash()) is None
 
 
@@ -347,20 +377,20 @@ def test_import_rejects_blocks_not_descending_from_the_finalized_block(node: Nod
     s = BASE_SLOT
     a1, a2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
     (b1,) = chain_on(node, node.genesis_hash, [s + 3])
-    node.finalize(a2.hash(), None)
-    assert node.finalized_hash == a2.hash()
+    node.importer.finalize(a2.hash(), None)
+    assert node.chain.finalized_hash == a2.hash()
     b2 = build(node, b1.hash(), s + 5)  # height 2 on a fork below the finalized #2
     with pytest.raises(InvalidBlock, match="does not descend from the finalized"):
-        node.import_block(b2)
+        node.importer.import_block(b2)
     c1 = build(node, node.genesis_hash, s + 6)  # height 1: at or below the finalized height
     with pytest.raises(InvalidBlock, match="does not descend from the finalized"):
-        node.import_block(c1)
+        node.importer.import_block(c1)
     a1b = build(node, a1.hash(), s + 7)  # a sibling of the finalized block
     with pytest.raises(InvalidBlock, match="does not descend from the finalized"):
-        node.import_block(a1b)
+        node.importer.import_block(a1b)
     a3 = build(node, a2.hash(), s + 8)  # on the finalized block: fine
-    node.import_block(a3)
-    assert node.best_hash == a3.hash()
+    node.importer.import_block(a3)
+    assert node.chain.best_hash == a3.hash()
 
 
 def test_import_rejects_a_justification_for_another_block(node: Node) -> None:
@@ -369,12 +399,12 @@ def test_import_rejects_a_justification_for_another_block(node: Node) -> None:
     other = build(node, node.genesis_hash, slot_of(CHARLIE, BASE_SLOT))
     just = justification(other.header, [ALICE, BOB, CHARLIE])
     with pytest.raises(InvalidBlock, match="justification is for another block"):
-        node.import_block(a1, just)
+        node.importer.import_block(a1, just)
     assert node.db.header(a1.hash()) is None
     with pytest.raises(InvalidBlock, match="undecodable justification"):
-        node.import_block(a2, b"\x01\x02")
+        node.importer.import_block(a2, b"\x01\x02")
     assert node.db.header(a2.hash()) is None
-    assert node.best_hash == node.genesis_hash
+    assert node.chain.best_hash == node.genesis_hash
 
 
 # ---- 2. fork choice -----------------------------------------------------------------------------
@@ -383,13 +413,13 @@ def test_import_rejects_a_justification_for_another_block(node: Node) -> None:
 def test_fork_choice_longest_chain_and_first_seen_on_ties(node: Node) -> None:
     s = BASE_SLOT
     (a1,) = chain_on(node, node.genesis_hash, [s + 1])
-    assert node.best_hash == a1.hash()
+    assert node.chain.best_hash == a1.hash()
     (b1,) = chain_on(node, node.genesis_hash, [s + 2])
-    assert node.best_hash == a1.hash()  # equal length: the first stays
+    assert node.chain.best_hash == a1.hash()  # equal length: the first stays
     (a2,) = chain_on(node, a1.hash(), [s + 3])
-    assert node.best_hash == a2.hash()
+    assert node.chain.best_hash == a2.hash()
     b2, b3 = chain_on(node, b1.hash(), [s + 4, s + 5])
-    assert node.best_hash == b3.hash()  # longer wins
+    assert node.chain.best_hash == b3.hash()  # longer wins
     assert [node.db.hash_at(n) for n in range(4)] == [
         node.genesis_hash,
         b1.hash(),
@@ -403,10 +433,10 @@ def test_finalizing_the_shorter_fork_moves_best_and_the_canonical_index(node: No
     s = BASE_SLOT
     a1, a2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
     b1, _, b3 = chain_on(node, node.genesis_hash, [s + 3, s + 5, s + 6])
-    assert node.best_hash == b3.hash()
-    node.finalize(a1.hash(), None)
-    assert node.finalized_hash == a1.hash()
-    assert node.best_hash == a2.hash()  # the highest leaf that descends from the final block
+    assert node.chain.best_hash == b3.hash()
+    node.importer.finalize(a1.hash(), None)
+    assert node.chain.finalized_hash == a1.hash()
+    assert node.chain.best_hash == a2.hash()  # the highest leaf that descends from the final block
     assert [node.db.hash_at(n) for n in range(4)] == [
         node.genesis_hash,
         a1.hash(),
@@ -417,7 +447,7 @@ def test_finalizing_the_shorter_fork_moves_best_and_the_canonical_index(node: No
     assert not node.db.is_descendant(a1.hash(), b3.hash())
     # the next block on the finalized fork becomes best although the dead fork is as high
     (a3,) = chain_on(node, a2.hash(), [s + 7])
-    assert node.best_hash == a3.hash()
+    assert node.chain.best_hash == a3.hash()
     assert node.db.hash_at(3) == a3.hash()
 
 
@@ -425,17 +455,17 @@ def test_finality_never_goes_backwards_or_to_a_conflicting_block(node: Node) -> 
     s = BASE_SLOT
     a1, a2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
     b1, _, b3 = chain_on(node, node.genesis_hash, [s + 3, s + 5, s + 6])
-    node.finalize(a2.hash(), None)
-    best = node.best_hash
-    node.finalize(a1.hash(), None)  # backwards
-    assert node.finalized_hash == a2.hash()
-    node.finalize(b3.hash(), None)  # higher, but on a conflicting fork
-    assert node.finalized_hash == a2.hash()
-    assert node.best_hash == best == a2.hash()
-    node.finalize(b1.hash(), None)
-    assert node.finalized_hash == a2.hash()
-    node.finalize(b"\x42" * 32, None)  # unknown
-    assert node.finalized_hash == a2.hash()
+    node.importer.finalize(a2.hash(), None)
+    best = node.chain.best_hash
+    node.importer.finalize(a1.hash(), None)  # backwards
+    assert node.chain.finalized_hash == a2.hash()
+    node.importer.finalize(b3.hash(), None)  # higher, but on a conflicting fork
+    assert node.chain.finalized_hash == a2.hash()
+    assert node.chain.best_hash == best == a2.hash()
+    node.importer.finalize(b1.hash(), None)
+    assert node.chain.finalized_hash == a2.hash()
+    node.importer.finalize(b"\x42" * 32, None)  # unknown
+    assert node.chain.finalized_hash == a2.hash()
 
 
 def test_finalize_prunes_leaves_at_or_below_the_finalized_height(node: Node) -> None:
@@ -445,12 +475,12 @@ def test_finalize_prunes_leaves_at_or_below_the_finalized_height(node: Node) -> 
     (c2,) = chain_on(node, a1.hash(), [s + 6])
     (d3,) = chain_on(node, a2.hash(), [s + 7])
     assert {h for _, h in node.db.leaves()} == {a3.hash(), b1.hash(), c2.hash(), d3.hash()}
-    node.finalize(a2.hash(), None)
+    node.importer.finalize(a2.hash(), None)
     leaves = node.db.leaves()
     assert (1, b1.hash()) not in leaves
     assert (2, c2.hash()) not in leaves
     assert leaves == sorted([(3, a3.hash()), (3, d3.hash())])
-    assert node.best_hash == a3.hash()  # best already descended from it: unchanged
+    assert node.chain.best_hash == a3.hash()  # best already descended from it: unchanged
 
 
 # ---- 3. slot equivocation -----------------------------------------------------------------------
@@ -467,14 +497,14 @@ def test_two_blocks_for_one_slot_by_one_author_are_reported_once(node: Node) -> 
     second = build(node, node.genesis_hash, slot, ts_delta=1)
     third = build(node, node.genesis_hash, slot, ts_delta=2)
     assert len({first.hash(), second.hash(), third.hash()}) == 3
-    node.import_block(first)
+    node.importer.import_block(first)
     assert node.pool.pending() == []
-    node.import_block(second)
+    node.importer.import_block(second)
     expected = _expected_report(
         node, SlotEquivocation(SR[BOB].public, slot, first.header, second.header)
     )
     assert node.pool.pending() == [expected]
-    node.import_block(third)
+    node.importer.import_block(third)
     assert node.pool.pending() == [expected]  # one report per offence
     assert len(node.pool) == 1
 
@@ -483,8 +513,8 @@ def test_the_report_holds_a_valid_proof_against_the_author(node: Node) -> None:
     slot = slot_of(CHARLIE, BASE_SLOT)
     first = build(node, node.genesis_hash, slot)
     second = build(node, node.genesis_hash, slot, ts_delta=1)
-    node.import_block(first)
-    node.import_block(second)
+    node.importer.import_block(first)
+    node.importer.import_block(second)
     (raw,) = node.pool.pending()
     proof = SlotEquivocation(SR[CHARLIE].public, slot, first.header, second.header)
     proof.check()
@@ -501,10 +531,10 @@ def test_blocks_of_different_slots_or_authors_are_not_reported(node: Node) -> No
 
 def test_own_block_and_an_imported_one_for_the_same_slot_are_reported(node: Node) -> None:
     slot = slot_of(ALICE, BASE_SLOT)
-    own = node.author_block(slot)
+    own = node.author.author_block(slot)
     assert own is not None
     other = build(node, node.genesis_hash, slot, ts_delta=1)  # "another //Alice process"
-    node.import_block(other)
+    node.importer.import_block(other)
     expected = _expected_report(
         node, SlotEquivocation(SR[ALICE].public, slot, own.header, other.header)
     )
@@ -516,19 +546,19 @@ def test_own_block_and_an_imported_one_for_the_same_slot_are_reported(node: Node
 
 def test_a_node_authors_only_its_own_slots(make_node: NodeFactory) -> None:
     bob = make_node(BOB)
-    assert bob.author_block(slot_of(ALICE, BASE_SLOT)) is None
-    assert bob.author_block(slot_of(CHARLIE, BASE_SLOT)) is None
-    assert bob.best_hash == bob.genesis_hash
+    assert bob.author.author_block(slot_of(ALICE, BASE_SLOT)) is None
+    assert bob.author.author_block(slot_of(CHARLIE, BASE_SLOT)) is None
+    assert bob.chain.best_hash == bob.genesis_hash
     assert bob.db.last_authored_slot() == -1
     slot = slot_of(BOB, BASE_SLOT)
-    imported = bob.author_block(slot)
+    imported = bob.author.author_block(slot)
     assert imported is not None
-    assert bob.best_hash == imported.hash
+    assert bob.chain.best_hash == imported.hash
     assert header_slot(imported.header) == slot
     assert bob.db.last_authored_slot() == slot
     observer = make_node(None)
     assert not observer.is_authority
-    assert observer.author_block(slot_of(ALICE, BASE_SLOT)) is None
+    assert observer.author.author_block(slot_of(ALICE, BASE_SLOT)) is None
 
 
 def test_a_node_never_authors_twice_for_one_slot_also_after_a_restart(
@@ -537,23 +567,23 @@ def test_a_node_never_authors_twice_for_one_slot_also_after_a_restart(
     node = make_node(ALICE)
     s = BASE_SLOT
     slot = s + 8  # //Alice's
-    first = node.author_block(slot)
+    first = node.author.author_block(slot)
     assert first is not None
-    assert node.author_block(slot) is None
+    assert node.author.author_block(slot) is None
     # A longer fork of earlier slots becomes best: its state's CurrentSlot is below `slot`.
     _, b2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
-    assert node.best_hash == b2.hash()
-    assert aura.CurrentSlot.get(node.state_at()) < slot
-    assert node.author_block(slot) is None  # only last_authored_slot stops it
-    assert node.best_hash == b2.hash()
+    assert node.chain.best_hash == b2.hash()
+    assert aura.CurrentSlot.get(node.chain.state_at()) < slot
+    assert node.author.author_block(slot) is None  # only last_authored_slot stops it
+    assert node.chain.best_hash == b2.hash()
     base = node.config.base_path
     node.close()
     again = make_node(ALICE, base=base)
     assert again.db.last_authored_slot() == slot
-    assert again.best_hash == b2.hash()
-    assert again.author_block(slot) is None
-    assert again.author_block(slot - 4) is None  # older slots neither
-    later = again.author_block(slot + 4)
+    assert again.chain.best_hash == b2.hash()
+    assert again.author.author_block(slot) is None
+    assert again.author.author_block(slot - 4) is None  # older slots neither
+    later = again.author.author_block(slot + 4)
     assert later is not None
     assert later.header.parent_hash == b2.hash()
     assert again.db.last_authored_slot() == slot + 4
@@ -566,25 +596,25 @@ def test_a_justification_of_three_of_four_finalizes(node: Node) -> None:
     s = BASE_SLOT
     b1, b2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
     raw = justification(b1.header, [ALICE, BOB, DAVE])
-    node.apply_justification(b1.hash(), raw)
-    assert node.finalized_hash == b1.hash()
+    node.importer.apply_justification(b1.hash(), raw)
+    assert node.chain.finalized_hash == b1.hash()
     assert node.db.justification(b1.hash()) == raw
-    assert node.best_hash == b2.hash()
-    block, just = decode_block_item(node.block_item(1) or b"")
+    assert node.chain.best_hash == b2.hash()
+    block, just = decode_block_item(node.chain.block_item(1) or b"")
     assert block == Block(b1.header, b1.extrinsics)
     assert just == raw
-    block2, just2 = decode_block_item(node.block_item(2) or b"")
+    block2, just2 = decode_block_item(node.chain.block_item(2) or b"")
     assert block2.hash() == b2.hash()
     assert just2 is None
-    assert node.block_item(3) is None
+    assert node.chain.block_item(3) is None
 
 
 def test_a_justification_of_two_of_four_is_rejected(node: Node) -> None:
     (b1,) = chain_on(node, node.genesis_hash, [slot_of(BOB, BASE_SLOT)])
     raw = justification(b1.header, [ALICE, BOB])
     with pytest.raises(ConsensusError, match="more than 2/3"):
-        node.apply_justification(b1.hash(), raw)
-    assert node.finalized_hash == node.genesis_hash
+        node.importer.apply_justification(b1.hash(), raw)
+    assert node.chain.finalized_hash == node.genesis_hash
     assert node.db.justification(b1.hash()) is None
 
 
@@ -601,8 +631,8 @@ def test_bad_justifications_are_rejected(
     (b1,) = chain_on(node, node.genesis_hash, [slot_of(BOB, BASE_SLOT)])
     raw = justification(b1.header, voters, **kwargs)
     with pytest.raises(ConsensusError, match=error):
-        node.apply_justification(b1.hash(), raw)
-    assert node.finalized_hash == node.genesis_hash
+        node.importer.apply_justification(b1.hash(), raw)
+    assert node.chain.finalized_hash == node.genesis_hash
 
 
 def test_a_justification_by_outsiders_or_with_bad_signatures_is_rejected(node: Node) -> None:
@@ -610,14 +640,14 @@ def test_a_justification_by_outsiders_or_with_bad_signatures_is_rejected(node: N
     eve = derive_key("//Eve", "ed25519").signer()
     raw = justification(b1.header, [ALICE, BOB, eve])
     with pytest.raises(ConsensusError, match="outside the set"):
-        node.apply_justification(b1.hash(), raw)
+        node.importer.apply_justification(b1.hash(), raw)
     good = Justification.decode(justification(b1.header, [ALICE, BOB, CHARLIE]))
     pc = good.precommits[2]
     forged = dataclasses.replace(pc, signature=ED[DAVE].sign(b"something else"))
     bad = dataclasses.replace(good, precommits=(*good.precommits[:2], forged)).encode()
     with pytest.raises(ConsensusError, match="bad precommit signature"):
-        node.apply_justification(b1.hash(), bad)
-    assert node.finalized_hash == node.genesis_hash
+        node.importer.apply_justification(b1.hash(), bad)
+    assert node.chain.finalized_hash == node.genesis_hash
 
 
 def test_precommits_for_a_descendant_justify_with_ancestry(node: Node) -> None:
@@ -625,26 +655,26 @@ def test_precommits_for_a_descendant_justify_with_ancestry(node: Node) -> None:
     b1, b2, b3 = chain_on(node, node.genesis_hash, [s + 1, s + 2, s + 3])
     without = justification(b1.header, [ALICE, BOB, CHARLIE], precommit_for=b3.header)
     with pytest.raises(ConsensusError, match="does not descend"):
-        node.apply_justification(b1.hash(), without)
+        node.importer.apply_justification(b1.hash(), without)
     raw = justification(
         b1.header,
         [ALICE, BOB, CHARLIE],
         precommit_for=b3.header,
         ancestry=[b3.header, b2.header],
     )
-    node.apply_justification(b1.hash(), raw)
-    assert node.finalized_hash == b1.hash()
+    node.importer.apply_justification(b1.hash(), raw)
+    assert node.chain.finalized_hash == b1.hash()
     assert node.db.justification(b1.hash()) == raw
 
 
 def test_a_late_justification_of_a_final_block_is_stored(node: Node) -> None:
     s = BASE_SLOT
     b1, b2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
-    node.apply_justification(b2.hash(), justification(b2.header, [ALICE, BOB, CHARLIE]))
-    assert node.finalized_hash == b2.hash()
+    node.importer.apply_justification(b2.hash(), justification(b2.header, [ALICE, BOB, CHARLIE]))
+    assert node.chain.finalized_hash == b2.hash()
     late = justification(b1.header, [BOB, CHARLIE, DAVE])
-    node.apply_justification(b1.hash(), late)
-    assert node.finalized_hash == b2.hash()
+    node.importer.apply_justification(b1.hash(), late)
+    assert node.chain.finalized_hash == b2.hash()
     assert node.db.justification(b1.hash()) == late
 
 
@@ -654,34 +684,34 @@ def test_import_with_a_justification_finalizes_and_serves_it(
     s = BASE_SLOT
     _, b2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
     raw = justification(b2.header, [ALICE, CHARLIE, DAVE])
-    node.apply_justification(b2.hash(), raw)
+    node.importer.apply_justification(b2.hash(), raw)
     follower = make_node(CHARLIE)
     for n in (1, 2):
-        item = node.block_item(n)
+        item = node.chain.block_item(n)
         assert item is not None
         block, just = decode_block_item(item)
-        follower.import_block(block, just)
-    assert follower.finalized_hash == b2.hash()
+        follower.importer.import_block(block, just)
+    assert follower.chain.finalized_hash == b2.hash()
     assert follower.db.justification(b2.hash()) == raw
-    assert follower.block_item(2) == node.block_item(2)
+    assert follower.chain.block_item(2) == node.chain.block_item(2)
 
 
 def test_import_with_an_insufficient_justification_is_invalid(node: Node) -> None:
     (b1,) = chain_on(node, node.genesis_hash, [slot_of(BOB, BASE_SLOT)])
     b2 = build(node, b1.hash(), slot_of(CHARLIE, BASE_SLOT))
     with pytest.raises(InvalidBlock, match="invalid justification"):
-        node.import_block(b2, justification(b2.header, [ALICE, BOB]))
-    assert node.finalized_hash == node.genesis_hash
+        node.importer.import_block(b2, justification(b2.header, [ALICE, BOB]))
+    assert node.chain.finalized_hash == node.genesis_hash
     assert node.db.justification(b2.hash()) is None
 
 
 def test_a_pending_justification_applies_when_its_block_arrives(node: Node) -> None:
     b1 = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
     raw = justification(b1.header, [ALICE, BOB, CHARLIE])
-    node.pending_justifications[b1.hash()] = raw
-    node.import_block(b1)
-    assert node.finalized_hash == b1.hash()
-    assert b1.hash() not in node.pending_justifications
+    node.importer.defer_justification(b1.hash(), raw)
+    node.importer.import_block(b1)
+    assert node.chain.finalized_hash == b1.hash()
+    assert node.db.justification(b1.hash()) == raw
 
 
 # ---- 6. the gadget's cap at a set change ------------------------------------------------------
@@ -700,21 +730,21 @@ def test_best_head_is_capped_at_the_first_block_of_a_new_set(node: Node) -> None
     for number in range(1, 13):
         slot += 1
         block = build(node, parent, slot, txs=[sudo] if number == 1 else [])
-        node.import_block(block)
+        node.importer.import_block(block)
         parent = block.hash()
         hashes.append(parent)
-    gadget = node.gadget
-    assert [gadget.set_of(h)[0] for h in hashes] == [0] * 10 + [1] * 3
-    assert len(gadget.set_of(hashes[10])[1]) == 3
-    assert len(aura.Authorities.get(node.state_at(hashes[10]))) == 3
-    view = _ChainView(gadget)
-    assert node.best_hash == hashes[12]
+    gadget, sets = node.gadget, node.sets
+    assert [sets.set_of(h)[0] for h in hashes] == [0] * 10 + [1] * 3
+    assert len(sets.set_of(hashes[10])[1]) == 3
+    assert len(aura.Authorities.get(node.chain.state_at(hashes[10]))) == 3
+    view = VoterChain(node.chain, sets)
+    assert node.chain.best_hash == hashes[12]
     assert view.best_head() == (hashes[10], 10)
-    assert gadget.finalizing_set(hashes[10])[0] == 0  # the old set finalizes the change
-    node.finalize(hashes[5], None)
+    assert sets.finalizing_set(hashes[10])[0] == 0  # the old set finalizes the change
+    node.importer.finalize(hashes[5], None)
     assert view.best_head() == (hashes[10], 10)
     assert gadget.set_id == 0
-    node.finalize(hashes[10], None)
+    node.importer.finalize(hashes[10], None)
     assert gadget.set_id == 1  # the voter moved to the new set
     assert len(gadget.authorities) == 3
     assert view.best_head() == (hashes[12], 12)
@@ -723,9 +753,9 @@ def test_best_head_is_capped_at_the_first_block_of_a_new_set(node: Node) -> None
 def test_best_head_without_a_set_change_is_the_best_block(node: Node) -> None:
     s = BASE_SLOT
     blocks = chain_on(node, node.genesis_hash, [s + 1, s + 2, s + 3])
-    view = _ChainView(node.gadget)
+    view = VoterChain(node.chain, node.sets)
     assert view.best_head() == (blocks[-1].hash(), 3)
-    node.finalize(blocks[1].hash(), None)
+    node.importer.finalize(blocks[1].hash(), None)
     assert view.best_head() == (blocks[-1].hash(), 3)
     assert view.finalized() == (blocks[1].hash(), 2)
 
@@ -734,7 +764,7 @@ def test_best_head_without_a_set_change_is_the_best_block(node: Node) -> None:
 
 
 def _gossip(node: Node, kind: int, payload: bytes) -> Verdict:
-    return asyncio.run(NodeNetworkHandler(node).on_gossip("12D3KooWpeer", kind, payload))
+    return asyncio.run(node.network_handler().on_gossip("12D3KooWpeer", kind, payload))
 
 
 def _item(block: Block, just: bytes | None = None) -> bytes:
@@ -746,7 +776,7 @@ def test_block_gossip_verdicts(node: Node) -> None:
     assert _gossip(node, BLOCK_ANNOUNCE, b"\xff\x01\x02") is Verdict.INVALID
     b1 = build(node, node.genesis_hash, s + 1)
     assert _gossip(node, BLOCK_ANNOUNCE, _item(b1)) is Verdict.ACCEPT
-    assert node.best_hash == b1.hash()
+    assert node.chain.best_hash == b1.hash()
     assert _gossip(node, BLOCK_ANNOUNCE, _item(b1)) is Verdict.IGNORE
     b2 = build(node, b1.hash(), s + 2)
     unsealed, _ = b2.header.without_seal()
@@ -754,20 +784,20 @@ def test_block_gossip_verdicts(node: Node) -> None:
     assert _gossip(node, BLOCK_ANNOUNCE, _item(orphan)) is Verdict.KEEP
     forged = build(node, b1.hash(), s + 2, signer=SR[BOB])
     assert _gossip(node, BLOCK_ANNOUNCE, _item(forged)) is Verdict.INVALID
-    early = build(node, b1.hash(), node.current_slot() + 2)
+    early = build(node, b1.hash(), node.author.current_slot() + 2)
     assert _gossip(node, BLOCK_ANNOUNCE, _item(early)) is Verdict.IGNORE
-    assert node.best_hash == b1.hash()
+    assert node.chain.best_hash == b1.hash()
 
 
 def test_known_block_gossip_with_a_justification(node: Node) -> None:
     b1 = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
-    node.import_block(b1)
+    node.importer.import_block(b1)
     good = justification(b1.header, [ALICE, BOB, CHARLIE])
     bad = justification(b1.header, [ALICE])
     assert _gossip(node, BLOCK_ANNOUNCE, _item(b1, bad)) is Verdict.INVALID
-    assert node.finalized_hash == node.genesis_hash
+    assert node.chain.finalized_hash == node.genesis_hash
     assert _gossip(node, BLOCK_ANNOUNCE, _item(b1, good)) is Verdict.IGNORE
-    assert node.finalized_hash == b1.hash()
+    assert node.chain.finalized_hash == b1.hash()
 
 
 def test_transaction_gossip_accept_and_duplicate(node: Node) -> None:
@@ -781,7 +811,7 @@ def test_transaction_gossip_accept_and_duplicate(node: Node) -> None:
 def test_transaction_gossip_stale_is_ignored(node: Node) -> None:
     tx = transfer(node, SR[BOB], 0, 10**18)
     b1 = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT), txs=[tx])
-    node.import_block(b1)
+    node.importer.import_block(b1)
     stale = transfer(node, SR[BOB], 0, 2 * 10**18)
     assert _gossip(node, TRANSACTIONS, stale) is Verdict.IGNORE
     assert node.pool.pending() == []
@@ -812,7 +842,7 @@ def test_a_block_whose_timestamp_is_not_its_slot_is_rejected(node: Node) -> None
     # (import re-executes it with the same runtime)
     with pytest.raises(InvalidBlock, match="Aura slot"):
         build(node, node.genesis_hash, slot, ts_delta=30 * 24 * 3600 * 1000)  # +30 days
-    assert node.author_block(slot_of(ALICE, slot)) is not None
+    assert node.author.author_block(slot_of(ALICE, slot)) is not None
 
 
 # ---- sync ---------------------------------------------------------------------------------------
@@ -825,29 +855,30 @@ class FakePeer:
 
 
 class FakeNetwork:
-    """What Syncer and Node use of NetworkService: one peer serving `source`'s chain (or what
-    `serve` returns), recording requests and reports."""
+    """A `node.interfaces.PeerNetwork`: one peer serving `source`'s chain (or what `serve`
+    returns), recording requests and reports."""
 
     PEER = "12D3KooWsource"
 
     def __init__(self, source: Node, serve: Callable[[int, int], list[bytes]] | None = None):
         self.source = source
         self.serve = serve or (
-            lambda start, count: NodeNetworkHandler(source).on_block_request(
-                self.PEER, start, count
-            )
+            lambda start, count: source.network_handler().on_block_request(self.PEER, start, count)
         )
         self.requests: list[tuple[int, int]] = []
         self.reports: list[tuple[str, bool]] = []
 
     def peers(self) -> list[FakePeer]:
-        return [FakePeer(self.PEER, self.source.best_header().number)]
+        return [FakePeer(self.PEER, self.source.chain.best_header().number)]
 
     def best_peer_number(self) -> int:
-        return self.source.best_header().number
+        return self.source.chain.best_header().number
 
     def peer_count(self) -> int:
         return 1
+
+    def listen_addresses(self) -> list[str]:
+        return []
 
     async def request_blocks(self, peer_id: str, start: int, count: int) -> list[bytes]:
         assert peer_id == self.PEER
@@ -857,21 +888,17 @@ class FakeNetwork:
     def report(self, peer_id: str, reason: str, ban: bool) -> None:
         self.reports.append((reason, ban))
 
-    def update_status(self, status: object) -> None:
-        pass
-
     def broadcast(self, kind: int, payload: bytes) -> int:
         return 0
 
 
-def _sync(node: Node, net: FakeNetwork, max_steps: int = 10) -> None:
-    node.network = net  # type: ignore[assignment]
-    try:
-        for _ in range(max_steps):
-            if not asyncio.run(node.syncer._step()):
-                return
-    finally:
-        node.network = None
+def _sync(node: Node, net: FakeNetwork, max_steps: int = 10) -> Syncer:
+    """Sync `node` from the one peer of `net` until a step makes no progress."""
+    syncer = Syncer(node.chain, node.importer, net)
+    for _ in range(max_steps):
+        if not asyncio.run(syncer._step()):
+            break
+    return syncer
 
 
 def test_sync_imports_the_peers_chain_with_its_justifications(
@@ -880,17 +907,18 @@ def test_sync_imports_the_peers_chain_with_its_justifications(
     s = BASE_SLOT
     blocks = chain_on(node, node.genesis_hash, [s + 1, s + 2, s + 3, s + 4, s + 5])
     raw = justification(blocks[2].header, [ALICE, BOB, CHARLIE])
-    node.apply_justification(blocks[2].hash(), raw)
+    node.importer.apply_justification(blocks[2].hash(), raw)
     follower = make_node(DAVE)
     net = FakeNetwork(node)
-    assert follower.syncer.is_major_syncing() is False
-    _sync(follower, net)
+    assert Syncer(follower.chain, follower.importer, net).is_major_syncing()  # 5 blocks behind
+    syncer = _sync(follower, net)
+    assert not syncer.is_major_syncing()
     assert net.requests == [(1, 5)]
     assert net.reports == []
-    assert follower.best_hash == blocks[-1].hash()
-    assert follower.finalized_hash == blocks[2].hash()
+    assert follower.chain.best_hash == blocks[-1].hash()
+    assert follower.chain.finalized_hash == blocks[2].hash()
     assert follower.db.justification(blocks[2].hash()) == raw
-    assert follower.syncer.status.imported == 5
+    assert syncer.status.imported == 5
 
 
 def test_sync_from_a_fork_restarts_after_the_finalized_block(
@@ -904,7 +932,7 @@ def test_sync_from_a_fork_restarts_after_the_finalized_block(
     _sync(follower, net)
     assert net.requests == [(2, 2), (1, 3)]  # #2 does not attach: again from finalized #0 + 1
     assert net.reports == []
-    assert follower.best_hash == blocks[-1].hash()
+    assert follower.chain.best_hash == blocks[-1].hash()
     assert follower.db.header(own.hash()) is not None
 
 
@@ -918,9 +946,9 @@ def test_sync_bans_a_peer_that_serves_an_invalid_block(node: Node, make_node: No
         return [_item(b1), _item(forged)][start - 1 : start - 1 + count]
 
     net = FakeNetwork(node, serve)
-    node.import_block(build(node, b1.hash(), s + 2))  # the peer claims #2
+    node.importer.import_block(build(node, b1.hash(), s + 2))  # the peer claims #2
     _sync(follower, net)
-    assert follower.best_hash == b1.hash()
+    assert follower.chain.best_hash == b1.hash()
     assert len(net.reports) == 1
     reason, ban = net.reports[0]
     assert ban
@@ -935,7 +963,7 @@ def test_sync_bans_a_peer_that_serves_blocks_out_of_order(
     follower = make_node(DAVE)
     net = FakeNetwork(node, lambda start, count: [_item(b2), _item(b1)])
     _sync(follower, net)
-    assert follower.best_hash == follower.genesis_hash
+    assert follower.chain.best_hash == follower.genesis_hash
     assert net.reports == [("block response out of order", True)]
 
 
@@ -943,7 +971,7 @@ def test_block_requests_are_served_from_the_canonical_chain(node: Node) -> None:
     s = BASE_SLOT
     a1, a2 = chain_on(node, node.genesis_hash, [s + 1, s + 2])
     chain_on(node, node.genesis_hash, [s + 5])  # a shorter fork is not served
-    handler = NodeNetworkHandler(node)
+    handler = node.network_handler()
     items = handler.on_block_request("12D3KooWpeer", 1, 10)
     assert [decode_block_item(i)[0].hash() for i in items] == [a1.hash(), a2.hash()]
     assert handler.on_block_request("12D3KooWpeer", 3, 5) == []

@@ -13,75 +13,100 @@ import asyncio
 import concurrent.futures
 import logging
 import multiprocessing
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any
 
 from chain.consensus import BlsPartial
-from node.keystore import KeystoreError
+from chain.frame.runtime import Runtime
+from chain.primitives import Header
+from node.finality.bls_proofs import BlsProofCollector, encode_submit_call
+from node.interfaces import ChainReader, Gossip, TransactionSubmit
+from node.keystore import BLS_KEY_TYPE, Keystore, KeystoreError
 from node.network import BLS_PARTIAL
 from node.txpool import PoolError
 from node.verdict import Verdict
+from pallets.config import RuntimeConfig
 from pallets.finality import pallet as finality
 from pallets.session import pallet as session_pallet
 
-if TYPE_CHECKING:
-    from chain.primitives import Header
-    from node.finality.bls_proofs import BlsProofCollector
-    from node.service import Node
-
 log = logging.getLogger(__name__)
-
-BLS_KEY_TYPE = "bls_"
 
 
 class BlsDriver:
-    def __init__(self, node: Node, collector: BlsProofCollector, session_length: int) -> None:
-        self.node = node
+    """`BlsPartials` (node.interfaces); hears finalized blocks through `on_finalized`."""
+
+    def __init__(
+        self,
+        *,
+        chain: ChainReader,
+        collector: BlsProofCollector,
+        runtime: Runtime[RuntimeConfig],
+        session_length: int,
+        gossip: Gossip,
+        transactions: TransactionSubmit,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        """`executor`: where the collector's BLS work runs, shut down by `close`."""
+        self._chain = chain
         self.collector = collector
+        self._runtime = runtime
         self.session_length = session_length
+        self._gossip = gossip
+        self._transactions = transactions
+        self._executor = executor
         self._handled: set[int] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._submitted: set[int] = set()
-        self._pool: concurrent.futures.Executor | None = None
 
     @classmethod
-    def create(cls, node: Node) -> BlsDriver | None:
-        """A driver for a validator that holds a BLS key; None otherwise."""
-        from node.finality.bls_proofs import BlsProofCollector
-
-        if not node.is_authority:
-            return None
+    def create(
+        cls,
+        *,
+        keystore: Keystore,
+        chain: ChainReader,
+        runtime: Runtime[RuntimeConfig],
+        session_length: int,
+        gossip: Gossip,
+        transactions: TransactionSubmit,
+    ) -> BlsDriver | None:
+        """A driver for a validator whose keystore holds a BLS key; None without one."""
         try:
-            keys = node.keystore.public_keys(BLS_KEY_TYPE)
+            keys = keystore.public_keys(BLS_KEY_TYPE)
         except KeystoreError:
             return None
-        signer = node.keystore.bls_signer(keys[0]) if keys else None
+        signer = keystore.bls_signer(keys[0]) if keys else None
         if signer is None:
             return None
-        length = node.runtime_config.session.length
         # py-ecc is pure Python: in a thread it would hold the GIL for seconds and starve the
         # event loop (block import, votes), so BLS work runs in one worker process
         pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn")
         )
-        collector = BlsProofCollector(node.genesis_hash, signer, verify_pool=pool, lazy=True)
-        driver = cls(node, collector, length)
-        driver._pool = pool
-        return driver
+        collector = BlsProofCollector(chain.genesis_hash, signer, verify_pool=pool, lazy=True)
+        return cls(
+            chain=chain,
+            collector=collector,
+            runtime=runtime,
+            session_length=session_length,
+            gossip=gossip,
+            transactions=transactions,
+            executor=pool,
+        )
 
     def _session_target(self, session: int) -> tuple[bytes, int] | None:
         number = session * self.session_length
-        h = self.node.db.hash_at(number)
+        h = self._chain.hash_at(number)
         return (h, number) if h is not None else None
 
     def _set_keys(self, block_hash: bytes) -> tuple[int, list[bytes]]:
-        state = self.node.db.state_at(block_hash)
+        state = self._chain.state_at(block_hash)
         return finality.CurrentSetId.get(state), list(finality.BlsKeys.get(state))
 
     def _proven(self, session: int) -> bool:
-        return finality.FinalityProofs.get(self.node.state_at(), session) is not None
+        return finality.FinalityProofs.get(self._chain.state_at(), session) is not None
 
     def on_finalized(self, block_hash: bytes, header: Header) -> None:
-        session = session_pallet.CurrentIndex.get(self.node.db.state_at(block_hash))
+        session = session_pallet.CurrentIndex.get(self._chain.state_at(block_hash))
         if session == 0 or session in self._handled:
             return
         target = self._session_target(session)
@@ -93,7 +118,7 @@ class BlsDriver:
         set_id, keys = self._set_keys(target[0])
         self._spawn(self._sign(session, set_id, keys, target))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -110,17 +135,15 @@ class BlsDriver:
             return
         if partial is None:
             return
-        net = self.node.network
-        if net is not None:
-            net.broadcast(BLS_PARTIAL, partial.encode())
+        self._gossip.broadcast(BLS_PARTIAL, partial.encode())
         self._maybe_submit()
 
-    async def on_partial(self, payload: bytes) -> Verdict:
+    async def on_partial(self, raw: bytes) -> Verdict:
         try:
-            partial = BlsPartial.decode(payload)
+            partial = BlsPartial.decode(raw)
         except Exception:
             return Verdict.INVALID
-        if self.node.db.hash_at(partial.block_number) != partial.block_hash:
+        if self._chain.hash_at(partial.block_number) != partial.block_hash:
             return Verdict.IGNORE  # not (yet) our canonical block: cannot judge it
         _, keys = self._set_keys(partial.block_hash)
         verdict = await self.collector.on_partial(partial, keys)
@@ -132,16 +155,13 @@ class BlsDriver:
         if proof is None or proof.session in self._submitted or self._proven(proof.session):
             return
         self._submitted.add(proof.session)
-        from node.finality.bls_proofs import encode_submit_call
-
-        raw = encode_submit_call(self.node.runtime, proof)
         try:
-            self.node.submit_extrinsic(raw)
+            self._transactions.submit_extrinsic(encode_submit_call(self._runtime, proof))
         except PoolError as exc:  # usually another validator's proof got there first
             log.debug("BLS finality proof of session %d not accepted: %s", proof.session, exc)
 
     def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)

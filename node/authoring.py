@@ -1,0 +1,200 @@
+"""Aura block authoring: in each slot whose author (`authorities[slot % n]` in the best block's
+state) is one of our keys, build a block on the best block, seal it, import it and announce it.
+
+The slot comes from the injected clock. A slot is never sealed twice, also across restarts (the
+last authored slot is stored with the block), and nothing is authored during a major sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Set
+
+from chain.primitives import Block, DigestItem, Header, encode_unsigned_extrinsic
+from chain.storage.trie import Trie
+from node.blocks import encode_block_item
+from node.interfaces import (
+    AuthoredImport,
+    ChainReader,
+    Clock,
+    ImportedBlock,
+    InstantFinality,
+    PeerNetwork,
+    SealedBlock,
+    SyncState,
+)
+from node.keystore import AURA_KEY_TYPE, Keystore, Signer
+from node.network import BLOCK_ANNOUNCE
+from node.txpool import TxPool
+from pallets.aura import pallet as aura
+from pallets.executive import BuiltBlock, Executive, InvalidTransaction
+
+log = logging.getLogger(__name__)
+
+AUTHORING_BUDGET = 0.4  # share of a slot spent applying transactions
+
+
+class Author:
+    def __init__(
+        self,
+        *,
+        chain: ChainReader,
+        blocks: AuthoredImport,
+        executive: Executive,
+        pool: TxPool,
+        keystore: Keystore,
+        keys: Set[bytes],
+        slot_ms: int,
+        clock: Clock,
+        sync: SyncState,
+        network: PeerNetwork,
+        finality: InstantFinality,
+        unsafe_equivocate: bool = False,
+    ) -> None:
+        """`keys`: our Aura public keys (in the keystore); none for a node that does not author.
+        `unsafe_equivocate` (tests only): seal two blocks for one slot, once, with peers."""
+        self._chain = chain
+        self._blocks = blocks
+        self._executive = executive
+        self._pool = pool
+        self._keystore = keystore
+        self.keys = frozenset(keys)
+        self.slot_ms = slot_ms
+        self._clock = clock
+        self._sync = sync
+        self._network = network
+        self._finality = finality
+        self._unsafe_equivocate = unsafe_equivocate
+        self._equivocated = False
+        # the Aura key of the last slot we authored (or could have)
+        self._signer: Signer | None = (
+            keystore.signer(AURA_KEY_TYPE, min(self.keys)) if self.keys else None
+        )
+
+    def current_slot(self) -> int:
+        return int(self._clock() * 1000) // self.slot_ms
+
+    def _author_key(self, slot: int, state: Trie) -> bytes | None:
+        """Our Aura key if it is the author of `slot` in `state`, else None."""
+        author = aura.author_of(aura.Authorities.get(state), slot)
+        return author if author is not None and author in self.keys else None
+
+    def author_block(self, slot: int) -> ImportedBlock | None:
+        """Build, seal, persist and announce a block for `slot` on top of the best block."""
+        parent_hash = self._chain.best_hash
+        parent = self._chain.best_header()
+        state = self._chain.state_at(parent_hash)
+        author = self._author_key(slot, state)
+        if author is None:
+            return None
+        if aura.CurrentSlot.get(state) >= slot or self._blocks.last_authored_slot() >= slot:
+            return None  # never seal two blocks for one slot (also across restarts)
+        if self._sync.is_major_syncing():
+            return None
+        signer = self._signer_for(author)
+        built = self._build(state, parent_hash, parent.number, slot, slot * self.slot_ms)
+        imported = self._seal_and_import(built, slot, signer)
+        if (
+            self._unsafe_equivocate
+            and not self._equivocated
+            and parent.number >= 3  # once the network is up: both blocks must reach peers
+            and self._network.peer_count() >= 2
+        ):
+            self._equivocated = True
+            self._equivocate(state, parent_hash, parent.number, slot, signer)
+        return imported
+
+    def _signer_for(self, author: bytes) -> Signer:
+        if self._signer is None or self._signer.public != author:
+            self._signer = self._keystore.signer(AURA_KEY_TYPE, author, scheme="sr25519")
+        return self._signer
+
+    def _build(
+        self, state: Trie, parent_hash: bytes, parent_number: int, slot: int, now_ms: int
+    ) -> BuiltBlock:
+        runtime = self._executive.runtime
+        digest = [DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))]
+        builder = self._executive.begin_block(state, parent_hash, parent_number + 1, digest)
+        ts_call = runtime.call_type.encode(runtime.call("Timestamp", "set", now=now_ms))
+        builder.apply_inherent(encode_unsigned_extrinsic(ts_call))
+        deadline = time.monotonic() + self.slot_ms / 1000 * AUTHORING_BUDGET
+        for tx in list(self._pool.ready(state)):
+            if time.monotonic() > deadline:
+                break
+            try:
+                builder.apply(tx.raw, verified=True)
+            except InvalidTransaction as exc:
+                if exc.kind == "ExhaustsResources":
+                    break
+                if exc.kind != "Future":
+                    log.info("Dropped transaction 0x%s: %s", tx.hash.hex()[:16], exc)
+                    self._pool.drop(tx.hash)
+        return builder.finalize()
+
+    def _seal_and_import(self, built: BuiltBlock, slot: int, signer: Signer) -> ImportedBlock:
+        header = _seal(built, signer)
+        justification = self._finality.instant_justification(header)
+        imported = self._blocks.import_authored(
+            SealedBlock(header, built, slot, signer.public, justification)
+        )
+        n_tx = len(built.extrinsics) - 1
+        log.info(
+            "Prepared block #%d (0x%s..) with %d transaction%s",
+            header.number,
+            imported.hash.hex()[:12],
+            n_tx,
+            "" if n_tx == 1 else "s",
+        )
+        self._announce(Block(header, built.extrinsics), justification)
+        return imported
+
+    def _equivocate(
+        self, state: Trie, parent_hash: bytes, parent_number: int, slot: int, signer: Signer
+    ) -> None:
+        """Test-only misbehaviour: a second, different block for the same slot, announced."""
+        built = self._build(state, parent_hash, parent_number, slot, slot * self.slot_ms + 1)
+        header = _seal(built, signer)
+        self._blocks.store_equivocation(SealedBlock(header, built, slot, signer.public, None))
+        log.warning(
+            "EQUIVOCATING (--unsafe-test-equivocate): second block #%d (0x%s..) for slot %d",
+            header.number,
+            header.hash().hex()[:12],
+            slot,
+        )
+        self._announce(Block(header, built.extrinsics), None)
+
+    def _announce(self, block: Block, justification: bytes | None) -> None:
+        self._network.broadcast(BLOCK_ANNOUNCE, encode_block_item(block, justification))
+
+    # ---- the loop -----------------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Author in every slot until `stopping` is set."""
+        if not self.keys:
+            log.info("Not a validator: no authoring key")
+            return
+        log.info(
+            "Authoring with Aura key%s %s, slot %d ms",
+            "" if len(self.keys) == 1 else "s",
+            ", ".join(str(self._keystore.signer(AURA_KEY_TYPE, k)) for k in sorted(self.keys)),
+            self.slot_ms,
+        )
+        while not stopping.is_set():
+            slot = self.current_slot()
+            try:
+                self.author_block(slot)
+            except Exception:
+                log.exception("Authoring slot %d failed", slot)
+            next_ms = (slot + 1) * self.slot_ms
+            delay = max(next_ms - self._clock() * 1000, 0) / 1000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=delay + 0.001)
+
+
+def _seal(built: BuiltBlock, signer: Signer) -> Header:
+    seal = DigestItem.seal(aura.ENGINE_ID, signer.sign(built.header.hash()))
+    return dataclasses.replace(built.header, digest=(*built.header.digest, seal))

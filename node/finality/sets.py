@@ -1,0 +1,56 @@
+"""The validator sets of finality, read from the chain: which set finalizes a block, and the
+check of a justification against it (`node.interfaces.JustificationVerifier`).
+
+The set that finalizes a block B is the `Finality` pallet's set in the state of B's parent (the
+genesis block: its own); a block that enacts a new set is finalized by the old one.
+"""
+
+from __future__ import annotations
+
+from chain.consensus import ConsensusError, Justification
+from node.interfaces import ChainReader
+from pallets.finality import pallet as finality
+
+SET_CACHE = 4096  # blocks whose set is remembered
+
+
+class ValidatorSets:
+    def __init__(self, chain: ChainReader) -> None:
+        self._chain = chain
+        self._cache: dict[bytes, tuple[int, tuple[bytes, ...]]] = {}
+
+    def set_of(self, block_hash: bytes) -> tuple[int, tuple[bytes, ...]]:
+        """(set id, ed25519 keys) in force in the state of `block_hash`."""
+        cached = self._cache.get(block_hash)
+        if cached is not None:
+            return cached
+        state = self._chain.state_at(block_hash)
+        out = (finality.CurrentSetId.get(state), tuple(finality.Authorities.get(state)))
+        if len(self._cache) > SET_CACHE:
+            self._cache.clear()
+        self._cache[block_hash] = out
+        return out
+
+    def finalizing_set(self, block_hash: bytes) -> tuple[int, tuple[bytes, ...]]:
+        """The set that finalizes `block_hash`: the one in its parent's state."""
+        header = self._chain.header(block_hash)
+        if header is None:
+            raise ConsensusError(f"unknown block 0x{block_hash.hex()}")
+        if header.number == 0:
+            return self.set_of(block_hash)
+        return self.set_of(header.parent_hash)
+
+    def verify_justification(self, block_hash: bytes, raw: bytes) -> Justification:
+        """Check `raw` against the set that finalizes `block_hash`; raises ConsensusError."""
+        try:
+            just = Justification.decode(raw)
+        except Exception as exc:
+            raise ConsensusError(f"undecodable justification: {exc}") from exc
+        header = self._chain.header(block_hash)
+        if header is None:
+            raise ConsensusError("justification for an unknown block")
+        if just.target_hash != block_hash or just.target_number != header.number:
+            raise ConsensusError("justification is for another block")
+        set_id, authorities = self.finalizing_set(block_hash)
+        just.verify(set_id, authorities)
+        return just

@@ -1,0 +1,230 @@
+"""Block import: blocks from elsewhere (checked and re-executed) and from this node's author go
+into the chain database, justifications finalize them, and the chain's events go out.
+
+An imported block must descend from the last finalized block, carry an Aura pre-runtime digest
+for a slot that is not in the future (by the injected clock), and the seal of that slot's
+author in its parent's state (`authorities[slot % n]`); then it is re-executed (state and
+extrinsics roots). The best block is the longest chain that contains the finalized block. Two
+blocks sealed by one author for one slot are reported as an equivocation.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+
+from chain.consensus import ConsensusError, Justification, SlotEquivocation, check_seal, header_slot
+from chain.primitives import Block, Header
+from node.blocks import AlreadyKnown, NotNow, UnknownParent
+from node.chaindb import ChainDB
+from node.interfaces import (
+    ChainReader,
+    Clock,
+    EquivocationReporter,
+    ImportedBlock,
+    JustificationVerifier,
+    SealedBlock,
+)
+from node.notifications import ChainEvents
+from pallets.aura import pallet as aura
+from pallets.executive import Executive, InvalidBlock, execute_block
+
+log = logging.getLogger(__name__)
+
+FUTURE_DRIFT_MS = 500  # a block's slot may start at most this far in our future
+FAR_FUTURE_SLOTS = 4  # beyond this many slots ahead, a block is invalid (not just early)
+SEEN_SLOTS = 2048  # (slot, author) pairs remembered to detect two blocks for one slot
+
+
+class BlockImporter:
+    """`BlockImport`, `Finalizer` and `AuthoredImport` (node.interfaces) over the chain
+    database; publishes to `events`."""
+
+    def __init__(
+        self,
+        *,
+        db: ChainDB,
+        chain: ChainReader,
+        executive: Executive,
+        slot_ms: int,
+        clock: Clock,
+        verifier: JustificationVerifier,
+        reporter: EquivocationReporter,
+        events: ChainEvents,
+    ) -> None:
+        self._db = db
+        self._chain = chain
+        self._executive = executive
+        self._slot_ms = slot_ms
+        self._clock = clock
+        self._verifier = verifier
+        self._reporter = reporter
+        self._events = events
+        self._deferred: dict[bytes, bytes] = {}  # justifications of blocks not imported yet
+        self._seen_slots: collections.OrderedDict[tuple[int, bytes], Header] = (
+            collections.OrderedDict()
+        )
+
+    # ---- blocks from elsewhere ----------------------------------------------------------------
+
+    def import_block(self, block: Block, justification: bytes | None = None) -> ImportedBlock:
+        """Import a block from elsewhere (sync, gossip, files, tests): check that it descends
+        from the last finalized block, its slot, its author and seal; re-execute; persist; apply
+        its justification. Raises InvalidBlock (AlreadyKnown, UnknownParent, NotNow: not
+        faults)."""
+        db = self._db
+        unsealed, seal = block.header.without_seal()
+        block_hash = block.header.hash()
+        if db.header(block_hash) is not None:
+            raise AlreadyKnown("block already imported")
+        parent = db.header(unsealed.parent_hash)
+        if parent is None:
+            raise UnknownParent("unknown parent")
+        if unsealed.number != parent.number + 1:
+            raise InvalidBlock("block number does not follow its parent")
+        fin = self._chain.finalized_header()
+        if unsealed.number <= fin.number or not db.is_descendant(
+            self._chain.finalized_hash, unsealed.parent_hash
+        ):
+            raise InvalidBlock(
+                f"block #{unsealed.number} does not descend from the finalized #{fin.number}"
+            )
+        slot = header_slot(unsealed)
+        if slot is None:
+            raise InvalidBlock("block has no Aura pre-runtime digest")
+        now_ms = self._clock() * 1000
+        if slot * self._slot_ms > now_ms + FAR_FUTURE_SLOTS * self._slot_ms:
+            raise InvalidBlock(f"block is for slot {slot}, far in the future")
+        if slot * self._slot_ms > now_ms + FUTURE_DRIFT_MS:
+            raise NotNow(f"block is for slot {slot}, in the future")
+        state = db.state_at_root(parent.state_root)
+        author = aura.author_of(aura.Authorities.get(state), slot)
+        if seal is None or seal.engine != aura.ENGINE_ID:
+            raise InvalidBlock("block has no Aura seal")
+        if author is None or not check_seal(block.header, author):
+            raise InvalidBlock("bad Aura seal: not sealed by the slot's author")
+        if justification is not None:
+            try:
+                just = Justification.decode(justification)
+            except Exception as exc:
+                raise InvalidBlock(f"undecodable justification: {exc}") from exc
+            if just.target_hash != block_hash:
+                raise InvalidBlock("justification is for another block")
+        built = execute_block(self._executive, state, unsealed, block.extrinsics)
+        is_best = unsealed.number > self._chain.best_header().number
+        db.commit_block(
+            block.header, block.extrinsics, built.nodes, is_best=is_best, is_finalized=False
+        )
+        imported = ImportedBlock(
+            block_hash, block.header, block.extrinsics, built.changes, finalized=False
+        )
+        self._check_slot_equivocation(block.header, slot, author)
+        if is_best:
+            self._events.publish_best(imported)
+        self._events.publish_imported(imported)
+        deferred = self._deferred.pop(block_hash, None)
+        for raw in (justification, deferred):
+            if raw is not None:
+                try:
+                    self.apply_justification(block_hash, raw)
+                except ConsensusError as exc:
+                    if raw is justification:
+                        raise InvalidBlock(f"invalid justification: {exc}") from exc
+        return imported
+
+    def defer_justification(self, block_hash: bytes, raw: bytes) -> None:
+        self._deferred[block_hash] = raw
+
+    def _check_slot_equivocation(self, header: Header, slot: int, author: bytes) -> None:
+        key = (slot, author)
+        first = self._seen_slots.get(key)
+        if first is None:
+            self._seen_slots[key] = header
+            while len(self._seen_slots) > SEEN_SLOTS:
+                self._seen_slots.popitem(last=False)
+            return
+        if first.hash() != header.hash():
+            log.warning(
+                "Equivocation: two blocks for slot %d by the same author (#%d 0x%s.. and 0x%s..)",
+                slot,
+                header.number,
+                first.hash().hex()[:12],
+                header.hash().hex()[:12],
+            )
+            self._reporter.report_equivocation(SlotEquivocation(author, slot, first, header))
+
+    # ---- blocks authored here -----------------------------------------------------------------
+
+    def last_authored_slot(self) -> int:
+        return self._db.last_authored_slot()
+
+    def import_authored(self, block: SealedBlock) -> ImportedBlock:
+        header, built = block.header, block.built
+        is_final = block.justification is not None
+        block_hash = self._db.commit_block(
+            header,
+            built.extrinsics,
+            built.nodes,
+            is_best=True,
+            is_finalized=is_final,
+            justification=block.justification,
+            authored_slot=block.slot,
+        )
+        imported = ImportedBlock(
+            block_hash, header, built.extrinsics, built.changes, finalized=is_final
+        )
+        self._seen_slots.setdefault((block.slot, block.author), header)
+        self._events.publish_best(imported)
+        if is_final:
+            self._after_finalize(block_hash, header)
+        return imported
+
+    def store_equivocation(self, block: SealedBlock) -> None:
+        built = block.built
+        self._db.commit_block(
+            block.header, built.extrinsics, built.nodes, is_best=False, is_finalized=False
+        )
+
+    # ---- finality -----------------------------------------------------------------------------
+
+    def apply_justification(self, block_hash: bytes, raw: bytes) -> None:
+        """Verify a justification for a known block; finalize it if it is ahead, else keep it.
+        Raises ConsensusError when it does not verify."""
+        self._verifier.verify_justification(block_hash, raw)
+        header = self._db.header(block_hash)
+        assert header is not None
+        if header.number > self._chain.finalized_header().number:
+            self.finalize(block_hash, raw)
+        elif self._db.justification(block_hash) is None and self._db.is_descendant(
+            block_hash, self._chain.finalized_hash
+        ):
+            self._db.store_justification(block_hash, raw)
+
+    def finalize(self, block_hash: bytes, justification: bytes | None) -> None:
+        """Make `block_hash` final. A block that is not a descendant of the finalized one is
+        refused (finality never reverts)."""
+        header = self._db.header(block_hash)
+        fin = self._chain.finalized_header()
+        if header is None or header.number <= fin.number:
+            return
+        if not self._db.is_descendant(self._chain.finalized_hash, block_hash):
+            log.error(
+                "Refusing to finalize #%d (0x%s..): it conflicts with finalized #%d",
+                header.number,
+                block_hash.hex()[:12],
+                fin.number,
+            )
+            return
+        old_best = self._chain.best_hash
+        new_best = self._db.finalize(block_hash, justification)
+        if new_best != old_best:
+            best_header = self._db.header(new_best)
+            assert best_header is not None
+            log.info(
+                "Reorg to #%d (0x%s..) after finality", best_header.number, new_best.hex()[:12]
+            )
+        self._after_finalize(block_hash, header)
+
+    def _after_finalize(self, block_hash: bytes, header: Header) -> None:
+        log.debug("Finalized #%d (0x%s..)", header.number, block_hash.hex()[:12])
+        self._events.publish_finalized(block_hash, header)
