@@ -329,6 +329,16 @@ _SIG_LEN = MappingProxyType({int(k): v for k, v in SIGNATURE_LENGTHS.items()})
 _SCHEMES = MappingProxyType({int(s): s for s in SignatureScheme})
 
 
+def _bounded_compact_at(raw: bytes, pos: int, limit: int, what: str, ty: str) -> tuple[int, int]:
+    """A compact integer at `pos` that must fit in `ty` (at most `limit`); the position after."""
+    if pos < len(raw) and not raw[pos] & 3:  # single-byte compact: the common case
+        return raw[pos] >> 2, pos + 1
+    value, pos = _compact_at(raw, pos)
+    if value > limit:
+        raise CodecError(f"{what} {value} does not fit in {ty}")
+    return value, pos
+
+
 def _compact_at(data: bytes, pos: int) -> tuple[int, int]:
     """Decode a canonical compact integer at `pos`; return (value, next position)."""
     n = len(data)
@@ -463,20 +473,8 @@ class Extrinsic:
                 raise CodecError("truncated extrinsic: era")
             era = _mortal_era(era_first | (raw[pos + 1] << 8))
             pos += 2
-        if pos < n and not raw[pos] & 3:  # single-byte compact: the common case
-            nonce = raw[pos] >> 2
-            pos += 1
-        else:
-            nonce, pos = _compact_at(raw, pos)
-            if nonce > U32_MAX:
-                raise CodecError(f"nonce {nonce} does not fit in u32")
-        if pos < n and not raw[pos] & 3:
-            tip = raw[pos] >> 2
-            pos += 1
-        else:
-            tip, pos = _compact_at(raw, pos)
-            if tip > U128_MAX:
-                raise CodecError(f"tip {tip} does not fit in u128")
+        nonce, pos = _bounded_compact_at(raw, pos, U32_MAX, "nonce", "u32")
+        tip, pos = _bounded_compact_at(raw, pos, U128_MAX, "tip", "u128")
         call = raw[pos:]
         if len(call) < 2:
             raise CodecError("extrinsic call too short: need pallet and call index")

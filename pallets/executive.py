@@ -148,16 +148,7 @@ class Executive:
             if not xt.era.is_immortal and block_number - birth > cfg.system.block_hash_count:
                 raise InvalidTransaction("AncientBirthBlock")
             birth_hash = genesis_hash if xt.era.is_immortal else system.BlockHash.get(state, birth)
-            payload = signing_payload(
-                xt.call,
-                xt.era,
-                xt.nonce,
-                xt.tip,
-                self.version.spec_version,
-                self.version.transaction_version,
-                genesis_hash,
-                birth_hash,
-            )
+            payload = self._signing_payload(xt, genesis_hash, birth_hash)
             if not verify_signature(xt.scheme, xt.signature, payload, who):
                 if not xt.era.is_immortal and self._signed_for_older_era(
                     state, xt, block_number, genesis_hash
@@ -223,6 +214,19 @@ class Executive:
             raise InvalidTransaction("Call", f"{call.name} provides no tag")
         return CheckedExtrinsic(xt, call, 0, call.weight), verdict
 
+    def _signing_payload(self, xt: Extrinsic, genesis: bytes, birth_hash: bytes) -> bytes:
+        v = self.version
+        return signing_payload(
+            xt.call,
+            xt.era,
+            xt.nonce,
+            xt.tip,
+            v.spec_version,
+            v.transaction_version,
+            genesis,
+            birth_hash,
+        )
+
     def _signed_for_older_era(
         self, state: Any, xt: Extrinsic, block_number: int, genesis: bytes
     ) -> bool:
@@ -231,16 +235,7 @@ class Executive:
         birth = xt.era.birth(block_number) - period
         if period <= 0 or birth < 0:
             return False
-        payload = signing_payload(
-            xt.call,
-            xt.era,
-            xt.nonce,
-            xt.tip,
-            self.version.spec_version,
-            self.version.transaction_version,
-            genesis,
-            system.BlockHash.get(state, birth),
-        )
+        payload = self._signing_payload(xt, genesis, system.BlockHash.get(state, birth))
         assert xt.scheme is not None
         assert xt.signature is not None
         assert xt.signer is not None

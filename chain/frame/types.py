@@ -158,10 +158,18 @@ BOOL = _Bool()
 STR = _Str()
 
 
-class Compact(ScaleType):
+class _Wrapper(ScaleType):
+    """A generic type over one inner type (`Compact<T>`, `Vec<T>`, `Option<T>`)."""
+
+    generic = ""
+
     def __init__(self, inner: ScaleType) -> None:
         self.inner = inner
-        self.type_name = f"Compact<{inner.type_name}>"
+        self.type_name = f"{self.generic}<{inner.type_name}>"
+
+
+class Compact(_Wrapper):
+    generic = "Compact"
 
     def encode(self, value: int) -> bytes:
         if isinstance(self.inner, _UInt) and value >> self.inner.bits:
@@ -220,11 +228,12 @@ class FixedBytes(ScaleType):
         return _info({"array": {"len": self.n, "type": reg.id_of(U8)}})
 
 
-class Vec(ScaleType):
+class Vec(_Wrapper):
+    generic = "Vec"
+
     def __init__(self, inner: ScaleType, max_len: int | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.max_len = max_len
-        self.type_name = f"Vec<{inner.type_name}>"
 
     def encode(self, value: Sequence[Any]) -> bytes:
         if self.max_len is not None and len(value) > self.max_len:
@@ -266,10 +275,8 @@ class Tuple(ScaleType):
 UNIT = Tuple()
 
 
-class Option(ScaleType):
-    def __init__(self, inner: ScaleType) -> None:
-        self.inner = inner
-        self.type_name = f"Option<{inner.type_name}>"
+class Option(_Wrapper):
+    generic = "Option"
 
     def encode(self, value: Any) -> bytes:
         if value is None:

@@ -107,6 +107,16 @@ class Settlement:
 TASK_COMMIT = scale_of(TaskCommit)
 RESULT_COMMIT = scale_of(ResultCommit)
 SETTLEMENT = scale_of(Settlement)
+# The three batch arguments (at most MaxBatch items each)
+CommitBatch: TypeAlias = Annotated[
+    list[TaskCommit], Vec(TASK_COMMIT, MAX_BATCH), "BoundedVec<TaskCommit>"
+]
+ResultBatch: TypeAlias = Annotated[
+    list[ResultCommit], Vec(RESULT_COMMIT, MAX_BATCH), "BoundedVec<ResultCommit>"
+]
+SettlementBatch: TypeAlias = Annotated[
+    list[Settlement], Vec(SETTLEMENT, MAX_BATCH), "BoundedVec<Settlement>"
+]
 Count: TypeAlias = Annotated[int, U32, "u32"]
 
 
@@ -270,10 +280,7 @@ COMMIT_WEIGHT = Weight(20_000_000 + 30_000_000 * 16, 10_000)
 
 
 @call(SPEC, 0, weight=COMMIT_WEIGHT)
-def commit_tasks(
-    ctx: Ctx,
-    batch: Annotated[list[TaskCommit], Vec(TASK_COMMIT, MAX_BATCH), "BoundedVec<TaskCommit>"],
-) -> None:
+def commit_tasks(ctx: Ctx, batch: CommitBatch) -> None:
     """Commit tasks (signed by an active coordinator's operator). All or nothing.
     Errors: NotCoordinator, CoordinatorInactive, EmptyBatch, BatchTooLarge, DuplicateInBatch,
     TaskExists, MinerInactive, BadDeadline, BadAudit. Emits: TaskCommitted per task."""
@@ -330,10 +337,7 @@ def commit_tasks(
 
 
 @call(SPEC, 1, weight=COMMIT_WEIGHT)
-def submit_results(
-    ctx: Ctx,
-    batch: Annotated[list[ResultCommit], Vec(RESULT_COMMIT, MAX_BATCH), "BoundedVec<ResultCommit>"],
-) -> None:
+def submit_results(ctx: Ctx, batch: ResultBatch) -> None:
     """Commit result hashes (signed by the assigned miner's operator, before each deadline).
     Errors: NotMiner, EmptyBatch, BatchTooLarge, DuplicateInBatch, UnknownTask, NotAssigned,
     AlreadySubmitted, DeadlinePassed. Emits: ResultSubmitted per task."""
@@ -374,10 +378,7 @@ def _finalize(ctx: Ctx, task_id: bytes, task: Task, status: TaskStatus) -> None:
 
 
 @call(SPEC, 2, weight=COMMIT_WEIGHT)
-def settle_tasks(
-    ctx: Ctx,
-    batch: Annotated[list[Settlement], Vec(SETTLEMENT, MAX_BATCH), "BoundedVec<Settlement>"],
-) -> None:
+def settle_tasks(ctx: Ctx, batch: SettlementBatch) -> None:
     """Accept or reject submitted results (signed by the committing coordinator's operator).
     Errors: NotCoordinator, EmptyBatch, BatchTooLarge, DuplicateInBatch, UnknownTask, NotYourTask,
     NotSubmitted. Emits: TaskSettled per task."""
