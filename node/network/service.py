@@ -614,16 +614,16 @@ class NetworkService:
             raise _HandshakeError("too many peers", peer_id=pid)
         cfg = self._cfg
         peer = Peer(
-            pid,
-            remote.roles,
-            remote.status,
-            address,
-            direction,
-            FrameQueue(cfg.max_queue_frames, cfg.max_queue_bytes),
-            cfg.max_requests_per_peer,
-            TokenBucket(cfg.request_rate, cfg.request_burst),
-            TokenBucket(cfg.request_rate / 10, cfg.request_burst / 2),
-            cfg.known_per_peer,
+            peer_id=pid,
+            roles=remote.roles,
+            status=remote.status,
+            address=address,
+            direction=direction,
+            queue=FrameQueue(cfg.max_queue_frames, cfg.max_queue_bytes),
+            request_slots=asyncio.Semaphore(cfg.max_requests_per_peer),
+            request_bucket=TokenBucket(cfg.request_rate, cfg.request_burst),
+            abuse_bucket=TokenBucket(cfg.request_rate / 10, cfg.request_burst / 2),
+            known=LruSet(cfg.known_per_peer),
         )
         self._peers[pid] = peer
         if existing is not None:
