@@ -36,6 +36,8 @@ from typing import Any, Final
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from node.httpserve import start_app
+
 __all__ = [
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
@@ -377,18 +379,9 @@ class RpcServer:
         """Listen on host:port (0 picks a free port); returns the bound port."""
         if self._runner is not None:
             raise RuntimeError("RPC server already started")
-        runner = web.AppRunner(
-            self.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        self._runner, bound = await start_app(
+            self.app(), host, port, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S
         )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound: int = runner.addresses[0][1]
         log.info("JSON-RPC listening on %s:%d (HTTP and WebSocket)", host, bound)
         return bound
 
