@@ -45,9 +45,9 @@ class Health:
     body: dict[str, Any]
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ApiConfig:
-    models: Sequence[str]
+    models: Sequence[str] = ("tiny",)
     request_timeout_s: float = 60.0
     api_keys: frozenset[str] = frozenset()
 

@@ -63,7 +63,6 @@ POLL_CHECK_S = 1.0  # a waiting long-poll checks this often whether its miner le
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EngineConfig:
-    coordinator: bytes  # our staker account (as Tasks records it)
     audit_rate: float = 0.1
     task_timeout_blocks: int = 100
     miner_live_s: float = 30.0
@@ -105,6 +104,7 @@ class Engine:
         cfg: EngineConfig,
         store: Store,
         *,
+        coordinator: bytes,
         rng: random.Random | None = None,
         mono: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
@@ -112,6 +112,7 @@ class Engine:
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.coordinator = coordinator  # our staker account (as Tasks records it)
         self.rng = rng or random.SystemRandom()
         self.mono = mono
         self.wall_ms = wall_ms
@@ -849,7 +850,7 @@ class Engine:
                     self._commit_queue[task_id] = None
                 self._persist(a)
             return
-        if ct.coordinator != self.cfg.coordinator or (
+        if ct.coordinator != self.coordinator or (
             job is not None and ct.spec_hash != job.spec_hash
         ):
             log.error("task %s on chain is not ours as recorded", task_id.hex())
