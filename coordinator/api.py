@@ -19,6 +19,7 @@ from aiohttp import web
 
 from chainclient.accounts import ss58
 from chainclient.registry import Registration
+from coordinator import RefusedMinerRequest
 from coordinator.auth import AuthError, MinerAuth
 from coordinator.engine import Engine, RequestError
 from coordinator.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -348,8 +349,26 @@ async def _miner_request(
     try:
         record = request.app[CTX].auth.verify(request.method, request.path, body, request.headers)
     except AuthError as exc:
-        return miner_error(exc.status, exc.type, exc.code, exc.message)
+        return _refused(exc)
     return record, body
+
+
+async def _miner_task_request(
+    request: web.Request, limit: int
+) -> tuple[Registration, bytes, bytes] | web.Response:
+    """A signed miner request about the task of the URL: (miner, task id, body) or the error."""
+    got = await _miner_request(request, limit)
+    if isinstance(got, web.Response):
+        return got
+    task_id = parse_id(request.match_info["task_id"])
+    if task_id is None:
+        return miner_error(404, "not_found_error", "unknown_task", "no such task")
+    record, body = got
+    return record, task_id, body
+
+
+def _refused(exc: RefusedMinerRequest) -> web.Response:
+    return miner_error(exc.status, exc.type, exc.code, exc.message)
 
 
 def _bad(message: str, code: str = "invalid_request") -> web.Response:
@@ -411,13 +430,10 @@ def _hash_header(request: web.Request, name: str) -> bytes | None:
 
 
 async def miner_result(request: web.Request) -> web.Response:
-    got = await _miner_request(request, RESULT_BODY_LIMIT)
+    got = await _miner_task_request(request, RESULT_BODY_LIMIT)
     if isinstance(got, web.Response):
         return got
-    record, body = got
-    task_id = parse_id(request.match_info["task_id"])
-    if task_id is None:
-        return miner_error(404, "not_found_error", "unknown_task", "no such task")
+    record, task_id, body = got
     result_hash = _hash_header(request, "X-Cuckoo-Result-Hash")
     device_hash = _hash_header(request, "X-Cuckoo-Device")
     if result_hash is None or device_hash is None:
@@ -436,28 +452,21 @@ async def miner_result(request: web.Request) -> web.Response:
     try:
         a = await engine.upload(record, task_id, body, result_hash, device_hash, device_info)
     except RequestError as exc:
-        type_ = {404: "not_found_error", 409: "conflict_error", 410: "gone_error"}.get(
-            exc.status, "invalid_request_error"
-        )
-        return miner_error(exc.status, type_, exc.code, exc.message)
+        return _refused(exc)
     return json_response(
         {"accepted": True, "task_id": hex0x(a.task_id), "commit_block": a.commit_block}
     )
 
 
 async def miner_release(request: web.Request) -> web.Response:
-    got = await _miner_request(request, MINER_BODY_LIMIT)
+    got = await _miner_task_request(request, MINER_BODY_LIMIT)
     if isinstance(got, web.Response):
         return got
-    record, _ = got
-    task_id = parse_id(request.match_info["task_id"])
-    if task_id is None:
-        return miner_error(404, "not_found_error", "unknown_task", "no such task")
+    record, task_id, _ = got
     try:
         await request.app[CTX].engine.release(record, task_id)
     except RequestError as exc:
-        type_ = "not_found_error" if exc.status == 404 else "conflict_error"
-        return miner_error(exc.status, type_, exc.code, exc.message)
+        return _refused(exc)
     return json_response({"released": True})
 
 

@@ -24,7 +24,7 @@ from chain.taskproto import spec_hash as compute_spec_hash
 from chainclient.calls import TaskCommit
 from chainclient.registry import Registration
 from chainclient.tasks import Task
-from coordinator import CoordinatorError
+from coordinator import RefusedMinerRequest
 from coordinator.assign import (
     Candidate,
     Outcome,
@@ -71,14 +71,8 @@ class EngineConfig:
     max_attempts: int = 8
 
 
-class RequestError(CoordinatorError):
-    """A refused miner request (upload, release): HTTP status and error code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class RequestError(RefusedMinerRequest):
+    """A refused miner request (upload, release)."""
 
 
 @dataclasses.dataclass(slots=True)
