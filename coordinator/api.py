@@ -160,17 +160,17 @@ def _too_large() -> web.Response:
     return app_error(413, f"request body is over {APP_BODY_LIMIT} bytes", code="body_too_large")
 
 
-async def _parse(
-    request: web.Request, max_n: int
-) -> tuple[list[dict[str, Any]], int] | web.Response:
+async def _submit(request: web.Request, max_n: int) -> list[Job] | web.Response:
+    """Parse a generation request (at most `max_n` images) and submit its jobs, or the error."""
     ctx = request.app[CTX]
     try:
         body = await _json_body(request)
-        return parse_generation(body, ctx.cfg.models, max_n=max_n)
+        specs, _ = parse_generation(body, ctx.cfg.models, max_n=max_n)
     except InvalidRequest as exc:
         if exc.code == "body_too_large":
             return _too_large()
         return app_error(400, exc.message, param=exc.param, code=exc.code)
+    return await ctx.engine.submit(specs)
 
 
 def _job_view(ctx: ApiContext, job: Job, attempts: dict[bytes, Attempt]) -> dict[str, Any]:
@@ -203,11 +203,9 @@ def _receipt(ctx: ApiContext, a: Attempt, verification: str | None) -> dict[str,
 
 async def generations(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    parsed = await _parse(request, max_n=4)
-    if isinstance(parsed, web.Response):
-        return parsed
-    specs, _ = parsed
-    jobs = await ctx.engine.submit(specs)
+    jobs = await _submit(request, max_n=4)
+    if isinstance(jobs, web.Response):
+        return jobs
     ids = [hex0x(j.job_id) for j in jobs]
     if not await ctx.engine.wait_jobs(jobs, ctx.cfg.request_timeout_s):
         return app_error(
@@ -247,12 +245,10 @@ async def generations(request: web.Request) -> web.Response:
 
 
 async def create_task(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    parsed = await _parse(request, max_n=1)
-    if isinstance(parsed, web.Response):
-        return parsed
-    specs, _ = parsed
-    (job,) = await ctx.engine.submit(specs)
+    jobs = await _submit(request, max_n=1)
+    if isinstance(jobs, web.Response):
+        return jobs
+    (job,) = jobs
     return json_response({"id": hex0x(job.job_id), "status": job.status.value}, 202)
 
 
