@@ -21,17 +21,7 @@ from scalecodec.base import RuntimeConfiguration, ScaleBytes
 from scalecodec.type_registry import load_type_registry_preset
 
 from chain.codec import Decoder, encode_compact
-from chain.crypto import (
-    SignatureScheme,
-    account_id_from_public,
-    ecdsa_public_from_secret,
-    ecdsa_sign,
-    ed25519_public_from_seed,
-    ed25519_sign,
-    sr25519_pair_from_seed,
-    sr25519_sign,
-    verify_signature,
-)
+from chain.crypto import SignatureScheme, verify_signature
 from chain.primitives import (
     DigestItem,
     Era,
@@ -40,6 +30,7 @@ from chain.primitives import (
     encode_signed_extrinsic,
     signing_payload,
 )
+from node.keystore import derive_key
 
 BENCH_EXTRINSIC = {
     "type": "struct",
@@ -95,12 +86,13 @@ def main() -> None:
     rc.update_type_registry({"types": {"BenchExtrinsic": BENCH_EXTRINSIC}})
 
     # a signed sr25519 balances.transfer_keep_alive(dest, 1 unit), mortal era, nonce 5
-    public, secret = sr25519_pair_from_seed(b"\x01" * 32)
+    sr_key = derive_key("0x" + "01" * 32, "sr25519")
+    public = sr_key.public
     call = bytes([5, 3, 0]) + bytes(range(32)) + encode_compact(10**12)
     era = Era.mortal(64, 1000)
     genesis = b"\x11" * 32
     payload = signing_payload(call, era, 5, 0, 100, 1, genesis, genesis)
-    signature = sr25519_sign(public, secret, payload)
+    signature = sr_key.signer().sign(payload)
     raw = encode_signed_extrinsic(call, public, SignatureScheme.SR25519, signature, era, 5, 0)
     assert Extrinsic.decode(raw).signer == public
 
@@ -198,12 +190,10 @@ def main() -> None:
 
     import sr25519  # the raw binding, for the library's own ceiling
 
-    ed_seed = b"\x42" * 32
-    ed_public = ed25519_public_from_seed(ed_seed)
-    ed_sig = ed25519_sign(ed_seed, payload)
-    ec_secret = b"\x07" * 32
-    ec_account = account_id_from_public(SignatureScheme.ECDSA, ecdsa_public_from_secret(ec_secret))
-    ec_sig = ecdsa_sign(ec_secret, payload)
+    ed_key = derive_key("0x" + "42" * 32, "ed25519")
+    ed_public, ed_sig = ed_key.public, ed_key.signer().sign(payload)
+    ec_key = derive_key("0x" + "07" * 32, "ecdsa")
+    ec_account, ec_sig = ec_key.account_id, ec_key.signer().sign(payload)
     sr = SignatureScheme.SR25519
     verify_rows = [
         ("sr25519.verify (raw binding)", lambda: sr25519.verify(signature, payload, public)),

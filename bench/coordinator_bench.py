@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,33 +71,43 @@ def rpc(url: str, method: str) -> Any:
         return json.loads(resp.read())["result"]
 
 
-def start_node(workdir: Path, block_ms: int) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    log = open(workdir / "node.log", "wb")  # noqa: SIM115 - lives as long as the process
+def start_daemon(
+    workdir: Path, name: str, module: str, args: list[str], is_ready: Callable[[], bool]
+) -> subprocess.Popen[bytes]:
+    """Run the `name` daemon (output in workdir/<name>.log) until `is_ready()` (60 s at most);
+    an OSError, KeyError or ValueError of the probe counts as not ready."""
+    log_path = workdir / f"{name}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
-        [
-            *exe("cuckoo-node", "node.cli"),
-            "--dev",
-            "--tmp",
-            "--rpc-port",
-            str(port),
-            "--block-time-ms",
-            str(block_ms),
-            "--no-prometheus",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
+        [*exe(name, module), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"cuckoo-node exited; see {workdir / 'node.log'}")
+            raise SystemExit(f"{name} exited; see {log_path}")
         with contextlib.suppress(OSError, KeyError, ValueError):
-            if int(rpc(f"http://127.0.0.1:{port}", "chain_getHeader")["number"], 16) >= 1:
-                return proc, port
+            if is_ready():
+                return proc
         time.sleep(0.2)
-    raise SystemExit("cuckoo-node did not start")
+    raise SystemExit(f"{name} not ready")
+
+
+def start_node(workdir: Path, block_ms: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    args = [
+        "--dev",
+        "--tmp",
+        "--rpc-port",
+        str(port),
+        "--block-time-ms",
+        str(block_ms),
+        "--no-prometheus",
+    ]
+
+    def is_ready() -> bool:
+        return int(rpc(f"http://127.0.0.1:{port}", "chain_getHeader")["number"], 16) >= 1
+
+    return start_daemon(workdir, "cuckoo-node", "node.cli", args, is_ready), port
 
 
 def register(ws: str, n_miners: int) -> tuple[Keypair, list[Keypair]]:
@@ -148,44 +159,35 @@ def start_coordinator(
     key.write_text(operator.mnemonic)
     key.chmod(0o600)
     data = workdir / "coordinator"
-    log = open(workdir / "coordinator.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            *exe("cuckoo-coordinator", "coordinator.cli"),
-            "--chain-url",
-            ws,
-            "--port",
-            "0",
-            "--data-dir",
-            str(data),
-            "--operator-key-file",
-            str(key),
-            "--audit-rate",
-            str(audit_rate),
-            "--task-timeout-blocks",
-            "120",
-            "--log-level",
-            "warning",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"cuckoo-coordinator exited; see {workdir / 'coordinator.log'}")
-        addr = data / "coordinator.addr"
-        if addr.exists():
-            url = addr.read_text().strip()
-            with (
-                contextlib.suppress(OSError, ValueError),
-                urllib.request.urlopen(url + "/health", timeout=2) as resp,
-            ):
-                if json.loads(resp.read())["ready"]:
-                    return proc, url
-        time.sleep(0.2)
-    raise SystemExit("cuckoo-coordinator not ready")
+    addr = data / "coordinator.addr"
+
+    def url() -> str:
+        return addr.read_text().strip()
+
+    def is_ready() -> bool:
+        if not addr.exists():
+            return False
+        with urllib.request.urlopen(url() + "/health", timeout=2) as resp:
+            return bool(json.loads(resp.read())["ready"])
+
+    args = [
+        "--chain-url",
+        ws,
+        "--port",
+        "0",
+        "--data-dir",
+        str(data),
+        "--operator-key-file",
+        str(key),
+        "--audit-rate",
+        str(audit_rate),
+        "--task-timeout-blocks",
+        "120",
+        "--log-level",
+        "warning",
+    ]
+    proc = start_daemon(workdir, "cuckoo-coordinator", "coordinator.cli", args, is_ready)
+    return proc, url()
 
 
 def metric(text: str, name: str, labels: str = "") -> float:

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from chainclient.accounts import ss58
 from chainclient.registry import Registration
+from coordinator import RefusedMinerRequest
 from coordinator.auth import AuthError, MinerAuth
 from coordinator.engine import Engine, RequestError
 from coordinator.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -45,9 +46,9 @@ class Health:
     body: dict[str, Any]
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ApiConfig:
-    models: Sequence[str]
+    models: Sequence[str] = ("tiny",)
     request_timeout_s: float = 60.0
     api_keys: frozenset[str] = frozenset()
 
@@ -159,17 +160,17 @@ def _too_large() -> web.Response:
     return app_error(413, f"request body is over {APP_BODY_LIMIT} bytes", code="body_too_large")
 
 
-async def _parse(
-    request: web.Request, max_n: int
-) -> tuple[list[dict[str, Any]], int] | web.Response:
+async def _submit(request: web.Request, max_n: int) -> list[Job] | web.Response:
+    """Parse a generation request (at most `max_n` images) and submit its jobs, or the error."""
     ctx = request.app[CTX]
     try:
         body = await _json_body(request)
-        return parse_generation(body, ctx.cfg.models, max_n=max_n)
+        specs, _ = parse_generation(body, ctx.cfg.models, max_n=max_n)
     except InvalidRequest as exc:
         if exc.code == "body_too_large":
             return _too_large()
         return app_error(400, exc.message, param=exc.param, code=exc.code)
+    return await ctx.engine.submit(specs)
 
 
 def _job_view(ctx: ApiContext, job: Job, attempts: dict[bytes, Attempt]) -> dict[str, Any]:
@@ -202,11 +203,9 @@ def _receipt(ctx: ApiContext, a: Attempt, verification: str | None) -> dict[str,
 
 async def generations(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    parsed = await _parse(request, max_n=4)
-    if isinstance(parsed, web.Response):
-        return parsed
-    specs, _ = parsed
-    jobs = await ctx.engine.submit(specs)
+    jobs = await _submit(request, max_n=4)
+    if isinstance(jobs, web.Response):
+        return jobs
     ids = [hex0x(j.job_id) for j in jobs]
     if not await ctx.engine.wait_jobs(jobs, ctx.cfg.request_timeout_s):
         return app_error(
@@ -246,12 +245,10 @@ async def generations(request: web.Request) -> web.Response:
 
 
 async def create_task(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    parsed = await _parse(request, max_n=1)
-    if isinstance(parsed, web.Response):
-        return parsed
-    specs, _ = parsed
-    (job,) = await ctx.engine.submit(specs)
+    jobs = await _submit(request, max_n=1)
+    if isinstance(jobs, web.Response):
+        return jobs
+    (job,) = jobs
     return json_response({"id": hex0x(job.job_id), "status": job.status.value}, 202)
 
 
@@ -348,8 +345,26 @@ async def _miner_request(
     try:
         record = request.app[CTX].auth.verify(request.method, request.path, body, request.headers)
     except AuthError as exc:
-        return miner_error(exc.status, exc.type, exc.code, exc.message)
+        return _refused(exc)
     return record, body
+
+
+async def _miner_task_request(
+    request: web.Request, limit: int
+) -> tuple[Registration, bytes, bytes] | web.Response:
+    """A signed miner request about the task of the URL: (miner, task id, body) or the error."""
+    got = await _miner_request(request, limit)
+    if isinstance(got, web.Response):
+        return got
+    task_id = parse_id(request.match_info["task_id"])
+    if task_id is None:
+        return miner_error(404, "not_found_error", "unknown_task", "no such task")
+    record, body = got
+    return record, task_id, body
+
+
+def _refused(exc: RefusedMinerRequest) -> web.Response:
+    return miner_error(exc.status, exc.type, exc.code, exc.message)
 
 
 def _bad(message: str, code: str = "invalid_request") -> web.Response:
@@ -411,13 +426,10 @@ def _hash_header(request: web.Request, name: str) -> bytes | None:
 
 
 async def miner_result(request: web.Request) -> web.Response:
-    got = await _miner_request(request, RESULT_BODY_LIMIT)
+    got = await _miner_task_request(request, RESULT_BODY_LIMIT)
     if isinstance(got, web.Response):
         return got
-    record, body = got
-    task_id = parse_id(request.match_info["task_id"])
-    if task_id is None:
-        return miner_error(404, "not_found_error", "unknown_task", "no such task")
+    record, task_id, body = got
     result_hash = _hash_header(request, "X-Cuckoo-Result-Hash")
     device_hash = _hash_header(request, "X-Cuckoo-Device")
     if result_hash is None or device_hash is None:
@@ -436,28 +448,21 @@ async def miner_result(request: web.Request) -> web.Response:
     try:
         a = await engine.upload(record, task_id, body, result_hash, device_hash, device_info)
     except RequestError as exc:
-        type_ = {404: "not_found_error", 409: "conflict_error", 410: "gone_error"}.get(
-            exc.status, "invalid_request_error"
-        )
-        return miner_error(exc.status, type_, exc.code, exc.message)
+        return _refused(exc)
     return json_response(
         {"accepted": True, "task_id": hex0x(a.task_id), "commit_block": a.commit_block}
     )
 
 
 async def miner_release(request: web.Request) -> web.Response:
-    got = await _miner_request(request, MINER_BODY_LIMIT)
+    got = await _miner_task_request(request, MINER_BODY_LIMIT)
     if isinstance(got, web.Response):
         return got
-    record, _ = got
-    task_id = parse_id(request.match_info["task_id"])
-    if task_id is None:
-        return miner_error(404, "not_found_error", "unknown_task", "no such task")
+    record, task_id, _ = got
     try:
         await request.app[CTX].engine.release(record, task_id)
     except RequestError as exc:
-        type_ = "not_found_error" if exc.status == 404 else "conflict_error"
-        return miner_error(exc.status, type_, exc.code, exc.message)
+        return _refused(exc)
     return json_response({"released": True})
 
 

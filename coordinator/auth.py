@@ -14,7 +14,7 @@ from typing import Protocol
 
 from chainclient.registry import Registration
 from chainclient.signing import RequestRefused, verify_request
-from coordinator import CoordinatorError
+from coordinator import RefusedMinerRequest
 
 MAX_SKEW_MS = 30_000
 NONCE_TTL_MS = 60_000
@@ -46,18 +46,8 @@ class StaticRegistry:
         return list(self._by_staker.values())
 
 
-class AuthError(CoordinatorError):
-    """A refused miner request: HTTP status, error type and code for the JSON error body."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    @property
-    def type(self) -> str:
-        return "authentication_error" if self.status == 401 else "permission_error"
+class AuthError(RefusedMinerRequest):
+    """A miner request refused for its signature, nonce or registration (401 or 403)."""
 
 
 class NonceCache:

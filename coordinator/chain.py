@@ -258,7 +258,7 @@ class ChainService:
         task = states[first.task_id]
         if (
             task is not None
-            and task.coordinator == self.engine.cfg.coordinator
+            and task.coordinator == self.engine.coordinator
             and task.spec_hash == first.spec_hash
         ):
             self.engine.commits_confirmed(xt.commits, task.committed_at)

@@ -24,8 +24,10 @@ from chainclient.connection import ChainUnavailable
 from chainclient.gateway import Gateway
 from chainclient.keyfile import ENV_SURI, KeyFileError
 from chainclient.signing import load_operator_key
+from coordinator.api import ApiConfig
 from coordinator.chain import coordinator_status
 from coordinator.daemon import Config, Coordinator
+from coordinator.engine import EngineConfig
 
 EXIT_USAGE = 2
 EXIT_CHAIN = 3
@@ -145,14 +147,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
         data_dir=args.data_dir,
         host=args.host,
         port=args.port,
-        models=models,
-        audit_rate=args.audit_rate,
-        task_timeout_blocks=args.task_timeout_blocks,
-        miner_live_s=args.miner_live_s,
-        perceptual_threshold=args.perceptual_threshold,
-        request_timeout_s=args.request_timeout_s,
-        job_ttl_s=args.job_ttl_s,
-        api_keys=read_api_keys(args.api_keys_file),
+        api=ApiConfig(models, args.request_timeout_s, read_api_keys(args.api_keys_file)),
+        engine=EngineConfig(
+            audit_rate=args.audit_rate,
+            task_timeout_blocks=args.task_timeout_blocks,
+            miner_live_s=args.miner_live_s,
+            perceptual_threshold=args.perceptual_threshold,
+            job_ttl_s=args.job_ttl_s,
+        ),
     )
 
 

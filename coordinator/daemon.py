@@ -36,14 +36,8 @@ class Config:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8080
-    models: tuple[str, ...] = ("tiny",)
-    audit_rate: float = 0.1
-    task_timeout_blocks: int = 100
-    miner_live_s: float = 30.0
-    perceptual_threshold: int = 10
-    request_timeout_s: float = 60.0
-    job_ttl_s: float = 600.0
-    api_keys: frozenset[str] = frozenset()
+    api: ApiConfig = dataclasses.field(default_factory=ApiConfig)
+    engine: EngineConfig = dataclasses.field(default_factory=EngineConfig)
     shutdown_timeout_s: float = 3.0
 
 
@@ -64,15 +58,9 @@ class Coordinator:
         self.store = Store(cfg.data_dir)
         self.metrics = Metrics()
         self.engine = Engine(
-            EngineConfig(
-                coordinator=staker,
-                audit_rate=cfg.audit_rate,
-                task_timeout_blocks=cfg.task_timeout_blocks,
-                miner_live_s=cfg.miner_live_s,
-                perceptual_threshold=cfg.perceptual_threshold,
-                job_ttl_s=cfg.job_ttl_s,
-            ),
+            cfg.engine,
             self.store,
+            coordinator=staker,
             rng=rng,
             on_dispatch=self.metrics.observe_dispatch,
         )
@@ -114,7 +102,7 @@ class Coordinator:
             if loaded:
                 log.info("resumed %d open jobs from %s", loaded, self.store.path)
             ctx = ApiContext(
-                ApiConfig(self.cfg.models, self.cfg.request_timeout_s, self.cfg.api_keys),
+                self.cfg.api,
                 self.engine,
                 MinerAuth(self.engine, lambda: int(time.time() * 1000)),
                 self.metrics,

@@ -24,7 +24,7 @@ from chain.taskproto import spec_hash as compute_spec_hash
 from chainclient.calls import TaskCommit
 from chainclient.registry import Registration
 from chainclient.tasks import Task
-from coordinator import CoordinatorError
+from coordinator import RefusedMinerRequest
 from coordinator.assign import (
     Candidate,
     Outcome,
@@ -63,7 +63,6 @@ POLL_CHECK_S = 1.0  # a waiting long-poll checks this often whether its miner le
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EngineConfig:
-    coordinator: bytes  # our staker account (as Tasks records it)
     audit_rate: float = 0.1
     task_timeout_blocks: int = 100
     miner_live_s: float = 30.0
@@ -72,14 +71,8 @@ class EngineConfig:
     max_attempts: int = 8
 
 
-class RequestError(CoordinatorError):
-    """A refused miner request (upload, release): HTTP status and error code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class RequestError(RefusedMinerRequest):
+    """A refused miner request (upload, release)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -105,6 +98,7 @@ class Engine:
         cfg: EngineConfig,
         store: Store,
         *,
+        coordinator: bytes,
         rng: random.Random | None = None,
         mono: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
@@ -112,6 +106,7 @@ class Engine:
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.coordinator = coordinator  # our staker account (as Tasks records it)
         self.rng = rng or random.SystemRandom()
         self.mono = mono
         self.wall_ms = wall_ms
@@ -849,7 +844,7 @@ class Engine:
                     self._commit_queue[task_id] = None
                 self._persist(a)
             return
-        if ct.coordinator != self.cfg.coordinator or (
+        if ct.coordinator != self.coordinator or (
             job is not None and ct.spec_hash != job.spec_hash
         ):
             log.error("task %s on chain is not ours as recorded", task_id.hex())

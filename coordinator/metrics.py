@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -29,6 +29,16 @@ ATTEMPT_STATES = (
 )
 
 
+_Family = TypeVar("_Family", GaugeMetricFamily, CounterMetricFamily)
+
+
+def _labelled(family: _Family, samples: Iterable[tuple[str, float]]) -> _Family:
+    """`family` with one sample per (label value, value)."""
+    for label, value in samples:
+        family.add_metric([label], value)
+    return family
+
+
 class _EngineCollector(Collector):
     def __init__(self, engine: Engine, chain: Callable[[], ChainStatus | None]) -> None:
         self._engine = engine
@@ -36,26 +46,27 @@ class _EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         e = self._engine
-        jobs = GaugeMetricFamily(
-            "cuckoo_coordinator_jobs", "Open jobs in memory by status", labels=["status"]
+        jobs, attempts = e.job_counts(), e.attempt_counts()
+        yield _labelled(
+            GaugeMetricFamily(
+                "cuckoo_coordinator_jobs", "Open jobs in memory by status", labels=["status"]
+            ),
+            ((s, jobs.get(s, 0)) for s in JOB_STATUSES),
         )
-        counts = e.job_counts()
-        for s in JOB_STATUSES:
-            jobs.add_metric([s], counts.get(s, 0))
-        yield jobs
-        tasks = GaugeMetricFamily(
-            "cuckoo_coordinator_tasks", "Open on-chain tasks (attempts) by state", labels=["state"]
+        yield _labelled(
+            GaugeMetricFamily(
+                "cuckoo_coordinator_tasks",
+                "Open on-chain tasks (attempts) by state",
+                labels=["state"],
+            ),
+            ((s, attempts.get(s, 0)) for s in ATTEMPT_STATES),
         )
-        acounts = e.attempt_counts()
-        for s in ATTEMPT_STATES:
-            tasks.add_metric([s], acounts.get(s, 0))
-        yield tasks
-        totals = CounterMetricFamily(
-            "cuckoo_coordinator_events", "Job and task events since start", labels=["event"]
+        yield _labelled(
+            CounterMetricFamily(
+                "cuckoo_coordinator_events", "Job and task events since start", labels=["event"]
+            ),
+            sorted(e.counters.items()),
         )
-        for name, value in sorted(e.counters.items()):
-            totals.add_metric([name], value)
-        yield totals
         yield GaugeMetricFamily(
             "cuckoo_coordinator_miners_live",
             "Active miners polling now or recently",
@@ -81,13 +92,16 @@ class _EngineCollector(Collector):
             yield GaugeMetricFamily(
                 "cuckoo_coordinator_chain_head", "Last block head processed", value=status.head or 0
             )
-            sub = CounterMetricFamily(
-                "cuckoo_coordinator_chain_items", "Items submitted on chain", labels=["kind"]
+            yield _labelled(
+                CounterMetricFamily(
+                    "cuckoo_coordinator_chain_items", "Items submitted on chain", labels=["kind"]
+                ),
+                (
+                    ("commit", status.commits_submitted),
+                    ("settle", status.settles_submitted),
+                    ("report", status.reports_submitted),
+                ),
             )
-            sub.add_metric(["commit"], status.commits_submitted)
-            sub.add_metric(["settle"], status.settles_submitted)
-            sub.add_metric(["report"], status.reports_submitted)
-            yield sub
             yield GaugeMetricFamily(
                 "cuckoo_coordinator_chain_cycle_seconds",
                 "Duration of the last per-block cycle",

@@ -51,31 +51,25 @@ class Held:
     received_at: float  # time.time()
 
 
+@dataclasses.dataclass(eq=False)
 class InstantMiner:
     """Long-polls a coordinator with real signed requests and uploads a fixed PNG at once.
     `on_result(task_id_hex, result_hash, device_hash)` lets the caller commit it on chain."""
 
-    def __init__(
-        self,
-        base_url: str,
-        operator: Keypair,
-        *,
-        png: bytes | None = None,
-        max_tasks: int = 8,
-        wait_s: float = 5.0,
-        on_result: Callable[[str, bytes, bytes], None] | None = None,
-        device_info: dict[str, str] | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.operator = operator
-        self.png = png or make_png()
-        self.max_tasks = max_tasks
-        self.wait_s = wait_s
-        self.on_result = on_result
-        self.device_info = device_info or DEVICE_INFO
-        self.received: list[Held] = []
-        self.uploaded = 0
-        self.errors: list[str] = []
+    base_url: str
+    operator: Keypair
+    _: dataclasses.KW_ONLY
+    png: bytes = dataclasses.field(default_factory=make_png)
+    max_tasks: int = 8
+    wait_s: float = 5.0
+    on_result: Callable[[str, bytes, bytes], None] | None = None
+    device_info: dict[str, str] = dataclasses.field(default_factory=lambda: DEVICE_INFO)
+    received: list[Held] = dataclasses.field(init=False, default_factory=list)
+    uploaded: int = dataclasses.field(init=False, default=0)
+    errors: list[str] = dataclasses.field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
 
     async def post(
         self, session: aiohttp.ClientSession, path: str, body: bytes, headers: dict[str, str]

@@ -96,24 +96,23 @@ def _balance_and_deposit(conn: Connection, who: bytes) -> tuple[int, int]:
     return conn.account(who).free, conn.existential_deposit()
 
 
+@dataclasses.dataclass(eq=False, slots=True)
 class MinerChain:
     """ChainAccess for the operator key `keypair`; every call has a deadline (`timeout_s`,
     twice that for the coordinators' listing, `submit_timeout_s` for a submission waiting to be
     included)."""
 
-    def __init__(
-        self,
-        url: str,
-        keypair: Keypair,
-        *,
-        timeout_s: float = 15.0,
-        submit_timeout_s: float = 60.0,
-    ) -> None:
-        self.url = url
-        self.keypair = keypair
-        self._operator = bytes(keypair.public_key)
-        self._submit_timeout_s = submit_timeout_s
-        self._gateway = Gateway(url, timeout_s=timeout_s, thread_name="miner-chain")
+    url: str
+    keypair: Keypair
+    _: dataclasses.KW_ONLY
+    timeout_s: float = 15.0
+    submit_timeout_s: float = 60.0
+    _operator: bytes = dataclasses.field(init=False)
+    _gateway: Gateway = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self._operator = bytes(self.keypair.public_key)
+        self._gateway = Gateway(self.url, timeout_s=self.timeout_s, thread_name="miner-chain")
 
     async def connect(self) -> None:
         """Open the connection now (and fail fast with ChainUnavailable)."""
@@ -165,35 +164,30 @@ class MinerChain:
         )
         try:
             included = await self._gateway.run_within(
-                self._submit_timeout_s, Connection.submit_and_wait, self.keypair, call
+                self.submit_timeout_s, Connection.submit_and_wait, self.keypair, call
             )
         except SubmitRefused as exc:
             return SubmitOutcome(False, str(exc), None)
         return SubmitOutcome(included.is_success, included.error or "", included.block)
 
 
+@dataclasses.dataclass(eq=False, slots=True)
 class ResultCommitter:
     """Commits uploaded results on chain, one batch per block (see the module docstring)."""
 
-    def __init__(
-        self,
-        chain: ChainAccess,
-        staker_key: bytes,
-        *,
-        journal: Path | None = None,
-        poll_interval_s: float = 0.25,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._chain = chain
-        self._staker_key = staker_key
-        self._journal = journal
-        self._poll_s = poll_interval_s
-        self._clock = clock
-        self._pending: dict[bytes, PendingResult] = {}
-        self._wakeup = asyncio.Event()
-        self.committed = 0  # results seen committed on chain
-        self.dropped = 0
-        self.last_error = ""
+    chain: ChainAccess
+    staker_key: bytes
+    _: dataclasses.KW_ONLY
+    journal: Path | None = None
+    poll_interval_s: float = 0.25
+    clock: Callable[[], float] = time.monotonic
+    committed: int = dataclasses.field(init=False, default=0)  # results seen committed on chain
+    dropped: int = dataclasses.field(init=False, default=0)
+    last_error: str = dataclasses.field(init=False, default="")
+    _pending: dict[bytes, PendingResult] = dataclasses.field(init=False, default_factory=dict)
+    _wakeup: asyncio.Event = dataclasses.field(init=False, default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
         self._load()
 
     # ---- queue ----------------------------------------------------------------------------------
@@ -213,25 +207,25 @@ class ResultCommitter:
         self._save()
 
     def _load(self) -> None:
-        if self._journal is None or not self._journal.exists():
+        if self.journal is None or not self.journal.exists():
             return
         try:
-            items = json.loads(self._journal.read_text())
+            items = json.loads(self.journal.read_text())
             for obj in items:
                 item = PendingResult.from_json(obj)
                 self._pending[item.task_id] = item
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("ignoring unreadable journal %s: %s", self._journal, exc)
+            log.error("ignoring unreadable journal %s: %s", self.journal, exc)
             return
         if self._pending:
             log.info("%d result(s) to commit from the journal", len(self._pending))
 
     def _save(self) -> None:
-        if self._journal is None:
+        if self.journal is None:
             return
-        tmp = self._journal.with_suffix(".tmp")
+        tmp = self.journal.with_suffix(".tmp")
         tmp.write_text(json.dumps([p.to_json() for p in self._pending.values()]))
-        os.replace(tmp, self._journal)
+        os.replace(tmp, self.journal)
 
     # ---- loop -----------------------------------------------------------------------------------
 
@@ -243,8 +237,8 @@ class ResultCommitter:
         while True:
             if stop.is_set():
                 if drain_until is None:
-                    drain_until = self._clock() + drain_s
-                if not self._pending or self._clock() >= drain_until:
+                    drain_until = self.clock() + drain_s
+                if not self._pending or self.clock() >= drain_until:
                     if self._pending:
                         log.warning(
                             "%d result(s) not committed yet at shutdown; kept in the journal",
@@ -253,7 +247,7 @@ class ResultCommitter:
                     return
             if self._pending:
                 try:
-                    best = await self._chain.best_block()
+                    best = await self.chain.best_block()
                     if best > last_block:
                         last_block = best
                         await self.commit_once(best)
@@ -270,15 +264,15 @@ class ResultCommitter:
             self._wakeup.clear()
             if stop.is_set():  # draining: done, or wait for the next block
                 if self._pending:
-                    await asyncio.sleep(self._poll_s)
+                    await asyncio.sleep(self.poll_interval_s)
                 continue
-            await _sleep_or(self._wakeup, self._poll_s if self._pending else 5.0, stop)
+            await _sleep_or(self._wakeup, self.poll_interval_s if self._pending else 5.0, stop)
 
     async def commit_once(self, best: int) -> SubmitOutcome | None:
         """One round at best block `best`: sort the pending items by their on-chain state and
         submit the ones that can be committed now."""
         items = list(self._pending.values())
-        states = await self._chain.tasks([i.task_id for i in items])
+        states = await self.chain.tasks([i.task_id for i in items])
         batch: list[PendingResult] = []
         done: list[bytes] = []
         for item in items:
@@ -300,7 +294,7 @@ class ResultCommitter:
         if not batch:
             return None
         batch = batch[:MAX_BATCH]
-        outcome = await self._chain.submit_results(batch)
+        outcome = await self.chain.submit_results(batch)
         if outcome.ok:
             log.info("committed %d result(s) in block #%s", len(batch), outcome.block)
             self.committed += len(batch)
@@ -320,7 +314,7 @@ class ResultCommitter:
             if best >= item.deadline:
                 return "the task was never committed on chain before its deadline"
             return "wait"  # the coordinator commits in batches: try again next block
-        if state.miner != self._staker_key:
+        if state.miner != self.staker_key:
             return "the task is assigned to another miner on chain"
         if state.status != "Committed":
             if state.result_hash == item.result_hash:

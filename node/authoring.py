@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Set
 
 from chain.primitives import Block, DigestItem, Header, encode_unsigned_extrinsic
 from chain.storage.trie import Trie
@@ -38,45 +37,33 @@ log = logging.getLogger(__name__)
 AUTHORING_BUDGET = 0.4  # share of a slot spent applying transactions
 
 
+@dataclasses.dataclass(kw_only=True, eq=False, slots=True)
 class Author:
-    def __init__(
-        self,
-        *,
-        chain: ChainReader,
-        blocks: AuthoredImport,
-        executive: Executive,
-        pool: TxPool,
-        keystore: Keystore,
-        keys: Set[bytes],
-        slot_ms: int,
-        clock: Clock,
-        sync: SyncState,
-        network: PeerNetwork,
-        finality: InstantFinality,
-        unsafe_equivocate: bool = False,
-    ) -> None:
-        """`keys`: our Aura public keys (in the keystore); none for a node that does not author.
-        `unsafe_equivocate` (tests only): seal two blocks for one slot, once, with peers."""
-        self._chain = chain
-        self._blocks = blocks
-        self._executive = executive
-        self._pool = pool
-        self._keystore = keystore
-        self.keys = frozenset(keys)
-        self.slot_ms = slot_ms
-        self._clock = clock
-        self._sync = sync
-        self._network = network
-        self._finality = finality
-        self._unsafe_equivocate = unsafe_equivocate
-        self._equivocated = False
-        # the Aura key of the last slot we authored (or could have)
-        self._signer: Signer | None = (
-            keystore.signer(AURA_KEY_TYPE, min(self.keys)) if self.keys else None
-        )
+    """`keys`: our Aura public keys (in the keystore); none for a node that does not author.
+    `unsafe_equivocate` (tests only): seal two blocks for one slot, once, with peers."""
+
+    chain: ChainReader
+    blocks: AuthoredImport
+    executive: Executive
+    pool: TxPool
+    keystore: Keystore
+    keys: frozenset[bytes]
+    slot_ms: int
+    clock: Clock
+    sync: SyncState
+    network: PeerNetwork
+    finality: InstantFinality
+    unsafe_equivocate: bool = False
+    _equivocated: bool = dataclasses.field(init=False, default=False)
+    # the Aura key of the last slot we authored (or could have)
+    _signer: Signer | None = dataclasses.field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.keys:
+            self._signer = self.keystore.signer(AURA_KEY_TYPE, min(self.keys))
 
     def current_slot(self) -> int:
-        return int(self._clock() * 1000) // self.slot_ms
+        return int(self.clock() * 1000) // self.slot_ms
 
     def _author_key(self, slot: int, state: Trie) -> bytes | None:
         """Our Aura key if it is the author of `slot` in `state`, else None."""
@@ -85,24 +72,24 @@ class Author:
 
     def author_block(self, slot: int) -> ImportedBlock | None:
         """Build, seal, persist and announce a block for `slot` on top of the best block."""
-        parent_hash = self._chain.best_hash
-        parent = self._chain.best_header()
-        state = self._chain.state_at(parent_hash)
+        parent_hash = self.chain.best_hash
+        parent = self.chain.best_header()
+        state = self.chain.state_at(parent_hash)
         author = self._author_key(slot, state)
         if author is None:
             return None
-        if aura.CurrentSlot.get(state) >= slot or self._blocks.last_authored_slot() >= slot:
+        if aura.CurrentSlot.get(state) >= slot or self.blocks.last_authored_slot() >= slot:
             return None  # never seal two blocks for one slot (also across restarts)
-        if self._sync.is_major_syncing():
+        if self.sync.is_major_syncing():
             return None
         signer = self._signer_for(author)
         built = self._build(state, parent_hash, parent.number, slot, slot * self.slot_ms)
         imported = self._seal_and_import(built, slot, signer)
         if (
-            self._unsafe_equivocate
+            self.unsafe_equivocate
             and not self._equivocated
             and parent.number >= 3  # once the network is up: both blocks must reach peers
-            and self._network.peer_count() >= 2
+            and self.network.peer_count() >= 2
         ):
             self._equivocated = True
             self._equivocate(state, parent_hash, parent.number, slot, signer)
@@ -110,19 +97,19 @@ class Author:
 
     def _signer_for(self, author: bytes) -> Signer:
         if self._signer is None or self._signer.public != author:
-            self._signer = self._keystore.signer(AURA_KEY_TYPE, author, scheme="sr25519")
+            self._signer = self.keystore.signer(AURA_KEY_TYPE, author, scheme="sr25519")
         return self._signer
 
     def _build(
         self, state: Trie, parent_hash: bytes, parent_number: int, slot: int, now_ms: int
     ) -> BuiltBlock:
-        runtime = self._executive.runtime
+        runtime = self.executive.runtime
         digest = [DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))]
-        builder = self._executive.begin_block(state, parent_hash, parent_number + 1, digest)
+        builder = self.executive.begin_block(state, parent_hash, parent_number + 1, digest)
         ts_call = runtime.call_type.encode(runtime.call("Timestamp", "set", now=now_ms))
         builder.apply_inherent(encode_unsigned_extrinsic(ts_call))
         deadline = time.monotonic() + self.slot_ms / 1000 * AUTHORING_BUDGET
-        for tx in list(self._pool.ready(state)):
+        for tx in list(self.pool.ready(state)):
             if time.monotonic() > deadline:
                 break
             try:
@@ -132,13 +119,13 @@ class Author:
                     break
                 if exc.kind != "Future":
                     log.info("Dropped transaction 0x%s: %s", tx.hash.hex()[:16], exc)
-                    self._pool.drop(tx.hash)
+                    self.pool.drop(tx.hash)
         return builder.finalize()
 
     def _seal_and_import(self, built: BuiltBlock, slot: int, signer: Signer) -> ImportedBlock:
         header = _seal(built, signer)
-        justification = self._finality.instant_justification(header)
-        imported = self._blocks.import_authored(
+        justification = self.finality.instant_justification(header)
+        imported = self.blocks.import_authored(
             SealedBlock(header, built, slot, signer.public, justification)
         )
         n_tx = len(built.extrinsics) - 1
@@ -158,7 +145,7 @@ class Author:
         """Test-only misbehaviour: a second, different block for the same slot, announced."""
         built = self._build(state, parent_hash, parent_number, slot, slot * self.slot_ms + 1)
         header = _seal(built, signer)
-        self._blocks.store_equivocation(SealedBlock(header, built, slot, signer.public, None))
+        self.blocks.store_equivocation(SealedBlock(header, built, slot, signer.public, None))
         log.warning(
             "EQUIVOCATING (--unsafe-test-equivocate): second block #%d (0x%s..) for slot %d",
             header.number,
@@ -168,7 +155,7 @@ class Author:
         self._announce(Block(header, built.extrinsics), None)
 
     def _announce(self, block: Block, justification: bytes | None) -> None:
-        self._network.broadcast(BLOCK_ANNOUNCE, encode_block_item(block, justification))
+        self.network.broadcast(BLOCK_ANNOUNCE, encode_block_item(block, justification))
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -180,7 +167,7 @@ class Author:
         log.info(
             "Authoring with Aura key%s %s, slot %d ms",
             "" if len(self.keys) == 1 else "s",
-            ", ".join(str(self._keystore.signer(AURA_KEY_TYPE, k)) for k in sorted(self.keys)),
+            ", ".join(str(self.keystore.signer(AURA_KEY_TYPE, k)) for k in sorted(self.keys)),
             self.slot_ms,
         )
         while not stopping.is_set():
@@ -190,7 +177,7 @@ class Author:
             except Exception:
                 log.exception("Authoring slot %d failed", slot)
             next_ms = (slot + 1) * self.slot_ms
-            delay = max(next_ms - self._clock() * 1000, 0) / 1000
+            delay = max(next_ms - self.clock() * 1000, 0) / 1000
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=delay + 0.001)
 

@@ -60,6 +60,15 @@ def add_blockio_parsers(subparsers: argparse._SubParsersAction[argparse.Argument
         )
         p.add_argument("--dev", action="store_true", help="same as --chain dev")
 
+    def progress(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--progress-every",
+            type=int,
+            default=1000,
+            metavar="N",
+            help="print a progress line on stderr every N blocks (0: never)",
+        )
+
     ex = subparsers.add_parser("export-blocks", help="write canonical blocks as a binary stream")
     common(ex)
     ex.add_argument(
@@ -78,13 +87,7 @@ def add_blockio_parsers(subparsers: argparse._SubParsersAction[argparse.Argument
         metavar="M",
         help="last block number (default: the best block)",
     )
-    ex.add_argument(
-        "--progress-every",
-        type=int,
-        default=1000,
-        metavar="N",
-        help="print a progress line on stderr every N blocks (0: never)",
-    )
+    progress(ex)
     ex.add_argument("output", help="output file, or - for stdout")
 
     im = subparsers.add_parser("import-blocks", help="import blocks from a binary stream")
@@ -95,13 +98,7 @@ def add_blockio_parsers(subparsers: argparse._SubParsersAction[argparse.Argument
         default=None,
         help="override the chain spec's slot duration (as the node was run with)",
     )
-    im.add_argument(
-        "--progress-every",
-        type=int,
-        default=1000,
-        metavar="N",
-        help="print a progress line on stderr every N blocks (0: never)",
-    )
+    progress(im)
     im.add_argument("input", help="input file, or - for stdin")
 
     ck = subparsers.add_parser("check-db", help="check the best block and its whole state trie")

@@ -11,6 +11,7 @@ blocks sealed by one author for one slot are reported as an equivocation.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 
 from chain.consensus import ConsensusError, Justification, SlotEquivocation, check_seal, header_slot
@@ -36,34 +37,24 @@ FAR_FUTURE_SLOTS = 4  # beyond this many slots ahead, a block is invalid (not ju
 SEEN_SLOTS = 2048  # (slot, author) pairs remembered to detect two blocks for one slot
 
 
+@dataclasses.dataclass(kw_only=True, frozen=True, eq=False, slots=True)
 class BlockImporter:
     """`BlockImport`, `Finalizer` and `AuthoredImport` (node.interfaces) over the chain
     database; publishes to `events`."""
 
-    def __init__(
-        self,
-        *,
-        db: ChainDB,
-        chain: ChainReader,
-        executive: Executive,
-        slot_ms: int,
-        clock: Clock,
-        verifier: JustificationVerifier,
-        reporter: EquivocationReporter,
-        events: ChainEvents,
-    ) -> None:
-        self._db = db
-        self._chain = chain
-        self._executive = executive
-        self._slot_ms = slot_ms
-        self._clock = clock
-        self._verifier = verifier
-        self._reporter = reporter
-        self._events = events
-        self._deferred: dict[bytes, bytes] = {}  # justifications of blocks not imported yet
-        self._seen_slots: collections.OrderedDict[tuple[int, bytes], Header] = (
-            collections.OrderedDict()
-        )
+    db: ChainDB
+    chain: ChainReader
+    executive: Executive
+    slot_ms: int
+    clock: Clock
+    verifier: JustificationVerifier
+    reporter: EquivocationReporter
+    events: ChainEvents
+    # justifications of blocks not imported yet
+    _deferred: dict[bytes, bytes] = dataclasses.field(init=False, default_factory=dict)
+    _seen_slots: collections.OrderedDict[tuple[int, bytes], Header] = dataclasses.field(
+        init=False, default_factory=collections.OrderedDict
+    )
 
     # ---- blocks from elsewhere ----------------------------------------------------------------
 
@@ -72,7 +63,7 @@ class BlockImporter:
         from the last finalized block, its slot, its author and seal; re-execute; persist; apply
         its justification. Raises InvalidBlock (AlreadyKnown, UnknownParent, NotNow: not
         faults)."""
-        db = self._db
+        db = self.db
         unsealed, seal = block.header.without_seal()
         block_hash = block.header.hash()
         if db.header(block_hash) is not None:
@@ -82,9 +73,9 @@ class BlockImporter:
             raise UnknownParent("unknown parent")
         if unsealed.number != parent.number + 1:
             raise InvalidBlock("block number does not follow its parent")
-        fin = self._chain.finalized_header()
+        fin = self.chain.finalized_header()
         if unsealed.number <= fin.number or not db.is_descendant(
-            self._chain.finalized_hash, unsealed.parent_hash
+            self.chain.finalized_hash, unsealed.parent_hash
         ):
             raise InvalidBlock(
                 f"block #{unsealed.number} does not descend from the finalized #{fin.number}"
@@ -92,10 +83,10 @@ class BlockImporter:
         slot = header_slot(unsealed)
         if slot is None:
             raise InvalidBlock("block has no Aura pre-runtime digest")
-        now_ms = self._clock() * 1000
-        if slot * self._slot_ms > now_ms + FAR_FUTURE_SLOTS * self._slot_ms:
+        now_ms = self.clock() * 1000
+        if slot * self.slot_ms > now_ms + FAR_FUTURE_SLOTS * self.slot_ms:
             raise InvalidBlock(f"block is for slot {slot}, far in the future")
-        if slot * self._slot_ms > now_ms + FUTURE_DRIFT_MS:
+        if slot * self.slot_ms > now_ms + FUTURE_DRIFT_MS:
             raise NotNow(f"block is for slot {slot}, in the future")
         state = db.state_at_root(parent.state_root)
         author = aura.author_of(aura.Authorities.get(state), slot)
@@ -110,8 +101,8 @@ class BlockImporter:
                 raise InvalidBlock(f"undecodable justification: {exc}") from exc
             if just.target_hash != block_hash:
                 raise InvalidBlock("justification is for another block")
-        built = execute_block(self._executive, state, unsealed, block.extrinsics)
-        is_best = unsealed.number > self._chain.best_header().number
+        built = execute_block(self.executive, state, unsealed, block.extrinsics)
+        is_best = unsealed.number > self.chain.best_header().number
         db.commit_block(
             block.header, block.extrinsics, built.nodes, is_best=is_best, is_finalized=False
         )
@@ -120,8 +111,8 @@ class BlockImporter:
         )
         self._check_slot_equivocation(block.header, slot, author)
         if is_best:
-            self._events.publish_best(imported)
-        self._events.publish_imported(imported)
+            self.events.publish_best(imported)
+        self.events.publish_imported(imported)
         deferred = self._deferred.pop(block_hash, None)
         for raw in (justification, deferred):
             if raw is not None:
@@ -151,17 +142,17 @@ class BlockImporter:
                 first.hash().hex()[:12],
                 header.hash().hex()[:12],
             )
-            self._reporter.report_equivocation(SlotEquivocation(author, slot, first, header))
+            self.reporter.report_equivocation(SlotEquivocation(author, slot, first, header))
 
     # ---- blocks authored here -----------------------------------------------------------------
 
     def last_authored_slot(self) -> int:
-        return self._db.last_authored_slot()
+        return self.db.last_authored_slot()
 
     def import_authored(self, block: SealedBlock) -> ImportedBlock:
         header, built = block.header, block.built
         is_final = block.justification is not None
-        block_hash = self._db.commit_block(
+        block_hash = self.db.commit_block(
             header,
             built.extrinsics,
             built.nodes,
@@ -174,14 +165,14 @@ class BlockImporter:
             block_hash, header, built.extrinsics, built.changes, finalized=is_final
         )
         self._seen_slots.setdefault((block.slot, block.author), header)
-        self._events.publish_best(imported)
+        self.events.publish_best(imported)
         if is_final:
             self._after_finalize(block_hash, header)
         return imported
 
     def store_equivocation(self, block: SealedBlock) -> None:
         built = block.built
-        self._db.commit_block(
+        self.db.commit_block(
             block.header, built.extrinsics, built.nodes, is_best=False, is_finalized=False
         )
 
@@ -190,24 +181,24 @@ class BlockImporter:
     def apply_justification(self, block_hash: bytes, raw: bytes) -> None:
         """Verify a justification for a known block; finalize it if it is ahead, else keep it.
         Raises ConsensusError when it does not verify."""
-        self._verifier.verify_justification(block_hash, raw)
-        header = self._db.header(block_hash)
+        self.verifier.verify_justification(block_hash, raw)
+        header = self.db.header(block_hash)
         assert header is not None
-        if header.number > self._chain.finalized_header().number:
+        if header.number > self.chain.finalized_header().number:
             self.finalize(block_hash, raw)
-        elif self._db.justification(block_hash) is None and self._db.is_descendant(
-            block_hash, self._chain.finalized_hash
+        elif self.db.justification(block_hash) is None and self.db.is_descendant(
+            block_hash, self.chain.finalized_hash
         ):
-            self._db.store_justification(block_hash, raw)
+            self.db.store_justification(block_hash, raw)
 
     def finalize(self, block_hash: bytes, justification: bytes | None) -> None:
         """Make `block_hash` final. A block that is not a descendant of the finalized one is
         refused (finality never reverts)."""
-        header = self._db.header(block_hash)
-        fin = self._chain.finalized_header()
+        header = self.db.header(block_hash)
+        fin = self.chain.finalized_header()
         if header is None or header.number <= fin.number:
             return
-        if not self._db.is_descendant(self._chain.finalized_hash, block_hash):
+        if not self.db.is_descendant(self.chain.finalized_hash, block_hash):
             log.error(
                 "Refusing to finalize #%d (0x%s..): it conflicts with finalized #%d",
                 header.number,
@@ -215,10 +206,10 @@ class BlockImporter:
                 fin.number,
             )
             return
-        old_best = self._chain.best_hash
-        new_best = self._db.finalize(block_hash, justification)
+        old_best = self.chain.best_hash
+        new_best = self.db.finalize(block_hash, justification)
         if new_best != old_best:
-            best_header = self._db.header(new_best)
+            best_header = self.db.header(new_best)
             assert best_header is not None
             log.info(
                 "Reorg to #%d (0x%s..) after finality", best_header.number, new_best.hex()[:12]
@@ -227,4 +218,4 @@ class BlockImporter:
 
     def _after_finalize(self, block_hash: bytes, header: Header) -> None:
         log.debug("Finalized #%d (0x%s..)", header.number, block_hash.hex()[:12])
-        self._events.publish_finalized(block_hash, header)
+        self.events.publish_finalized(block_hash, header)

@@ -98,10 +98,7 @@ def add_key_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
             "(where the node looks), else DIR/keystore."
         ),
     )
-    # SUPPRESS: leave a --base-path given before `key` (the node's global option) in place
-    ins.add_argument("--base-path", "-d", type=Path, default=argparse.SUPPRESS, metavar="DIR")
-    ins.add_argument("--chain", default=None, help="chain whose keystore to use (dev, local, ...)")
-    ins.add_argument("--keystore-path", type=Path, default=None, metavar="PATH")
+    _add_keystore_location(ins, chain_help="chain whose keystore to use (dev, local, ...)")
     ins.add_argument("--key-type", required=True, metavar="TYPE", help="4 characters, e.g. aura")
     ins.add_argument(
         "--suri-file",
@@ -132,10 +129,17 @@ def add_session_keys_parser(sub: Any) -> None:
             "store them in the node's keystore (as `key insert` does for each type)."
         ),
     )
-    sk.add_argument("--base-path", "-d", type=Path, default=argparse.SUPPRESS, metavar="DIR")
-    sk.add_argument("--chain", default=None, help="also insert into this chain's keystore")
-    sk.add_argument("--keystore-path", type=Path, default=None, metavar="PATH")
+    _add_keystore_location(sk, chain_help="also insert into this chain's keystore")
     sk.add_argument("--suri-file", default=None, metavar="FILE", help="secret URI file, or -")
+
+
+def _add_keystore_location(p: argparse.ArgumentParser, *, chain_help: str) -> None:
+    """The options `_keystore_path` reads: --keystore-path, else DIR/chains/<chain id>/keystore
+    with --chain, else DIR/keystore (DIR: --base-path)."""
+    # SUPPRESS: leave a --base-path given before `key` (the node's global option) in place
+    p.add_argument("--base-path", "-d", type=Path, default=argparse.SUPPRESS, metavar="DIR")
+    p.add_argument("--chain", default=None, help=chain_help)
+    p.add_argument("--keystore-path", type=Path, default=None, metavar="PATH")
 
 
 def _session_keys(args: argparse.Namespace) -> None:

@@ -23,6 +23,7 @@ Nothing here logs, and no error message holds a secret URI, phrase, seed or pass
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -153,26 +154,17 @@ class Signer:
     __str__ = __repr__
 
 
+@dataclasses.dataclass(frozen=True, eq=False, repr=False, slots=True)
 class DerivedKey:
     """Result of `derive_key`: the public key, the 32-byte secret seed when the derivation
     keeps one (`None` after an sr25519 soft junction, as in Substrate), and a `Signer`."""
 
-    __slots__ = ("_secret", "is_phrase", "public", "scheme", "seed")
-
-    def __init__(
-        self,
-        scheme: SignatureScheme,
-        public: bytes,
-        secret: bytes,
-        seed: bytes | None,
-        is_phrase: bool,
-    ) -> None:
-        self.scheme = scheme
-        self.public = public
-        self._secret = secret
-        self.seed = seed
-        #: the URI was a bare mnemonic (no derivation path, no password)
-        self.is_phrase = is_phrase
+    scheme: SignatureScheme
+    public: bytes
+    _secret: bytes
+    seed: bytes | None
+    #: the URI was a bare mnemonic (no derivation path, no password)
+    is_phrase: bool
 
     @property
     def account_id(self) -> bytes:

@@ -20,6 +20,8 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
+from node.httpserve import start_app
+
 __all__ = ["Metrics"]
 
 log = logging.getLogger(__name__)
@@ -30,35 +32,26 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.block_height = Gauge(
-            "substrate_block_height",
-            "Block height info of the chain",
-            ["status"],
-            registry=self.registry,
+        self.block_height = self._gauge(
+            "substrate_block_height", "Block height info of the chain", "status"
         )
-        self.ready_transactions = Gauge(
-            "substrate_ready_transactions_number",
-            "Number of transactions in the ready queue",
-            registry=self.registry,
+        self.ready_transactions = self._gauge(
+            "substrate_ready_transactions_number", "Number of transactions in the ready queue"
         )
-        self.validations_finished = Gauge(
+        self.validations_finished = self._gauge(
             "substrate_sub_txpool_validations_finished",
             "Total number of transactions that finished validation",
-            registry=self.registry,
         )
-        self.leaves = Gauge(
-            "substrate_number_leaves",
-            "Number of known chain leaves (aka forks)",
-            registry=self.registry,
+        self.leaves = self._gauge(
+            "substrate_number_leaves", "Number of known chain leaves (aka forks)"
         )
-        self.peers = Gauge(
-            "substrate_sub_libp2p_peers_count",
-            "Number of connected peers",
-            registry=self.registry,
-        )
+        self.peers = self._gauge("substrate_sub_libp2p_peers_count", "Number of connected peers")
         self.block_height.labels(status="best").set(0)
         self.block_height.labels(status="finalized").set(0)
         self._runner: web.AppRunner | None = None
+
+    def _gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
 
     def set_best(self, n: int) -> None:
         self.block_height.labels(status="best").set(n)
@@ -96,15 +89,7 @@ class Metrics:
         """Serve GET /metrics on host:port (0 picks a free port); returns the bound port."""
         if self._runner is not None:
             raise RuntimeError("metrics server already started")
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound: int = runner.addresses[0][1]
+        self._runner, bound = await start_app(self.app(), host, port)
         log.info("Prometheus metrics on http://%s:%d/metrics", host, bound)
         return bound
 

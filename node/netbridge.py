@@ -9,6 +9,7 @@ justifications.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from chain.codec import CodecError
@@ -42,44 +43,35 @@ from pallets.executive import InvalidBlock
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(kw_only=True, frozen=True, eq=False, slots=True)
 class NodeNetworkHandler:
     """`node.network.NetworkHandler` for the node's services."""
 
-    def __init__(
-        self,
-        *,
-        chain: ChainReader,
-        blocks: BlockImport,
-        transactions: PeerTransactions,
-        finality: FinalityGossip,
-        bls: BlsPartials | None,
-        sync: SyncTrigger,
-    ) -> None:
-        self._chain = chain
-        self._blocks = blocks
-        self._transactions = transactions
-        self._finality = finality
-        self._bls = bls
-        self._sync = sync
+    chain: ChainReader
+    blocks: BlockImport
+    transactions: PeerTransactions
+    finality: FinalityGossip
+    bls: BlsPartials | None
+    sync: SyncTrigger
 
     async def on_gossip(self, peer_id: PeerId, kind: int, payload: bytes) -> Verdict:
         if kind == BLOCK_ANNOUNCE:
             return self._on_block(peer_id, payload)
         if kind == TRANSACTIONS:
             try:
-                self._transactions.submit_from_peer(payload)
+                self.transactions.submit_from_peer(payload)
             except PoolError as exc:
                 bad = exc.code == 1001 or (exc.code == 1010 and "bad signature" in (exc.data or ""))
                 return Verdict.INVALID if bad else Verdict.IGNORE
             return Verdict.ACCEPT
         if kind == VOTE:
-            return self._finality.on_vote(payload)
+            return self.finality.on_vote(payload)
         if kind == COMMIT:
-            return self._finality.on_commit(payload)
+            return self.finality.on_commit(payload)
         if kind == BLS_PARTIAL:
-            if self._bls is None:
+            if self.bls is None:
                 return Verdict.IGNORE
-            return await self._bls.on_partial(payload)
+            return await self.bls.on_partial(payload)
         return Verdict.IGNORE
 
     def _on_block(self, peer_id: PeerId, payload: bytes) -> Verdict:
@@ -88,16 +80,16 @@ class NodeNetworkHandler:
         except (CodecError, ValueError):
             return Verdict.INVALID
         try:
-            self._blocks.import_block(block, justification)
+            self.blocks.import_block(block, justification)
         except AlreadyKnown:
             if justification is not None:
                 try:
-                    self._blocks.apply_justification(block.hash(), justification)
+                    self.blocks.apply_justification(block.hash(), justification)
                 except Exception:
                     return Verdict.INVALID
             return Verdict.IGNORE
         except UnknownParent:
-            self._sync.wake()
+            self.sync.wake()
             return Verdict.KEEP
         except NotNow:
             return Verdict.IGNORE
@@ -109,21 +101,21 @@ class NodeNetworkHandler:
     def on_block_request(self, peer_id: PeerId, from_number: int, count: int) -> list[bytes]:
         out: list[bytes] = []
         for number in range(from_number, from_number + count):
-            item = self._chain.block_item(number)
+            item = self.chain.block_item(number)
             if item is None:
                 break
             out.append(item)
         return out
 
     def on_peer_connected(self, peer_id: PeerId, info: PeerInfo) -> None:
-        self._sync.wake()
+        self.sync.wake()
 
     def on_peer_disconnected(self, peer_id: PeerId) -> None:
         pass
 
     def on_peer_status(self, peer_id: PeerId, info: PeerInfo) -> None:
-        if info.best_number > self._chain.best_header().number:
-            self._sync.wake()
+        if info.best_number > self.chain.best_header().number:
+            self.sync.wake()
 
 
 class NetworkLink:

@@ -107,9 +107,9 @@ class Node:
         if config.dev_key is not None:
             self.insert_dev_keys(config.dev_key)
         aura_keys = (
-            set(self.keystore.public_keys(AURA_KEY_TYPE))
+            frozenset(self.keystore.public_keys(AURA_KEY_TYPE))
             if config.validator or config.dev_key is not None
-            else set()
+            else frozenset()
         )
         self.node_key = config.node_key or load_or_create_node_key(
             self.chain_dir / "network" / "secret_ed25519"

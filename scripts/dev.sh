@@ -6,13 +6,5 @@
 #   bash scripts/dev.sh --once    run the demo and stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  echo "==> creating .venv"
-  "$PYTHON" -m venv .venv
-fi
-. .venv/bin/activate
-echo "==> installing cuckoo-chain with the miner's engine (torch CPU build, diffusers)"
-python -m pip install -q --upgrade pip >/dev/null
-python -m pip install -q -e ".[miner]"
+. scripts/env.sh "miner"
 exec cuckoo-devnet "$@"

@@ -3,15 +3,7 @@
 # tests), lint, type-check and run the test suite (everything but GPU-only tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  echo "==> creating .venv"
-  "$PYTHON" -m venv .venv
-fi
-. .venv/bin/activate
-echo "==> installing cuckoo-chain with test and miner dependencies (torch CPU build, diffusers)"
-python -m pip install -q --upgrade pip >/dev/null
-python -m pip install -q -e ".[test,miner]"
+. scripts/env.sh "test,miner"
 if command -v npm >/dev/null 2>&1 && [ -f tests/compat/package-lock.json ]; then
   echo "==> installing @polkadot/api for the compatibility tests"
   npm ci --prefix tests/compat --no-audit --no-fund --loglevel=error

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import multiprocessing
 from collections.abc import Coroutine
@@ -32,31 +33,22 @@ from pallets.session import pallet as session_pallet
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(kw_only=True, frozen=True, eq=False, slots=True)
 class BlsDriver:
-    """`BlsPartials` (node.interfaces); hears finalized blocks through `on_finalized`."""
+    """`BlsPartials` (node.interfaces); hears finalized blocks through `on_finalized`.
 
-    def __init__(
-        self,
-        *,
-        chain: ChainReader,
-        collector: BlsProofCollector,
-        runtime: Runtime[RuntimeConfig],
-        session_length: int,
-        gossip: Gossip,
-        transactions: TransactionSubmit,
-        executor: concurrent.futures.Executor | None = None,
-    ) -> None:
-        """`executor`: where the collector's BLS work runs, shut down by `close`."""
-        self._chain = chain
-        self.collector = collector
-        self._runtime = runtime
-        self.session_length = session_length
-        self._gossip = gossip
-        self._transactions = transactions
-        self._executor = executor
-        self._handled: set[int] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._submitted: set[int] = set()
+    `executor`: where the collector's BLS work runs, shut down by `close`."""
+
+    chain: ChainReader
+    collector: BlsProofCollector
+    runtime: Runtime[RuntimeConfig]
+    session_length: int
+    gossip: Gossip
+    transactions: TransactionSubmit
+    executor: concurrent.futures.Executor | None = None
+    _handled: set[int] = dataclasses.field(init=False, default_factory=set)
+    _tasks: set[asyncio.Task[None]] = dataclasses.field(init=False, default_factory=set)
+    _submitted: set[int] = dataclasses.field(init=False, default_factory=set)
 
     @classmethod
     def create(
@@ -95,18 +87,18 @@ class BlsDriver:
 
     def _session_target(self, session: int) -> tuple[bytes, int] | None:
         number = session * self.session_length
-        h = self._chain.hash_at(number)
+        h = self.chain.hash_at(number)
         return (h, number) if h is not None else None
 
     def _set_keys(self, block_hash: bytes) -> tuple[int, list[bytes]]:
-        state = self._chain.state_at(block_hash)
+        state = self.chain.state_at(block_hash)
         return finality.CurrentSetId.get(state), list(finality.BlsKeys.get(state))
 
     def _proven(self, session: int) -> bool:
-        return finality.FinalityProofs.get(self._chain.state_at(), session) is not None
+        return finality.FinalityProofs.get(self.chain.state_at(), session) is not None
 
     def on_finalized(self, block_hash: bytes, header: Header) -> None:
-        session = session_pallet.CurrentIndex.get(self._chain.state_at(block_hash))
+        session = session_pallet.CurrentIndex.get(self.chain.state_at(block_hash))
         if session == 0 or session in self._handled:
             return
         target = self._session_target(session)
@@ -135,7 +127,7 @@ class BlsDriver:
             return
         if partial is None:
             return
-        self._gossip.broadcast(BLS_PARTIAL, partial.encode())
+        self.gossip.broadcast(BLS_PARTIAL, partial.encode())
         self._maybe_submit()
 
     async def on_partial(self, raw: bytes) -> Verdict:
@@ -143,7 +135,7 @@ class BlsDriver:
             partial = BlsPartial.decode(raw)
         except Exception:
             return Verdict.INVALID
-        if self._chain.hash_at(partial.block_number) != partial.block_hash:
+        if self.chain.hash_at(partial.block_number) != partial.block_hash:
             return Verdict.IGNORE  # not (yet) our canonical block: cannot judge it
         _, keys = self._set_keys(partial.block_hash)
         verdict = await self.collector.on_partial(partial, keys)
@@ -156,12 +148,12 @@ class BlsDriver:
             return
         self._submitted.add(proof.session)
         try:
-            self._transactions.submit_extrinsic(encode_submit_call(self._runtime, proof))
+            self.transactions.submit_extrinsic(encode_submit_call(self.runtime, proof))
         except PoolError as exc:  # usually another validator's proof got there first
             log.debug("BLS finality proof of session %d not accepted: %s", proof.session, exc)
 
     def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)

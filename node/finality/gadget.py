@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -55,52 +56,42 @@ TICK_S = 0.1
 ANNOUNCE_ANCESTRY = 16  # at most this many unfinalized blocks go out with a vote
 
 
+@dataclasses.dataclass(kw_only=True, eq=False, slots=True)
 class FinalityGadget:
     """`FinalityGossip` and `InstantFinality` (node.interfaces)."""
 
-    def __init__(
-        self,
-        *,
-        chain: ChainReader,
-        sets: ValidatorSets,
-        blocks: BlockImport,
-        finalizer: Finalizer,
-        store: VoteStore,
-        keystore: Keystore,
-        gossip: Gossip,
-        sync: SyncTrigger,
-        reporter: EquivocationReporter,
-        round_duration: float,
-    ) -> None:
-        self._chain = chain
-        self.sets = sets
-        self._blocks = blocks
-        self._finalizer = finalizer
-        self.store = store
-        self._keystore = keystore
-        self._gossip = gossip
-        self._sync = sync
-        self._reporter = reporter
-        self.round_duration = round_duration
-        self.voter: Voter | None = None
-        self.set_id = -1
-        self.authorities: tuple[bytes, ...] = ()
-        self._signer: Signer | None = None
+    chain: ChainReader
+    sets: ValidatorSets
+    blocks: BlockImport
+    finalizer: Finalizer
+    store: VoteStore
+    keystore: Keystore
+    gossip: Gossip
+    sync: SyncTrigger
+    reporter: EquivocationReporter
+    round_duration: float
+    # the voter of the finalized block's set (None for an empty set), rebuilt when it changes
+    voter: Voter | None = dataclasses.field(init=False, default=None)
+    set_id: int = dataclasses.field(init=False, default=-1)
+    authorities: tuple[bytes, ...] = dataclasses.field(init=False, default=())
+    _signer: Signer | None = dataclasses.field(init=False, default=None)
+
+    def __post_init__(self) -> None:
         self._ensure_voter()
 
     def _our_key(self, authorities: Sequence[bytes]) -> Signer | None:
         try:
-            mine = set(self._keystore.public_keys(GRANDPA_KEY_TYPE))
+            mine = set(self.keystore.public_keys(GRANDPA_KEY_TYPE))
         except KeystoreError:
             return None
         for key in authorities:
             if key in mine:
-                return self._keystore.signer(GRANDPA_KEY_TYPE, key, scheme="ed25519")
+                return self.keystore.signer(GRANDPA_KEY_TYPE, key, scheme="ed25519")
         return None
 
     def _ensure_voter(self) -> None:
         """(Re)build the voter when the finalized block's set differs from the voter's."""
-        set_id, authorities = self.sets.set_of(self._chain.finalized_hash)
+        set_id, authorities = self.sets.set_of(self.chain.finalized_hash)
         if set_id == self.set_id and authorities == self.authorities:
             return
         self.set_id, self.authorities = set_id, authorities
@@ -111,7 +102,7 @@ class FinalityGadget:
         self.voter = Voter(
             set_id,
             list(authorities),
-            VoterChain(self._chain, self.sets),
+            VoterChain(self.chain, self.sets),
             self.store,
             self._signer,
             round_duration=self.round_duration,
@@ -180,11 +171,11 @@ class FinalityGadget:
             just = Justification.decode(raw)
         except Exception:
             return Verdict.INVALID
-        if just.target_number <= self._chain.finalized_header().number:
+        if just.target_number <= self.chain.finalized_header().number:
             return Verdict.IGNORE
-        if self._chain.header(just.target_hash) is None:
-            self._blocks.defer_justification(just.target_hash, raw)
-            self._sync.wake()
+        if self.chain.header(just.target_hash) is None:
+            self.blocks.defer_justification(just.target_hash, raw)
+            self.sync.wake()
             return Verdict.KEEP
         if self.voter is not None and just.set_id == self.set_id:
             verdict, actions = self.voter.on_justification(just)
@@ -194,7 +185,7 @@ class FinalityGadget:
             self.sets.verify_justification(just.target_hash, raw)
         except ConsensusError:
             return Verdict.INVALID
-        self._finalizer.finalize(just.target_hash, raw)
+        self.finalizer.finalize(just.target_hash, raw)
         return Verdict.ACCEPT
 
     # ---- the loop -----------------------------------------------------------------------------
@@ -216,18 +207,18 @@ class FinalityGadget:
         before its author had peers (at start-up) is in no canonical range a peer would sync.
         The network sends each block to each peer once."""
         for h in self._unfinalized_chain(target):
-            block = self._chain.block(h)
+            block = self.chain.block(h)
             if block is None:
                 return
-            self._gossip.broadcast(BLOCK_ANNOUNCE, encode_block_item(block, None))
+            self.gossip.broadcast(BLOCK_ANNOUNCE, encode_block_item(block, None))
 
     def _unfinalized_chain(self, target: bytes) -> list[bytes]:
         """`target` and its ancestors above the finalized block, oldest first (bounded)."""
-        fin_number = self._chain.finalized_header().number
+        fin_number = self.chain.finalized_header().number
         out: list[bytes] = []
         h = target
         while len(out) < ANNOUNCE_ANCESTRY:
-            header = self._chain.header(h)
+            header = self.chain.header(h)
             if header is None or header.number <= fin_number:
                 break
             out.append(h)
@@ -239,14 +230,14 @@ class FinalityGadget:
         for action in actions:
             if isinstance(action, Broadcast):
                 self._announce_target(action.vote.vote.target_hash)
-                self._gossip.broadcast(VOTE, action.vote.encode())
+                self.gossip.broadcast(VOTE, action.vote.encode())
             elif isinstance(action, Finalize):
                 just = action.justification
-                self._finalizer.finalize(just.target_hash, just.encode())
+                self.finalizer.finalize(just.target_hash, just.encode())
             elif isinstance(action, BroadcastCommit):
-                self._gossip.broadcast(COMMIT, action.justification.encode())
+                self.gossip.broadcast(COMMIT, action.justification.encode())
             elif isinstance(action, ReportEquivocation):
-                self._reporter.report_equivocation(action.proof)
+                self.reporter.report_equivocation(action.proof)
         if any(isinstance(a, Finalize) for a in actions):
             self._ensure_voter()
 

@@ -135,38 +135,29 @@ class FrameQueue:
         return self._bytes
 
 
+@dataclasses.dataclass(kw_only=True, eq=False, slots=True)
 class Peer:
     """A peer after a successful handshake."""
 
-    def __init__(
-        self,
-        peer_id: PeerId,
-        roles: int,
-        status: Status,
-        address: str,
-        direction: Direction,
-        queue: FrameQueue,
-        max_requests: int,
-        request_bucket: TokenBucket,
-        abuse_bucket: TokenBucket,
-        known_capacity: int,
-    ) -> None:
-        self.peer_id = peer_id
-        self.roles = roles
-        self.status = status
-        self.address = address
-        self.direction = direction
-        self.queue = queue
-        self.request_slots = asyncio.Semaphore(max_requests)
-        self.pending: dict[int, tuple[asyncio.Future[list[bytes]], int]] = {}
-        self.next_request_id = 0
-        self.request_bucket = request_bucket
-        self.abuse_bucket = abuse_bucket
-        self.known = LruSet(known_capacity)  # gossip hashes this peer sent us or we sent it
-        self.close_reason: str | None = None
-        self.in_handler = False
-        self.task: asyncio.Task[None] | None = None  # the connection's (reader) task
-        self.writer_task: asyncio.Task[None] | None = None
+    peer_id: PeerId
+    roles: int
+    status: Status
+    address: str
+    direction: Direction
+    queue: FrameQueue
+    request_slots: asyncio.Semaphore  # bounds our outstanding requests to the peer
+    request_bucket: TokenBucket
+    abuse_bucket: TokenBucket
+    known: LruSet  # gossip hashes this peer sent us or we sent it
+    pending: dict[int, tuple[asyncio.Future[list[bytes]], int]] = dataclasses.field(
+        init=False, default_factory=dict
+    )
+    next_request_id: int = dataclasses.field(init=False, default=0)
+    close_reason: str | None = dataclasses.field(init=False, default=None)
+    in_handler: bool = dataclasses.field(init=False, default=False)
+    # the connection's (reader) task
+    task: asyncio.Task[None] | None = dataclasses.field(init=False, default=None)
+    writer_task: asyncio.Task[None] | None = dataclasses.field(init=False, default=None)
 
     def info(self) -> PeerInfo:
         return PeerInfo(

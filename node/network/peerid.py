@@ -30,13 +30,6 @@ class PeerIdError(NodeError, ValueError):
     """A malformed peer id, multiaddr or node key."""
 
 
-def _b58decode(text: str) -> bytes:
-    try:
-        return b58decode(text)
-    except CryptoError as exc:
-        raise PeerIdError(str(exc)) from None
-
-
 def peer_id_from_public(public: bytes) -> PeerId:
     if len(public) != 32:
         raise PeerIdError(f"ed25519 public key must be 32 bytes, got {len(public)}")
@@ -46,7 +39,10 @@ def peer_id_from_public(public: bytes) -> PeerId:
 def public_from_peer_id(peer_id: str) -> bytes:
     if len(peer_id) > 64:
         raise PeerIdError("peer id too long")
-    raw = _b58decode(peer_id)
+    try:
+        raw = b58decode(peer_id)
+    except CryptoError as exc:
+        raise PeerIdError(str(exc)) from None
     if len(raw) != len(_PEER_ID_PREFIX) + 32 or not raw.startswith(_PEER_ID_PREFIX):
         raise PeerIdError(f"not an ed25519 peer id: {peer_id!r}")
     return raw[len(_PEER_ID_PREFIX) :]

@@ -31,6 +31,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from chain.codec import CodecError
 from chain.crypto import SignatureScheme, ed25519_sign, verify_signature
 from chain.hashing import blake2_256
+from node.httpserve import start_app
 from node.network.messages import (
     AUTH,
     BLOCK_REQUEST,
@@ -225,13 +226,9 @@ class NetworkService:
         )
         app = web.Application()
         app.router.add_get("/p2p", self._accept)
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=CLOSE_TIMEOUT_S
+        self._runner, self._port = await start_app(
+            app, self._cfg.listen_host, self._cfg.listen_port, shutdown_timeout_s=CLOSE_TIMEOUT_S
         )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._cfg.listen_host, self._cfg.listen_port)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
         self._advertised = (
             self._cfg.public_addresses[0]
             if self._cfg.public_addresses
@@ -614,16 +611,16 @@ class NetworkService:
             raise _HandshakeError("too many peers", peer_id=pid)
         cfg = self._cfg
         peer = Peer(
-            pid,
-            remote.roles,
-            remote.status,
-            address,
-            direction,
-            FrameQueue(cfg.max_queue_frames, cfg.max_queue_bytes),
-            cfg.max_requests_per_peer,
-            TokenBucket(cfg.request_rate, cfg.request_burst),
-            TokenBucket(cfg.request_rate / 10, cfg.request_burst / 2),
-            cfg.known_per_peer,
+            peer_id=pid,
+            roles=remote.roles,
+            status=remote.status,
+            address=address,
+            direction=direction,
+            queue=FrameQueue(cfg.max_queue_frames, cfg.max_queue_bytes),
+            request_slots=asyncio.Semaphore(cfg.max_requests_per_peer),
+            request_bucket=TokenBucket(cfg.request_rate, cfg.request_burst),
+            abuse_bucket=TokenBucket(cfg.request_rate / 10, cfg.request_burst / 2),
+            known=LruSet(cfg.known_per_peer),
         )
         self._peers[pid] = peer
         if existing is not None:

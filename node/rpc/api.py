@@ -6,6 +6,7 @@ raises RpcError (-32602 for bad params, Substrate's codes for pool and state err
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -70,39 +71,26 @@ def _account(value: Any) -> bytes:
     raise RpcError.invalid_params("account must be an SS58 address or 0x-hex account id")
 
 
+@dataclasses.dataclass(kw_only=True, frozen=True, eq=False, slots=True)
 class NodeRpc:
-    def __init__(
-        self,
-        *,
-        spec: ChainSpec,
-        executive: Executive,
-        chain: ChainReader,
-        events: ChainNotifications,
-        transactions: PendingTransactions,
-        network: PeerNetwork,
-        sync: SyncState,
-        is_authority: bool,
-        local_peer_id: str,
-    ) -> None:
-        self._spec = spec
-        self._executive = executive
-        self._runtime = executive.runtime
-        self._chain = chain
-        self._events = events
-        self._transactions = transactions
-        self._network = network
-        self._sync = sync
-        self._is_authority = is_authority
-        self._local_peer_id = local_peer_id
+    spec: ChainSpec
+    executive: Executive
+    chain: ChainReader
+    events: ChainNotifications
+    transactions: PendingTransactions
+    network: PeerNetwork
+    sync: SyncState
+    is_authority: bool
+    local_peer_id: str
 
     # ---- helpers ------------------------------------------------------------------------------
 
     def _block_hash(self, value: Any) -> bytes:
         """The `at` parameter: a known block hash, or the best block when absent."""
         if value is None:
-            return self._chain.best_hash
+            return self.chain.best_hash
         h = _bytes(value, "block hash", 32)
-        if self._chain.header(h) is None:
+        if self.chain.header(h) is None:
             raise RpcError(
                 UNKNOWN_BLOCK, f"Client error: UnknownBlock: header not found for 0x{h.hex()}"
             )
@@ -110,16 +98,16 @@ class NodeRpc:
 
     def _state(self, at: Any) -> tuple[bytes, Trie]:
         h = self._block_hash(at)
-        return h, self._chain.state_at(h)
+        return h, self.chain.state_at(h)
 
     def _header_json(self, h: bytes) -> dict[str, Any] | None:
-        header = self._chain.header(h)
+        header = self.chain.header(h)
         return header.to_json() if header is not None else None
 
     # ---- system -------------------------------------------------------------------------------
 
     def system_chain(self, params: list[Any]) -> str:
-        return self._spec.name
+        return self.spec.name
 
     def system_name(self, params: list[Any]) -> str:
         return "cuckoo-node"
@@ -128,17 +116,17 @@ class NodeRpc:
         return VERSION
 
     def system_properties(self, params: list[Any]) -> dict[str, Any]:
-        return self._spec.properties
+        return self.spec.properties
 
     def system_chain_type(self, params: list[Any]) -> Any:
-        t = self._spec.chain_type
+        t = self.spec.chain_type
         return t if t in ("Development", "Local", "Live") else {"Custom": t}
 
     def system_health(self, params: list[Any]) -> dict[str, Any]:
         return {
-            "peers": self._network.peer_count(),
-            "isSyncing": self._sync.is_major_syncing(),
-            "shouldHavePeers": self._spec.chain_type != "Development",
+            "peers": self.network.peer_count(),
+            "isSyncing": self.sync.is_major_syncing(),
+            "shouldHavePeers": self.spec.chain_type != "Development",
         }
 
     def system_peers(self, params: list[Any]) -> list[Any]:
@@ -149,36 +137,36 @@ class NodeRpc:
                 "bestHash": _hex(p.best_hash),
                 "bestNumber": p.best_number,
             }
-            for p in sorted(self._network.peers(), key=lambda p: p.peer_id)
+            for p in sorted(self.network.peers(), key=lambda p: p.peer_id)
         ]
 
     def system_node_roles(self, params: list[Any]) -> list[str]:
-        return ["Authority"] if self._is_authority else ["Full"]
+        return ["Authority"] if self.is_authority else ["Full"]
 
     def system_local_peer_id(self, params: list[Any]) -> str:
-        return self._local_peer_id
+        return self.local_peer_id
 
     def system_local_listen_addresses(self, params: list[Any]) -> list[str]:
-        return self._network.listen_addresses()
+        return self.network.listen_addresses()
 
     def system_sync_state(self, params: list[Any]) -> dict[str, int]:
         return {
-            "startingBlock": self._sync.starting_block,
-            "currentBlock": self._chain.best_header().number,
-            "highestBlock": self._sync.highest_block(),
+            "startingBlock": self.sync.starting_block,
+            "currentBlock": self.chain.best_header().number,
+            "highestBlock": self.sync.highest_block(),
         }
 
     def system_account_next_index(self, params: list[Any]) -> int:
         who = _account(_param(params, 0))
-        nonce = self._executive.account_nonce(self._chain.state_at(), who)
-        return self._transactions.next_index(who, nonce)
+        nonce = self.executive.account_nonce(self.chain.state_at(), who)
+        return self.transactions.next_index(who, nonce)
 
     # ---- chain --------------------------------------------------------------------------------
 
     def chain_get_block_hash(self, params: list[Any]) -> Any:
         value = _param(params, 0)
         if value is None:
-            return _hex(self._chain.best_hash)
+            return _hex(self.chain.best_hash)
         if isinstance(value, list):
             return [self._hash_for(v) for v in value]
         return self._hash_for(value)
@@ -193,22 +181,22 @@ class NodeRpc:
                 ) from exc
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise RpcError.invalid_params("block number must be a non-negative integer")
-        h = self._chain.hash_at(value)
+        h = self.chain.hash_at(value)
         return _hex(h) if h is not None else None
 
     def chain_get_header(self, params: list[Any]) -> Any:
         value = _param(params, 0)
         if value is None:
-            return self._chain.best_header().to_json()
+            return self.chain.best_header().to_json()
         return self._header_json(_bytes(value, "block hash", 32))
 
     def chain_get_block(self, params: list[Any]) -> Any:
         value = _param(params, 0)
-        h = self._chain.best_hash if value is None else _bytes(value, "block hash", 32)
-        block = self._chain.block(h)
+        h = self.chain.best_hash if value is None else _bytes(value, "block hash", 32)
+        block = self.chain.block(h)
         if block is None:
             return None
-        justification = self._chain.justification(h)
+        justification = self.chain.justification(h)
         return {
             "block": {
                 "header": block.header.to_json(),
@@ -223,17 +211,17 @@ class NodeRpc:
         }
 
     def chain_get_finalized_head(self, params: list[Any]) -> str:
-        return _hex(self._chain.finalized_hash)
+        return _hex(self.chain.finalized_hash)
 
     # ---- state --------------------------------------------------------------------------------
 
     def state_get_runtime_version(self, params: list[Any]) -> dict[str, Any]:
         self._block_hash(_param(params, 0))
-        return self._runtime.version.to_json()
+        return self.executive.runtime.version.to_json()
 
     def state_get_metadata(self, params: list[Any]) -> str:
         self._block_hash(_param(params, 0))
-        return _hex(self._runtime.metadata())
+        return _hex(self.executive.runtime.metadata())
 
     def state_get_storage(self, params: list[Any]) -> str | None:
         key = _bytes(_param(params, 0), "storage key")
@@ -288,7 +276,7 @@ class NodeRpc:
         data = _bytes(_param(params, 1, "0x"), "call data")
         _, state = self._state(_param(params, 2))
         try:
-            return _hex(call_runtime_api(self._executive, state, method, data))
+            return _hex(call_runtime_api(self.executive, state, method, data))
         except RuntimeApiError as exc:
             raise RpcError(UNKNOWN_BLOCK, f"Client error: Execution failed: {exc}") from exc
         except CodecError as exc:
@@ -305,14 +293,14 @@ class NodeRpc:
         _, state = self._state(_param(params, 1))
         try:
             decoded = Extrinsic.decode(xt)
-            call = self._runtime.decode_call(decoded.call)
+            call = self.executive.runtime.decode_call(decoded.call)
         except CodecError as exc:
             raise RpcError.invalid_params(f"cannot decode the extrinsic: {exc}") from exc
         return xt, decoded, call, state
 
     def payment_query_info(self, params: list[Any]) -> dict[str, Any]:
         xt, _, call, state = self._payment_query(params)
-        ex = self._executive
+        ex = self.executive
         info = ex.dispatch_info(call)
         fee = ex.fee_details(state, len(xt), call).inclusion_fee
         return {
@@ -323,7 +311,7 @@ class NodeRpc:
 
     def payment_query_fee_details(self, params: list[Any]) -> dict[str, Any]:
         xt, decoded, call, state = self._payment_query(params)
-        d = self._executive.fee_details(state, len(xt), call)
+        d = self.executive.fee_details(state, len(xt), call)
         return {
             "inclusionFee": {
                 "baseFee": hex(d.base_fee),
@@ -340,7 +328,7 @@ class NodeRpc:
     ) -> tuple[bytes, str]:
         raw = _bytes(_param(params, 0), "extrinsic")
         try:
-            tx_hash, status = self._transactions.submit_extrinsic(raw, watcher)
+            tx_hash, status = self.transactions.submit_extrinsic(raw, watcher)
         except PoolError as exc:
             raise RpcError(exc.code, exc.message, exc.data) from exc
         log.debug("Accepted transaction 0x%s (%s)", tx_hash.hex(), status)
@@ -351,7 +339,7 @@ class NodeRpc:
         return _hex(tx_hash)
 
     def author_pending_extrinsics(self, params: list[Any]) -> list[str]:
-        return [_hex(x) for x in self._transactions.pending()]
+        return [_hex(x) for x in self.transactions.pending()]
 
     def author_submit_and_watch(self, params: list[Any], sub: Subscription) -> None:
         def watcher(status: Any) -> None:
@@ -361,30 +349,30 @@ class NodeRpc:
             if (
                 isinstance(status, dict) and ("finalized" in status or "usurped" in status)
             ) or status in ("dropped", "invalid"):
-                self._transactions.unwatch(tx_hash, watcher)
+                self.transactions.unwatch(tx_hash, watcher)
 
         tx_hash, status = self._submit(params, watcher)
         sub.notify(status)
-        sub.on_close(lambda: self._transactions.unwatch(tx_hash, watcher))
+        sub.on_close(lambda: self.transactions.unwatch(tx_hash, watcher))
 
     # ---- subscriptions ------------------------------------------------------------------------
 
     def subscribe_new_heads(self, params: list[Any], sub: Subscription) -> None:
-        sub.notify(self._chain.best_header().to_json())
+        sub.notify(self.chain.best_header().to_json())
         self._listen(sub, lambda b: sub.notify(b.header.to_json()))
 
     def subscribe_finalized_heads(self, params: list[Any], sub: Subscription) -> None:
-        sub.notify(self._chain.finalized_header().to_json())
+        sub.notify(self.chain.finalized_header().to_json())
 
         def on_final(block_hash: bytes, header: Header) -> None:
             if not sub.closed:
                 sub.notify(header.to_json())
 
-        self._events.subscribe_finalized(on_final)
-        sub.on_close(lambda: self._events.unsubscribe_finalized(on_final))
+        self.events.subscribe_finalized(on_final)
+        sub.on_close(lambda: self.events.unsubscribe_finalized(on_final))
 
     def subscribe_runtime_version(self, params: list[Any], sub: Subscription) -> None:
-        sub.notify(self._runtime.version.to_json())
+        sub.notify(self.executive.runtime.version.to_json())
 
     def subscribe_storage(self, params: list[Any], sub: Subscription) -> None:
         raw_keys = _param(params, 0)
@@ -394,8 +382,8 @@ class NodeRpc:
                 "(subscribing to all storage changes is not supported)"
             )
         keys = {_bytes(k, "storage key"): k for k in raw_keys}
-        best = self._chain.best_hash
-        state = self._chain.state_at(best)
+        best = self.chain.best_hash
+        state = self.chain.state_at(best)
         first = []
         for k, shown in keys.items():
             v = state.get(k)
@@ -414,8 +402,8 @@ class NodeRpc:
         self._listen(sub, on_block)
 
     def _listen(self, sub: Subscription, fn: Callable[[ImportedBlock], None]) -> None:
-        self._events.subscribe_best(fn)
-        sub.on_close(lambda: self._events.unsubscribe_best(fn))
+        self.events.subscribe_best(fn)
+        sub.on_close(lambda: self.events.unsubscribe_best(fn))
 
 
 def build_rpc(api: NodeRpc) -> RpcServer:

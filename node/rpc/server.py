@@ -30,11 +30,13 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from node.httpserve import start_app
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -308,30 +310,21 @@ class _Connection:
         self.done.set()
 
 
+@dataclass(kw_only=True, eq=False)
 class RpcServer:
     """JSON-RPC 2.0 over HTTP POST and WebSocket on one route, `/`."""
 
-    def __init__(
-        self,
-        *,
-        max_body_bytes: int = 15 * 1024 * 1024,
-        max_subscriptions_per_connection: int = 1024,
-        max_connections: int = 1000,
-        max_batch: int = 100,
-        max_json_depth: int = 64,
-        send_queue_limit: int = 4096,
-    ) -> None:
-        self.max_body_bytes = max_body_bytes
-        self.max_subscriptions_per_connection = max_subscriptions_per_connection
-        self.max_connections = max_connections
-        self.max_batch = max_batch
-        self.max_json_depth = max_json_depth
-        self.send_queue_limit = send_queue_limit
-        self._methods: dict[str, _Entry] = {}
-        self._connections: set[_Connection] = set()
-        self._sub_ids: set[str] = set()
-        self._app: web.Application | None = None
-        self._runner: web.AppRunner | None = None
+    max_body_bytes: int = 15 * 1024 * 1024
+    max_subscriptions_per_connection: int = 1024
+    max_connections: int = 1000
+    max_batch: int = 100
+    max_json_depth: int = 64
+    send_queue_limit: int = 4096
+    _methods: dict[str, _Entry] = field(init=False, default_factory=dict)
+    _connections: set[_Connection] = field(init=False, default_factory=set)
+    _sub_ids: set[str] = field(init=False, default_factory=set)
+    _app: web.Application | None = field(init=False, default=None)
+    _runner: web.AppRunner | None = field(init=False, default=None)
 
     # ---- registration -----------------------------------------------------------------------
 
@@ -386,18 +379,9 @@ class RpcServer:
         """Listen on host:port (0 picks a free port); returns the bound port."""
         if self._runner is not None:
             raise RuntimeError("RPC server already started")
-        runner = web.AppRunner(
-            self.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        self._runner, bound = await start_app(
+            self.app(), host, port, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S
         )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound: int = runner.addresses[0][1]
         log.info("JSON-RPC listening on %s:%d (HTTP and WebSocket)", host, bound)
         return bound
 
@@ -612,11 +596,8 @@ class RpcServer:
     ) -> _Out:
         try:
             result = handler(params)
-        except RpcError as err:
-            return None if is_notification else _error(rid, err)
-        except Exception:
-            log.exception("RPC method %s failed", method)
-            return None if is_notification else _error(rid, _INTERNAL)
+        except Exception as exc:
+            return None if is_notification else _error(rid, _failure(exc, "method", method))
         if inspect.isawaitable(result):
             return _await_result(result, method, rid, is_notification)
         return None if is_notification else _result(rid, result, method)
@@ -638,16 +619,8 @@ class RpcServer:
         conn.subs[sub.id] = sub
         try:
             started = kind.handler(params, sub)
-        except RpcError as err:
-            sub._close()
-            return _error(rid, err)
-        except Exception:
-            log.exception("RPC subscription %s failed", method)
-            sub._close()
-            return _error(rid, _INTERNAL)
-        except BaseException:
-            sub._close()
-            raise
+        except BaseException as exc:
+            return _subscription_failed(exc, sub, method, rid)
         if inspect.isawaitable(started):
             return _await_subscribe(started, sub, method, rid, activated)
         activated.append(sub)
@@ -677,11 +650,8 @@ async def _await_result(
 ) -> bytes | None:
     try:
         result = await pending
-    except RpcError as err:
-        return None if is_notification else _error(rid, err)
-    except Exception:
-        log.exception("RPC method %s failed", method)
-        return None if is_notification else _error(rid, _INTERNAL)
+    except Exception as exc:
+        return None if is_notification else _error(rid, _failure(exc, "method", method))
     return None if is_notification else _result(rid, result, method)
 
 
@@ -690,18 +660,27 @@ async def _await_subscribe(
 ) -> bytes | None:
     try:
         await pending
-    except RpcError as err:
-        sub._close()
-        return _error(rid, err)
-    except Exception:
-        log.exception("RPC subscription %s failed", method)
-        sub._close()
-        return _error(rid, _INTERNAL)
-    except BaseException:
-        sub._close()
-        raise
+    except BaseException as exc:
+        return _subscription_failed(exc, sub, method, rid)
     activated.append(sub)
     return _result(rid, sub.id, method)
+
+
+def _failure(exc: Exception, what: str, method: str) -> RpcError:
+    """The error a failed handler answers with: its RpcError, or (logged) an internal error."""
+    if isinstance(exc, RpcError):
+        return exc
+    log.exception("RPC %s %s failed", what, method)
+    return _INTERNAL
+
+
+def _subscription_failed(exc: BaseException, sub: Subscription, method: str, rid: Any) -> bytes:
+    """A subscription handler raised: close the subscription, then answer the error (or
+    re-raise what is not an Exception, such as a cancellation)."""
+    sub._close()
+    if not isinstance(exc, Exception):
+        raise exc
+    return _error(rid, _failure(exc, "subscription", method))
 
 
 # ---- encoding ---------------------------------------------------------------------------------

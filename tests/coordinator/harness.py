@@ -166,13 +166,13 @@ async def running(
     metrics = Metrics()
     engine = Engine(
         EngineConfig(
-            coordinator=COORDINATOR,
             audit_rate=audit_rate,
             task_timeout_blocks=task_timeout_blocks,
             miner_live_s=30.0,
             **(engine_kwargs or {}),
         ),
         store,
+        coordinator=COORDINATOR,
         rng=random.Random(rng_seed),
         on_dispatch=metrics.observe_dispatch,
     )
