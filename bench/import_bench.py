@@ -81,8 +81,11 @@ def prepare(base: Path, n_txs: int, n_accounts: int, seed: int) -> Prepared:
     rng = random.Random(seed)
     pairs = [sr25519.pair_from_seed(rng.randbytes(32)) for _ in range(n_accounts)]
     pubs = [bytes(p) for p, _ in pairs]
-    node = Node(NodeConfig(spec=_spec_with(pubs), base_path=base, prometheus_port=None,
-                           dev_key=dev_suri("alice")))
+    node = Node(
+        NodeConfig(
+            spec=_spec_with(pubs), base_path=base, prometheus_port=None, dev_key=dev_suri("alice")
+        )
+    )
     rt = node.runtime
     version = node.executive.version
     genesis = node.genesis_hash
@@ -94,12 +97,24 @@ def prepare(base: Path, n_txs: int, n_accounts: int, seed: int) -> Prepared:
         dest = (sender + 1 + rng.randrange(n_accounts - 1)) % n_accounts
         value = rng.randrange(10**15, 10**18)
         call = rt.call_type.encode(
-            rt.call("Balances", "transfer_keep_alive", dest=("Id", pubs[dest]), value=value))
-        payload = signing_payload(call, Era.immortal(), nonce, 0, version.spec_version,
-                                  version.transaction_version, genesis, genesis)
+            rt.call("Balances", "transfer_keep_alive", dest=("Id", pubs[dest]), value=value)
+        )
+        payload = signing_payload(
+            call,
+            Era.immortal(),
+            nonce,
+            0,
+            version.spec_version,
+            version.transaction_version,
+            genesis,
+            genesis,
+        )
         sig = bytes(sr25519.sign(pairs[sender], payload))
-        raws.append(encode_signed_extrinsic(call, pubs[sender], SignatureScheme.SR25519, sig,
-                                            Era.immortal(), nonce, 0))
+        raws.append(
+            encode_signed_extrinsic(
+                call, pubs[sender], SignatureScheme.SR25519, sig, Era.immortal(), nonce, 0
+            )
+        )
         messages.append((sig, payload, pubs[sender]))
     parent = node.chain.best_header()
     state = node.db.state_at_root(parent.state_root)
@@ -228,13 +243,16 @@ def node_import_once(p: Prepared, where: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="1,000 transfers among 200 accounts, 1 run")
-    parser.add_argument("--txs", type=int, default=None,
-                        help="transfers in the block (default 5000)")
+    parser.add_argument(
+        "--quick", action="store_true", help="1,000 transfers among 200 accounts, 1 run"
+    )
+    parser.add_argument(
+        "--txs", type=int, default=None, help="transfers in the block (default 5000)"
+    )
     parser.add_argument("--accounts", type=int, default=None, help="accounts (default 1000)")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="runs per figure, best kept (default 3)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="runs per figure, best kept (default 3)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     n_txs = args.txs or (1000 if args.quick else 5000)
@@ -259,12 +277,16 @@ def main() -> None:
     execute = m["apply_unchecked"] - m["decode"]
 
     def row(name: str, seconds: float) -> str:
-        return (f"  {name:<34} {seconds * 1e3:9.1f} ms {seconds / n * 1e6:8.1f} us/tx "
-                f"{seconds / total:6.1%}")
+        return (
+            f"  {name:<34} {seconds * 1e3:9.1f} ms {seconds / n * 1e6:8.1f} us/tx "
+            f"{seconds / total:6.1%}"
+        )
 
-    print(f"import_bench: {n} transfer_keep_alive among {n_accounts} accounts, block "
-          f"{len(p.block.encode()) / 1024:.0f} KiB, best of {repeat}, {pinned}, Python "
-          f"{sys.version.split()[0]} (prepared in {prep:.1f} s)")
+    print(
+        f"import_bench: {n} transfer_keep_alive among {n_accounts} accounts, block "
+        f"{len(p.block.encode()) / 1024:.0f} KiB, best of {repeat}, {pinned}, Python "
+        f"{sys.version.split()[0]} (prepared in {prep:.1f} s)"
+    )
     print("  (CPU time of this process; commit: wall clock, it includes the fsync)")
     print(f"  {'stage':<34} {'time':>12} {'per tx':>14} {'share':>6}")
     print(row("decode extrinsics", m["decode"]))
@@ -273,11 +295,15 @@ def main() -> None:
     print(row("finalize (events, state root)", m["finalize"]))
     print(row("commit (LevelDB batch, fsync)", m["commit"]))
     print(row("= execute_block + commit_block", total))
-    print(f"  {'Node.import_block end to end':<34} {end_to_end * 1e3:9.1f} ms "
-          f"({n / end_to_end:,.0f} tx/s)")
+    print(
+        f"  {'Node.import_block end to end':<34} {end_to_end * 1e3:9.1f} ms "
+        f"({n / end_to_end:,.0f} tx/s)"
+    )
     print(f"import:        {import_tps:10,.0f} tx/s")
-    print(f"raw sr25519:   {raw_vps:10,.0f} verify/s (wrapped verify_signature: "
-          f"{n / m['wrapped_verify']:,.0f}/s)")
+    print(
+        f"raw sr25519:   {raw_vps:10,.0f} verify/s (wrapped verify_signature: "
+        f"{n / m['wrapped_verify']:,.0f}/s)"
+    )
     print(f"ratio import/raw verify: {import_tps / raw_vps:.3f} (target >= 0.5)")
 
 

@@ -145,9 +145,7 @@ def main() -> None:
     finally:
         trivial.terminate()
         trivial.wait(timeout=10)
-    print(
-        f"node_rpc_bench: wrk -c{args.connections} -d{args.duration}s, server CPU 0, wrk CPU 1"
-    )
+    print(f"node_rpc_bench: wrk -c{args.connections} -d{args.duration}s, server CPU 0, wrk CPU 1")
     print(f"  {'endpoint':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for name, r in results.items():
         print(f"  {name:<24}{r['rps']:>10,.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: install everything (Python and the npm client used by the compatibility
-# tests), lint, type-check and run the test suite (everything but GPU-only tests).
+# tests), lint, check the formatting, the import contracts and the types, and run the test suite
+# (everything but GPU-only tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh "test,miner"
@@ -8,8 +9,9 @@ if command -v npm >/dev/null 2>&1 && [ -f tests/compat/package-lock.json ]; then
   echo "==> installing @polkadot/api for the compatibility tests"
   npm ci --prefix tests/compat --no-audit --no-fund --loglevel=error
 fi
-echo "==> ruff"
+echo "==> ruff (lint and format)"
 ruff check .
+ruff format --check .
 echo "==> import contracts (pyproject.toml [tool.importlinter])"
 lint-imports
 echo "==> mypy (strict)"

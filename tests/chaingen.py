@@ -161,8 +161,12 @@ def sr25519_sign_deterministic(public: bytes, secret: bytes, message: bytes) -> 
     t.append(b"sign-bytes", message)
     t.append(b"proto-name", b"Schnorr-sig")
     t.append(b"sign:pk", public)
-    r = int.from_bytes(hashlib.blake2b(secret[32:] + public + message, digest_size=64).digest(),
-                       "little") % _L
+    r = (
+        int.from_bytes(
+            hashlib.blake2b(secret[32:] + public + message, digest_size=64).digest(), "little"
+        )
+        % _L
+    )
     big_r = ristretto_base_mul(r)
     t.append(b"sign:R", big_r)
     k = int.from_bytes(t.challenge(b"sign:c", 64), "little") % _L
@@ -198,18 +202,28 @@ def dev_account(name: str) -> Account:
 
 def transfer_call(node: Node, dest: bytes, value: int) -> bytes:
     rt = node.runtime
-    return rt.call_type.encode(rt.call("Balances", "transfer_keep_alive", dest=("Id", dest),
-                                       value=value))
+    return rt.call_type.encode(
+        rt.call("Balances", "transfer_keep_alive", dest=("Id", dest), value=value)
+    )
 
 
 def sign_transfer(node: Node, sender: Account, nonce: int, dest: bytes, value: int) -> bytes:
     """A signed, immortal `transfer_keep_alive` (no tip), ready for a block."""
     call = transfer_call(node, dest, value)
     version = node.executive.version
-    payload = signing_payload(call, Era.immortal(), nonce, 0, version.spec_version,
-                              version.transaction_version, node.genesis_hash, node.genesis_hash)
-    return encode_signed_extrinsic(call, sender.public, SignatureScheme.SR25519,
-                                   sender.sign(payload), Era.immortal(), nonce, 0)
+    payload = signing_payload(
+        call,
+        Era.immortal(),
+        nonce,
+        0,
+        version.spec_version,
+        version.transaction_version,
+        node.genesis_hash,
+        node.genesis_hash,
+    )
+    return encode_signed_extrinsic(
+        call, sender.public, SignatureScheme.SR25519, sender.sign(payload), Era.immortal(), nonce, 0
+    )
 
 
 # ---- the command line ----------------------------------------------------------------------------
@@ -234,36 +248,55 @@ def _author(node: Node, alice: Account, slot: int, txs: list[bytes]) -> bytes:
     digest = [DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))]
     builder = node.executive.begin_block(state, parent_hash, parent.number + 1, digest)
     ts_call = node.runtime.call_type.encode(
-        node.runtime.call("Timestamp", "set", now=slot * node.slot_ms))
+        node.runtime.call("Timestamp", "set", now=slot * node.slot_ms)
+    )
     builder.apply_inherent(encode_unsigned_extrinsic(ts_call))
     for raw in txs:
         builder.apply(raw)  # full checks, the signature included
     built = builder.finalize()
     seal = DigestItem.seal(aura.ENGINE_ID, alice.sign(built.header.hash()))
     header = dataclasses.replace(built.header, digest=(*built.header.digest, seal))
-    return node.db.commit_block(header, built.extrinsics, built.nodes, is_best=True,
-                                is_finalized=True)
+    return node.db.commit_block(
+        header, built.extrinsics, built.nodes, is_best=True, is_finalized=True
+    )
 
 
-def build_chain(base_path: Path | str, n_blocks: int, txs_per_block: int, n_accounts: int,
-                seed: int, *, start_slot: int = START_SLOT) -> list[Block]:
+def build_chain(
+    base_path: Path | str,
+    n_blocks: int,
+    txs_per_block: int,
+    n_accounts: int,
+    seed: int,
+    *,
+    start_slot: int = START_SLOT,
+) -> list[Block]:
     """Author a dev chain of `n_blocks` blocks into a fresh store at `base_path`; see the module
     docstring. Returns blocks #1..#n_blocks as stored."""
     if n_blocks < 1 or n_accounts < 2 or txs_per_block < 0:
         raise ValueError("need n_blocks >= 1, n_accounts >= 2, txs_per_block >= 0")
     rng = random.Random(seed)
     seed_bytes = encode_compact(seed) if seed >= 0 else str(seed).encode()
-    accounts = [account_from_seed(blake2_256(b"chaingen:" + seed_bytes + i.to_bytes(4, "little")))
-                for i in range(n_accounts)]
+    accounts = [
+        account_from_seed(blake2_256(b"chaingen:" + seed_bytes + i.to_bytes(4, "little")))
+        for i in range(n_accounts)
+    ]
     alice = dev_account("alice")
-    node = Node(NodeConfig(spec=load_spec("dev"), base_path=Path(base_path), prometheus_port=None,
-                           dev_key=dev_suri("alice")))
+    node = Node(
+        NodeConfig(
+            spec=load_spec("dev"),
+            base_path=Path(base_path),
+            prometheus_port=None,
+            dev_key=dev_suri("alice"),
+        )
+    )
     try:
         if node.chain.best_header().number != 0:
             raise ValueError(f"{base_path} already holds blocks; build_chain needs a fresh store")
         alice_nonce = node.executive.account_nonce(node.chain.state_at(), alice.public)
-        funding = [sign_transfer(node, alice, alice_nonce + i, acc.public, FUNDING)
-                   for i, acc in enumerate(accounts)]
+        funding = [
+            sign_transfer(node, alice, alice_nonce + i, acc.public, FUNDING)
+            for i, acc in enumerate(accounts)
+        ]
         _author(node, alice, start_slot + 1, funding)
         nonces = [0] * n_accounts
         for number in range(2, n_blocks + 1):
@@ -271,8 +304,9 @@ def build_chain(base_path: Path | str, n_blocks: int, txs_per_block: int, n_acco
             for _ in range(txs_per_block):
                 src, dst = rng.sample(range(n_accounts), 2)
                 value = rng.randrange(10**15, 10**18)
-                txs.append(sign_transfer(node, accounts[src], nonces[src], accounts[dst].public,
-                                         value))
+                txs.append(
+                    sign_transfer(node, accounts[src], nonces[src], accounts[dst].public, value)
+                )
                 nonces[src] += 1
             _author(node, alice, start_slot + number, txs)
         blocks = []

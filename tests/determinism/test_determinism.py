@@ -42,8 +42,14 @@ def _env(hash_seed: str) -> dict[str, str]:
 
 
 def _run(*args: str | Path, hash_seed: str = "0") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cuckoo_node(*args), env=_env(hash_seed), capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        cuckoo_node(*args),
+        env=_env(hash_seed),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _canonical(base: Path) -> list[tuple[bytes, bytes]]:
@@ -68,8 +74,9 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     base = root / "source"
     blocks = build_chain(base, N_BLOCKS, TXS_PER_BLOCK, N_ACCOUNTS, SEED)
     export = root / "chain.blocks"
-    res = _run("export-blocks", "--base-path", base, "--chain", "dev", "--progress-every", "5",
-               export)
+    res = _run(
+        "export-blocks", "--base-path", base, "--chain", "dev", "--progress-every", "5", export
+    )
     assert res.returncode == 0, res.stderr
     assert "Exported #10" in res.stderr
     return Chain(base, blocks, export)
@@ -79,16 +86,19 @@ def test_export_is_the_length_prefixed_scale_blocks(chain: Chain) -> None:
     assert chain.export.read_bytes() == b"".join(encode_entry(b) for b in chain.blocks)
     assert [b.header.number for b in chain.blocks] == list(range(1, N_BLOCKS + 1))
     assert sum(len(b.extrinsics) for b in chain.blocks) == N_BLOCKS + N_ACCOUNTS + TXS_PER_BLOCK * (
-        N_BLOCKS - 1)
+        N_BLOCKS - 1
+    )
 
 
 def test_import_is_identical_across_hash_seeds(chain: Chain, tmp_path: Path) -> None:
     procs = {}
     for seed in HASH_SEEDS:
-        argv = cuckoo_node("import-blocks", "--base-path", tmp_path / seed, "--chain", "dev",
-                           chain.export)
-        procs[seed] = subprocess.Popen(argv, env=_env(seed), stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
+        argv = cuckoo_node(
+            "import-blocks", "--base-path", tmp_path / seed, "--chain", "dev", chain.export
+        )
+        procs[seed] = subprocess.Popen(
+            argv, env=_env(seed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     for seed, proc in procs.items():
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"PYTHONHASHSEED={seed}: {err}"
@@ -122,8 +132,14 @@ def test_chain_generator_is_reproducible_across_hash_seeds(chain: Chain, tmp_pat
     repo = Path(__file__).resolve().parents[2]
     path = os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))
     env = {**_env("2"), "PYTHONPATH": path}
-    res = subprocess.run([sys.executable, "-c", script, str(tmp_path / "again")], env=env,
-                         capture_output=True, text=True, timeout=120, check=False)
+    res = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "again")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == chain.blocks[-1].hash().hex()
 
@@ -144,7 +160,6 @@ def test_import_stops_at_a_tampered_block(chain: Chain, tmp_path: Path) -> None:
     res = _run("check-db", "--base-path", tmp_path / "db", "--chain", "dev")
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"ok #4 0x{blocks[3].hash().hex()} ")
-
 
 
 def _import_two_forks(tmp_path: Path) -> tuple[list[Block], list[Block], Node]:

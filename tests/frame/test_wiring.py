@@ -156,7 +156,11 @@ def _documented_errors(doc: str, own: str) -> list[tuple[str, str]]:
 def test_documented_errors_parse() -> None:
     doc = "Errors: A, B and Slashing's C / D, Tasks.E. Emits: X."
     assert _documented_errors(doc, "P") == [
-        ("P", "A"), ("P", "B"), ("Slashing", "C"), ("Slashing", "D"), ("Tasks", "E")
+        ("P", "A"),
+        ("P", "B"),
+        ("Slashing", "C"),
+        ("Slashing", "D"),
+        ("Tasks", "E"),
     ]
 
 
