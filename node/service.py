@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chain.crypto import ed25519_public_from_seed
-from chain.primitives import Header
 from chain.storage.trie import Trie
 from genesis.builder import ChainSpec, build_genesis
 from node.authoring import Author
@@ -40,7 +39,7 @@ from node.finality.gadget import FinalityGadget
 from node.finality.sets import ValidatorSets
 from node.finality.store import KVVoteStore
 from node.importer import BlockImporter
-from node.interfaces import Clock, ImportedBlock
+from node.interfaces import Clock
 from node.keystore import AURA_KEY_TYPE, BLS_KEY_TYPE, GRANDPA_KEY_TYPE, Keystore
 from node.metrics import Metrics
 from node.netbridge import NetworkLink, NodeNetworkHandler
@@ -165,11 +164,11 @@ class Node:
 
         events = self.events
         events.subscribe_best(self.transactions.on_best_block)
-        events.subscribe_best(self._on_new_best)
+        events.subscribe_best(self._on_chain_moved)
         events.subscribe_imported(self.gadget.on_block_imported)
         events.subscribe_finalized(self.transactions.on_finalized)
         events.subscribe_finalized(self.gadget.on_finalized)
-        events.subscribe_finalized(self._on_finalized)
+        events.subscribe_finalized(self._on_chain_moved)
         self._refresh_metrics()
 
     def insert_dev_keys(self, suri: str) -> None:
@@ -212,11 +211,8 @@ class Node:
 
     # ---- reactions to the chain's events -----------------------------------------------------
 
-    def _on_new_best(self, block: ImportedBlock) -> None:
-        self._refresh_metrics()
-        self.network.update_status()
-
-    def _on_finalized(self, block_hash: bytes, header: Header) -> None:
+    def _on_chain_moved(self, *_: object) -> None:
+        """A new best or finalized block: refresh the gauges and the status peers see."""
         self._refresh_metrics()
         self.network.update_status()
 

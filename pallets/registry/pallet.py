@@ -261,10 +261,10 @@ def suspend(ctx: Ctx, who: bytes) -> None:
         ctx.emit(StatusChanged(who, Status.SUSPENDED))
 
 
-def standing_votes(ctx: Ctx, who: bytes) -> int:
+def standing_votes(state: ReadState, config: RuntimeConfig, who: bytes) -> int:
     """The votes standing on `who` (wired from Voting: they survive a deregistration and count
     again on return)."""
-    return sum(v.standing_votes(ctx.state, who) for v in ctx.config.wiring.standing_votes)
+    return sum(v.standing_votes(state, who) for v in config.wiring.standing_votes)
 
 
 def _own_registration(ctx: Ctx) -> tuple[bytes, Role, Registration]:
@@ -299,7 +299,7 @@ def _register(ctx: Ctx, role: Role, operator: bytes, info: Info) -> None:
     own = staking.free_to_allocate(ctx.state, who)
     ensure(own >= min_stake(ctx.config, role), Error.INSUFFICIENT_STAKE)
     OperatorOf.put(ctx.state, AccountId(operator), Operator(role, who))
-    votes = standing_votes(ctx, who)
+    votes = standing_votes(ctx.state, ctx.config, who)
     registration = Registration(operator, info, 0, own, votes, Status.ACTIVE, ctx.block_number)
     _map_of(role).put(ctx.state, AccountId(who), registration)
     ctx.emit((MinerRegistered if role == Role.MINER else CoordinatorRegistered)(who, operator))
@@ -383,7 +383,7 @@ def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
                 raise AssertionError(
                     f"registration {who.hex()}: own stake {reg.own_stake} != {own}"
                 )
-            votes = sum(v.standing_votes(state, who) for v in config.wiring.standing_votes)
+            votes = standing_votes(state, config, who)
             if reg.votes != votes:
                 raise AssertionError(f"registration {who.hex()}: votes {reg.votes} != {votes}")
             if reg.status != Status.SUSPENDED:

@@ -460,7 +460,7 @@ def on_initialize(ctx: Ctx) -> None:
         due = [task_id for task_id, _ in Deadlines.iter_prefix(ctx.state, block)][:budget]
         for task_id in due:
             task = Tasks.get(ctx.state, task_id)
-            if task is None or not TaskStatus(task.status).is_open:
+            if task is None or not task.status.is_open:
                 Deadlines.remove(ctx.state, block, task_id)
             else:
                 submitted = task.status == TaskStatus.SUBMITTED
@@ -483,7 +483,7 @@ def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
     open_tasks: set[tuple[int, bytes]] = set()
     stats: dict[bytes, MinerStats] = {}
     for task_id, task in Tasks.iter(state):
-        if TaskStatus(task.status).is_open:
+        if task.status.is_open:
             open_tasks.add((task.deadline, task_id))
         s = stats.get(task.miner, MinerStats())
         stats[task.miner] = MinerStats(

@@ -309,6 +309,28 @@ def test_registry_resolves_lazy_references() -> None:
         Lazy("Unbound").encode(1)
 
 
+def test_lazy_rebinds_only_to_a_type_of_the_same_shape() -> None:
+    """Each runtime assembly binds Sudo's `RuntimeCall` reference: a second runtime with the
+    same pallets may, one with other pallets may not (what a call decodes to would change)."""
+    from chain.frame.runtime import Runtime
+    from genesis.builder import load_spec
+    from pallets.runtime import PALLETS, build_runtime, runtime_config
+    from pallets.sudo import pallet as sudo
+
+    config = runtime_config(load_spec("dev").raw["genesis"]["runtimeGenesis"]["parameters"])
+    first = build_runtime(config)
+    build_runtime(config)  # same pallets: allowed
+    assert sudo.RUNTIME_CALL.target is not first.call_type  # rebound to the newest
+    with pytest.raises(CodecError, match="another shape"):
+        Runtime(
+            name="t",
+            version=first.version,
+            pallets=PALLETS[:-1],
+            config=config,
+            call_refs=(sudo.RUNTIME_CALL,),
+        )
+
+
 def test_scale_info_shapes() -> None:
     reg = TypeRegistry()
     opt = reg.types[reg.id_of(Option(U32))]
