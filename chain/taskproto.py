@@ -5,6 +5,10 @@
   (sorted keys, no whitespace, UTF-8).
 - A *result hash* is blake2_256 of the PNG bytes; a *device hash* is blake2_256 of the canonical
   JSON of the device-class fingerprint (device name, driver, torch and diffusers versions, dtype).
+- A *result commitment* (what a miner or checker puts on chain before anything tells it
+  whether, or by whom, it is checked) is `result_commitment(...)`: blake2_256 of a domain, the
+  committer's staker account, the task id, the result hash, the device hash, the hash of the
+  image sketch and a 32-byte secret salt. Revealing those values opens it (docs/verification.md).
 - Every miner request to a coordinator is signed by the miner's operator key (sr25519) over
   `request_message(...)`: the method, path, body hash, a millisecond timestamp and a random nonce,
   so a request cannot be replayed, redirected or altered.
@@ -33,6 +37,8 @@ SPEC_FIELDS: Mapping[str, type] = MappingProxyType(
     }
 )
 REQUEST_DOMAIN = b"cuckoo-miner-request/v1"
+COMMITMENT_DOMAIN = b"cuckoo/result/v1"
+SALT_LENGTH = 32
 MAX_PROMPT_BYTES = 2000
 MAX_SIDE = 1024
 MAX_STEPS = 100
@@ -78,6 +84,30 @@ def result_hash(png: bytes) -> bytes:
 
 def device_hash(fingerprint: Mapping[str, Any]) -> bytes:
     return blake2_256(canonical_json(fingerprint))
+
+
+def result_commitment(
+    staker: bytes,
+    task_id: bytes,
+    result_hash: bytes,
+    device_hash: bytes,
+    sketch: bytes,
+    salt: bytes,
+) -> bytes:
+    """The blind commitment to a result: it hides the result hash until it is revealed, and it
+    binds the committer (copying another's commitment opens only for that other account)."""
+    for name, value in (
+        ("staker", staker),
+        ("task_id", task_id),
+        ("result_hash", result_hash),
+        ("device_hash", device_hash),
+        ("salt", salt),
+    ):
+        if len(value) != 32:
+            raise ValueError(f"{name} must be 32 bytes, got {len(value)}")
+    return blake2_256(
+        COMMITMENT_DOMAIN + staker + task_id + result_hash + device_hash + blake2_256(sketch) + salt
+    )
 
 
 def request_message(method: str, path: str, body: bytes, timestamp_ms: int, nonce: str) -> bytes:
