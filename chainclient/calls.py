@@ -5,6 +5,11 @@ A `Call` names `module.function` and its arguments: substrate-interface values i
 as they are). The Tasks pallet's calls go the second way: the coordinator sends hundreds of items
 per block, and scalecodec spends about 1 ms per item. Tests check these bytes against
 substrate-interface's encoding on a real node.
+
+The checked-work protocol (docs/verification.md): coordinators commit tasks, miners submit
+blind result commitments, coordinators accept early (`settle_tasks`) or dispute; a checked task
+goes through `reveal_spec` (coordinator), `commit_check` (checkers), `reveal_result` (the miner
+and the checkers) and, after a Guilty round 1, the miner's `appeal`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MAX_BATCH = 256  # Tasks.MaxBatch: items per commit/submit/settle batch
-MAX_WITNESSES = 4  # Tasks: witnesses per report_invalid_result
 TASKS = "Tasks"
 
 
@@ -39,22 +43,14 @@ class TaskCommit:
     spec_hash: bytes
     miner: bytes
     deadline: int
-    audit_of: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ResultCommit:
-    """A miner's result: hash of the PNG and of its device-class fingerprint."""
+    """A miner's blind result: `chain.taskproto.result_commitment(...)`."""
 
     task_id: bytes
-    result_hash: bytes
-    device_hash: bytes
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Settlement:
-    task_id: bytes
-    accept: bool
+    commitment: bytes
 
 
 def compact_len(n: int) -> bytes:
@@ -72,48 +68,80 @@ def _vec(rows: Sequence[bytes]) -> bytes:
     return compact_len(len(rows)) + b"".join(rows)
 
 
-def _option_h256(value: bytes | None) -> bytes:
-    return b"\x00" if value is None else b"\x01" + value
+def _bytes(data: bytes) -> bytes:
+    """SCALE Vec<u8>."""
+    return compact_len(len(data)) + data
 
 
-def _batch(function: str, rows: Sequence[bytes]) -> Call:
+def _h256(name: str, value: bytes) -> tuple[str, bytes]:
+    if len(value) != 32:
+        raise ValueError(f"{name} must be 32 bytes, got {len(value)}")
+    return name, value
+
+
+def _batch(function: str, name: str, rows: Sequence[bytes]) -> Call:
     if len(rows) > MAX_BATCH:
         raise ValueError(f"Tasks.{function}: {len(rows)} items, at most {MAX_BATCH}")
-    return Call(TASKS, function, encoded=(("batch", _vec(rows)),))
+    return Call(TASKS, function, encoded=((name, _vec(rows)),))
 
 
 def commit_tasks(items: Iterable[TaskCommit]) -> Call:
     """Tasks.commit_tasks(batch: Vec<TaskCommit{task_id: H256, spec_hash: H256, miner:
-    AccountId, deadline: u32, audit_of: Option<H256>}>)."""
+    AccountId, deadline: u32}>)."""
     return _batch(
         "commit_tasks",
-        [
-            i.task_id
-            + i.spec_hash
-            + i.miner
-            + i.deadline.to_bytes(4, "little")
-            + _option_h256(i.audit_of)
-            for i in items
-        ],
+        "batch",
+        [i.task_id + i.spec_hash + i.miner + i.deadline.to_bytes(4, "little") for i in items],
     )
 
 
 def submit_results(items: Iterable[ResultCommit]) -> Call:
-    """Tasks.submit_results(batch: Vec<ResultCommit{task_id, result_hash, device_hash: H256}>)."""
-    return _batch("submit_results", [i.task_id + i.result_hash + i.device_hash for i in items])
+    """Tasks.submit_results(batch: Vec<ResultCommit{task_id: H256, commitment: H256}>)."""
+    return _batch("submit_results", "batch", [i.task_id + i.commitment for i in items])
 
 
-def settle_tasks(items: Iterable[Settlement]) -> Call:
-    """Tasks.settle_tasks(batch: Vec<Settlement{task_id: H256, accept: bool}>)."""
-    return _batch("settle_tasks", [i.task_id + (b"\x01" if i.accept else b"\x00") for i in items])
+def settle_tasks(task_ids: Iterable[bytes]) -> Call:
+    """Tasks.settle_tasks(task_ids: Vec<H256>): accept submitted results early."""
+    return _batch("settle_tasks", "task_ids", list(task_ids))
 
 
-def report_invalid_result(task_id: bytes, witnesses: Sequence[bytes]) -> Call:
-    """Tasks.report_invalid_result(task_id: H256, witnesses: Vec<H256>)."""
-    if len(witnesses) > MAX_WITNESSES:
-        raise ValueError(f"at most {MAX_WITNESSES} witnesses")
+def dispute_task(task_id: bytes) -> Call:
+    """Tasks.dispute_task(task_id: H256): open a round-1 check of a submitted result."""
+    return Call(TASKS, "dispute_task", encoded=(_h256("task_id", task_id),))
+
+
+def reveal_spec(task_id: bytes, spec: bytes) -> Call:
+    """Tasks.reveal_spec(task_id: H256, spec: Vec<u8>): the canonical JSON of the task's spec."""
+    return Call(TASKS, "reveal_spec", encoded=(_h256("task_id", task_id), ("spec", _bytes(spec))))
+
+
+def commit_check(task_id: bytes, commitment: bytes) -> Call:
+    """Tasks.commit_check(task_id: H256, commitment: H256): a checker's blind result."""
     return Call(
         TASKS,
-        "report_invalid_result",
-        encoded=(("task_id", task_id), ("witnesses", _vec(list(witnesses)))),
+        "commit_check",
+        encoded=(_h256("task_id", task_id), _h256("commitment", commitment)),
     )
+
+
+def reveal_result(
+    task_id: bytes, result_hash: bytes, device_hash: bytes, sketch: bytes, salt: bytes
+) -> Call:
+    """Tasks.reveal_result(task_id, result_hash, device_hash: H256, sketch: Vec<u8>, salt:
+    H256): opens the miner's or a checker's commitment."""
+    return Call(
+        TASKS,
+        "reveal_result",
+        encoded=(
+            _h256("task_id", task_id),
+            _h256("result_hash", result_hash),
+            _h256("device_hash", device_hash),
+            ("sketch", _bytes(sketch)),
+            _h256("salt", salt),
+        ),
+    )
+
+
+def appeal(task_id: bytes) -> Call:
+    """Tasks.appeal(task_id: H256): a miner found Guilty in round 1 asks for round 2."""
+    return Call(TASKS, "appeal", encoded=(_h256("task_id", task_id),))

@@ -27,7 +27,14 @@ from chainclient import ClientError
 from chainclient.accounts import SS58_PREFIX, ss58
 from chainclient.calls import Call
 from chainclient.registry import COORDINATOR, MINER, OperatorRole, Registration
-from chainclient.tasks import Task, decode_task
+from chainclient.tasks import (
+    Check,
+    CheckOpened,
+    Task,
+    decode_check,
+    decode_task,
+    parse_check_opened,
+)
 
 QUERY_CHUNK = 512  # storage keys per state_queryStorageAt
 PAGE_SIZE = 200  # keys per state_getKeysPaged when listing a map
@@ -99,7 +106,7 @@ class Connection:
         self.url = url
         self.timeout_s = timeout_s
         self._si: SubstrateInterface | None = None
-        self._tasks_prefix: str | None = None
+        self._prefixes: dict[str, str | None] = {}  # Tasks map -> key prefix (None: hashed)
         self._arg_types: dict[tuple[str, str], dict[str, str]] = {}
 
     @property
@@ -127,7 +134,7 @@ class Connection:
     def close(self) -> None:
         """Drop the connection (the next call opens a new one)."""
         si, self._si = self._si, None
-        self._tasks_prefix = None
+        self._prefixes.clear()
         self._arg_types.clear()
         if si is not None:
             with contextlib.suppress(Exception):
@@ -151,6 +158,14 @@ class Connection:
             v = record.value
             out.append(Event(str(v["module_id"]), str(v["event_id"]), v["attributes"]))
         return out
+
+    def checks_opened(self, block_hash: str) -> list[CheckOpened]:
+        """The block's Tasks.CheckOpened events."""
+        return [
+            parse_check_opened(e.attributes)
+            for e in self.events(block_hash)
+            if e.module == "Tasks" and e.name == "CheckOpened"
+        ]
 
     # ---- accounts -------------------------------------------------------------------------------
 
@@ -200,28 +215,53 @@ class Connection:
     def tasks(
         self, task_ids: Sequence[bytes], block_hash: str | None = None
     ) -> dict[bytes, Task | None]:
-        """Tasks.Tasks of each id (None where there is none): one state_queryStorageAt per
-        chunk, the keys built as prefix ++ id (the map's hasher is Identity), each value decoded
-        by `decode_task`."""
-        prefix = self._tasks_storage_prefix()
-        out: dict[bytes, Task | None] = dict.fromkeys(task_ids)
-        ids = list(out)
-        for i in range(0, len(ids), QUERY_CHUNK):
-            params: list[Any] = [[prefix + t.hex() for t in ids[i : i + QUERY_CHUNK]]]
+        """Tasks.Tasks of each id (None where there is none), decoded by `decode_task`."""
+        raw = self._tasks_map("Tasks", task_ids, block_hash)
+        return {t: None if v is None else decode_task(v) for t, v in raw.items()}
+
+    def checks(
+        self, task_ids: Sequence[bytes], block_hash: str | None = None
+    ) -> dict[bytes, Check | None]:
+        """Tasks.Checks of each id (None where no check is open), decoded by `decode_check`."""
+        raw = self._tasks_map("Checks", task_ids, block_hash)
+        return {t: None if v is None else decode_check(v) for t, v in raw.items()}
+
+    def specs(
+        self, task_ids: Sequence[bytes], block_hash: str | None = None
+    ) -> dict[bytes, bytes | None]:
+        """Tasks.Specs of each id: the revealed spec JSON (None where none was revealed)."""
+        raw = self._tasks_map("Specs", task_ids, block_hash)
+        return {t: None if v is None else _scale_bytes(v) for t, v in raw.items()}
+
+    def _tasks_map(
+        self, storage: str, task_ids: Sequence[bytes], block_hash: str | None
+    ) -> dict[bytes, bytes | None]:
+        """Raw values of a Tasks map keyed by task id: one state_queryStorageAt per chunk, the
+        keys built as prefix ++ id when the map's hasher is Identity (else one by one)."""
+        out: dict[bytes, bytes | None] = dict.fromkeys(task_ids)
+        keys = {self._task_key(storage, t): t for t in out}
+        key_list = list(keys)
+        for i in range(0, len(key_list), QUERY_CHUNK):
+            params: list[Any] = [key_list[i : i + QUERY_CHUNK]]
             if block_hash is not None:
                 params.append(block_hash)
             resp = self.si.rpc_request("state_queryStorageAt", params)
             for change_set in resp["result"]:
                 for key, value in change_set["changes"]:
                     if value is not None:
-                        out[bytes.fromhex(key[-64:])] = decode_task(bytes.fromhex(value[2:]))
+                        out[keys[key.lower()]] = bytes.fromhex(value[2:])
         return out
 
-    def _tasks_storage_prefix(self) -> str:
-        if self._tasks_prefix is None:
-            template = self.si.create_storage_key("Tasks", "Tasks", ["0x" + "00" * 32])
-            self._tasks_prefix = "0x" + bytes(template.data[:-32]).hex()
-        return self._tasks_prefix
+    def _task_key(self, storage: str, task_id: bytes) -> str:
+        if storage not in self._prefixes:
+            template = self.si.create_storage_key("Tasks", storage, ["0x" + "00" * 32])
+            data = bytes(template.data)
+            self._prefixes[storage] = "0x" + data[:32].hex() if len(data) == 64 else None
+        prefix = self._prefixes[storage]
+        if prefix is not None:
+            return prefix + task_id.hex()
+        key = self.si.create_storage_key("Tasks", storage, ["0x" + task_id.hex()])
+        return "0x" + bytes(key.data).hex()
 
     # ---- extrinsics -----------------------------------------------------------------------------
 
@@ -283,3 +323,21 @@ class Connection:
             detail = " ".join(docs) if isinstance(docs, list) else str(docs)
             return Inclusion(block, str(err.get("name", err)), detail)
         return Inclusion(block, str(err))
+
+
+def _scale_bytes(raw: bytes) -> bytes:
+    """The payload of a SCALE Vec<u8>."""
+    first = raw[0]
+    mode = first & 3
+    if mode == 0:
+        n, pos = first >> 2, 1
+    elif mode == 1:
+        n, pos = int.from_bytes(raw[:2], "little") >> 2, 2
+    elif mode == 2:
+        n, pos = int.from_bytes(raw[:4], "little") >> 2, 4
+    else:
+        size = (first >> 2) + 4
+        n, pos = int.from_bytes(raw[1 : 1 + size], "little"), 1 + size
+    if pos + n != len(raw):
+        raise ClientError("malformed Vec<u8> in storage")
+    return raw[pos:]

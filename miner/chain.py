@@ -2,10 +2,12 @@
 underneath, like any third-party client).
 
 `MinerChain` reads the registry (this miner's registration by operator, the coordinators with
-their endpoints and stake) and the tasks, and submits `Tasks.submit_results` signed by the operator
-key, each call under a deadline on the client's worker thread (`chainclient.gateway.Gateway`).
+their endpoints and stake), the tasks, their checks and revealed specs, and the CheckOpened events
+of each block, and submits the miner's Tasks calls (`submit_results`, `commit_check`,
+`reveal_result`, `appeal`) signed by the operator key, each call under a deadline on the client's
+worker thread (`chainclient.gateway.Gateway`).
 
-`ResultCommitter` commits uploaded results: one `submit_results` per block with everything
+`ResultCommitter` commits uploaded results (blind commitments): one `submit_results` per block with everything
 uploaded since. Before each batch it reads every pending task on chain (the batch is all or
 nothing, so one bad item must not sink the rest): a task not committed yet stays for the next
 block (the coordinator commits in batches too), a task past its deadline, final, assigned to
@@ -29,11 +31,11 @@ from substrateinterface import Keypair
 
 from chainclient import calls
 from chainclient.accounts import h256
-from chainclient.calls import MAX_BATCH, ResultCommit
+from chainclient.calls import MAX_BATCH, Call, ResultCommit
 from chainclient.connection import ChainUnavailable, Connection, SubmitRefused
 from chainclient.gateway import Gateway
 from chainclient.registry import MINER, Registration
-from chainclient.tasks import Task
+from chainclient.tasks import Check, CheckOpened, Task
 from miner import MinerError
 
 log = logging.getLogger(__name__)
@@ -46,16 +48,14 @@ class NotRegistered(MinerError):
 @dataclasses.dataclass(frozen=True, slots=True)
 class PendingResult:
     task_id: bytes
-    result_hash: bytes
-    device_hash: bytes
+    commitment: bytes  # chain.taskproto.result_commitment(staker, task_id, ...)
     spec_hash: bytes
     deadline: int
 
     def to_json(self) -> dict[str, Any]:
         return {
             "task_id": "0x" + self.task_id.hex(),
-            "result_hash": "0x" + self.result_hash.hex(),
-            "device_hash": "0x" + self.device_hash.hex(),
+            "commitment": "0x" + self.commitment.hex(),
             "spec_hash": "0x" + self.spec_hash.hex(),
             "deadline": self.deadline,
         }
@@ -64,8 +64,7 @@ class PendingResult:
     def from_json(cls, obj: dict[str, Any]) -> PendingResult:
         return cls(
             task_id=h256(obj["task_id"]),
-            result_hash=h256(obj["result_hash"]),
-            device_hash=h256(obj["device_hash"]),
+            commitment=h256(obj["commitment"]),
             spec_hash=h256(obj["spec_hash"]),
             deadline=int(obj["deadline"]),
         )
@@ -90,6 +89,21 @@ class ChainAccess(Protocol):
     async def tasks(self, task_ids: Sequence[bytes]) -> dict[bytes, Task | None]: ...
 
     async def submit_results(self, items: Sequence[PendingResult]) -> SubmitOutcome: ...
+
+    async def checks(self, task_ids: Sequence[bytes]) -> dict[bytes, Check | None]: ...
+
+    async def specs(self, task_ids: Sequence[bytes]) -> dict[bytes, bytes | None]: ...
+
+    async def checks_opened(self, first: int, last: int) -> list[CheckOpened]: ...
+
+    async def send(self, call: Call) -> SubmitOutcome: ...
+
+
+def _checks_opened(conn: Connection, first: int, last: int) -> list[CheckOpened]:
+    out: list[CheckOpened] = []
+    for number in range(first, last + 1):
+        out.extend(conn.checks_opened(conn.block_hash(number)))
+    return out
 
 
 def _balance_and_deposit(conn: Connection, who: bytes) -> tuple[int, int]:
@@ -156,12 +170,31 @@ class MinerChain:
             return {}
         return await self._gateway.run(Connection.tasks, list(task_ids))
 
+    async def checks(self, task_ids: Sequence[bytes]) -> dict[bytes, Check | None]:
+        if not task_ids:
+            return {}
+        return await self._gateway.run(Connection.checks, list(task_ids))
+
+    async def specs(self, task_ids: Sequence[bytes]) -> dict[bytes, bytes | None]:
+        if not task_ids:
+            return {}
+        return await self._gateway.run(Connection.specs, list(task_ids))
+
+    async def checks_opened(self, first: int, last: int) -> list[CheckOpened]:
+        """The Tasks.CheckOpened events of blocks first..last."""
+        if last < first:
+            return []
+        return await self._gateway.run(_checks_opened, first, last)
+
     # ---- writes ---------------------------------------------------------------------------------
 
     async def submit_results(self, items: Sequence[PendingResult]) -> SubmitOutcome:
-        call = calls.submit_results(
-            ResultCommit(i.task_id, i.result_hash, i.device_hash) for i in items
+        return await self.send(
+            calls.submit_results(ResultCommit(i.task_id, i.commitment) for i in items)
         )
+
+    async def send(self, call: Call) -> SubmitOutcome:
+        """Sign `call` with the operator key, submit it and wait until a block includes it."""
         try:
             included = await self._gateway.run_within(
                 self.submit_timeout_s, Connection.submit_and_wait, self.keypair, call
@@ -317,7 +350,7 @@ class ResultCommitter:
         if state.miner != self.staker_key:
             return "the task is assigned to another miner on chain"
         if state.status != "Committed":
-            if state.result_hash == item.result_hash:
+            if state.commitment == item.commitment:
                 return "committed"
             return f"the task is already {state.status} on chain"
         if state.spec_hash != item.spec_hash:

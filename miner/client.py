@@ -13,7 +13,9 @@ Every request is signed by the miner's operator key (sr25519) over
                                       -> 200 {"tasks": [{task_id, spec, spec_hash, deadline_block}]}
                                       |  204 (nothing within wait_s)
     POST /v1/miner/results/{task_id}  body: the PNG; X-Cuckoo-Result-Hash, X-Cuckoo-Device,
-                                      X-Cuckoo-Device-Info (JSON)
+                                      X-Cuckoo-Sketch, X-Cuckoo-Salt (0x-hex: what opens
+                                      the result's on-chain commitment), X-Cuckoo-Device-Info
+                                      (JSON)
                                       -> 200 | 404 | 409 | 410 | 413 | 422
     POST /v1/miner/release/{task_id}  hands a task back
 
@@ -208,12 +210,16 @@ class CoordinatorClient:
         *,
         result_hash: bytes,
         device_hash: bytes,
+        sketch: bytes,
+        salt: bytes,
         device_info: Mapping[str, str],
     ) -> None:
         """Send a result. Raises TaskRefused on a final 4xx, CoordinatorError otherwise."""
         headers = {
             "X-Cuckoo-Result-Hash": "0x" + result_hash.hex(),
             "X-Cuckoo-Device": "0x" + device_hash.hex(),
+            "X-Cuckoo-Sketch": "0x" + sketch.hex(),
+            "X-Cuckoo-Salt": "0x" + salt.hex(),
             "X-Cuckoo-Device-Info": json.dumps(device_info, sort_keys=True, separators=(",", ":")),
         }
         status, data = await self._post(
@@ -423,6 +429,8 @@ class CoordinatorPool:
         *,
         result_hash: bytes,
         device_hash: bytes,
+        sketch: bytes,
+        salt: bytes,
         device_info: Mapping[str, str],
         attempts: int = 5,
         stop: asyncio.Event | None = None,
@@ -436,6 +444,8 @@ class CoordinatorPool:
                 png,
                 result_hash=result_hash,
                 device_hash=device_hash,
+                sketch=sketch,
+                salt=salt,
                 device_info=device_info,
             ),
             attempts,

@@ -1,10 +1,13 @@
-"""The miner service: poll coordinators, solve, upload, commit on chain.
+"""The miner service: poll coordinators, solve, upload, commit on chain, take part in checks.
 
     MinerService.run()
       ├─ work loop      long-poll a coordinator (weighted by stake, backoff and failover), solve
-      │                 each task on a worker thread, upload the PNG to the coordinator it came
-      │                 from, queue the result for the chain
+      │                 each task on a worker thread, keep the result's opening (salt, hashes,
+      │                 sketch) on disk, upload the PNG with its opening to the coordinator it
+      │                 came from, queue the blind commitment for the chain
       ├─ committer      one Tasks.submit_results per block with everything uploaded since
+      ├─ check watcher  each block: reveal our checked results, appeal a Guilty round 1, re-run
+      │                 the tasks we are drawn to check (miner/checker.py)
       ├─ refresher      re-read the registry: coordinators (when discovering) and our own status
       └─ status server  optional GET /health
 
@@ -23,6 +26,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,13 +36,22 @@ from typing import Any, TypeVar
 from aiohttp import web
 from substrateinterface import Keypair
 
-from chain.taskproto import SpecError, device_hash, result_hash, spec_hash, validate_spec
+from chain.taskproto import (
+    SALT_LENGTH,
+    SpecError,
+    device_hash,
+    result_hash,
+    spec_hash,
+    validate_spec,
+)
 from chainclient import ClientError
 from chainclient.accounts import ss58
 from chainclient.connection import ChainUnavailable
 from chainclient.registry import Registration
+from chainclient.sketch import image_sketch
 from miner import MinerError
 from miner.chain import ChainAccess, PendingResult, ResultCommitter
+from miner.checker import CheckWatcher
 from miner.client import (
     Assignment,
     Backoff,
@@ -48,6 +61,7 @@ from miner.client import (
     NoCoordinator,
     TaskRefused,
 )
+from miner.records import MINER, Opening, Record, RecordStore
 from miner.solver import Solver
 
 log = logging.getLogger(__name__)
@@ -66,6 +80,7 @@ class MinerConfig:
     commit_drain_s: float = 15.0  # how long a stop waits for the last commits
     refresh_interval_s: float = 30.0
     commit_poll_s: float = 0.25
+    check_poll_s: float = 0.25  # how often the check watcher looks for a new block
     backoff: Backoff = dataclasses.field(default_factory=Backoff)
     data_dir: Path | None = None
     status_host: str = "127.0.0.1"
@@ -145,6 +160,8 @@ class MinerService:
         self.stats = Stats()
         self.registration: Registration | None = None
         self.committer: ResultCommitter | None = None
+        self.watcher: CheckWatcher | None = None
+        self._solve_lock = asyncio.Lock()  # one solve at a time: tasks and checks share the device
         self.status_port: int | None = None
         self._ready = False
         self._in_hand: Assignment | None = None
@@ -169,9 +186,12 @@ class MinerService:
         try:
             reg = await self._check_registration()
             journal = None
+            records_dir = None
             if self._cfg.data_dir is not None:
                 self._cfg.data_dir.mkdir(parents=True, exist_ok=True)
                 journal = self._cfg.data_dir / "pending-results.json"
+                records_dir = self._cfg.data_dir / "results"
+            self.watcher = self._make_watcher(reg.staker, RecordStore(records_dir))
             self.committer = ResultCommitter(
                 self._chain,
                 reg.staker,
@@ -203,8 +223,10 @@ class MinerService:
                     name="miner.commit",
                 )
                 refresher = tg.create_task(self._refresh_loop(), name="miner.refresh")
+                watcher = tg.create_task(self._check_loop(), name="miner.check")
                 await self._stopping.wait()
                 refresher.cancel()
+                watcher.cancel()
                 await work  # finishes or releases the task in hand, then sets _work_done
             log.info(
                 "miner stopped: %d solved, %d uploaded, %d committed, %d released",
@@ -218,6 +240,34 @@ class MinerService:
             if runner is not None:
                 await runner.cleanup()
             await self._pool.close()
+
+    def _make_watcher(self, staker: bytes, records: RecordStore) -> CheckWatcher:
+        return CheckWatcher(self._chain, records, staker, self._device_hash, self._solve_spec)
+
+    async def _solve_spec(self, spec: dict[str, Any]) -> bytes:
+        """Solve a checked task's spec (not one handed out by a coordinator)."""
+        async with self._solve_lock:
+            png = await run_in_thread(self._solver.solve, dict(spec))
+        if not isinstance(png, bytes | bytearray) or not png:
+            raise MinerError("solver returned no image")
+        return bytes(png)
+
+    async def _check_loop(self) -> None:
+        last = -1
+        assert self.watcher is not None
+        while True:
+            try:
+                best = await self._chain.best_block()
+                if best > last:
+                    await self.watcher.cycle(best)
+                    last = best
+            except ChainUnavailable as exc:
+                log.warning("check watcher: chain unavailable: %s", exc)
+                await asyncio.sleep(1.0)
+            except Exception:  # a task boundary: log and go on at the next block
+                log.exception("check watcher cycle failed")
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(self._cfg.check_poll_s)
 
     async def _check_registration(self) -> Registration:
         reg = await self._chain.registration()
@@ -332,13 +382,22 @@ class MinerService:
         if png is None:
             return
         self.stats.solved += 1
-        digest = result_hash(png)
+        assert self.registration is not None and self.watcher is not None
+        opening = Opening(
+            result_hash(png), self._device_hash, image_sketch(png), os.urandom(SALT_LENGTH)
+        )
+        commitment = opening.commitment(self.registration.staker, task.task_id)
+        self.watcher.records.put(  # on disk before the commitment leaves this process
+            Record(task.task_id, MINER, task.deadline_block, opening, commitment)
+        )
         try:
             await self._pool.upload(
                 task,
                 png,
-                result_hash=digest,
+                result_hash=opening.result_hash,
                 device_hash=self._device_hash,
+                sketch=opening.sketch,
+                salt=opening.salt,
                 device_info=self._fingerprint,
                 attempts=self._cfg.upload_attempts,
                 stop=self._stopping,
@@ -358,14 +417,16 @@ class MinerService:
         log.info("uploaded %s to %s (%d bytes)", task.task_hex, task.coordinator, len(png))
         assert self.committer is not None
         self.committer.add(
-            PendingResult(
-                task.task_id, digest, self._device_hash, task.spec_hash, task.deadline_block
-            )
+            PendingResult(task.task_id, commitment, task.spec_hash, task.deadline_block)
         )
 
     async def _solve(self, task: Assignment) -> bytes | None:
         """The PNG, or None when the task was released (solver error, or a stop outlasting the
         drain timeout)."""
+        async with self._solve_lock:
+            return await self._solve_locked(task)
+
+    async def _solve_locked(self, task: Assignment) -> bytes | None:
         solving = run_in_thread(self._solver.solve, dict(task.spec))
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
@@ -420,6 +481,8 @@ class MinerService:
             "pending_commits": len(committer.pending) if committer else 0,
             "committed": committer.committed if committer else 0,
             "last_chain_error": committer.last_error if committer else "",
+            "checks": dataclasses.asdict(self.watcher.stats) if self.watcher else {},
+            "open_records": len(self.watcher.records.all()) if self.watcher else 0,
         }
 
     async def _start_status_server(self) -> web.AppRunner:
