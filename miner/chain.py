@@ -7,8 +7,9 @@ of each block, and submits the miner's Tasks calls (`submit_results`, `commit_ch
 `reveal_result`, `appeal`) signed by the operator key, each call under a deadline on the client's
 worker thread (`chainclient.gateway.Gateway`).
 
-`ResultCommitter` commits uploaded results (blind commitments): one `submit_results` per block with everything
-uploaded since. Before each batch it reads every pending task on chain (the batch is all or
+`ResultCommitter` commits uploaded results (blind commitments): one `submit_results` per block
+with everything uploaded since. Before each batch it reads every pending task on chain (the batch
+is all or
 nothing, so one bad item must not sink the rest): a task not committed yet stays for the next
 block (the coordinator commits in batches too), a task past its deadline, final, assigned to
 another miner or committed with another spec hash is dropped. Pending items are journalled in the

@@ -382,7 +382,8 @@ class MinerService:
         if png is None:
             return
         self.stats.solved += 1
-        assert self.registration is not None and self.watcher is not None
+        assert self.registration is not None
+        assert self.watcher is not None
         opening = Opening(
             result_hash(png), self._device_hash, image_sketch(png), os.urandom(SALT_LENGTH)
         )
