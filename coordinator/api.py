@@ -176,7 +176,7 @@ async def _submit(request: web.Request, max_n: int) -> list[Job] | web.Response:
 def _job_view(ctx: ApiContext, job: Job, attempts: dict[bytes, Attempt]) -> dict[str, Any]:
     receipt = None
     if job.status is JobStatus.SUCCEEDED and job.chosen is not None and job.chosen in attempts:
-        receipt = _receipt(ctx, attempts[job.chosen], job.verification)
+        receipt = _receipt(ctx, attempts[job.chosen])
     status = job.status
     if status is JobStatus.QUEUED and any(
         a.state is not AState.ASSIGNED for a in attempts.values()
@@ -195,8 +195,8 @@ def _job_view(ctx: ApiContext, job: Job, attempts: dict[bytes, Attempt]) -> dict
     }
 
 
-def _receipt(ctx: ApiContext, a: Attempt, verification: str | None) -> dict[str, Any]:
-    r = ctx.engine.receipt(a, verification)
+def _receipt(ctx: ApiContext, a: Attempt) -> dict[str, Any]:
+    r = ctx.engine.receipt(a)
     r["miner"] = ss58(a.miner)
     return r
 
@@ -238,7 +238,7 @@ async def generations(request: web.Request) -> web.Response:
             {
                 "b64_json": base64.b64encode(png).decode(),
                 "revised_prompt": None,
-                "receipt": _receipt(ctx, attempts[job.chosen], job.verification),
+                "receipt": _receipt(ctx, attempts[job.chosen]),
             }
         )
     return json_response({"created": int(time.time()), "data": data})
@@ -425,6 +425,16 @@ def _hash_header(request: web.Request, name: str) -> bytes | None:
     return parse_id(value)
 
 
+def _hex_header(request: web.Request, name: str, max_bytes: int = 4096) -> bytes | None:
+    value = request.headers.get(name, "")
+    if not value.startswith("0x") or len(value) > 2 + 2 * max_bytes:
+        return None
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        return None
+
+
 async def miner_result(request: web.Request) -> web.Response:
     got = await _miner_task_request(request, RESULT_BODY_LIMIT)
     if isinstance(got, web.Response):
@@ -432,8 +442,14 @@ async def miner_result(request: web.Request) -> web.Response:
     record, task_id, body = got
     result_hash = _hash_header(request, "X-Cuckoo-Result-Hash")
     device_hash = _hash_header(request, "X-Cuckoo-Device")
-    if result_hash is None or device_hash is None:
-        return _bad("X-Cuckoo-Result-Hash and X-Cuckoo-Device must be 0x + 32 bytes hex")
+    salt = _hash_header(request, "X-Cuckoo-Salt")
+    if result_hash is None or device_hash is None or salt is None:
+        return _bad(
+            "X-Cuckoo-Result-Hash, X-Cuckoo-Device and X-Cuckoo-Salt must be 0x + 32 bytes hex"
+        )
+    sketch = _hex_header(request, "X-Cuckoo-Sketch")
+    if sketch is None:
+        return _bad("X-Cuckoo-Sketch must be 0x + hex (the image sketch of the body)")
     if request.content_type != "image/png":
         return miner_error(
             422, "invalid_request_error", "not_png", "Content-Type must be image/png"
@@ -446,7 +462,9 @@ async def miner_result(request: web.Request) -> web.Response:
             return _bad("X-Cuckoo-Device-Info must be JSON")
     engine = request.app[CTX].engine
     try:
-        a = await engine.upload(record, task_id, body, result_hash, device_hash, device_info)
+        a = await engine.upload(
+            record, task_id, body, result_hash, device_hash, sketch, salt, device_info
+        )
     except RequestError as exc:
         return _refused(exc)
     return json_response(

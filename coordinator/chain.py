@@ -2,9 +2,11 @@
 
 `ChainService.run()` follows new heads (`HeadFollower`) and, at each one, through the client's
 `Gateway` (one worker thread, a deadline on every call): registry snapshot, the operator's
-account nonce, on-chain state of the tasks the engine watches, resolution of extrinsics in
-flight; then, once per head, one `Tasks.commit_tasks` with everything new (chunks of MaxBatch),
-one `Tasks.settle_tasks`, and any `Tasks.report_invalid_result`.
+account nonce, on-chain state of the tasks the engine watches (and the open checks of its
+checked tasks), resolution of extrinsics in flight; then, once per head, one `Tasks.commit_tasks`
+with everything new (chunks of MaxBatch), one `Tasks.settle_tasks` (early acceptance), any
+`Tasks.dispute_task`, and a `Tasks.reveal_spec` for each checked task whose check waits for
+its spec.
 
 Extrinsics are signed by the operator key with explicit, sequential nonces from this single
 signer and submitted without blocking on inclusion; an extrinsic is known to be included once
@@ -25,7 +27,7 @@ from collections.abc import Iterable
 from substrateinterface import Keypair
 
 from chainclient import ClientError, calls
-from chainclient.calls import MAX_BATCH, Call, Settlement, TaskCommit
+from chainclient.calls import MAX_BATCH, Call, TaskCommit
 from chainclient.connection import Connection, SubmitRefused
 from chainclient.gateway import Gateway, HeadFollower
 from chainclient.registry import COORDINATOR
@@ -52,13 +54,13 @@ def coordinator_status(
 
 @dataclasses.dataclass(slots=True)
 class Inflight:
-    kind: str  # commit | settle | report
+    kind: str  # commit | settle | dispute | spec
     nonce: int
     data: str  # the signed extrinsic, hex
     submitted_head: int
     commits: list[TaskCommit] = dataclasses.field(default_factory=list)
-    settles: list[Settlement] = dataclasses.field(default_factory=list)
-    report: tuple[bytes, list[bytes]] | None = None
+    settles: list[bytes] = dataclasses.field(default_factory=list)  # task ids (dispute: one)
+    spec: tuple[bytes, bytes] | None = None  # (task id, canonical spec JSON)
 
     @property
     def call(self) -> Call:
@@ -66,22 +68,10 @@ class Inflight:
             return calls.commit_tasks(self.commits)
         if self.kind == "settle":
             return calls.settle_tasks(self.settles)
-        assert self.report is not None
-        return calls.report_invalid_result(*self.report)
-
-
-def report_included(conn: Connection, task_id: bytes, first: int, last: int) -> bool:
-    """Whether Tasks.InvalidResultReported for `task_id` appears in blocks first..last (reports
-    are rare; this reads those blocks' events)."""
-    target = "0x" + task_id.hex()
-    for n in range(first, last + 1):
-        for event in conn.events(conn.block_hash(n)):
-            if event.module == "Tasks" and event.name == "InvalidResultReported":
-                attrs = event.attributes
-                tid = attrs.get("task_id") if isinstance(attrs, dict) else attrs[0]
-                if str(tid).lower() == target:
-                    return True
-    return False
+        if self.kind == "dispute":
+            return calls.dispute_task(self.settles[0])
+        assert self.spec is not None
+        return calls.reveal_spec(*self.spec)
 
 
 @dataclasses.dataclass(slots=True)
@@ -93,7 +83,8 @@ class ChainStatus:
     last_error: str | None = None
     commits_submitted: int = 0
     settles_submitted: int = 0
-    reports_submitted: int = 0
+    disputes_submitted: int = 0
+    specs_submitted: int = 0
     extrinsics_failed: int = 0
     cycle_s: float = 0.0
 
@@ -202,12 +193,20 @@ class ChainService:
             states = await gw.run(Connection.tasks, watch, block_hash)
             for task_id, task in states.items():
                 self.engine.on_chain_task(task_id, task)
+        specs: list[tuple[bytes, bytes]] = []
+        checking = self.engine.checking_ids()
+        if checking:
+            checks = await gw.run(Connection.checks, checking, block_hash)
+            for task_id, check in checks.items():
+                spec = self.engine.on_chain_check(task_id, check, number)
+                if spec is not None:
+                    specs.append((task_id, spec))
         self.engine.set_head(number)
         self.engine.expire(number)
         self.status.head = number
         self.status.head_at = time.monotonic()
         if self.status.registered:
-            await self._submit_batches(number)
+            await self._submit_batches(number, specs)
         self.engine.dispatch_waiting()
         self.engine.sync()
 
@@ -227,26 +226,21 @@ class ChainService:
                 continue
             if xt.kind == "commit":
                 await self._resolve_commit(xt, block_hash)
-            elif xt.kind == "settle":
-                ids = [s.task_id for s in xt.settles]
-                found = await gw.run(Connection.tasks, ids, block_hash)
+            elif xt.kind in ("settle", "dispute"):
+                found = await gw.run(Connection.tasks, xt.settles, block_hash)
                 open_ids = []
                 for task_id, task in found.items():
                     self.engine.on_chain_task(task_id, task)
                     if task is not None and task.status == "Submitted":
                         open_ids.append(task_id)
                 if open_ids:
-                    self.status.extrinsics_failed += 1
-                    log.warning(
-                        "settle batch (nonce %d) failed; %d retried", xt.nonce, len(open_ids)
+                    log.info(
+                        "%s (nonce %d): %d task(s) still submitted; deciding again",
+                        xt.kind,
+                        xt.nonce,
+                        len(open_ids),
                     )
                     self.engine.settlements_unresolved(open_ids)
-            elif xt.kind == "report" and xt.report is not None:
-                task_id = xt.report[0]
-                ok = await gw.run(report_included, task_id, xt.submitted_head + 1, number)
-                if not ok:
-                    self.status.extrinsics_failed += 1
-                self.engine.report_done(task_id, ok=ok)
         self._inflight = pending
         if self._next_nonce is None or (not pending and self._next_nonce != chain_nonce):
             next_index = await gw.run(Connection.next_index, self.operator_id)
@@ -273,17 +267,20 @@ class ChainService:
         log.warning("commit batch (nonce %d) failed; %d items retried", xt.nonce, len(missing))
         self.engine.commits_failed(missing)
 
-    async def _submit_batches(self, number: int) -> None:
+    async def _submit_batches(self, number: int, specs: list[tuple[bytes, bytes]]) -> None:
         commits = self.engine.take_commits(number, MAX_BATCH * 4)
-        settles = [Settlement(t, a) for t, a in self.engine.take_settlements(number, MAX_BATCH * 2)]
-        reports = self.engine.take_reports()
+        decided = self.engine.take_settlements(number, MAX_BATCH * 2)
+        settles = [t for t, accept in decided if accept]
+        disputes = [t for t, accept in decided if not accept]
         work: list[Inflight] = []
+        for task_id, spec in specs:  # first: a check waits for them
+            work.append(Inflight("spec", 0, "", number, spec=(task_id, spec)))
         for i in range(0, len(commits), MAX_BATCH):
             work.append(Inflight("commit", 0, "", number, commits=commits[i : i + MAX_BATCH]))
         for i in range(0, len(settles), MAX_BATCH):
             work.append(Inflight("settle", 0, "", number, settles=settles[i : i + MAX_BATCH]))
-        for r in reports:
-            work.append(Inflight("report", 0, "", number, report=r))
+        for task_id in disputes:
+            work.append(Inflight("dispute", 0, "", number, settles=[task_id]))
         failed_from: int | None = None
         for idx, xt in enumerate(work):
             assert self._next_nonce is not None
@@ -305,8 +302,10 @@ class ChainService:
                 self.status.commits_submitted += len(xt.commits)
             elif xt.kind == "settle":
                 self.status.settles_submitted += len(xt.settles)
+            elif xt.kind == "dispute":
+                self.status.disputes_submitted += 1
             else:
-                self.status.reports_submitted += 1
+                self.status.specs_submitted += 1
         if failed_from is not None:
             self._give_back(work[failed_from:])
             self._next_nonce = None  # re-read next cycle
@@ -315,7 +314,6 @@ class ChainService:
         for xt in work:
             if xt.kind == "commit":
                 self.engine.commits_failed([i.task_id for i in xt.commits])
-            elif xt.kind == "settle":
-                self.engine.settlements_unresolved([s.task_id for s in xt.settles])
-            elif xt.report is not None:
-                self.engine.report_done(xt.report[0], ok=False)
+            elif xt.kind in ("settle", "dispute"):
+                self.engine.settlements_unresolved(xt.settles)
+            # a spec reveal is sent again while its check still waits for it

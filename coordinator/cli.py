@@ -58,18 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--api-keys-file", type=Path, help="bearer keys for the app API, one a line")
     p.add_argument("--models", default="tiny", help="comma-separated model names served")
-    p.add_argument("--audit-rate", type=float, default=0.1, help="probability of an audit copy")
+    p.add_argument(
+        "--audit-rate",
+        type=float,
+        default=None,
+        help=argparse.SUPPRESS,  # deprecated and ignored: checking is the chain's (verification)
+    )
     p.add_argument(
         "--task-timeout-blocks", type=int, default=100, help="deadline = head + this many blocks"
     )
     p.add_argument(
         "--miner-live-s", type=float, default=30.0, help="a miner is live this long after a poll"
-    )
-    p.add_argument(
-        "--perceptual-threshold",
-        type=int,
-        default=10,
-        help="max dHash Hamming distance (of 64 bits) for results from different device classes",
     )
     p.add_argument(
         "--request-timeout-s", type=float, default=60.0, help="wait of /v1/images/generations"
@@ -132,12 +131,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     if not models:
         raise CliError("--models needs at least one model name")
-    if not 0 <= args.audit_rate <= 1:
-        raise CliError("--audit-rate must be between 0 and 1")
+    if args.audit_rate is not None:
+        logging.getLogger("coordinator").warning(
+            "--audit-rate is deprecated and ignored: the chain samples results for checking "
+            "(chain spec verification.checkRate)"
+        )
     if not 2 <= args.task_timeout_blocks <= 14_400:
         raise CliError("--task-timeout-blocks must be 2..14400 (Tasks.MaxDeadlineBlocks)")
-    if not 0 <= args.perceptual_threshold <= 64:
-        raise CliError("--perceptual-threshold must be 0..64")
     if not 0 <= args.port <= 65535:
         raise CliError("--port must be 0..65535")
     if not args.chain_url.startswith(("ws://", "wss://")):
@@ -149,10 +149,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         port=args.port,
         api=ApiConfig(models, args.request_timeout_s, read_api_keys(args.api_keys_file)),
         engine=EngineConfig(
-            audit_rate=args.audit_rate,
             task_timeout_blocks=args.task_timeout_blocks,
             miner_live_s=args.miner_live_s,
-            perceptual_threshold=args.perceptual_threshold,
             job_ttl_s=args.job_ttl_s,
         ),
     )

@@ -1,9 +1,11 @@
 """The coordinator's task state machine (event-loop only; no chain or HTTP code here).
 
-Apps submit jobs; the engine assigns attempts to live miners (stake-weighted, with audit copies),
-hands them out through long polls, takes uploads, and, fed by the chain service with block heads,
-registry snapshots and on-chain task states, verifies results, decides settlements and reports,
-replaces failed attempts, and persists every change through the Store.
+Apps submit jobs; the engine assigns attempts to live miners (stake-weighted), hands them out
+through long polls, takes uploads (the PNG with what opens the miner's blind on-chain commitment),
+and, fed by the chain service with block heads, registry snapshots and on-chain task and check
+states, verifies each delivery against the chain, accepts early or disputes, reveals the spec of
+a checked task, follows the chosen result to its final check outcome, replaces failed attempts,
+and persists every change through the Store.
 """
 
 from __future__ import annotations
@@ -19,39 +21,24 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from chain.taskproto import canonical_json, result_commitment
 from chain.taskproto import result_hash as compute_result_hash
 from chain.taskproto import spec_hash as compute_spec_hash
 from chainclient.calls import TaskCommit
 from chainclient.registry import Registration
-from chainclient.tasks import Task
+from chainclient.sketch import image_sketch
+from chainclient.tasks import Check, Task
 from coordinator import RefusedMinerRequest
-from coordinator.assign import (
-    Candidate,
-    Outcome,
-    Result,
-    build_evidence,
-    choose_weighted,
-    draw_audit,
-    judge,
-    live_candidates,
-)
-from coordinator.model import (
-    AState,
-    Attempt,
-    CState,
-    Job,
-    JobStatus,
-    Report,
-    Role,
-    Settle,
-)
-from coordinator.perceptual import dhash, is_png
+from coordinator.assign import Candidate, choose_weighted, live_candidates
+from coordinator.images import png_size
+from coordinator.model import AState, Attempt, CState, Job, JobStatus, Role, Settle
 from coordinator.store import Store
 
 log = logging.getLogger(__name__)
 
 MAX_COMMIT_FAILURES = 3
 SETTLE_MARGIN_BLOCKS = 3  # settle only while the deadline is at least this far ahead
+SPEC_RESEND_BLOCKS = 3  # reveal_spec again when the check still waits for it this much later
 COMMIT_MARGIN_BLOCKS = 2  # commit only while the deadline is at least this far ahead
 FINAL = ("Accepted", "Rejected", "Missed")
 INLINE_CHECK_BYTES = 256 * 1024  # smaller PNGs are checked on the event loop
@@ -63,10 +50,8 @@ POLL_CHECK_S = 1.0  # a waiting long-poll checks this often whether its miner le
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EngineConfig:
-    audit_rate: float = 0.1
     task_timeout_blocks: int = 100
     miner_live_s: float = 30.0
-    perceptual_threshold: int = 10
     job_ttl_s: float = 600.0
     max_attempts: int = 8
 
@@ -119,7 +104,6 @@ class Engine:
         self._waiting: dict[bytes, None] = {}  # jobs with a slot no miner could take
         self._commit_queue: dict[bytes, None] = {}  # attempts with commit PENDING
         self._settle_queue: dict[bytes, None] = {}
-        self._report_queue: dict[bytes, None] = {}
         self._to_publish: list[tuple[Attempt, asyncio.Future[None] | None]] = []
         self._publish_wakeup = asyncio.Event()
         self.counters: collections.Counter[str] = collections.Counter()
@@ -191,14 +175,10 @@ class Engine:
         """Accept jobs for validated specs: durable on return, and handed to miners if any are
         live (else queued until one polls)."""
         now = self.wall_ms()
-        live = len(self.live_miners())
         jobs: list[Job] = []
         futures: list[asyncio.Future[None]] = []
         for spec in specs:
-            slots = [Role.PRIMARY]
-            if live >= 2 and draw_audit(self.rng, self.cfg.audit_rate):
-                slots.append(Role.AUDIT)
-            job = Job(new_task_id(), dict(spec), compute_spec_hash(spec), now, slots)
+            job = Job(new_task_id(), dict(spec), compute_spec_hash(spec), now, [Role.PRIMARY])
             self.jobs[job.job_id] = job
             self._persist_job(job)
             self.counters["jobs_accepted"] += 1
@@ -477,28 +457,47 @@ class Engine:
         png: bytes,
         claimed_hash: bytes,
         device_hash: bytes,
+        sketch: bytes,
+        salt: bytes,
         device_info: str | None,
     ) -> Attempt:
-        """Take a miner's image for `task_id` (RequestError on refusal)."""
+        """Take a miner's image for `task_id` with what opens its on-chain commitment
+        (RequestError on refusal). A valid image of the spec must come with its own sketch. One
+        that is not (not a PNG, another size) is kept: if it opens the commitment on chain, the
+        coordinator disputes the result (`dispute_task`) and runs the job on another miner."""
         a = self._owned(record, task_id)
         self._check_open(a)
         if compute_result_hash(png) != claimed_hash:
             raise RequestError(422, "hash_mismatch", "X-Cuckoo-Result-Hash is not blake2_256(body)")
         job = self.jobs[a.job_id]
-        want_phash = len(job.slots) > 1
-        if len(png) <= INLINE_CHECK_BYTES and not want_phash:
-            ok, phash = _check_png(png, want_phash)  # cheaper than a thread hop
+        size = (int(job.spec["width"]), int(job.spec["height"]))
+        if len(png) <= INLINE_CHECK_BYTES:
+            good, own_sketch = _check_image(png, size)  # cheaper than a thread hop
         else:
-            ok, phash = await asyncio.to_thread(_check_png, png, want_phash)
-        if not ok:
-            raise RequestError(422, "not_png", "the body is not a PNG image")
+            good, own_sketch = await asyncio.to_thread(_check_image, png, size)
+        if good and own_sketch != sketch:
+            raise RequestError(
+                422, "sketch_mismatch", "X-Cuckoo-Sketch is not image_sketch(body) of this image"
+            )
+        commitment = result_commitment(
+            record.staker, task_id, claimed_hash, device_hash, sketch, salt
+        )
+        if a.chain_commitment is not None and a.chain_commitment != commitment:
+            raise RequestError(
+                422,
+                "commitment_mismatch",
+                "the image, device hash, sketch and salt do not open your commitment on chain",
+            )
         self._check_open(a)  # the state may have changed meanwhile
         self.store.put_image(task_id, png)
         a.state = AState.UPLOADED
         a.result_hash = claimed_hash
         a.device_hash = device_hash
+        a.sketch = sketch
+        a.salt = salt
+        a.commitment = commitment
+        a.bad_image = not good
         a.device_info = device_info
-        a.phash = phash
         self.miners[a.miner].stats["uploaded"] += 1
         self.counters["results_uploaded"] += 1
         self._persist(a)
@@ -558,56 +557,17 @@ class Engine:
         self._decide(job, force=False)
 
     def _decide(self, job: Job, *, force: bool) -> None:
-        attempts = self._job_attempts(job)
-        by_slot: dict[int, Attempt] = {}
-        for a in attempts:
-            if a.state is AState.CONFIRMED:
-                by_slot.setdefault(a.slot, a)
-        results = [_result_of(by_slot[s]) for s in sorted(by_slot)]
-        if not results:
+        """The job's result: the first confirmed attempt's image. Its on-chain result is accepted
+        early; whether the chain checks it is the chain's draw (the verification follows)."""
+        confirmed = [a for a in self._job_attempts(job) if a.state is AState.CONFIRMED]
+        if not confirmed:
             self._finish(job, JobStatus.FAILED, error="no result")
             return
-        verdict = judge(results, self.cfg.perceptual_threshold)
-        if (
-            verdict.outcome is Outcome.NEED_TIEBREAK
-            and not force
-            and Role.TIEBREAK not in job.slots
-        ):
-            job.slots.append(Role.TIEBREAK)
-            self._persist_job(job)
-            self._fill_slots(job)
-            if any(a.slot == len(job.slots) - 1 for a in self._job_attempts(job)):
-                return  # the tie-breaker is on its way
-        if verdict.outcome is not Outcome.DECIDED:
-            # no majority: nobody is penalised, the primary's image is returned
-            ids = [r.task_id for r in results]
-            for tid in ids:
-                self._set_settle(self.attempts[tid], accept=True)
-            job.verification = "failed"
-            job.chosen = results[0].task_id
-            self.counters["verification_failed"] += 1
-            self._finish(job, JobStatus.SUCCEEDED)
-            return
-        majority = [by_id for by_id in results if by_id.task_id in verdict.majority]
-        for tid in verdict.majority:
-            self._set_settle(self.attempts[tid], accept=True)
-        for tid in verdict.minority:
-            offender = next(r for r in results if r.task_id == tid)
-            a = self.attempts[tid]
-            m = self.miners.get(a.miner)
-            if m is not None:
-                m.stats["disagreed"] += 1
-            witnesses = build_evidence(offender, majority)
-            if witnesses is not None:
-                a.report = Report.PENDING
-                a.witnesses = witnesses
-                self._report_queue[tid] = None
-                self._persist(a)
-            else:
-                self._set_settle(a, accept=False)
-        job.verification = verdict.verification
-        job.chosen = verdict.chosen
-        self.counters[f"verification_{verdict.verification}"] += 1
+        chosen = confirmed[0]
+        for a in confirmed:
+            self._set_settle(a, accept=True)
+        job.chosen = chosen.task_id
+        job.verification = chosen.verification
         self._finish(job, JobStatus.SUCCEEDED)
 
     def _set_settle(self, a: Attempt, *, accept: bool) -> None:
@@ -634,9 +594,7 @@ class Engine:
                     a.commit = CState.ABANDONED
                     self._commit_queue.pop(a.task_id, None)
                 self._persist(a)
-            elif (
-                a.state is AState.CONFIRMED and a.settle is Settle.NONE and a.report is Report.NONE
-            ):
+            elif a.state is AState.CONFIRMED and a.settle is Settle.NONE:
                 self._set_settle(a, accept=True)
         self._persist_job(job)
         job.done.set()
@@ -677,10 +635,8 @@ class Engine:
                 self._fail_attempt(a, AState.MISSED)
 
     def take_commits(self, head: int, limit: int) -> list[TaskCommit]:
-        """The next commit batch (marks the attempts in flight). Audit copies point to their job's
-        committed root, or to a root in the same batch; they wait while a root is in flight."""
+        """The next commit batch (marks the attempts in flight)."""
         items: list[TaskCommit] = []
-        batch_root: dict[bytes, bytes] = {}
         for task_id in list(self._commit_queue):
             if len(items) >= limit:
                 break
@@ -705,23 +661,10 @@ class Engine:
                 self._fail_attempt(a, AState.DROPPED)
                 continue
             job = self.jobs[a.job_id]
-            if job.root is not None:
-                audit_of: bytes | None = job.root
-            elif job.job_id in batch_root:
-                audit_of = batch_root[job.job_id]
-            elif any(
-                o.commit in (CState.INFLIGHT, CState.CHECK) and o.audit_of is None
-                for o in self._job_attempts(job)
-            ):
-                continue  # its root is in flight: next batch
-            else:
-                audit_of = None
-                batch_root[job.job_id] = a.task_id
-            a.audit_of = audit_of
             a.commit = CState.INFLIGHT
             self._commit_queue.pop(task_id, None)
             self._persist(a)
-            items.append(TaskCommit(a.task_id, job.spec_hash, a.miner, a.deadline, audit_of))
+            items.append(TaskCommit(a.task_id, job.spec_hash, a.miner, a.deadline))
         return items
 
     def commits_confirmed(self, items: list[TaskCommit], block: int) -> None:
@@ -731,12 +674,8 @@ class Engine:
                 continue
             a.commit = CState.COMMITTED
             a.commit_block = block
-            a.audit_of = item.audit_of
-            job = self.jobs.get(a.job_id)
-            if job is not None and item.audit_of is None and job.root is None:
-                job.root = a.task_id
-                self._persist_job(job)
             self._persist(a)
+            job = self.jobs.get(a.job_id)
             if job is not None:
                 self._maybe_close(job)
 
@@ -747,7 +686,6 @@ class Engine:
             if a is None or a.commit is not CState.INFLIGHT:
                 continue
             a.commit_failures += 1
-            a.audit_of = None
             if a.commit_failures >= MAX_COMMIT_FAILURES or not a.state.is_live:
                 a.commit = CState.ABANDONED
                 self._persist(a)
@@ -759,6 +697,7 @@ class Engine:
                 self._persist(a)
 
     def take_settlements(self, head: int, limit: int) -> list[tuple[bytes, bool]]:
+        """(task id, accept) to send: True for settle_tasks, False for dispute_task."""
         out: list[tuple[bytes, bool]] = []
         for task_id in list(self._settle_queue):
             if len(out) >= limit:
@@ -789,37 +728,6 @@ class Engine:
                 self._settle_queue[task_id] = None
                 self._persist(a)
 
-    def take_reports(self) -> list[tuple[bytes, list[bytes]]]:
-        out: list[tuple[bytes, list[bytes]]] = []
-        for task_id in list(self._report_queue):
-            self._report_queue.pop(task_id, None)
-            a = self.attempts.get(task_id)
-            if a is None or a.report is not Report.PENDING:
-                continue
-            a.report = Report.INFLIGHT
-            self._persist(a)
-            out.append((task_id, list(a.witnesses)))
-        return out
-
-    def report_done(self, task_id: bytes, *, ok: bool) -> None:
-        a = self.attempts.get(task_id)
-        if a is None or a.report is not Report.INFLIGHT:
-            return
-        self.counters["reports_ok" if ok else "reports_failed"] += 1
-        if ok:
-            a.report = Report.DONE
-            if a.final_status is None:
-                a.settle = Settle.AUTO
-                a.accept = False
-        else:
-            a.report = Report.FAILED
-            self._persist(a)
-            self._set_settle(a, accept=False)
-        self._persist(a)
-        job = self.jobs.get(a.job_id)
-        if job is not None:
-            self._maybe_close(job)
-
     def watch_ids(self) -> list[bytes]:
         """Attempts whose on-chain state the chain service should read at each head."""
         return [
@@ -829,6 +737,31 @@ class Engine:
             or a.commit is CState.CHECK
             or a.settle in (Settle.INFLIGHT, Settle.AUTO)
         ]
+
+    def checking_ids(self) -> list[bytes]:
+        """Attempts with a check open on chain (the chain service reads their Check)."""
+        return [a.task_id for a in self.attempts.values() if a.checking and a.final_status is None]
+
+    def on_chain_check(self, task_id: bytes, check: Check | None, head: int) -> bytes | None:
+        """The canonical spec JSON to reveal for `task_id` when its check waits for it (phase
+        SpecDue; again if it still waits SPEC_RESEND_BLOCKS later), else None."""
+        a = self.attempts.get(task_id)
+        if a is None or check is None or check.phase != "SpecDue":
+            return None
+        job = self.jobs.get(a.job_id)
+        if job is None:
+            found = self.load_job_record(a.job_id)
+            if found is None:
+                log.error("task 0x%s is checked but its spec is lost", task_id.hex())
+                return None
+            job = found[0]
+        if a.spec_sent_head is not None and head - a.spec_sent_head < SPEC_RESEND_BLOCKS:
+            return None
+        a.spec_sent_head = head
+        self._persist(a)
+        log.info("task 0x%s is checked (round %d): revealing its spec", task_id.hex(), check.round)
+        self.counters["specs_revealed"] += 1
+        return canonical_json(job.spec)
 
     def on_chain_task(self, task_id: bytes, ct: Task | None) -> None:
         """Apply what the chain says about one of our tasks."""
@@ -840,7 +773,6 @@ class Engine:
             if a.commit is CState.CHECK:
                 a.commit = CState.PENDING if a.state.is_live else CState.ABANDONED
                 if a.commit is CState.PENDING:
-                    a.audit_of = None
                     self._commit_queue[task_id] = None
                 self._persist(a)
             return
@@ -853,49 +785,76 @@ class Engine:
         if a.commit is not CState.COMMITTED:
             a.commit = CState.COMMITTED
             a.commit_block = ct.committed_at
-            a.audit_of = ct.audit_of
             self._commit_queue.pop(task_id, None)
-            if job is not None and ct.audit_of is None and job.root is None:
-                job.root = task_id
-                self._persist_job(job)
             changed = True
-        if ct.result_hash is not None and a.result_block is None:
+        if ct.commitment is not None and a.result_block is None:
             a.result_block = ct.submitted_at
-            a.chain_device_hash = ct.device_hash
+            a.chain_commitment = ct.commitment
             changed = True
             if a.state is AState.UPLOADED:
-                if ct.result_hash == a.result_hash:
-                    a.state = AState.CONFIRMED
-                    self.miners[a.miner].stats["confirmed"] += 1
-                    self.counters["results_confirmed"] += 1
-                    self._persist(a)
-                    if job is not None:
-                        self._evaluate(job)
-                else:
-                    self._persist(a)
-                    self._set_settle(a, accept=False)
-                    self._fail_attempt(a, AState.INVALID)
-        if ct.status in FINAL and a.final_status is None:
+                self._verify_delivery(a, ct.commitment, job)
+        if ct.status == "Checking" and not a.checking:
+            a.checking = True
+            if a.settle in (Settle.PENDING, Settle.INFLIGHT):
+                a.settle = Settle.AUTO
+            self.counters["tasks_checked"] += 1
+            changed = True
+        if ct.is_final and a.final_status is None:
             a.final_status = ct.status
+            a.outcome = ct.outcome
             a.settle_block = ct.settled_at
+            a.checking = False
             if a.settle in (Settle.INFLIGHT, Settle.AUTO, Settle.PENDING):
                 a.settle = Settle.DONE
+            if ct.outcome != "Unchecked":
+                self.counters[f"outcome_{ct.outcome.lower()}"] += 1
+                log.info("task 0x%s is final: %s, %s", task_id.hex(), ct.status, ct.outcome)
+            if job is not None and job.chosen == task_id:
+                job.verification = a.verification
+                self._persist_job(job)
             changed = True
         if changed:
             self._persist(a)
         if job is not None:
             self._maybe_close(job)
 
+    def _verify_delivery(self, a: Attempt, commitment: bytes, job: Job | None) -> None:
+        """The delivery against the miner's commitment on chain: a match of a valid image
+        confirms it; a match of an invalid one is disputed; a mismatch is refused (the chain
+        accepts or misses it at its deadline; the job goes to another miner)."""
+        if commitment != a.commitment:
+            log.warning(
+                "task 0x%s: the delivery does not open the miner's commitment on chain",
+                a.task_id.hex(),
+            )
+            self.counters["deliveries_mismatched"] += 1
+            self._fail_attempt(a, AState.INVALID)
+            return
+        if a.bad_image:
+            log.warning(
+                "task 0x%s: the committed result is not a valid image: disputing", a.task_id.hex()
+            )
+            self.counters["disputes"] += 1
+            self._set_settle(a, accept=False)
+            self._fail_attempt(a, AState.INVALID)
+            return
+        a.state = AState.CONFIRMED
+        self.miners[a.miner].stats["confirmed"] += 1
+        self.counters["results_confirmed"] += 1
+        self._persist(a)
+        if job is not None:
+            self._evaluate(job)
+
     # ---- views --------------------------------------------------------------------------------
 
-    def receipt(self, a: Attempt, verification: str | None) -> dict[str, Any]:
+    def receipt(self, a: Attempt) -> dict[str, Any]:
         return {
             "task_id": "0x" + a.task_id.hex(),
             "miner": a.miner,  # the API layer renders SS58
             "commit_block": a.commit_block,
             "result_block": a.result_block,
             "settle_block": a.settle_block if a.settle_block is not None else "pending",
-            "verification": verification or "unaudited",
+            "verification": a.verification,
         }
 
     def load_job_record(self, job_id: bytes) -> tuple[Job, dict[bytes, Attempt]] | None:
@@ -960,10 +919,6 @@ class Engine:
                 a.settle = Settle.PENDING
             if a.settle is Settle.PENDING:
                 self._settle_queue[a.task_id] = None
-            if a.report is Report.INFLIGHT:
-                a.report = Report.PENDING  # an included report fails as AlreadyReported: harmless
-            if a.report is Report.PENDING:
-                self._report_queue[a.task_id] = None
             if a.state is AState.ASSIGNED:
                 miner = self.miners.get(a.miner)
                 if miner is not None:
@@ -982,24 +937,11 @@ class Engine:
                     m.queue.append(a.task_id)
 
 
-def _result_of(a: Attempt) -> Result:
-    assert a.result_hash is not None
-    return Result(
-        a.task_id,
-        a.miner,
-        a.result_hash,
-        a.chain_device_hash or a.device_hash or b"",
-        a.phash,
-    )
-
-
-def _check_png(png: bytes, want_phash: bool) -> tuple[bool, int | None]:
-    if not is_png(png):
+def _check_image(png: bytes, size: tuple[int, int]) -> tuple[bool, bytes | None]:
+    """(a PNG of `size`, its sketch)."""
+    if png_size(png) != size:
         return False, None
-    phash: int | None = None
-    if want_phash:
-        try:
-            phash = dhash(png)
-        except ValueError:
-            return False, None
-    return True, phash
+    try:
+        return True, image_sketch(png)
+    except ValueError:
+        return False, None

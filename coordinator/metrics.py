@@ -99,7 +99,8 @@ class _EngineCollector(Collector):
                 (
                     ("commit", status.commits_submitted),
                     ("settle", status.settles_submitted),
-                    ("report", status.reports_submitted),
+                    ("dispute", status.disputes_submitted),
+                    ("spec", status.specs_submitted),
                 ),
             )
             yield GaugeMetricFamily(

@@ -1,10 +1,12 @@
 """The coordinator's records: jobs (what an app asked for) and attempts (on-chain tasks).
 
-A *job* is one image an app asked for. It has one or more *slots*: the primary, an optional
-audit copy and, after a mismatch, a tie-breaker. Each slot is served by *attempts*: on-chain
-tasks with their own random 32-byte id, each given to one miner. An attempt that fails (missed
-deadline, released, invalid result) is replaced by a new attempt on another miner. The first
-attempt's id is the job id the app sees.
+A *job* is one image an app asked for. It has one slot (the primary; the audit copies and
+tie-breakers of the earlier design are gone: checking is the chain's, docs/verification.md),
+served by *attempts*: on-chain tasks with their own random 32-byte id, each given to one miner.
+An attempt that fails (missed deadline, released, a delivery that does not open the miner's
+on-chain commitment) is replaced by a new attempt on another miner. The first attempt's id is the
+job id the app sees. The chosen attempt is followed on chain until it is final: its check outcome
+is the job's verification.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Any
 
 class Role(enum.StrEnum):
     PRIMARY = "primary"
-    AUDIT = "audit"
-    TIEBREAK = "tiebreak"
+    AUDIT = "audit"  # rows written before checked work only
+    TIEBREAK = "tiebreak"  # rows written before checked work only
 
 
 class JobStatus(enum.StrEnum):
@@ -32,10 +34,10 @@ class AState(enum.StrEnum):
     ASSIGNED = "assigned"  # in its miner's queue
     DELIVERED = "delivered"  # handed to the miner by a poll
     UPLOADED = "uploaded"  # image received; waiting for the miner's on-chain result
-    CONFIRMED = "confirmed"  # the on-chain result hash equals the uploaded image's
+    CONFIRMED = "confirmed"  # the on-chain commitment is opened by the upload, a valid image
     RELEASED = "released"  # handed back, or its miner went silent/inactive
     MISSED = "missed"  # deadline passed without a confirmed result
-    INVALID = "invalid"  # the on-chain result hash differs from the upload
+    INVALID = "invalid"  # the upload does not open the on-chain commitment, or is disputed
     DROPPED = "dropped"  # could not be committed
 
     @property
@@ -53,18 +55,10 @@ class CState(enum.StrEnum):
 
 class Settle(enum.StrEnum):
     NONE = "none"  # no decision yet
-    PENDING = "pending"  # decided: settle_tasks in the next batch
-    INFLIGHT = "inflight"  # in a submitted settle_tasks extrinsic
-    AUTO = "auto"  # too close to the deadline: the chain settles it; watch for the outcome
+    PENDING = "pending"  # decided: settle_tasks (accept) or dispute_task in the next batch
+    INFLIGHT = "inflight"  # in a submitted settle_tasks or dispute_task extrinsic
+    AUTO = "auto"  # settled by the chain (deadline, or a check): watch for the final outcome
     DONE = "done"  # final on chain (Accepted/Rejected/Missed)
-
-
-class Report(enum.StrEnum):
-    NONE = "none"
-    PENDING = "pending"
-    INFLIGHT = "inflight"
-    DONE = "done"
-    FAILED = "failed"
 
 
 @dataclasses.dataclass(slots=True)
@@ -79,34 +73,35 @@ class Attempt:
     created_ms: int
     state: AState = AState.ASSIGNED
     commit: CState = CState.PENDING
-    audit_of: bytes | None = None
     commit_block: int | None = None
     commit_failures: int = 0
     delivered_ms: int | None = None
     result_hash: bytes | None = None  # uploaded
     device_hash: bytes | None = None  # uploaded header
+    sketch: bytes | None = None  # uploaded header
+    salt: bytes | None = None  # uploaded header
+    commitment: bytes | None = None  # what the upload opens (taskproto.result_commitment)
+    bad_image: bool = False  # the upload is not a valid image of the spec
     device_info: str | None = None
-    chain_device_hash: bytes | None = None
+    chain_commitment: bytes | None = None
     result_block: int | None = None
-    phash: int | None = None
     settle: Settle = Settle.NONE
-    accept: bool | None = None
+    accept: bool | None = None  # True: settle_tasks (accept early); False: dispute_task
     settle_block: int | None = None
     final_status: str | None = None  # Accepted | Rejected | Missed
-    report: Report = Report.NONE
-    witnesses: list[bytes] = dataclasses.field(default_factory=list)
+    checking: bool = False  # a check is open on chain (status Checking)
+    outcome: str | None = None  # the final check outcome: Unchecked | Verified | Upheld | Guilty
+    spec_sent_head: int | None = None  # head at which reveal_spec was last submitted
     is_durable: bool = False  # written to disk (then it may be handed out / committed)
 
     def to_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for name in _ATTEMPT_FIELDS:
             v = getattr(self, name)
-            if v is None or type(v) is int:
+            if v is None or type(v) is int or type(v) is bool:
                 pass
             elif isinstance(v, bytes):
                 v = v.hex()
-            elif isinstance(v, list):
-                v = [w.hex() for w in v]
             elif isinstance(v, enum.Enum):
                 v = v.value
             row[name] = v
@@ -129,22 +124,25 @@ class Attempt:
             created_ms=int(row["created_ms"]),
             state=AState(row["state"]),
             commit=CState(row["commit"]),
-            audit_of=b("audit_of"),
             commit_block=row.get("commit_block"),
             commit_failures=int(row.get("commit_failures", 0)),
             delivered_ms=row.get("delivered_ms"),
             result_hash=b("result_hash"),
             device_hash=b("device_hash"),
+            sketch=b("sketch"),
+            salt=b("salt"),
+            commitment=b("commitment"),
+            bad_image=bool(row.get("bad_image", False)),
             device_info=row.get("device_info"),
-            chain_device_hash=b("chain_device_hash"),
+            chain_commitment=b("chain_commitment"),
             result_block=row.get("result_block"),
-            phash=row.get("phash"),
             settle=Settle(row.get("settle", "none")),
             accept=row.get("accept"),
             settle_block=row.get("settle_block"),
             final_status=row.get("final_status"),
-            report=Report(row.get("report", "none")),
-            witnesses=[bytes.fromhex(w) for w in row.get("witnesses", [])],
+            checking=bool(row.get("checking", False)),
+            outcome=row.get("outcome"),
+            spec_sent_head=row.get("spec_sent_head"),
             is_durable=True,
         )
 
@@ -153,11 +151,19 @@ class Attempt:
         """Nothing more to do on chain for this attempt."""
         if self.commit in (CState.INFLIGHT, CState.CHECK):
             return False
-        if self.report in (Report.PENDING, Report.INFLIGHT):
-            return False
-        if self.state is AState.CONFIRMED or self.state is AState.INVALID:
-            return self.settle is Settle.DONE or self.report is Report.DONE
+        if self.state is AState.CONFIRMED or (
+            self.state is AState.INVALID and self.accept is False
+        ):
+            return self.settle is Settle.DONE  # followed until final (with its check outcome)
         return not self.state.is_live
+
+    @property
+    def verification(self) -> str:
+        """The chain's word on this result: pending (not final, or being checked), else the
+        final check outcome in lower case (unchecked, verified, upheld, guilty)."""
+        if self.final_status is None or self.outcome is None:
+            return "pending"
+        return self.outcome.lower()
 
 
 _ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(Attempt) if f.name != "is_durable")
@@ -171,10 +177,9 @@ class Job:
     created_ms: int
     slots: list[Role]
     status: JobStatus = JobStatus.QUEUED
-    verification: str | None = None
+    verification: str | None = None  # the chosen attempt's (see Attempt.verification)
     chosen: bytes | None = None  # task id whose image the app gets
     error: str | None = None
-    root: bytes | None = None  # the committed attempt that audit copies point to
     finished_ms: int | None = None
     attempts: list[bytes] = dataclasses.field(default_factory=list)
     done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
@@ -195,7 +200,6 @@ class Job:
             "verification": self.verification,
             "chosen": None if self.chosen is None else self.chosen.hex(),
             "error": self.error,
-            "root": None if self.root is None else self.root.hex(),
             "finished_ms": self.finished_ms,
             "attempts": [a.hex() for a in self.attempts],
             "first_delivery_ms": self.first_delivery_ms,
@@ -213,7 +217,6 @@ class Job:
             verification=row.get("verification"),
             chosen=None if row.get("chosen") is None else bytes.fromhex(row["chosen"]),
             error=row.get("error"),
-            root=None if row.get("root") is None else bytes.fromhex(row["root"]),
             finished_ms=row.get("finished_ms"),
             attempts=[bytes.fromhex(a) for a in row.get("attempts", [])],
             first_delivery_ms=row.get("first_delivery_ms"),

@@ -140,7 +140,12 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
             },
             "verification": {
                 "type": "string",
-                "enum": ["exact", "perceptual", "unaudited", "failed"],
+                "enum": ["pending", "unchecked", "verified", "upheld", "guilty"],
+                "description": "The chain's check outcome of this result (docs/verification.md): "
+                "pending while it is not final or is being checked; unchecked (accepted, not "
+                "drawn for a check); verified (a checker re-ran it and agreed); upheld (checked "
+                "after a disagreement or a dispute, and the miner was right); guilty (checkers "
+                "found it faked; the miner is slashed).",
             },
         },
     }
@@ -495,6 +500,21 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                             "description": "Device-class hash (chain.taskproto.device_hash).",
                         },
                         {
+                            "name": "X-Cuckoo-Sketch",
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^0x([0-9a-fA-F]{2})*$"},
+                            "description": "image_sketch(body) (chainclient.sketch), 0x-hex.",
+                        },
+                        {
+                            "name": "X-Cuckoo-Salt",
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": HEX32},
+                            "description": "The 32-byte salt of the result's on-chain commitment "
+                            "(chain.taskproto.result_commitment).",
+                        },
+                        {
                             "name": "X-Cuckoo-Device-Info",
                             "in": "header",
                             "required": False,
@@ -519,7 +539,7 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                                     "commit_block": {"type": "integer", "nullable": True},
                                 },
                             },
-                            "Stored; now submit the result on chain.",
+                            "Stored; now submit the result's commitment on chain.",
                         ),
                         "400": _miner_err("Missing or malformed hash headers."),
                         **MINER_REFUSALS,
@@ -527,7 +547,10 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                         "409": _miner_err("Not assigned to this miner, or it has a result."),
                         "410": _miner_err("The deadline has passed."),
                         "413": _miner_err("Body over 16 MiB."),
-                        "422": _miner_err("Hash mismatch or not a PNG."),
+                        "422": _miner_err(
+                            "Hash mismatch, a sketch that is not the image's, or data that does "
+                            "not open the miner's commitment on chain."
+                        ),
                     },
                 }
             },

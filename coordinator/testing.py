@@ -1,6 +1,7 @@
-"""Helpers for tests and benchmarks: a fixed PNG, a protocol-true miner that answers instantly
-(`InstantMiner`) and a thread that commits its results on chain (`ResultSubmitter`). Not used
-by the daemon itself."""
+"""Helpers for tests and benchmarks: a deterministic PNG, a protocol-true miner that answers
+instantly (`InstantMiner`: an image of the spec's size with its sketch, salt and blind
+commitment) and a thread that commits its results on chain (`ResultSubmitter`). Not used by the
+daemon itself."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,11 +19,12 @@ from typing import Any
 import aiohttp
 from substrateinterface import Keypair
 
-from chain.taskproto import device_hash, result_hash
+from chain.taskproto import SALT_LENGTH, device_hash, result_commitment, result_hash
 from chainclient import calls
 from chainclient.calls import MAX_BATCH, ResultCommit
 from chainclient.connection import Connection
 from chainclient.signing import sign_request
+from chainclient.sketch import image_sketch
 
 MAX_CONNECTIONS = 16  # per instant miner: one poll plus uploads in flight
 DEVICE_INFO = {"device": "instant-test", "driver": "none", "torch": "none", "dtype": "none"}
@@ -53,16 +56,18 @@ class Held:
 
 @dataclasses.dataclass(eq=False)
 class InstantMiner:
-    """Long-polls a coordinator with real signed requests and uploads a fixed PNG at once.
-    `on_result(task_id_hex, result_hash, device_hash)` lets the caller commit it on chain."""
+    """Long-polls a coordinator with real signed requests and uploads, at once, a fixed
+    gradient of the spec's size with its sketch and a fresh salt. `on_result(task_id_hex,
+    commitment)` lets the caller commit it on chain; `staker` is the miner's staker account
+    (the commitment binds it; default: the operator's own account)."""
 
     base_url: str
     operator: Keypair
     _: dataclasses.KW_ONLY
-    png: bytes = dataclasses.field(default_factory=make_png)
+    staker: bytes | None = None
     max_tasks: int = 8
     wait_s: float = 5.0
-    on_result: Callable[[str, bytes, bytes], None] | None = None
+    on_result: Callable[[str, bytes], None] | None = None
     device_info: dict[str, str] = dataclasses.field(default_factory=lambda: DEVICE_INFO)
     received: list[Held] = dataclasses.field(init=False, default_factory=list)
     uploaded: int = dataclasses.field(init=False, default=0)
@@ -70,6 +75,15 @@ class InstantMiner:
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
+        self._pngs: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+
+    def image(self, spec: dict[str, Any]) -> tuple[bytes, bytes]:
+        """(PNG, sketch) for a spec's size (cached)."""
+        size = (int(spec.get("width", 64)), int(spec.get("height", 64)))
+        if size not in self._pngs:
+            png = make_png(*size)
+            self._pngs[size] = (png, image_sketch(png))
+        return self._pngs[size]
 
     async def post(
         self, session: aiohttp.ClientSession, path: str, body: bytes, headers: dict[str, str]
@@ -79,7 +93,6 @@ class InstantMiner:
             return resp.status, await resp.read()
 
     async def run(self, stop: asyncio.Event) -> None:
-        rh = result_hash(self.png)
         dh = device_hash(self.device_info)
         timeout = aiohttp.ClientTimeout(total=self.wait_s + 30)
         uploads: set[asyncio.Task[None]] = set()
@@ -108,25 +121,30 @@ class InstantMiner:
                 for t in tasks:
                     self.received.append(Held(t["task_id"], t["spec"], now))
                     # answer at once, and keep polling meanwhile (a real miner's queue)
-                    up = asyncio.create_task(self._upload(session, t["task_id"], rh, dh))
+                    up = asyncio.create_task(self._upload(session, t["task_id"], t["spec"], dh))
                     uploads.add(up)
                     up.add_done_callback(uploads.discard)
             if uploads:
                 await asyncio.gather(*uploads, return_exceptions=True)
 
     async def _upload(
-        self, session: aiohttp.ClientSession, task_id: str, rh: bytes, dh: bytes
+        self, session: aiohttp.ClientSession, task_id: str, spec: dict[str, Any], dh: bytes
     ) -> None:
+        png, sketch = self.image(spec)
+        rh = result_hash(png)
+        salt = os.urandom(SALT_LENGTH)
+        staker = self.staker if self.staker is not None else bytes(self.operator.public_key)
+        commitment = result_commitment(staker, bytes.fromhex(task_id[2:]), rh, dh, sketch, salt)
         headers = {
             "Content-Type": "image/png",
             "X-Cuckoo-Result-Hash": "0x" + rh.hex(),
             "X-Cuckoo-Device": "0x" + dh.hex(),
+            "X-Cuckoo-Sketch": "0x" + sketch.hex(),
+            "X-Cuckoo-Salt": "0x" + salt.hex(),
             "X-Cuckoo-Device-Info": json.dumps(self.device_info),
         }
         try:
-            status, data = await self.post(
-                session, f"/v1/miner/results/{task_id}", self.png, headers
-            )
+            status, data = await self.post(session, f"/v1/miner/results/{task_id}", png, headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.errors.append(f"upload: {exc}")
             return
@@ -135,7 +153,7 @@ class InstantMiner:
             return
         self.uploaded += 1
         if self.on_result is not None:
-            self.on_result(task_id, rh, dh)
+            self.on_result(task_id, commitment)
 
 
 class ResultSubmitter:
@@ -155,17 +173,17 @@ class ResultSubmitter:
         self.operator = operator
         self.operators = [operator, *(more or [])]
         self.period_s = period_s
-        self._pending: dict[bytes, tuple[bytes, bytes, int]] = {}
+        self._pending: dict[bytes, tuple[bytes, int]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.submitted = 0
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._run, name="result-submitter", daemon=True)
 
-    def add(self, task_id_hex: str, rh: bytes, dh: bytes, operator: Keypair | None = None) -> None:
+    def add(self, task_id_hex: str, commitment: bytes, operator: Keypair | None = None) -> None:
         index = 0 if operator is None else self.operators.index(operator)
         with self._lock:
-            self._pending[bytes.fromhex(task_id_hex[2:])] = (rh, dh, index)
+            self._pending[bytes.fromhex(task_id_hex[2:])] = (commitment, index)
 
     def start(self) -> None:
         self._thread.start()
@@ -222,8 +240,8 @@ class ResultSubmitter:
         by_miner: dict[int, list[ResultCommit]] = {}
         with self._lock:
             for t in ready:
-                rh, dh, idx = self._pending.pop(t)
-                by_miner.setdefault(idx, []).append(ResultCommit(t, rh, dh))
+                commitment, idx = self._pending.pop(t)
+                by_miner.setdefault(idx, []).append(ResultCommit(t, commitment))
             for t in gone:
                 self._pending.pop(t, None)
         return by_miner
