@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -149,11 +150,13 @@ def register(ws: str, n_miners: int) -> tuple[Keypair, list[Keypair]]:
             staker, "Registry", "register_miner", {"operator": op.ss58_address, "info": minfo}, True
         )
     si.close()
+    for op, staker in zip(ops, stakers, strict=True):
+        STAKER_OF[op.ss58_address] = bytes(staker.public_key)
     return coord_op, ops
 
 
 def start_coordinator(
-    workdir: Path, ws: str, operator: Keypair, audit_rate: float
+    workdir: Path, ws: str, operator: Keypair
 ) -> tuple[subprocess.Popen[bytes], str]:
     key = workdir / "operator.key"
     key.write_text(operator.mnemonic)
@@ -179,8 +182,6 @@ def start_coordinator(
         str(data),
         "--operator-key-file",
         str(key),
-        "--audit-rate",
-        str(audit_rate),
         "--task-timeout-blocks",
         "120",
         "--log-level",
@@ -261,10 +262,18 @@ async def scrape(url: str) -> str:
         return await r.text()
 
 
+def _add_result(submitter: ResultSubmitter, op: Keypair, task_id: str, commitment: bytes) -> None:
+    submitter.add(task_id, commitment, op)
+
+
+STAKER_OF: dict[str, bytes] = {}  # operator SS58 -> its miner's staker (result commitments bind it)
+
+
 def miner_process(url: str, ws: str, mnemonics: list[str], stop_event: Any, out: Any) -> None:
     """A child process running some of the instant miners and their on-chain submitter; sends
     back (task_id, received_at) pairs, upload counts and errors."""
-    ops = [Keypair.create_from_mnemonic(m) for m in mnemonics]
+    ops = [Keypair.create_from_mnemonic(m.split("|")[0]) for m in mnemonics]
+    stakers = [bytes.fromhex(m.split("|")[1]) for m in mnemonics]
 
     async def run() -> None:
         submitter = ResultSubmitter(ws, ops[0], more=ops[1:])
@@ -276,9 +285,10 @@ def miner_process(url: str, ws: str, mnemonics: list[str], stop_event: Any, out:
                 op,
                 wait_s=10,
                 max_tasks=8,
-                on_result=lambda t, rh, dh, op=op: submitter.add(t, rh, dh, op),
+                staker=staker,
+                on_result=functools.partial(_add_result, submitter, op),
             )
-            for op in ops
+            for op, staker in zip(ops, stakers, strict=True)
         ]
         tasks = [asyncio.create_task(m.run(stop)) for m in miners]
         await asyncio.to_thread(stop_event.wait)
@@ -307,7 +317,14 @@ async def bench(
     groups = [ops[i :: args.miner_procs] for i in range(args.miner_procs)]
     children = [
         ctx.Process(
-            target=miner_process, args=(url, ws, [o.mnemonic for o in g], stop_event, queue)
+            target=miner_process,
+            args=(
+                url,
+                ws,
+                [f"{o.mnemonic}|{STAKER_OF[o.ss58_address].hex()}" for o in g],
+                stop_event,
+                queue,
+            ),
         )
         for g in groups
         if g
@@ -406,7 +423,6 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=250.0, help="tasks per second offered")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--miners", type=int, default=8)
-    p.add_argument("--audit-rate", type=float, default=0.0)
     p.add_argument("--miner-procs", type=int, default=2, help="processes the miners run in")
     p.add_argument("--block-time-ms", type=int, default=500)
     p.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
@@ -419,7 +435,7 @@ def main() -> int:
         ws = f"ws://127.0.0.1:{port}"
         print(f"node on {ws}; registering a coordinator and {args.miners} miners ...", flush=True)
         coord_op, ops = register(ws, args.miners)
-        coord, url = start_coordinator(workdir, ws, coord_op, args.audit_rate)
+        coord, url = start_coordinator(workdir, ws, coord_op)
         procs.append(coord)
         print(
             f"coordinator on {url}; offering {args.rate:g} tasks/s for {args.seconds:g} s",

@@ -48,6 +48,7 @@ from chain.taskproto import (  # noqa: E402
     spec_hash,
 )
 from chainclient.signing import sign_request  # noqa: E402
+from chainclient.sketch import image_sketch  # noqa: E402
 
 POLL = "/v1/miner/poll"
 RESULTS = "/v1/miner/results/"
@@ -219,6 +220,8 @@ async def miner_jobs(
                 "Content-Type": "image/png",
                 "X-Cuckoo-Result-Hash": "0x" + result_hash(png).hex(),
                 "X-Cuckoo-Device": "0x" + device_hash(fingerprint).hex(),
+                "X-Cuckoo-Sketch": "0x" + image_sketch(png).hex(),
+                "X-Cuckoo-Salt": "0x" + os.urandom(32).hex(),
                 "X-Cuckoo-Device-Info": json.dumps(
                     fingerprint, sort_keys=True, separators=(",", ":")
                 ),

@@ -2,11 +2,13 @@
 
 Starts a dev node (or, with `--validators N`, N validator nodes //Alice.. of the `local` chain,
 connected to each other, and waits until they all see each other and finality advances); funds
-and registers a coordinator (staker //Alice) and a miner (staker //Bob), each with its own
-operator (hot) key; adds a voter (//Charlie votes for //Bob's miner); starts the coordinator and a
-miner on the tiny diffusers model against the first node; waits until all are healthy; sends a
-demo prompt; writes the PNG; prints its receipt with the on-chain trail (the blocks of the
-commitment, the result and the settlement); then runs until Ctrl-C (`--once` exits after the demo).
+and registers a coordinator (staker //Alice) and `--miners` miners (stakers //Bob, //Eve,
+//Ferdie), each with its own operator (hot) key; adds a voter (//Charlie votes for //Bob's miner);
+starts the coordinator and the miners on the tiny diffusers model against the first node; waits
+until all are healthy; sends a demo prompt; writes the PNG; prints its receipt with the on-chain
+trail (the blocks of the commitment, the result and the settlement, and the check outcome: the
+chain samples results for re-execution by the other miners, docs/verification.md); then runs
+until Ctrl-C (`--once` exits after the demo).
 
 It uses only public interfaces: the daemons' command lines, their HTTP APIs, JSON-RPC, and the
 daemons' chain client (`chainclient`, substrate-interface underneath) for the chain, as an
@@ -44,6 +46,14 @@ if TYPE_CHECKING:
 CAI = 10**18
 COORDINATOR_OPERATOR = "//Alice//coordinator-operator"
 MINER_OPERATOR = "//Bob//miner-operator"
+MINER_STAKERS = ("Bob", "Eve", "Ferdie")  # not Dave: a validator of the `local` chain
+
+
+def miner_operator(index: int) -> str:
+    """The operator SURI of the index-th miner (//Bob's keeps its historical path)."""
+    if index == 0:
+        return MINER_OPERATOR
+    return f"//{MINER_STAKERS[index]}//miner-operator"
 
 
 class DevnetError(Exception):
@@ -170,7 +180,7 @@ def ensure_bonded(conn: Connection, keypair: Keypair, value: int) -> str:
     return f"bonded {(value - unallocated) / CAI:,.0f} CAI more (now {value / CAI:,.0f} CAI)"
 
 
-def setup_chain(ws_url: str, coordinator_url: str) -> dict[str, str]:
+def setup_chain(ws_url: str, coordinator_url: str, n_miners: int = 1) -> dict[str, str]:
     from substrateinterface import Keypair
 
     from chainclient.connection import Connection
@@ -178,9 +188,9 @@ def setup_chain(ws_url: str, coordinator_url: str) -> dict[str, str]:
     conn = Connection(ws_url, timeout_s=60.0)
     alice, bob, charlie = (Keypair.create_from_uri(u) for u in ("//Alice", "//Bob", "//Charlie"))
     coord_op = Keypair.create_from_uri(COORDINATOR_OPERATOR)
-    miner_op = Keypair.create_from_uri(MINER_OPERATOR)
-    step("funding the operator keys (fees for commitments and results)")
-    for op in (coord_op, miner_op):
+    miner_ops = [Keypair.create_from_uri(miner_operator(i)) for i in range(n_miners)]
+    step("funding the operator keys (fees for commitments, results and checks)")
+    for op in (coord_op, *miner_ops):
         submit(
             conn,
             alice,
@@ -203,17 +213,24 @@ def setup_chain(ws_url: str, coordinator_url: str) -> dict[str, str]:
         "register_coordinator",
         {"operator": coord_op.ss58_address, "info": info},
     )
-    step("//Bob bonds 30,000 CAI and registers a miner")
-    print(f"    //Bob: {ensure_bonded(conn, bob, 30_000 * CAI)}")
-    info = {
-        "name": "0x" + b"devnet miner".hex(),
-        "description": "0x",
-        "url": "0x",
-        "gpu_model": "0x" + b"cpu (tiny model)".hex(),
-    }
-    submit(
-        conn, bob, "Registry", "register_miner", {"operator": miner_op.ss58_address, "info": info}
-    )
+    for i, miner_op in enumerate(miner_ops):
+        name = MINER_STAKERS[i]
+        staker = Keypair.create_from_uri(f"//{name}")
+        step(f"//{name} bonds 30,000 CAI and registers a miner")
+        print(f"    //{name}: {ensure_bonded(conn, staker, 30_000 * CAI)}")
+        info = {
+            "name": "0x" + f"devnet miner {i + 1}".encode().hex(),
+            "description": "0x",
+            "url": "0x",
+            "gpu_model": "0x" + b"cpu (tiny model)".hex(),
+        }
+        submit(
+            conn,
+            staker,
+            "Registry",
+            "register_miner",
+            {"operator": miner_op.ss58_address, "info": info},
+        )
     step("//Charlie bonds 10,000 CAI and votes 5,000 CAI for //Bob's miner")
     print(f"    //Charlie: {ensure_bonded(conn, charlie, 10_000 * CAI)}")
     submit(conn, charlie, "Voting", "vote", {"target": bob.ss58_address, "value": 5_000 * CAI})
@@ -270,7 +287,7 @@ def demo(args: argparse.Namespace, coord_url: str, ws_url: str, procs: list[Proc
         rec = (task or {}).get("receipt") if status == 200 else None
         return rec if rec and rec.get("settle_block") not in (None, "pending") else None
 
-    receipt = wait_until("the settlement on chain", settled, procs, 120) or receipt
+    receipt = wait_until("the settlement on chain (and its check, if drawn)", settled, procs, 300)
     print("    receipt:")
     for key in ("task_id", "miner", "commit_block", "result_block", "settle_block", "verification"):
         print(f"      {key:<13} {receipt.get(key)}")
@@ -284,8 +301,8 @@ def demo(args: argparse.Namespace, coord_url: str, ws_url: str, procs: list[Proc
         "submitted_at",
         "settled_at",
         "spec_hash",
-        "result_hash",
-        "device_hash",
+        "commitment",
+        "outcome",
     ):
         print(f"      {key:<13} {on_chain.get(key)}")
 
@@ -541,6 +558,13 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path("cuckoo-demo.png"), help="where to write the image"
     )
     p.add_argument("--miner-solver", default="diffusers", help="diffusers (tiny model) or pattern")
+    p.add_argument(
+        "--miners",
+        type=int,
+        default=2,
+        choices=range(1, len(MINER_STAKERS) + 1),
+        help="miners to run (checked results are re-run by another miner; default 2)",
+    )
     p.add_argument("--device", default="auto", help="miner device: auto, cuda or cpu")
     args = p.parse_args(argv)
     base = args.data_dir or Path(tempfile.mkdtemp(prefix="cuckoo-devnet-"))
@@ -599,22 +623,25 @@ def main(argv: list[str] | None = None) -> int:
         ],
         logs / "coordinator.log",
     )
-    miner_cmd = [
-        "cuckoo-miner",
-        "--chain-url",
-        ws_url,
-        "--coordinator",
-        coord_url,
-        "--data-dir",
-        str(base / "miner"),
-        "--operator-key-file",
-        str(write_key_file(keys / "miner.suri", MINER_OPERATOR)),
-    ]
-    if args.miner_solver == "diffusers":
-        miner_cmd += ["--solver", "diffusers", "--model", "tiny", "--device", args.device]
-    else:
-        miner_cmd += ["--solver", args.miner_solver]
-    miner = Proc("cuckoo-miner", miner_cmd, logs / "miner.log")
+    miners: list[Proc] = []
+    for i in range(args.miners):
+        suffix = "" if i == 0 else f"-{i + 1}"
+        miner_cmd = [
+            "cuckoo-miner",
+            "--chain-url",
+            ws_url,
+            "--coordinator",
+            coord_url,
+            "--data-dir",
+            str(base / f"miner{suffix}"),
+            "--operator-key-file",
+            str(write_key_file(keys / f"miner{suffix}.suri", miner_operator(i))),
+        ]
+        if args.miner_solver == "diffusers":
+            miner_cmd += ["--solver", "diffusers", "--model", "tiny", "--device", args.device]
+        else:
+            miner_cmd += ["--solver", args.miner_solver]
+        miners.append(Proc("cuckoo-miner", miner_cmd, logs / f"miner{suffix}.log"))
     procs: list[Proc] = []
     print(f"cuckoo-devnet: data in {base}, logs in {logs}")
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops everything, as Ctrl-C does
@@ -643,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
                 return status == 200 and int(out["result"]["number"], 16) >= 1
 
             wait_until("the node's first block", node_ready, procs, 60)
-        setup_chain(ws_url, coord_url)
+        setup_chain(ws_url, coord_url, args.miners)
         step(f"starting the coordinator ({coord_url})")
         coordinator.start()
         procs.append(coordinator)
@@ -654,19 +681,20 @@ def main(argv: list[str] | None = None) -> int:
 
         wait_until("the coordinator's /health", coordinator_ready, procs, 60)
         step(
-            "starting the miner ("
+            f"starting {len(miners)} miner(s) ("
             + ("tiny diffusers model" if args.miner_solver == "diffusers" else args.miner_solver)
             + ")"
         )
-        miner.start()
-        procs.append(miner)
+        for miner in miners:
+            miner.start()
+            procs.append(miner)
 
-        def miner_live() -> bool:
+        def miners_live() -> bool:
             status, out = http_json("GET", f"{coord_url}/v1/miners")
-            miners = (out or {}).get("data", []) if status == 200 else []
-            return any(m.get("live") for m in miners)
+            listed = (out or {}).get("data", []) if status == 200 else []
+            return sum(1 for m in listed if m.get("live")) >= len(miners)
 
-        wait_until("the miner to poll the coordinator", miner_live, procs, 300)
+        wait_until("the miners to poll the coordinator", miners_live, procs, 300)
         demo(args, coord_url, ws_url, procs)
         if validators:
             step("the validators after the demo")
@@ -697,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         step("stopping")
-        for proc in (miner, coordinator):
+        for proc in (*miners, coordinator):
             with contextlib.suppress(Exception):
                 proc.stop()
         stop_all(nodes)
