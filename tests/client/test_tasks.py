@@ -1,6 +1,6 @@
-"""`decode_task` against the runtime's own codec for `pallet_cuckoo_tasks::Task` (the slow
-reference it replaces), and its refusals of malformed bytes. The client never imports the
-runtime; its tests may, to check the layout it assumes."""
+"""`decode_task` and `decode_check`: their layouts (docs/verification.md), a round trip through
+the test encoders, the runtime's own codec where it has the type, refusals of malformed bytes,
+and the parsing of CheckOpened attributes as substrate-interface hands them over."""
 
 from __future__ import annotations
 
@@ -11,31 +11,69 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chainclient.tasks import TASK_STATUSES, DecodeError, Task, decode_task
+from chainclient.accounts import ss58
+from chainclient.tasks import (
+    CHECK_OUTCOMES,
+    CHECK_PHASES,
+    TASK_STATUSES,
+    Check,
+    Checker,
+    DecodeError,
+    Reveal,
+    Task,
+    decode_check,
+    decode_task,
+    encode_check,
+    encode_task,
+    parse_check_opened,
+)
 from pallets.tasks import pallet as runtime
 
 hashes = st.binary(min_size=32, max_size=32)
 u32s = st.integers(min_value=0, max_value=2**32 - 1)
-runtime_tasks = st.builds(
-    runtime.Task,
+tasks = st.builds(
+    Task,
     coordinator=hashes,
     miner=hashes,
     spec_hash=hashes,
     deadline=u32s,
-    audit_of=st.none() | hashes,
     committed_at=u32s,
     status=st.sampled_from(TASK_STATUSES),
-    result_hash=st.none() | hashes,
-    device_hash=st.none() | hashes,
+    commitment=st.none() | hashes,
     submitted_at=st.none() | u32s,
     settled_at=st.none() | u32s,
+    outcome=st.sampled_from(CHECK_OUTCOMES),
+)
+reveals = st.builds(Reveal, hashes, hashes, st.binary(max_size=300))
+checks = st.builds(
+    Check,
+    round=st.integers(0, 2),
+    phase=st.sampled_from(CHECK_PHASES),
+    phase_ends=u32s,
+    checkers=st.lists(
+        st.builds(Checker, hashes, st.integers(0, 2), st.none() | hashes, st.none() | reveals),
+        max_size=9,
+    ).map(tuple),
+    miner_reveal=st.none() | reveals,
+    disputed_by=st.none() | hashes,
 )
 
 
-@given(runtime_tasks)
-def test_decode_task_matches_the_runtime_codec(task: runtime.Task) -> None:
-    decoded = decode_task(runtime.TASK.encode(task))
-    assert dataclasses.astuple(decoded) == dataclasses.astuple(task)
+@given(tasks)
+def test_decode_task_reads_what_the_layout_writes(task: Task) -> None:
+    assert decode_task(encode_task(task)) == task
+
+
+@given(checks)
+def test_decode_check_reads_what_the_layout_writes(check: Check) -> None:
+    assert decode_check(encode_check(check)) == check
+
+
+@given(tasks)
+def test_decode_task_matches_the_runtime_codec(task: Task) -> None:
+    fields = dataclasses.asdict(task)
+    reference = runtime.Task(**fields)
+    assert decode_task(runtime.TASK.encode(reference)) == task
     assert [f.name for f in dataclasses.fields(Task)] == [
         f.name for f in dataclasses.fields(runtime.Task)
     ]
@@ -47,15 +85,19 @@ def test_task_statuses_are_the_runtime_variants_in_order() -> None:
 
 
 def sample() -> bytes:
-    task = runtime.Task(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 9, None, 4, "Submitted")
-    return runtime.TASK.encode(dataclasses.replace(task, result_hash=b"\x04" * 32))
+    return encode_task(
+        Task(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 9, 4, "Submitted", b"\x04" * 32, 5)
+    )
 
 
 def test_decode_task_reads_a_known_value() -> None:
-    task = decode_task(sample())
-    assert task == Task(
-        b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 9, None, 4, "Submitted", b"\x04" * 32
-    )
+    raw = sample()
+    assert len(raw) == 96 + 4 + 4 + 1 + 33 + 5 + 1 + 1
+    task = decode_task(raw)
+    assert task.status == "Submitted"
+    assert task.commitment == b"\x04" * 32
+    assert (task.submitted_at, task.settled_at, task.outcome) == (5, None, "Unchecked")
+    assert not task.is_final
 
 
 @pytest.mark.parametrize(
@@ -63,15 +105,45 @@ def test_decode_task_reads_a_known_value() -> None:
     [
         (lambda raw: raw[:-1], "truncated"),
         (lambda raw: raw + b"\x00", "trailing"),
-        (lambda raw: raw[:100] + b"\x02" + raw[101:], "Option"),  # audit_of's flag
-        (lambda raw: raw[:105] + b"\x05" + raw[106:], "TaskStatus"),
+        (lambda raw: raw[:105] + b"\x02" + raw[106:], "Option"),  # commitment's flag
+        (lambda raw: raw[:104] + b"\x06" + raw[105:], "enum index 6"),  # status
     ],
 )
 def test_decode_task_refuses_malformed_bytes(
     mangle: Callable[[bytes], bytes], message: str
 ) -> None:
     raw = sample()
-    assert raw[100] == 0  # audit_of: None
-    assert raw[105] == 1  # status: Submitted
+    assert raw[104] == 1  # status: Submitted
+    assert raw[105] == 1  # commitment: Some
     with pytest.raises(DecodeError, match=message):
         decode_task(mangle(raw))
+
+
+def test_check_finds_the_current_rounds_checker() -> None:
+    a, b = b"\xaa" * 32, b"\xbb" * 32
+    check = Check(1, "Committing", 50, (Checker(a, 0, b"\x01" * 32), Checker(b, 1)))
+    assert check.checker(b) == Checker(b, 1)
+    assert check.checker(a) is None  # drawn for round 0 only
+
+
+def test_parse_check_opened_takes_the_library_shapes() -> None:
+    tid, a, b = b"\x01" * 32, b"\x0a" * 32, b"\x0b" * 32
+    by_name = {
+        "task_id": "0x" + tid.hex(),
+        "round": 1,
+        "checkers": [ss58(a), "0x" + b.hex()],
+        "phase": "SpecDue",
+        "phase_ends": 77,
+    }
+    ev = parse_check_opened(by_name)
+    assert (ev.task_id, ev.round, ev.checkers, ev.phase, ev.phase_ends) == (
+        tid,
+        1,
+        (a, b),
+        "SpecDue",
+        77,
+    )
+    in_order = ["0x" + tid.hex(), 0, [ss58(a)], {"Committing": None}, 9]
+    assert parse_check_opened(in_order).phase == "Committing"
+    with pytest.raises(DecodeError):
+        parse_check_opened({**by_name, "phase": "Sleeping"})
