@@ -43,9 +43,7 @@ def test_submit_results_matches_the_runtime_codec(items: list[ResultCommit]) -> 
 
 @given(st.lists(hashes, max_size=MAX_BATCH))
 def test_settle_tasks_is_a_vec_of_task_ids(ids: list[bytes]) -> None:
-    assert only_arg(calls.settle_tasks(ids), "task_ids") == encode_compact(len(ids)) + b"".join(
-        ids
-    )
+    assert only_arg(calls.settle_tasks(ids), "task_ids") == encode_compact(len(ids)) + b"".join(ids)
 
 
 @given(hashes, hashes, hashes, st.binary(max_size=600), hashes)
