@@ -312,9 +312,9 @@ class RuntimeConfig:
                     equivocation_slash=_perbill(sl["equivocationSlash"], "equivocationSlash"),
                     finder_fee=_perbill(sl["finderFee"], "finderFee"),
                     treasury=ss58_decode(sl["treasury"])[0],
-                    check_fault_slash=_perbill(sl.get("checkFaultSlash", 50_000_000), "checkFaultSlash"),
-                    false_dispute_slash=_perbill(sl.get("falseDisputeSlash", 10_000_000), "falseDisputeSlash"),
-                    withheld_spec_slash=_perbill(sl.get("withheldSpecSlash", 10_000_000), "withheldSpecSlash"),
+                    check_fault_slash=_slash(sl, "checkFaultSlash", 50_000_000),
+                    false_dispute_slash=_slash(sl, "falseDisputeSlash", 10_000_000),
+                    withheld_spec_slash=_slash(sl, "withheldSpecSlash", 10_000_000),
                 ),
                 verification=_verification(obj.get("verification", {})),
                 session=SessionConfig(
@@ -358,6 +358,10 @@ def _verification(obj: dict[str, Any]) -> VerificationConfig:
         max_sketch_distance=int(obj.get("maxSketchDistance", d.max_sketch_distance)),
         check_rounds=rounds,
     )
+
+
+def _slash(section: dict[str, Any], name: str, default: int) -> int:
+    return _perbill(section.get(name, default), f"slashing.{name}")
 
 
 def _positive(value: Any, what: str) -> int:

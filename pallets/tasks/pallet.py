@@ -378,9 +378,7 @@ def is_drawn(mix: bytes, task_id: bytes, check_rate: int) -> bool:
     return draw * PERBILL_ONE < check_rate << 64
 
 
-def pick_checkers(
-    candidates: list[tuple[bytes, int]], seed: bytes, count: int
-) -> list[bytes]:
+def pick_checkers(candidates: list[tuple[bytes, int]], seed: bytes, count: int) -> list[bytes]:
     """`count` accounts drawn by weight without replacement from `(account, weight)` pairs (in
     the given order, which must be deterministic), seeded by `seed`."""
     pool = [(who, weight) for who, weight in candidates if weight > 0]
@@ -662,9 +660,7 @@ def commit_tasks(ctx: Ctx, batch: CommitBatch) -> None:
         Tasks.put(
             ctx.state,
             item.task_id,
-            Task(
-                coordinator, item.miner, item.spec_hash, item.deadline, now, TaskStatus.COMMITTED
-            ),
+            Task(coordinator, item.miner, item.spec_hash, item.deadline, now, TaskStatus.COMMITTED),
         )
         Deadlines.put(ctx.state, item.deadline, item.task_id, True)
         if OpenTasks.get(ctx.state) == 0:
@@ -771,7 +767,7 @@ def commit_check(ctx: Ctx, task_id: Hash256, commitment: Hash256) -> None:
     Errors: NotMiner, UnknownTask, NotChecking, NotDrawnChecker. Emits: CheckCommitted, and
     CheckPhaseChanged once every checker of the round committed."""
     who = _operator_of(ctx, Role.MINER)
-    task, check = _checking(ctx, task_id, CheckPhase.COMMITTING)
+    _, check = _checking(ctx, task_id, CheckPhase.COMMITTING)
     index = next(
         (
             i
