@@ -99,6 +99,22 @@ class SlashingConfig:
     equivocation_slash: int  # Perbill
     finder_fee: int  # Perbill of what is slashed
     treasury: bytes
+    check_fault_slash: int = 50_000_000  # Perbill: a checker that was wrong or absent
+    false_dispute_slash: int = 10_000_000  # Perbill: a coordinator whose dispute failed
+    withheld_spec_slash: int = 10_000_000  # Perbill: a coordinator that hid a checked spec
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerificationConfig:
+    """The checked-work protocol (docs/verification.md)."""
+
+    check_rate: int = 100_000_000  # Perbill: the share of results re-executed by checkers
+    spec_window: int = 10  # blocks for the coordinator to reveal a checked task's spec
+    commit_window: int = 20  # blocks for checkers to re-run and commit
+    reveal_window: int = 10  # blocks for the miner and the checkers to reveal
+    appeal_window: int = 10  # blocks for a miner found Guilty in round 1 to appeal
+    max_sketch_distance: int = 0  # cross-class agreement threshold (0: the calibrated default)
+    check_rounds: tuple[int, ...] = (1, 3, 5)  # checkers per round: sampled, escalated, appeal
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -185,6 +201,7 @@ class RuntimeConfig:
     slashing: SlashingConfig
     session: SessionConfig
     wiring: Wiring
+    verification: VerificationConfig = VerificationConfig()
     max_block_weight: Weight = Weight(2_000_000_000_000, 5 * 1024 * 1024)  # 2 s of ref_time
     max_block_length: int = 5 * 1024 * 1024
     max_extrinsic_length: int = 4 * 1024 * 1024
@@ -228,6 +245,18 @@ class RuntimeConfig:
                 "equivocationSlash": self.slashing.equivocation_slash,
                 "finderFee": self.slashing.finder_fee,
                 "treasury": ss58_encode(self.slashing.treasury, self.system.ss58_prefix),
+                "checkFaultSlash": self.slashing.check_fault_slash,
+                "falseDisputeSlash": self.slashing.false_dispute_slash,
+                "withheldSpecSlash": self.slashing.withheld_spec_slash,
+            },
+            "verification": {
+                "checkRate": self.verification.check_rate,
+                "specWindow": self.verification.spec_window,
+                "commitWindow": self.verification.commit_window,
+                "revealWindow": self.verification.reveal_window,
+                "appealWindow": self.verification.appeal_window,
+                "maxSketchDistance": self.verification.max_sketch_distance,
+                "checkRounds": list(self.verification.check_rounds),
             },
             "session": {"length": self.session.length},
         }
@@ -283,7 +312,11 @@ class RuntimeConfig:
                     equivocation_slash=_perbill(sl["equivocationSlash"], "equivocationSlash"),
                     finder_fee=_perbill(sl["finderFee"], "finderFee"),
                     treasury=ss58_decode(sl["treasury"])[0],
+                    check_fault_slash=_slash(sl, "checkFaultSlash", 50_000_000),
+                    false_dispute_slash=_slash(sl, "falseDisputeSlash", 10_000_000),
+                    withheld_spec_slash=_slash(sl, "withheldSpecSlash", 10_000_000),
                 ),
+                verification=_verification(obj.get("verification", {})),
                 session=SessionConfig(
                     length=_positive(
                         obj.get("session", {}).get("length", DEFAULT_SESSION_LENGTH),
@@ -303,6 +336,32 @@ class RuntimeConfig:
     @classmethod
     def decode(cls, raw: bytes, wiring: Wiring) -> RuntimeConfig:
         return cls.from_json(json.loads(raw), wiring)
+
+
+def _verification(obj: dict[str, Any]) -> VerificationConfig:
+    d = VerificationConfig()
+    rounds = tuple(int(n) for n in obj.get("checkRounds", d.check_rounds))
+    if len(rounds) != 3 or any(n <= 0 or n > 15 for n in rounds):
+        raise ValueError("verification.checkRounds: three round sizes, each 1..15")
+    return VerificationConfig(
+        check_rate=_perbill(obj.get("checkRate", d.check_rate), "verification.checkRate"),
+        spec_window=_positive(obj.get("specWindow", d.spec_window), "verification.specWindow"),
+        commit_window=_positive(
+            obj.get("commitWindow", d.commit_window), "verification.commitWindow"
+        ),
+        reveal_window=_positive(
+            obj.get("revealWindow", d.reveal_window), "verification.revealWindow"
+        ),
+        appeal_window=_positive(
+            obj.get("appealWindow", d.appeal_window), "verification.appealWindow"
+        ),
+        max_sketch_distance=int(obj.get("maxSketchDistance", d.max_sketch_distance)),
+        check_rounds=rounds,
+    )
+
+
+def _slash(section: dict[str, Any], name: str, default: int) -> int:
+    return _perbill(section.get(name, default), f"slashing.{name}")
 
 
 def _positive(value: Any, what: str) -> int:

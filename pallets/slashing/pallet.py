@@ -27,7 +27,7 @@ from pallets.voting import pallet as voting
 SPEC = PalletSpec("Slashing", 14, module="pallet_cuckoo_slashing")
 Config = SlashingConfig
 
-MAX_UNAPPLIED_PER_ERA = 64
+MAX_UNAPPLIED_PER_ERA = 256
 
 
 SPEC.constant(
@@ -62,6 +62,9 @@ SPEC.constant(
 class OffenceKind(enum.StrEnum):
     INVALID_RESULT = "InvalidResult"  # an inference result proved wrong
     EQUIVOCATION = "Equivocation"  # a validator signed two blocks for a slot, or two votes
+    CHECK_FAULT = "CheckFault"  # a checker on the losing side of a verdict, or absent
+    FALSE_DISPUTE = "FalseDispute"  # a coordinator disputed a result the checkers upheld
+    WITHHELD_SPEC = "WithheldSpec"  # a coordinator did not reveal a checked task's spec
 
 
 OFFENCE_KIND = unit_enum("pallet_cuckoo_slashing::OffenceKind", OffenceKind)
@@ -166,9 +169,30 @@ def offence_id(kind: OffenceKind, evidence: bytes) -> bytes:
 
 
 def fraction_for(config: Config, kind: OffenceKind) -> int:
-    if kind == OffenceKind.INVALID_RESULT:
-        return config.invalid_result_slash
-    return config.equivocation_slash
+    return {
+        OffenceKind.INVALID_RESULT: config.invalid_result_slash,
+        OffenceKind.EQUIVOCATION: config.equivocation_slash,
+        OffenceKind.CHECK_FAULT: config.check_fault_slash,
+        OffenceKind.FALSE_DISPUTE: config.false_dispute_slash,
+        OffenceKind.WITHHELD_SPEC: config.withheld_spec_slash,
+    }[kind]
+
+
+def try_report(
+    ctx: Ctx, offender: bytes, reporter: bytes | None, kind: OffenceKind, evidence: bytes
+) -> bytes | None:
+    """`report` for the runtime's own verdicts (hooks must not fail): None, and nothing
+    written, when the offence was reported before, the offender has nothing bonded, or the
+    era's queue is full."""
+    oid = offence_id(kind, evidence)
+    era = staking.CurrentEra.get(ctx.state) + ctx.config.slashing.slash_defer_duration
+    if (
+        Offences.contains(ctx.state, oid)
+        or staking.get_ledger(ctx.state, offender) is None
+        or len(UnappliedSlashes.get(ctx.state, era)) >= MAX_UNAPPLIED_PER_ERA
+    ):
+        return None
+    return report(ctx, offender, reporter, kind, evidence)
 
 
 def report(

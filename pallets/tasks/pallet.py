@@ -1,20 +1,28 @@
-"""Tasks: the on-chain trail of every inference task.
+"""Tasks: the on-chain trail of every inference task, and the checked-work protocol
+(docs/verification.md).
 
 1. A registered, active coordinator's operator commits a batch of tasks: id, hash of the task
-   spec (model, prompt, size, steps, seed), the assigned miner (its staker account), a deadline
-   block, and, for an audit copy, the task it audits.
-2. The assigned miner's operator submits (result hash, device-class fingerprint hash) before the
-   deadline.
-3. The committing coordinator settles: accept or reject. A submitted result left unsettled is
-   accepted at its deadline (in the miner's favour); a task with no result by its deadline is
-   recorded as missed against the miner. Accepted tasks become era work for Rewards (one unit for
-   the miner, one for the coordinator).
-4. For an audited spec, the coordinator reports a miner whose result differs from the agreeing
-   results of other miners on the same device class; that opens an InvalidResult offence in the
-   Slashing pallet (deferred, cancellable, shared by voters).
+   spec (model, prompt, size, steps, seed), the assigned miner (its staker account), a deadline.
+2. The assigned miner's operator submits a blind commitment to its result before the deadline
+   (`chain.taskproto.result_commitment`: the result hash, device class and image sketch stay
+   hidden until a check needs them).
+3. A submitted task settles at the coordinator's early `settle_tasks` (in a later block) or at its
+   deadline. Then a draw from the Randomness pallet's mix, which did not exist when the result was
+   committed, decides whether it is checked (`VerificationConfig.check_rate`). Unchecked, it is
+   Accepted (one work unit for the miner, one for the coordinator). A task with no result by its
+   deadline is Missed.
+4. A checked task (status Checking) goes through rounds of checkers the runtime draws by stake
+   among the other active miners: the coordinator reveals the spec on chain, the checkers re-run it
+   and commit blind, then the miner and the checkers reveal. The runtime compares: exact hashes
+   on the same device class, sketch distance across classes. Round 0 has one checker; any
+   disagreement escalates to round 1 (three), whose majority decides; a miner found Guilty may
+   appeal to round 2 (five). Final verdicts report offences to Slashing (deferred, cancellable):
+   the Guilty miner, checkers on the losing side or absent, a coordinator whose dispute failed or
+   that withheld a checked spec. The coordinator cannot reject or report: it can only dispute,
+   and pays when the checkers uphold the miner.
 
-Deadlines are processed in `on_initialize`, at most MAX_EXPIRIES_PER_BLOCK per block; the rest
-carries over, so per-block work stays bounded.
+Deadlines (of tasks, and of check phases) are processed in `on_initialize`, at most
+MAX_EXPIRIES_PER_BLOCK per block; the rest carries over, so per-block work stays bounded.
 """
 
 from __future__ import annotations
@@ -24,7 +32,11 @@ import enum
 from typing import Annotated, TypeAlias
 
 from chain.frame.prelude import *
-from pallets.config import Ctx, RuntimeConfig
+from chain.hashing import blake2_256
+from chain.sketch import DEFAULT_MAX_SKETCH_DISTANCE, SKETCH_MAX_BYTES, sketch_distance
+from chain.taskproto import result_commitment
+from pallets.config import Ctx, RuntimeConfig, VerificationConfig
+from pallets.randomness import pallet as randomness
 from pallets.registry import pallet as registry
 from pallets.registry.pallet import Role
 from pallets.rewards import pallet as rewards
@@ -37,7 +49,10 @@ MAX_BATCH = 256
 MAX_DEADLINE_BLOCKS = 14_400
 MAX_EXPIRIES_PER_BLOCK = 512
 MAX_SCANNED_BLOCKS = 256
-MAX_WITNESSES = 4
+MAX_SPEC_BYTES = 4096
+MAX_CHECKERS = 15  # all rounds of one task together (1 + 3 + 5 by default)
+CHECK_DOMAIN = b"cuckoo/check/v1"
+CHECKERS_DOMAIN = b"cuckoo/checkers/v1"
 
 SPEC.constant("MaxBatch", U32, lambda c: MAX_BATCH, "Tasks per commit/submit/settle batch.")
 SPEC.constant(
@@ -46,22 +61,59 @@ SPEC.constant(
 SPEC.constant(
     "MaxExpiriesPerBlock", U32, lambda c: MAX_EXPIRIES_PER_BLOCK, "Deadlines processed per block."
 )
+SPEC.constant(
+    "CheckRate", PERBILL, lambda c: c.verification.check_rate, "Share of results re-executed."
+)
+SPEC.constant(
+    "MaxSketchDistance",
+    U32,
+    lambda c: max_sketch_distance(c.verification),
+    "Largest sketch distance at which results of two device classes agree.",
+)
+
+
+def max_sketch_distance(config: VerificationConfig) -> int:
+    return config.max_sketch_distance or DEFAULT_MAX_SKETCH_DISTANCE
 
 
 class TaskStatus(enum.StrEnum):
     COMMITTED = "Committed"  # assigned, no result yet
-    SUBMITTED = "Submitted"  # the miner committed its result hash
+    SUBMITTED = "Submitted"  # the miner committed to its result (blind)
     ACCEPTED = "Accepted"  # final: work credited to the miner and the coordinator
-    REJECTED = "Rejected"  # final: the coordinator rejected it, or it was reported invalid
+    REJECTED = "Rejected"  # final: the checkers found the result Guilty
     MISSED = "Missed"  # final: no result by the deadline
+    CHECKING = "Checking"  # drawn for a check or disputed: checkers are re-running it
 
     @property
     def is_open(self) -> bool:
-        return self in (TaskStatus.COMMITTED, TaskStatus.SUBMITTED)
+        return self in (TaskStatus.COMMITTED, TaskStatus.SUBMITTED, TaskStatus.CHECKING)
+
+
+class CheckOutcome(enum.StrEnum):
+    UNCHECKED = "Unchecked"  # not (yet) checked
+    VERIFIED = "Verified"  # the round-0 checker agreed
+    UPHELD = "Upheld"  # disputed or escalated, and the checkers' majority agreed with the miner
+    GUILTY = "Guilty"  # the checkers' majority disagreed, or the miner did not reveal
+
+
+class CheckPhase(enum.StrEnum):
+    SPEC_DUE = "SpecDue"  # waiting for the coordinator to reveal the spec
+    COMMITTING = "Committing"  # checkers re-run the spec and commit blind
+    REVEALING = "Revealing"  # the miner and the checkers open their commitments
+    APPEALABLE = "Appealable"  # Guilty in round 1: the miner may appeal until the phase ends
 
 
 TASK_STATUS = unit_enum("pallet_cuckoo_tasks::TaskStatus", TaskStatus)
 TaskStatusField: TypeAlias = Annotated[TaskStatus, TASK_STATUS, "TaskStatus"]
+CHECK_OUTCOME = unit_enum("pallet_cuckoo_tasks::CheckOutcome", CheckOutcome)
+CheckOutcomeField: TypeAlias = Annotated[CheckOutcome, CHECK_OUTCOME, "CheckOutcome"]
+CHECK_PHASE = unit_enum("pallet_cuckoo_tasks::CheckPhase", CheckPhase)
+CheckPhaseField: TypeAlias = Annotated[CheckPhase, CHECK_PHASE, "CheckPhase"]
+OptionalHash: TypeAlias = Annotated[bytes | None, Option(H256), "Option<H256>"]
+OptionalBlock: TypeAlias = Annotated[int | None, Option(BLOCK_NUMBER), "Option<BlockNumber>"]
+Sketch: TypeAlias = Annotated[bytes, Bytes(SKETCH_MAX_BYTES), "BoundedVec<u8>"]
+RoundIndex: TypeAlias = Annotated[int, U8, "u8"]
+Count: TypeAlias = Annotated[int, U32, "u32"]
 
 
 @struct("pallet_cuckoo_tasks::Task")
@@ -70,16 +122,55 @@ class Task:
     miner: AccountIdField
     spec_hash: Hash256
     deadline: BlockNumber
-    audit_of: Annotated[bytes | None, Option(H256), "Option<H256>"]
     committed_at: BlockNumber
     status: TaskStatusField
-    result_hash: Annotated[bytes | None, Option(H256), "Option<H256>"] = None
-    device_hash: Annotated[bytes | None, Option(H256), "Option<H256>"] = None
-    submitted_at: Annotated[int | None, Option(BLOCK_NUMBER), "Option<BlockNumber>"] = None
-    settled_at: Annotated[int | None, Option(BLOCK_NUMBER), "Option<BlockNumber>"] = None
+    commitment: OptionalHash = None  # the miner's blind result commitment
+    submitted_at: OptionalBlock = None
+    settled_at: OptionalBlock = None
+    outcome: CheckOutcomeField = CheckOutcome.UNCHECKED
 
 
 TASK = scale_of(Task)
+
+
+@struct("pallet_cuckoo_tasks::Reveal")
+class Reveal:
+    """An opened result commitment."""
+
+    result_hash: Hash256
+    device_hash: Hash256
+    sketch: Sketch
+
+
+REVEAL = scale_of(Reveal)
+OptionalReveal: TypeAlias = Annotated[Reveal | None, Option(REVEAL), "Option<Reveal>"]
+
+
+@struct("pallet_cuckoo_tasks::Checker")
+class Checker:
+    account: AccountIdField  # the checker's miner staker account
+    round: RoundIndex
+    commitment: OptionalHash = None
+    reveal: OptionalReveal = None
+
+
+CHECKER = scale_of(Checker)
+
+
+@struct("pallet_cuckoo_tasks::Check")
+class Check:
+    round: RoundIndex
+    phase: CheckPhaseField
+    phase_ends: BlockNumber
+    checkers: Annotated[list[Checker], Vec(CHECKER, MAX_CHECKERS), "BoundedVec<Checker>"]
+    miner_reveal: OptionalReveal = None
+    disputed_by: Annotated[bytes | None, Option(ACCOUNT_ID), "Option<AccountId>"] = None
+
+    def current(self) -> list[Checker]:
+        return [c for c in self.checkers if c.round == self.round]
+
+
+CHECK = scale_of(Check)
 
 
 @struct("pallet_cuckoo_tasks::TaskCommit")
@@ -88,36 +179,24 @@ class TaskCommit:
     spec_hash: Hash256
     miner: AccountIdField
     deadline: BlockNumber
-    audit_of: Annotated[bytes | None, Option(H256), "Option<H256>"]
 
 
 @struct("pallet_cuckoo_tasks::ResultCommit")
 class ResultCommit:
     task_id: Hash256
-    result_hash: Hash256
-    device_hash: Hash256
-
-
-@struct("pallet_cuckoo_tasks::Settlement")
-class Settlement:
-    task_id: Hash256
-    accept: Annotated[bool, BOOL, "bool"]
+    commitment: Hash256
 
 
 TASK_COMMIT = scale_of(TaskCommit)
 RESULT_COMMIT = scale_of(ResultCommit)
-SETTLEMENT = scale_of(Settlement)
-# The three batch arguments (at most MaxBatch items each)
+# The batch arguments (at most MaxBatch items each)
 CommitBatch: TypeAlias = Annotated[
     list[TaskCommit], Vec(TASK_COMMIT, MAX_BATCH), "BoundedVec<TaskCommit>"
 ]
 ResultBatch: TypeAlias = Annotated[
     list[ResultCommit], Vec(RESULT_COMMIT, MAX_BATCH), "BoundedVec<ResultCommit>"
 ]
-SettlementBatch: TypeAlias = Annotated[
-    list[Settlement], Vec(SETTLEMENT, MAX_BATCH), "BoundedVec<Settlement>"
-]
-Count: TypeAlias = Annotated[int, U32, "u32"]
+TaskIds: TypeAlias = Annotated[list[bytes], Vec(H256, MAX_BATCH), "BoundedVec<H256>"]
 
 
 @struct("pallet_cuckoo_tasks::MinerStats")
@@ -141,7 +220,7 @@ Deadlines: StorageDoubleMap[int, bytes, bool] = StorageDoubleMap(
     H256,
     BOOL,
     hashers=("Twox64Concat", "Identity"),
-    docs="Open tasks by deadline block (processed in on_initialize).",
+    docs="Open tasks by the block their deadline or check phase ends (see on_initialize).",
 )
 NextDeadline: StorageValue[int] = StorageValue(
     SPEC,
@@ -161,6 +240,17 @@ Stats: StorageMap[bytes, MinerStats] = StorageMap(
     default=MinerStats(),
     docs="Each miner's task record.",
 )
+Checks: StorageMap[bytes, Check] = StorageMap(
+    SPEC, "Checks", H256, CHECK, hasher="Identity", docs="Each checked task's check, by task id."
+)
+Specs: StorageMap[bytes, bytes] = StorageMap(
+    SPEC,
+    "Specs",
+    H256,
+    Bytes(MAX_SPEC_BYTES),
+    hasher="Identity",
+    docs="The spec of each checked task, as its coordinator revealed it (canonical JSON).",
+)
 
 
 @event(SPEC, 0)
@@ -175,28 +265,83 @@ class TaskCommitted:
 
 @event(SPEC, 1)
 class ResultSubmitted:
-    """A miner committed the hash of its result."""
+    """A miner committed (blind) to its result."""
 
     task_id: Hash256
     miner: T.AccountId
-    result_hash: Hash256
+    commitment: Hash256
 
 
 @event(SPEC, 2)
 class TaskSettled:
-    """A task reached its final status: Accepted, Rejected or Missed."""
+    """A task reached its final status (Accepted, Rejected or Missed) and check outcome."""
 
     task_id: Hash256
     status: TaskStatusField
+    outcome: CheckOutcomeField
 
 
 @event(SPEC, 3)
-class InvalidResultReported:
-    """A miner's result was reported as invalid; its slash is deferred (Slashing)."""
+class CheckOpened:
+    """A round of checkers was drawn for a task."""
 
     task_id: Hash256
-    offender: T.AccountId
-    offence_id: Hash256
+    round: RoundIndex
+    checkers: Annotated[list[bytes], Vec(ACCOUNT_ID), "Vec<AccountId>"]
+    phase: CheckPhaseField
+    phase_ends: BlockNumber
+
+
+@event(SPEC, 4)
+class SpecRevealed:
+    """The coordinator revealed a checked task's spec (`Specs`)."""
+
+    task_id: Hash256
+
+
+@event(SPEC, 5)
+class CheckCommitted:
+    """A checker committed (blind) to its re-run result."""
+
+    task_id: Hash256
+    checker: T.AccountId
+
+
+@event(SPEC, 6)
+class ResultRevealed:
+    """The miner or a checker opened its commitment."""
+
+    task_id: Hash256
+    who: T.AccountId
+
+
+@event(SPEC, 7)
+class CheckPhaseChanged:
+    """A check moved to its next phase."""
+
+    task_id: Hash256
+    phase: CheckPhaseField
+    phase_ends: BlockNumber
+
+
+@event(SPEC, 8)
+class RoundClosed:
+    """A round's reveals were compared with the miner's."""
+
+    task_id: Hash256
+    round: RoundIndex
+    agree: Count
+    disagree: Count
+    absent: Count
+
+
+@event(SPEC, 9)
+class Verdict:
+    """A check's verdict; `final` is false for a round-1 Guilty the miner may still appeal."""
+
+    task_id: Hash256
+    outcome: CheckOutcomeField
+    final: Annotated[bool, BOOL, "bool"]
 
 
 @errors(SPEC)
@@ -210,14 +355,57 @@ class Error(PalletError):  # consensus-visible: append only
     TASK_EXISTS = 6, "A task with this id was committed before."
     UNKNOWN_TASK = 7, "No task with this id."
     BAD_DEADLINE = 8, "The deadline must be after this block and at most MaxDeadlineBlocks ahead."
-    BAD_AUDIT = 9, "An audit copy must name an existing task of the same coordinator and spec."
-    NOT_ASSIGNED = 10, "The task is assigned to another miner."
-    ALREADY_SUBMITTED = 11, "A result was submitted already, or the task is final."
-    DEADLINE_PASSED = 12, "The task's deadline has passed."
-    NOT_YOUR_TASK = 13, "The task was committed by another coordinator."
-    NOT_SUBMITTED = 14, "The task has no submitted, unsettled result."
-    BAD_EVIDENCE = 15, "The evidence does not show a result that differs from agreeing audits."
-    DUPLICATE_IN_BATCH = 16, "The batch names the same task twice."
+    NOT_ASSIGNED = 9, "The task is assigned to another miner."
+    ALREADY_SUBMITTED = 10, "A result was submitted already, or the task is final."
+    DEADLINE_PASSED = 11, "The task's deadline has passed."
+    NOT_YOUR_TASK = 12, "The task was committed by another coordinator."
+    NOT_SUBMITTED = 13, "The task has no submitted, unsettled result."
+    DUPLICATE_IN_BATCH = 14, "The batch names the same task twice."
+    NOT_CHECKING = 15, "The task is not being checked, or not in the phase this call needs."
+    BAD_SPEC = 16, "The spec's hash is not the task's committed spec hash."
+    NOT_DRAWN_CHECKER = 17, "The signer's miner is not a checker of this round (or acted already)."
+    BAD_REVEAL = 18, "The revealed values do not open the commitment."
+    ALREADY_REVEALED = 19, "The spec or this result was revealed already."
+
+
+# ---- pure protocol rules (also used by simulations and benchmarks) -----------------------------
+
+
+def is_drawn(mix: bytes, task_id: bytes, check_rate: int) -> bool:
+    """Whether a task settling under randomness `mix` is checked: a uniform 64-bit draw below
+    `check_rate` (Perbill) of the range."""
+    draw = int.from_bytes(blake2_256(CHECK_DOMAIN + mix + task_id)[:8], "little")
+    return draw * PERBILL_ONE < check_rate << 64
+
+
+def pick_checkers(candidates: list[tuple[bytes, int]], seed: bytes, count: int) -> list[bytes]:
+    """`count` accounts drawn by weight without replacement from `(account, weight)` pairs (in
+    the given order, which must be deterministic), seeded by `seed`."""
+    pool = [(who, weight) for who, weight in candidates if weight > 0]
+    chosen: list[bytes] = []
+    for i in range(count):
+        total = sum(weight for _, weight in pool)
+        if total == 0:
+            break
+        x = int.from_bytes(blake2_256(seed + i.to_bytes(4, "little")), "little") % total
+        for j, (who, weight) in enumerate(pool):
+            if x < weight:
+                chosen.append(who)
+                del pool[j]
+                break
+            x -= weight
+    return chosen
+
+
+def agrees(miner: Reveal, checker: Reveal, max_distance: int) -> bool:
+    """Same device class: the exact same bytes. Different classes: sketches within the
+    calibrated distance."""
+    if miner.device_hash == checker.device_hash:
+        return miner.result_hash == checker.result_hash
+    return sketch_distance(miner.sketch, checker.sketch) <= max_distance
+
+
+# ---- helpers -------------------------------------------------------------------------------------
 
 
 def _operator_of(ctx: Ctx, role: Role) -> bytes:
@@ -238,55 +426,225 @@ def _bump(ctx: Ctx, miner: bytes, field: str) -> None:
     )
 
 
-def _batch(items: list[object], key: str) -> None:
-    ensure(len(items) > 0, Error.EMPTY_BATCH)
-    ensure(len(items) <= MAX_BATCH, Error.BATCH_TOO_LARGE)
-    ids = [getattr(i, key) for i in items]
+def _batch(ids: list[bytes]) -> None:
+    ensure(len(ids) > 0, Error.EMPTY_BATCH)
+    ensure(len(ids) <= MAX_BATCH, Error.BATCH_TOO_LARGE)
     ensure(len(set(ids)) == len(ids), Error.DUPLICATE_IN_BATCH)
 
 
-def _open_tasks(
-    ctx: Ctx, batch: list[ResultCommit] | list[Settlement], who: bytes, role: Role
-) -> list[Task]:
-    """The batch's tasks, all checked before anything is written. A miner submits results for
-    its committed tasks, a coordinator settles the submitted results of its own; neither after
-    the deadline."""
-    _batch(list(batch), "task_id")
-    if role == Role.MINER:
-        status, not_yours, wrong_status = (
-            TaskStatus.COMMITTED,
-            Error.NOT_ASSIGNED,
-            Error.ALREADY_SUBMITTED,
-        )
-    else:
-        status, not_yours, wrong_status = (
-            TaskStatus.SUBMITTED,
-            Error.NOT_YOUR_TASK,
-            Error.NOT_SUBMITTED,
-        )
-    tasks = []
-    for item in batch:
-        task = Tasks.get(ctx.state, item.task_id)
-        ensure(task is not None, Error.UNKNOWN_TASK)
-        assert task is not None
-        ensure((task.miner if role == Role.MINER else task.coordinator) == who, not_yours)
-        ensure(task.status == status, wrong_status)
-        ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
-        tasks.append(task)
-    return tasks
+def _task(ctx: Ctx, task_id: bytes) -> Task:
+    task = Tasks.get(ctx.state, task_id)
+    ensure(task is not None, Error.UNKNOWN_TASK)
+    assert task is not None
+    return task
 
+
+def _waiting_block(task: Task, check: Check | None) -> int:
+    """The block under which an open task waits in `Deadlines`."""
+    return check.phase_ends if task.status == TaskStatus.CHECKING and check else task.deadline
+
+
+def _move(ctx: Ctx, task_id: bytes, old: int, new: int) -> None:
+    Deadlines.remove(ctx.state, old, task_id)
+    Deadlines.put(ctx.state, new, task_id, True)
+
+
+def _finalize(
+    ctx: Ctx, task_id: bytes, task: Task, status: TaskStatus, outcome: CheckOutcome
+) -> None:
+    Deadlines.remove(ctx.state, _waiting_block(task, Checks.get(ctx.state, task_id)), task_id)
+    Tasks.put(
+        ctx.state,
+        task_id,
+        dataclasses.replace(task, status=status, settled_at=ctx.block_number, outcome=outcome),
+    )
+    OpenTasks.put(ctx.state, max(OpenTasks.get(ctx.state) - 1, 0))
+    if status == TaskStatus.ACCEPTED:
+        _bump(ctx, task.miner, "accepted")
+        rewards.credit(ctx, task.miner, Role.MINER, 1)
+        if registry.get_registration(ctx.state, task.coordinator) is not None:
+            rewards.credit(ctx, task.coordinator, Role.COORDINATOR, 1)
+    elif status == TaskStatus.REJECTED:
+        _bump(ctx, task.miner, "rejected")
+    else:
+        _bump(ctx, task.miner, "missed")
+    ctx.emit(TaskSettled(task_id, status, outcome))
+
+
+def _settle_submitted(ctx: Ctx, task_id: bytes, task: Task) -> None:
+    """A submitted task settles: drawn for a check, or Accepted unchecked."""
+    rate = ctx.config.verification.check_rate
+    if is_drawn(randomness.current_mix(ctx.state), task_id, rate):
+        Deadlines.remove(ctx.state, task.deadline, task_id)
+        task = dataclasses.replace(task, status=TaskStatus.CHECKING)
+        Tasks.put(ctx.state, task_id, task)
+        _open_round(ctx, task_id, task, None, 0, disputed_by=None)
+    else:
+        _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
+
+
+def _open_round(
+    ctx: Ctx,
+    task_id: bytes,
+    task: Task,
+    check: Check | None,
+    round_: int,
+    disputed_by: bytes | None,
+) -> None:
+    """Draw round `round_`'s checkers among the active miners other than the task's miner and
+    its earlier checkers, by stake weight, with randomness the round's opener cannot steer. The
+    task is in status Checking and not waiting in `Deadlines` (this puts it there)."""
+    vc = ctx.config.verification
+    earlier = [c.account for c in check.checkers] if check else []
+    excluded = [task.miner, *earlier]
+    candidates = [
+        (who, reg.weight)
+        for who, reg in registry.Miners.iter(ctx.state)
+        if reg.status == registry.Status.ACTIVE and who not in excluded
+    ]
+    seed = blake2_256(
+        CHECKERS_DOMAIN + randomness.current_mix(ctx.state) + task_id + bytes([round_])
+    )
+    chosen = pick_checkers(candidates, seed, vc.check_rounds[round_])
+    now = ctx.block_number
+    if not chosen:
+        # Nobody can check: the task is accepted unchecked (nobody is judged); an appeal nobody
+        # can hear leaves the round-1 verdict standing.
+        if round_ == 2 and check is not None:
+            _final_verdict(ctx, task_id, task, check, CheckOutcome.GUILTY)
+        else:
+            _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
+        return
+    checkers = [*(check.checkers if check else []), *(Checker(who, round_) for who in chosen)]
+    if Specs.contains(ctx.state, task_id):
+        phase, ends = CheckPhase.COMMITTING, now + vc.commit_window
+    else:
+        phase, ends = CheckPhase.SPEC_DUE, now + vc.spec_window
+    new = Check(
+        round_,
+        phase,
+        ends,
+        checkers,
+        check.miner_reveal if check else None,
+        check.disputed_by if check else disputed_by,
+    )
+    Checks.put(ctx.state, task_id, new)
+    Deadlines.put(ctx.state, ends, task_id, True)
+    ctx.emit(CheckOpened(task_id, round_, chosen, phase, ends))
+
+
+def _set_phase(ctx: Ctx, task_id: bytes, check: Check, phase: CheckPhase, ends: int) -> Check:
+    _move(ctx, task_id, check.phase_ends, ends)
+    new = dataclasses.replace(check, phase=phase, phase_ends=ends)
+    Checks.put(ctx.state, task_id, new)
+    ctx.emit(CheckPhaseChanged(task_id, phase, ends))
+    return new
+
+
+def _offence(ctx: Ctx, offender: bytes, kind: OffenceKind, evidence: bytes) -> None:
+    slashing.try_report(ctx, offender, None, kind, evidence)
+
+
+def _close_round(ctx: Ctx, task_id: bytes, task: Task, check: Check) -> None:
+    """Compare the round's reveals with the miner's and move on (docs/verification.md §7)."""
+    if check.miner_reveal is None:
+        _final_verdict(ctx, task_id, task, check, CheckOutcome.GUILTY)  # never cheaper to hide
+        return
+    limit = max_sketch_distance(ctx.config.verification)
+    agree = disagree = absent = 0
+    for c in check.current():
+        if c.reveal is None:
+            absent += 1
+        elif agrees(check.miner_reveal, c.reveal, limit):
+            agree += 1
+        else:
+            disagree += 1
+    ctx.emit(RoundClosed(task_id, check.round, agree, disagree, absent))
+    if check.round == 0:
+        if agree >= 1 and disagree == 0 and absent == 0:
+            _final_verdict(ctx, task_id, task, check, CheckOutcome.VERIFIED)
+        else:
+            Deadlines.remove(ctx.state, check.phase_ends, task_id)
+            _open_round(ctx, task_id, task, check, 1, disputed_by=None)
+    elif disagree > agree and check.round == 1:
+        ends = ctx.block_number + ctx.config.verification.appeal_window
+        _set_phase(ctx, task_id, check, CheckPhase.APPEALABLE, ends)
+        ctx.emit(Verdict(task_id, CheckOutcome.GUILTY, False))
+    else:
+        outcome = CheckOutcome.GUILTY if disagree > agree else CheckOutcome.UPHELD
+        _final_verdict(ctx, task_id, task, check, outcome)
+
+
+def _final_verdict(
+    ctx: Ctx, task_id: bytes, task: Task, check: Check, outcome: CheckOutcome
+) -> None:
+    """Settle a checked task: credit the checkers that were right, report the ones that were
+    wrong or absent, the Guilty miner, or the coordinator whose dispute failed."""
+    guilty = outcome == CheckOutcome.GUILTY
+    limit = max_sketch_distance(ctx.config.verification)
+    for c in check.checkers:
+        if c.reveal is None:
+            right = False
+        elif check.miner_reveal is None:
+            right = True  # it did the work; the miner hid its result
+        else:
+            right = agrees(check.miner_reveal, c.reveal, limit) != guilty
+        if right:
+            rewards.credit(ctx, c.account, Role.MINER, 1)
+        else:
+            _offence(ctx, c.account, OffenceKind.CHECK_FAULT, task_id + c.account)
+    if guilty:
+        _offence(ctx, task.miner, OffenceKind.INVALID_RESULT, task_id)
+    elif check.disputed_by is not None:
+        _offence(ctx, check.disputed_by, OffenceKind.FALSE_DISPUTE, task_id)
+    status = TaskStatus.REJECTED if guilty else TaskStatus.ACCEPTED
+    _finalize(ctx, task_id, task, status, outcome)
+    ctx.emit(Verdict(task_id, outcome, True))
+
+
+def _advance(ctx: Ctx, task_id: bytes, task: Task) -> None:
+    """A check phase ended (its deadline passed)."""
+    check = Checks.get(ctx.state, task_id)
+    if check is None:  # cannot happen (try_state checks it); close in the miner's favour
+        _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
+        return
+    vc = ctx.config.verification
+    now = ctx.block_number
+    if check.phase == CheckPhase.SPEC_DUE:
+        # The coordinator hid the spec: it pays, and the miner is not held to an unseen spec.
+        _offence(ctx, task.coordinator, OffenceKind.WITHHELD_SPEC, task_id)
+        _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
+    elif check.phase == CheckPhase.COMMITTING:
+        _set_phase(ctx, task_id, check, CheckPhase.REVEALING, now + vc.reveal_window)
+    elif check.phase == CheckPhase.REVEALING:
+        _close_round(ctx, task_id, task, check)
+    else:  # Appealable, not appealed
+        _final_verdict(ctx, task_id, task, check, CheckOutcome.GUILTY)
+
+
+def _checking(ctx: Ctx, task_id: bytes, phase: CheckPhase) -> tuple[Task, Check]:
+    task = _task(ctx, task_id)
+    check = Checks.get(ctx.state, task_id)
+    ensure(task.status == TaskStatus.CHECKING and check is not None, Error.NOT_CHECKING)
+    assert check is not None
+    ensure(check.phase == phase, Error.NOT_CHECKING)
+    return task, check
+
+
+# ---- calls ---------------------------------------------------------------------------------------
 
 COMMIT_WEIGHT = Weight(20_000_000 + 30_000_000 * 16, 10_000)
+CHECK_WEIGHT = Weight(50_000_000, 10_000)
 
 
 @call(SPEC, 0, weight=COMMIT_WEIGHT)
 def commit_tasks(ctx: Ctx, batch: CommitBatch) -> None:
     """Commit tasks (signed by an active coordinator's operator). All or nothing.
     Errors: NotCoordinator, CoordinatorInactive, EmptyBatch, BatchTooLarge, DuplicateInBatch,
-    TaskExists, MinerInactive, BadDeadline, BadAudit. Emits: TaskCommitted per task."""
+    TaskExists, MinerInactive, BadDeadline. Emits: TaskCommitted per task."""
     coordinator = _operator_of(ctx, Role.COORDINATOR)
     ensure(registry.is_active(ctx.state, coordinator), Error.COORDINATOR_INACTIVE)
-    _batch(list(batch), "task_id")
+    _batch([item.task_id for item in batch])
     now = ctx.block_number
     for item in batch:  # 1. checks
         ensure(not Tasks.contains(ctx.state, item.task_id), Error.TASK_EXISTS)
@@ -298,35 +656,11 @@ def commit_tasks(ctx: Ctx, batch: CommitBatch) -> None:
             Error.MINER_INACTIVE,
         )
         ensure(now < item.deadline <= now + MAX_DEADLINE_BLOCKS, Error.BAD_DEADLINE)
-        if item.audit_of is not None:
-            original = Tasks.get(ctx.state, item.audit_of) or next(
-                (
-                    Task(coordinator, b"", b.spec_hash, 0, None, now, TaskStatus.COMMITTED)
-                    for b in batch
-                    if b.task_id == item.audit_of
-                ),
-                None,
-            )
-            ensure(
-                item.audit_of != item.task_id
-                and original is not None
-                and original.coordinator == coordinator
-                and original.spec_hash == item.spec_hash,
-                Error.BAD_AUDIT,
-            )
     for item in batch:  # 2. effects
         Tasks.put(
             ctx.state,
             item.task_id,
-            Task(
-                coordinator,
-                item.miner,
-                item.spec_hash,
-                item.deadline,
-                item.audit_of,
-                now,
-                TaskStatus.COMMITTED,
-            ),
+            Task(coordinator, item.miner, item.spec_hash, item.deadline, now, TaskStatus.COMMITTED),
         )
         Deadlines.put(ctx.state, item.deadline, item.task_id, True)
         if OpenTasks.get(ctx.state) == 0:
@@ -338,11 +672,19 @@ def commit_tasks(ctx: Ctx, batch: CommitBatch) -> None:
 
 @call(SPEC, 1, weight=COMMIT_WEIGHT)
 def submit_results(ctx: Ctx, batch: ResultBatch) -> None:
-    """Commit result hashes (signed by the assigned miner's operator, before each deadline).
+    """Commit blind to results (signed by the assigned miner's operator, before each deadline):
+    `commitment` is `chain.taskproto.result_commitment(...)`.
     Errors: NotMiner, EmptyBatch, BatchTooLarge, DuplicateInBatch, UnknownTask, NotAssigned,
     AlreadySubmitted, DeadlinePassed. Emits: ResultSubmitted per task."""
     miner = _operator_of(ctx, Role.MINER)
-    tasks = _open_tasks(ctx, batch, miner, Role.MINER)
+    _batch([item.task_id for item in batch])
+    tasks = []
+    for item in batch:
+        task = _task(ctx, item.task_id)
+        ensure(task.miner == miner, Error.NOT_ASSIGNED)
+        ensure(task.status == TaskStatus.COMMITTED, Error.ALREADY_SUBMITTED)
+        ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
+        tasks.append(task)
     for item, task in zip(batch, tasks, strict=True):
         Tasks.put(
             ctx.state,
@@ -350,108 +692,169 @@ def submit_results(ctx: Ctx, batch: ResultBatch) -> None:
             dataclasses.replace(
                 task,
                 status=TaskStatus.SUBMITTED,
-                result_hash=item.result_hash,
-                device_hash=item.device_hash,
+                commitment=item.commitment,
                 submitted_at=ctx.block_number,
             ),
         )
         _bump(ctx, miner, "submitted")
-        ctx.emit(ResultSubmitted(item.task_id, miner, item.result_hash))
-
-
-def _finalize(ctx: Ctx, task_id: bytes, task: Task, status: TaskStatus) -> None:
-    Tasks.put(
-        ctx.state, task_id, dataclasses.replace(task, status=status, settled_at=ctx.block_number)
-    )
-    Deadlines.remove(ctx.state, task.deadline, task_id)
-    OpenTasks.put(ctx.state, max(OpenTasks.get(ctx.state) - 1, 0))
-    if status == TaskStatus.ACCEPTED:
-        _bump(ctx, task.miner, "accepted")
-        rewards.credit(ctx, task.miner, Role.MINER, 1)
-        if registry.get_registration(ctx.state, task.coordinator) is not None:
-            rewards.credit(ctx, task.coordinator, Role.COORDINATOR, 1)
-    elif status == TaskStatus.REJECTED:
-        _bump(ctx, task.miner, "rejected")
-    else:
-        _bump(ctx, task.miner, "missed")
-    ctx.emit(TaskSettled(task_id, status))
+        ctx.emit(ResultSubmitted(item.task_id, miner, item.commitment))
 
 
 @call(SPEC, 2, weight=COMMIT_WEIGHT)
-def settle_tasks(ctx: Ctx, batch: SettlementBatch) -> None:
-    """Accept or reject submitted results (signed by the committing coordinator's operator).
+def settle_tasks(ctx: Ctx, task_ids: TaskIds) -> None:
+    """Accept submitted results early (signed by the committing coordinator's operator). Each
+    is drawn for a check like at its deadline; a result submitted in this very block is left for
+    its deadline (the draw must use randomness from after the result). Accepting is the only
+    settlement a coordinator can make: to contest a result, it disputes.
     Errors: NotCoordinator, EmptyBatch, BatchTooLarge, DuplicateInBatch, UnknownTask, NotYourTask,
-    NotSubmitted. Emits: TaskSettled per task."""
+    NotSubmitted, DeadlinePassed. Emits: TaskSettled or CheckOpened per task."""
     coordinator = _operator_of(ctx, Role.COORDINATOR)
-    tasks = _open_tasks(ctx, batch, coordinator, Role.COORDINATOR)
-    for item, task in zip(batch, tasks, strict=True):
-        _finalize(
-            ctx, item.task_id, task, TaskStatus.ACCEPTED if item.accept else TaskStatus.REJECTED
-        )
+    _batch(list(task_ids))
+    tasks = []
+    for task_id in task_ids:
+        task = _task(ctx, task_id)
+        ensure(task.coordinator == coordinator, Error.NOT_YOUR_TASK)
+        ensure(task.status == TaskStatus.SUBMITTED, Error.NOT_SUBMITTED)
+        ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
+        tasks.append(task)
+    for task_id, task in zip(task_ids, tasks, strict=True):
+        if task.submitted_at is not None and task.submitted_at < ctx.block_number:
+            _settle_submitted(ctx, task_id, task)
 
 
-def is_invalid_evidence(
-    state: ReadState, coordinator: bytes, task_id: bytes, witnesses: list[bytes]
-) -> bool:
-    """Pure check of report evidence. The reported task and every witness are results for the
-    same spec, committed by this coordinator (the original and its audit copies), by distinct
-    miners; the witnesses agree on one result hash from one device class; the reported result
-    differs. One witness suffices on the reported miner's device class (outputs are
-    deterministic there); across device classes at least two agreeing witnesses are needed."""
-    task = Tasks.get(state, task_id)
-    if task is None or task.result_hash is None or task.coordinator != coordinator or not witnesses:
-        return False
-    original = task_id if task.audit_of is None else task.audit_of
-    hashes, devices, miners = set(), set(), {task.miner}
-    for w in witnesses:
-        wt = Tasks.get(state, w)
-        if (
-            wt is None
-            or wt.result_hash is None
-            or wt.coordinator != coordinator
-            or wt.spec_hash != task.spec_hash
-            or (w != original and wt.audit_of != original)
-        ):
-            return False
-        hashes.add(wt.result_hash)
-        devices.add(wt.device_hash)
-        miners.add(wt.miner)
-    if len(hashes) != 1 or len(devices) != 1 or task.result_hash in hashes:
-        return False
-    if len(miners) != len(witnesses) + 1:
-        return False
-    return task.device_hash in devices or len(witnesses) >= 2
+@call(SPEC, 3, weight=CHECK_WEIGHT)
+def dispute_task(ctx: Ctx, task_id: Hash256) -> None:
+    """Contest a submitted result (signed by the committing coordinator's operator, before the
+    task settles): checkers re-run it from round 1. If their majority upholds the miner, the
+    coordinator is slashed (FalseDispute).
+    Errors: NotCoordinator, UnknownTask, NotYourTask, NotSubmitted, DeadlinePassed.
+    Emits: CheckOpened (or TaskSettled when no checker can be drawn)."""
+    coordinator = _operator_of(ctx, Role.COORDINATOR)
+    task = _task(ctx, task_id)
+    ensure(task.coordinator == coordinator, Error.NOT_YOUR_TASK)
+    ensure(task.status == TaskStatus.SUBMITTED, Error.NOT_SUBMITTED)
+    ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
+    Deadlines.remove(ctx.state, task.deadline, task_id)
+    task = dataclasses.replace(task, status=TaskStatus.CHECKING)
+    Tasks.put(ctx.state, task_id, task)
+    _open_round(ctx, task_id, task, None, 1, disputed_by=coordinator)
 
 
-@call(SPEC, 3, weight=COMMIT_WEIGHT)
-def report_invalid_result(
+@call(SPEC, 4, weight=CHECK_WEIGHT)
+def reveal_spec(
+    ctx: Ctx, task_id: Hash256, spec: Annotated[bytes, Bytes(MAX_SPEC_BYTES), "BoundedVec<u8>"]
+) -> None:
+    """Reveal a checked task's spec (signed by the committing coordinator's operator): the bytes
+    whose blake2_256 is the committed spec hash (canonical JSON). Checkers then re-run it.
+    Errors: NotCoordinator, UnknownTask, NotYourTask, NotChecking, AlreadyRevealed, BadSpec.
+    Emits: SpecRevealed, CheckPhaseChanged."""
+    coordinator = _operator_of(ctx, Role.COORDINATOR)
+    task = _task(ctx, task_id)
+    ensure(task.coordinator == coordinator, Error.NOT_YOUR_TASK)
+    ensure(not Specs.contains(ctx.state, task_id), Error.ALREADY_REVEALED)
+    task, check = _checking(ctx, task_id, CheckPhase.SPEC_DUE)
+    ensure(blake2_256(spec) == task.spec_hash, Error.BAD_SPEC)
+    Specs.put(ctx.state, task_id, bytes(spec))
+    ctx.emit(SpecRevealed(task_id))
+    ends = ctx.block_number + ctx.config.verification.commit_window
+    _set_phase(ctx, task_id, check, CheckPhase.COMMITTING, ends)
+
+
+@call(SPEC, 5, weight=CHECK_WEIGHT)
+def commit_check(ctx: Ctx, task_id: Hash256, commitment: Hash256) -> None:
+    """Commit blind to a re-run result (signed by the operator of a checker of the current
+    round): `chain.taskproto.result_commitment` with the checker's own staker account.
+    Errors: NotMiner, UnknownTask, NotChecking, NotDrawnChecker. Emits: CheckCommitted, and
+    CheckPhaseChanged once every checker of the round committed."""
+    who = _operator_of(ctx, Role.MINER)
+    _, check = _checking(ctx, task_id, CheckPhase.COMMITTING)
+    index = next(
+        (
+            i
+            for i, c in enumerate(check.checkers)
+            if c.account == who and c.round == check.round and c.commitment is None
+        ),
+        None,
+    )
+    ensure(index is not None, Error.NOT_DRAWN_CHECKER)
+    assert index is not None
+    checkers = list(check.checkers)
+    checkers[index] = dataclasses.replace(checkers[index], commitment=commitment)
+    check = dataclasses.replace(check, checkers=checkers)
+    Checks.put(ctx.state, task_id, check)
+    ctx.emit(CheckCommitted(task_id, who))
+    if all(c.commitment is not None for c in check.current()):
+        ends = ctx.block_number + ctx.config.verification.reveal_window
+        _set_phase(ctx, task_id, check, CheckPhase.REVEALING, ends)
+
+
+@call(SPEC, 6, weight=CHECK_WEIGHT)
+def reveal_result(
     ctx: Ctx,
     task_id: Hash256,
-    witnesses: Annotated[list[bytes], Vec(H256, MAX_WITNESSES), "BoundedVec<H256>"],
+    result_hash: Hash256,
+    device_hash: Hash256,
+    sketch: Sketch,
+    salt: Hash256,
 ) -> None:
-    """Report the miner of `task_id` (signed by the committing coordinator's operator) with the
-    agreeing results of other miners on the same spec and device class as evidence. Opens an
-    InvalidResult offence (slashed after SlashDeferDuration unless cancelled); the task is
-    rejected if still open. Errors: NotCoordinator, BadEvidence, Slashing.AlreadyReported.
-    Emits: InvalidResultReported."""
-    coordinator = _operator_of(ctx, Role.COORDINATOR)
-    ensure(
-        is_invalid_evidence(ctx.state, coordinator, task_id, list(witnesses)), Error.BAD_EVIDENCE
-    )
-    task = Tasks.get(ctx.state, task_id)
-    assert task is not None
-    evidence = task_id  # one offence per result, whatever witnesses are shown
-    oid = slashing.report(ctx, task.miner, coordinator, OffenceKind.INVALID_RESULT, evidence)
-    if task.status == TaskStatus.SUBMITTED:
-        _finalize(ctx, task_id, task, TaskStatus.REJECTED)
-    ctx.emit(InvalidResultReported(task_id, task.miner, oid))
+    """Open a result commitment (signed by the task's miner's operator, or by a checker of the
+    current round that committed), in the Revealing phase. When every expected reveal is in,
+    the round closes at once.
+    Errors: NotMiner, UnknownTask, NotChecking, NotDrawnChecker, AlreadyRevealed, BadReveal.
+    Emits: ResultRevealed, then RoundClosed and CheckOpened or Verdict when the round closes."""
+    who = _operator_of(ctx, Role.MINER)
+    task, check = _checking(ctx, task_id, CheckPhase.REVEALING)
+    opened = Reveal(result_hash, device_hash, bytes(sketch))
+    commitment = result_commitment(who, task_id, result_hash, device_hash, bytes(sketch), salt)
+    if who == task.miner:
+        ensure(check.miner_reveal is None, Error.ALREADY_REVEALED)
+        ensure(commitment == task.commitment, Error.BAD_REVEAL)
+        check = dataclasses.replace(check, miner_reveal=opened)
+    else:
+        index = next(
+            (
+                i
+                for i, c in enumerate(check.checkers)
+                if c.account == who and c.round == check.round and c.commitment is not None
+            ),
+            None,
+        )
+        ensure(index is not None, Error.NOT_DRAWN_CHECKER)
+        assert index is not None
+        mine = check.checkers[index]
+        ensure(mine.reveal is None, Error.ALREADY_REVEALED)
+        ensure(commitment == mine.commitment, Error.BAD_REVEAL)
+        checkers = list(check.checkers)
+        checkers[index] = dataclasses.replace(mine, reveal=opened)
+        check = dataclasses.replace(check, checkers=checkers)
+    Checks.put(ctx.state, task_id, check)
+    ctx.emit(ResultRevealed(task_id, who))
+    committed = [c for c in check.current() if c.commitment is not None]
+    if check.miner_reveal is not None and all(c.reveal is not None for c in committed):
+        _close_round(ctx, task_id, task, check)
+
+
+@call(SPEC, 7, weight=CHECK_WEIGHT)
+def appeal(ctx: Ctx, task_id: Hash256) -> None:
+    """Appeal a round-1 Guilty verdict (signed by the task's miner's operator, in the
+    Appealable phase): five new checkers re-run the task and their majority decides, finally.
+    Errors: NotMiner, UnknownTask, NotChecking, NotAssigned. Emits: CheckOpened."""
+    who = _operator_of(ctx, Role.MINER)
+    task, check = _checking(ctx, task_id, CheckPhase.APPEALABLE)
+    ensure(task.miner == who, Error.NOT_ASSIGNED)
+    Deadlines.remove(ctx.state, check.phase_ends, task_id)
+    _open_round(ctx, task_id, task, check, 2, disputed_by=None)
+
+
+# ---- hooks ---------------------------------------------------------------------------------------
 
 
 @hook(SPEC, "on_initialize")
 def on_initialize(ctx: Ctx) -> None:
-    """Close tasks whose deadline passed, oldest deadline first: submitted ones are accepted (in
-    the miner's favour), the others missed. At most MAX_EXPIRIES_PER_BLOCK tasks and
-    MAX_SCANNED_BLOCKS deadline blocks per block; the cursor carries the rest over."""
+    """Process tasks whose deadline or check phase ended, oldest first: a submitted result is
+    drawn for a check or accepted, a task without one is missed, a check moves to its next phase
+    or verdict. At most MAX_EXPIRIES_PER_BLOCK tasks and MAX_SCANNED_BLOCKS blocks per block; the
+    cursor carries the rest over."""
     now = ctx.block_number
     budget = MAX_EXPIRIES_PER_BLOCK
     block = NextDeadline.get(ctx.state)
@@ -462,11 +865,12 @@ def on_initialize(ctx: Ctx) -> None:
             task = Tasks.get(ctx.state, task_id)
             if task is None or not task.status.is_open:
                 Deadlines.remove(ctx.state, block, task_id)
+            elif task.status == TaskStatus.SUBMITTED:
+                _settle_submitted(ctx, task_id, task)
+            elif task.status == TaskStatus.COMMITTED:
+                _finalize(ctx, task_id, task, TaskStatus.MISSED, CheckOutcome.UNCHECKED)
             else:
-                submitted = task.status == TaskStatus.SUBMITTED
-                _finalize(
-                    ctx, task_id, task, TaskStatus.ACCEPTED if submitted else TaskStatus.MISSED
-                )
+                _advance(ctx, task_id, task)
             budget -= 1
         if next(Deadlines.iter_prefix(ctx.state, block), None) is not None:
             break  # budget spent inside this block's deadlines: resume here next block
@@ -477,18 +881,26 @@ def on_initialize(ctx: Ctx) -> None:
 
 @hook(SPEC, "try_state")
 def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
-    """try_state: OpenTasks counts the open tasks, each open task waits under its deadline in
-    `Deadlines` and nothing else does, the expiry cursor is not past an open deadline, and each
+    """try_state: OpenTasks counts the open tasks; each open task waits in `Deadlines` under its
+    deadline (or its check's phase end) and nothing else does; the expiry cursor is not past an
+    open one; a Checking task has a check whose checkers are distinct and not its miner; each
     miner's record counts its tasks."""
     open_tasks: set[tuple[int, bytes]] = set()
     stats: dict[bytes, MinerStats] = {}
     for task_id, task in Tasks.iter(state):
+        check = Checks.get(state, task_id)
+        if task.status == TaskStatus.CHECKING:
+            if check is None:
+                raise AssertionError("a Checking task has no check")
+            accounts = [c.account for c in check.checkers]
+            if len(set(accounts)) != len(accounts) or task.miner in accounts:
+                raise AssertionError("a check's checkers repeat or include the checked miner")
         if task.status.is_open:
-            open_tasks.add((task.deadline, task_id))
+            open_tasks.add((_waiting_block(task, check), task_id))
         s = stats.get(task.miner, MinerStats())
         stats[task.miner] = MinerStats(
             s.assigned + 1,
-            s.submitted + (task.result_hash is not None),
+            s.submitted + (task.commitment is not None),
             s.accepted + (task.status == TaskStatus.ACCEPTED),
             s.rejected + (task.status == TaskStatus.REJECTED),
             s.missed + (task.status == TaskStatus.MISSED),

@@ -72,6 +72,8 @@ def mock_config(**faucet_overrides: Any) -> RuntimeConfig:
             extrinsic_base_weight=Weight(5_000_000, 0),
         ),
         faucet=faucet.Config(**{**faucet_cfg, **faucet_overrides}),
+        # the slashing tests' arithmetic is written for a 10% invalid-result slash
+        slashing=dataclasses.replace(dev.slashing, invalid_result_slash=100_000_000),
     )
 
 

@@ -4,25 +4,31 @@ invalid-result evidence rules and reports that become deferred slashes."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from chain.frame.common import PERBILL_ONE
+from chain.hashing import blake2_256
+from chain.taskproto import result_commitment
+from pallets.config import VerificationConfig
 from pallets.registry import pallet as registry
 from pallets.rewards import pallet as rewards
 from pallets.rewards.pallet import WorkCredited
 from pallets.slashing import pallet as slashing
-from pallets.slashing.pallet import Error as SlashingError
-from pallets.slashing.pallet import OffenceReported, OffenderSlashed, UnappliedSlash
 from pallets.tasks import pallet as tasks
 from pallets.tasks.pallet import (
+    Check,
+    Checks,
     Deadlines,
     Error,
-    InvalidResultReported,
     MinerStats,
     ResultCommit,
     ResultSubmitted,
-    Settlement,
+    Reveal,
+    Specs,
     Stats,
     Task,
     TaskCommit,
@@ -30,19 +36,16 @@ from pallets.tasks.pallet import (
     Tasks,
     TaskSettled,
 )
-from tests.pallets.mock import ALICE, BOB, CHARLIE, DAVE, EVE, MockRuntime
+from tests.pallets.mock import ALICE, BOB, CHARLIE, DAVE, EVE, MockRuntime, mock_config
 from tests.pallets.test_staking import (
     CAI,
+    ECONOMY_BALANCES,
     FERDIE,
-    MIN_MINER,
     OP1,
     OP2,
     OP3,
     OP4,
     OP5,
-    check_economy,
-    eco,
-    ledger,
     of_type,
     reg_of,
     register_coordinator,
@@ -50,15 +53,20 @@ from tests.pallets.test_staking import (
     run_to_block,
 )
 
-__all__ = ["eco"]  # the fixture
-
 OP6 = bytes([0x16]) * 32
 GHOST = bytes([0x77]) * 32  # neither staker nor operator
 
 # Coordinators ALICE (operator OP1) and BOB (OP2); miners CHARLIE (OP3), DAVE (OP4), EVE (OP5),
-# FERDIE (OP6).
+# FERDIE (OP6) and six more (EXTRA, operators 0x4N).
+EXTRA = [bytes([0x30 + i]) * 32 for i in range(6)]
 C_OP = {ALICE: OP1, BOB: OP2}
-M_OP = {CHARLIE: OP3, DAVE: OP4, EVE: OP5, FERDIE: OP6}
+M_OP = {
+    CHARLIE: OP3,
+    DAVE: OP4,
+    EVE: OP5,
+    FERDIE: OP6,
+    **{w: bytes([0x40 + i]) * 32 for i, w in enumerate(EXTRA)},
+}
 
 SPEC_A = b"\xa1" * 32
 SPEC_B = b"\xb2" * 32
@@ -73,18 +81,12 @@ def tid(name: str) -> bytes:
     return name.encode().ljust(32, b"\x00")
 
 
-def tc(
-    name: str,
-    miner: bytes = CHARLIE,
-    deadline: int = 11,
-    spec: bytes = SPEC_A,
-    audit_of: str | None = None,
-) -> TaskCommit:
-    return TaskCommit(tid(name), spec, miner, deadline, None if audit_of is None else tid(audit_of))
+def tc(name: str, miner: bytes = CHARLIE, deadline: int = 11, spec: bytes = SPEC_A) -> TaskCommit:
+    return TaskCommit(tid(name), spec, miner, deadline)
 
 
-def rc(name: str, result: bytes = GOOD, device: bytes = D1) -> ResultCommit:
-    return ResultCommit(tid(name), result, device)
+def rc(name: str, commitment: bytes = GOOD) -> ResultCommit:
+    return ResultCommit(tid(name), commitment)
 
 
 def commit(m: MockRuntime, *items: TaskCommit, coordinator: bytes = ALICE) -> None:
@@ -95,9 +97,8 @@ def submit(m: MockRuntime, miner: bytes, *items: ResultCommit) -> None:
     m.dispatch(M_OP[miner], "Tasks", "submit_results", batch=list(items))
 
 
-def settle(m: MockRuntime, *items: tuple[str, bool], coordinator: bytes = ALICE) -> None:
-    batch = [Settlement(tid(n), accept) for n, accept in items]
-    m.dispatch(C_OP[coordinator], "Tasks", "settle_tasks", batch=batch)
+def settle(m: MockRuntime, *names: str, coordinator: bytes = ALICE) -> None:
+    m.dispatch(C_OP[coordinator], "Tasks", "settle_tasks", task_ids=[tid(n) for n in names])
 
 
 def task(m: MockRuntime, name: str) -> Task:
@@ -122,14 +123,32 @@ def coordinator_work(m: MockRuntime, who: bytes, era: int = 0) -> int:
     return rewards.CoordinatorWork.get(m.state, era, who) or 0
 
 
-@pytest.fixture
-def net(eco: MockRuntime) -> MockRuntime:
-    """Two active coordinators and four active miners (each with its own operator), at block 1."""
+def network(check_rate: int, **verification: Any) -> Iterator[MockRuntime]:
+    """Two active coordinators and ten active miners (each with its own operator), at block 1,
+    with the dev parameters but this check rate; the invariants are checked at teardown."""
+    config = dataclasses.replace(
+        mock_config(), verification=VerificationConfig(check_rate=check_rate, **verification)
+    )
+    m = MockRuntime(config, {**ECONOMY_BALANCES, **{w: 100_000 * CAI for w in EXTRA}}, None)
     for who, op in C_OP.items():
-        register_coordinator(eco, who, op)
+        register_coordinator(m, who, op)
     for who, op in M_OP.items():
-        register_miner(eco, who, op)
-    return eco
+        register_miner(m, who, op)
+    yield m
+    assert m.state.depth == 0
+    m.runtime.try_state(m.state)
+
+
+@pytest.fixture
+def net() -> Iterator[MockRuntime]:
+    """The network with checks off: the plain task lifecycle."""
+    yield from network(0)
+
+
+@pytest.fixture
+def checked() -> Iterator[MockRuntime]:
+    """The network where every settled result is checked."""
+    yield from network(PERBILL_ONE)
 
 
 # ---- commit_tasks --------------------------------------------------------------------------------
@@ -142,30 +161,20 @@ def test_commit_tasks_stores_tasks_deadlines_and_stats(net: MockRuntime) -> None
         TaskCommitted(tid("t1"), ALICE, CHARLIE, 8),
         TaskCommitted(tid("t2"), ALICE, DAVE, 9),
     ]
-    assert task(net, "t1") == Task(ALICE, CHARLIE, SPEC_A, 8, None, 3, "Committed")
-    assert task(net, "t2") == Task(ALICE, DAVE, SPEC_B, 9, None, 3, "Committed")
+    assert task(net, "t1") == Task(ALICE, CHARLIE, SPEC_A, 8, 3, "Committed")
+    assert task(net, "t2") == Task(ALICE, DAVE, SPEC_B, 9, 3, "Committed")
     t1 = task(net, "t1")
-    assert (t1.result_hash, t1.device_hash, t1.submitted_at, t1.settled_at) == (None,) * 4
+    assert (t1.commitment, t1.submitted_at, t1.settled_at, t1.outcome) == (
+        None,
+        None,
+        None,
+        "Unchecked",
+    )
     assert deadline_open(net, "t1")
     assert deadline_open(net, "t2")
     assert stats(net, CHARLIE) == MinerStats(assigned=1)
     assert stats(net, DAVE) == MinerStats(assigned=1)
     assert stats(net, EVE) == MinerStats()
-
-
-def test_commit_tasks_audit_copy_of_stored_task(net: MockRuntime) -> None:
-    commit(net, tc("orig", CHARLIE))
-    commit(net, tc("audit", DAVE, audit_of="orig"))
-    assert task(net, "audit").audit_of == tid("orig")
-    assert task(net, "audit").coordinator == ALICE
-
-
-@pytest.mark.parametrize("audit_first", [False, True])
-def test_commit_tasks_audit_copy_of_task_in_same_batch(net: MockRuntime, audit_first: bool) -> None:
-    items = [tc("orig", CHARLIE), tc("audit", DAVE, audit_of="orig")]
-    commit(net, *(reversed(items) if audit_first else items))
-    assert task(net, "audit").audit_of == tid("orig")
-    assert task(net, "orig").audit_of is None
 
 
 def test_commit_tasks_deadline_bounds_are_inclusive_of_max(net: MockRuntime) -> None:
@@ -261,32 +270,12 @@ def test_commit_tasks_bad_deadline(net: MockRuntime, deadline: int) -> None:
     net.assert_noop(OP1, "Tasks", "commit_tasks", Error.BAD_DEADLINE, batch=batch)
 
 
-@pytest.mark.parametrize("case", ["unknown", "other-coordinator", "other-spec", "batch-other-spec"])
-def test_commit_tasks_bad_audit(net: MockRuntime, case: str) -> None:
-    commit(net, tc("mine", CHARLIE))
-    commit(net, tc("theirs", CHARLIE), coordinator=BOB)
-    batch = {
-        "unknown": [tc("a", DAVE, audit_of="nope")],
-        "other-coordinator": [tc("a", DAVE, audit_of="theirs")],
-        "other-spec": [tc("a", DAVE, spec=SPEC_B, audit_of="mine")],
-        "batch-other-spec": [tc("o", CHARLIE), tc("a", DAVE, spec=SPEC_B, audit_of="o")],
-    }[case]
-    net.assert_noop(OP1, "Tasks", "commit_tasks", Error.BAD_AUDIT, batch=batch)
-
-
-def test_commit_tasks_audit_of_itself_is_bad_audit(net: MockRuntime) -> None:
-    net.assert_noop(
-        OP1, "Tasks", "commit_tasks", Error.BAD_AUDIT, batch=[tc("self", audit_of="self")]
-    )
-
-
 @pytest.mark.parametrize(
     ("bad", "error"),
     [
         (tc("dup"), Error.TASK_EXISTS),
         (tc("x", GHOST), Error.MINER_INACTIVE),
         (tc("x", deadline=1), Error.BAD_DEADLINE),
-        (tc("x", audit_of="nope"), Error.BAD_AUDIT),
     ],
 )
 def test_commit_tasks_one_bad_item_writes_nothing(
@@ -307,13 +296,13 @@ def test_commit_tasks_one_bad_item_writes_nothing(
 def test_submit_results_stores_result_and_stats(net: MockRuntime) -> None:
     commit(net, tc("t1"), tc("t2"), tc("t3"))
     net.run_to_block(4)
-    submit(net, CHARLIE, rc("t1", GOOD, D1), rc("t2", BAD, D2))
+    submit(net, CHARLIE, rc("t1", GOOD), rc("t2", BAD))
     assert net.events() == [
         ResultSubmitted(tid("t1"), CHARLIE, GOOD),
         ResultSubmitted(tid("t2"), CHARLIE, BAD),
     ]
-    assert task(net, "t1") == Task(ALICE, CHARLIE, SPEC_A, 11, None, 1, "Submitted", GOOD, D1, 4)
-    assert task(net, "t2").device_hash == D2
+    assert task(net, "t1") == Task(ALICE, CHARLIE, SPEC_A, 11, 1, "Submitted", GOOD, 4)
+    assert task(net, "t2").commitment == BAD
     assert task(net, "t2").settled_at is None
     assert task(net, "t3").status == "Committed"
     assert deadline_open(net, "t1")  # still closed by settle or the deadline
@@ -368,12 +357,13 @@ def test_submit_results_not_assigned(net: MockRuntime) -> None:
     net.assert_noop(OP4, "Tasks", "submit_results", Error.NOT_ASSIGNED, batch=[rc("t")])
 
 
-@pytest.mark.parametrize("state", ["submitted", "accepted", "rejected"])
+@pytest.mark.parametrize("state", ["submitted", "accepted"])
 def test_submit_results_already_submitted(net: MockRuntime, state: str) -> None:
     commit(net, tc("t"))
     submit(net, CHARLIE, rc("t"))
     if state != "submitted":
-        settle(net, ("t", state == "accepted"))
+        net.run_to_block(2)
+        settle(net, "t")
     net.assert_noop(OP3, "Tasks", "submit_results", Error.ALREADY_SUBMITTED, batch=[rc("t", OTHER)])
 
 
@@ -418,50 +408,18 @@ def test_settle_tasks_accept_credits_work_and_closes_deadline(net: MockRuntime) 
     commit(net, tc("t"))
     submit(net, CHARLIE, rc("t"))
     net.run_to_block(6)
-    settle(net, ("t", True))
+    settle(net, "t")
     assert net.events() == [
         WorkCredited(CHARLIE, "Miner", 1, 0),
         WorkCredited(ALICE, "Coordinator", 1, 0),
-        TaskSettled(tid("t"), "Accepted"),
+        TaskSettled(tid("t"), "Accepted", "Unchecked"),
     ]
     t = task(net, "t")
-    assert (t.status, t.settled_at, t.submitted_at, t.result_hash) == ("Accepted", 6, 1, GOOD)
+    assert (t.status, t.settled_at, t.submitted_at, t.commitment) == ("Accepted", 6, 1, GOOD)
     assert not deadline_open(net, "t")
     assert stats(net, CHARLIE) == MinerStats(assigned=1, submitted=1, accepted=1)
     assert (miner_work(net, CHARLIE), coordinator_work(net, ALICE)) == (1, 1)
     assert rewards.EraTotals.get(net.state, 0) == rewards.EraTotal(1, 1)
-
-
-def test_settle_tasks_reject_credits_nothing(net: MockRuntime) -> None:
-    commit(net, tc("t"))
-    submit(net, CHARLIE, rc("t"))
-    net.run_to_block(6)
-    settle(net, ("t", False))
-    assert net.events() == [TaskSettled(tid("t"), "Rejected")]
-    t = task(net, "t")
-    assert (t.status, t.settled_at) == ("Rejected", 6)
-    assert not deadline_open(net, "t")
-    assert stats(net, CHARLIE) == MinerStats(assigned=1, submitted=1, rejected=1)
-    assert (miner_work(net, CHARLIE), coordinator_work(net, ALICE)) == (0, 0)
-
-
-def test_settle_tasks_mixed_batch(net: MockRuntime) -> None:
-    commit(net, tc("a", CHARLIE), tc("b", DAVE), tc("c", CHARLIE))
-    submit(net, CHARLIE, rc("a"), rc("c"))
-    submit(net, DAVE, rc("b"))
-    settle(net, ("a", True), ("b", False), ("c", True))
-    assert of_type(net.events(), TaskSettled) == [
-        TaskSettled(tid("a"), "Accepted"),
-        TaskSettled(tid("b"), "Rejected"),
-        TaskSettled(tid("c"), "Accepted"),
-    ]
-    assert stats(net, CHARLIE) == MinerStats(assigned=2, submitted=2, accepted=2)
-    assert stats(net, DAVE) == MinerStats(assigned=1, submitted=1, rejected=1)
-    assert (miner_work(net, CHARLIE), miner_work(net, DAVE), coordinator_work(net, ALICE)) == (
-        2,
-        0,
-        2,
-    )
 
 
 def test_settle_tasks_by_rotated_operator(net: MockRuntime) -> None:
@@ -469,9 +427,10 @@ def test_settle_tasks_by_rotated_operator(net: MockRuntime) -> None:
     submit(net, CHARLIE, rc("t"))
     new_op = bytes([0x21]) * 32
     net.dispatch(ALICE, "Registry", "set_operator", operator=new_op)
-    batch = [Settlement(tid("t"), True)]
-    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.NOT_COORDINATOR, batch=batch)
-    net.dispatch(new_op, "Tasks", "settle_tasks", batch=batch)
+    batch = [tid("t")]
+    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.NOT_COORDINATOR, task_ids=batch)
+    net.run_to_block(2)
+    net.dispatch(new_op, "Tasks", "settle_tasks", task_ids=batch)
     assert task(net, "t").status == "Accepted"
 
 
@@ -479,52 +438,53 @@ def test_settle_tasks_by_rotated_operator(net: MockRuntime) -> None:
 def test_settle_tasks_not_coordinator(net: MockRuntime, signer: bytes) -> None:
     commit(net, tc("t"))
     submit(net, CHARLIE, rc("t"))
-    batch = [Settlement(tid("t"), True)]
-    net.assert_noop(signer, "Tasks", "settle_tasks", Error.NOT_COORDINATOR, batch=batch)
+    batch = [tid("t")]
+    net.assert_noop(signer, "Tasks", "settle_tasks", Error.NOT_COORDINATOR, task_ids=batch)
 
 
 def test_settle_tasks_empty_batch(net: MockRuntime) -> None:
-    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.EMPTY_BATCH, batch=[])
+    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.EMPTY_BATCH, task_ids=[])
 
 
 def test_settle_tasks_batch_too_large(net: MockRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
     commit(net, *(tc(f"t{i}") for i in range(3)))
     submit(net, CHARLIE, *(rc(f"t{i}") for i in range(3)))
     monkeypatch.setattr(tasks, "MAX_BATCH", 2)
-    batch = [Settlement(tid(f"t{i}"), True) for i in range(3)]
-    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.BATCH_TOO_LARGE, batch=batch)
+    batch = [tid(f"t{i}") for i in range(3)]
+    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.BATCH_TOO_LARGE, task_ids=batch)
 
 
 def test_settle_tasks_duplicate_in_batch(net: MockRuntime) -> None:
     commit(net, tc("t"))
     submit(net, CHARLIE, rc("t"))
-    batch = [Settlement(tid("t"), True), Settlement(tid("t"), False)]
-    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.DUPLICATE_IN_BATCH, batch=batch)
+    batch = [tid("t"), tid("t")]
+    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.DUPLICATE_IN_BATCH, task_ids=batch)
 
 
 def test_settle_tasks_unknown_task(net: MockRuntime) -> None:
-    batch = [Settlement(tid("t"), True)]
-    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.UNKNOWN_TASK, batch=batch)
+    batch = [tid("t")]
+    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.UNKNOWN_TASK, task_ids=batch)
 
 
 def test_settle_tasks_not_your_task(net: MockRuntime) -> None:
     commit(net, tc("t"))
     submit(net, CHARLIE, rc("t"))
-    batch = [Settlement(tid("t"), True)]
-    net.assert_noop(OP2, "Tasks", "settle_tasks", Error.NOT_YOUR_TASK, batch=batch)
+    batch = [tid("t")]
+    net.assert_noop(OP2, "Tasks", "settle_tasks", Error.NOT_YOUR_TASK, task_ids=batch)
 
 
-@pytest.mark.parametrize("state", ["committed", "accepted", "rejected", "missed"])
+@pytest.mark.parametrize("state", ["committed", "accepted", "missed"])
 def test_settle_tasks_not_submitted(net: MockRuntime, state: str) -> None:
     commit(net, tc("t", deadline=3))
-    if state in ("accepted", "rejected"):
+    if state == "accepted":
         submit(net, CHARLIE, rc("t"))
-        settle(net, ("t", state == "accepted"))
+        net.run_to_block(2)
+        settle(net, "t")
     elif state == "missed":
         run_to_block(net, 4)
     assert task(net, "t").status == state.capitalize()
-    batch = [Settlement(tid("t"), True)]
-    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.NOT_SUBMITTED, batch=batch)
+    batch = [tid("t")]
+    net.assert_noop(OP1, "Tasks", "settle_tasks", Error.NOT_SUBMITTED, task_ids=batch)
 
 
 @pytest.mark.parametrize(
@@ -536,8 +496,8 @@ def test_settle_tasks_one_bad_item_writes_nothing(net: MockRuntime, bad: str, er
     commit(net, tc("bobs", DAVE), coordinator=BOB)
     submit(net, CHARLIE, rc("a"), rc("b"))
     submit(net, DAVE, rc("bobs"))
-    batch = [Settlement(tid("a"), True), Settlement(tid(bad), True), Settlement(tid("b"), False)]
-    net.assert_noop(OP1, "Tasks", "settle_tasks", error, batch=batch)
+    batch = [tid("a"), tid(bad), tid("b")]
+    net.assert_noop(OP1, "Tasks", "settle_tasks", error, task_ids=batch)
     assert task(net, "a").status == "Submitted"
     assert task(net, "b").status == "Submitted"
     assert miner_work(net, CHARLIE) == 0
@@ -551,7 +511,7 @@ def test_on_initialize_accepts_submitted_after_deadline(net: MockRuntime) -> Non
     submit(net, CHARLIE, rc("t"))
     assert of_type(run_to_block(net, 5), TaskSettled) == []  # the deadline block itself is open
     events = run_to_block(net, 6)
-    assert of_type(events, TaskSettled) == [TaskSettled(tid("t"), "Accepted")]
+    assert of_type(events, TaskSettled) == [TaskSettled(tid("t"), "Accepted", "Unchecked")]
     assert of_type(events, WorkCredited) == [
         WorkCredited(CHARLIE, "Miner", 1, 0),
         WorkCredited(ALICE, "Coordinator", 1, 0),
@@ -566,10 +526,10 @@ def test_on_initialize_accepts_submitted_after_deadline(net: MockRuntime) -> Non
 def test_on_initialize_records_missed(net: MockRuntime) -> None:
     commit(net, tc("t", deadline=5))
     events = run_to_block(net, 6)
-    assert of_type(events, TaskSettled) == [TaskSettled(tid("t"), "Missed")]
+    assert of_type(events, TaskSettled) == [TaskSettled(tid("t"), "Missed", "Unchecked")]
     assert of_type(events, WorkCredited) == []
     t = task(net, "t")
-    assert (t.status, t.settled_at, t.result_hash) == ("Missed", 6, None)
+    assert (t.status, t.settled_at, t.commitment) == ("Missed", 6, None)
     assert not deadline_open(net, "t")
     assert stats(net, CHARLIE) == MinerStats(assigned=1, missed=1)
     assert miner_work(net, CHARLIE) == 0
@@ -587,24 +547,26 @@ def test_on_initialize_work_credited_in_current_era(net: MockRuntime) -> None:
 def test_on_initialize_ignores_settled_and_future_tasks(net: MockRuntime) -> None:
     commit(net, tc("settled", deadline=5), tc("later", deadline=9))
     submit(net, CHARLIE, rc("settled"))
-    settle(net, ("settled", False))
+    net.run_to_block(2)
+    settle(net, "settled")
     events = run_to_block(net, 8)
     assert of_type(events, TaskSettled) == []
-    assert task(net, "settled").status == "Rejected"
+    assert task(net, "settled").status == "Accepted"
     assert task(net, "later").status == "Committed"
-    assert stats(net, CHARLIE) == MinerStats(assigned=2, submitted=1, rejected=1)
+    assert stats(net, CHARLIE) == MinerStats(assigned=2, submitted=1, accepted=1)
 
 
 def test_on_initialize_removes_stale_deadline_entries(net: MockRuntime) -> None:
     commit(net, tc("t", deadline=5))
     submit(net, CHARLIE, rc("t"))
-    settle(net, ("t", True))
+    net.run_to_block(2)
+    settle(net, "t")
     Deadlines.put(net.state, 5, tid("t"), True)  # a leftover entry for a final task
     Deadlines.put(net.state, 5, tid("ghost"), True)  # and one for no task at all
     events = run_to_block(net, 6, check=False)  # the invariants hold again once they are gone
     assert of_type(events, TaskSettled) == []
     assert list(net.state.iterate(Deadlines.prefix)) == []
-    assert task(net, "t").settled_at == 1
+    assert task(net, "t").settled_at == 2
 
 
 def test_on_initialize_bounded_per_block_with_carry_over(
@@ -635,223 +597,326 @@ def test_on_initialize_carry_over_closes_oldest_deadline_first(
     assert closed[0].task_id != tid("new")
 
 
-# ---- report_invalid_result -----------------------------------------------------------------------
+# ---- the checked-work protocol -------------------------------------------------------------------
 
-FAMILY = {  # name: (coordinator, miner, spec, audit_of)
-    "O": (ALICE, CHARLIE, SPEC_A, None),  # the original
-    "A1": (ALICE, DAVE, SPEC_A, "O"),  # audit copies of O
-    "A2": (ALICE, EVE, SPEC_A, "O"),
-    "A3": (ALICE, FERDIE, SPEC_A, "O"),
-    "A4": (ALICE, DAVE, SPEC_A, "O"),  # a second copy for DAVE
-    "A5": (ALICE, CHARLIE, SPEC_A, "O"),  # a copy for the offender's own miner
-    "P": (ALICE, DAVE, SPEC_A, None),  # same spec, another original (not in O's family)
-    "R": (ALICE, DAVE, SPEC_B, None),  # another spec
-    "Q": (BOB, DAVE, SPEC_A, None),  # another coordinator
-}
-DEFAULT_RESULTS: dict[str, tuple[bytes, bytes] | None] = {
-    "O": (BAD, D1),
-    **{name: (GOOD, D1) for name in FAMILY if name != "O"},
-}
+SPEC_JSON = b'{"model":"tiny","prompt":"a cuckoo","seed":7}'
+SPEC_H = blake2_256(SPEC_JSON)
+HONEST = Reveal(GOOD, D1, b"\x01sketch")
+FAKE = Reveal(BAD, D1, b"\x01sketch")
+GUESS = Reveal(OTHER, D1, b"\x01sketch")
 
 
-def family(m: MockRuntime, **results: tuple[bytes, bytes] | None) -> None:
-    """Commit FAMILY and submit each task's (result, device) (None: left unsubmitted)."""
-    for coordinator in (ALICE, BOB):
-        mine = [(n, f) for n, f in FAMILY.items() if f[0] == coordinator]
-        commit(m, *(tc(n, f[1], 20, f[2], f[3]) for n, f in mine), coordinator=coordinator)
-    outcome = {**DEFAULT_RESULTS, **results}
-    for miner in M_OP:
-        batch = [
-            rc(n, *r)
-            for n, (_, who, _, _) in FAMILY.items()
-            if who == miner and (r := outcome[n]) is not None
-        ]
-        if batch:
-            submit(m, miner, *batch)
+def salt_of(who: bytes) -> bytes:
+    return blake2_256(b"salt" + who)
 
 
-def report(m: MockRuntime, name: str, witnesses: list[str], signer: bytes = OP1) -> None:
-    m.dispatch(
-        signer,
-        "Tasks",
-        "report_invalid_result",
-        task_id=tid(name),
-        witnesses=[tid(w) for w in witnesses],
+def opening(who: bytes, name: str, reveal: Reveal) -> bytes:
+    return result_commitment(
+        who, tid(name), reveal.result_hash, reveal.device_hash, reveal.sketch, salt_of(who)
     )
 
 
-def report_noop(
-    m: MockRuntime, name: str, witnesses: list[str], error: Any, signer: bytes = OP1
+def start(m: MockRuntime, name: str = "t", reveal: Reveal = HONEST, miner: bytes = CHARLIE) -> None:
+    """Commit, submit (blind) and settle one task; with checks on, it is drawn for round 0."""
+    commit(m, tc(name, miner, deadline=m.block_number + 100, spec=SPEC_H))
+    submit(m, miner, rc(name, opening(miner, name, reveal)))
+    m.run_to_block(m.block_number + 1)
+    settle(m, name)
+
+
+def check_of(m: MockRuntime, name: str = "t") -> Check:
+    c = Checks.get(m.state, tid(name))
+    assert c is not None
+    return c
+
+
+def drawn(m: MockRuntime, name: str = "t") -> list[bytes]:
+    return [c.account for c in check_of(m, name).current()]
+
+
+def play_round(
+    m: MockRuntime,
+    answers: dict[bytes, Reveal | None],
+    name: str = "t",
+    miner: bytes = CHARLIE,
+    miner_reveal: Reveal | None = HONEST,
 ) -> None:
-    m.assert_noop(
-        signer,
-        "Tasks",
-        "report_invalid_result",
-        error,
-        task_id=tid(name),
-        witnesses=[tid(w) for w in witnesses],
-    )
-
-
-def test_report_invalid_result_opens_offence_and_rejects(net: MockRuntime) -> None:
-    family(net)
-    net.run_to_block(4)
-    report(net, "O", ["A1"])
-    oid = slashing.offence_id("InvalidResult", tid("O"))  # one offence per result
-    apply_era = net.config.slashing.slash_defer_duration
-    assert net.events() == [
-        OffenceReported(CHARLIE, "InvalidResult", oid, apply_era),
-        TaskSettled(tid("O"), "Rejected"),
-        InvalidResultReported(tid("O"), CHARLIE, oid),
-    ]
-    assert slashing.UnappliedSlashes.get(net.state, apply_era) == [
-        UnappliedSlash(
-            CHARLIE, ALICE, "InvalidResult", oid, net.config.slashing.invalid_result_slash, []
+    """The current round: the spec is revealed if due, each drawn checker commits and reveals
+    its answer (None: absent), the miner reveals (None: it hides)."""
+    if check_of(m, name).phase == "SpecDue":
+        m.dispatch(OP1, "Tasks", "reveal_spec", task_id=tid(name), spec=SPEC_JSON)
+    for who in drawn(m, name):
+        if answers.get(who) is not None:
+            commitment = opening(who, name, answers[who])  # type: ignore[arg-type]
+            m.dispatch(M_OP[who], "Tasks", "commit_check", task_id=tid(name), commitment=commitment)
+    if check_of(m, name).phase == "Committing":  # an absent checker: wait out the window
+        run_to_block(m, check_of(m, name).phase_ends + 1)
+    assert check_of(m, name).phase == "Revealing"
+    people = [(who, r) for who, r in answers.items() if r is not None]
+    if miner_reveal is not None and check_of(m, name).miner_reveal is None:
+        people.insert(0, (miner, miner_reveal))
+    for who, r in people:
+        m.dispatch(
+            M_OP[who],
+            "Tasks",
+            "reveal_result",
+            task_id=tid(name),
+            result_hash=r.result_hash,
+            device_hash=r.device_hash,
+            sketch=r.sketch,
+            salt=salt_of(who),
         )
+    t = task(m, name)
+    c = Checks.get(m.state, tid(name))
+    if t.status == "Checking" and c is not None and c.phase == "Revealing":
+        run_to_block(m, c.phase_ends + 1)  # someone did not reveal: the window closes the round
+
+
+def offences(m: MockRuntime) -> list[tuple[bytes, str]]:
+    return sorted(
+        (s.offender, str(s.kind))
+        for _, queue in slashing.UnappliedSlashes.iter(m.state)
+        for s in queue
+    )
+
+
+def test_draw_is_uniform_at_the_check_rate() -> None:
+    mix = blake2_256(b"some mix")
+    ids = [blake2_256(i.to_bytes(4, "little")) for i in range(20_000)]
+    hits = sum(tasks.is_drawn(mix, i, 100_000_000) for i in ids)
+    print(f"drawn at p=0.1: {hits} of 20000")
+    assert 1_880 <= hits <= 2_120  # 10% +- 6%
+    assert not any(tasks.is_drawn(mix, i, 0) for i in ids[:1000])
+    assert all(tasks.is_drawn(mix, i, PERBILL_ONE) for i in ids[:1000])
+    other = blake2_256(b"another mix")  # another mix, another draw
+    assert [tasks.is_drawn(mix, i, 500_000_000) for i in ids[:64]] != [
+        tasks.is_drawn(other, i, 500_000_000) for i in ids[:64]
     ]
-    assert slashing.Offences.get(net.state, oid) == 0
-    t = task(net, "O")
-    assert (t.status, t.settled_at) == ("Rejected", 4)
-    assert not deadline_open(net, "O")
-    assert stats(net, CHARLIE) == MinerStats(assigned=2, submitted=2, rejected=1)
-    assert miner_work(net, CHARLIE) == 0
 
 
-def test_report_invalid_result_evidence_id_ignores_witness_order(net: MockRuntime) -> None:
-    family(net, O=(BAD, D2))
-    report(net, "O", ["A2", "A1"])
-    oid = slashing.offence_id("InvalidResult", tid("O"))  # one offence per result
-    assert net.events()[-1] == InvalidResultReported(tid("O"), CHARLIE, oid)
-    report_noop(net, "O", ["A1", "A2"], SlashingError.ALREADY_REPORTED)
+def test_pick_checkers_by_weight_without_replacement() -> None:
+    cands = [(b"a" * 32, 1), (b"b" * 32, 3), (b"z" * 32, 0), (b"c" * 32, 6)]
+    counts = {w: 0 for w, _ in cands}
+    for i in range(3000):
+        picked = tasks.pick_checkers(cands, blake2_256(i.to_bytes(4, "little")), 2)
+        assert len(picked) == 2
+        assert len(set(picked)) == 2
+        assert b"z" * 32 not in picked
+        counts[picked[0]] += 1
+    print("first picks by weight 1:3:6 ->", [counts[w] for w, _ in cands if w != b"z" * 32])
+    assert counts[b"a" * 32] < counts[b"b" * 32] < counts[b"c" * 32]
+    assert 1500 <= counts[b"c" * 32] <= 2100  # 60%
+    assert tasks.pick_checkers(cands, b"s", 9) == tasks.pick_checkers(cands, b"s", 9)  # pure
+    assert len(tasks.pick_checkers(cands, b"s", 9)) == 3  # no more than the non-zero weights
 
 
-def test_report_invalid_result_audit_copy_with_original_as_witness(net: MockRuntime) -> None:
-    family(net, O=(GOOD, D1), A2=(BAD, D1))
-    report(net, "A2", ["O"])
-    assert net.events()[-1].offender == EVE
-    assert task(net, "A2").status == "Rejected"
-    assert task(net, "O").status == "Submitted"
+def test_unchecked_result_is_accepted_without_check(net: MockRuntime) -> None:
+    start(net)
+    assert task(net, "t").status == "Accepted"
+    assert task(net, "t").outcome == "Unchecked"
+    assert Checks.get(net.state, tid("t")) is None
 
 
-def test_report_invalid_result_across_devices_with_two_witnesses(net: MockRuntime) -> None:
-    family(net, O=(BAD, D2))
-    report(net, "O", ["A1", "A2"])
-    assert task(net, "O").status == "Rejected"
+def test_checked_honest_result_is_verified_by_one_checker(checked: MockRuntime) -> None:
+    start(checked)
+    check = check_of(checked)
+    assert (task(checked, "t").status, check.round, check.phase) == ("Checking", 0, "SpecDue")
+    [checker] = drawn(checked)
+    assert checker != CHARLIE
+    assert checker in M_OP
+    play_round(checked, {checker: HONEST})
+    t = task(checked, "t")
+    assert (t.status, t.outcome) == ("Accepted", "Verified")
+    assert Specs.get(checked.state, tid("t")) == SPEC_JSON
+    assert (miner_work(checked, CHARLIE), miner_work(checked, checker)) == (1, 1)
+    assert offences(checked) == []
 
 
-def test_report_invalid_result_on_settled_task_keeps_status(net: MockRuntime) -> None:
-    family(net)
-    settle(net, ("O", True))
-    report(net, "O", ["A1"])
-    assert of_type(net.events(), TaskSettled) == []
-    assert task(net, "O").status == "Accepted"
-    assert stats(net, CHARLIE).accepted == 1
-    assert stats(net, CHARLIE).rejected == 0
-    assert len(slashing.UnappliedSlashes.get(net.state, 1)) == 1
+def test_cheater_is_guilty_after_escalation_and_a_failed_appeal(checked: MockRuntime) -> None:
+    start(checked, reveal=FAKE)
+    play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=FAKE)
+    assert (check_of(checked).round, len(drawn(checked))) == (1, 3)  # escalated
+    play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=FAKE)
+    assert check_of(checked).phase == "Appealable"
+    assert task(checked, "t").status == "Checking"  # not final yet: the miner may appeal
+    checked.dispatch(OP3, "Tasks", "appeal", task_id=tid("t"))
+    assert (check_of(checked).round, len(drawn(checked))) == (2, 5)
+    play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=FAKE)
+    t = task(checked, "t")
+    assert (t.status, t.outcome) == ("Rejected", "Guilty")
+    assert offences(checked) == [(CHARLIE, "InvalidResult")]
+    checkers = [c.account for c in check_of(checked).checkers]
+    assert len(set(checkers)) == 9
+    assert CHARLIE not in checkers
+    assert all(miner_work(checked, w) == 1 for w in checkers)
+    assert miner_work(checked, CHARLIE) == 0
 
 
-@pytest.mark.parametrize("signer", [OP3, GHOST, ALICE], ids=["miner-operator", "random", "staker"])
-def test_report_invalid_result_not_coordinator(net: MockRuntime, signer: bytes) -> None:
-    family(net)
-    report_noop(net, "O", ["A1"], Error.NOT_COORDINATOR, signer=signer)
+def test_guilty_verdict_stands_when_the_appeal_window_passes(checked: MockRuntime) -> None:
+    start(checked, reveal=FAKE)
+    play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=FAKE)
+    play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=FAKE)
+    run_to_block(checked, check_of(checked).phase_ends + 1)
+    assert (task(checked, "t").status, task(checked, "t").outcome) == ("Rejected", "Guilty")
+    assert offences(checked) == [(CHARLIE, "InvalidResult")]
+    checked.assert_noop(OP3, "Tasks", "appeal", Error.NOT_CHECKING, task_id=tid("t"))
 
 
-EVIDENCE_CASES: dict[str, tuple[str, list[str], dict[str, Any], bytes]] = {
-    # case: (reported task, witnesses, result overrides, signer)
-    "unknown-task": ("nope", ["A1"], {}, OP1),
-    "no-witnesses": ("O", [], {}, OP1),
-    "reported-without-result": ("O", ["A1"], {"O": None}, OP1),
-    "reported-of-other-coordinator": ("O", ["A1"], {}, OP2),
-    "unknown-witness": ("O", ["nope"], {}, OP1),
-    "witness-without-result": ("O", ["A1"], {"A1": None}, OP1),
-    "witness-of-other-coordinator": ("O", ["Q"], {}, OP1),
-    "witness-of-other-spec": ("O", ["R"], {}, OP1),
-    "witness-outside-audit-family": ("O", ["P"], {}, OP1),
-    "witness-is-reported-task": ("O", ["O"], {}, OP1),
-    "witnesses-disagree-on-hash": ("O", ["A1", "A2"], {"A2": (OTHER, D1)}, OP1),
-    "witnesses-disagree-on-device": ("O", ["A1", "A2"], {"A2": (GOOD, D2)}, OP1),
-    "witness-agrees-with-offender": ("O", ["A1"], {"A1": (BAD, D1)}, OP1),
-    "witness-by-offenders-miner": ("O", ["A5"], {}, OP1),
-    "witnesses-by-same-miner": ("O", ["A1", "A4"], {"O": (BAD, D2)}, OP1),
-    "repeated-witness": ("O", ["A1", "A1"], {"O": (BAD, D2)}, OP1),
-    "one-witness-other-device": ("O", ["A1"], {"O": (BAD, D2)}, OP1),
-    "same-result-other-device": ("O", ["A1", "A2"], {"O": (GOOD, D2)}, OP1),
-}
+def test_miner_that_hides_its_result_is_guilty(checked: MockRuntime) -> None:
+    start(checked, reveal=FAKE)
+    play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=None)
+    assert (task(checked, "t").status, task(checked, "t").outcome) == ("Rejected", "Guilty")
+    assert offences(checked) == [(CHARLIE, "InvalidResult")]
 
 
-@pytest.mark.parametrize("case", list(EVIDENCE_CASES))
-def test_report_invalid_result_bad_evidence(net: MockRuntime, case: str) -> None:
-    name, witnesses, results, signer = EVIDENCE_CASES[case]
-    family(net, **results)
-    report_noop(net, name, witnesses, Error.BAD_EVIDENCE, signer=signer)
-    assert slashing.UnappliedSlashes.get(net.state, 1) == []
+def test_lazy_checker_that_guesses_is_slashed_and_the_miner_upheld(checked: MockRuntime) -> None:
+    start(checked)
+    [lazy] = drawn(checked)
+    play_round(checked, {lazy: GUESS})
+    assert check_of(checked).round == 1
+    play_round(checked, {w: HONEST for w in drawn(checked)})
+    t = task(checked, "t")
+    assert (t.status, t.outcome) == ("Accepted", "Upheld")
+    assert offences(checked) == [(lazy, "CheckFault")]
+    assert miner_work(checked, lazy) == 0
+    assert miner_work(checked, CHARLIE) == 1
 
 
-def test_report_invalid_result_is_invalid_evidence_accepts_controls(net: MockRuntime) -> None:
-    """The positive counterparts of the evidence cases (so each case above fails on its rule)."""
-    family(net)
-    coord = ALICE
-    assert tasks.is_invalid_evidence(net.state, coord, tid("O"), [tid("A1")])
-    assert tasks.is_invalid_evidence(net.state, coord, tid("O"), [tid("A1"), tid("A2")])
-    assert tasks.is_invalid_evidence(net.state, coord, tid("O"), [tid("A1"), tid("A2"), tid("A3")])
-    assert not tasks.is_invalid_evidence(net.state, BOB, tid("O"), [tid("A1")])
+def test_checker_cannot_open_a_copied_commitment(checked: MockRuntime) -> None:
+    start(checked)
+    [lazy] = drawn(checked)
+    checked.dispatch(OP1, "Tasks", "reveal_spec", task_id=tid("t"), spec=SPEC_JSON)
+    copied = task(checked, "t").commitment  # the miner's commitment, copied verbatim
+    checked.dispatch(M_OP[lazy], "Tasks", "commit_check", task_id=tid("t"), commitment=copied)
+    for who in (CHARLIE, lazy):  # even knowing the miner's values, it opens only for the miner
+        args = dict(result_hash=GOOD, device_hash=D1, sketch=HONEST.sketch, salt=salt_of(CHARLIE))
+        if who == lazy:
+            checked.assert_noop(
+                M_OP[lazy], "Tasks", "reveal_result", Error.BAD_REVEAL, task_id=tid("t"), **args
+            )
+        else:
+            checked.dispatch(M_OP[who], "Tasks", "reveal_result", task_id=tid("t"), **args)
+    run_to_block(checked, check_of(checked).phase_ends + 1)  # the copier never opens
+    assert check_of(checked).round == 1
+    play_round(checked, {w: HONEST for w in drawn(checked)})
+    assert task(checked, "t").outcome == "Upheld"
+    assert offences(checked) == [(lazy, "CheckFault")]
 
 
-def test_report_invalid_result_second_report_already_reported(net: MockRuntime) -> None:
-    family(net)
-    report(net, "O", ["A1"])
-    report_noop(net, "O", ["A1"], SlashingError.ALREADY_REPORTED)
+def test_absent_checker_is_slashed(checked: MockRuntime) -> None:
+    start(checked)
+    [absent] = drawn(checked)
+    play_round(checked, {absent: None})
+    play_round(checked, {w: HONEST for w in drawn(checked)})
+    assert task(checked, "t").outcome == "Upheld"
+    assert offences(checked) == [(absent, "CheckFault")]
 
 
-def test_report_invalid_result_same_task_other_witnesses_already_reported(
-    net: MockRuntime,
-) -> None:
-    family(net)
-    report(net, "O", ["A1"])
-    report_noop(net, "O", ["A2"], SlashingError.ALREADY_REPORTED)
+def test_hostile_majority_is_overturned_on_appeal(checked: MockRuntime) -> None:
+    """A coordinator's sybil miners happen to be drawn: the round-0 checker and two of the three
+    round-1 checkers lie. The honest miner appeals; five fresh checkers uphold it, and every liar
+    pays."""
+    start(checked)
+    liars = list(drawn(checked))
+    play_round(checked, {liars[0]: GUESS})
+    r1 = drawn(checked)
+    liars += r1[:2]
+    play_round(checked, {r1[0]: GUESS, r1[1]: GUESS, r1[2]: HONEST})
+    assert check_of(checked).phase == "Appealable"
+    checked.dispatch(OP3, "Tasks", "appeal", task_id=tid("t"))
+    play_round(checked, {w: HONEST for w in drawn(checked)})
+    t = task(checked, "t")
+    assert (t.status, t.outcome) == ("Accepted", "Upheld")
+    assert offences(checked) == sorted((w, "CheckFault") for w in liars)
+    assert stats(checked, CHARLIE) == MinerStats(assigned=1, submitted=1, accepted=1)
 
 
-# ---- full flow -----------------------------------------------------------------------------------
+def test_coordinator_dispute_of_a_correct_result_costs_the_coordinator(net: MockRuntime) -> None:
+    commit(net, tc("t", deadline=50, spec=SPEC_H))
+    submit(net, CHARLIE, rc("t", opening(CHARLIE, "t", HONEST)))
+    net.dispatch(OP1, "Tasks", "dispute_task", task_id=tid("t"))
+    assert (check_of(net).round, check_of(net).disputed_by) == (1, ALICE)
+    play_round(net, {w: HONEST for w in drawn(net)})
+    t = task(net, "t")
+    assert (t.status, t.outcome) == ("Accepted", "Upheld")
+    assert offences(net) == [(ALICE, "FalseDispute")]
+    assert miner_work(net, CHARLIE) == 1
 
 
-def test_report_invalid_result_full_flow_slashes_and_suspends_offender(net: MockRuntime) -> None:
-    treasury = bytes(net.config.slashing.treasury)
-    treasury_before = net.free(treasury)
-    stake_before = ledger(net, CHARLIE).total  # type: ignore[union-attr]
-    assert stake_before == MIN_MINER
-    # commit an original and an audit copy; the two miners disagree
-    net.run_to_block(2)
-    commit(net, tc("O", CHARLIE, 30), tc("A1", DAVE, 30, audit_of="O"))
-    submit(net, CHARLIE, rc("O", BAD, D1))
-    submit(net, DAVE, rc("A1", GOOD, D1))
-    # a third audit copy agrees with DAVE
-    net.run_to_block(3)
-    commit(net, tc("A2", EVE, 30, audit_of="O"))
-    submit(net, EVE, rc("A2", GOOD, D1))
-    report(net, "O", ["A1", "A2"])
-    oid = net.events()[-1].offence_id
-    assert task(net, "O").status == "Rejected"
-    # nothing happens before the deferral window ends
-    events = run_to_block(net, 9)
-    assert of_type(events, OffenderSlashed) == []
-    assert ledger(net, CHARLIE).total == stake_before  # type: ignore[union-attr]
-    # era 1 starts at block 10: the deferred slash is applied
-    events = run_to_block(net, 25)
-    fraction = net.config.slashing.invalid_result_slash
-    slashed = stake_before * fraction // 1_000_000_000
-    fee = slashed * net.config.slashing.finder_fee // 1_000_000_000
-    assert of_type(events, OffenderSlashed) == [OffenderSlashed(CHARLIE, slashed, 0, fee)]
-    assert ledger(net, CHARLIE).total == stake_before - slashed  # type: ignore[union-attr]
-    assert reg_of(net, CHARLIE).status == "Suspended"
-    assert net.free(treasury) == treasury_before + slashed - fee
-    assert slashing.SlashHistory.get(net.state, CHARLIE)[-1].own == slashed
-    assert slashing.Offences.contains(net.state, oid)
-    # the honest copies were accepted at their deadline; the offender can take no new task
-    assert task(net, "A1").status == "Submitted"  # deadline 30 not reached yet
-    run_to_block(net, 31)
-    assert task(net, "A1").status == "Accepted"
-    assert task(net, "A2").status == "Accepted"
-    assert stats(net, CHARLIE) == MinerStats(assigned=1, submitted=1, rejected=1)
-    assert stats(net, DAVE) == MinerStats(assigned=1, submitted=1, accepted=1)
-    net.assert_noop(OP1, "Tasks", "commit_tasks", Error.MINER_INACTIVE, batch=[tc("n", CHARLIE)])
-    check_economy(net)
+def test_coordinator_dispute_of_a_fake_convicts_the_miner(net: MockRuntime) -> None:
+    commit(net, tc("t", deadline=50, spec=SPEC_H))
+    submit(net, CHARLIE, rc("t", opening(CHARLIE, "t", FAKE)))
+    net.dispatch(OP1, "Tasks", "dispute_task", task_id=tid("t"))
+    play_round(net, {w: HONEST for w in drawn(net)}, miner_reveal=FAKE)
+    run_to_block(net, check_of(net).phase_ends + 1)  # no appeal
+    assert task(net, "t").outcome == "Guilty"
+    assert offences(net) == [(CHARLIE, "InvalidResult")]
+
+
+def test_withheld_spec_slashes_the_coordinator_and_accepts(checked: MockRuntime) -> None:
+    start(checked)
+    run_to_block(checked, check_of(checked).phase_ends + 1)
+    t = task(checked, "t")
+    assert (t.status, t.outcome) == ("Accepted", "Unchecked")
+    assert offences(checked) == [(ALICE, "WithheldSpec")]
+    assert stats(checked, CHARLIE) == MinerStats(assigned=1, submitted=1, accepted=1)
+
+
+def test_settle_in_the_submission_block_waits_for_the_deadline(checked: MockRuntime) -> None:
+    commit(checked, tc("t", deadline=9, spec=SPEC_H))
+    submit(checked, CHARLIE, rc("t", opening(CHARLIE, "t", HONEST)))
+    settle(checked, "t")  # same block: its randomness may be known to the miner
+    assert task(checked, "t").status == "Submitted"
+    run_to_block(checked, 10)
+    assert task(checked, "t").status == "Checking"
+
+
+def test_check_call_errors(checked: MockRuntime) -> None:
+    start(checked)
+    [checker] = drawn(checked)
+    other = next(w for w in M_OP if w not in (checker, CHARLIE))
+    t = tid("t")
+    checked.assert_noop(OP1, "Tasks", "reveal_spec", Error.BAD_SPEC, task_id=t, spec=b"{}")
+    checked.assert_noop(OP2, "Tasks", "reveal_spec", Error.NOT_YOUR_TASK, task_id=t, spec=SPEC_JSON)
+    checked.assert_noop(
+        M_OP[checker], "Tasks", "commit_check", Error.NOT_CHECKING, task_id=t, commitment=GOOD
+    )
+    checked.dispatch(OP1, "Tasks", "reveal_spec", task_id=t, spec=SPEC_JSON)
+    checked.assert_noop(
+        OP1, "Tasks", "reveal_spec", Error.ALREADY_REVEALED, task_id=t, spec=SPEC_JSON
+    )
+    checked.assert_noop(
+        M_OP[other], "Tasks", "commit_check", Error.NOT_DRAWN_CHECKER, task_id=t, commitment=GOOD
+    )
+    checked.assert_noop(OP3, "Tasks", "appeal", Error.NOT_CHECKING, task_id=t)
+    commitment = opening(checker, "t", HONEST)
+    checked.dispatch(M_OP[checker], "Tasks", "commit_check", task_id=t, commitment=commitment)
+    assert check_of(checked).phase == "Revealing"
+    args = dict(result_hash=GOOD, device_hash=D1, sketch=HONEST.sketch)
+    checked.assert_noop(
+        OP3, "Tasks", "reveal_result", Error.BAD_REVEAL, task_id=t, salt=salt_of(OP3), **args
+    )
+    checked.assert_noop(
+        M_OP[other], "Tasks", "reveal_result", Error.NOT_DRAWN_CHECKER, task_id=t, salt=GOOD, **args
+    )
+    checked.assert_noop(OP1, "Tasks", "dispute_task", Error.NOT_SUBMITTED, task_id=t)
+    checked.dispatch(OP3, "Tasks", "reveal_result", task_id=t, salt=salt_of(CHARLIE), **args)
+    checked.assert_noop(
+        OP3,
+        "Tasks",
+        "reveal_result",
+        Error.ALREADY_REVEALED,
+        task_id=t,
+        salt=salt_of(CHARLIE),
+        **args,
+    )
+
+
+def test_no_other_miner_means_accepted_unchecked(new_test_ext: Any) -> None:
+    config = dataclasses.replace(mock_config(), verification=VerificationConfig(PERBILL_ONE))
+    m = MockRuntime(config, dict(ECONOMY_BALANCES), None)
+    register_coordinator(m, ALICE, OP1)
+    register_miner(m, CHARLIE, OP3)
+    start(m)
+    assert (task(m, "t").status, task(m, "t").outcome) == ("Accepted", "Unchecked")
+    m.runtime.try_state(m.state)

@@ -40,7 +40,7 @@ from pallets.executive import Executive
 from pallets.registry.pallet import Info
 from pallets.runtime import build_runtime
 from pallets.session.pallet import SessionKeys
-from pallets.tasks.pallet import ResultCommit, Settlement, TaskCommit
+from pallets.tasks.pallet import ResultCommit, TaskCommit
 from tests.chaingen import Account, account_from_seed, dev_account
 
 PINS = Path(__file__).with_name("pins.json")
@@ -204,7 +204,7 @@ def _scenario(c: _Chain) -> None:
         c.signed(bob, "Registry", "set_commission", commission=100_000_000),
         c.signed(charlie, "Registry", "update_info", info=info(b"charlie v2")),
     )
-    # tasks: an original to Dave and an audit copy each to Bob and Eve
+    # tasks to Dave, Bob and Eve; one settled early, one disputed (a check opens)
     deadline = c.head.number + 6
     c.block(
         c.signed(
@@ -212,11 +212,11 @@ def _scenario(c: _Chain) -> None:
             "Tasks",
             "commit_tasks",
             batch=[
-                TaskCommit(_task(1), _spec(1), dave.public, deadline, None),
-                TaskCommit(_task(2), _spec(1), bob.public, deadline, _task(1)),
-                TaskCommit(_task(3), _spec(1), eve.public, deadline, _task(1)),
-                TaskCommit(_task(4), _spec(2), bob.public, deadline, None),
-                TaskCommit(_task(5), _spec(3), eve.public, deadline, None),
+                TaskCommit(_task(1), _spec(1), dave.public, deadline),
+                TaskCommit(_task(2), _spec(1), bob.public, deadline),
+                TaskCommit(_task(3), _spec(1), eve.public, deadline),
+                TaskCommit(_task(4), _spec(2), bob.public, deadline),
+                TaskCommit(_task(5), _spec(3), eve.public, deadline),
             ],
         ),
     )
@@ -226,33 +226,27 @@ def _scenario(c: _Chain) -> None:
             dave_op,
             "Tasks",
             "submit_results",
-            batch=[ResultCommit(_task(1), blake2_256(b"fake"), device)],
+            batch=[ResultCommit(_task(1), blake2_256(b"fake" + device))],
         ),
         c.signed(
             bob_op,
             "Tasks",
             "submit_results",
             batch=[
-                ResultCommit(_task(2), blake2_256(b"image 1"), device),
-                ResultCommit(_task(4), blake2_256(b"image 2"), device),
+                ResultCommit(_task(2), blake2_256(b"image 1" + device)),
+                ResultCommit(_task(4), blake2_256(b"image 2" + device)),
             ],
         ),
         c.signed(
             eve_op,
             "Tasks",
             "submit_results",
-            batch=[ResultCommit(_task(3), blake2_256(b"image 1"), device)],
+            batch=[ResultCommit(_task(3), blake2_256(b"image 1" + device))],
         ),
     )
     c.block(
-        c.signed(charlie_op, "Tasks", "settle_tasks", batch=[Settlement(_task(4), True)]),
-        c.signed(
-            charlie_op,
-            "Tasks",
-            "report_invalid_result",
-            task_id=_task(1),
-            witnesses=[_task(2), _task(3)],
-        ),
+        c.signed(charlie_op, "Tasks", "settle_tasks", task_ids=[_task(4)]),
+        c.signed(charlie_op, "Tasks", "dispute_task", task_id=_task(1)),
     )
     # session keys and a new validator set; root calls
     c.block(
