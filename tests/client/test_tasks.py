@@ -147,3 +147,22 @@ def test_parse_check_opened_takes_the_library_shapes() -> None:
     assert parse_check_opened(in_order).phase == "Committing"
     with pytest.raises(DecodeError):
         parse_check_opened({**by_name, "phase": "Sleeping"})
+
+
+@given(checks)
+def test_decode_check_matches_the_runtime_codec(check: Check) -> None:
+    def rt_reveal(r: Reveal | None) -> runtime.Reveal | None:
+        return None if r is None else runtime.Reveal(r.result_hash, r.device_hash, r.sketch)
+
+    reference = runtime.Check(
+        check.round,
+        check.phase,
+        check.phase_ends,
+        [
+            runtime.Checker(c.account, c.round, c.commitment, rt_reveal(c.reveal))
+            for c in check.checkers
+        ],
+        rt_reveal(check.miner_reveal),
+        check.disputed_by,
+    )
+    assert decode_check(runtime.CHECK.encode(reference)) == check
