@@ -41,6 +41,15 @@ MINER_BOND = 25_000 * CAI
 COORDINATOR_BOND = 2_000_000 * CAI
 
 
+def dev_spec_with(path: Path, verification: dict[str, Any]) -> Path:
+    """The dev chain spec with some `verification` parameters changed, written to `path`."""
+    spec = json.loads((ROOT / "genesis" / "dev.json").read_text())
+    params = spec["genesis"]["runtimeGenesis"]["parameters"]
+    params["verification"] = {**params["verification"], **verification}
+    path.write_text(json.dumps(spec))
+    return path
+
+
 def executable(name: str, module: str) -> list[str]:
     exe = Path(sys.executable).with_name(name)
     if exe.exists():
@@ -171,9 +180,14 @@ class MinerProc:
 class Net:
     """One scenario's chain, coordinator and miners."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, verification: dict[str, Any] | None = None) -> None:
+        """`verification`: chain spec parameters to override (e.g. {"checkRate": 10**9}); the
+        node then runs the dev spec with them (`--dev --chain FILE`)."""
         self.tmp = tmp
-        self.node: NodeProcess = start_node(tmp / "node.log", prometheus=False)
+        extra: list[str] = []
+        if verification:
+            extra = ["--chain", str(dev_spec_with(tmp / "dev-spec.json", verification))]
+        self.node: NodeProcess = start_node(tmp / "node.log", prometheus=False, extra=extra)
         self.node.wait_for_block(1)
         self.kit = ChainKit(self.node.ws_url)
         self.coordinator = Actor(
@@ -235,7 +249,6 @@ class Net:
     def start_coordinator(
         self,
         *,
-        audit_rate: float = 0.0,
         task_timeout_blocks: int = 30,
         miner_live_s: float = 5.0,
         request_timeout_s: float = 60.0,
@@ -248,7 +261,6 @@ class Net:
             "--port", str(self.coordinator_port),
             "--data-dir", str(self.tmp / "coordinator-data"),
             "--operator-key-file", str(key),
-            "--audit-rate", str(audit_rate),
             "--task-timeout-blocks", str(task_timeout_blocks),
             "--miner-live-s", str(miner_live_s),
             "--request-timeout-s", str(request_timeout_s),
@@ -403,11 +415,11 @@ class Net:
 
 
 @pytest.fixture
-def net_factory(tmp_path: Path) -> Iterator[Callable[[], Net]]:
+def net_factory(tmp_path: Path) -> Iterator[Callable[..., Net]]:
     made: list[Net] = []
 
-    def make() -> Net:
-        net = Net(tmp_path)
+    def make(**kwargs: Any) -> Net:
+        net = Net(tmp_path, **kwargs)
         made.append(net)
         return net
 
