@@ -1,5 +1,7 @@
 """A coordinator without a node: the real engine, store and HTTP app, with `FakeChain` playing
-the chain service (instant blocks; commits, miners' results and settlements land at once)."""
+the chain service (instant blocks; commits, miners' results and settlements land at once; a
+settled task listed in `check` goes through a check: Checking with its spec due, then final with
+`check[task_id]` as its outcome once the coordinator revealed the spec)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from aiohttp import web
 from substrateinterface import Keypair
 
 from chainclient.registry import Registration
-from chainclient.tasks import Task
+from chainclient.tasks import Check, Task
 from coordinator.api import ApiConfig, ApiContext, Health, build_app
 from coordinator.auth import MinerAuth
 from coordinator.engine import Engine, EngineConfig
@@ -57,20 +59,23 @@ class FakeChain:
         self.engine = engine
         self.head = head
         self.tasks: dict[bytes, Task] = {}
-        self.reports: list[tuple[bytes, list[bytes]]] = []
-        self.settled: list[tuple[bytes, bool]] = []
+        self.settled: list[bytes] = []
+        self.disputed: list[bytes] = []
+        self.check: dict[bytes, str] = {}  # task id -> the outcome of its check, when checked
+        self.checks: dict[bytes, Check] = {}
+        self.specs: dict[bytes, bytes] = {}
         self.is_registered = True
-        self.pending_results: dict[bytes, tuple[bytes, bytes]] = {}
+        self.pending_results: dict[bytes, bytes] = {}
         self.commit_blocks = 0
 
-    def submit_result(self, task_id_hex: str, rh: bytes, dh: bytes) -> None:
+    def submit_result(self, task_id_hex: str, commitment: bytes) -> None:
         """What a miner's Tasks.submit_results does, once the task is committed (like a real
         miner, which waits for the commitment)."""
-        self.pending_results[bytes.fromhex(task_id_hex[2:])] = (rh, dh)
+        self.pending_results[bytes.fromhex(task_id_hex[2:])] = commitment
         self._apply_results()
 
     def _apply_results(self) -> None:
-        for tid, (rh, dh) in list(self.pending_results.items()):
+        for tid, commitment in list(self.pending_results.items()):
             t = self.tasks.get(tid)
             if t is None:
                 continue
@@ -78,20 +83,35 @@ class FakeChain:
             if t.status != "Committed" or self.head > t.deadline:
                 continue
             self.tasks[tid] = dataclasses.replace(
-                t, status="Submitted", result_hash=rh, device_hash=dh, submitted_at=self.head
+                t, status="Submitted", commitment=commitment, submitted_at=self.head
             )
 
-    def _final(self, tid: bytes, status: str) -> None:
-        self.tasks[tid] = dataclasses.replace(self.tasks[tid], status=status, settled_at=self.head)
+    def _final(self, tid: bytes, status: str, outcome: str = "Unchecked") -> None:
+        self.tasks[tid] = dataclasses.replace(
+            self.tasks[tid], status=status, settled_at=self.head, outcome=outcome
+        )
+        self.checks.pop(tid, None)
+
+    def _open_check(self, tid: bytes, round_: int) -> None:
+        self.tasks[tid] = dataclasses.replace(self.tasks[tid], status="Checking")
+        self.checks[tid] = Check(round_, "SpecDue", self.head + 10)
 
     def block(self) -> None:
         self.head += 1
         for tid, t in list(self.tasks.items()):
             if t.status in ("Committed", "Submitted") and t.deadline < self.head:
                 self._final(tid, "Accepted" if t.status == "Submitted" else "Missed")
+        for tid, check in list(self.checks.items()):
+            if tid in self.specs:  # the checkers ran it: the verdict
+                outcome = self.check.get(tid, "Upheld")
+                self._final(tid, "Rejected" if outcome == "Guilty" else "Accepted", outcome)
         e = self.engine
         for tid in e.watch_ids():
             e.on_chain_task(tid, self.tasks.get(tid))
+        for tid in e.checking_ids():
+            spec = e.on_chain_check(tid, self.checks.get(tid), self.head)
+            if spec is not None:
+                self.specs[tid] = spec
         e.set_head(self.head)
         e.expire(self.head)
         if not self.is_registered:
@@ -99,31 +119,24 @@ class FakeChain:
         commits = e.take_commits(self.head, 1024)
         for c in commits:
             self.tasks[c.task_id] = Task(
-                COORDINATOR,
-                c.miner,
-                c.spec_hash,
-                c.deadline,
-                c.audit_of,
-                self.head,
-                "Committed",
-                None,
-                None,
-                None,
-                None,
+                COORDINATOR, c.miner, c.spec_hash, c.deadline, self.head, "Committed"
             )
         if commits:
             self.commit_blocks += 1
             e.commits_confirmed(commits, self.head)
         self._apply_results()
         for tid, accept in e.take_settlements(self.head, 1024):
-            if self.tasks[tid].status == "Submitted":
-                self._final(tid, "Accepted" if accept else "Rejected")
-                self.settled.append((tid, accept))
-        for tid, witnesses in e.take_reports():
-            self.reports.append((tid, witnesses))
-            if self.tasks[tid].status == "Submitted":
-                self._final(tid, "Rejected")
-            e.report_done(tid, ok=True)
+            if self.tasks[tid].status != "Submitted":
+                continue
+            if not accept:
+                self.disputed.append(tid)
+                self._open_check(tid, 1)
+            elif tid in self.check:
+                self.settled.append(tid)
+                self._open_check(tid, 0)
+            else:
+                self.settled.append(tid)
+                self._final(tid, "Accepted")
         e.dispatch_waiting()
         e.sync()
 
@@ -152,7 +165,6 @@ async def running(
     n_miners: int = 3,
     weights: list[int] | None = None,
     statuses: list[str] | None = None,
-    audit_rate: float = 0.0,
     api_keys: frozenset[str] = frozenset(),
     request_timeout_s: float = 10.0,
     rng_seed: int = 7,
@@ -166,7 +178,6 @@ async def running(
     metrics = Metrics()
     engine = Engine(
         EngineConfig(
-            audit_rate=audit_rate,
             task_timeout_blocks=task_timeout_blocks,
             miner_live_s=30.0,
             **(engine_kwargs or {}),

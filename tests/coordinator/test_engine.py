@@ -1,15 +1,22 @@
-"""Engine flows against the fake chain: audits, mismatches, reports, reassignment, restarts."""
+"""Engine flows against the fake chain: deliveries checked against the miner's on-chain
+commitment, early acceptance, disputes, checked tasks (spec reveal, final outcome), reassignment,
+restarts."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from chain.taskproto import device_hash, result_hash
+import pytest
+
+from chain.taskproto import canonical_json, device_hash, result_commitment, result_hash
 from chainclient.registry import Registration
-from coordinator.model import AState, CState, JobStatus, Role
+from chainclient.sketch import image_sketch
+from coordinator.engine import RequestError
+from coordinator.model import AState, CState, JobStatus, Role, Settle
 from coordinator.testing import make_png
 from tests.coordinator.harness import Harness, records, running
 
@@ -23,9 +30,9 @@ SPEC = {
     "seed": 1,
     "guidance_scale": "0.0",
 }
-GOOD, BAD = make_png(32, 32, seed=0), make_png(32, 32, seed=1)
+GOOD, OTHER = make_png(8, 8, seed=0), make_png(8, 8, seed=1)
+WRONG_SIZE = make_png(16, 8, seed=0)
 DEV_A = {"device": "A"}
-DEV_B = {"device": "B"}
 
 
 def _run(tmp_path: Path, check: Callable[[Harness], Awaitable[None]], **kw: Any) -> None:
@@ -48,18 +55,31 @@ async def make_live(h: Harness) -> None:
 
 
 async def work(
-    h: Harness, i: int, png: bytes, dev: dict[str, str] = DEV_A, *, submit: bool = True
+    h: Harness,
+    i: int,
+    png: bytes,
+    dev: dict[str, str] = DEV_A,
+    *,
+    submit: bool = True,
+    committed: bytes | None = None,
 ) -> int:
-    """Miner i takes its tasks and returns `png` for each (and commits it on chain)."""
+    """Miner i takes its tasks and returns `png` for each with its sketch and a fresh salt, and
+    commits on chain the commitment they open (or the `committed` image's, with another salt)."""
     r = rec(h, i)
     pending = any(
         a.miner == r.staker and a.state is AState.ASSIGNED for a in h.engine.attempts.values()
     )
     tasks = await h.engine.poll(r, 8, 1.0 if pending else 0)  # wait for the hand-out if due
     for a in tasks:
-        await h.engine.upload(rec(h, i), a.task_id, png, result_hash(png), device_hash(dev), None)
+        sketch = image_sketch(png) if png[:4] == b"\x89PNG" else b"\x00" * 16
+        salt, dh = os.urandom(32), device_hash(dev)
+        await h.engine.upload(r, a.task_id, png, result_hash(png), dh, sketch, salt, None)
         if submit:
-            h.chain.submit_result("0x" + a.task_id.hex(), result_hash(png), device_hash(dev))
+            on_chain = committed or png
+            commitment = result_commitment(
+                r.staker, a.task_id, result_hash(on_chain), dh, sketch, salt
+            )
+            h.chain.submit_result("0x" + a.task_id.hex(), commitment)
     return len(tasks)
 
 
@@ -89,130 +109,116 @@ def holder(h: Harness, job_id: bytes, role: Role = Role.PRIMARY) -> int:
     return next(i for i, k in enumerate(h.keys) if bytes(k.public_key) == a.operator)
 
 
-def test_unaudited_job_commits_confirms_and_settles(tmp_path: Path) -> None:
+def test_job_commits_confirms_and_is_accepted_early(tmp_path: Path) -> None:
     async def check(h: Harness) -> None:
         await make_live(h)
         (job,) = await h.engine.submit([SPEC])
+        assert job.slots == [Role.PRIMARY]  # no audit copies: checking is the chain's
         await settle(h, 1)
         a = h.engine.attempts[job.job_id]
         assert a.commit is CState.COMMITTED
         assert a.commit_block == h.chain.head
-        assert a.audit_of is None
         await work(h, holder(h, job.job_id), GOOD)
         await settle(h)
         assert job.status is JobStatus.SUCCEEDED
-        assert job.verification == "unaudited"
-        assert h.chain.settled == [(job.job_id, True)]
-        assert job.job_id not in h.engine.jobs  # closed: everything settled
+        assert h.chain.settled == [job.job_id]  # settle_tasks: accepted early
+        assert h.chain.tasks[job.job_id].settled_at is not None
+        assert job.job_id not in h.engine.jobs  # closed: final on chain
         view = h.engine.load_job_record(job.job_id)
         assert view is not None
-        assert view[1][job.job_id].settle_block is not None
+        assert view[0].verification == "unchecked"
+        assert view[1][job.job_id].verification == "unchecked"
+        assert h.engine.receipt(view[1][job.job_id])["verification"] == "unchecked"
 
     _run(tmp_path, check)
 
 
-def test_audit_agreeing_results_are_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("outcome", ["Verified", "Guilty"])
+def test_checked_task_gets_its_spec_revealed_and_its_outcome(tmp_path: Path, outcome: str) -> None:
     async def check(h: Harness) -> None:
         await make_live(h)
         (job,) = await h.engine.submit([SPEC])
-        assert job.slots == [Role.PRIMARY, Role.AUDIT]
+        h.chain.check[job.job_id] = outcome
         await settle(h, 1)
-        audit = h.engine.attempts[job.attempts[1]]
-        assert audit.audit_of == job.job_id  # committed in the same batch as its original
-        assert audit.miner != h.engine.attempts[job.job_id].miner
-        for i in range(3):
-            await work(h, i, GOOD)
-        await settle(h)
-        assert job.verification == "exact"
-        assert sorted(h.chain.settled) == sorted([(job.job_id, True), (audit.task_id, True)])
-
-    _run(tmp_path, check, audit_rate=1.0)
-
-
-def test_mismatch_goes_to_a_third_miner_and_the_minority_is_reported(tmp_path: Path) -> None:
-    async def check(h: Harness) -> None:
-        await make_live(h)
-        (job,) = await h.engine.submit([SPEC])
-        await settle(h, 1)
-        cheat = holder(h, job.job_id)  # the primary returns a different image
-        await work(h, cheat, BAD)
-        for i in range(3):
-            if i != cheat:
-                await work(h, i, GOOD)
+        await work(h, holder(h, job.job_id), GOOD)
         await settle(h, 2)
-        assert Role.TIEBREAK in job.slots
-        for i in range(3):
-            if i != cheat:
-                await work(h, i, GOOD)
-        await settle(h, 4)
         assert job.status is JobStatus.SUCCEEDED
-        assert job.verification == "exact"
-        assert job.chosen != job.job_id  # the majority's image
-        assert [r[0] for r in h.chain.reports] == [job.job_id]
-        witnesses = h.chain.reports[0][1]
-        assert len(witnesses) == 1
-        assert witnesses[0] != job.job_id
-        accepted = {t for t, ok in h.chain.settled if ok}
-        assert job.job_id not in accepted
-        assert len(accepted) == 2
-        assert h.chain.tasks[job.job_id].status == "Rejected"
-
-    _run(tmp_path, check, audit_rate=1.0)
-
-
-def _stripes() -> bytes:
-    """Rows alternate rising and falling gradients: half the dHash bits of either ramp."""
-    import io
-
-    from PIL import Image
-
-    img = Image.new("L", (36, 32))
-    px = img.load()
-    assert px is not None
-    for y in range(32):
-        for x in range(36):
-            px[x, y] = x * 7 if (y // 4) % 2 == 0 else 255 - x * 7
-    out = io.BytesIO()
-    img.save(out, format="PNG")
-    return out.getvalue()
-
-
-def test_no_majority_is_failed_verification(tmp_path: Path) -> None:
-    async def check(h: Harness) -> None:
-        await make_live(h)
-        (job,) = await h.engine.submit([SPEC])
-        await settle(h, 1)
-        primary = holder(h, job.job_id)
-        audit = holder(h, job.job_id, Role.AUDIT)
-        await work(h, primary, GOOD, {"device": "a"})
-        await work(h, audit, BAD, {"device": "b"})
-        await settle(h, 2)
-        assert Role.TIEBREAK in job.slots
-        third = holder(h, job.job_id, Role.TIEBREAK)
-        assert third not in (primary, audit)
-        await work(h, third, _stripes(), {"device": "c"})
-        await settle(h, 4)
-        assert job.status is JobStatus.SUCCEEDED
-        assert (job.verification, job.chosen) == ("failed", job.job_id)
-        assert h.chain.reports == []
-        assert sorted(ok for _, ok in h.chain.settled) == [True, True, True]  # nobody penalised
-
-    _run(tmp_path, check, audit_rate=1.0)
-
-
-def test_cross_device_perceptual_agreement(tmp_path: Path) -> None:
-    async def check(h: Harness) -> None:
-        await make_live(h)
-        (job,) = await h.engine.submit([SPEC])
-        await settle(h, 1)
-        await work(h, holder(h, job.job_id), GOOD, {"device": "gpu"})
-        await work(
-            h, holder(h, job.job_id, Role.AUDIT), make_png(48, 40, seed=0), {"device": "cpu"}
+        a = h.engine.attempts[job.job_id]
+        assert a.verification == "pending"  # the chain is checking it
+        assert h.engine.receipt(a)["settle_block"] == "pending"
+        await settle(h, 3)
+        assert h.chain.specs[job.job_id] == canonical_json(SPEC)  # revealed once, canonical
+        assert h.engine.counters["specs_revealed"] == 1
+        record = h.engine.load_job_record(job.job_id)
+        assert record is not None
+        assert record[0].verification == outcome.lower()
+        assert record[1][job.job_id].final_status == (
+            "Rejected" if outcome == "Guilty" else "Accepted"
         )
-        await settle(h, 4)
-        assert job.verification == "perceptual"
 
-    _run(tmp_path, check, audit_rate=1.0)
+    _run(tmp_path, check)
+
+
+def test_delivery_that_does_not_open_the_commitment_goes_to_another_miner(
+    tmp_path: Path,
+) -> None:
+    async def check(h: Harness) -> None:
+        await make_live(h)
+        (job,) = await h.engine.submit([SPEC])
+        await settle(h, 1)
+        first = holder(h, job.job_id)
+        await work(h, first, GOOD, committed=OTHER)  # commits to another image than it sent
+        await settle(h, 1)
+        a = h.engine.attempts[job.job_id]
+        assert a.state is AState.INVALID
+        assert a.settle is Settle.NONE  # no dispute: nothing shows what it committed to
+        assert h.engine.counters["deliveries_mismatched"] == 1
+        second = holder(h, job.job_id)
+        assert second != first
+        await settle(h, 1)
+        await work(h, second, GOOD)
+        await settle(h)
+        assert job.status is JobStatus.SUCCEEDED
+        assert job.chosen == job.attempts[-1] != job.job_id
+
+    _run(tmp_path, check)
+
+
+def test_upload_refuses_a_sketch_that_is_not_the_images(tmp_path: Path) -> None:
+    async def check(h: Harness) -> None:
+        await make_live(h)
+        (job,) = await h.engine.submit([SPEC])
+        await settle(h, 1)
+        r = rec(h, holder(h, job.job_id))
+        await h.engine.poll(r, 8, 1.0)
+        dh = device_hash(DEV_A)
+        with pytest.raises(RequestError) as refused:
+            await h.engine.upload(
+                r, job.job_id, GOOD, result_hash(GOOD), dh, image_sketch(OTHER), bytes(32), None
+            )
+        assert refused.value.code == "sketch_mismatch"
+        assert h.engine.attempts[job.job_id].state is AState.DELIVERED
+
+    _run(tmp_path, check)
+
+
+def test_committed_image_of_the_wrong_size_is_disputed(tmp_path: Path) -> None:
+    async def check(h: Harness) -> None:
+        await make_live(h)
+        (job,) = await h.engine.submit([SPEC])
+        h.chain.check[job.job_id] = "Guilty"
+        await settle(h, 1)
+        first = holder(h, job.job_id)
+        await work(h, first, WRONG_SIZE)  # opens its commitment, but is not an 8x8 image
+        await settle(h, 1)
+        assert h.chain.disputed == [job.job_id]
+        assert h.engine.attempts[job.job_id].state is AState.INVALID
+        assert holder(h, job.job_id) != first  # the job runs again elsewhere
+        await settle(h, 3)
+        assert h.chain.tasks[job.job_id].outcome == "Guilty"
+        assert h.chain.specs[job.job_id] == canonical_json(SPEC)
+
+    _run(tmp_path, check)
 
 
 def test_missed_deadline_goes_to_another_miner(tmp_path: Path) -> None:
@@ -232,7 +238,6 @@ def test_missed_deadline_goes_to_another_miner(tmp_path: Path) -> None:
         new = h.engine.attempts[job.attempts[-1]]
         assert new.task_id != job.job_id
         await settle(h, 1)
-        assert new.audit_of == job.job_id  # linked to the committed original
         await work(h, second, GOOD)
         await settle(h)
         assert job.status is JobStatus.SUCCEEDED
