@@ -101,7 +101,7 @@ class FakeChain:
         for tid, t in list(self.tasks.items()):
             if t.status in ("Committed", "Submitted") and t.deadline < self.head:
                 self._final(tid, "Accepted" if t.status == "Submitted" else "Missed")
-        for tid, check in list(self.checks.items()):
+        for tid in list(self.checks):
             if tid in self.specs:  # the checkers ran it: the verdict
                 outcome = self.check.get(tid, "Upheld")
                 self._final(tid, "Rejected" if outcome == "Guilty" else "Accepted", outcome)

@@ -15,6 +15,7 @@ import pytest
 
 from chain.taskproto import device_hash, result_hash
 from chainclient.signing import sign_request
+from chainclient.sketch import image_sketch
 from coordinator.testing import DEVICE_INFO, InstantMiner, make_png
 from tests.coordinator.harness import Harness, running
 
@@ -49,7 +50,12 @@ def _run(tmp_path: Path, check: Callable[[Harness], Awaitable[None]], **kw: Any)
 
 async def _with_miners(h: Harness, check: Callable[[list[InstantMiner]], Awaitable[None]]) -> None:
     stop = asyncio.Event()
-    miners = [InstantMiner(h.url, k, wait_s=2.0, on_result=h.chain.submit_result) for k in h.keys]
+    miners = [
+        InstantMiner(
+            h.url, k, wait_s=2.0, staker=bytes([i + 1]) * 32, on_result=h.chain.submit_result
+        )
+        for i, k in enumerate(h.keys)
+    ]
     tasks = [asyncio.create_task(m.run(stop)) for m in miners]
     try:
         await asyncio.sleep(0.1)
@@ -160,9 +166,9 @@ def test_generation_returns_images_with_receipts(tmp_path: Path) -> None:
             assert status == 200, out
             assert len(out["data"]) == 2
             for item in out["data"]:
-                assert base64.b64decode(item["b64_json"]) == miners[0].png
+                assert base64.b64decode(item["b64_json"]) == make_png(64, 64)
                 r = item["receipt"]
-                assert r["verification"] in ("exact", "unaudited")
+                assert r["verification"] in ("pending", "unchecked")
                 assert isinstance(r["commit_block"], int)
                 assert isinstance(r["result_block"], int)
                 assert r["result_block"] >= r["commit_block"]
@@ -199,7 +205,8 @@ def test_async_task_flow_and_image(tmp_path: Path) -> None:
             assert isinstance(view["receipt"]["settle_block"], int)
             status, _, png = await _req("GET", f"{h.url}/v1/tasks/{task_id}/image")
             assert status == 200
-            assert png == miners[0].png
+            assert png == make_png(8, 8)
+            assert view["receipt"]["verification"] == "unchecked"
             status, _, _ = await _req("GET", f"{h.url}/v1/tasks/0x{'ab' * 32}")
             assert status == 404
             status, miners_view, _ = await _req("GET", h.url + "/v1/miners")
@@ -268,13 +275,19 @@ async def _upload(
     png: bytes,
     *,
     rh: bytes | None = None,
+    sketch: bytes | None = None,
+    salt: str = "0x" + "5a" * 32,
     content_type: str = "image/png",
 ) -> tuple[int, Any]:
     path = f"/v1/miner/results/{task_id}"
+    if sketch is None:
+        sketch = image_sketch(png) if png.startswith(b"\x89PNG") and len(png) < 10**6 else b""
     headers = sign_request(h.keys[key_index], "POST", path, png) | {
         "Content-Type": content_type,
         "X-Cuckoo-Result-Hash": "0x" + (rh or result_hash(png)).hex(),
         "X-Cuckoo-Device": "0x" + device_hash(DEVICE_INFO).hex(),
+        "X-Cuckoo-Sketch": "0x" + sketch.hex(),
+        "X-Cuckoo-Salt": salt,
     }
     status, out, _ = await _req("POST", h.url + path, raw=png, headers=headers)
     return status, out
@@ -309,9 +322,9 @@ def test_upload_refusals(tmp_path: Path) -> None:
         assert (await _upload(h, owner, "0x" + "ee" * 32, png))[0] == 404
         assert (await _upload(h, other, task_id, png))[1]["error"]["code"] == "not_assigned"
         assert (await _upload(h, owner, task_id, png, rh=b"\x01" * 32))[0] == 422
-        assert (await _upload(h, owner, task_id, b"GIF89a....", rh=result_hash(b"GIF89a....")))[1][
-            "error"
-        ]["code"] == "not_png"
+        wrong = await _upload(h, owner, task_id, png, sketch=image_sketch(make_png(8, 8, seed=1)))
+        assert (wrong[0], wrong[1]["error"]["code"]) == (422, "sketch_mismatch")
+        assert (await _upload(h, owner, task_id, png, salt="0x1234"))[0] == 400
         assert (await _upload(h, owner, task_id, png, content_type="image/jpeg"))[0] == 422
         big = b"\x89PNG" + b"\x00" * (16 * 1024 * 1024)
         assert (await _upload(h, owner, task_id, big))[0] == 413

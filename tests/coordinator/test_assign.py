@@ -1,4 +1,4 @@
-"""Assignment and verification rules (pure; seeded RNG)."""
+"""Assignment rules (pure; seeded RNG)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,7 @@ import random
 
 import pytest
 
-from coordinator.assign import (
-    Agreement,
-    Candidate,
-    Outcome,
-    Result,
-    build_evidence,
-    choose_weighted,
-    compare,
-    draw_audit,
-    judge,
-    live_candidates,
-)
+from coordinator.assign import Candidate, choose_weighted, live_candidates
 
 # chi-square critical values at p = 0.01 by degrees of freedom
 CHI2_CRIT_001 = {1: 6.635, 2: 9.210, 3: 11.345, 4: 13.277, 5: 15.086, 6: 16.812}
@@ -81,65 +70,6 @@ def test_inactive_and_silent_miners_are_never_chosen() -> None:
     assert picked == {1, 5}
     assert live_candidates(miners, now, live_s, exclude={bytes([1]) * 32})[0].staker[0] == 5
     assert choose_weighted([], rng) is None
-
-
-def test_draw_audit_rate() -> None:
-    rng = random.Random(99)
-    n = 10_000
-    hits = sum(draw_audit(rng, 0.1) for _ in range(n))
-    # binomial sd = sqrt(n p (1-p)) = 30; allow 4 sd
-    assert abs(hits - 1000) < 120
-    assert not any(draw_audit(rng, 0.0) for _ in range(1000))
-    assert all(draw_audit(rng, 1.0) for _ in range(1000))
-
-
-def res(i: int, rh: bytes, dh: bytes = b"d1", phash: int | None = 0) -> Result:
-    return Result(bytes([i]) * 32, bytes([50 + i]) * 32, rh, dh, phash)
-
-
-def test_compare_exact_perceptual_different() -> None:
-    assert compare(res(1, b"a"), res(2, b"a"), 10) is Agreement.EXACT
-    # same device class: only identical hashes agree, even if they look alike
-    assert compare(res(1, b"a", phash=0), res(2, b"b", phash=1), 10) is Agreement.DIFFERENT
-    # different device classes: perceptual distance
-    assert compare(res(1, b"a", b"d1", 0), res(2, b"b", b"d2", 0b111), 10) is Agreement.PERCEPTUAL
-    far = (1 << 64) - 1
-    assert compare(res(1, b"a", b"d1", 0), res(2, b"b", b"d2", far), 10) is Agreement.DIFFERENT
-    assert compare(res(1, b"a", b"d1", None), res(2, b"b", b"d2", 0), 10) is Agreement.DIFFERENT
-
-
-def test_judge_single_pair_and_tiebreak() -> None:
-    one = judge([res(1, b"a")], 10)
-    assert (one.outcome, one.verification) == (Outcome.DECIDED, "unaudited")
-    agree = judge([res(1, b"a"), res(2, b"a")], 10)
-    assert agree.verification == "exact"
-    assert set(agree.majority) == {bytes([1]) * 32, bytes([2]) * 32}
-    assert judge([res(1, b"a"), res(2, b"b")], 10).outcome is Outcome.NEED_TIEBREAK
-    three = judge([res(1, b"a"), res(2, b"b"), res(3, b"b")], 10)
-    assert three.outcome is Outcome.DECIDED
-    assert three.minority == (bytes([1]) * 32,)
-    assert three.chosen == bytes([2]) * 32
-    none = judge([res(1, b"a"), res(2, b"b"), res(3, b"c")], 10)
-    assert (none.outcome, none.verification) == (Outcome.FAILED, "failed")
-    perceptual = judge([res(1, b"a", b"d1", 0), res(2, b"b", b"d2", 1)], 10)
-    assert perceptual.verification == "perceptual"
-
-
-def test_build_evidence_follows_the_pallet_rules() -> None:
-    offender = res(1, b"bad", b"d1")
-    same_class = res(2, b"good", b"d1")
-    other_a, other_b = res(3, b"good2", b"d2"), res(4, b"good2", b"d2")
-    # one witness on the offender's device class
-    assert build_evidence(offender, [same_class]) == [same_class.task_id]
-    # another device class needs two agreeing witnesses
-    assert build_evidence(offender, [other_a]) is None
-    assert build_evidence(offender, [other_a, other_b]) == sorted(
-        [other_a.task_id, other_b.task_id]
-    )
-    # perceptual agreement only (different hashes) is no evidence
-    assert build_evidence(offender, [res(3, b"x", b"d2"), res(4, b"y", b"d3")]) is None
-    # the offender's own hash is never a witness
-    assert build_evidence(offender, [res(2, b"bad", b"d1")]) is None
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -33,14 +33,20 @@ def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     async def serve() -> None:
         async with running(
             data_dir,
-            audit_rate=0.2,
             request_timeout_s=60.0,
             api_keys=frozenset({API_KEY}),
             task_timeout_blocks=1000,  # 20 s of fake blocks: no deadline misses on a busy machine
         ) as h:
             miner_stop = asyncio.Event()
             miners = [
-                InstantMiner(h.url, k, wait_s=1.0, on_result=h.chain.submit_result) for k in h.keys
+                InstantMiner(
+                    h.url,
+                    k,
+                    wait_s=1.0,
+                    staker=bytes([i + 1]) * 32,
+                    on_result=h.chain.submit_result,
+                )
+                for i, k in enumerate(h.keys)
             ]
             tasks = [asyncio.create_task(m.run(miner_stop)) for m in miners]
             box["url"], box["loop"], box["stop"] = h.url, asyncio.get_running_loop(), h.stop
