@@ -143,7 +143,6 @@ class ChainKit:
                 "spec_hash": "0x" + spec.hex(),
                 "miner": miner.ss58_address,
                 "deadline": deadline,
-                "audit_of": None,
             }
             for task_id, spec, miner, deadline in items
         ]

@@ -1,6 +1,7 @@
 """Test doubles for the miner: a coordinator that implements the miner protocol faithfully (on a
 real aiohttp server in a background thread), a chain that mirrors the Tasks pallet's
-submit_results rules, and solvers that are slow, failing or cheating."""
+submit_results rules and records the check calls sent to it (with checks and specs the test
+sets), and solvers that are slow or failing."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from substrateinterface import Keypair
 
 from chain.hashing import blake2_256
 from chain.taskproto import canonical_json, request_message, spec_hash
+from chainclient.calls import Call
 from chainclient.connection import ChainUnavailable
 from chainclient.registry import Registration
-from chainclient.tasks import Task
+from chainclient.sketch import image_sketch
+from chainclient.tasks import Check, CheckOpened, Task
 from miner.chain import NotRegistered, PendingResult, SubmitOutcome
 from miner.solver import PNG_SIGNATURE, PatternSolver
 
@@ -271,6 +274,10 @@ class FakeCoordinator:
                 raise web.HTTPUnprocessableEntity(text="device hash mismatch")
             if not body.startswith(PNG_SIGNATURE):
                 raise web.HTTPUnprocessableEntity(text="not a PNG")
+            if h.get("X-Cuckoo-Sketch") != "0x" + image_sketch(body).hex():
+                raise web.HTTPUnprocessableEntity(text="sketch mismatch")
+            if len(bytes.fromhex(h.get("X-Cuckoo-Salt", "0x")[2:])) != 32:
+                raise web.HTTPBadRequest(text="salt must be 32 bytes")
             task.result = body
             task.headers = dict(h)
         except web.HTTPException as exc:
@@ -323,6 +330,11 @@ class FakeChain:
         self.registered = registered
         self.coordinator_records = list(coordinators)
         self.states: dict[bytes, Task] = {}
+        self.check_states: dict[bytes, Check] = {}
+        self.spec_json: dict[bytes, bytes] = {}
+        self.opened: list[tuple[int, CheckOpened]] = []  # (block, event)
+        self.sent: list[Call] = []  # check calls (commit_check, reveal_result, appeal)
+        self.send_error = ""  # the dispatch error of the next sends, if any
         self.batches: list[tuple[int, list[PendingResult]]] = []
         self.failures: list[str] = []
         self.available = True
@@ -343,7 +355,6 @@ class FakeChain:
             miner=self.staker_key if miner is None else miner,
             spec_hash=spec_hash(spec),
             deadline=deadline,
-            audit_of=None,
             committed_at=self.best,
             status="Committed",
         )
@@ -398,12 +409,31 @@ class FakeChain:
                 return SubmitOutcome(False, error, block)
         for item in items:
             self.states[item.task_id] = dataclasses.replace(
-                self.states[item.task_id], status="Submitted", result_hash=item.result_hash
+                self.states[item.task_id], status="Submitted", commitment=item.commitment
             )
         self.batches.append((block, list(items)))
         if self.block_s is None:
             self._manual += 1
         return SubmitOutcome(True, "", block)
+
+    async def checks(self, task_ids: Sequence[bytes]) -> dict[bytes, Check | None]:
+        self._check()
+        return {t: self.check_states.get(t) for t in task_ids}
+
+    async def specs(self, task_ids: Sequence[bytes]) -> dict[bytes, bytes | None]:
+        self._check()
+        return {t: self.spec_json.get(t) for t in task_ids}
+
+    async def checks_opened(self, first: int, last: int) -> list[CheckOpened]:
+        self._check()
+        return [ev for block, ev in self.opened if first <= block <= last]
+
+    async def send(self, call: Call) -> SubmitOutcome:
+        self._check()
+        self.sent.append(call)
+        if self.send_error:
+            return SubmitOutcome(False, self.send_error, self.best + 1)
+        return SubmitOutcome(True, "", self.best + 1)
 
 
 # ---- solvers -------------------------------------------------------------------------------------

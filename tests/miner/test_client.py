@@ -16,6 +16,7 @@ import pytest
 from substrateinterface import Keypair
 
 from chain.taskproto import device_hash, result_hash, spec_hash
+from chainclient.sketch import image_sketch
 from miner.client import (
     Assignment,
     Backoff,
@@ -51,6 +52,8 @@ def solved(task: Assignment) -> tuple[bytes, dict[str, Any]]:
     return png, {
         "result_hash": result_hash(png),
         "device_hash": device_hash(FP),
+        "sketch": image_sketch(png),
+        "salt": b"\x5a" * 32,
         "device_info": FP,
     }
 

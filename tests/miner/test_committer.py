@@ -19,8 +19,7 @@ SPEC = make_spec()
 def pending(deadline: int = 100, spec: dict[str, object] | None = None) -> PendingResult:
     return PendingResult(
         task_id=secrets.token_bytes(32),
-        result_hash=secrets.token_bytes(32),
-        device_hash=b"\x0d" * 32,
+        commitment=secrets.token_bytes(32),
         spec_hash=spec_hash(spec or SPEC),
         deadline=deadline,
     )

@@ -17,6 +17,7 @@ import pytest
 from substrateinterface import Keypair
 
 from chain.hashing import blake2_256
+from chain.taskproto import result_commitment
 from chainclient.registry import Registration
 from miner import MinerError
 from miner.chain import NotRegistered
@@ -50,14 +51,18 @@ async def wait_for(what: str, probe: Callable[[], bool], limit_s: float = 10.0) 
 
 
 def committed_on_chain(chain: FakeChain, coord: FakeCoordinator, task_id: bytes) -> bool:
+    """The task's commitment on chain is opened by what the coordinator received."""
     state = chain.states.get(task_id)
-    result = coord.tasks[task_id].result
-    return (
-        state is not None
-        and state.status == "Submitted"
-        and result is not None
-        and state.result_hash == blake2_256(result)
-    )
+    task = coord.tasks[task_id]
+    if state is None or state.status != "Submitted" or task.result is None:
+        return False
+    h = {k.lower(): v for k, v in (task.headers or {}).items()}
+    opening = [
+        bytes.fromhex(h[name][2:])
+        for name in ("x-cuckoo-device", "x-cuckoo-sketch", "x-cuckoo-salt")
+    ]
+    expected = result_commitment(chain.staker_key, task_id, blake2_256(task.result), *opening)
+    return state.commitment == expected
 
 
 async def start(service: MinerService) -> asyncio.Task[None]:
