@@ -3,6 +3,11 @@ state) is one of our keys, build a block on the best block, seal it, import it a
 
 The slot comes from the injected clock. A slot is never sealed twice, also across restarts (the
 last authored slot is stored with the block), and nothing is authored during a major sync.
+
+Each block also carries the author's Randomness digest after Aura's (`pallets/randomness`): the
+next value of its hash onion when the parent state holds a live onion of ours, else the tip of a
+new onion (the next generation). The onion's seed comes from the Aura key's secret, so a restart
+computes the same onion; it is computed once per (key, generation) and cached (`OnionKeeper`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import dataclasses
 import logging
 import time
 
+from chain import onion
+from chain.hashing import blake2_256
 from chain.primitives import Block, DigestItem, Header, encode_unsigned_extrinsic
 from chain.storage.trie import Trie
 from node.blocks import encode_block_item
@@ -31,10 +38,75 @@ from node.network import BLOCK_ANNOUNCE
 from node.txpool import TxPool
 from pallets.aura import pallet as aura
 from pallets.executive import BuiltBlock, Executive, InvalidTransaction
+from pallets.randomness import pallet as randomness
 
 log = logging.getLogger(__name__)
 
 AUTHORING_BUDGET = 0.4  # share of a slot spent applying transactions
+ONION_SECRET_DOMAIN = b"cuckoo/randao/aura-secret/v1"  # Signer.derive_secret's domain for onions
+
+
+class OnionKeeper:
+    """Our hash onions, computed once per (Aura key, generation, length) and kept while they can
+    still be needed (the current and the previous generation of each key). Never logs a value
+    but the public tip."""
+
+    def __init__(self) -> None:
+        self._onions: dict[tuple[bytes, int, int], onion.HashOnion] = {}
+
+    def get(self, signer: Signer, generation: int) -> onion.HashOnion:
+        length = onion.ONION_LENGTH
+        key = (signer.public, generation, length)
+        found = self._onions.get(key)
+        if found is not None:
+            return found
+        started = time.perf_counter()
+        seed = onion.onion_seed(signer.derive_secret(ONION_SECRET_DOMAIN), generation)
+        made = onion.HashOnion(seed, length)
+        log.info(
+            "Computed randomness onion #%d of %s (%d values, tip 0x%s..) in %.2f s",
+            generation,
+            signer,
+            length,
+            made.tip().hex()[:12],
+            time.perf_counter() - started,
+        )
+        for old in [k for k in self._onions if k[0] == signer.public and k[1] < generation - 1]:
+            del self._onions[old]
+        self._onions[key] = made
+        return made
+
+    def digest(self, state: Trie, signer: Signer) -> DigestItem:
+        """The rand pre-runtime digest `signer` must put in a block on `state`: the next
+        reveal of its live onion, or the commit of its next onion. `RandomnessError` when the
+        chain's tip is not from our onion (then no block of ours can be valid)."""
+        current = randomness.Onions.get(state, signer.public)
+        if randomness.is_live(current):
+            assert current is not None
+            value = self.get(signer, current.generation).reveal(current.revealed)
+            if blake2_256(value) != current.tip:
+                raise RandomnessError(
+                    f"the chain's onion tip for {signer} (generation {current.generation}, "
+                    f"{current.revealed} revealed) is not from our onion: cannot reveal"
+                )
+            payload = randomness.encode_reveal(value)
+        else:
+            tip = self.get(signer, randomness.next_generation(current)).tip()
+            payload = randomness.encode_commit(tip)
+        return DigestItem.pre_runtime(randomness.ENGINE_ID, payload)
+
+    @staticmethod
+    def generation_needed(state: Trie, author: bytes) -> int:
+        """The generation of the onion the next block of `author` on `state` will use."""
+        current = randomness.Onions.get(state, author)
+        if randomness.is_live(current):
+            assert current is not None
+            return current.generation
+        return randomness.next_generation(current)
+
+
+class RandomnessError(Exception):
+    """Our onion does not match the chain's record of it."""
 
 
 @dataclasses.dataclass(kw_only=True, eq=False, slots=True)
@@ -57,6 +129,7 @@ class Author:
     _equivocated: bool = dataclasses.field(init=False, default=False)
     # the Aura key of the last slot we authored (or could have)
     _signer: Signer | None = dataclasses.field(init=False, default=None)
+    onions: OnionKeeper = dataclasses.field(default_factory=OnionKeeper)
 
     def __post_init__(self) -> None:
         if self.keys:
@@ -83,7 +156,12 @@ class Author:
         if self.sync.is_major_syncing():
             return None
         signer = self._signer_for(author)
-        built = self._build(state, parent_hash, parent.number, slot, slot * self.slot_ms)
+        try:
+            rand = self.onions.digest(state, signer)
+        except RandomnessError as exc:
+            log.error("Not authoring slot %d: %s", slot, exc)
+            return None
+        built = self._build(state, parent_hash, parent.number, slot, slot * self.slot_ms, rand)
         imported = self._seal_and_import(built, slot, signer)
         if (
             self.unsafe_equivocate
@@ -92,7 +170,7 @@ class Author:
             and self.network.peer_count() >= 2
         ):
             self._equivocated = True
-            self._equivocate(state, parent_hash, parent.number, slot, signer)
+            self._equivocate(state, parent_hash, parent.number, slot, signer, rand)
         return imported
 
     def _signer_for(self, author: bytes) -> Signer:
@@ -101,10 +179,16 @@ class Author:
         return self._signer
 
     def _build(
-        self, state: Trie, parent_hash: bytes, parent_number: int, slot: int, now_ms: int
+        self,
+        state: Trie,
+        parent_hash: bytes,
+        parent_number: int,
+        slot: int,
+        now_ms: int,
+        rand: DigestItem,
     ) -> BuiltBlock:
         runtime = self.executive.runtime
-        digest = [DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))]
+        digest = [DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little")), rand]
         builder = self.executive.begin_block(state, parent_hash, parent_number + 1, digest)
         ts_call = runtime.call_type.encode(runtime.call("Timestamp", "set", now=now_ms))
         builder.apply_inherent(encode_unsigned_extrinsic(ts_call))
@@ -140,10 +224,16 @@ class Author:
         return imported
 
     def _equivocate(
-        self, state: Trie, parent_hash: bytes, parent_number: int, slot: int, signer: Signer
+        self,
+        state: Trie,
+        parent_hash: bytes,
+        parent_number: int,
+        slot: int,
+        signer: Signer,
+        rand: DigestItem,
     ) -> None:
         """Test-only misbehaviour: a second, different block for the same slot, announced."""
-        built = self._build(state, parent_hash, parent_number, slot, slot * self.slot_ms + 1)
+        built = self._build(state, parent_hash, parent_number, slot, slot * self.slot_ms + 1, rand)
         header = _seal(built, signer)
         self.blocks.store_equivocation(SealedBlock(header, built, slot, signer.public, None))
         log.warning(
@@ -170,6 +260,7 @@ class Author:
             ", ".join(str(self.keystore.signer(AURA_KEY_TYPE, k)) for k in sorted(self.keys)),
             self.slot_ms,
         )
+        await self._prepare_onions()
         while not stopping.is_set():
             slot = self.current_slot()
             try:
@@ -180,6 +271,18 @@ class Author:
             delay = max(next_ms - self.clock() * 1000, 0) / 1000
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=delay + 0.001)
+
+    async def _prepare_onions(self) -> None:
+        """Compute our onions before the first slot, off the event loop (~1 s each); the
+        chain's state is read here, on the loop."""
+        state = self.chain.state_at(self.chain.best_hash)
+        for key in sorted(self.keys):
+            signer = self._signer_for(key)
+            generation = self.onions.generation_needed(state, key)
+            try:
+                await asyncio.to_thread(self.onions.get, signer, generation)
+            except Exception:
+                log.exception("Computing the randomness onion failed")
 
 
 def _seal(built: BuiltBlock, signer: Signer) -> Header:

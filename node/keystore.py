@@ -148,6 +148,14 @@ class Signer:
             return ed25519_sign(self._secret, message)
         return ecdsa_sign(self._secret, message)
 
+    def derive_secret(self, domain: bytes) -> bytes:
+        """32 bytes only the holder of this key can compute, for one purpose (`domain`):
+        `blake2_256(domain ++ secret)`. Never log the result (the Randomness onion's seed
+        material is one)."""
+        if not domain:
+            raise KeystoreError("derive_secret needs a non-empty domain")
+        return blake2_256(bytes(domain) + self._secret)
+
     def __repr__(self) -> str:
         return f"Signer({scheme_name(self.scheme)}, {self.ss58_address()})"
 

@@ -19,6 +19,7 @@ from pallets.balances import pallet as balances
 from pallets.config import DEFAULT_SESSION_LENGTH, RuntimeConfig, Wiring
 from pallets.faucet import pallet as faucet
 from pallets.finality import pallet as finality
+from pallets.randomness import pallet as randomness
 from pallets.registry import pallet as registry
 from pallets.rewards import pallet as rewards
 from pallets.session import pallet as session
@@ -61,6 +62,7 @@ PALLETS = (
     system.SPEC,
     timestamp.SPEC,
     aura.SPEC,
+    randomness.SPEC,  # right after Aura: the slot's author, before Session rotates the set
     session.SPEC,  # after Aura: a boundary block is authored by the parent state's authorities
     finality.SPEC,
     balances.SPEC,

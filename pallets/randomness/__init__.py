@@ -1,0 +1,1 @@
+"""The randomness pallet; declarations live in `pallet.py`."""

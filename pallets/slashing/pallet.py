@@ -1,10 +1,12 @@
 """Slashing: offences become deferred slashes that root can cancel inside the window.
 
-An offence (an invalid inference result now; validator equivocation later) reported in era `e`
-becomes an unapplied slash for era `e + SlashDeferDuration`. When that era starts, the slash
-takes its fraction (e.g. `InvalidResultSlash`) from the offender's own bonded stake (active, then
-unlocking chunks: they stay slashable until withdrawn) and from every vote on the offender in
-proportion; it pays `FinderFee` of the total to the reporter and the rest to the treasury, and
+Offences: an invalid inference result, a wrong or absent check, a failed dispute and a withheld
+spec (all from the Tasks pallet's verdicts, docs/verification.md), and validator equivocation.
+An offence reported in era `e` becomes an unapplied slash for era `e + SlashDeferDuration`. When
+that era starts, the slash takes its kind's fraction (e.g. `InvalidResultSlash`) from the
+offender's own bonded stake (active, then unlocking chunks: they stay slashable until withdrawn)
+and from every vote on the offender in proportion; it pays `FinderFee` of the total to the
+reporter (if any) and the rest to the treasury, and, for fraud (InvalidResult, Equivocation),
 suspends the offender's registration. An offence id (hash of kind and evidence) is slashed at
 most once, ever.
 """
@@ -66,6 +68,10 @@ class OffenceKind(enum.StrEnum):
     FALSE_DISPUTE = "FalseDispute"  # a coordinator disputed a result the checkers upheld
     WITHHELD_SPEC = "WithheldSpec"  # a coordinator did not reveal a checked task's spec
 
+
+# Offences that end a registration until it registers again: proven fraud. A wrong or absent
+# check, a failed dispute and a withheld spec cost stake but leave the registration standing.
+SUSPENDING = (OffenceKind.INVALID_RESULT, OffenceKind.EQUIVOCATION)
 
 OFFENCE_KIND = unit_enum("pallet_cuckoo_slashing::OffenceKind", OffenceKind)
 OffenceKindField: TypeAlias = Annotated[OffenceKind, OFFENCE_KIND, "OffenceKind"]
@@ -273,7 +279,8 @@ def apply_slash(ctx: Ctx, slash: UnappliedSlash) -> None:
     if fee and slash.reporter is not None:
         fee = _deposit(ctx, slash.reporter, fee)
     _deposit(ctx, ctx.config.slashing.treasury, total - fee)
-    registry.suspend(ctx, slash.offender)
+    if slash.kind in SUSPENDING:
+        registry.suspend(ctx, slash.offender)
     era = staking.CurrentEra.get(ctx.state)
     history = SlashHistory.get(ctx.state, slash.offender)
     SlashHistory.put(

@@ -46,6 +46,8 @@ from tests.pallets.test_staking import (
     OP3,
     OP4,
     OP5,
+    ledger,
+    next_era,
     of_type,
     reg_of,
     register_coordinator,
@@ -920,3 +922,24 @@ def test_no_other_miner_means_accepted_unchecked(new_test_ext: Any) -> None:
     start(m)
     assert (task(m, "t").status, task(m, "t").outcome) == ("Accepted", "Unchecked")
     m.runtime.try_state(m.state)
+
+
+def test_check_fault_costs_stake_but_leaves_the_registration(checked: MockRuntime) -> None:
+    start(checked)
+    [lazy] = drawn(checked)
+    play_round(checked, {lazy: GUESS})
+    play_round(checked, {w: HONEST for w in drawn(checked)})
+    assert offences(checked) == [(lazy, "CheckFault")]
+    bonded = ledger(checked, lazy)
+    assert bonded is not None
+    before = bonded.total
+    for _ in range(2):
+        next_era(checked)
+    after = ledger(checked, lazy)
+    assert after is not None
+    print(f"lazy checker's stake {before / CAI:,.0f} -> {after.total / CAI:,.0f} CAI")
+    assert after.total == before - before * 50_000_000 // PERBILL_ONE  # 5%
+    # under the minimum now, but not suspended: bonding the difference makes it Active again
+    assert reg_of(checked, lazy).status == "Inactive"
+    checked.dispatch(lazy, "Staking", "bond_extra", max_additional=2_000 * CAI)
+    assert reg_of(checked, lazy).status == "Active"

@@ -18,6 +18,7 @@ from pallets.aura import pallet as aura
 from pallets.balances import pallet as balances
 from pallets.faucet import pallet as faucet
 from pallets.finality import pallet as finality
+from pallets.randomness import pallet as randomness
 from pallets.registry import pallet as registry
 from pallets.rewards import pallet as rewards
 from pallets.runtime import PALLETS
@@ -83,6 +84,10 @@ def _half_set_timestamp(m: MockRuntime, s: Overlay) -> None:
 
 def _twice_an_authority(m: MockRuntime, s: Overlay) -> None:
     aura.Authorities.put(s, [ALICE, ALICE])
+
+
+def _overrevealed_onion(m: MockRuntime, s: Overlay) -> None:
+    randomness.Onions.put(s, ALICE, randomness.Onion(b"\x01" * 32, 2**32 - 1, 1))
 
 
 def _validator_without_keys(m: MockRuntime, s: Overlay) -> None:
@@ -153,6 +158,7 @@ CORRUPTIONS: list[tuple[str, Corruption, str]] = [
     ("Balances", _bump_issuance, "issuance drift"),
     ("Timestamp", _half_set_timestamp, "DidUpdate"),
     ("Aura", _twice_an_authority, "appears twice"),
+    ("Randomness", _overrevealed_onion, "revealed"),
     ("Session", _validator_without_keys, "has no session keys"),
     ("Finality", _bls_keys_of_another_set, "BlsKeys differ"),
     ("TransactionPayment", _free_weight, "NextFeeMultiplier"),
