@@ -11,8 +11,8 @@ worker thread (`chainclient.gateway.Gateway`).
 with everything uploaded since. Before each batch it reads every pending task on chain (the batch
 is all or nothing, so one bad item must not sink the rest): a task not committed yet stays for
 the next block (the coordinator commits in batches too), a task past its deadline, final,
-assigned to another miner or committed with another spec hash is dropped. Pending items are journalled in the
-data directory, so a restart does not lose them.
+assigned to another miner or committed with another spec hash is dropped. Pending items are
+journalled in the data directory, so a restart does not lose them.
 """
 
 from __future__ import annotations
