@@ -16,7 +16,7 @@ import pytest
 from substrateinterface import Keypair
 
 from chain.hashing import blake2_256
-from chain.taskproto import device_hash, spec_hash
+from chain.taskproto import device_hash, result_commitment, spec_hash
 from miner.chain import MinerChain, NotRegistered
 from miner.client import Backoff
 from miner.service import MinerConfig, MinerService
@@ -165,8 +165,19 @@ def test_miner_commits_results_on_chain(
             assert png == PatternSolver().solve(spec)
             state = kit.task(t)
             assert state is not None
-            assert state["result_hash"] == "0x" + blake2_256(png).hex()
-            assert state["device_hash"] == "0x" + device_hash(fp).hex()
+            # the blind commitment on chain is opened by what the coordinator received
+            h = {k.lower(): v for k, v in coord.tasks[t].headers.items()}
+            assert h["x-cuckoo-device"] == "0x" + device_hash(fp).hex()
+            sketch, salt = (bytes.fromhex(h[k][2:]) for k in ("x-cuckoo-sketch", "x-cuckoo-salt"))
+            expected = result_commitment(
+                bytes(miner.staker.public_key),
+                t,
+                blake2_256(png),
+                device_hash(fp),
+                sketch,
+                salt,
+            )
+            assert state["commitment"] == "0x" + expected.hex()
             assert state["miner"] == miner.staker.ss58_address
             assert state["submitted_at"] is not None
         stats = kit.q("Tasks", "MinerStats", miner.staker.ss58_address)
