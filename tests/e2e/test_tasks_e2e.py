@@ -203,8 +203,18 @@ def test_checked_work_verifies_honest_results_and_finds_a_faker_guilty(
         assert rounds, f"no round closed for {task_id}"
         assert all(a["disagree"] > a["agree"] for a in rounds), rounds
 
+    # the slash is queued (deferred) at the final Guilty verdict; read the queue at that block (it
+    # may be applied by now: SlashDeferDuration eras are short on a test chain)
+    verdict_block = max(
+        b
+        for b, n, a in events
+        if n == "Tasks.Verdict" and a["task_id"] in guilty_ids and a["final"]
+    )
+    at = kit.si.get_block_hash(verdict_block)
     queued = [
-        s for _, slashes in kit.si.query_map("Slashing", "UnappliedSlashes") for s in slashes.value
+        s
+        for _, slashes in kit.si.query_map("Slashing", "UnappliedSlashes", block_hash=at)
+        for s in slashes.value
     ]
     invalid = [s for s in queued if s["kind"] == "InvalidResult"]
     assert invalid, f"no InvalidResult slash queued: {queued}"
