@@ -15,7 +15,9 @@ and a coordinator that settles only when a colluding block author knows the draw
 `lazy_population`) are what tests/pallets/test_verification_attacks.py asserts on small runs and
 bench/verification_bench.py prints on large ones.
 
-Results are synthetic but behave as the protocol assumes: an honest result of a task is the same
+Actors move as soon as they can: a check whose parties all act closes in the block that opens
+it, and only an absent party makes a phase window run out. Results are synthetic but behave as
+the protocol assumes: an honest result of a task is the same
 bytes for every miner of a device class, and its sketch is the same for every class (distance 0,
 within any `MaxSketchDistance`); a fake or a guess has another hash and another sketch. The real
 similarity margins are measured by the calibration, not here.
@@ -27,7 +29,7 @@ import dataclasses
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from chain.frame.common import PERBILL_ONE
 from chain.hashing import blake2_256
@@ -53,6 +55,7 @@ from pallets.tasks.pallet import (
 )
 from tests.pallets.mock import MockRuntime, mock_config
 
+T = TypeVar("T")
 CAI = 10**18
 MIN_MINER = 20_000 * CAI  # dev registry.minMinerStake
 MIN_COORDINATOR = 2_000_000 * CAI  # dev registry.minCoordinatorStake
@@ -139,8 +142,8 @@ class MinerPolicy:
 class Cheater(MinerPolicy):
     """A strategic cheater. It sees everything public (the chain: tasks, checks, the mix as of
     the block it commits in) and everything its coordinator sends (spec, deadline). Nothing of it
-    predicts the draw, which uses the mix of a later block, so its strategy is a fake rate:
-    `always` fakes every task (the most fakes before the first catch is measured the same way);
+    predicts the draw, which uses the mix of a later block, so its only strategy is a fake rate:
+    `always` fakes every task (the worst case for the number of fakes before the first catch);
     `predictor` fakes only when the draw computed with the mix it can see says "unchecked". As a
     checker it re-runs honestly (a wrong check is caught and slashed); when found Guilty it
     appeals (an appeal costs the miner nothing)."""
@@ -180,6 +183,13 @@ class LazyCopier(MinerPolicy):
         earlier = [c.reveal for c in check.checkers if c.reveal is not None]
         copied = check.miner_reveal if self.side == "miner" or not earlier else earlier[0]
         return Answer(copied, computed=False)
+
+
+class Absent(MinerPolicy):
+    """A miner that is offline: drawn to check, it never commits."""
+
+    def answer(self, sim: Sim, me: Miner, job: Job, check: Check) -> Answer | None:
+        return None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -275,19 +285,12 @@ class Miner:
     device: bytes
     policy: MinerPolicy
 
-    def __hash__(self) -> int:
-        return hash(self.staker)
-
 
 @dataclasses.dataclass(eq=False)
 class Coordinator:
     staker: bytes
     operator: bytes
     policy: CoordinatorPolicy
-
-    @property
-    def targets(self) -> frozenset[bytes]:
-        return self.policy.targets
 
 
 @dataclasses.dataclass(eq=False)
@@ -301,7 +304,6 @@ class Job:
     fake: bool = False
     committed: Reveal | None = None  # what the miner committed to
     submitted_at: int = 0
-    predicted_unchecked: bool = False  # the cheater's predictor, when it used one
     answers: dict[tuple[int, bytes], Answer | None] = dataclasses.field(default_factory=dict)
     done: set[tuple[Any, ...]] = dataclasses.field(default_factory=set)  # actions taken
     sybil_majority: set[int] = dataclasses.field(default_factory=set)
@@ -492,12 +494,11 @@ class Sim:
             TaskCommit(j.task_id, blake2_256(j.spec), j.miner.staker, self.block + DEADLINE_BLOCKS)
             for j in jobs
         ]
-        self._call(coordinator.operator, "commit_tasks", batch=batch)
+        for chunk in chunks(batch):
+            self._call(coordinator.operator, "commit_tasks", batch=chunk)
         by_miner: dict[bytes, list[Job]] = {}
         for job in jobs:
             job.fake = job.miner.policy.fakes(self, job)
-            if isinstance(job.miner.policy, Cheater) and job.miner.policy.strategy == "predictor":
-                job.predicted_unchecked = job.fake
             tag = b"fake" + job.miner.staker
             job.committed = (
                 invented_result(job.task_id, job.miner.device, tag)
@@ -512,7 +513,8 @@ class Sim:
                 for j in mine
                 if j.committed is not None
             ]
-            self._call(self.miners[staker].operator, "submit_results", batch=batch_r)
+            for chunk in chunks(batch_r):
+                self._call(self.miners[staker].operator, "submit_results", batch=chunk)
         self.tally.tasks += len(jobs)
         return jobs
 
@@ -533,7 +535,8 @@ class Sim:
             elif policy.settles(self, job):
                 by_coordinator.setdefault(job.coordinator, []).append(job)
         for coordinator, jobs in by_coordinator.items():
-            self._call(coordinator.operator, "settle_tasks", task_ids=[j.task_id for j in jobs])
+            for chunk in chunks([j.task_id for j in jobs]):
+                self._call(coordinator.operator, "settle_tasks", task_ids=chunk)
         for job in list(self.open.values()):
             if job.drawn:
                 self._drive_check(job)
@@ -571,7 +574,11 @@ class Sim:
                     continue
                 if answer.computed:
                     self.tally.reruns += 1
-                commitment = answer.commitment or commitment_of(c.account, tid, answer.reveal)  # type: ignore[arg-type]
+                if answer.commitment is not None:
+                    commitment = answer.commitment
+                else:
+                    assert answer.reveal is not None
+                    commitment = commitment_of(c.account, tid, answer.reveal)
                 self._call(checker.operator, "commit_check", task_id=tid, commitment=commitment)
                 return True
             return False
@@ -609,6 +616,12 @@ class Sim:
             sketch=r.sketch,
             salt=salt_of(who.staker, job.task_id),
         )
+
+
+def chunks(items: Sequence[T]) -> Iterable[list[T]]:
+    """`items` in batches of at most MaxBatch."""
+    for i in range(0, len(items), tasks.MAX_BATCH):
+        yield list(items[i : i + tasks.MAX_BATCH])
 
 
 def honest_miners(stakes: Iterable[int] = HONEST_STAKES) -> list[tuple[int, bytes, MinerPolicy]]:
@@ -1142,4 +1155,84 @@ def lazy_population(
         lazy_stake=sum(lazy_stakes) * CAI,
         reruns=t.reruns,
         checker_slots=t.checker_slots,
+    )
+
+
+# ---- experiment 5: offline checkers --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BusyEra:
+    fakes: int
+    guilty: int  # fakes found Guilty
+    reported: int  # InvalidResult reports of the cheater
+    offences: dict[str, int]  # all reports, by kind
+    cheater_slashed: int
+    cheater_active: bool
+
+
+def busy_era(seed: bytes, tasks_in_block: int = 400, fakes: int = 10) -> BusyEra:
+    """A big miner is offline (drawn to check, it never commits) while `tasks_in_block` honest
+    tasks settle in one block, every result checked (p = 100%): its absences end their windows
+    ~30 blocks later, together, and are reported in one era. A cheater's `fakes`, submitted in the
+    same block, are convicted in that same block, after them. Then the slashes apply."""
+    cheater = Cheater()
+    miners = [
+        *honest_miners(),
+        (5_000_000 * CAI, DEVICE_CLASSES[1], Absent()),
+        (MIN_MINER, DEVICE_CLASSES[0], cheater),
+    ]
+    sim = Sim(seed, PERBILL_ONE, miners, [CoordinatorPolicy()])
+    honest = [w for w in sim.miners.values() if type(w.policy) is MinerPolicy]
+    me = next(w for w in sim.miners.values() if w.policy is cheater)
+    sim.assign(sim.coordinators[0], [honest[i % len(honest)] for i in range(tasks_in_block)])
+    mine = sim.assign(sim.coordinators[0], [me] * fakes)
+    sim.step()
+    sim.drain()
+    sim.finish_eras(2)
+    sim.check()
+    kinds: dict[str, int] = {}
+    for _, kind in sim.tally.offences:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return BusyEra(
+        fakes=len(mine),
+        guilty=sum(j.status == TaskStatus.REJECTED for j in mine),
+        reported=sim.tally.offences.count((me.staker, "InvalidResult")),
+        offences=kinds,
+        cheater_slashed=sim.tally.slashed.get(me.staker, 0),
+        cheater_active=sim.is_active(me.staker),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AbsentRound:
+    fakes: int
+    caught: int  # fakes the honest checker disagreed with (in any round)
+    caught_rejected: int  # of those, Rejected in the end
+    right_checker_offences: int  # CheckFault reports of the honest checker
+
+
+def absent_round(seed: bytes, fakes: int = 5) -> AbsentRound:
+    """One honest miner holds most of the stake, eight are offline (drawn, they never commit),
+    and every fake of a cheater is checked (p = 100%): the honest miner catches a fake whenever
+    it is drawn; the other checkers never reveal."""
+    cheater = Cheater()
+    miners = [
+        (500_000 * CAI, DEVICE_CLASSES[0], MinerPolicy()),
+        *((30_000 * CAI, DEVICE_CLASSES[0], Absent()) for _ in range(8)),
+        (MIN_MINER, DEVICE_CLASSES[0], cheater),
+    ]
+    sim = Sim(seed, PERBILL_ONE, miners, [CoordinatorPolicy()])
+    me = next(w for w in sim.miners.values() if w.policy is cheater)
+    right = account("miner", 0)
+    mine = sim.assign(sim.coordinators[0], [me] * fakes)
+    sim.step()
+    sim.drain()
+    sim.check()
+    caught = [j for j in mine if any(w == right for _, w in j.answers)]
+    return AbsentRound(
+        fakes=len(mine),
+        caught=len(caught),
+        caught_rejected=sum(j.status == TaskStatus.REJECTED for j in caught),
+        right_checker_offences=sim.tally.offences.count((right, "CheckFault")),
     )
