@@ -30,6 +30,7 @@ SPEC = PalletSpec("Slashing", 14, module="pallet_cuckoo_slashing")
 Config = SlashingConfig
 
 MAX_UNAPPLIED_PER_ERA = 256
+MAX_SPILL_ERAS = 64  # a full era's offences go to the next era with room, this far at most
 
 
 SPEC.constant(
@@ -165,7 +166,7 @@ class OffenderSlashed:
 class Error(PalletError):  # consensus-visible: append only
     ALREADY_REPORTED = 0, "This offence was reported before; it is slashed at most once."
     NOT_STAKED = 1, "The offender has no bonded stake to slash."
-    TOO_MANY_OFFENCES = 2, "The era's slash queue is full."
+    TOO_MANY_OFFENCES = 2, "The slash queues of the era and of the 64 eras after it are full."
     INVALID_SLASH_INDEX = 3, "No unapplied slash at this index."
     EMPTY_SLASH_INDICES = 4, "Give at least one index to cancel."
 
@@ -184,18 +185,27 @@ def fraction_for(config: Config, kind: OffenceKind) -> int:
     }[kind]
 
 
+def _queue_with_room(state: ReadState, era: int) -> int | None:
+    """The first era from `era` whose slash queue has room: a full era spills into the next
+    ones (at most MAX_SPILL_ERAS later), so that no offence is dropped in a busy era."""
+    for candidate in range(era, era + MAX_SPILL_ERAS + 1):
+        if len(UnappliedSlashes.get(state, candidate)) < MAX_UNAPPLIED_PER_ERA:
+            return candidate
+    return None
+
+
 def try_report(
     ctx: Ctx, offender: bytes, reporter: bytes | None, kind: OffenceKind, evidence: bytes
 ) -> bytes | None:
     """`report` for the runtime's own verdicts (hooks must not fail): None, and nothing
     written, when the offence was reported before, the offender has nothing bonded, or the
-    era's queue is full."""
+    queues of the next MAX_SPILL_ERAS eras are full."""
     oid = offence_id(kind, evidence)
     era = staking.CurrentEra.get(ctx.state) + ctx.config.slashing.slash_defer_duration
     if (
         Offences.contains(ctx.state, oid)
         or staking.get_ledger(ctx.state, offender) is None
-        or len(UnappliedSlashes.get(ctx.state, era)) >= MAX_UNAPPLIED_PER_ERA
+        or _queue_with_room(ctx.state, era) is None
     ):
         return None
     return report(ctx, offender, reporter, kind, evidence)
@@ -209,9 +219,10 @@ def report(
     ensure(not Offences.contains(ctx.state, oid), Error.ALREADY_REPORTED)
     ensure(staking.get_ledger(ctx.state, offender) is not None, Error.NOT_STAKED)
     era = staking.CurrentEra.get(ctx.state)
-    apply_era = era + ctx.config.slashing.slash_defer_duration
+    apply_era = _queue_with_room(ctx.state, era + ctx.config.slashing.slash_defer_duration)
+    ensure(apply_era is not None, Error.TOO_MANY_OFFENCES)
+    assert apply_era is not None
     queue = UnappliedSlashes.get(ctx.state, apply_era)
-    ensure(len(queue) < MAX_UNAPPLIED_PER_ERA, Error.TOO_MANY_OFFENCES)
     fraction = fraction_for(ctx.config.slashing, kind)
     exposure = sorted(voting.Voters.iter_prefix(ctx.state, offender))
     UnappliedSlashes.put(

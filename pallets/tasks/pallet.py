@@ -35,6 +35,7 @@ from chain.frame.prelude import *
 from chain.hashing import blake2_256
 from chain.sketch import DEFAULT_MAX_SKETCH_DISTANCE, SKETCH_MAX_BYTES, sketch_distance
 from chain.taskproto import result_commitment
+from pallets.aura import pallet as aura
 from pallets.config import Ctx, RuntimeConfig, VerificationConfig
 from pallets.randomness import pallet as randomness
 from pallets.registry import pallet as registry
@@ -48,6 +49,7 @@ SPEC = PalletSpec("Tasks", 15, module="pallet_cuckoo_tasks")
 MAX_BATCH = 256
 MAX_DEADLINE_BLOCKS = 14_400
 MAX_EXPIRIES_PER_BLOCK = 512
+MAX_DRAWS_PER_BLOCK = 4096
 MAX_SCANNED_BLOCKS = 256
 MAX_SPEC_BYTES = 4096
 MAX_CHECKERS = 15  # all rounds of one task together (1 + 3 + 5 by default)
@@ -128,6 +130,7 @@ class Task:
     submitted_at: OptionalBlock = None
     settled_at: OptionalBlock = None
     outcome: CheckOutcomeField = CheckOutcome.UNCHECKED
+    draw_at: OptionalBlock = None  # a submitted result's pending draw (None once drawn)
 
 
 TASK = scale_of(Task)
@@ -239,6 +242,21 @@ Stats: StorageMap[bytes, MinerStats] = StorageMap(
     MINER_STATS,
     default=MinerStats(),
     docs="Each miner's task record.",
+)
+PendingDraws: StorageDoubleMap[int, bytes, bool] = StorageDoubleMap(
+    SPEC,
+    "PendingDraws",
+    BLOCK_NUMBER,
+    H256,
+    BOOL,
+    hashers=("Twox64Concat", "Identity"),
+    docs="Submitted results by the block whose randomness draws them (see on_initialize).",
+)
+NextDraw: StorageValue[int] = StorageValue(
+    SPEC, "NextDraw", BLOCK_NUMBER, default=0, docs="The oldest block with draws still pending."
+)
+DrawsPending: StorageValue[int] = StorageValue(
+    SPEC, "DrawsPending", U32, default=0, docs="Submitted results not drawn yet."
 )
 Checks: StorageMap[bytes, Check] = StorageMap(
     SPEC, "Checks", H256, CHECK, hasher="Identity", docs="Each checked task's check, by task id."
@@ -440,8 +458,29 @@ def _task(ctx: Ctx, task_id: bytes) -> Task:
 
 
 def _waiting_block(task: Task, check: Check | None) -> int:
-    """The block under which an open task waits in `Deadlines`."""
-    return check.phase_ends if task.status == TaskStatus.CHECKING and check else task.deadline
+    """The block under which an open task waits in `Deadlines`: its check phase's end while
+    checked; while its draw is pending, not before the draw."""
+    if task.status == TaskStatus.CHECKING and check:
+        return check.phase_ends
+    if task.draw_at is not None:
+        return max(task.deadline, task.draw_at)
+    return task.deadline
+
+
+def draw_delay(state: ReadState) -> int:
+    """Blocks between a result's block and the block whose randomness draws it: one per Aura
+    authority, so that the mix folds in a reveal from every author after the commitment (an
+    honest one among them is enough for nobody to have known the draw)."""
+    return max(1, len(aura.Authorities.get(state)))
+
+
+def _forget_draw(ctx: Ctx, task_id: bytes, task: Task) -> Task:
+    """Drop a task's pending draw (it was drawn, disputed or settled)."""
+    if task.draw_at is None:
+        return task
+    PendingDraws.remove(ctx.state, task.draw_at, task_id)
+    DrawsPending.put(ctx.state, max(DrawsPending.get(ctx.state) - 1, 0))
+    return dataclasses.replace(task, draw_at=None)
 
 
 def _move(ctx: Ctx, task_id: bytes, old: int, new: int) -> None:
@@ -471,16 +510,22 @@ def _finalize(
     ctx.emit(TaskSettled(task_id, status, outcome))
 
 
-def _settle_submitted(ctx: Ctx, task_id: bytes, task: Task) -> None:
-    """A submitted task settles: drawn for a check, or Accepted unchecked."""
+def _draw(ctx: Ctx, task_id: bytes, task: Task) -> None:
+    """Draw a submitted result with this block's mix: checked, it opens round 0 now; unchecked,
+    it waits for the coordinator's early accept or its deadline (accepted at once when the
+    deadline already passed)."""
+    Deadlines.remove(ctx.state, _waiting_block(task, None), task_id)
+    task = _forget_draw(ctx, task_id, task)
     rate = ctx.config.verification.check_rate
     if is_drawn(randomness.current_mix(ctx.state), task_id, rate):
-        Deadlines.remove(ctx.state, task.deadline, task_id)
         task = dataclasses.replace(task, status=TaskStatus.CHECKING)
         Tasks.put(ctx.state, task_id, task)
         _open_round(ctx, task_id, task, None, 0, disputed_by=None)
-    else:
+    elif ctx.block_number > task.deadline:
         _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
+    else:
+        Tasks.put(ctx.state, task_id, task)
+        Deadlines.put(ctx.state, task.deadline, task_id, True)
 
 
 def _open_round(
@@ -505,13 +550,16 @@ def _open_round(
     seed = blake2_256(
         CHECKERS_DOMAIN + randomness.current_mix(ctx.state) + task_id + bytes([round_])
     )
-    chosen = pick_checkers(candidates, seed, vc.check_rounds[round_])
+    room = MAX_CHECKERS - len(earlier)  # a task's checkers over all its rounds are bounded
+    chosen = pick_checkers(candidates, seed, min(vc.check_rounds[round_], room))
     now = ctx.block_number
     if not chosen:
-        # Nobody can check: the task is accepted unchecked (nobody is judged); an appeal nobody
-        # can hear leaves the round-1 verdict standing.
+        # Nobody (else) can check: an appeal nobody can hear leaves the round-1 verdict standing;
+        # otherwise the reveals so far decide, and with none the task is accepted unchecked.
         if round_ == 2 and check is not None:
             _final_verdict(ctx, task_id, task, check, CheckOutcome.GUILTY)
+        elif check is not None:
+            _decide_on_evidence(ctx, task_id, task, check)
         else:
             _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
         return
@@ -560,7 +608,12 @@ def _close_round(ctx: Ctx, task_id: bytes, task: Task, check: Check) -> None:
         else:
             disagree += 1
     ctx.emit(RoundClosed(task_id, check.round, agree, disagree, absent))
-    if check.round == 0:
+    if check.round > 0 and agree == disagree == 0:
+        # Nobody of the round revealed: it decides nothing. Draw it again with new checkers
+        # (bounded by MAX_CHECKERS; the absent ones are reported at the final verdict).
+        Deadlines.remove(ctx.state, check.phase_ends, task_id)
+        _open_round(ctx, task_id, task, check, check.round, disputed_by=None)
+    elif check.round == 0:
         if agree >= 1 and disagree == 0 and absent == 0:
             _final_verdict(ctx, task_id, task, check, CheckOutcome.VERIFIED)
         else:
@@ -573,6 +626,24 @@ def _close_round(ctx: Ctx, task_id: bytes, task: Task, check: Check) -> None:
     else:
         outcome = CheckOutcome.GUILTY if disagree > agree else CheckOutcome.UPHELD
         _final_verdict(ctx, task_id, task, check, outcome)
+
+
+def _decide_on_evidence(ctx: Ctx, task_id: bytes, task: Task, check: Check) -> None:
+    """No checker is left to draw: the majority of every round's revealed checkers decides (the
+    miner hiding its result is Guilty); with no reveal at all nobody is judged."""
+    limit = max_sketch_distance(ctx.config.verification)
+    revealed = [c.reveal for c in check.checkers if c.reveal is not None]
+    if check.miner_reveal is None:
+        _final_verdict(ctx, task_id, task, check, CheckOutcome.GUILTY)
+        return
+    agree = sum(agrees(check.miner_reveal, r, limit) for r in revealed)
+    disagree = len(revealed) - agree
+    if disagree > agree:
+        _final_verdict(ctx, task_id, task, check, CheckOutcome.GUILTY)
+    elif agree > 0:
+        _final_verdict(ctx, task_id, task, check, CheckOutcome.UPHELD)
+    else:
+        _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
 
 
 def _final_verdict(
@@ -685,26 +756,31 @@ def submit_results(ctx: Ctx, batch: ResultBatch) -> None:
         ensure(task.status == TaskStatus.COMMITTED, Error.ALREADY_SUBMITTED)
         ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
         tasks.append(task)
+    now = ctx.block_number
+    draw_at = now + draw_delay(ctx.state)
+    if DrawsPending.get(ctx.state) == 0:
+        NextDraw.put(ctx.state, now)  # nothing older is pending: skip the idle blocks
     for item, task in zip(batch, tasks, strict=True):
-        Tasks.put(
-            ctx.state,
-            item.task_id,
-            dataclasses.replace(
-                task,
-                status=TaskStatus.SUBMITTED,
-                commitment=item.commitment,
-                submitted_at=ctx.block_number,
-            ),
+        submitted = dataclasses.replace(
+            task,
+            status=TaskStatus.SUBMITTED,
+            commitment=item.commitment,
+            submitted_at=now,
+            draw_at=draw_at,
         )
+        Tasks.put(ctx.state, item.task_id, submitted)
+        _move(ctx, item.task_id, task.deadline, _waiting_block(submitted, None))
+        PendingDraws.put(ctx.state, draw_at, item.task_id, True)
+        DrawsPending.put(ctx.state, DrawsPending.get(ctx.state) + 1)
         _bump(ctx, miner, "submitted")
         ctx.emit(ResultSubmitted(item.task_id, miner, item.commitment))
 
 
 @call(SPEC, 2, weight=COMMIT_WEIGHT)
 def settle_tasks(ctx: Ctx, task_ids: TaskIds) -> None:
-    """Accept submitted results early (signed by the committing coordinator's operator). Each
-    is drawn for a check like at its deadline; a result submitted in this very block is left for
-    its deadline (the draw must use randomness from after the result). Accepting is the only
+    """Accept submitted results early (signed by the committing coordinator's operator). A result
+    is drawn for a check a round of authors after its block (`draw_delay`); one whose draw is
+    still pending is left as it is (send it again after the draw). Accepting is the only
     settlement a coordinator can make: to contest a result, it disputes.
     Errors: NotCoordinator, EmptyBatch, BatchTooLarge, DuplicateInBatch, UnknownTask, NotYourTask,
     NotSubmitted, DeadlinePassed. Emits: TaskSettled or CheckOpened per task."""
@@ -718,8 +794,8 @@ def settle_tasks(ctx: Ctx, task_ids: TaskIds) -> None:
         ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
         tasks.append(task)
     for task_id, task in zip(task_ids, tasks, strict=True):
-        if task.submitted_at is not None and task.submitted_at < ctx.block_number:
-            _settle_submitted(ctx, task_id, task)
+        if task.draw_at is None:
+            _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
 
 
 @call(SPEC, 3, weight=CHECK_WEIGHT)
@@ -734,8 +810,8 @@ def dispute_task(ctx: Ctx, task_id: Hash256) -> None:
     ensure(task.coordinator == coordinator, Error.NOT_YOUR_TASK)
     ensure(task.status == TaskStatus.SUBMITTED, Error.NOT_SUBMITTED)
     ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
-    Deadlines.remove(ctx.state, task.deadline, task_id)
-    task = dataclasses.replace(task, status=TaskStatus.CHECKING)
+    Deadlines.remove(ctx.state, _waiting_block(task, None), task_id)
+    task = dataclasses.replace(_forget_draw(ctx, task_id, task), status=TaskStatus.CHECKING)
     Tasks.put(ctx.state, task_id, task)
     _open_round(ctx, task_id, task, None, 1, disputed_by=coordinator)
 
@@ -851,10 +927,36 @@ def appeal(ctx: Ctx, task_id: Hash256) -> None:
 
 @hook(SPEC, "on_initialize")
 def on_initialize(ctx: Ctx) -> None:
-    """Process tasks whose deadline or check phase ended, oldest first: a submitted result is
-    drawn for a check or accepted, a task without one is missed, a check moves to its next phase
-    or verdict. At most MAX_EXPIRIES_PER_BLOCK tasks and MAX_SCANNED_BLOCKS blocks per block; the
-    cursor carries the rest over."""
+    """First the draws due by this block (with this block's mix), then the tasks whose deadline
+    or check phase ended, oldest first: an unchecked result is accepted, a task without one is
+    missed, a check moves to its next phase or verdict. Each bounded per block (the cursors carry
+    the rest over)."""
+    _run_draws(ctx)
+    _run_deadlines(ctx)
+
+
+def _run_draws(ctx: Ctx) -> None:
+    now = ctx.block_number
+    budget = MAX_DRAWS_PER_BLOCK
+    block = NextDraw.get(ctx.state)
+    scanned = 0
+    while block <= now and budget > 0 and scanned < MAX_SCANNED_BLOCKS:
+        due = [task_id for task_id, _ in PendingDraws.iter_prefix(ctx.state, block)][:budget]
+        for task_id in due:
+            task = Tasks.get(ctx.state, task_id)
+            if task is None or task.status != TaskStatus.SUBMITTED or task.draw_at != block:
+                PendingDraws.remove(ctx.state, block, task_id)  # cannot happen (try_state)
+            else:
+                _draw(ctx, task_id, task)
+            budget -= 1
+        if next(PendingDraws.iter_prefix(ctx.state, block), None) is not None:
+            break  # budget spent inside this block's draws: resume here next block
+        block += 1
+        scanned += 1
+    NextDraw.put(ctx.state, block)
+
+
+def _run_deadlines(ctx: Ctx) -> None:
     now = ctx.block_number
     budget = MAX_EXPIRIES_PER_BLOCK
     block = NextDeadline.get(ctx.state)
@@ -865,8 +967,10 @@ def on_initialize(ctx: Ctx) -> None:
             task = Tasks.get(ctx.state, task_id)
             if task is None or not task.status.is_open:
                 Deadlines.remove(ctx.state, block, task_id)
+            elif task.status == TaskStatus.SUBMITTED and task.draw_at is not None:
+                _draw(ctx, task_id, task)  # its draw was carried over: draw it now
             elif task.status == TaskStatus.SUBMITTED:
-                _settle_submitted(ctx, task_id, task)
+                _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
             elif task.status == TaskStatus.COMMITTED:
                 _finalize(ctx, task_id, task, TaskStatus.MISSED, CheckOutcome.UNCHECKED)
             else:
@@ -914,3 +1018,18 @@ def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
         raise AssertionError("the expiry cursor passed an open task's deadline")
     if dict(Stats.iter(state)) != stats:
         raise AssertionError("MinerStats differ from the miners' tasks")
+    pending = {
+        (task.draw_at, task_id)
+        for task_id, task in Tasks.iter(state)
+        if task.draw_at is not None and task.status == TaskStatus.SUBMITTED
+    }
+    if any(
+        t.draw_at is not None and t.status != TaskStatus.SUBMITTED for _, t in Tasks.iter(state)
+    ):
+        raise AssertionError("a task that is not Submitted has a pending draw")
+    if {(block, task_id) for block, task_id, _ in PendingDraws.iter(state)} != pending:
+        raise AssertionError("PendingDraws differ from the submitted results awaiting a draw")
+    if DrawsPending.get(state) != len(pending):
+        raise AssertionError(f"DrawsPending is {DrawsPending.get(state)}, {len(pending)} pend")
+    if pending and min(block for block, _ in pending) < NextDraw.get(state):
+        raise AssertionError("the draw cursor passed a pending draw")

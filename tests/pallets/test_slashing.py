@@ -173,9 +173,15 @@ def test_force_report_offence_already_reported_after_applied(voted: MockRuntime)
 def test_force_report_offence_too_many_offences(
     voted: MockRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A full era spills into the next eras (no offence is dropped in a busy era); only when
+    those are full too is a report refused."""
     monkeypatch.setattr(slashing, "MAX_UNAPPLIED_PER_ERA", 2)
-    report(voted, ALICE, b"e1")
-    report(voted, BOB, b"e2")
+    monkeypatch.setattr(slashing, "MAX_SPILL_ERAS", 1)
+    first = slashing.staking.CurrentEra.get(voted.state) + 1  # dev SlashDeferDuration
+    for i in range(4):
+        report(voted, ALICE if i % 2 else BOB, f"e{i}".encode())
+    queues = {e: len(q) for e, q in slashing.UnappliedSlashes.iter(voted.state)}
+    assert queues == {first: 2, first + 1: 2}
     voted.assert_noop(
         "root",
         "Slashing",
@@ -184,10 +190,10 @@ def test_force_report_offence_too_many_offences(
         offender=ALICE,
         reporter=DAVE,
         kind="InvalidResult",
-        evidence=b"e3",
+        evidence=b"e4",
     )
     next_era(voted)
-    report(voted, ALICE, b"e3")  # the next era has room
+    report(voted, ALICE, b"e4")  # the queues moved on: room again
 
 
 # ---- applying a slash ----------------------------------------------------------------------------

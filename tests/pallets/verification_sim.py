@@ -525,14 +525,12 @@ class Sim:
                 self._drive_check(job)
         by_coordinator: dict[Coordinator, list[Job]] = {}
         for job in list(self.open.values()):
-            if job.drawn or job.submitted_at >= self.block:
-                continue
-            if self.task(job.task_id).status != TaskStatus.SUBMITTED:
+            if job.drawn or self.task(job.task_id).status != TaskStatus.SUBMITTED:
                 continue
             policy = job.coordinator.policy
-            if policy.disputes(self, job):
+            if policy.disputes(self, job):  # at once, in the result's own block if it can
                 self._call(job.coordinator.operator, "dispute_task", task_id=job.task_id)
-            elif policy.settles(self, job):
+            elif job.submitted_at < self.block and policy.settles(self, job):
                 by_coordinator.setdefault(job.coordinator, []).append(job)
         for coordinator, jobs in by_coordinator.items():
             for chunk in chunks([j.task_id for j in jobs]):
