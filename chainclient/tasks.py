@@ -40,6 +40,7 @@ class Task:
     submitted_at: int | None = None
     settled_at: int | None = None
     outcome: str = "Unchecked"  # Unchecked | Verified | Upheld | Guilty
+    draw_at: int | None = None  # the block whose randomness draws a submitted result
 
     @property
     def is_final(self) -> bool:
@@ -140,7 +141,8 @@ class _Reader:
 def decode_task(raw: bytes) -> Task:
     """SCALE-decode pallet_cuckoo_tasks::Task: AccountId coordinator, AccountId miner, H256
     spec_hash, u32 deadline, u32 committed_at, TaskStatus status, Option<H256> commitment,
-    Option<u32> submitted_at, Option<u32> settled_at, CheckOutcome outcome."""
+    Option<u32> submitted_at, Option<u32> settled_at, CheckOutcome outcome, Option<u32>
+    draw_at."""
     r = _Reader(raw, "Task")
     task = Task(
         coordinator=r.hash(),
@@ -153,6 +155,7 @@ def decode_task(raw: bytes) -> Task:
         submitted_at=r.option(r.u32),
         settled_at=r.option(r.u32),
         outcome=r.variant(CHECK_OUTCOMES),
+        draw_at=r.option(r.u32),
     )
     r.finish()
     return task
@@ -204,6 +207,7 @@ def encode_task(task: Task) -> bytes:
         + opt32(task.submitted_at)
         + opt32(task.settled_at)
         + bytes([CHECK_OUTCOMES.index(task.outcome)])
+        + opt32(task.draw_at)
     )
 
 

@@ -86,17 +86,20 @@ def test_task_statuses_are_the_runtime_variants_in_order() -> None:
 
 def sample() -> bytes:
     return encode_task(
-        Task(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 9, 4, "Submitted", b"\x04" * 32, 5)
+        Task(
+            b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 9, 4, "Submitted", b"\x04" * 32, 5, draw_at=6
+        )
     )
 
 
 def test_decode_task_reads_a_known_value() -> None:
     raw = sample()
-    assert len(raw) == 96 + 4 + 4 + 1 + 33 + 5 + 1 + 1
+    assert len(raw) == 96 + 4 + 4 + 1 + 33 + 5 + 1 + 1 + 5
     task = decode_task(raw)
     assert task.status == "Submitted"
     assert task.commitment == b"\x04" * 32
     assert (task.submitted_at, task.settled_at, task.outcome) == (5, None, "Unchecked")
+    assert task.draw_at == 6
     assert not task.is_final
 
 
