@@ -210,10 +210,12 @@ class Net:
         miners: list[str],
         votes: list[tuple[str, str, int]] = (),  # type: ignore[assignment]
         bonds: dict[str, int] | None = None,
+        coordinator_bond: int = COORDINATOR_BOND,
     ) -> None:
         """Register the coordinator and miners (by dev account name, e.g. "Dave"), then the
         votes (voter dev name, miner dev name, amount); everything in parallel chains. Each
-        miner bonds MINER_BOND unless `bonds` names another amount for it."""
+        miner bonds MINER_BOND unless `bonds` names another amount for it. COORDINATOR_BOND is
+        the minimum: a coordinator that may be slashed needs more to stay Active."""
         for name in miners:
             self.actors[name] = Actor(
                 Keypair.create_from_uri(f"//{name}"),
@@ -221,7 +223,7 @@ class Net:
                 f"{name.lower()}-miner",
             )
         chains: list[list[Step]] = [
-            self.kit.coordinator_steps(self.coordinator, COORDINATOR_BOND, self.coordinator_url)
+            self.kit.coordinator_steps(self.coordinator, coordinator_bond, self.coordinator_url)
         ]
         bond = bonds or {}
         chains += [self.kit.miner_steps(self.actors[n], bond.get(n, MINER_BOND)) for n in miners]
