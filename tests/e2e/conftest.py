@@ -205,9 +205,17 @@ class Net:
 
     # ---- chain set-up ---------------------------------------------------------------------------
 
-    def register(self, miners: list[str], votes: list[tuple[str, str, int]] = ()) -> None:  # type: ignore[assignment]
+    def register(
+        self,
+        miners: list[str],
+        votes: list[tuple[str, str, int]] = (),  # type: ignore[assignment]
+        bonds: dict[str, int] | None = None,
+        coordinator_bond: int = COORDINATOR_BOND,
+    ) -> None:
         """Register the coordinator and miners (by dev account name, e.g. "Dave"), then the
-        votes (voter dev name, miner dev name, amount); everything in parallel chains."""
+        votes (voter dev name, miner dev name, amount); everything in parallel chains. Each
+        miner bonds MINER_BOND unless `bonds` names another amount for it. COORDINATOR_BOND is
+        the minimum: a coordinator that may be slashed needs more to stay Active."""
         for name in miners:
             self.actors[name] = Actor(
                 Keypair.create_from_uri(f"//{name}"),
@@ -215,9 +223,10 @@ class Net:
                 f"{name.lower()}-miner",
             )
         chains: list[list[Step]] = [
-            self.kit.coordinator_steps(self.coordinator, COORDINATOR_BOND, self.coordinator_url)
+            self.kit.coordinator_steps(self.coordinator, coordinator_bond, self.coordinator_url)
         ]
-        chains += [self.kit.miner_steps(self.actors[n], MINER_BOND) for n in miners]
+        bond = bonds or {}
+        chains += [self.kit.miner_steps(self.actors[n], bond.get(n, MINER_BOND)) for n in miners]
         self.kit.run_parallel(chains)
         self.kit.run_parallel(
             [
@@ -294,7 +303,11 @@ class Net:
         discover: bool = False,
         env: dict[str, str] | None = None,
         wait: bool = True,
+        coordinator_url: str | None = None,
     ) -> MinerProc:
+        """Start `cuckoo-miner` for a registered miner. It polls the net's coordinator, or
+        `coordinator_url` instead (e.g. one that nobody serves: a miner that only checks), or
+        the coordinators registered on chain (`discover`)."""
         actor = self.actors[name]
         key = self._key_file(f"miner-{name}", f"//{name}//operator")
         (port,) = free_ports(1)
@@ -309,7 +322,7 @@ class Net:
             "--log", "debug",
         ]  # fmt: skip
         if not discover:
-            args += ["--coordinator", self.coordinator_url]
+            args += ["--coordinator", coordinator_url or self.coordinator_url]
         daemon = Daemon(
             f"cuckoo-miner {name}", args, self._env(env), self.tmp / f"miner-{name}.log"
         )
