@@ -170,6 +170,17 @@ async def _submit(request: web.Request, max_n: int) -> list[Job] | web.Response:
         if exc.code == "body_too_large":
             return _too_large()
         return app_error(400, exc.message, param=exc.param, code=exc.code)
+    h = ctx.health().body
+    if h.get("chain", {}).get("reachable") and not h.get("registered"):
+        # the chain refuses our commitments (e.g. a slash left the registration Inactive):
+        # miners' work would be wasted, so take nothing until it is Active again
+        status = h.get("coordinator_status") or "not registered"
+        return app_error(
+            503,
+            f"the coordinator's registration is {status}: it cannot commit tasks now",
+            code="coordinator_inactive",
+            type_="server_error",
+        )
     return await ctx.engine.submit(specs)
 
 

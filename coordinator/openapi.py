@@ -12,6 +12,9 @@ HEX32 = "^0x[0-9a-fA-F]{64}$"
 MAX_SEED = 2**63 - 4
 
 
+INACTIVE = "The coordinator's registration is not Active (e.g. after a slash): no task taken."
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -328,6 +331,7 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                         **APP_401,
                         "413": _app_err("Body over 64 KiB."),
                         "502": _app_err("No result could be obtained (task_ids lists the tasks)."),
+                        "503": _app_err(INACTIVE),
                         "504": _app_err("No result within the timeout; the tasks continue."),
                     },
                 }
@@ -355,6 +359,7 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                         "400": _app_err("Invalid request."),
                         **APP_401,
                         "413": _app_err("Body over 64 KiB."),
+                        "503": _app_err(INACTIVE),
                     },
                 }
             },

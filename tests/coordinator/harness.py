@@ -172,6 +172,7 @@ async def running(
     run_chain: bool = True,
     engine_kwargs: dict[str, Any] | None = None,
     task_timeout_blocks: int = 250,  # 5 s of 20 ms fake blocks
+    registration: str = "Active",  # the coordinator's own status, as health reports it
 ) -> AsyncIterator[Harness]:
     store = Store(data_dir)
     store.open()
@@ -195,7 +196,16 @@ async def running(
     metrics.attach(engine, lambda: None)
 
     def health() -> Health:
-        return Health(True, {"status": "ok", "ready": True, "chain": {}, "registered": True})
+        if registration == "Active":
+            return Health(True, {"status": "ok", "ready": True, "chain": {}, "registered": True})
+        body = {
+            "status": "unavailable",
+            "ready": False,
+            "chain": {"reachable": True},
+            "registered": False,
+            "coordinator_status": registration,
+        }
+        return Health(False, body)
 
     ctx = ApiContext(
         ApiConfig(MODELS, request_timeout_s, api_keys),

@@ -225,6 +225,21 @@ def test_async_task_flow_and_image(tmp_path: Path) -> None:
     _run(tmp_path, check)
 
 
+def test_inactive_coordinator_refuses_new_tasks(tmp_path: Path) -> None:
+    """A slash can leave the coordinator's registration Inactive: the chain would refuse its
+    commitments, so it takes no task (503) instead of handing miners work that is never paid."""
+
+    async def check(h: Harness) -> None:
+        for path in ("/v1/tasks", GEN):
+            status, out, _ = await _req("POST", h.url + path, body={"prompt": "x", "size": "8x8"})
+            assert status == 503
+            assert out["error"]["code"] == "coordinator_inactive"
+            assert "Inactive" in out["error"]["message"]
+        assert h.engine.job_counts() == {}
+
+    _run(tmp_path, check, registration="Inactive")
+
+
 def test_task_waits_for_a_miner_then_runs(tmp_path: Path) -> None:
     async def check(h: Harness) -> None:
         status, out, _ = await _req(
