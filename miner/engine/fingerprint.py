@@ -2,10 +2,15 @@
 images for the same spec.
 
 Bytes are identical only when all of these match: the device model (CPU model and thread count,
-or GPU name and compute capability), the CUDA runtime/driver/cuDNN versions, the torch,
-diffusers and transformers versions, the dtype, the model (configs and weight files), and the
-engine's own settings (its version, which fixes the PNG encoding, and the zlib that Pillow uses).
-Every value is a string (`chain.taskproto.device_hash` hashes its canonical JSON).
+or GPU name and compute capability), torch's CPU kernel capability (`default`, `avx2`,
+`avx512`, ...: it picks the vectorised CPU kernels, and even the initial noise that
+`torch.randn` draws on the CPU generator differs in its last bits between `default` and `avx2`,
+so it matters for GPU runs too), the CUDA runtime/driver/cuDNN versions, the torch, diffusers,
+transformers and numpy versions (the scheduler computes its sigmas with numpy), the dtype, the
+model (configs and weight files), and the engine's own settings (its version, which fixes the PNG
+encoding, and the zlib that Pillow uses). Every value is a string (`chain.taskproto.device_hash`
+hashes its canonical JSON). Miners whose fingerprints differ are never compared by exact hash:
+the chain compares their image sketches instead (`chain/sketch.py`).
 
 Nothing here imports torch or diffusers unless the caller already has (versions come from
 package metadata), so it is cheap.
@@ -22,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-ENGINE_VERSION = "diffusers/1"
+ENGINE_VERSION = "diffusers/2"  # 2: dtype choice, capability-independent tiny weights
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx", ".gguf", ".msgpack")
 CONTENT_HASH_LIMIT = 1 << 20  # config-sized files are hashed by content, larger ones by size
 
@@ -98,11 +103,23 @@ def pillow_png_version() -> str:
     return f"pillow {package_version('pillow')} zlib {zlib_version}"
 
 
+def cpu_capability() -> str:
+    """torch's CPU kernel capability ("DEFAULT", "AVX2", "AVX512", ...; set by the hardware or
+    forced by $ATEN_CPU_CAPABILITY), or "unknown" when torch is not imported."""
+    torch: Any = sys.modules.get("torch")
+    if torch is None:
+        return "unknown"
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):  # pragma: no cover - torch < 2.1
+        return "unknown"
+
+
 def device_fingerprint(device: str, dtype: str) -> dict[str, str]:
     """The device part: `device` is "cpu" or "cuda[:N]"; uses torch (already imported) for
-    CUDA details and the CPU thread count."""
+    CUDA details, the CPU capability and the CPU thread count."""
     torch: Any = sys.modules.get("torch")
-    out: dict[str, str] = {"dtype": dtype}
+    out: dict[str, str] = {"dtype": dtype, "cpu_capability": cpu_capability()}
     if device.startswith("cuda"):
         if torch is None:
             raise RuntimeError("torch must be imported before fingerprinting a CUDA device")
@@ -130,6 +147,7 @@ def engine_fingerprint(
         "torch": package_version("torch"),
         "diffusers": package_version("diffusers"),
         "transformers": package_version("transformers"),
+        "numpy": package_version("numpy"),
         "png": pillow_png_version(),
         "model": model_id,
         "model_hash": model_hash(model_folder),
