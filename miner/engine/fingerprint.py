@@ -5,7 +5,8 @@ Bytes are identical only when all of these match: the device model (CPU model an
 or GPU name and compute capability), torch's CPU kernel capability (`default`, `avx2`,
 `avx512`, ...: it picks the vectorised CPU kernels, and even the initial noise that
 `torch.randn` draws on the CPU generator differs in its last bits between `default` and `avx2`,
-so it matters for GPU runs too), the CUDA runtime/driver/cuDNN versions, the torch, diffusers,
+so it matters for GPU runs too) and the environment variables that cap oneDNN's and MKL's
+instruction sets, the CUDA runtime/driver/cuDNN versions, the torch, diffusers,
 transformers and numpy versions (the scheduler computes its sigmas with numpy), the dtype, the
 model (configs and weight files), and the engine's own settings (its version, which fixes the PNG
 encoding, and the zlib that Pillow uses). Every value is a string (`chain.taskproto.device_hash`
@@ -30,6 +31,15 @@ from typing import Any
 ENGINE_VERSION = "diffusers/2"  # 2: dtype choice, capability-independent tiny weights
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx", ".gguf", ".msgpack")
 CONTENT_HASH_LIMIT = 1 << 20  # config-sized files are hashed by content, larger ones by size
+# environment variables that cap or change the instruction sets of torch's CPU libraries (oneDNN
+# convolutions, MKL matrix products), so the kernels and the low bits of their results
+KERNEL_ENV = (
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "ONEDNN_DEFAULT_FPMATH_MODE",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_CBWR",
+)
 
 
 def package_version(name: str) -> str:
@@ -119,7 +129,12 @@ def device_fingerprint(device: str, dtype: str) -> dict[str, str]:
     """The device part: `device` is "cpu" or "cuda[:N]"; uses torch (already imported) for
     CUDA details, the CPU capability and the CPU thread count."""
     torch: Any = sys.modules.get("torch")
-    out: dict[str, str] = {"dtype": dtype, "cpu_capability": cpu_capability()}
+    kernel_env = ";".join(f"{k}={os.environ[k]}" for k in KERNEL_ENV if k in os.environ)
+    out: dict[str, str] = {
+        "dtype": dtype,
+        "cpu_capability": cpu_capability(),
+        "kernel_env": kernel_env or "none",
+    }
     if device.startswith("cuda"):
         if torch is None:
             raise RuntimeError("torch must be imported before fingerprinting a CUDA device")

@@ -52,8 +52,8 @@ BUILD_CHILD = textwrap.dedent(
 )
 
 
-def _run(code: str, capability: str, *args: str) -> list[str]:
-    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability, HF_HUB_OFFLINE="1")
+def _run(code: str, capability: str, *args: str, **env_extra: str) -> list[str]:
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability, HF_HUB_OFFLINE="1", **env_extra)
     proc = subprocess.run(
         [sys.executable, "-c", code, *args],
         cwd=REPO,
@@ -87,6 +87,7 @@ def test_fingerprint_names_the_cpu_capability_and_numpy(solver: Any) -> None:
     fp = solver.fingerprint()
     assert fp["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert fp["numpy"] == numpy.__version__
+    assert fp["kernel_env"] == "none" or "=" in fp["kernel_env"]
     assert fp["engine"] == "diffusers/2"
 
 
@@ -108,6 +109,12 @@ def test_two_cpu_capabilities_are_two_device_classes(
     # and the same capability in another process is the same class
     (line,) = [x for x in _run(FINGERPRINT_CHILD, first, str(tiny_model)) if x[:3] == "FP "]
     assert device_hash(json.loads(line[3:])) == hashes[first]
+    # unless oneDNN's instruction set is capped there
+    capped = _run(FINGERPRINT_CHILD, first, str(tiny_model), ONEDNN_MAX_CPU_ISA="AVX2")
+    (line,) = [x for x in capped if x[:3] == "FP "]
+    fp = json.loads(line[3:])
+    assert fp["kernel_env"] == "ONEDNN_MAX_CPU_ISA=AVX2"
+    assert device_hash(fp) != hashes[first]
 
 
 def test_torch_noise_depends_on_the_capability(supported_capabilities: list[str]) -> None:
