@@ -24,9 +24,10 @@ every honest class. Models:
   image in float32 on the 2-core CPU this was measured on. float16 is not run on it (no native
   float16 kernels: 605 s for one image; that image was at distance 0 from float32 and bfloat16).
 
-A full run took 754 s (tiny ~5 min, sd15 ~8 min, with building the two SD1.5 folders, 4 GB each;
-later runs reuse the images in --work-dir). No GPU was available: GPU against CPU is not measured
-here (tests/miner_engine/test_gpu.py measures it on a CUDA machine).
+A full run took 754 s with building the two SD1.5 folders (4 GB each), 605 s with them built
+(a second run regenerated every image and gave the very same distances and sketches); runs with
+the images already in --work-dir only re-analyse them. No GPU was available: GPU against CPU is
+not measured here (tests/miner_engine/test_gpu.py measures it on a CUDA machine).
 
 Measured (sketch v1, 972 sampled values, dead zone 2 levels, distance in 1/1000 level per value):
 
