@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "cuda", "cpu"],
         help="diffusers: CUDA with fp16 when present (auto), or force one",
     )
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="diffusers: the engine's dtype (default $CUCKOO_MINER_DTYPE, else auto: float16 on "
+        "CUDA, float32 on the CPU); part of the device class",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="journal of uncommitted results")
     p.add_argument("--operator-key-file", type=Path, default=None, help="file with the SURI")
     p.add_argument("--status-port", type=int, default=None, help="serve GET /health on this port")
@@ -158,7 +165,7 @@ def build_solver(args: argparse.Namespace) -> Solver:
 
     data_dir = args.data_dir or Path.home() / ".local" / "share" / "cuckoo-miner"
     try:
-        return DiffusersSolver(args.model, args.device, data_dir)
+        return DiffusersSolver(args.model, args.device, data_dir, dtype=args.dtype)
     except EngineError as exc:
         raise MinerError(str(exc)) from exc
 

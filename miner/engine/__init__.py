@@ -1,6 +1,6 @@
 """The miner's inference engine: diffusers pipelines on torch (CUDA float16 when present, CPU
-float32 otherwise), a tiny seeded random-weight pipeline for development and tests, and the
-device-class fingerprint.
+float32 otherwise, or the dtype asked for), a tiny seeded random-weight pipeline for development
+and tests, and the device-class fingerprint.
 
 Importing this package is cheap: torch and diffusers are imported only when an engine is built.
 """

@@ -3,8 +3,9 @@
 `DiffusersSolver(model, device, data_dir)` loads a local diffusers folder once (Stable Diffusion
 or SDXL family, picked from `model_index.json`; `model="tiny"` builds or reuses the tiny
 random-weight pipeline under `data_dir/models/tiny`), warms it up with one small generation and
-reuses it for every task. CUDA runs in float16, the CPU in float32. Nothing is fetched from a hub
-(`HF_HUB_OFFLINE=1`, `local_files_only=True`).
+reuses it for every task. The dtype is float16 on CUDA and float32 on the CPU unless asked
+otherwise ("float32", "bfloat16" or "float16"; argument or $CUCKOO_MINER_DTYPE); it is part of
+the device class. Nothing is fetched from a hub (`HF_HUB_OFFLINE=1`, `local_files_only=True`).
 
 Determinism: the initial noise comes from a CPU `torch.Generator` seeded with `spec.seed` (the
 same on every device), torch runs with deterministic algorithms (cuDNN deterministic, no
@@ -61,6 +62,7 @@ REQUIRED_COMPONENTS: dict[str, tuple[str, ...]] = {
 }
 WEIGHTED_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+DTYPES = ("float32", "bfloat16", "float16")
 PNG_COMPRESS_LEVEL = 1  # fixed: part of the engine's output format (3-5x faster than 6)
 WARMUP_SIZE = 64
 MAX_GUIDANCE = 100.0
@@ -164,6 +166,17 @@ def parse_device(device: str) -> str:
     return text
 
 
+def parse_dtype(dtype: str | None, device: str) -> str:
+    """The dtype name for `device` ("cpu" or "cuda:N"): `dtype` ("auto"/None: float16 on CUDA,
+    float32 on the CPU), or DeviceError for an unknown one."""
+    text = "auto" if dtype is None else str(dtype).strip().lower()
+    if text == "auto":
+        return "float16" if device.startswith("cuda") else "float32"
+    if text not in DTYPES:
+        raise DeviceError(f"unknown dtype {dtype!r}: use auto, {', '.join(DTYPES)}")
+    return text
+
+
 def parse_guidance(value: str) -> float:
     try:
         guidance = float(Decimal(value))
@@ -213,13 +226,14 @@ class DiffusersSolver:
     pipeline call at a time; PNG encoding runs outside the lock).
 
     model: "tiny" (or "tiny-sdxl") or the path of a local diffusers folder. device: "auto"
-    (CUDA when present), "cuda", "cuda:N" or "cpu". data_dir: where the tiny model is built (default
+    (CUDA when present), "cuda", "cuda:N" or "cpu". dtype: "auto" (float16 on CUDA, float32 on
+    the CPU), "float32", "bfloat16" or "float16". data_dir: where the tiny model is built (default
     $CUCKOO_MINER_DATA or ~/.cuckoo-miner). max_batch: largest batched pipeline call in
     `solve_batch` (default 8 on a GPU, 1 on the CPU). model_id: the name task specs use for
     this model (spec.model must equal it; default "tiny", "tiny-sdxl" or the folder's name).
 
-    The defaults also come from $CUCKOO_MINER_MODEL, $CUCKOO_MINER_DEVICE and
-    $CUCKOO_MINER_MODEL_ID, so that
+    The defaults also come from $CUCKOO_MINER_MODEL, $CUCKOO_MINER_DEVICE, $CUCKOO_MINER_DTYPE
+    and $CUCKOO_MINER_MODEL_ID, so that
     `miner.solver.load_solver("miner.engine.diffusers_solver:DiffusersSolver")` works.
     """
 
@@ -234,6 +248,7 @@ class DiffusersSolver:
         progress: bool = True,
         tiny_seed: int = 0,
         model_id: str | None = None,
+        dtype: str | None = None,
     ) -> None:
         started = time.perf_counter()
         self._progress = progress
@@ -253,11 +268,14 @@ class DiffusersSolver:
         torch = _imports.torch()
         self._torch: Any = torch
         self.device = self._resolve_device(requested)
-        self.half = self.device.startswith("cuda")
-        self.dtype = torch.float16 if self.half else torch.float32
-        self.dtype_name = "float16" if self.half else "float32"
+        self.on_gpu = self.device.startswith("cuda")
+        self.dtype_name = parse_dtype(
+            dtype if dtype is not None else os.environ.get("CUCKOO_MINER_DTYPE"), self.device
+        )
+        self.dtype = getattr(torch, self.dtype_name)
+        self.half = self.dtype_name == "float16"  # loads fp16-variant weights when present
         self.max_batch = max(
-            1, max_batch if max_batch is not None else (GPU_MAX_BATCH if self.half else 1)
+            1, max_batch if max_batch is not None else (GPU_MAX_BATCH if self.on_gpu else 1)
         )
         self._set_determinism()
 
@@ -354,7 +372,7 @@ class DiffusersSolver:
         return max(8, min(side - side % 8, 1024))
 
     def _free_device_memory(self) -> None:
-        if self.device.startswith("cuda"):
+        if self.on_gpu:
             self._torch.cuda.empty_cache()
 
     # -- the Solver protocol --------------------------------------------------------------
@@ -455,7 +473,7 @@ class DiffusersSolver:
             try:
                 with torch.inference_mode():
                     images = list(self.pipeline(**kwargs).images)
-                if self.half:
+                if self.on_gpu:
                     torch.cuda.synchronize(self.device)
             except torch.cuda.OutOfMemoryError:
                 pass  # handled below, once the traceback (and the tensors it holds) is gone

@@ -2,10 +2,16 @@
 images for the same spec.
 
 Bytes are identical only when all of these match: the device model (CPU model and thread count,
-or GPU name and compute capability), the CUDA runtime/driver/cuDNN versions, the torch,
-diffusers and transformers versions, the dtype, the model (configs and weight files), and the
-engine's own settings (its version, which fixes the PNG encoding, and the zlib that Pillow uses).
-Every value is a string (`chain.taskproto.device_hash` hashes its canonical JSON).
+or GPU name and compute capability), torch's CPU kernel capability (`default`, `avx2`,
+`avx512`, ...: it picks the vectorised CPU kernels, and even the initial noise that
+`torch.randn` draws on the CPU generator differs in its last bits between `default` and `avx2`,
+so it matters for GPU runs too) and the environment variables that cap oneDNN's and MKL's
+instruction sets, the CUDA runtime/driver/cuDNN versions, the torch, diffusers,
+transformers and numpy versions (the scheduler computes its sigmas with numpy), the dtype, the
+model (configs and weight files), and the engine's own settings (its version, which fixes the PNG
+encoding, and the zlib that Pillow uses). Every value is a string (`chain.taskproto.device_hash`
+hashes its canonical JSON). Miners whose fingerprints differ are never compared by exact hash:
+the chain compares their image sketches instead (`chain/sketch.py`).
 
 Nothing here imports torch or diffusers unless the caller already has (versions come from
 package metadata), so it is cheap.
@@ -22,9 +28,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-ENGINE_VERSION = "diffusers/1"
+ENGINE_VERSION = "diffusers/2"  # 2: dtype choice, capability-independent tiny weights
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx", ".gguf", ".msgpack")
 CONTENT_HASH_LIMIT = 1 << 20  # config-sized files are hashed by content, larger ones by size
+# environment variables that cap or change the instruction sets of torch's CPU libraries (oneDNN
+# convolutions, MKL matrix products), so the kernels and the low bits of their results
+KERNEL_ENV = (
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "ONEDNN_DEFAULT_FPMATH_MODE",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_CBWR",
+)
 
 
 def package_version(name: str) -> str:
@@ -98,11 +113,28 @@ def pillow_png_version() -> str:
     return f"pillow {package_version('pillow')} zlib {zlib_version}"
 
 
+def cpu_capability() -> str:
+    """torch's CPU kernel capability ("DEFAULT", "AVX2", "AVX512", ...; set by the hardware or
+    forced by $ATEN_CPU_CAPABILITY), or "unknown" when torch is not imported."""
+    torch: Any = sys.modules.get("torch")
+    if torch is None:
+        return "unknown"
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):  # pragma: no cover - torch < 2.1
+        return "unknown"
+
+
 def device_fingerprint(device: str, dtype: str) -> dict[str, str]:
     """The device part: `device` is "cpu" or "cuda[:N]"; uses torch (already imported) for
-    CUDA details and the CPU thread count."""
+    CUDA details, the CPU capability and the CPU thread count."""
     torch: Any = sys.modules.get("torch")
-    out: dict[str, str] = {"dtype": dtype}
+    kernel_env = ";".join(f"{k}={os.environ[k]}" for k in KERNEL_ENV if k in os.environ)
+    out: dict[str, str] = {
+        "dtype": dtype,
+        "cpu_capability": cpu_capability(),
+        "kernel_env": kernel_env or "none",
+    }
     if device.startswith("cuda"):
         if torch is None:
             raise RuntimeError("torch must be imported before fingerprinting a CUDA device")
@@ -130,6 +162,7 @@ def engine_fingerprint(
         "torch": package_version("torch"),
         "diffusers": package_version("diffusers"),
         "transformers": package_version("transformers"),
+        "numpy": package_version("numpy"),
         "png": pillow_png_version(),
         "model": model_id,
         "model_hash": model_hash(model_folder),

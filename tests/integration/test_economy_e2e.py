@@ -36,7 +36,7 @@ VOTE = 30_000 * CAI
 EMISSION = 1_000 * CAI
 MINER_POOL = EMISSION * 80 // 100
 PERBILL = 10**9
-SLASH = 100_000_000  # InvalidResultSlash, 10%
+SLASH = 500_000_000  # InvalidResultSlash, 50%
 FINDER_FEE = 100_000_000  # 10% of what is slashed
 ERA_BLOCKS = 10
 BONDING_DURATION = 2
@@ -513,7 +513,7 @@ def test_slash_applies_after_the_deferral_window(chain: Chain, story: Story) -> 
     own = MIN_MINER_STAKE * SLASH // PERBILL
     from_votes = VOTE * SLASH // PERBILL
     fee = (own + from_votes) * FINDER_FEE // PERBILL
-    assert (own, from_votes, fee) == (2_000 * CAI, 3_000 * CAI, 500 * CAI)
+    assert (own, from_votes, fee) == (10_000 * CAI, 15_000 * CAI, 2_500 * CAI)
     assert slashed.attributes == {
         "offender": miner.ss58_address,
         "own": own,

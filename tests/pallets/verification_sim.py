@@ -26,6 +26,7 @@ similarity margins are measured by the calibration, not here.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 
 from chain.frame.common import PERBILL_ONE
 from chain.hashing import blake2_256
+from chain.sketch import sketch_header
 from chain.storage.overlay import Overlay
 from chain.taskproto import result_commitment
 from genesis.builder import load_spec
@@ -88,15 +90,25 @@ def account(kind: str, index: int) -> bytes:
 # ---- results -------------------------------------------------------------------------------------
 
 
+def synthetic_sketch(seed: bytes) -> bytes:
+    """A well-formed sketch (chain/sketch.py) of an 8x8 image whose pixels come from `seed`:
+    equal seeds give distance 0, different ones a distance far above any threshold."""
+    return sketch_header(8, 8) + hashlib.shake_256(seed).digest(8 * 8 * 3)
+
+
 def honest_result(task_id: bytes, device: bytes) -> Reveal:
     """What any honest run of the task gives on this device class."""
-    return Reveal(blake2_256(b"png" + task_id + device), device, blake2_256(b"sketch" + task_id))
+    return Reveal(
+        blake2_256(b"png" + task_id + device), device, synthetic_sketch(b"sketch" + task_id)
+    )
 
 
 def invented_result(task_id: bytes, device: bytes, tag: bytes) -> Reveal:
     """A result nobody computed (a fake, a guess): its own hash and sketch."""
     return Reveal(
-        blake2_256(b"fake-png" + task_id + tag), device, blake2_256(b"fake-sketch" + task_id + tag)
+        blake2_256(b"fake-png" + task_id + tag),
+        device,
+        synthetic_sketch(b"fake-sketch" + task_id + tag),
     )
 
 
