@@ -98,12 +98,18 @@ class ChainAccess(Protocol):
 
     async def send(self, call: Call) -> SubmitOutcome: ...
 
+    async def submit(self, call: Call) -> SubmitOutcome: ...
+
 
 def _checks_opened(conn: Connection, first: int, last: int) -> list[CheckOpened]:
     out: list[CheckOpened] = []
     for number in range(first, last + 1):
         out.extend(conn.checks_opened(conn.block_hash(number)))
     return out
+
+
+def _sign_and_submit(conn: Connection, keypair: Keypair, call: Call) -> None:
+    conn.submit(conn.sign(keypair, call))
 
 
 def _balance_and_deposit(conn: Connection, who: bytes) -> tuple[int, int]:
@@ -192,6 +198,15 @@ class MinerChain:
         return await self.send(
             calls.submit_results(ResultCommit(i.task_id, i.commitment) for i in items)
         )
+
+    async def submit(self, call: Call) -> SubmitOutcome:
+        """Sign `call` with the operator key (the node's next nonce, pool included) and submit
+        it without waiting: `ok` means the pool took it. Several can go out in one block."""
+        try:
+            await self._gateway.run_within(self.timeout_s, _sign_and_submit, self.keypair, call)
+        except SubmitRefused as exc:
+            return SubmitOutcome(False, str(exc), None)
+        return SubmitOutcome(True, "", None)
 
     async def send(self, call: Call) -> SubmitOutcome:
         """Sign `call` with the operator key, submit it and wait until a block includes it."""

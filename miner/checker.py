@@ -33,6 +33,7 @@ from miner.records import CHECKER, MINER, Opening, Record, RecordStore
 log = logging.getLogger(__name__)
 
 MAX_CATCH_UP_BLOCKS = 64  # blocks of CheckOpened events read at most per cycle
+RESEND_BLOCKS = 4  # a submitted call not seen on chain this many blocks later goes again
 
 
 @dataclasses.dataclass
@@ -66,8 +67,14 @@ class CheckWatcher:
         self._solve = solve
         self._events_from: int | None = None  # next block whose events to read
         self.stats = CheckStats()
+        # calls submitted without waiting, by (task, what): the block they went out in; sent
+        # again only when the chain still does not show them RESEND_BLOCKS later
+        self._inflight: dict[tuple[bytes, str], int] = {}
+        self._best = 0
 
     async def cycle(self, best: int) -> None:
+        self._best = best
+        self._inflight = {k: b for k, b in self._inflight.items() if best - b < RESEND_BLOCKS}
         await self._discover(best)
         records = self.records.all()
         if not records:
@@ -139,10 +146,12 @@ class CheckWatcher:
                 log.error("check: our opening of %s does not match the chain", rec.task_hex)
                 return
             await self._reveal(rec, check.round, "miner")
-        elif check.phase == "Appealable" and not rec.appealed:
+        elif check.phase == "Appealable":  # until the chain shows the appeal (a new round)
             if not self.appeal_guilty:
                 return
-            outcome = await self._send(calls.appeal(rec.task_id), f"appeal of {rec.task_hex}")
+            outcome = await self._send(
+                calls.appeal(rec.task_id), f"appeal of {rec.task_hex}", (rec.task_id, "appeal")
+            )
             if outcome:
                 rec.appealed = True
                 self.records.put(rec)
@@ -189,7 +198,9 @@ class CheckWatcher:
                 self.records.put(rec)  # durable before the commitment goes out
             assert rec.commitment is not None
             ok = await self._send(
-                calls.commit_check(rec.task_id, rec.commitment), f"check commit of {rec.task_hex}"
+                calls.commit_check(rec.task_id, rec.commitment),
+                f"check commit of {rec.task_hex}",
+                (rec.task_id, f"commit {check.round}"),
             )
             if ok:
                 self.stats.check_commits += 1
@@ -223,12 +234,11 @@ class CheckWatcher:
     # ---- submissions ------------------------------------------------------------------------
 
     async def _reveal(self, rec: Record, round_: int, role: str) -> None:
-        if rec.revealed_round == round_:
-            return
+        # called while the chain shows no reveal of ours: a lost submission goes again
         o = rec.opening
         assert o is not None
         call = calls.reveal_result(rec.task_id, o.result_hash, o.device_hash, o.sketch, o.salt)
-        if await self._send(call, f"reveal of {rec.task_hex}"):
+        if await self._send(call, f"reveal of {rec.task_hex}", (rec.task_id, f"reveal {round_}")):
             rec.revealed_round = round_
             self.records.put(rec)
             self.stats.reveals += 1
@@ -236,8 +246,15 @@ class CheckWatcher:
                 "check: revealed our result for %s as its %s (round %d)", rec.task_hex, role, round_
             )
 
-    async def _send(self, call: calls.Call, what: str) -> bool:
-        outcome = await self._chain.send(call)
+    async def _send(self, call: calls.Call, what: str, key: tuple[bytes, str]) -> bool:
+        """Submit without waiting for inclusion (a checker may owe many calls in one block;
+        waiting for each would take a block apiece and miss the windows). The next cycles read
+        the effect from chain state; a call still not there RESEND_BLOCKS later goes again."""
+        if key in self._inflight:
+            return False
+        outcome = await self._chain.submit(call)
         if not outcome.ok:
             log.warning("check: %s failed (%s); trying again next block", what, outcome.error)
-        return outcome.ok
+            return False
+        self._inflight[key] = self._best
+        return True

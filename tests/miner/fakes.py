@@ -435,6 +435,9 @@ class FakeChain:
             return SubmitOutcome(False, self.send_error, self.best + 1)
         return SubmitOutcome(True, "", self.best + 1)
 
+    async def submit(self, call: Call) -> SubmitOutcome:
+        return await self.send(call)
+
 
 # ---- solvers -------------------------------------------------------------------------------------
 
