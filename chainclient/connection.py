@@ -307,9 +307,10 @@ class Connection:
             if refused.code != ALREADY_IMPORTED:
                 raise refused from exc
 
-    def submit_and_wait(self, keypair: Keypair, call: Call) -> Inclusion:
-        """Sign with the node's next nonce, submit, and wait until a block includes it."""
-        xt = self.si.create_signed_extrinsic(call=self.compose(call), keypair=keypair)
+    def submit_and_wait(self, keypair: Keypair, call: Call, nonce: int | None = None) -> Inclusion:
+        """Sign (with `nonce`, or the node's next one), submit, and wait until a block includes
+        it."""
+        xt = self.si.create_signed_extrinsic(call=self.compose(call), keypair=keypair, nonce=nonce)
         try:
             receipt = self.si.submit_extrinsic(xt, wait_for_inclusion=True)
         except SubstrateRequestException as exc:

@@ -108,8 +108,8 @@ def _checks_opened(conn: Connection, first: int, last: int) -> list[CheckOpened]
     return out
 
 
-def _sign_and_submit(conn: Connection, keypair: Keypair, call: Call) -> None:
-    conn.submit(conn.sign(keypair, call))
+def _sign_and_submit(conn: Connection, keypair: Keypair, call: Call, nonce: int) -> None:
+    conn.submit(conn.sign(keypair, call, nonce))
 
 
 def _balance_and_deposit(conn: Connection, who: bytes) -> tuple[int, int]:
@@ -129,6 +129,10 @@ class MinerChain:
     submit_timeout_s: float = 60.0
     _operator: bytes = dataclasses.field(init=False)
     _gateway: Gateway = dataclasses.field(init=False)
+    # One nonce sequence for everything this operator signs (results, check calls): two
+    # submitters reading the node's next index at once would sign the same nonce.
+    _nonce: int | None = dataclasses.field(init=False, default=None)
+    _nonce_lock: asyncio.Lock | None = dataclasses.field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._operator = bytes(self.keypair.public_key)
@@ -199,23 +203,51 @@ class MinerChain:
             calls.submit_results(ResultCommit(i.task_id, i.commitment) for i in items)
         )
 
+    async def _take_nonce(self) -> int:
+        """The next nonce of the operator's sequence (read from the node, pool included, after a
+        refusal or at start)."""
+        if self._nonce is None:
+            self._nonce = await self._gateway.run(Connection.next_index, self._operator)
+        nonce = self._nonce
+        self._nonce += 1
+        return nonce
+
+    def _lock(self) -> asyncio.Lock:
+        if self._nonce_lock is None:
+            self._nonce_lock = asyncio.Lock()
+        return self._nonce_lock
+
     async def submit(self, call: Call) -> SubmitOutcome:
-        """Sign `call` with the operator key (the node's next nonce, pool included) and submit
-        it without waiting: `ok` means the pool took it. Several can go out in one block."""
-        try:
-            await self._gateway.run_within(self.timeout_s, _sign_and_submit, self.keypair, call)
-        except SubmitRefused as exc:
-            return SubmitOutcome(False, str(exc), None)
+        """Sign `call` with the operator key and submit it without waiting: `ok` means the pool
+        took it. Several can go out in one block."""
+        async with self._lock():
+            try:
+                nonce = await self._take_nonce()
+                await self._gateway.run_within(
+                    self.timeout_s, _sign_and_submit, self.keypair, call, nonce
+                )
+            except SubmitRefused as exc:
+                self._nonce = None  # re-read: the node knows which nonces it holds
+                return SubmitOutcome(False, str(exc), None)
+            except BaseException:
+                self._nonce = None
+                raise
         return SubmitOutcome(True, "", None)
 
     async def send(self, call: Call) -> SubmitOutcome:
         """Sign `call` with the operator key, submit it and wait until a block includes it."""
+        async with self._lock():
+            nonce = await self._take_nonce()
         try:
             included = await self._gateway.run_within(
-                self.submit_timeout_s, Connection.submit_and_wait, self.keypair, call
+                self.submit_timeout_s, Connection.submit_and_wait, self.keypair, call, nonce
             )
         except SubmitRefused as exc:
+            self._nonce = None
             return SubmitOutcome(False, str(exc), None)
+        except BaseException:
+            self._nonce = None
+            raise
         return SubmitOutcome(included.is_success, included.error or "", included.block)
 
 
