@@ -41,11 +41,15 @@ MINER_BOND = 25_000 * CAI
 COORDINATOR_BOND = 2_000_000 * CAI
 
 
-def dev_spec_with(path: Path, verification: dict[str, Any]) -> Path:
-    """The dev chain spec with some `verification` parameters changed, written to `path`."""
+def dev_spec_with(
+    path: Path, verification: dict[str, Any], slashing: dict[str, Any] | None = None
+) -> Path:
+    """The dev chain spec with some `verification` (and `slashing`) parameters changed,
+    written to `path`."""
     spec = json.loads((ROOT / "genesis" / "dev.json").read_text())
     params = spec["genesis"]["runtimeGenesis"]["parameters"]
     params["verification"] = {**params["verification"], **verification}
+    params["slashing"] = {**params["slashing"], **(slashing or {})}
     path.write_text(json.dumps(spec))
     return path
 
@@ -180,13 +184,20 @@ class MinerProc:
 class Net:
     """One scenario's chain, coordinator and miners."""
 
-    def __init__(self, tmp: Path, *, verification: dict[str, Any] | None = None) -> None:
-        """`verification`: chain spec parameters to override (e.g. {"checkRate": 10**9}); the
-        node then runs the dev spec with them (`--dev --chain FILE`)."""
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        verification: dict[str, Any] | None = None,
+        slashing: dict[str, Any] | None = None,
+    ) -> None:
+        """`verification`, `slashing`: chain spec parameters to override (e.g. {"checkRate":
+        10**9}); the node then runs the dev spec with them (`--dev --chain FILE`)."""
         self.tmp = tmp
         extra: list[str] = []
-        if verification:
-            extra = ["--chain", str(dev_spec_with(tmp / "dev-spec.json", verification))]
+        if verification or slashing:
+            spec = dev_spec_with(tmp / "dev-spec.json", verification or {}, slashing)
+            extra = ["--chain", str(spec)]
         self.node: NodeProcess = start_node(tmp / "node.log", prometheus=False, extra=extra)
         self.node.wait_for_block(1)
         self.kit = ChainKit(self.node.ws_url)

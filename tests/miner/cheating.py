@@ -172,3 +172,43 @@ class LyingCheckerSolver(_RoleAwareSolver):
 
     def check(self, spec: dict[str, Any]) -> bytes:
         return altered(super().check(spec))
+
+
+class CheapFakeDiffusersSolver:
+    """The diffusers engine, faking every image the cheap way named by CUCKOO_TEST_FAKE:
+    `halfsteps` (half the denoising steps), `otherseed` (another seed: any cached image) or
+    `upscale` (a half-size image upscaled to the asked size, bicubic). Settings and fingerprint
+    as `CheatingDiffusersSolver`. Cheats only with CUCKOO_TEST_CHEAT=1."""
+
+    def __init__(self) -> None:
+        from miner.engine.diffusers_solver import DiffusersSolver
+
+        self._engine = DiffusersSolver()
+        self.kind = os.environ.get("CUCKOO_TEST_FAKE", "halfsteps")
+        if self.kind not in ("halfsteps", "otherseed", "upscale"):
+            raise ValueError(f"unknown CUCKOO_TEST_FAKE {self.kind!r}")
+
+    def fingerprint(self) -> dict[str, str]:
+        return self._engine.fingerprint()
+
+    def solve(self, spec: dict[str, Any]) -> bytes:
+        if os.environ.get("CUCKOO_TEST_CHEAT") != "1":
+            return self._engine.solve(spec)
+        if self.kind == "halfsteps":
+            return self._engine.solve(dict(spec, steps=max(1, spec["steps"] // 2)))
+        if self.kind == "otherseed":
+            return self._engine.solve(dict(spec, seed=(spec["seed"] + 1) % 2**63))
+        import io
+
+        from PIL import Image
+
+        small = self._engine.solve(
+            dict(spec, width=max(8, spec["width"] // 2), height=max(8, spec["height"] // 2))
+        )
+        with Image.open(io.BytesIO(small)) as im:
+            big = im.convert("RGB").resize(
+                (spec["width"], spec["height"]), Image.Resampling.BICUBIC
+            )
+            out = io.BytesIO()
+            big.save(out, format="PNG")
+        return out.getvalue()
