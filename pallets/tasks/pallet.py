@@ -614,7 +614,7 @@ def _close_round(ctx: Ctx, task_id: bytes, task: Task, check: Check) -> None:
         Deadlines.remove(ctx.state, check.phase_ends, task_id)
         _open_round(ctx, task_id, task, check, check.round, disputed_by=None)
     elif check.round == 0:
-        if agree >= 1 and disagree == 0 and absent == 0:
+        if agree >= 1 and disagree == 0 and absent == 0 and check.disputed_by is None:
             _final_verdict(ctx, task_id, task, check, CheckOutcome.VERIFIED)
         else:
             Deadlines.remove(ctx.state, check.phase_ends, task_id)
@@ -800,14 +800,21 @@ def settle_tasks(ctx: Ctx, task_ids: TaskIds) -> None:
 
 @call(SPEC, 3, weight=CHECK_WEIGHT)
 def dispute_task(ctx: Ctx, task_id: Hash256) -> None:
-    """Contest a submitted result (signed by the committing coordinator's operator, before the
-    task settles): checkers re-run it from round 1. If their majority upholds the miner, the
-    coordinator is slashed (FalseDispute).
+    """Contest a result (signed by the committing coordinator's operator): a submitted one
+    before it settles (checkers re-run it from round 1), or one in round 0 of its check (the
+    check then goes on to round 1 whatever round 0 finds). If the checkers' majority upholds the
+    miner, the coordinator is slashed (FalseDispute).
     Errors: NotCoordinator, UnknownTask, NotYourTask, NotSubmitted, DeadlinePassed.
     Emits: CheckOpened (or TaskSettled when no checker can be drawn)."""
     coordinator = _operator_of(ctx, Role.COORDINATOR)
     task = _task(ctx, task_id)
     ensure(task.coordinator == coordinator, Error.NOT_YOUR_TASK)
+    check = Checks.get(ctx.state, task_id)
+    if task.status == TaskStatus.CHECKING and check is not None:
+        # drawn before the dispute landed: the dispute rides on the check
+        ensure(check.round == 0 and check.disputed_by is None, Error.NOT_SUBMITTED)
+        Checks.put(ctx.state, task_id, dataclasses.replace(check, disputed_by=coordinator))
+        return
     ensure(task.status == TaskStatus.SUBMITTED, Error.NOT_SUBMITTED)
     ensure(ctx.block_number <= task.deadline, Error.DEADLINE_PASSED)
     Deadlines.remove(ctx.state, _waiting_block(task, None), task_id)

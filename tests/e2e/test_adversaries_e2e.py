@@ -589,8 +589,11 @@ def test_hostile_coordinator_pays_for_a_false_dispute_and_a_withheld_spec(
         f"{cai(trail.slashed(charlie(net)))} of {cai(coordinator_stake)}; miners slashed "
         f"{ {n: trail.slashed(addr(net, n)) for n in names} }"
     )
-    assert [(r["round"], len(r["checkers"])) for r in rounds[disputed]] == [(1, 3)]
-    assert closed == [(1, 3, 0, 0)], closed
+    # the dispute landed before the result's draw (round 1 at once, three checkers) or after
+    # it (round 0 runs, then round 1 with the two miners left): upheld either way
+    opened = [(r["round"], len(r["checkers"])) for r in rounds[disputed]]
+    assert opened in ([(1, 3)], [(0, 1), (1, 2)]), opened
+    assert closed in ([(1, 3, 0, 0)], [(0, 1, 0, 0), (1, 2, 0, 0)]), closed
     assert disputed in owner_accepted
     assert stats["accepted"] == len(owner_accepted), (stats, owner_accepted)
     assert [r["round"] for r in rounds[withheld]] == [0]

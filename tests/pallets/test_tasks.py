@@ -902,7 +902,7 @@ def test_check_call_errors(checked: MockRuntime) -> None:
     checked.assert_noop(
         M_OP[other], "Tasks", "reveal_result", Error.NOT_DRAWN_CHECKER, task_id=t, salt=GOOD, **args
     )
-    checked.assert_noop(OP1, "Tasks", "dispute_task", Error.NOT_SUBMITTED, task_id=t)
+    checked.assert_noop(OP2, "Tasks", "dispute_task", Error.NOT_YOUR_TASK, task_id=t)
     checked.dispatch(OP3, "Tasks", "reveal_result", task_id=t, salt=salt_of(CHARLIE), **args)
     checked.assert_noop(
         OP3,
@@ -944,3 +944,19 @@ def test_check_fault_costs_stake_but_leaves_the_registration(checked: MockRuntim
     assert reg_of(checked, lazy).status == "Inactive"
     checked.dispatch(lazy, "Staking", "bond_extra", max_additional=2_000 * CAI)
     assert reg_of(checked, lazy).status == "Active"
+
+
+def test_dispute_of_a_result_already_in_round_0_goes_to_round_1(checked: MockRuntime) -> None:
+    """The draw came first: the dispute rides on the check, which goes on to round 1 even though
+    round 0 agrees; upheld there, the coordinator pays as for any failed dispute."""
+    start(checked)
+    assert check_of(checked).round == 0
+    checked.dispatch(OP1, "Tasks", "dispute_task", task_id=tid("t"))
+    assert check_of(checked).disputed_by == ALICE
+    checked.assert_noop(OP1, "Tasks", "dispute_task", Error.NOT_SUBMITTED, task_id=tid("t"))
+    play_round(checked, {w: HONEST for w in drawn(checked)})  # round 0 agrees
+    assert check_of(checked).round == 1
+    play_round(checked, {w: HONEST for w in drawn(checked)})
+    t = task(checked, "t")
+    assert (t.status, t.outcome) == ("Accepted", "Upheld")
+    assert offences(checked) == [(ALICE, "FalseDispute")]
