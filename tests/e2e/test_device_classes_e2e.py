@@ -38,6 +38,7 @@ CLASSES: dict[str, dict[str, str]] = {  # miner -> its environment (device class
     "Ferdie": {"ATEN_CPU_CAPABILITY": "avx512", "CUCKOO_MINER_DTYPE": "bfloat16"},
 }
 TERMINAL = ("unchecked", "verified", "upheld", "guilty")
+WINDOWS = {"specWindow": 40, "commitWindow": 40, "revealWindow": 40, "appealWindow": 40}
 
 
 def h(hex_id: str) -> bytes:
@@ -51,7 +52,9 @@ def test_honest_miners_on_mixed_device_classes_are_never_slashed(
     net_factory: Callable[..., Net],
 ) -> None:
     pytest.importorskip("diffusers", reason="the miner engine needs `pip install -e .[miner]`")
-    net = net_factory(verification={"checkRate": PERBILL // 4})
+    # the test chain's blocks are 500 ms (half the dev chain's): windows of 20 s, not 5-10 s,
+    # so that a miner busy with its own tasks on a loaded 2-core machine still reveals in time
+    net = net_factory(verification={"checkRate": PERBILL // 4, **WINDOWS})
     names = list(CLASSES)
     net.register(names)
     kit = net.kit

@@ -40,6 +40,8 @@ CHECKERS: dict[str, dict[str, str]] = {  # honest checkers: float32 on three ker
 CHEATERS = {"Ferdie": "halfsteps", "Heidi": "otherseed", "Ivan": "upscale"}
 CHECKER_BOND = 500_000 * CAI
 TERMINAL = ("unchecked", "verified", "upheld", "guilty")
+# 500 ms blocks on the test chain: windows of 20 s, so loaded miners reveal in time
+WINDOWS = {"specWindow": 40, "commitWindow": 40, "revealWindow": 40, "appealWindow": 40}
 
 
 def h(hex_id: str) -> bytes:
@@ -53,7 +55,9 @@ def test_cheap_fakes_are_detected_across_device_classes(
     net_factory: Callable[..., Net],
 ) -> None:
     pytest.importorskip("diffusers", reason="the miner engine needs `pip install -e .[miner]`")
-    net = net_factory(verification={"checkRate": PERBILL}, slashing={"slashDeferDuration": 1000})
+    net = net_factory(
+        verification={"checkRate": PERBILL, **WINDOWS}, slashing={"slashDeferDuration": 1000}
+    )
     kit = net.kit
     fund(net, {n: MINER_BOND + 1_000 * CAI for n in ("Heidi", "Ivan")})
     net.register([*CHECKERS, *CHEATERS], bonds={n: CHECKER_BOND for n in CHECKERS})
