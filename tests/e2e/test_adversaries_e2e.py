@@ -480,7 +480,7 @@ def hold_coordinator_on_a_result(net: Net, seed: int) -> str | None:
         return None if task is None or task["status"] == "Committed" else str(task["status"])
 
     status = poll_until("the result on chain", on_chain, 30, on_fail=net.logs)
-    if status == "Submitted":
+    if status in ("Submitted", "Checking"):  # Checking: drawn a block after the result
         return task_id
     coordinator.signal(signal.SIGCONT)
     return None
