@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 from typing import Annotated, TypeAlias
 
 from chain.frame.prelude import *
@@ -942,52 +943,59 @@ def on_initialize(ctx: Ctx) -> None:
     _run_deadlines(ctx)
 
 
-def _run_draws(ctx: Ctx) -> None:
-    now = ctx.block_number
-    budget = MAX_DRAWS_PER_BLOCK
-    block = NextDraw.get(ctx.state)
+def _drain(
+    ctx: Ctx,
+    index: StorageDoubleMap[int, bytes, bool],
+    cursor: StorageValue[int],
+    last: int,
+    budget: int,
+    handle: Callable[[int, bytes], None],
+) -> None:
+    """Walk `index` (task ids by block) from `cursor` up to block `last`, oldest first, calling
+    `handle(block, task_id)` at most `budget` times and scanning at most MAX_SCANNED_BLOCKS
+    blocks; `handle` removes the entry. The cursor carries the rest over to the next block."""
+    block = cursor.get(ctx.state)
     scanned = 0
-    while block <= now and budget > 0 and scanned < MAX_SCANNED_BLOCKS:
-        due = [task_id for task_id, _ in PendingDraws.iter_prefix(ctx.state, block)][:budget]
+    while block <= last and budget > 0 and scanned < MAX_SCANNED_BLOCKS:
+        due = [task_id for task_id, _ in index.iter_prefix(ctx.state, block)][:budget]
         for task_id in due:
-            task = Tasks.get(ctx.state, task_id)
-            if task is None or task.status != TaskStatus.SUBMITTED or task.draw_at != block:
-                PendingDraws.remove(ctx.state, block, task_id)  # cannot happen (try_state)
-            else:
-                _draw(ctx, task_id, task)
+            handle(block, task_id)
             budget -= 1
-        if next(PendingDraws.iter_prefix(ctx.state, block), None) is not None:
-            break  # budget spent inside this block's draws: resume here next block
+        if next(index.iter_prefix(ctx.state, block), None) is not None:
+            break  # budget spent inside this block's entries: resume here next block
         block += 1
         scanned += 1
-    NextDraw.put(ctx.state, block)
+    cursor.put(ctx.state, block)
+
+
+def _run_draws(ctx: Ctx) -> None:
+    def draw(block: int, task_id: bytes) -> None:
+        task = Tasks.get(ctx.state, task_id)
+        if task is None or task.status != TaskStatus.SUBMITTED or task.draw_at != block:
+            PendingDraws.remove(ctx.state, block, task_id)  # cannot happen (try_state)
+        else:
+            _draw(ctx, task_id, task)
+
+    now = ctx.block_number
+    _drain(ctx, PendingDraws, NextDraw, now, MAX_DRAWS_PER_BLOCK, draw)
 
 
 def _run_deadlines(ctx: Ctx) -> None:
+    def expire(block: int, task_id: bytes) -> None:
+        task = Tasks.get(ctx.state, task_id)
+        if task is None or not task.status.is_open:
+            Deadlines.remove(ctx.state, block, task_id)
+        elif task.status == TaskStatus.SUBMITTED and task.draw_at is not None:
+            _draw(ctx, task_id, task)  # its draw was carried over: draw it now
+        elif task.status == TaskStatus.SUBMITTED:
+            _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
+        elif task.status == TaskStatus.COMMITTED:
+            _finalize(ctx, task_id, task, TaskStatus.MISSED, CheckOutcome.UNCHECKED)
+        else:
+            _advance(ctx, task_id, task)
+
     now = ctx.block_number
-    budget = MAX_EXPIRIES_PER_BLOCK
-    block = NextDeadline.get(ctx.state)
-    scanned = 0
-    while block < now and budget > 0 and scanned < MAX_SCANNED_BLOCKS:
-        due = [task_id for task_id, _ in Deadlines.iter_prefix(ctx.state, block)][:budget]
-        for task_id in due:
-            task = Tasks.get(ctx.state, task_id)
-            if task is None or not task.status.is_open:
-                Deadlines.remove(ctx.state, block, task_id)
-            elif task.status == TaskStatus.SUBMITTED and task.draw_at is not None:
-                _draw(ctx, task_id, task)  # its draw was carried over: draw it now
-            elif task.status == TaskStatus.SUBMITTED:
-                _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
-            elif task.status == TaskStatus.COMMITTED:
-                _finalize(ctx, task_id, task, TaskStatus.MISSED, CheckOutcome.UNCHECKED)
-            else:
-                _advance(ctx, task_id, task)
-            budget -= 1
-        if next(Deadlines.iter_prefix(ctx.state, block), None) is not None:
-            break  # budget spent inside this block's deadlines: resume here next block
-        block += 1
-        scanned += 1
-    NextDeadline.put(ctx.state, block)
+    _drain(ctx, Deadlines, NextDeadline, now - 1, MAX_EXPIRIES_PER_BLOCK, expire)
 
 
 @hook(SPEC, "try_state")

@@ -19,29 +19,17 @@ import pytest
 from chain.sketch import sketch_distance
 from tests.e2e.conftest import MINER_BOND, Net, http, poll_until
 from tests.e2e.test_adversaries_e2e import fund
+from tests.e2e.test_device_classes_e2e import CLASSES, WINDOWS
 from tests.integration.conftest import free_ports
 from tests.miner.chainkit import CAI
 
 PERBILL = 1_000_000_000
 PER_KIND = 30
-CHECKERS: dict[str, dict[str, str]] = {  # honest checkers: float32 on three kernel sets
-    "Dave": {"ATEN_CPU_CAPABILITY": "avx512"},
-    "Eve": {
-        "ATEN_CPU_CAPABILITY": "avx2",
-        "ONEDNN_MAX_CPU_ISA": "AVX2",
-        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    },
-    "Bob": {
-        "ATEN_CPU_CAPABILITY": "default",
-        "ONEDNN_MAX_CPU_ISA": "SSE41",
-        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-    },
-}
+# honest checkers: float32 on three kernel sets (the mixed-class test's first three classes)
+CHECKERS = {name: CLASSES[name] for name in ("Dave", "Eve", "Bob")}
 CHEATERS = {"Ferdie": "halfsteps", "Heidi": "otherseed", "Ivan": "upscale"}
 CHECKER_BOND = 500_000 * CAI
 TERMINAL = ("unchecked", "verified", "upheld", "guilty")
-# 500 ms blocks on the test chain: windows of 20 s, so loaded miners reveal in time
-WINDOWS = {"specWindow": 40, "commitWindow": 40, "revealWindow": 40, "appealWindow": 40}
 
 
 def h(hex_id: str) -> bytes:
