@@ -175,18 +175,19 @@ def test_cheater_with_accomplice_checkers_escapes_only_by_their_majorities() -> 
 def test_cheater_expected_loss_is_over_ten_times_its_gain() -> None:
     """Ten cheaters at the minimum stake (20,000 CAI) among ten honest miners, one task per
     miner per block, fake every task for ten eras (and two more while the slashes apply). Gain
-    per fake: at most the reward of one work unit in its era (80% of 1,000 CAI over the era's
-    miner work units). Loss: the slashes applied (50% of the stake per Guilty fake) and the
-    rewards forfeited (the rejected fake's, and every unit credited in an era whose payout
-    found the cheater suspended). Theory: p x (s x B + r) per fake."""
+    per fake: at most what an accepted task earns its miner (its price less the burn share,
+    plus the emission its burn backs: docs/economics.md). Loss: the slashes applied (50% of the
+    stake per Guilty fake) and the rewards forfeited (the rejected fake's, and all work credited
+    in an era whose payout found the cheater suspended). Theory: p x (s x B + r) per fake."""
     e = vs.economy(vs.run_seed("economy", 0), P, cheaters=10, eras=10)
     books = e.books
     caught = [b for b in books if b.fakes_rejected]
     units = sorted(e.era_work.values())
     print(
         f"\n{len(books)} cheaters, {e.fakes} fakes ({sum(b.fakes_rejected for b in books)} "
-        f"Guilty), {len(caught)} caught; miner work units per era {units[len(units) // 2]} "
-        f"(median), one unit's reward {cai(sorted(e.unit_reward.values())[len(units) // 2])}"
+        f"Guilty), {len(caught)} caught; miner work credited per era "
+        f"{cai(units[len(units) // 2])} burned (median), an accepted task earns "
+        f"{sorted(e.unit_reward.values())[len(units) // 2] / CAI:.3f} CAI"
         f"\ngain per fake (bound) {e.gain_per_fake / CAI:.2f} CAI; loss per fake "
         f"{e.loss_per_fake / CAI:.2f} CAI (slashed {cai(sum(b.slashed for b in books))}, "
         f"forfeited {cai(sum(b.forfeited for b in books))}; actually paid for fakes "
