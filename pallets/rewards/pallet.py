@@ -19,6 +19,7 @@ from typing import Annotated, TypeAlias
 
 from chain.codec import U64_MAX
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, RewardsConfig, RuntimeConfig
 from pallets.registry import pallet as registry
@@ -160,7 +161,7 @@ def credit(ctx: Ctx, who: bytes, role: Role, units: int, era: int | None = None)
     ctx.emit(WorkCredited(who, role, units, era))
 
 
-@call(SPEC, 0, weight=Weight(30_000_000, 3000))
+@call(SPEC, 0, weight=weights.rewards_credit_work())
 def credit_work(
     ctx: Ctx,
     who: T.AccountId,
