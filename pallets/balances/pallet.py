@@ -12,6 +12,7 @@ from typing import Annotated, TypeAlias
 
 from chain.codec import U128_MAX
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.config import BalancesConfig, Ctx, RuntimeConfig
 from pallets.system import pallet as system
 
@@ -405,10 +406,8 @@ def _lookup(dest: tuple[str, object]) -> AccountId:
 
 # ---- calls (FRAME's indices) --------------------------------------------------------------------
 
-TRANSFER_WEIGHT = Weight(60_000_000, 3593)
 
-
-@call(SPEC, 0, weight=TRANSFER_WEIGHT)
+@call(SPEC, 0, weight=weights.balances_transfer_allow_death())
 def transfer_allow_death(ctx: Ctx, dest: AccountIdLookupOf, value: T.CompactBalance) -> None:
     """Transfer some liquid free balance to another account; the sender may be reaped.
 
@@ -418,7 +417,7 @@ def transfer_allow_death(ctx: Ctx, dest: AccountIdLookupOf, value: T.CompactBala
     transfer(ctx, source, _lookup(dest), value, keep_alive=False)
 
 
-@call(SPEC, 2, weight=TRANSFER_WEIGHT)
+@call(SPEC, 2, weight=weights.balances_force_transfer())
 def force_transfer(
     ctx: Ctx, source: AccountIdLookupOf, dest: AccountIdLookupOf, value: T.CompactBalance
 ) -> None:
@@ -428,7 +427,7 @@ def force_transfer(
     transfer(ctx, _lookup(source), _lookup(dest), value, keep_alive=False)
 
 
-@call(SPEC, 3, weight=TRANSFER_WEIGHT)
+@call(SPEC, 3, weight=weights.balances_transfer_keep_alive())
 def transfer_keep_alive(ctx: Ctx, dest: AccountIdLookupOf, value: T.CompactBalance) -> None:
     """Same as `transfer_allow_death`, but fails if the sender would be reaped.
 
@@ -438,7 +437,7 @@ def transfer_keep_alive(ctx: Ctx, dest: AccountIdLookupOf, value: T.CompactBalan
     transfer(ctx, source, _lookup(dest), value, keep_alive=True)
 
 
-@call(SPEC, 4, weight=TRANSFER_WEIGHT)
+@call(SPEC, 4, weight=weights.balances_transfer_all())
 def transfer_all(
     ctx: Ctx, dest: AccountIdLookupOf, keep_alive: Annotated[bool, BOOL, "bool"]
 ) -> None:
@@ -450,7 +449,7 @@ def transfer_all(
     transfer(ctx, source, _lookup(dest), amount, keep_alive=keep_alive)
 
 
-@call(SPEC, 8, weight=Weight(40_000_000, 3593))
+@call(SPEC, 8, weight=weights.balances_force_set_balance())
 def force_set_balance(ctx: Ctx, who: AccountIdLookupOf, new_free: T.CompactBalance) -> None:
     """Set the free balance of an account (root only). Issuance follows."""
     ctx.ensure_root()

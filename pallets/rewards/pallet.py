@@ -21,6 +21,7 @@ import dataclasses
 
 from chain.codec import U128_MAX
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, RewardsConfig, RuntimeConfig
 from pallets.registry import pallet as registry
@@ -182,7 +183,7 @@ def credit(ctx: Ctx, who: bytes, role: Role, units: int, era: int | None = None)
     ctx.emit(WorkCredited(who, role, units, era))
 
 
-@call(SPEC, 0, weight=Weight(30_000_000, 3000))
+@call(SPEC, 0, weight=weights.rewards_credit_work())
 def credit_work(
     ctx: Ctx,
     who: T.AccountId,

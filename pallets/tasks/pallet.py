@@ -36,6 +36,7 @@ from chain.frame.prelude import *
 from chain.hashing import blake2_256
 from chain.sketch import DEFAULT_MAX_SKETCH_DISTANCE, SKETCH_MAX_BYTES, sketch_distance
 from chain.taskproto import result_commitment
+from pallets import weights
 from pallets.aura import pallet as aura
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, RuntimeConfig, VerificationConfig
@@ -829,11 +830,8 @@ def _checking(ctx: Ctx, task_id: bytes, phase: CheckPhase) -> tuple[Task, Check]
 
 # ---- calls ---------------------------------------------------------------------------------------
 
-COMMIT_WEIGHT = Weight(20_000_000 + 30_000_000 * 16, 10_000)
-CHECK_WEIGHT = Weight(50_000_000, 10_000)
 
-
-@call(SPEC, 0, weight=COMMIT_WEIGHT)
+@call(SPEC, 0, weight=lambda a: weights.tasks_commit_tasks(len(a["batch"])))
 def commit_tasks(ctx: Ctx, batch: CommitBatch) -> None:
     """Commit tasks (signed by an active coordinator's operator, the payer). All or nothing. Each
     task's price (at least MinTaskPrice) and TaskDeposit are reserved from the signer: the price
@@ -888,7 +886,7 @@ def commit_tasks(ctx: Ctx, batch: CommitBatch) -> None:
         ctx.emit(TaskCommitted(item.task_id, coordinator, item.miner, item.deadline, item.price))
 
 
-@call(SPEC, 1, weight=COMMIT_WEIGHT)
+@call(SPEC, 1, weight=lambda a: weights.tasks_submit_results(len(a["batch"])))
 def submit_results(ctx: Ctx, batch: ResultBatch) -> None:
     """Commit blind to results (signed by the assigned miner's operator, before each deadline):
     `commitment` is `chain.taskproto.result_commitment(...)`.
@@ -923,7 +921,7 @@ def submit_results(ctx: Ctx, batch: ResultBatch) -> None:
         ctx.emit(ResultSubmitted(item.task_id, miner, item.commitment))
 
 
-@call(SPEC, 2, weight=COMMIT_WEIGHT)
+@call(SPEC, 2, weight=lambda a: weights.tasks_settle_tasks(len(a["task_ids"])))
 def settle_tasks(ctx: Ctx, task_ids: TaskIds) -> None:
     """Accept submitted results early (signed by the committing coordinator's operator). A result
     is drawn for a check a round of authors after its block (`draw_delay`); one whose draw is
@@ -945,7 +943,7 @@ def settle_tasks(ctx: Ctx, task_ids: TaskIds) -> None:
             _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
 
 
-@call(SPEC, 3, weight=CHECK_WEIGHT)
+@call(SPEC, 3, weight=weights.tasks_dispute_task())
 def dispute_task(ctx: Ctx, task_id: Hash256) -> None:
     """Contest a result (signed by the committing coordinator's operator): a submitted one
     before it settles (checkers re-run it from round 1), or one in round 0 of its check (the
@@ -970,7 +968,7 @@ def dispute_task(ctx: Ctx, task_id: Hash256) -> None:
     _open_round(ctx, task_id, task, None, 1, disputed_by=coordinator)
 
 
-@call(SPEC, 4, weight=CHECK_WEIGHT)
+@call(SPEC, 4, weight=lambda a: weights.tasks_reveal_spec(len(a["spec"])))
 def reveal_spec(
     ctx: Ctx, task_id: Hash256, spec: Annotated[bytes, Bytes(MAX_SPEC_BYTES), "BoundedVec<u8>"]
 ) -> None:
@@ -990,7 +988,7 @@ def reveal_spec(
     _set_phase(ctx, task_id, check, CheckPhase.COMMITTING, ends)
 
 
-@call(SPEC, 5, weight=CHECK_WEIGHT)
+@call(SPEC, 5, weight=weights.tasks_commit_check())
 def commit_check(ctx: Ctx, task_id: Hash256, commitment: Hash256) -> None:
     """Commit blind to a re-run result (signed by the operator of a checker of the current
     round): `chain.taskproto.result_commitment` with the checker's own staker account.
@@ -1018,7 +1016,7 @@ def commit_check(ctx: Ctx, task_id: Hash256, commitment: Hash256) -> None:
         _set_phase(ctx, task_id, check, CheckPhase.REVEALING, ends)
 
 
-@call(SPEC, 6, weight=CHECK_WEIGHT)
+@call(SPEC, 6, weight=weights.tasks_reveal_result())
 def reveal_result(
     ctx: Ctx,
     task_id: Hash256,
@@ -1064,7 +1062,7 @@ def reveal_result(
         _close_round(ctx, task_id, task, check)
 
 
-@call(SPEC, 7, weight=CHECK_WEIGHT)
+@call(SPEC, 7, weight=weights.tasks_appeal())
 def appeal(ctx: Ctx, task_id: Hash256) -> None:
     """Appeal a round-1 Guilty verdict (signed by the task's miner's operator, in the
     Appealable phase): five new checkers re-run the task and their majority decides, finally.
