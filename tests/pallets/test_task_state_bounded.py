@@ -199,8 +199,9 @@ def checked() -> Iterator[MockRuntime]:
 
 
 def test_offence_ids_outlive_their_pruned_task(checked: MockRuntime) -> None:
-    """Known and left as it is: Slashing keeps every offence id ever reported (`Offences`, 36
-    bytes each, so that no offence is slashed twice), after its task left state."""
+    """Known and left as it is (docs/state.md): Slashing keeps every offence id ever reported
+    (`Offences`, 68 bytes each with the key, so that no offence is slashed twice), also after
+    its task left state."""
     start(checked)
     run_to_block(checked, check_of(checked).phase_ends + 1)  # the coordinator withheld the spec
     settled = task(checked, "t").settled_at
