@@ -2,11 +2,13 @@
 two miners as real processes on loopback, the pattern solver for every image.
 
 The honest pair: coordinator //Charlie (price 0.1 CAI a task) and miner //Dave, serving an app
-that sends HONEST_TASKS requests at a steady pace over at least six eras. The farmer, one
-owner: coordinator //Ferdie (priced at the chain's minimum, 0.01 CAI) and miner //Eve, which
-polls only //Ferdie; the owner floods its own coordinator with requests from FARM_WORKERS
-clients for the same eras. Its miner computes every result (faking would be caught at the
-check rate and cost half its stake, tests/e2e/test_adversaries_e2e.py), so checks pass.
+that sends HONEST_TASKS requests at a steady pace over ERAS (at least six) eras; //Bob is a
+miner that serves nobody and only checks, so that results are checked at the dev rate (10%)
+in both runs. The farmer, one owner: coordinator //Ferdie (priced at the chain's minimum,
+0.01 CAI) and miner //Eve, which polls only //Ferdie; the owner keeps FARM_WORKERS clients
+asking its own coordinator for images for the same eras, as many as its miner can make. Its
+miner computes every result (faking would be caught at the check rate and cost half its
+stake, tests/e2e/test_adversaries_e2e.py), so checks pass.
 
 The same scenario runs twice, with and without the farmer. Figures, from the chain's events:
 - the farmer's emission (`Rewarded` to //Ferdie and //Eve: it would have earned nothing
@@ -29,8 +31,9 @@ import pytest
 from substrateinterface import Keypair
 
 from chain.crypto import ss58_decode
-from pallets import runtime as _runtime  # noqa: F401  (registers every pallet's events)
+from genesis.builder import load_spec
 from pallets.rewards.pallet import Rewarded
+from pallets.runtime import build_runtime, runtime_config
 from pallets.system import pallet as system
 from pallets.tasks.pallet import TaskCommitted, TaskPaid
 from pallets.transaction_payment.pallet import TransactionFeePaid
@@ -41,11 +44,12 @@ from tests.miner.chainkit import CAI, Actor
 
 pytestmark = pytest.mark.e2e
 
-HONEST_TASKS = 300
+HONEST_TASKS = 240
 HONEST_PRICE = "0.1"
 FARM_PRICE = "0.01"  # dev Tasks.MinTaskPrice
-FARM_WORKERS = 6
-ERAS = 6
+FARM_WORKERS = 8  # clients waiting for FARM_N images each: the farm runs as fast as its miner
+FARM_N = 4  # images per request (the API's most)
+ERAS = 8
 ERA_BLOCKS = 10  # dev Staking.EraLength
 
 
@@ -86,6 +90,11 @@ def cai(amount: int) -> str:
     return f"{amount / CAI:,.4f} CAI"
 
 
+def bind_event_types() -> None:
+    """Build the dev runtime once: it binds `RuntimeEvent` to every pallet's events."""
+    build_runtime(runtime_config(load_spec("dev").raw["genesis"]["runtimeGenesis"]["parameters"]))
+
+
 def block_events(net: Net, number: int) -> list[Any]:
     """The decoded events of block `number` (the runtime's own codec: fast for big blocks)."""
     si = net.kit.si
@@ -108,7 +117,7 @@ def start_farm_coordinator(net: Net, actor: Actor, port: int) -> Daemon:
         "--data-dir", str(net.tmp / "farm-coordinator-data"),
         "--operator-key-file", str(key),
         "--task-timeout-blocks", "30",
-        "--miner-live-s", "5",
+        "--miner-live-s", "60",
         "--price", FARM_PRICE,
     ]  # fmt: skip
     daemon = Daemon("farm coordinator", args, net._env(), net.tmp / "farm-coordinator.log").start()
@@ -125,6 +134,16 @@ def start_farm_coordinator(net: Net, actor: Actor, port: int) -> Daemon:
 
     poll_until("the farm coordinator's /health", ready, 60, on_fail=daemon.log_tail)
     return daemon
+
+
+def generate(url: str, prompt: str, seed: int) -> None:
+    status, body = http(
+        "POST",
+        url + "/v1/images/generations",
+        {"prompt": prompt, "n": FARM_N, "size": "64x64", "seed": seed, "steps": 2},
+        timeout=120,
+    )
+    assert status == 200, f"POST {url}/v1/images/generations answered {status}: {body}"
 
 
 def post_task(url: str, prompt: str, seed: int) -> None:
@@ -144,7 +163,7 @@ def in_threads(workers: list[Callable[[], None]]) -> list[threading.Thread]:
 def run_market(tmp: Path, *, farmer: bool) -> Figures:
     net = Net(tmp)
     try:
-        net.register(["Dave", "Eve"] if farmer else ["Dave"])
+        net.register(["Dave", "Bob", "Eve"] if farmer else ["Dave", "Bob"])
         farm_url = ""
         if farmer:
             (farm_port,) = free_ports(1)
@@ -155,8 +174,11 @@ def run_market(tmp: Path, *, farmer: bool) -> Figures:
                 "farm",
             )
             net.kit.run_parallel([net.kit.coordinator_steps(farm, COORDINATOR_BOND, farm_url)])
-        net.start_coordinator(extra_args=["--price", HONEST_PRICE])
+        # a busy miner polls less often: keep its tasks assigned to it (no re-commits)
+        net.start_coordinator(miner_live_s=60, extra_args=["--price", HONEST_PRICE])
         net.start_miner("Dave", extra_args=["--max-tasks", "4"])
+        (nobody,) = free_ports(1)
+        net.start_miner("Bob", coordinator_url=f"http://127.0.0.1:{nobody}")  # checks only
         if farmer:
             start_farm_coordinator(net, farm, farm_port)
             net.start_miner("Eve", coordinator_url=farm_url, extra_args=["--max-tasks", "8"])
@@ -170,9 +192,9 @@ def run_market(tmp: Path, *, farmer: bool) -> Figures:
             def work() -> None:
                 seed = index * 1_000_000
                 while not stop.is_set():
-                    seed += 1
+                    seed += FARM_N
                     try:
-                        post_task(farm_url, "made-up work", seed)
+                        generate(farm_url, "made-up work", seed)
                         farmed[0] += 1
                     except (AssertionError, OSError):
                         time.sleep(0.2)  # the coordinator is saturated: back off a little
@@ -201,6 +223,7 @@ def run_market(tmp: Path, *, farmer: bool) -> Figures:
 
 
 def tally(net: Net, first: int, last: int, start_era: int) -> Figures:
+    bind_event_types()
     f = Figures(blocks=last - first + 1, eras=net.kit.q("Staking", "CurrentEra") - start_era)
     coordinator_of: dict[bytes, bytes] = {}
     for n in range(first, last + 1):
