@@ -108,10 +108,10 @@ def catch_table(runs: int) -> None:
 
 
 def economics(quick: bool) -> None:
-    section("2. the cheater's economics (dev: stake 20,000 CAI, slash 50%, 1,000 CAI/era)")
+    section("2. the cheater's economics (dev: stake 20,000 CAI, slash 50%, tasks at 0.1 CAI)")
     p = vs.perbill(0.1)
     print(
-        f"{'traffic':>22} {'seeds':>5} {'fakes':>6} {'units/era':>9} {'gain/fake':>10} "
+        f"{'traffic':>22} {'seeds':>5} {'fakes':>6} {'work/era':>9} {'gain/fake':>10} "
         f"{'loss/fake':>10} {'ratio':>7} {'theory':>7}"
     )
     seeds = 1 if quick else 4
@@ -134,13 +134,15 @@ def economics(quick: bool) -> None:
         gain = sum(b.gain_bound for b in books) / fakes
         loss = sum(b.loss for b in books) / fakes
         print(
-            f"{label:>22} {seeds:>5} {fakes:>6} {sorted(units)[len(units) // 2]:>9} "
+            f"{label:>22} {seeds:>5} {fakes:>6} {sorted(units)[len(units) // 2] / CAI:>9.2f} "
             f"{gain / CAI:>10.2f} {loss / CAI:>10.1f} {loss / gain:>6.0f}x "
             f"{sum(theory) / len(theory):>6.0f}x"
         )
     print(
-        "  gain/fake: one work unit's reward in the fake's era (g <= r); loss/fake: slashes "
-        "applied + rewards forfeited (the rejected fakes', and every unit of an era paid after "
+        "  work/era: CAI burned by accepted miner work (median era); gain/fake: what an accepted "
+        "task earns in the fake's era (price less burn share, plus the emission its burn backs; "
+        "g <= r); loss/fake: slashes applied + rewards forfeited (the rejected fakes', and all "
+        "work of an era paid after "
         "the suspension), per fake; theory: p x (s x B + r) / r. The realised ratio is below the "
         "theory's because a cheater keeps faking until its slash applies (next era), and a "
         "second Guilty fake takes half of what the first left"

@@ -88,8 +88,9 @@ class RegistryConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RewardsConfig:
-    emission_per_era: int
+    emission_per_era: int  # the most CAI minted per era for work (docs/economics.md)
     miner_share: int  # Perbill of the emission for miners; coordinators get the rest
+    burn_rebate: int = 500_000_000  # Perbill: emission per CAI burned by accepted tasks
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,6 +103,16 @@ class SlashingConfig:
     check_fault_slash: int = 50_000_000  # Perbill: a checker that was wrong or absent
     false_dispute_slash: int = 10_000_000  # Perbill: a coordinator whose dispute failed
     withheld_spec_slash: int = 10_000_000  # Perbill: a coordinator that hid a checked spec
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TasksConfig:
+    """Paid tasks and bounded task state (docs/economics.md)."""
+
+    min_task_price: int = 10**16  # planck: the least a task may pay its miner (0.01 CAI)
+    burn_share: int = 200_000_000  # Perbill of an accepted price: burned, or paid to checkers
+    task_deposit: int = 10**16  # planck reserved per task until it leaves state
+    retention_blocks: int = 100  # blocks a settled task stays in state before it is pruned
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -202,6 +213,7 @@ class RuntimeConfig:
     session: SessionConfig
     wiring: Wiring
     verification: VerificationConfig = VerificationConfig()
+    tasks: TasksConfig = TasksConfig()
     max_block_weight: Weight = Weight(2_000_000_000_000, 5 * 1024 * 1024)  # 2 s of ref_time
     max_block_length: int = 5 * 1024 * 1024
     max_extrinsic_length: int = 4 * 1024 * 1024
@@ -238,6 +250,13 @@ class RuntimeConfig:
             "rewards": {
                 "emissionPerEra": str(self.rewards.emission_per_era),
                 "minerShare": self.rewards.miner_share,
+                "burnRebate": self.rewards.burn_rebate,
+            },
+            "tasks": {
+                "minTaskPrice": str(self.tasks.min_task_price),
+                "burnShare": self.tasks.burn_share,
+                "taskDeposit": str(self.tasks.task_deposit),
+                "retentionBlocks": self.tasks.retention_blocks,
             },
             "slashing": {
                 "slashDeferDuration": self.slashing.slash_defer_duration,
@@ -305,7 +324,9 @@ class RuntimeConfig:
                 rewards=RewardsConfig(
                     emission_per_era=int(obj["rewards"]["emissionPerEra"]),
                     miner_share=_perbill(obj["rewards"]["minerShare"], "rewards.minerShare"),
+                    burn_rebate=_rebate(obj["rewards"].get("burnRebate", 500_000_000)),
                 ),
+                tasks=_tasks(obj.get("tasks", {}), obj),
                 slashing=SlashingConfig(
                     slash_defer_duration=int(sl["slashDeferDuration"]),
                     invalid_result_slash=_perbill(sl["invalidResultSlash"], "invalidResultSlash"),
@@ -358,6 +379,35 @@ def _verification(obj: dict[str, Any]) -> VerificationConfig:
         max_sketch_distance=int(obj.get("maxSketchDistance", d.max_sketch_distance)),
         check_rounds=rounds,
     )
+
+
+def _rebate(value: Any) -> int:
+    n = _perbill(value, "rewards.burnRebate")
+    if n >= PERBILL_MAX:  # at 100% or more, work a coordinator sends itself would pay for itself
+        raise ValueError("rewards.burnRebate must be below 100% (1,000,000,000)")
+    return n
+
+
+def _tasks(obj: dict[str, Any], parameters: dict[str, Any]) -> TasksConfig:
+    d = TasksConfig()
+    config = TasksConfig(
+        min_task_price=_positive(obj.get("minTaskPrice", d.min_task_price), "tasks.minTaskPrice"),
+        burn_share=_perbill(obj.get("burnShare", d.burn_share), "tasks.burnShare"),
+        task_deposit=int(obj.get("taskDeposit", d.task_deposit)),
+        retention_blocks=_positive(
+            obj.get("retentionBlocks", d.retention_blocks), "tasks.retentionBlocks"
+        ),
+    )
+    # A settled task must outlive the slashes reported about it (deferred, cancellable by root
+    # with the task as evidence): at least the defer duration plus the era it happened in.
+    era = int(parameters["staking"]["eraLength"])
+    defer = int(parameters["slashing"]["slashDeferDuration"])
+    if config.retention_blocks < (defer + 1) * era:
+        raise ValueError(
+            f"tasks.retentionBlocks must be at least (slashDeferDuration + 1) * eraLength"
+            f" = {(defer + 1) * era}"
+        )
+    return config
 
 
 def _slash(section: dict[str, Any], name: str, default: int) -> int:

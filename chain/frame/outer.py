@@ -22,10 +22,13 @@ class DecodedCall:
 
     @property
     def weight(self) -> Weight:
+        """The declared weight for these arguments: the one place the runtime reads it (fees,
+        block limits, dispatch info)."""
+        own = self.call.weight_of(self.args)
         inner = self.args.get("call")
         if isinstance(inner, DecodedCall):  # sudo-style wrappers also pay for the inner call
-            return self.call.weight + inner.weight
-        return self.call.weight
+            return own + inner.weight
+        return own
 
     @property
     def name(self) -> str:

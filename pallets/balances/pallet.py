@@ -7,10 +7,12 @@ Free balance below `frozen` cannot leave the account (staking freezes bonded fun
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+import enum
+from typing import Annotated, TypeAlias
 
 from chain.codec import U128_MAX
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.config import BalancesConfig, Ctx, RuntimeConfig
 from pallets.system import pallet as system
 
@@ -122,6 +124,42 @@ class BalanceSet:
     free: T.Balance
 
 
+@event(SPEC, 4)
+class Reserved:
+    """Some balance was reserved (moved from free to reserved)."""
+
+    who: T.AccountId
+    amount: T.Balance
+
+
+@event(SPEC, 5)
+class Unreserved:
+    """Some balance was unreserved (moved from reserved to free)."""
+
+    who: T.AccountId
+    amount: T.Balance
+
+
+class BalanceStatus(enum.StrEnum):
+    FREE = "Free"
+    RESERVED = "Reserved"
+
+
+BALANCE_STATUS = unit_enum("frame_support::traits::tokens::misc::BalanceStatus", BalanceStatus)
+BalanceStatusField: TypeAlias = Annotated[BalanceStatus, BALANCE_STATUS, "BalanceStatus"]
+
+
+@event(SPEC, 6)
+class ReserveRepatriated:
+    """Some balance was moved from the reserve of the first account to the second account.
+    Final argument indicates the destination balance type."""
+
+    from_: T.AccountId
+    to: T.AccountId
+    amount: T.Balance
+    destination_status: BalanceStatusField
+
+
 @event(SPEC, 7)
 class Deposit:
     """Some amount was deposited (e.g. for transaction fees)."""
@@ -193,20 +231,24 @@ def usable_balance(state: ReadState, who: bytes, ed: int, *, keep_alive: bool) -
     return max(data.free - floor, 0)
 
 
-def _set_free(ctx: Ctx, who: bytes, info: system.AccountInfo, new_free: int) -> None:
-    """Write `new_free`; an account gains its balance provider when funded and is reaped (dust
-    burned) when it falls below the existential deposit with nothing reserved."""
+def _set_free(
+    ctx: Ctx, who: bytes, info: system.AccountInfo, new_free: int, reserved: int | None = None
+) -> None:
+    """Write `new_free` (and `reserved`, when given); an account gains its balance provider when
+    funded and is reaped (dust burned) when it falls below the existential deposit with nothing
+    reserved."""
     ed = ctx.config.balances.existential_deposit
     data = info.data
-    if 0 < new_free < ed and data.reserved == 0 and data.frozen == 0:  # frozen funds keep it alive
+    new_reserved = data.reserved if reserved is None else reserved
+    if 0 < new_free < ed and new_reserved == 0 and data.frozen == 0:  # frozen keeps it alive
         TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) - new_free)
         ctx.emit(DustLost(who, new_free))
         new_free = 0
     had_funds = data.free > 0 or data.reserved > 0
-    has_funds = new_free > 0 or data.reserved > 0
+    has_funds = new_free > 0 or new_reserved > 0
     providers = info.providers + int(has_funds and not had_funds) - int(had_funds and not has_funds)
     new_data = system.AccountData(
-        new_free, data.reserved, data.frozen if has_funds else 0, data.flags
+        new_free, new_reserved, data.frozen if has_funds else 0, data.flags
     )
     new_info = system.AccountInfo(info.nonce, info.consumers, providers, info.sufficients, new_data)
     system.put_account(ctx, who, new_info)
@@ -283,6 +325,71 @@ def slash(ctx: Ctx, who: bytes, amount: int) -> int:
     return taken
 
 
+def reserve(ctx: Ctx, who: bytes, amount: int) -> None:
+    """Move `amount` of `who`'s usable free balance (above frozen funds, keeping the account
+    alive) into its reserve (escrows, deposits). Emits Reserved."""
+    ed = ctx.config.balances.existential_deposit
+    if usable_balance(ctx.state, who, ed, keep_alive=True) < amount:
+        raise ModuleError(Error.INSUFFICIENT_BALANCE)
+    if amount == 0:
+        return
+    info = system.get_account(ctx.state, who)
+    _set_free(ctx, who, info, info.data.free - amount, info.data.reserved + amount)
+    ctx.emit(Reserved(who, amount))
+
+
+def _reserved(ctx: Ctx, who: bytes, amount: int) -> system.AccountInfo:
+    info = system.get_account(ctx.state, who)
+    if info.data.reserved < amount:  # a caller's bookkeeping error: never silently short
+        raise DispatchError.arithmetic("Underflow")
+    return info
+
+
+def unreserve(ctx: Ctx, who: bytes, amount: int) -> None:
+    """Move `amount` of `who`'s reserve back to its free balance. Emits Unreserved."""
+    if amount == 0:
+        return
+    info = _reserved(ctx, who, amount)
+    _set_free(ctx, who, info, info.data.free + amount, info.data.reserved - amount)
+    ctx.emit(Unreserved(who, amount))
+
+
+def repatriate_reserved(ctx: Ctx, who: bytes, dest: bytes, amount: int) -> int:
+    """Pay `amount` out of `who`'s reserve into `dest`'s free balance. A payment that cannot
+    create `dest` (below the existential deposit) is burned instead. Returns what `dest` got."""
+    if amount == 0:
+        return 0
+    ed = ctx.config.balances.existential_deposit
+    dst = system.get_account(ctx.state, dest)
+    is_new = dst.data.free == 0 and dst.data.reserved == 0
+    if dest == who:
+        unreserve(ctx, who, amount)
+        return amount
+    if is_new and amount < ed:
+        burn_reserved(ctx, who, amount)
+        return 0
+    info = _reserved(ctx, who, amount)
+    _set_free(ctx, who, info, info.data.free, info.data.reserved - amount)
+    dst = system.get_account(ctx.state, dest)
+    if dst.data.free + amount > U128_MAX:
+        raise DispatchError.arithmetic("Overflow")
+    _set_free(ctx, dest, dst, dst.data.free + amount)
+    if is_new:
+        ctx.emit(Endowed(dest, amount))
+    ctx.emit(ReserveRepatriated(who, dest, amount, BalanceStatus.FREE))
+    return amount
+
+
+def burn_reserved(ctx: Ctx, who: bytes, amount: int) -> None:
+    """Destroy `amount` of `who`'s reserve (issuance drops). Emits Burned."""
+    if amount == 0:
+        return
+    info = _reserved(ctx, who, amount)
+    TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) - amount)
+    _set_free(ctx, who, info, info.data.free, info.data.reserved - amount)
+    ctx.emit(Burned(who, amount))
+
+
 def set_frozen(ctx: Ctx, who: bytes, frozen: int) -> None:
     """Set the amount of free balance that cannot leave the account (bonded stake)."""
     info = system.get_account(ctx.state, who)
@@ -299,10 +406,8 @@ def _lookup(dest: tuple[str, object]) -> AccountId:
 
 # ---- calls (FRAME's indices) --------------------------------------------------------------------
 
-TRANSFER_WEIGHT = Weight(60_000_000, 3593)
 
-
-@call(SPEC, 0, weight=TRANSFER_WEIGHT)
+@call(SPEC, 0, weight=weights.balances_transfer_allow_death())
 def transfer_allow_death(ctx: Ctx, dest: AccountIdLookupOf, value: T.CompactBalance) -> None:
     """Transfer some liquid free balance to another account; the sender may be reaped.
 
@@ -312,7 +417,7 @@ def transfer_allow_death(ctx: Ctx, dest: AccountIdLookupOf, value: T.CompactBala
     transfer(ctx, source, _lookup(dest), value, keep_alive=False)
 
 
-@call(SPEC, 2, weight=TRANSFER_WEIGHT)
+@call(SPEC, 2, weight=weights.balances_force_transfer())
 def force_transfer(
     ctx: Ctx, source: AccountIdLookupOf, dest: AccountIdLookupOf, value: T.CompactBalance
 ) -> None:
@@ -322,7 +427,7 @@ def force_transfer(
     transfer(ctx, _lookup(source), _lookup(dest), value, keep_alive=False)
 
 
-@call(SPEC, 3, weight=TRANSFER_WEIGHT)
+@call(SPEC, 3, weight=weights.balances_transfer_keep_alive())
 def transfer_keep_alive(ctx: Ctx, dest: AccountIdLookupOf, value: T.CompactBalance) -> None:
     """Same as `transfer_allow_death`, but fails if the sender would be reaped.
 
@@ -332,7 +437,7 @@ def transfer_keep_alive(ctx: Ctx, dest: AccountIdLookupOf, value: T.CompactBalan
     transfer(ctx, source, _lookup(dest), value, keep_alive=True)
 
 
-@call(SPEC, 4, weight=TRANSFER_WEIGHT)
+@call(SPEC, 4, weight=weights.balances_transfer_all())
 def transfer_all(
     ctx: Ctx, dest: AccountIdLookupOf, keep_alive: Annotated[bool, BOOL, "bool"]
 ) -> None:
@@ -344,7 +449,7 @@ def transfer_all(
     transfer(ctx, source, _lookup(dest), amount, keep_alive=keep_alive)
 
 
-@call(SPEC, 8, weight=Weight(40_000_000, 3593))
+@call(SPEC, 8, weight=weights.balances_force_set_balance())
 def force_set_balance(ctx: Ctx, who: AccountIdLookupOf, new_free: T.CompactBalance) -> None:
     """Set the free balance of an account (root only). Issuance follows."""
     ctx.ensure_root()

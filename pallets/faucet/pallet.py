@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, FaucetConfig, RuntimeConfig
 
@@ -60,7 +61,7 @@ def validate_drip(
     return None
 
 
-@call(SPEC, 0, weight=Weight(50_000_000, 3593), pays_fee=False, validate=validate_drip)
+@call(SPEC, 0, weight=weights.faucet_drip(), pays_fee=False, validate=validate_drip)
 def drip(ctx: Ctx) -> None:
     """Mint `DripAmount` to the caller. Free of fees; once per `DripPeriod` blocks."""
     who = ctx.ensure_signed()

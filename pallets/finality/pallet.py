@@ -41,6 +41,7 @@ from chain.consensus import (
     threshold,
 )
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.config import Ctx, RuntimeConfig
 from pallets.slashing import pallet as slashing
 from pallets.slashing.pallet import OffenceKind
@@ -58,9 +59,6 @@ FINALITY_PROOF_TAG = b"finality-proof"
 AURA_KEY_TYPE = b"aura"
 FINALITY_KEY_TYPE = b"gran"
 BLS_KEY_TYPE = b"bls_"
-
-SUBMIT_WEIGHT = Weight(50_000_000, 4_000)
-REPORT_WEIGHT = Weight(150_000_000, 10_000)
 
 AUTHORITY_ID = NewType(
     "sp_consensus_grandpa::app::Public",
@@ -312,7 +310,9 @@ def validate_submit(
     )
 
 
-@call(SPEC, 0, weight=SUBMIT_WEIGHT, pays_fee=False, validate=refuse_signed)
+@call(
+    SPEC, 0, weight=weights.finality_submit_finality_proof(), pays_fee=False, validate=refuse_signed
+)
 def submit_finality_proof(
     ctx: Ctx, proof: Annotated[FinalityProof, FINALITY_PROOF, "FinalityProof"]
 ) -> None:
@@ -378,7 +378,9 @@ def validate_report(
     )
 
 
-@call(SPEC, 1, weight=REPORT_WEIGHT, pays_fee=False, validate=refuse_signed)
+@call(
+    SPEC, 1, weight=weights.finality_report_equivocation(), pays_fee=False, validate=refuse_signed
+)
 def report_equivocation(
     ctx: Ctx, proof: Annotated[bytes, Bytes(MAX_EQUIVOCATION_PROOF), "Vec<u8>"]
 ) -> None:

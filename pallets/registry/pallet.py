@@ -18,6 +18,7 @@ import enum
 from typing import Annotated, TypeAlias
 
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.config import Ctx, RegistryConfig, RuntimeConfig
 from pallets.staking import pallet as staking
 
@@ -307,11 +308,10 @@ def _register(ctx: Ctx, role: Role, operator: bytes, info: Info) -> None:
 
 # ---- calls ---------------------------------------------------------------------------------------
 
-REG_WEIGHT = Weight(60_000_000, 5000)
 InfoArg: TypeAlias = Annotated[Info, INFO, "Info"]
 
 
-@call(SPEC, 0, weight=REG_WEIGHT)
+@call(SPEC, 0, weight=weights.registry_register_miner())
 def register_miner(ctx: Ctx, operator: T.AccountId, info: InfoArg) -> None:
     """Register the caller as a miner served by `operator` (its hot key).
     Needs own free-to-allocate bonded stake >= MinMinerStake. Errors: NotBonded, InsufficientStake,
@@ -319,7 +319,7 @@ def register_miner(ctx: Ctx, operator: T.AccountId, info: InfoArg) -> None:
     _register(ctx, Role.MINER, operator, info)
 
 
-@call(SPEC, 1, weight=REG_WEIGHT)
+@call(SPEC, 1, weight=weights.registry_register_coordinator())
 def register_coordinator(ctx: Ctx, operator: T.AccountId, info: InfoArg) -> None:
     """Register the caller as a coordinator served by `operator`; `info.url` is its public
     endpoint. Needs own stake >= MinCoordinatorStake. Errors: as register_miner, MissingEndpoint.
@@ -327,7 +327,7 @@ def register_coordinator(ctx: Ctx, operator: T.AccountId, info: InfoArg) -> None
     _register(ctx, Role.COORDINATOR, operator, info)
 
 
-@call(SPEC, 2, weight=REG_WEIGHT)
+@call(SPEC, 2, weight=weights.registry_update_info())
 def update_info(ctx: Ctx, info: InfoArg) -> None:
     """Replace the caller's registration info.
     Errors: NotRegistered, InfoTooLong, MissingEndpoint."""
@@ -337,7 +337,7 @@ def update_info(ctx: Ctx, info: InfoArg) -> None:
     ctx.emit(InfoUpdated(who))
 
 
-@call(SPEC, 3, weight=REG_WEIGHT)
+@call(SPEC, 3, weight=weights.registry_set_operator())
 def set_operator(ctx: Ctx, operator: T.AccountId) -> None:
     """Rotate the operator (hot) key. Errors: NotRegistered, OperatorInUse, OperatorIsStaker."""
     who, role, reg = _own_registration(ctx)
@@ -349,7 +349,7 @@ def set_operator(ctx: Ctx, operator: T.AccountId) -> None:
     ctx.emit(OperatorChanged(who, reg.operator, operator))
 
 
-@call(SPEC, 4, weight=REG_WEIGHT)
+@call(SPEC, 4, weight=weights.registry_set_commission())
 def set_commission(ctx: Ctx, commission: Perbill) -> None:
     """Set the share of rewards kept before voters are paid. Errors: NotRegistered,
     CommissionTooHigh."""
@@ -359,7 +359,7 @@ def set_commission(ctx: Ctx, commission: Perbill) -> None:
     ctx.emit(CommissionSet(who, commission))
 
 
-@call(SPEC, 5, weight=REG_WEIGHT)
+@call(SPEC, 5, weight=weights.registry_deregister())
 def deregister(ctx: Ctx) -> None:
     """Remove the caller's registration and free its operator address. Errors: NotRegistered."""
     who, role, reg = _own_registration(ctx)

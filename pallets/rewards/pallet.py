@@ -1,24 +1,27 @@
-"""Rewards: each era's emission, split by verified work, paid without any claim transaction.
+"""Rewards: each era's emission, backed by burned task fees, paid without any claim transaction.
 
-The emission per era is split into a miner pool (`MinerShare`) and a coordinator pool (the
-rest). Within a pool, a target earns in proportion to the work credited to it in the era
-(verified results for miners, settled tasks for coordinators). Of a target's reward it keeps
-its commission, and the remainder is shared between its own stake and its voters in proportion
-to stake. Payouts start when the next era begins and are made automatically by `on_initialize`,
-at most `MaxTargetsPerBlock` targets (each with at most MaxVotersPerTarget voters) per block, so
-per-block work stays bounded however many voters there are. Suspended or deregistered targets
+Work is credited in CAI burned: an accepted task credits what its payer burned to its miner and
+to its coordinator (pallets/tasks). Per era and role, the emission paid is the role's share of
+`BurnRebate` times the credited burns, at most the role's pool (`EmissionPerEra` split by
+`MinerShare`), so an owner that sends work to itself gets back less than it burned
+(docs/economics.md). Within a role, a target earns in proportion to its credit. Of a target's
+reward it keeps its commission, and the remainder is shared between its own stake and its
+voters in proportion to stake. Payouts start when the next era begins and are made
+automatically by `on_initialize`, at most `MaxTargetsPerBlock` targets (each with at most
+MaxVotersPerTarget voters) per block, so per-block work stays bounded however many voters
+there are. Suspended or deregistered targets
 earn nothing; what they would have earned is not minted.
 
-Until the tasks pallet credits work, root may credit it with `credit_work`.
+Root may also credit work with `credit_work` (tests, migrations).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, TypeAlias
 
-from chain.codec import U64_MAX
+from chain.codec import U128_MAX
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, RewardsConfig, RuntimeConfig
 from pallets.registry import pallet as registry
@@ -41,14 +44,18 @@ SPEC.constant(
     "MinerShare", PERBILL, lambda c: c.rewards.miner_share, "Share of the emission for miners."
 )
 SPEC.constant("MaxTargetsPerBlock", U32, lambda c: MAX_TARGETS_PER_BLOCK, "Targets paid per block.")
-
-U64Field: TypeAlias = Annotated[int, U64, "u64"]
+SPEC.constant(
+    "BurnRebate",
+    PERBILL,
+    lambda c: c.rewards.burn_rebate,
+    "Emission per CAI burned by accepted tasks (below 100%: self-dealing never pays).",
+)
 
 
 @struct("pallet_cuckoo_rewards::EraTotal")
 class EraTotal:
-    miner_work: U64Field = 0
-    coordinator_work: U64Field = 0
+    miner_work: Balance = 0
+    coordinator_work: Balance = 0
 
 
 ERA_TOTAL = scale_of(EraTotal)
@@ -67,18 +74,18 @@ MinerWork: StorageDoubleMap[int, bytes, int] = StorageDoubleMap(
     "MinerWork",
     U32,
     ACCOUNT_ID,
-    U64,
+    BALANCE,
     hashers=("Twox64Concat", "Blake2_128Concat"),
-    docs="Verified work units of each miner (staker) per era.",
+    docs="Burned CAI backing each miner's (staker's) accepted work, per era.",
 )
 CoordinatorWork: StorageDoubleMap[int, bytes, int] = StorageDoubleMap(
     SPEC,
     "CoordinatorWork",
     U32,
     ACCOUNT_ID,
-    U64,
+    BALANCE,
     hashers=("Twox64Concat", "Blake2_128Concat"),
-    docs="Settled work units of each coordinator (staker) per era.",
+    docs="Burned CAI backing each coordinator's (staker's) accepted work, per era.",
 )
 EraTotals: StorageMap[int, EraTotal] = StorageMap(
     SPEC,
@@ -102,17 +109,19 @@ class WorkCredited:
 
     who: T.AccountId
     role: registry.RoleField
-    units: U64Field
+    units: BalanceOf
     era: EraIndex
 
 
 @event(SPEC, 1)
 class Rewarded:
-    """An account was paid its share of an era's rewards (as target or voter)."""
+    """An account was paid its share of an era's rewards: as the target itself (`target` is
+    `who`) or as a voter of `target`."""
 
     who: T.AccountId
     era: EraIndex
     amount: BalanceOf
+    target: T.AccountId
 
 
 @event(SPEC, 2)
@@ -121,6 +130,20 @@ class EraPaid:
 
     era: EraIndex
     minted: BalanceOf
+
+
+@event(SPEC, 3)
+class TargetRewarded:
+    """A target's era reward and why: `work` CAI burned by its accepted tasks earned `reward`;
+    it kept `commission`, and `to_voters` went to its voters (the rest to its own stake)."""
+
+    who: T.AccountId
+    role: registry.RoleField
+    era: EraIndex
+    work: BalanceOf
+    reward: BalanceOf
+    commission: BalanceOf
+    to_voters: BalanceOf
 
 
 @errors(SPEC)
@@ -148,24 +171,24 @@ def credit(ctx: Ctx, who: bytes, role: Role, units: int, era: int | None = None)
     """Credit `units` of work to a registration's staker for `era` (default: the current era)."""
     era = staking.CurrentEra.get(ctx.state) if era is None else era
     work = _work(role)
-    work.put(ctx.state, era, who, min((work.get(ctx.state, era, who) or 0) + units, U64_MAX))
+    work.put(ctx.state, era, who, min((work.get(ctx.state, era, who) or 0) + units, U128_MAX))
     totals = EraTotals.get(ctx.state, era) or EraTotal()
     if role == Role.MINER:
-        totals = dataclasses.replace(totals, miner_work=min(totals.miner_work + units, U64_MAX))
+        totals = dataclasses.replace(totals, miner_work=min(totals.miner_work + units, U128_MAX))
     else:
         totals = dataclasses.replace(
-            totals, coordinator_work=min(totals.coordinator_work + units, U64_MAX)
+            totals, coordinator_work=min(totals.coordinator_work + units, U128_MAX)
         )
     EraTotals.put(ctx.state, era, totals)
     ctx.emit(WorkCredited(who, role, units, era))
 
 
-@call(SPEC, 0, weight=Weight(30_000_000, 3000))
+@call(SPEC, 0, weight=weights.rewards_credit_work())
 def credit_work(
     ctx: Ctx,
     who: T.AccountId,
     role: registry.RoleField,
-    units: Annotated[int, Compact(U64), "u64"],
+    units: T.CompactBalance,
 ) -> None:
     """Root: credit work to a registered miner or coordinator in the current era (the tasks
     pallet credits verified work itself). Errors: NotRegistered, ZeroWork."""
@@ -183,6 +206,7 @@ class TargetPayout:
     total: int
     to_target: int
     to_voters: list[tuple[bytes, int]]
+    commission: int = 0
 
 
 def compute_target_payout(
@@ -194,26 +218,30 @@ def compute_target_payout(
     rest = reward - keep
     stake = own + sum(v for _, v in votes)
     if stake == 0:
-        return TargetPayout(reward, reward, [])
+        return TargetPayout(reward, reward, [], keep)
     to_voters = [(who, rest * v // stake) for who, v in votes]
     to_target = reward - sum(a for _, a in to_voters)
-    return TargetPayout(reward, to_target, to_voters)
+    return TargetPayout(reward, to_target, to_voters, keep)
 
 
-def _pool(ctx: Ctx, role: Role) -> int:
-    cfg = ctx.config.rewards
-    miners = cfg.emission_per_era * cfg.miner_share // PERBILL_ONE
-    return miners if role == Role.MINER else cfg.emission_per_era - miners
+def role_emission(config: RewardsConfig, role: Role, total_work: int) -> int:
+    """Pure: what a role earns in an era for `total_work` CAI burned by its accepted tasks: its
+    share of `BurnRebate` times the burns, at most its pool."""
+    miners = config.emission_per_era * config.miner_share // PERBILL_ONE
+    pool = miners if role == Role.MINER else config.emission_per_era - miners
+    share = config.miner_share if role == Role.MINER else PERBILL_ONE - config.miner_share
+    backed = total_work * config.burn_rebate // PERBILL_ONE * share // PERBILL_ONE
+    return min(pool, backed)
 
 
-def _pay(ctx: Ctx, who: bytes, era: int, amount: int) -> int:
+def _pay(ctx: Ctx, who: bytes, era: int, amount: int, target: bytes) -> int:
     if amount <= 0:
         return 0
     info = system.get_account(ctx.state, who)
     if info.data.free + amount < ctx.config.balances.existential_deposit:
         return 0
     balances.deposit_creating(ctx, who, amount)
-    ctx.emit(Rewarded(who, era, amount))
+    ctx.emit(Rewarded(who, era, amount, target))
     return amount
 
 
@@ -223,12 +251,16 @@ def _pay_target(ctx: Ctx, era: int, role: Role, who: bytes, units: int, total_un
     if found is None or found[0] != role or suspended or total_units == 0:
         return 0
     reg = found[1]
-    reward = _pool(ctx, role) * units // total_units
+    reward = role_emission(ctx.config.rewards, role, total_units) * units // total_units
     votes = sorted(voting.Voters.iter_prefix(ctx.state, who))
     plan = compute_target_payout(reward, reg.commission, reg.own_stake, votes)
-    paid = _pay(ctx, who, era, plan.to_target)
+    paid = _pay(ctx, who, era, plan.to_target, who)
+    to_voters = 0
     for voter, amount in plan.to_voters:
-        paid += _pay(ctx, voter, era, amount)
+        got = _pay(ctx, voter, era, amount, who)
+        paid += got
+        to_voters += got
+    ctx.emit(TargetRewarded(who, role, era, units, reward, plan.commission, to_voters))
     return paid
 
 
@@ -304,7 +336,7 @@ def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
         if era == paying:
             if miners > totals.miner_work or coordinators > totals.coordinator_work:
                 raise AssertionError(f"era {era}: unpaid work exceeds its totals")
-        elif (min(miners, U64_MAX), min(coordinators, U64_MAX)) != (
+        elif (min(miners, U128_MAX), min(coordinators, U128_MAX)) != (
             totals.miner_work,
             totals.coordinator_work,
         ):

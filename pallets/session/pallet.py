@@ -23,6 +23,7 @@ from typing import Annotated
 
 from chain.consensus import BLS_PUBLIC_LENGTH, BLS_SIGNATURE_LENGTH
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.aura import pallet as aura
 from pallets.config import Ctx, RuntimeConfig, SessionConfig
 from pallets.finality import pallet as finality
@@ -170,12 +171,8 @@ def _remove_owned(ctx: Ctx, who: bytes, keys: SessionKeys) -> None:
 
 # ---- calls ------------------------------------------------------------------------------------
 
-SET_KEYS_WEIGHT = Weight(80_000_000, 8_000)
-PURGE_KEYS_WEIGHT = Weight(60_000_000, 6_000)
-SET_VALIDATORS_WEIGHT = Weight(100_000_000, 20_000)
 
-
-@call(SPEC, 0, weight=SET_KEYS_WEIGHT)
+@call(SPEC, 0, weight=weights.session_set_keys())
 def set_keys(
     ctx: Ctx,
     keys: Annotated[SessionKeys, SESSION_KEYS, "T::Keys"],
@@ -194,7 +191,7 @@ def set_keys(
     ctx.emit(KeysSet(who))
 
 
-@call(SPEC, 1, weight=PURGE_KEYS_WEIGHT)
+@call(SPEC, 1, weight=weights.session_purge_keys())
 def purge_keys(ctx: Ctx) -> None:
     """Remove the caller's session keys. Errors: StillValidator, NoKeys. Emits: KeysPurged."""
     who = ctx.ensure_signed()
@@ -209,7 +206,7 @@ def purge_keys(ctx: Ctx) -> None:
     ctx.emit(KeysPurged(who))
 
 
-@call(SPEC, 2, weight=SET_VALIDATORS_WEIGHT)
+@call(SPEC, 2, weight=lambda a: weights.session_set_validators(len(a["validators"])))
 def set_validators(
     ctx: Ctx, validators: Annotated[list[bytes], Vec(ACCOUNT_ID), "Vec<T::AccountId>"]
 ) -> None:

@@ -19,6 +19,7 @@ from typing import Annotated, TypeAlias
 
 from chain.frame.prelude import *
 from chain.hashing import blake2_256
+from pallets import weights
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, RuntimeConfig, SlashingConfig
 from pallets.registry import pallet as registry
@@ -318,10 +319,7 @@ def on_new_era(ctx: Ctx, era: int) -> None:
     UnappliedSlashes.remove(ctx.state, era)
 
 
-SLASH_WEIGHT = Weight(100_000_000, 8000)
-
-
-@call(SPEC, 0, weight=SLASH_WEIGHT)
+@call(SPEC, 0, weight=weights.slashing_force_report_offence())
 def force_report_offence(
     ctx: Ctx,
     offender: T.AccountId,
@@ -335,7 +333,7 @@ def force_report_offence(
     report(ctx, offender, reporter, kind, evidence)
 
 
-@call(SPEC, 1, weight=SLASH_WEIGHT)
+@call(SPEC, 1, weight=weights.slashing_cancel_deferred_slash())
 def cancel_deferred_slash(
     ctx: Ctx, era: EraIndex, slash_indices: Annotated[list[int], Vec(U32), "Vec<u32>"]
 ) -> None:

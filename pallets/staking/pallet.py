@@ -18,6 +18,7 @@ import dataclasses
 from typing import Annotated
 
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, RuntimeConfig, StakingConfig
 from pallets.system import pallet as system
@@ -217,10 +218,8 @@ def apply_ledger_slash(ctx: Ctx, who: bytes, amount: int, *, allocated_share: in
 
 # ---- calls ---------------------------------------------------------------------------------------
 
-BOND_WEIGHT = Weight(70_000_000, 4000)
 
-
-@call(SPEC, 0, weight=BOND_WEIGHT)
+@call(SPEC, 0, weight=weights.staking_bond())
 def bond(ctx: Ctx, value: CompactBalanceOf) -> None:
     """Bond `value` of the caller's free balance. Errors: AlreadyBonded, InsufficientBond,
     InsufficientFunds. Emits: Bonded."""
@@ -238,7 +237,7 @@ def _ensure_bondable(ctx: Ctx, who: bytes, value: int) -> None:
     ensure(data.free - data.frozen >= value + ed, Error.INSUFFICIENT_FUNDS)
 
 
-@call(SPEC, 1, weight=BOND_WEIGHT)
+@call(SPEC, 1, weight=weights.staking_bond_extra())
 def bond_extra(ctx: Ctx, max_additional: CompactBalanceOf) -> None:
     """Add more free balance to the caller's active stake. Errors: NotBonded, ZeroAmount,
     InsufficientFunds."""
@@ -257,7 +256,7 @@ def bond_extra(ctx: Ctx, max_additional: CompactBalanceOf) -> None:
     ctx.emit(Bonded(who, max_additional))
 
 
-@call(SPEC, 2, weight=BOND_WEIGHT)
+@call(SPEC, 2, weight=weights.staking_unbond())
 def unbond(ctx: Ctx, value: CompactBalanceOf) -> None:
     """Schedule `value` of unallocated active stake for withdrawal after BondingDuration eras.
     A registration whose own stake falls under its minimum becomes inactive at once.
@@ -279,7 +278,7 @@ def unbond(ctx: Ctx, value: CompactBalanceOf) -> None:
     ctx.emit(Unbonded(who, value, era))
 
 
-@call(SPEC, 3, weight=BOND_WEIGHT)
+@call(SPEC, 3, weight=weights.staking_rebond())
 def rebond(ctx: Ctx, value: CompactBalanceOf) -> None:
     """Move up to `value` from unlocking chunks (newest first) back to active stake.
     Errors: NotBonded, NoUnlockChunk, ZeroAmount. Emits: Rebonded."""
@@ -301,7 +300,7 @@ def rebond(ctx: Ctx, value: CompactBalanceOf) -> None:
     ctx.emit(Rebonded(who, moved))
 
 
-@call(SPEC, 4, weight=BOND_WEIGHT)
+@call(SPEC, 4, weight=weights.staking_withdraw_unbonded())
 def withdraw_unbonded(ctx: Ctx) -> None:
     """Unfreeze every unlocking chunk whose era has come. Errors: NotBonded. Emits: Withdrawn."""
     who = ctx.ensure_signed()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, TypeAlias
 
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.config import Ctx
 
 SPEC = PalletSpec("Sudo", 4)
@@ -76,17 +77,14 @@ def _run(ctx: Ctx, origin: Origin, inner_call: DecodedCall) -> tuple[str, Any]:
     return ("Ok", ())
 
 
-SUDO_WEIGHT = Weight(20_000_000, 1500)
-
-
-@call(SPEC, 0, weight=SUDO_WEIGHT)
+@call(SPEC, 0, weight=weights.sudo_sudo())
 def sudo(ctx: Ctx, call: RuntimeCall) -> None:
     """Dispatch a call with the Root origin. The result is in the Sudid event."""
     _ensure_sudo(ctx)
     ctx.emit(Sudid(_run(ctx, Origin.root(), call)))
 
 
-@call(SPEC, 2, weight=SUDO_WEIGHT)
+@call(SPEC, 2, weight=weights.sudo_set_key())
 def set_key(ctx: Ctx, new: AccountIdLookupOf) -> None:
     """Authenticates the current sudo key and sets the given AccountId as the new key."""
     _ensure_sudo(ctx)
@@ -98,7 +96,7 @@ def set_key(ctx: Ctx, new: AccountIdLookupOf) -> None:
     ctx.emit(KeyChanged(old, new_key))
 
 
-@call(SPEC, 3, weight=SUDO_WEIGHT)
+@call(SPEC, 3, weight=weights.sudo_sudo_as())
 def sudo_as(ctx: Ctx, who: AccountIdLookupOf, call: RuntimeCall) -> None:
     """Dispatch a call with a Signed origin of `who`."""
     _ensure_sudo(ctx)
@@ -108,7 +106,7 @@ def sudo_as(ctx: Ctx, who: AccountIdLookupOf, call: RuntimeCall) -> None:
     ctx.emit(SudoAsDone(_run(ctx, Origin.signed(target), call)))
 
 
-@call(SPEC, 4, weight=SUDO_WEIGHT)
+@call(SPEC, 4, weight=weights.sudo_remove_key())
 def remove_key(ctx: Ctx) -> None:
     """Permanently removes the sudo key. This cannot be undone."""
     _ensure_sudo(ctx)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeAlias
 
 from chain.frame.prelude import *
 from chain.hashing import blake2_256
+from pallets import weights
 from pallets.config import Ctx, RuntimeConfig, SystemConfig
 
 SPEC = PalletSpec("System", 0, module="frame_system")
@@ -170,16 +171,14 @@ class Error(PalletError):  # consensus-visible: append only
 
 # ---- calls -----------------------------------------------------------------------------------
 
-REMARK_BASE = Weight(1_500_000, 0)
 
-
-@call(SPEC, 0, weight=REMARK_BASE)
+@call(SPEC, 0, weight=weights.system_remark())
 def remark(ctx: Ctx, remark: Annotated[bytes, Bytes(), "Vec<u8>"]) -> None:
     """Make some on-chain remark. Can be executed by every origin."""
     del remark
 
 
-@call(SPEC, 7, weight=Weight(8_000_000, 0))
+@call(SPEC, 7, weight=lambda a: weights.system_remark_with_event(len(a["remark"])))
 def remark_with_event(ctx: Ctx, remark: Annotated[bytes, Bytes(), "Vec<u8>"]) -> None:
     """Make some on-chain remark and emit an event."""
     who = ctx.ensure_signed()

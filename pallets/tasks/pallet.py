@@ -36,7 +36,9 @@ from chain.frame.prelude import *
 from chain.hashing import blake2_256
 from chain.sketch import DEFAULT_MAX_SKETCH_DISTANCE, SKETCH_MAX_BYTES, sketch_distance
 from chain.taskproto import result_commitment
+from pallets import weights
 from pallets.aura import pallet as aura
+from pallets.balances import pallet as balances
 from pallets.config import Ctx, RuntimeConfig, VerificationConfig
 from pallets.randomness import pallet as randomness
 from pallets.registry import pallet as registry
@@ -44,6 +46,7 @@ from pallets.registry.pallet import Role
 from pallets.rewards import pallet as rewards
 from pallets.slashing import pallet as slashing
 from pallets.slashing.pallet import OffenceKind
+from pallets.system import pallet as system
 
 SPEC = PalletSpec("Tasks", 15, module="pallet_cuckoo_tasks")
 
@@ -51,6 +54,7 @@ MAX_BATCH = 256
 MAX_DEADLINE_BLOCKS = 14_400
 MAX_EXPIRIES_PER_BLOCK = 512
 MAX_DRAWS_PER_BLOCK = 4096
+MAX_PRUNES_PER_BLOCK = 512
 MAX_SCANNED_BLOCKS = 256
 MAX_SPEC_BYTES = 4096
 MAX_CHECKERS = 15  # all rounds of one task together (1 + 3 + 5 by default)
@@ -72,6 +76,29 @@ SPEC.constant(
     U32,
     lambda c: max_sketch_distance(c.verification),
     "Largest sketch distance at which results of two device classes agree.",
+)
+
+
+SPEC.constant(
+    "MinTaskPrice", BALANCE, lambda c: c.tasks.min_task_price, "The least a task may pay."
+)
+SPEC.constant(
+    "BurnShare",
+    PERBILL,
+    lambda c: c.tasks.burn_share,
+    "Share of an accepted task's price that is burned (paid to the checkers when checked).",
+)
+SPEC.constant(
+    "TaskDeposit", BALANCE, lambda c: c.tasks.task_deposit, "Reserved per task until pruned."
+)
+SPEC.constant(
+    "RetentionBlocks",
+    BLOCK_NUMBER,
+    lambda c: c.tasks.retention_blocks,
+    "Blocks a settled task stays in state before it is pruned.",
+)
+SPEC.constant(
+    "MaxPrunesPerBlock", U32, lambda c: MAX_PRUNES_PER_BLOCK, "Settled tasks pruned per block."
 )
 
 
@@ -132,6 +159,9 @@ class Task:
     settled_at: OptionalBlock = None
     outcome: CheckOutcomeField = CheckOutcome.UNCHECKED
     draw_at: OptionalBlock = None  # a submitted result's pending draw (None once drawn)
+    price: Balance = 0  # escrowed from `payer` at commit; paid out when the task settles
+    payer: AccountIdField = bytes(32)  # the operator that committed it (and holds the escrow)
+    deposit: Balance = 0  # reserved from `payer` until the task is pruned
 
 
 TASK = scale_of(Task)
@@ -183,6 +213,7 @@ class TaskCommit:
     spec_hash: Hash256
     miner: AccountIdField
     deadline: BlockNumber
+    price: Balance  # what the miner is paid when its result is accepted
 
 
 @struct("pallet_cuckoo_tasks::ResultCommit")
@@ -262,6 +293,21 @@ DrawsPending: StorageValue[int] = StorageValue(
 Checks: StorageMap[bytes, Check] = StorageMap(
     SPEC, "Checks", H256, CHECK, hasher="Identity", docs="Each checked task's check, by task id."
 )
+Prunable: StorageDoubleMap[int, bytes, bool] = StorageDoubleMap(
+    SPEC,
+    "Prunable",
+    BLOCK_NUMBER,
+    H256,
+    BOOL,
+    hashers=("Twox64Concat", "Identity"),
+    docs="Settled tasks by the block from which they are pruned (settled + RetentionBlocks).",
+)
+NextPrune: StorageValue[int] = StorageValue(
+    SPEC, "NextPrune", BLOCK_NUMBER, default=0, docs="The oldest block with prunes still due."
+)
+Retained: StorageValue[int] = StorageValue(
+    SPEC, "Retained", U32, default=0, docs="Settled tasks still in state (waiting in Prunable)."
+)
 Specs: StorageMap[bytes, bytes] = StorageMap(
     SPEC,
     "Specs",
@@ -280,6 +326,7 @@ class TaskCommitted:
     coordinator: T.AccountId
     miner: T.AccountId
     deadline: BlockNumber
+    price: BalanceOf
 
 
 @event(SPEC, 1)
@@ -363,6 +410,26 @@ class Verdict:
     final: Annotated[bool, BOOL, "bool"]
 
 
+@event(SPEC, 10)
+class TaskPaid:
+    """How a settling task's escrowed price moved: to its miner (staker account), burned, to the
+    checkers that were right, back to the payer (docs/economics.md)."""
+
+    task_id: Hash256
+    miner: T.AccountId
+    to_miner: BalanceOf
+    burned: BalanceOf
+    to_checkers: BalanceOf
+    refunded: BalanceOf
+
+
+@event(SPEC, 11)
+class TasksPruned:
+    """Settled tasks left state after RetentionBlocks (their deposits returned)."""
+
+    count: Count
+
+
 @errors(SPEC)
 class Error(PalletError):  # consensus-visible: append only
     NOT_COORDINATOR = 0, "The signer is not the operator of a registered coordinator."
@@ -385,6 +452,8 @@ class Error(PalletError):  # consensus-visible: append only
     NOT_DRAWN_CHECKER = 17, "The signer's miner is not a checker of this round (or acted already)."
     BAD_REVEAL = 18, "The revealed values do not open the commitment."
     ALREADY_REVEALED = 19, "The spec or this result was revealed already."
+    PRICE_TOO_LOW = 20, "A task's price is below MinTaskPrice."
+    INSUFFICIENT_FUNDS = 21, "The signer cannot reserve the batch's prices and deposits."
 
 
 # ---- pure protocol rules (also used by simulations and benchmarks) -----------------------------
@@ -490,25 +559,80 @@ def _move(ctx: Ctx, task_id: bytes, old: int, new: int) -> None:
 
 
 def _finalize(
-    ctx: Ctx, task_id: bytes, task: Task, status: TaskStatus, outcome: CheckOutcome
+    ctx: Ctx,
+    task_id: bytes,
+    task: Task,
+    status: TaskStatus,
+    outcome: CheckOutcome,
+    right_checkers: list[bytes] | None = None,
 ) -> None:
+    """Settle a task: pay its escrowed price out (`_pay`), credit the work it burned for, and
+    queue it for pruning after RetentionBlocks."""
     Deadlines.remove(ctx.state, _waiting_block(task, Checks.get(ctx.state, task_id)), task_id)
+    now = ctx.block_number
     Tasks.put(
         ctx.state,
         task_id,
-        dataclasses.replace(task, status=status, settled_at=ctx.block_number, outcome=outcome),
+        dataclasses.replace(task, status=status, settled_at=now, outcome=outcome),
     )
     OpenTasks.put(ctx.state, max(OpenTasks.get(ctx.state) - 1, 0))
+    if Retained.get(ctx.state) == 0:
+        NextPrune.put(ctx.state, now + ctx.config.tasks.retention_blocks)  # skip idle blocks
+    Prunable.put(ctx.state, now + ctx.config.tasks.retention_blocks, task_id, True)
+    Retained.put(ctx.state, Retained.get(ctx.state) + 1)
+    burned = _pay(ctx, task_id, task, status, right_checkers or [])
     if status == TaskStatus.ACCEPTED:
         _bump(ctx, task.miner, "accepted")
-        rewards.credit(ctx, task.miner, Role.MINER, 1)
-        if registry.get_registration(ctx.state, task.coordinator) is not None:
-            rewards.credit(ctx, task.coordinator, Role.COORDINATOR, 1)
+        # Emission backs only the burn share its payer burned (docs/economics.md); a checked
+        # task's share paid its checkers instead (what it burns is rounding dust).
+        if burned > 0 and not right_checkers:
+            rewards.credit(ctx, task.miner, Role.MINER, burned)
+            if registry.get_registration(ctx.state, task.coordinator) is not None:
+                rewards.credit(ctx, task.coordinator, Role.COORDINATOR, burned)
     elif status == TaskStatus.REJECTED:
         _bump(ctx, task.miner, "rejected")
     else:
         _bump(ctx, task.miner, "missed")
     ctx.emit(TaskSettled(task_id, status, outcome))
+
+
+def split_price(
+    price: int, burn_share: int, status: TaskStatus, checkers: int
+) -> tuple[int, int, int, int]:
+    """Pure: how a settling task's price moves, as (to_miner, burned, to_checkers, refunded).
+    The burn share of an accepted price is burned; when checkers that were right exist, it pays
+    them instead (equal parts, the rounding dust burned). A rejected task's payer gets the price
+    back less the right checkers' fee; a missed task's payer gets it all back."""
+    share = price * burn_share // PERBILL_ONE
+    fee = share if checkers > 0 else 0
+    to_checkers = fee // checkers * checkers if checkers > 0 else 0
+    dust = fee - to_checkers
+    if status == TaskStatus.ACCEPTED:
+        return price - share, share - fee + dust, to_checkers, 0
+    if status == TaskStatus.REJECTED:
+        return 0, dust, to_checkers, price - fee
+    return 0, 0, 0, price
+
+
+def _pay(
+    ctx: Ctx, task_id: bytes, task: Task, status: TaskStatus, right_checkers: list[bytes]
+) -> int:
+    """Move the escrowed price out of the payer's reserve; returns what was burned."""
+    payer = task.payer
+    to_miner, burned, to_checkers, refunded = split_price(
+        task.price, ctx.config.tasks.burn_share, status, len(right_checkers)
+    )
+    paid_miner = balances.repatriate_reserved(ctx, payer, task.miner, to_miner)
+    paid_checkers = 0
+    for who in right_checkers:
+        paid_checkers += balances.repatriate_reserved(
+            ctx, payer, who, to_checkers // len(right_checkers)
+        )
+    burned += (to_miner - paid_miner) + (to_checkers - paid_checkers)  # could not be received
+    balances.burn_reserved(ctx, payer, burned)
+    balances.unreserve(ctx, payer, refunded)
+    ctx.emit(TaskPaid(task_id, task.miner, paid_miner, burned, paid_checkers, refunded))
+    return burned
 
 
 def _draw(ctx: Ctx, task_id: bytes, task: Task) -> None:
@@ -654,6 +778,7 @@ def _final_verdict(
     wrong or absent, the Guilty miner, or the coordinator whose dispute failed."""
     guilty = outcome == CheckOutcome.GUILTY
     limit = max_sketch_distance(ctx.config.verification)
+    paid: list[bytes] = []
     for c in check.checkers:
         if c.reveal is None:
             right = False
@@ -662,7 +787,7 @@ def _final_verdict(
         else:
             right = agrees(check.miner_reveal, c.reveal, limit) != guilty
         if right:
-            rewards.credit(ctx, c.account, Role.MINER, 1)
+            paid.append(c.account)  # paid from the task's burn share (`_pay`)
         else:
             _offence(ctx, c.account, OffenceKind.CHECK_FAULT, task_id + c.account)
     if guilty:
@@ -670,7 +795,7 @@ def _final_verdict(
     elif check.disputed_by is not None:
         _offence(ctx, check.disputed_by, OffenceKind.FALSE_DISPUTE, task_id)
     status = TaskStatus.REJECTED if guilty else TaskStatus.ACCEPTED
-    _finalize(ctx, task_id, task, status, outcome)
+    _finalize(ctx, task_id, task, status, outcome, paid)
     ctx.emit(Verdict(task_id, outcome, True))
 
 
@@ -705,19 +830,22 @@ def _checking(ctx: Ctx, task_id: bytes, phase: CheckPhase) -> tuple[Task, Check]
 
 # ---- calls ---------------------------------------------------------------------------------------
 
-COMMIT_WEIGHT = Weight(20_000_000 + 30_000_000 * 16, 10_000)
-CHECK_WEIGHT = Weight(50_000_000, 10_000)
 
-
-@call(SPEC, 0, weight=COMMIT_WEIGHT)
+@call(SPEC, 0, weight=lambda a: weights.tasks_commit_tasks(len(a["batch"])))
 def commit_tasks(ctx: Ctx, batch: CommitBatch) -> None:
-    """Commit tasks (signed by an active coordinator's operator). All or nothing.
+    """Commit tasks (signed by an active coordinator's operator, the payer). All or nothing. Each
+    task's price (at least MinTaskPrice) and TaskDeposit are reserved from the signer: the price
+    pays the miner when the result is accepted (its BurnShare burned, or paid to the checkers),
+    comes back when it is missed or proved wrong; the deposit comes back when the task is pruned.
     Errors: NotCoordinator, CoordinatorInactive, EmptyBatch, BatchTooLarge, DuplicateInBatch,
-    TaskExists, MinerInactive, BadDeadline. Emits: TaskCommitted per task."""
+    TaskExists, MinerInactive, BadDeadline, PriceTooLow, InsufficientFunds.
+    Emits: Balances.Reserved, TaskCommitted per task."""
     coordinator = _operator_of(ctx, Role.COORDINATOR)
+    payer = ctx.ensure_signed()
     ensure(registry.is_active(ctx.state, coordinator), Error.COORDINATOR_INACTIVE)
     _batch([item.task_id for item in batch])
     now = ctx.block_number
+    tc = ctx.config.tasks
     for item in batch:  # 1. checks
         ensure(not Tasks.contains(ctx.state, item.task_id), Error.TASK_EXISTS)
         found = registry.get_registration(ctx.state, item.miner)
@@ -728,21 +856,37 @@ def commit_tasks(ctx: Ctx, batch: CommitBatch) -> None:
             Error.MINER_INACTIVE,
         )
         ensure(now < item.deadline <= now + MAX_DEADLINE_BLOCKS, Error.BAD_DEADLINE)
+        ensure(item.price >= tc.min_task_price, Error.PRICE_TOO_LOW)
+    escrow = sum(item.price + tc.task_deposit for item in batch)
+    ed = ctx.config.balances.existential_deposit
+    usable = balances.usable_balance(ctx.state, payer, ed, keep_alive=True)
+    ensure(usable >= escrow, Error.INSUFFICIENT_FUNDS)
+    balances.reserve(ctx, payer, escrow)
     for item in batch:  # 2. effects
         Tasks.put(
             ctx.state,
             item.task_id,
-            Task(coordinator, item.miner, item.spec_hash, item.deadline, now, TaskStatus.COMMITTED),
+            Task(
+                coordinator,
+                item.miner,
+                item.spec_hash,
+                item.deadline,
+                now,
+                TaskStatus.COMMITTED,
+                price=item.price,
+                payer=payer,
+                deposit=tc.task_deposit,
+            ),
         )
         Deadlines.put(ctx.state, item.deadline, item.task_id, True)
         if OpenTasks.get(ctx.state) == 0:
             NextDeadline.put(ctx.state, now)  # nothing older is open: skip the idle blocks
         OpenTasks.put(ctx.state, OpenTasks.get(ctx.state) + 1)
         _bump(ctx, item.miner, "assigned")
-        ctx.emit(TaskCommitted(item.task_id, coordinator, item.miner, item.deadline))
+        ctx.emit(TaskCommitted(item.task_id, coordinator, item.miner, item.deadline, item.price))
 
 
-@call(SPEC, 1, weight=COMMIT_WEIGHT)
+@call(SPEC, 1, weight=lambda a: weights.tasks_submit_results(len(a["batch"])))
 def submit_results(ctx: Ctx, batch: ResultBatch) -> None:
     """Commit blind to results (signed by the assigned miner's operator, before each deadline):
     `commitment` is `chain.taskproto.result_commitment(...)`.
@@ -777,7 +921,7 @@ def submit_results(ctx: Ctx, batch: ResultBatch) -> None:
         ctx.emit(ResultSubmitted(item.task_id, miner, item.commitment))
 
 
-@call(SPEC, 2, weight=COMMIT_WEIGHT)
+@call(SPEC, 2, weight=lambda a: weights.tasks_settle_tasks(len(a["task_ids"])))
 def settle_tasks(ctx: Ctx, task_ids: TaskIds) -> None:
     """Accept submitted results early (signed by the committing coordinator's operator). A result
     is drawn for a check a round of authors after its block (`draw_delay`); one whose draw is
@@ -799,7 +943,7 @@ def settle_tasks(ctx: Ctx, task_ids: TaskIds) -> None:
             _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
 
 
-@call(SPEC, 3, weight=CHECK_WEIGHT)
+@call(SPEC, 3, weight=weights.tasks_dispute_task())
 def dispute_task(ctx: Ctx, task_id: Hash256) -> None:
     """Contest a result (signed by the committing coordinator's operator): a submitted one
     before it settles (checkers re-run it from round 1), or one in round 0 of its check (the
@@ -824,7 +968,7 @@ def dispute_task(ctx: Ctx, task_id: Hash256) -> None:
     _open_round(ctx, task_id, task, None, 1, disputed_by=coordinator)
 
 
-@call(SPEC, 4, weight=CHECK_WEIGHT)
+@call(SPEC, 4, weight=lambda a: weights.tasks_reveal_spec(len(a["spec"])))
 def reveal_spec(
     ctx: Ctx, task_id: Hash256, spec: Annotated[bytes, Bytes(MAX_SPEC_BYTES), "BoundedVec<u8>"]
 ) -> None:
@@ -844,7 +988,7 @@ def reveal_spec(
     _set_phase(ctx, task_id, check, CheckPhase.COMMITTING, ends)
 
 
-@call(SPEC, 5, weight=CHECK_WEIGHT)
+@call(SPEC, 5, weight=weights.tasks_commit_check())
 def commit_check(ctx: Ctx, task_id: Hash256, commitment: Hash256) -> None:
     """Commit blind to a re-run result (signed by the operator of a checker of the current
     round): `chain.taskproto.result_commitment` with the checker's own staker account.
@@ -872,7 +1016,7 @@ def commit_check(ctx: Ctx, task_id: Hash256, commitment: Hash256) -> None:
         _set_phase(ctx, task_id, check, CheckPhase.REVEALING, ends)
 
 
-@call(SPEC, 6, weight=CHECK_WEIGHT)
+@call(SPEC, 6, weight=weights.tasks_reveal_result())
 def reveal_result(
     ctx: Ctx,
     task_id: Hash256,
@@ -918,7 +1062,7 @@ def reveal_result(
         _close_round(ctx, task_id, task, check)
 
 
-@call(SPEC, 7, weight=CHECK_WEIGHT)
+@call(SPEC, 7, weight=weights.tasks_appeal())
 def appeal(ctx: Ctx, task_id: Hash256) -> None:
     """Appeal a round-1 Guilty verdict (signed by the task's miner's operator, in the
     Appealable phase): five new checkers re-run the task and their majority decides, finally.
@@ -941,6 +1085,7 @@ def on_initialize(ctx: Ctx) -> None:
     the rest over)."""
     _run_draws(ctx)
     _run_deadlines(ctx)
+    _run_prunes(ctx)
 
 
 def _drain(
@@ -998,13 +1143,39 @@ def _run_deadlines(ctx: Ctx) -> None:
     _drain(ctx, Deadlines, NextDeadline, now - 1, MAX_EXPIRIES_PER_BLOCK, expire)
 
 
+def _run_prunes(ctx: Ctx) -> None:
+    pruned = 0
+
+    def prune(block: int, task_id: bytes) -> None:
+        nonlocal pruned
+        Prunable.remove(ctx.state, block, task_id)
+        Retained.put(ctx.state, max(Retained.get(ctx.state) - 1, 0))
+        task = Tasks.get(ctx.state, task_id)
+        if task is None or task.status.is_open:
+            return  # cannot happen (try_state)
+        Tasks.remove(ctx.state, task_id)
+        Checks.remove(ctx.state, task_id)
+        Specs.remove(ctx.state, task_id)
+        balances.unreserve(ctx, task.payer, task.deposit)
+        pruned += 1
+
+    _drain(ctx, Prunable, NextPrune, ctx.block_number, MAX_PRUNES_PER_BLOCK, prune)
+    if pruned:
+        ctx.emit(TasksPruned(pruned))
+
+
 @hook(SPEC, "try_state")
 def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
     """try_state: OpenTasks counts the open tasks; each open task waits in `Deadlines` under its
     deadline (or its check's phase end) and nothing else does; the expiry cursor is not past an
     open one; a Checking task has a check whose checkers are distinct and not its miner; each
-    miner's record counts its tasks."""
+    miner's record counts at least its tasks still in state; each settled task waits in
+    `Prunable` for its prune block, and nothing else does; every account's reserve is the
+    prices of its open tasks plus the deposits of its tasks in state (Tasks is the only pallet
+    that reserves)."""
     open_tasks: set[tuple[int, bytes]] = set()
+    settled: set[tuple[int, bytes]] = set()
+    escrow: dict[bytes, int] = {}
     stats: dict[bytes, MinerStats] = {}
     for task_id, task in Tasks.iter(state):
         check = Checks.get(state, task_id)
@@ -1016,6 +1187,12 @@ def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
                 raise AssertionError("a check's checkers repeat or include the checked miner")
         if task.status.is_open:
             open_tasks.add((_waiting_block(task, check), task_id))
+        elif task.settled_at is None:
+            raise AssertionError("a final task has no settlement block")
+        else:
+            settled.add((task.settled_at + config.tasks.retention_blocks, task_id))
+        held = task.deposit + (task.price if task.status.is_open else 0)
+        escrow[task.payer] = escrow.get(task.payer, 0) + held
         s = stats.get(task.miner, MinerStats())
         stats[task.miner] = MinerStats(
             s.assigned + 1,
@@ -1031,8 +1208,24 @@ def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
         raise AssertionError("Deadlines differ from the open tasks' deadlines")
     if open_tasks and min(block for block, _ in open_tasks) < NextDeadline.get(state):
         raise AssertionError("the expiry cursor passed an open task's deadline")
-    if dict(Stats.iter(state)) != stats:
-        raise AssertionError("MinerStats differ from the miners' tasks")
+    recorded = dict(Stats.iter(state))
+    for miner, live in stats.items():
+        have = recorded.get(miner, MinerStats())
+        if any(
+            getattr(live, f.name) > getattr(have, f.name) for f in dataclasses.fields(MinerStats)
+        ):
+            raise AssertionError("a miner's record counts fewer tasks than it has in state")
+    if {(block, task_id) for block, task_id, _ in Prunable.iter(state)} != settled:
+        raise AssertionError("Prunable differs from the settled tasks' prune blocks")
+    if Retained.get(state) != len(settled):
+        raise AssertionError(f"Retained is {Retained.get(state)}, {len(settled)} are settled")
+    if settled and min(block for block, _ in settled) < NextPrune.get(state):
+        raise AssertionError("the prune cursor passed a settled task")
+    for who, info in system.Account.iter(state):
+        if info.data.reserved != escrow.pop(who, 0):
+            raise AssertionError(f"{who.hex()}: reserved {info.data.reserved} is not its escrow")
+    if any(escrow.values()):
+        raise AssertionError("escrow held by accounts that do not exist")
     pending = {
         (task.draw_at, task_id)
         for task_id, task in Tasks.iter(state)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.aura import pallet as aura
 from pallets.config import Ctx, RuntimeConfig, TimestampConfig
 
@@ -40,7 +41,7 @@ class Error(PalletError):
     TOO_EARLY = 1
 
 
-@call(SPEC, 0, weight=Weight(10_000_000, 0), dispatch_class="Mandatory", pays_fee=False)
+@call(SPEC, 0, weight=weights.timestamp_set(), dispatch_class="Mandatory", pays_fee=False)
 def set(ctx: Ctx, now: Annotated[int, Compact(U64), "T::Moment"]) -> None:
     """Set the current time (inherent; unsigned, once per block, at least MinimumPeriod after the
     previous block)."""

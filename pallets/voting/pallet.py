@@ -12,6 +12,7 @@ for every voter, sum over targets of Votes(voter, *) == ledger.allocated.
 from __future__ import annotations
 
 from chain.frame.prelude import *
+from pallets import weights
 from pallets.config import Ctx, RuntimeConfig
 from pallets.registry import pallet as registry
 from pallets.staking import pallet as staking
@@ -137,10 +138,7 @@ def set_vote(ctx: Ctx, voter: bytes, target: bytes, amount: int) -> None:
     registry.add_votes(ctx, target, amount - old)
 
 
-VOTE_WEIGHT = Weight(80_000_000, 6000)
-
-
-@call(SPEC, 0, weight=VOTE_WEIGHT)
+@call(SPEC, 0, weight=weights.voting_vote())
 def vote(ctx: Ctx, target: T.AccountId, value: CompactBalanceOf) -> None:
     """Allocate `value` of the caller's bonded stake to `target` (a registered, active miner or
     coordinator). Errors: NotBonded, ZeroAmount, CannotVoteSelf, TargetNotRegistered,
@@ -172,7 +170,7 @@ def vote(ctx: Ctx, target: T.AccountId, value: CompactBalanceOf) -> None:
     ctx.emit(Voted(voter, target, value))
 
 
-@call(SPEC, 1, weight=VOTE_WEIGHT)
+@call(SPEC, 1, weight=weights.voting_unvote())
 def unvote(ctx: Ctx, target: T.AccountId, value: CompactBalanceOf) -> None:
     """Take `value` of the caller's votes back from `target` (also when the target is inactive or
     deregistered). Errors: ZeroAmount, NotEnoughVotes. Emits: Unvoted."""

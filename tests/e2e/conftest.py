@@ -272,6 +272,7 @@ class Net:
         task_timeout_blocks: int = 30,
         miner_live_s: float = 5.0,
         request_timeout_s: float = 60.0,
+        extra_args: list[str] | None = None,
     ) -> Daemon:
         key = self._key_file("coordinator", "//Charlie//operator")
         self.coordinator_args = [
@@ -284,6 +285,7 @@ class Net:
             "--task-timeout-blocks", str(task_timeout_blocks),
             "--miner-live-s", str(miner_live_s),
             "--request-timeout-s", str(request_timeout_s),
+            *(extra_args or []),
         ]  # fmt: skip
         return self.restart_coordinator()
 
@@ -315,6 +317,7 @@ class Net:
         env: dict[str, str] | None = None,
         wait: bool = True,
         coordinator_url: str | None = None,
+        extra_args: list[str] | None = None,
     ) -> MinerProc:
         """Start `cuckoo-miner` for a registered miner. It polls the net's coordinator, or
         `coordinator_url` instead (e.g. one that nobody serves: a miner that only checks), or
@@ -334,6 +337,7 @@ class Net:
         ]  # fmt: skip
         if not discover:
             args += ["--coordinator", coordinator_url or self.coordinator_url]
+        args += extra_args or []
         daemon = Daemon(
             f"cuckoo-miner {name}", args, self._env(env), self.tmp / f"miner-{name}.log"
         )

@@ -24,6 +24,7 @@ from chain.codec import U128_MAX
 from chain.frame.pallet import DispatchError
 from pallets.balances.pallet import Burned, DustLost, Minted, Slashed, Withdraw
 from pallets.registry import pallet as registry
+from pallets.registry.pallet import Role
 from pallets.rewards import pallet as rewards
 from pallets.rewards.pallet import EraPaid, Rewarded
 from pallets.slashing import pallet as slashing
@@ -353,7 +354,9 @@ class EconomyMachine(RuleBasedStateMachine):
     def new_era(self) -> None:
         self.advance_era()
 
-    @rule(units=st.lists(st.integers(1, 50), min_size=1, max_size=5))
+    # burned CAI backing the work: from a few planck (the rebate pays less than the pool) to
+    # more than the pool can rebate (the pool is split pro rata)
+    @rule(units=st.lists(st.integers(1, 5_000 * CAI), min_size=1, max_size=5))
     def work_then_new_era(self, units: list[int]) -> None:
         """Root credits work to registered targets (in the registered role), then the era ends."""
         regs = self.registered()
@@ -405,8 +408,6 @@ class EconomyMachine(RuleBasedStateMachine):
     ) -> dict[bytes, int]:
         state = self.mock.state
         cfg = self.mock.config.rewards
-        miner_pool = cfg.emission_per_era * cfg.miner_share // PERBILL
-        pools = {"Miner": miner_pool, "Coordinator": cfg.emission_per_era - miner_pool}
         out: dict[bytes, int] = {}
         for role, who, units in work:
             assert totals is not None
@@ -414,7 +415,8 @@ class EconomyMachine(RuleBasedStateMachine):
             if found is None or found[0] != role or found[1].status == "Suspended":
                 continue  # earns nothing, and nothing is minted for it
             total = totals.miner_work if role == "Miner" else totals.coordinator_work
-            reward = pools[role] * units // total
+            # the role's rebate of the burns, at most its pool, split by credit
+            reward = rewards.role_emission(cfg, Role(role), total) * units // total
             votes = sorted(voting.Voters.iter_prefix(state, who))
             plan = rewards.compute_target_payout(
                 reward, found[1].commission, found[1].own_stake, votes

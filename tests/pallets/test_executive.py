@@ -25,6 +25,7 @@ from chain.primitives import (
 from chain.storage.overlay import Overlay
 from chain.storage.trie import MemoryNodeStore, Trie
 from genesis.builder import ChainSpec, Genesis, build_genesis, load_spec
+from pallets import weights
 from pallets.balances import pallet as balances
 from pallets.balances.pallet import Endowed, Minted, Transfer, Withdraw
 from pallets.balances.pallet import Error as BalancesError
@@ -198,7 +199,7 @@ def test_apply_signed_transfer_events_in_frame_order(chain: Chain) -> None:
     assert withdraw == Withdraw(who=ALICE.public_key, amount=paid.actual_fee)
     assert transfer == Transfer(from_=ALICE.public_key, to=BOB.public_key, amount=UNIT)
     assert (paid.who, paid.tip) == (ALICE.public_key, 0)
-    assert success.dispatch_info.weight == balances.TRANSFER_WEIGHT
+    assert success.dispatch_info.weight == weights.balances_transfer_keep_alive()
     assert system.EventCount.get(state) == 5
     assert system.ExtrinsicCount.get(state) == 2
     chain.runtime.try_state(state)
@@ -561,10 +562,8 @@ def test_query_info_matches_charged_fee(chain: Chain, scale: Any) -> None:
             chain.ex, chain.head, "TransactionPaymentApi_query_info", xt + encode_u32(len(xt))
         ),
     )
-    assert info["weight"] == {
-        "ref_time": balances.TRANSFER_WEIGHT.ref_time,
-        "proof_size": balances.TRANSFER_WEIGHT.proof_size,
-    }
+    declared = weights.balances_transfer_keep_alive()
+    assert info["weight"] == {"ref_time": declared.ref_time, "proof_size": declared.proof_size}
     assert info["class"] == "Normal"
     state = chain.state(chain.build([xt]))
     assert info["partialFee"] == at(state, 1)[0].amount

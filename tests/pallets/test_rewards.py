@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from chain.frame.pallet import Origin
 from pallets.balances.pallet import Minted
+from pallets.registry.pallet import Role
 from pallets.rewards import pallet as rewards
 from pallets.rewards.pallet import (
     EraPaid,
@@ -20,6 +21,7 @@ from pallets.rewards.pallet import (
     MinerWork,
     Rewarded,
     TargetPayout,
+    TargetRewarded,
     WorkCredited,
     compute_target_payout,
 )
@@ -53,8 +55,15 @@ from tests.pallets.test_staking import (
 __all__ = ["eco"]  # the fixture
 
 
+# Work is credited in burned CAI. UNIT is so much burn that any credit of a unit or more backs
+# more emission than a role's pool holds: the pool is then split pro rata by credit, which the
+# payout tests below check. Below the pool, emission is the rebate of the burns
+# (test_era_payout_below_the_pool_is_the_rebate_of_the_burns).
+UNIT = 10_000 * CAI
+
+
 def credit(mock: MockRuntime, who: bytes, units: int, role: str = "Miner") -> None:
-    mock.dispatch("root", "Rewards", "credit_work", who=who, role=role, units=units)
+    mock.dispatch("root", "Rewards", "credit_work", who=who, role=role, units=units * UNIT)
 
 
 def rewarded(events: list[Any]) -> dict[bytes, int]:
@@ -78,12 +87,12 @@ def test_credit_work_root_credits_current_era(eco: MockRuntime) -> None:
     register_coordinator(eco, BOB, OP2)
     next_era(eco)
     credit(eco, ALICE, 3)
-    assert eco.events() == [WorkCredited(who=ALICE, role="Miner", units=3, era=1)]
+    assert eco.events() == [WorkCredited(who=ALICE, role="Miner", units=3 * UNIT, era=1)]
     credit(eco, ALICE, 2)
     credit(eco, BOB, 7, role="Coordinator")
-    assert MinerWork.get(eco.state, 1, ALICE) == 5
-    assert rewards.CoordinatorWork.get(eco.state, 1, BOB) == 7
-    assert EraTotals.get(eco.state, 1) == EraTotal(miner_work=5, coordinator_work=7)
+    assert MinerWork.get(eco.state, 1, ALICE) == 5 * UNIT
+    assert rewards.CoordinatorWork.get(eco.state, 1, BOB) == 7 * UNIT
+    assert EraTotals.get(eco.state, 1) == EraTotal(miner_work=5 * UNIT, coordinator_work=7 * UNIT)
     assert EraTotals.get(eco.state, 0) is None
 
 
@@ -121,13 +130,13 @@ def test_credit_work_wrong_role_is_not_registered(eco: MockRuntime) -> None:
     )
 
 
-def test_credit_work_saturates_at_u64_max(eco: MockRuntime) -> None:
+def test_credit_work_saturates_at_u128_max(eco: MockRuntime) -> None:
     register_miner(eco, ALICE, OP1)
-    credit(eco, ALICE, 2**64 - 1)
+    eco.dispatch("root", "Rewards", "credit_work", who=ALICE, role="Miner", units=2**128 - 1)
     credit(eco, ALICE, 1)  # saturating arithmetic: the call succeeds and the counter stays put
     era = staking.CurrentEra.get(eco.state)
-    assert rewards.MinerWork.get(eco.state, era, ALICE) == 2**64 - 1
-    assert rewards.EraTotals.get(eco.state, era).miner_work == 2**64 - 1
+    assert rewards.MinerWork.get(eco.state, era, ALICE) == 2**128 - 1
+    assert rewards.EraTotals.get(eco.state, era).miner_work == 2**128 - 1
 
 
 # ---- compute_target_payout (pure) ---------------------------------------------------------------
@@ -142,7 +151,7 @@ def test_compute_target_payout_pro_rata_without_commission() -> None:
 def test_compute_target_payout_commission_first() -> None:
     # 10% kept (100), the remaining 900 shared by stake 300 : 600
     assert compute_target_payout(1_000, 100_000_000, 300, [(BOB, 600)]) == TargetPayout(
-        1_000, 400, [(BOB, 600)]
+        1_000, 400, [(BOB, 600)], commission=100
     )
 
 
@@ -153,7 +162,7 @@ def test_compute_target_payout_rounding_dust_goes_to_target() -> None:
 
 def test_compute_target_payout_full_commission_leaves_voters_nothing() -> None:
     plan = compute_target_payout(777, PERBILL, 10, [(BOB, 90)])
-    assert plan == TargetPayout(777, 777, [(BOB, 0)])
+    assert plan == TargetPayout(777, 777, [(BOB, 0)], commission=777)
 
 
 def test_compute_target_payout_no_stake_all_to_target() -> None:
@@ -198,8 +207,11 @@ def test_era_payout_commission_and_voter_shares(eco: MockRuntime) -> None:
     events = next_era(eco)
     # 800 CAI: 80 commission, 720 by stake 20,000 : 5,000
     assert of_type(events, Rewarded) == [
-        Rewarded(who=ALICE, era=0, amount=656 * CAI),
-        Rewarded(who=BOB, era=0, amount=144 * CAI),
+        Rewarded(who=ALICE, era=0, amount=656 * CAI, target=ALICE),
+        Rewarded(who=BOB, era=0, amount=144 * CAI, target=ALICE),  # a voter, paid for ALICE's work
+    ]
+    assert of_type(events, TargetRewarded) == [
+        TargetRewarded(ALICE, "Miner", 0, 5 * UNIT, 800 * CAI, 80 * CAI, 144 * CAI)
     ]
     assert of_type(events, EraPaid) == [EraPaid(era=0, minted=MINER_POOL)]
     assert eco.issuance() == issuance + MINER_POOL
@@ -364,3 +376,57 @@ def test_era_payouts_of_consecutive_eras_are_kept_apart(eco: MockRuntime) -> Non
     assert [e.era for e in of_type(events, Rewarded)] == [1, 1]
     assert rewarded(events) == {ALICE: MINER_POOL // 2, BOB: MINER_POOL // 2}
     assert of_type(events, EraPaid) == [EraPaid(era=1, minted=MINER_POOL)]
+
+
+# ---- the rebate: emission backed by burns -------------------------------------------------------
+
+
+def test_role_emission_is_the_rebate_of_the_burns_up_to_the_pool() -> None:
+    cfg = rewards.Config(
+        emission_per_era=1_000 * CAI, miner_share=800_000_000, burn_rebate=500_000_000
+    )
+    # 10 CAI burned: miners get 50% x 80% of it, coordinators 50% x 20%
+    assert rewards.role_emission(cfg, Role.MINER, 10 * CAI) == 4 * CAI
+    assert rewards.role_emission(cfg, Role.COORDINATOR, 10 * CAI) == 1 * CAI
+    # the two roles together get back half of what was burned: never more than the burn
+    assert (
+        rewards.role_emission(cfg, Role.MINER, 7) + rewards.role_emission(cfg, Role.COORDINATOR, 7)
+        <= 7 * 500_000_000 // PERBILL
+    )
+    # past the pools (800 / 200 CAI) the pool is all there is
+    assert rewards.role_emission(cfg, Role.MINER, 10_000 * CAI) == 800 * CAI
+    assert rewards.role_emission(cfg, Role.COORDINATOR, 10_000 * CAI) == 200 * CAI
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    burned=st.integers(0, 10**30),
+    rebate=st.integers(0, PERBILL - 1),
+    share=st.integers(0, PERBILL),
+)
+def test_role_emission_never_pays_back_what_was_burned(
+    burned: int, rebate: int, share: int
+) -> None:
+    cfg = rewards.Config(1_000 * CAI, share, rebate)
+    both = rewards.role_emission(cfg, Role.MINER, burned) + rewards.role_emission(
+        cfg, Role.COORDINATOR, burned
+    )
+    assert both <= burned * rebate // PERBILL + 1
+    assert both < burned or burned == 0
+
+
+def test_era_payout_below_the_pool_is_the_rebate_of_the_burns(eco: MockRuntime) -> None:
+    register_miner(eco, ALICE, OP1)
+    register_miner(eco, CHARLIE, OP3)
+    register_coordinator(eco, BOB, OP2)
+    burn = {ALICE: 30 * CAI, CHARLIE: 10 * CAI}
+    for who, amount in burn.items():
+        eco.dispatch("root", "Rewards", "credit_work", who=who, role="Miner", units=amount)
+    eco.dispatch("root", "Rewards", "credit_work", who=BOB, role="Coordinator", units=40 * CAI)
+    issuance = eco.issuance()
+    events = pay_era(eco)
+    # 40 CAI burned: the miners share 50% x 80% = 16 CAI by burn, the coordinator 4 CAI
+    assert rewarded(events) == {ALICE: 12 * CAI, CHARLIE: 4 * CAI, BOB: 4 * CAI}
+    assert eco.issuance() - issuance == 20 * CAI
+    assert of_type(events, EraPaid) == [EraPaid(0, 20 * CAI)]
+    check_economy(eco)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chain.frame.pallet import DispatchError, ModuleError
+from pallets import weights
 from pallets.balances.pallet import BalanceSet, Transfer
 from pallets.balances.pallet import Error as BalancesError
 from pallets.faucet.pallet import Error as FaucetError
@@ -90,7 +91,7 @@ def test_sudo_without_key_is_require_sudo(new_test_ext: Any) -> None:
 def test_sudo_weight_includes_inner_call(mock: MockRuntime) -> None:
     inner = set_balance(mock, BOB, 700)
     call = mock.call("Sudo", "sudo", call=inner)
-    assert call.weight == sudo.SUDO_WEIGHT + inner.call.weight
+    assert call.weight == weights.sudo_sudo() + inner.weight
 
 
 def test_set_key_changes_key(mock: MockRuntime) -> None:

@@ -13,11 +13,19 @@ import pytest
 from chain.frame.common import PERBILL_ONE
 from chain.hashing import blake2_256
 from chain.taskproto import result_commitment
+from pallets.balances.pallet import (
+    BalanceStatus,
+    Burned,
+    Reserved,
+    ReserveRepatriated,
+    TotalIssuance,
+)
 from pallets.config import VerificationConfig
 from pallets.registry import pallet as registry
 from pallets.rewards import pallet as rewards
 from pallets.rewards.pallet import WorkCredited
 from pallets.slashing import pallet as slashing
+from pallets.system import pallet as system
 from pallets.tasks import pallet as tasks
 from pallets.tasks.pallet import (
     Check,
@@ -33,6 +41,7 @@ from pallets.tasks.pallet import (
     Task,
     TaskCommit,
     TaskCommitted,
+    TaskPaid,
     Tasks,
     TaskSettled,
 )
@@ -56,6 +65,12 @@ from tests.pallets.test_staking import (
 )
 
 OP6 = bytes([0x16]) * 32
+
+
+def total_issuance(m: MockRuntime) -> int:
+    return TotalIssuance.get(m.state)
+
+
 GHOST = bytes([0x77]) * 32  # neither staker nor operator
 
 # Coordinators ALICE (operator OP1) and BOB (OP2); miners CHARLIE (OP3), DAVE (OP4), EVE (OP5),
@@ -83,8 +98,20 @@ def tid(name: str) -> bytes:
     return name.encode().ljust(32, b"\x00")
 
 
-def tc(name: str, miner: bytes = CHARLIE, deadline: int = 11, spec: bytes = SPEC_A) -> TaskCommit:
-    return TaskCommit(tid(name), spec, miner, deadline)
+PRICE = CAI // 10  # what each test task pays (dev MinTaskPrice is 0.01 CAI)
+OPERATOR_FUNDS = 1_000 * CAI  # each coordinator operator's balance: it escrows prices
+DEPOSIT = mock_config().tasks.task_deposit
+BURN = PRICE * mock_config().tasks.burn_share // PERBILL_ONE  # an unchecked accepted task's burn
+
+
+def tc(
+    name: str,
+    miner: bytes = CHARLIE,
+    deadline: int = 11,
+    spec: bytes = SPEC_A,
+    price: int = PRICE,
+) -> TaskCommit:
+    return TaskCommit(tid(name), spec, miner, deadline, price)
 
 
 def rc(name: str, commitment: bytes = GOOD) -> ResultCommit:
@@ -131,7 +158,8 @@ def network(check_rate: int, **verification: Any) -> Iterator[MockRuntime]:
     config = dataclasses.replace(
         mock_config(), verification=VerificationConfig(check_rate=check_rate, **verification)
     )
-    m = MockRuntime(config, {**ECONOMY_BALANCES, **{w: 100_000 * CAI for w in EXTRA}}, None)
+    funds = {**ECONOMY_BALANCES, **{w: 100_000 * CAI for w in EXTRA}}
+    m = MockRuntime(config, {**funds, **{op: OPERATOR_FUNDS for op in C_OP.values()}}, None)
     for who, op in C_OP.items():
         register_coordinator(m, who, op)
     for who, op in M_OP.items():
@@ -159,12 +187,16 @@ def checked() -> Iterator[MockRuntime]:
 def test_commit_tasks_stores_tasks_deadlines_and_stats(net: MockRuntime) -> None:
     net.run_to_block(3)
     commit(net, tc("t1", CHARLIE, 8), tc("t2", DAVE, 9, SPEC_B))
+    escrow = 2 * (PRICE + DEPOSIT)
     assert net.events() == [
-        TaskCommitted(tid("t1"), ALICE, CHARLIE, 8),
-        TaskCommitted(tid("t2"), ALICE, DAVE, 9),
+        Reserved(OP1, escrow),
+        TaskCommitted(tid("t1"), ALICE, CHARLIE, 8, PRICE),
+        TaskCommitted(tid("t2"), ALICE, DAVE, 9, PRICE),
     ]
-    assert task(net, "t1") == Task(ALICE, CHARLIE, SPEC_A, 8, 3, "Committed")
-    assert task(net, "t2") == Task(ALICE, DAVE, SPEC_B, 9, 3, "Committed")
+    paid = {"price": PRICE, "payer": OP1, "deposit": DEPOSIT}
+    assert task(net, "t1") == Task(ALICE, CHARLIE, SPEC_A, 8, 3, "Committed", **paid)
+    assert task(net, "t2") == Task(ALICE, DAVE, SPEC_B, 9, 3, "Committed", **paid)
+    assert system.get_account(net.state, OP1).data.reserved == escrow
     t1 = task(net, "t1")
     assert (t1.commitment, t1.submitted_at, t1.settled_at, t1.outcome) == (
         None,
@@ -203,8 +235,10 @@ def test_commit_tasks_old_operator_after_rotation_is_not_coordinator(net: MockRu
     new_op = bytes([0x21]) * 32
     net.dispatch(ALICE, "Registry", "set_operator", operator=new_op)
     net.assert_noop(OP1, "Tasks", "commit_tasks", Error.NOT_COORDINATOR, batch=[tc("t")])
+    net.dispatch(BOB, "Balances", "transfer_keep_alive", dest=("Id", new_op), value=CAI)
     net.dispatch(new_op, "Tasks", "commit_tasks", batch=[tc("t")])
     assert task(net, "t").coordinator == ALICE  # the staker, not the operator
+    assert task(net, "t").payer == new_op  # who signed, and holds the escrow
 
 
 @pytest.mark.parametrize("how", ["inactive", "suspended"])
@@ -303,7 +337,10 @@ def test_submit_results_stores_result_and_stats(net: MockRuntime) -> None:
         ResultSubmitted(tid("t1"), CHARLIE, GOOD),
         ResultSubmitted(tid("t2"), CHARLIE, BAD),
     ]
-    assert task(net, "t1") == Task(ALICE, CHARLIE, SPEC_A, 11, 1, "Submitted", GOOD, 4, draw_at=5)
+    paid = {"price": PRICE, "payer": OP1, "deposit": DEPOSIT}
+    assert task(net, "t1") == Task(
+        ALICE, CHARLIE, SPEC_A, 11, 1, "Submitted", GOOD, 4, draw_at=5, **paid
+    )
     assert task(net, "t2").commitment == BAD
     assert task(net, "t2").settled_at is None
     assert task(net, "t3").status == "Committed"
@@ -410,18 +447,24 @@ def test_settle_tasks_accept_credits_work_and_closes_deadline(net: MockRuntime) 
     commit(net, tc("t"))
     submit(net, CHARLIE, rc("t"))
     run_to_block(net, 6)
+    miner_free, issuance = net.free(CHARLIE), total_issuance(net)
     settle(net, "t")
     assert net.events() == [
-        WorkCredited(CHARLIE, "Miner", 1, 0),
-        WorkCredited(ALICE, "Coordinator", 1, 0),
+        ReserveRepatriated(OP1, CHARLIE, PRICE - BURN, BalanceStatus.FREE),
+        Burned(OP1, BURN),
+        TaskPaid(tid("t"), CHARLIE, PRICE - BURN, BURN, 0, 0),
+        WorkCredited(CHARLIE, "Miner", BURN, 0),
+        WorkCredited(ALICE, "Coordinator", BURN, 0),
         TaskSettled(tid("t"), "Accepted", "Unchecked"),
     ]
+    assert net.free(CHARLIE) == miner_free + PRICE - BURN
+    assert total_issuance(net) == issuance - BURN
     t = task(net, "t")
     assert (t.status, t.settled_at, t.submitted_at, t.commitment) == ("Accepted", 6, 1, GOOD)
     assert not deadline_open(net, "t")
     assert stats(net, CHARLIE) == MinerStats(assigned=1, submitted=1, accepted=1)
-    assert (miner_work(net, CHARLIE), coordinator_work(net, ALICE)) == (1, 1)
-    assert rewards.EraTotals.get(net.state, 0) == rewards.EraTotal(1, 1)
+    assert (miner_work(net, CHARLIE), coordinator_work(net, ALICE)) == (BURN, BURN)
+    assert rewards.EraTotals.get(net.state, 0) == rewards.EraTotal(BURN, BURN)
 
 
 def test_settle_tasks_by_rotated_operator(net: MockRuntime) -> None:
@@ -515,14 +558,14 @@ def test_on_initialize_accepts_submitted_after_deadline(net: MockRuntime) -> Non
     events = run_to_block(net, 6)
     assert of_type(events, TaskSettled) == [TaskSettled(tid("t"), "Accepted", "Unchecked")]
     assert of_type(events, WorkCredited) == [
-        WorkCredited(CHARLIE, "Miner", 1, 0),
-        WorkCredited(ALICE, "Coordinator", 1, 0),
+        WorkCredited(CHARLIE, "Miner", BURN, 0),
+        WorkCredited(ALICE, "Coordinator", BURN, 0),
     ]
     t = task(net, "t")
     assert (t.status, t.settled_at) == ("Accepted", 6)
     assert not deadline_open(net, "t")
     assert stats(net, CHARLIE) == MinerStats(assigned=1, submitted=1, accepted=1)
-    assert (miner_work(net, CHARLIE), coordinator_work(net, ALICE)) == (1, 1)
+    assert (miner_work(net, CHARLIE), coordinator_work(net, ALICE)) == (BURN, BURN)
 
 
 def test_on_initialize_records_missed(net: MockRuntime) -> None:
@@ -542,7 +585,7 @@ def test_on_initialize_work_credited_in_current_era(net: MockRuntime) -> None:
     submit(net, CHARLIE, rc("t"))
     run_to_block(net, 13)  # era 1 started at block 10
     assert task(net, "t").status == "Accepted"
-    assert (miner_work(net, CHARLIE, 1), coordinator_work(net, ALICE, 1)) == (1, 1)
+    assert (miner_work(net, CHARLIE, 1), coordinator_work(net, ALICE, 1)) == (BURN, BURN)
     assert miner_work(net, CHARLIE, 0) == 0
 
 
@@ -727,15 +770,21 @@ def test_checked_honest_result_is_verified_by_one_checker(checked: MockRuntime) 
     [checker] = drawn(checked)
     assert checker != CHARLIE
     assert checker in M_OP
+    before = {w: checked.free(w) for w in (CHARLIE, checker, OP1)}
     play_round(checked, {checker: HONEST})
     t = task(checked, "t")
     assert (t.status, t.outcome) == ("Accepted", "Verified")
     assert Specs.get(checked.state, tid("t")) == SPEC_JSON
-    assert (miner_work(checked, CHARLIE), miner_work(checked, checker)) == (1, 1)
+    # the burn share pays the checker instead of being burned: no emission credit
+    assert checked.free(CHARLIE) - before[CHARLIE] == PRICE - BURN
+    assert checked.free(checker) - before[checker] == BURN
+    assert checked.free(OP1) == before[OP1]  # the escrow left its reserve, not its free balance
+    assert (miner_work(checked, CHARLIE), miner_work(checked, checker)) == (0, 0)
     assert offences(checked) == []
 
 
 def test_cheater_is_guilty_after_escalation_and_a_failed_appeal(checked: MockRuntime) -> None:
+    before = {w: checked.free(w) for w in [*M_OP, OP1]}
     start(checked, reveal=FAKE)
     play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=FAKE)
     assert (check_of(checked).round, len(drawn(checked))) == (1, 3)  # escalated
@@ -751,8 +800,12 @@ def test_cheater_is_guilty_after_escalation_and_a_failed_appeal(checked: MockRun
     checkers = [c.account for c in check_of(checked).checkers]
     assert len(set(checkers)) == 9
     assert CHARLIE not in checkers
-    assert all(miner_work(checked, w) == 1 for w in checkers)
-    assert miner_work(checked, CHARLIE) == 0
+    # the nine right checkers share the burn share; the payer gets the rest back
+    assert all(checked.free(w) - before[w] == BURN // 9 for w in checkers)
+    # the payer paid the fee (its rounding dust burned); its deposit stays reserved until pruning
+    assert checked.free(OP1) - before[OP1] == -(BURN + DEPOSIT)
+    assert checked.free(CHARLIE) == before[CHARLIE]
+    assert all(miner_work(checked, w) == 0 for w in [*checkers, CHARLIE])
 
 
 def test_guilty_verdict_stands_when_the_appeal_window_passes(checked: MockRuntime) -> None:
@@ -782,7 +835,7 @@ def test_lazy_checker_that_guesses_is_slashed_and_the_miner_upheld(checked: Mock
     assert (t.status, t.outcome) == ("Accepted", "Upheld")
     assert offences(checked) == [(lazy, "CheckFault")]
     assert miner_work(checked, lazy) == 0
-    assert miner_work(checked, CHARLIE) == 1
+    assert miner_work(checked, CHARLIE) == 0  # checked: its burn share paid the checkers
 
 
 def test_checker_cannot_open_a_copied_commitment(checked: MockRuntime) -> None:
@@ -843,7 +896,8 @@ def test_coordinator_dispute_of_a_correct_result_costs_the_coordinator(net: Mock
     t = task(net, "t")
     assert (t.status, t.outcome) == ("Accepted", "Upheld")
     assert offences(net) == [(ALICE, "FalseDispute")]
-    assert miner_work(net, CHARLIE) == 1
+    assert task(net, "t").price == PRICE
+    assert miner_work(net, CHARLIE) == 0  # checked: its burn share paid the checkers
 
 
 def test_coordinator_dispute_of_a_fake_convicts_the_miner(net: MockRuntime) -> None:
@@ -917,7 +971,7 @@ def test_check_call_errors(checked: MockRuntime) -> None:
 
 def test_no_other_miner_means_accepted_unchecked(new_test_ext: Any) -> None:
     config = dataclasses.replace(mock_config(), verification=VerificationConfig(PERBILL_ONE))
-    m = MockRuntime(config, dict(ECONOMY_BALANCES), None)
+    m = MockRuntime(config, {**ECONOMY_BALANCES, OP1: OPERATOR_FUNDS}, None)
     register_coordinator(m, ALICE, OP1)
     register_miner(m, CHARLIE, OP3)
     start(m)

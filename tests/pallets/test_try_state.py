@@ -150,7 +150,15 @@ def _task_without_deadline(m: MockRuntime, s: Overlay) -> None:
 
 def _stats_off(m: MockRuntime, s: Overlay) -> None:
     stats = tasks.Stats.get(s, AccountId(CHARLIE))
-    tasks.Stats.put(s, AccountId(CHARLIE), dataclasses.replace(stats, accepted=stats.accepted + 1))
+    tasks.Stats.put(s, AccountId(CHARLIE), dataclasses.replace(stats, assigned=stats.assigned - 1))
+
+
+def _escrow_off(m: MockRuntime, s: Overlay) -> None:
+    t = tasks.Tasks.get(s, tid("fresh"))
+    assert t is not None
+    info = system.get_account(s, t.payer)
+    data = dataclasses.replace(info.data, free=info.data.free + 1, reserved=info.data.reserved - 1)
+    system.Account.put(s, AccountId(t.payer), dataclasses.replace(info, data=data))
 
 
 CORRUPTIONS: list[tuple[str, Corruption, str]] = [
@@ -171,7 +179,8 @@ CORRUPTIONS: list[tuple[str, Corruption, str]] = [
     ("Slashing", _slash_without_offence, "no recorded offence"),
     ("Tasks", _open_count_off, "OpenTasks"),
     ("Tasks", _task_without_deadline, "Deadlines"),
-    ("Tasks", _stats_off, "MinerStats"),
+    ("Tasks", _stats_off, "counts fewer tasks"),
+    ("Tasks", _escrow_off, "is not its escrow"),
 ]
 
 

@@ -19,6 +19,7 @@ from chain.storage.trie import ordered_root
 from genesis.builder import Genesis
 from node.keystore import derive_key
 from node.txpool import PoolError, TxPool
+from pallets import weights
 from pallets.executive import (
     InvalidBlock,
     InvalidTransaction,
@@ -29,7 +30,6 @@ from pallets.executive import (
 from pallets.finality import pallet as finality
 from pallets.finality.pallet import (
     EQUIVOCATION_LONGEVITY,
-    REPORT_WEIGHT,
     UNSIGNED_PRIORITY,
     EquivocationReported,
     FinalityProof,
@@ -92,7 +92,7 @@ def test_valid_unsigned_report_has_no_sender_and_provides_the_offence(chain: Cha
         is_ready=True,
     )
     assert checked.fee == 0
-    assert checked.weight == REPORT_WEIGHT
+    assert checked.weight == weights.finality_report_equivocation()
 
 
 def test_invalid_unsigned_report_is_call(chain: Chain) -> None:
@@ -131,7 +131,10 @@ def test_block_applies_unsigned_report_free_and_counts_its_weight(chain: Chain) 
     weight_before = builder.weight
     outcome = builder.apply(xt)
     assert outcome.success
-    assert builder.weight.ref_time == weight_before.ref_time + REPORT_WEIGHT.ref_time
+    assert (
+        builder.weight.ref_time
+        == weight_before.ref_time + weights.finality_report_equivocation().ref_time
+    )
     built = builder.finalize()
     parent, parent_hash = chain.head, chain.head_hash
     chain.import_(built)
@@ -139,7 +142,9 @@ def test_block_applies_unsigned_report_free_and_counts_its_weight(chain: Chain) 
     events = at(state, 1)
     assert [type(e) for e in events] == [OffenceReported, EquivocationReported, ExtrinsicSuccess]
     assert events[1] == EquivocationReported(ALICE.public_key, "Slot")
-    assert events[2] == ExtrinsicSuccess(DispatchInfo(REPORT_WEIGHT, "Normal", "No"))
+    assert events[2] == ExtrinsicSuccess(
+        DispatchInfo(weights.finality_report_equivocation(), "Normal", "No")
+    )
     # nobody paid: the offender's account is untouched until the slash
     assert system.get_account(state, ALICE.public_key) == alice_before
     # import re-executes it to the same state root
@@ -331,7 +336,7 @@ def test_query_info_of_unsigned_report_is_free(chain: Chain, scale: Any) -> None
         call_runtime_api(chain.ex, chain.head, "TransactionPaymentApi_query_info", data),
     )
     assert info["partialFee"] == 0
-    assert info["weight"]["ref_time"] == REPORT_WEIGHT.ref_time
+    assert info["weight"]["ref_time"] == weights.finality_report_equivocation().ref_time
     decoded = chain.runtime.decode_call(
         chain.encode_call("Finality", "report_equivocation", proof=b"")
     )

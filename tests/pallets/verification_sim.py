@@ -41,6 +41,8 @@ from genesis.builder import load_spec
 from pallets.config import RuntimeConfig
 from pallets.randomness import pallet as randomness
 from pallets.registry import pallet as registry
+from pallets.registry.pallet import Role
+from pallets.rewards import pallet as rewards
 from pallets.rewards.pallet import Rewarded, WorkCredited
 from pallets.runtime import runtime_config
 from pallets.slashing.pallet import OffenceReported, OffenderSlashed
@@ -60,6 +62,8 @@ from tests.pallets.mock import MockRuntime, mock_config
 T = TypeVar("T")
 CAI = 10**18
 MIN_MINER = 20_000 * CAI  # dev registry.minMinerStake
+PRICE = CAI // 10  # what each simulated task pays its miner
+OPERATOR_FUNDS = 1_000_000 * CAI  # each coordinator operator's balance: it escrows the prices
 MIN_COORDINATOR = 2_000_000 * CAI  # dev registry.minCoordinatorStake
 DEADLINE_BLOCKS = 100  # tasks' deadlines, blocks after their commit
 # Honest miners' stakes (CAI): varied, all above the minimum so that one 5% check-fault slash
@@ -78,6 +82,8 @@ def dev_config(check_rate: int, **verification: Any) -> RuntimeConfig:
     dev = runtime_config(load_spec("dev").raw["genesis"]["runtimeGenesis"]["parameters"])
     return dataclasses.replace(
         mock_config(),
+        rewards=dev.rewards,
+        tasks=dev.tasks,
         slashing=dev.slashing,  # the mock lowers the invalid-result slash; the sim uses the dev 50%
         verification=dataclasses.replace(dev.verification, check_rate=check_rate, **verification),
     )
@@ -323,6 +329,7 @@ class Job:
     status: TaskStatus = TaskStatus.COMMITTED
     outcome: str = "Unchecked"
     settled_era: int | None = None
+    to_miner: int = 0  # what its miner was paid (TaskPaid)
 
 
 @dataclasses.dataclass
@@ -368,6 +375,7 @@ class Sim:
             staker = account("miner", i)
             self.miners[staker] = Miner(staker, account("miner-op", i), stake, device, policy)
         endowed = {c.staker: 3 * MIN_COORDINATOR for c in self.coordinators}
+        endowed |= {c.operator: OPERATOR_FUNDS for c in self.coordinators}  # escrows prices
         endowed |= {w.staker: 2 * w.stake for w in self.miners.values()}
         self.m = MockRuntime(config, endowed, None)
         for c in self.coordinators:
@@ -432,6 +440,8 @@ class Sim:
                 self.jobs[e.task_id].drawn = True
             elif isinstance(e, CheckCommitted):
                 t.commits += 1
+            elif isinstance(e, tasks.TaskPaid):
+                self.jobs[e.task_id].to_miner = e.to_miner
             elif isinstance(e, tasks.TaskSettled):
                 job = self.jobs[e.task_id]
                 job.status, job.outcome = TaskStatus(e.status), str(e.outcome)
@@ -503,7 +513,9 @@ class Sim:
             self.jobs[task_id] = self.open[task_id] = job
             jobs.append(job)
         batch = [
-            TaskCommit(j.task_id, blake2_256(j.spec), j.miner.staker, self.block + DEADLINE_BLOCKS)
+            TaskCommit(
+                j.task_id, blake2_256(j.spec), j.miner.staker, self.block + DEADLINE_BLOCKS, PRICE
+            )
             for j in jobs
         ]
         for chunk in chunks(batch):
@@ -883,8 +895,8 @@ class CheaterBook:
     fakes: int
     fakes_accepted: int
     fakes_rejected: int
-    gain_bound: int  # sum over its fakes of the reward of one unit in the fake's era (g <= r)
-    paid_for_fakes: int  # rewards it was actually paid, pro rata for its fake units
+    gain_bound: int  # sum over its fakes of what an accepted task earns in the fake's era (r)
+    paid_for_fakes: int  # payments and rewards it was actually paid for its fakes
     slashed: int  # own stake slashed (applied)
     forfeited: int  # rewards of units credited to it but never paid (suspended), + rejected fakes
 
@@ -898,8 +910,8 @@ class Economy:
     p: float
     invalid_result_slash: float
     books: list[CheaterBook]
-    era_work: dict[int, int]  # miner work units per era
-    unit_reward: dict[int, int]  # one miner work unit's reward per era
+    era_work: dict[int, int]  # miner work credited per era (burned planck)
+    unit_reward: dict[int, int]  # what one accepted task earns its miner per era
     honest_slashed: int
     honest_rejected: int
     reruns: int
@@ -958,26 +970,43 @@ def economy(
     sim.finish_eras(2)
     sim.check()
     t = sim.tally
-    pool = sim.m.config.rewards.emission_per_era * sim.m.config.rewards.miner_share // PERBILL_ONE
-    unit = {era: pool // units for era, units in t.era_work.items() if units}
+    cfg = sim.m.config
+    burn = PRICE * cfg.tasks.burn_share // PERBILL_ONE
+    emission = {
+        era: rewards.role_emission(cfg.rewards, Role.MINER, units)
+        for era, units in t.era_work.items()
+    }
+
+    def earned(era: int, credit: int) -> int:  # the miners' emission for `credit` in `era`
+        units = t.era_work.get(era, 0)
+        return emission[era] * credit // units if units else 0
+
+    # an accepted, unchecked task: its price less the burn, and the emission its burn backs
+    unit = {era: PRICE - burn + earned(era, burn) for era in t.era_work}
     cheater_set = {w.staker for w in sim.miners.values() if isinstance(w.policy, Cheater)}
     books = []
     for who in sorted(cheater_set):
         fakes = [j for j in sim.jobs.values() if j.miner.staker == who and j.fake]
-        gain = sum(unit[j.settled_era] for j in fakes if j.settled_era is not None)
+        gain = sum(unit.get(j.settled_era, PRICE) for j in fakes if j.settled_era is not None)
         paid_fakes = forfeited = 0
         for (era, w), units in t.work.items():
             if w != who:
                 continue
-            fake_units = sum(
-                j.status == TaskStatus.ACCEPTED and j.settled_era == era for j in fakes
+            fake_units = sum(  # fakes accepted unchecked: the ones credited with their burn
+                j.status == TaskStatus.ACCEPTED
+                and j.outcome == "Unchecked"
+                and j.settled_era == era
+                for j in fakes
             )
             paid = t.paid.get((era, who), 0)
-            paid_fakes += paid * fake_units // units
+            paid_fakes += paid * fake_units * burn // units
             if paid == 0:  # suspended before its era was paid: all of it forfeited
-                forfeited += unit[era] * units
+                forfeited += earned(era, units)
+        paid_fakes += sum(j.to_miner for j in fakes if j.status == TaskStatus.ACCEPTED)
         rejected = [j for j in fakes if j.status == TaskStatus.REJECTED]
-        forfeited += sum(unit[j.settled_era] for j in rejected if j.settled_era is not None)
+        forfeited += sum(
+            unit.get(j.settled_era, PRICE) for j in rejected if j.settled_era is not None
+        )
         books.append(
             CheaterBook(
                 stake=MIN_MINER,

@@ -212,11 +212,11 @@ def _scenario(c: _Chain) -> None:
             "Tasks",
             "commit_tasks",
             batch=[
-                TaskCommit(_task(1), _spec(1), dave.public, deadline),
-                TaskCommit(_task(2), _spec(1), bob.public, deadline),
-                TaskCommit(_task(3), _spec(1), eve.public, deadline),
-                TaskCommit(_task(4), _spec(2), bob.public, deadline),
-                TaskCommit(_task(5), _spec(3), eve.public, deadline),
+                TaskCommit(_task(1), _spec(1), dave.public, deadline, CAI // 1),
+                TaskCommit(_task(2), _spec(1), bob.public, deadline, CAI // 2),
+                TaskCommit(_task(3), _spec(1), eve.public, deadline, CAI // 3),
+                TaskCommit(_task(4), _spec(2), bob.public, deadline, CAI // 4),
+                TaskCommit(_task(5), _spec(3), eve.public, deadline, CAI // 5),
             ],
         ),
     )
