@@ -121,7 +121,8 @@ class FakeChain:
         self.tasks[tid] = dataclasses.replace(self.tasks[tid], status="Checking")
         self.checks[tid] = Check(round_, "SpecDue", self.head + 10)
 
-    def block(self) -> None:
+    def block(self, *, offline: bool = False) -> None:
+        """One head; `offline`: the chain moves on while the coordinator is stopped."""
         self.head += 1
         for tid, t in list(self.tasks.items()):
             if self.is_pruning and t.is_final and (t.settled_at or 0) + RETENTION <= self.head:
@@ -133,6 +134,8 @@ class FakeChain:
             if tid in self.specs:  # the checkers ran it: the verdict
                 outcome = self.check.get(tid, "Upheld")
                 self._final(tid, "Rejected" if outcome == "Guilty" else "Accepted", outcome)
+        if offline:
+            return
         e = self.engine
         for tid in e.watch_ids():
             e.on_chain_task(tid, self.tasks.get(tid))
