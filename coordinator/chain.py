@@ -193,10 +193,11 @@ class ChainService:
         if self._existential_deposit is None:
             self._existential_deposit = await gw.run(Connection.existential_deposit)
         account = await gw.run(Connection.account, self.operator_id, block_hash)
-        self.engine.set_funds(account.usable(self._existential_deposit))
         self.status.operator_free = account.free
         self.status.operator_reserved = account.reserved
         await self._resolve_inflight(number, block_hash, account.nonce)
+        # after the commitments included by this block are known: their escrow is in `reserved`
+        self.engine.set_funds(account.usable(self._existential_deposit))
         watch = self.engine.watch_ids()
         if watch:
             states = await gw.run(Connection.tasks, watch, block_hash)
