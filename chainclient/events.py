@@ -1,16 +1,17 @@
 """A settled task's TaskSettled and TaskPaid, found by task id in the raw bytes of one block's
 `System.Events`.
 
-A settled task leaves `Tasks.Tasks` RetentionBlocks after it settled; what it paid and how it
-ended stay in the events of the block that settled it. A busy block holds thousands of events
-(each settlement alone emits TaskPaid, TaskSettled and the Balances events of its payment), and
-decoding all of them through scalecodec (`Connection.events`) costs far more than the daemons
-can spend per block (256 settlements, 1,024 events: 230 ms, against 2.2 ms for this search). They need the events of their own tasks only, and every Tasks event about
-a task begins with the pallet's index, the event's index and the task id: those are found by
-searching the block's bytes for that prefix, and the fields after it are read in the layout the
-runtime's metadata declares (`EventLayout`, built and checked by `Connection.task_event_layout`:
-field names, widths, enum variants). A false match would need 34 bytes equal to (pallet, event,
-task id) inside another event; a task id is 32 random bytes.
+A settled task leaves `Tasks.Tasks` RetentionBlocks after it settled; what it paid and how it ended
+stay in the events of the block that settled it. A busy block holds thousands of events (each
+settlement alone emits TaskPaid, TaskSettled and the Balances events of its payment), and decoding
+all of them through scalecodec (`Connection.events`) costs far more than the daemons can spend per
+block (256 settlements, 1,024 events: 230 ms, against 2.2 ms for this search). They need the events
+of their own tasks only, and every Tasks event about a task begins with the pallet's index, the
+event's index and the task id: those are found by searching the block's bytes for that prefix, and
+the fields after it are read in the layout the runtime's metadata declares (`EventLayout`, built
+and checked by `Connection.task_event_layout`: field names, widths, enum variants). A false match
+would need 34 bytes equal to (pallet, event, task id) inside another event; a task id is 32 random
+bytes.
 """
 
 from __future__ import annotations
