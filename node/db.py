@@ -86,6 +86,11 @@ class LevelDBKV:
         with it:
             yield from it
 
+    def compact(self) -> None:
+        """Compact the whole key range now (LevelDB otherwise compacts in the background as it
+        sees fit): what is on disk is then the live data in sorted tables."""
+        self._db.compact_range()
+
     def write_batch(self, ops: Iterable[tuple[bytes, bytes | None]], *, sync: bool = False) -> None:
         with self._db.write_batch(transaction=True, sync=sync) as batch:
             for key, value in ops:

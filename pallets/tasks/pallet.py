@@ -714,8 +714,17 @@ def _set_phase(ctx: Ctx, task_id: bytes, check: Check, phase: CheckPhase, ends: 
     return new
 
 
-def _offence(ctx: Ctx, offender: bytes, kind: OffenceKind, evidence: bytes) -> None:
-    slashing.try_report(ctx, offender, None, kind, evidence)
+def incident(task_id: bytes, task: Task) -> bytes:
+    """The evidence naming one task: its id and its commit block. A settled task leaves state
+    (pruning), after which its id may be committed again; the commit block tells the two
+    apart, so an offence about the new task is not mistaken for one already reported."""
+    return task_id + task.committed_at.to_bytes(4, "little")
+
+
+def _offence(
+    ctx: Ctx, offender: bytes, kind: OffenceKind, task_id: bytes, task: Task, extra: bytes = b""
+) -> None:
+    slashing.try_report(ctx, offender, None, kind, incident(task_id, task) + extra)
 
 
 def _close_round(ctx: Ctx, task_id: bytes, task: Task, check: Check) -> None:
@@ -789,11 +798,11 @@ def _final_verdict(
         if right:
             paid.append(c.account)  # paid from the task's burn share (`_pay`)
         else:
-            _offence(ctx, c.account, OffenceKind.CHECK_FAULT, task_id + c.account)
+            _offence(ctx, c.account, OffenceKind.CHECK_FAULT, task_id, task, c.account)
     if guilty:
-        _offence(ctx, task.miner, OffenceKind.INVALID_RESULT, task_id)
+        _offence(ctx, task.miner, OffenceKind.INVALID_RESULT, task_id, task)
     elif check.disputed_by is not None:
-        _offence(ctx, check.disputed_by, OffenceKind.FALSE_DISPUTE, task_id)
+        _offence(ctx, check.disputed_by, OffenceKind.FALSE_DISPUTE, task_id, task)
     status = TaskStatus.REJECTED if guilty else TaskStatus.ACCEPTED
     _finalize(ctx, task_id, task, status, outcome, paid)
     ctx.emit(Verdict(task_id, outcome, True))
@@ -809,7 +818,7 @@ def _advance(ctx: Ctx, task_id: bytes, task: Task) -> None:
     now = ctx.block_number
     if check.phase == CheckPhase.SPEC_DUE:
         # The coordinator hid the spec: it pays, and the miner is not held to an unseen spec.
-        _offence(ctx, task.coordinator, OffenceKind.WITHHELD_SPEC, task_id)
+        _offence(ctx, task.coordinator, OffenceKind.WITHHELD_SPEC, task_id, task)
         _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
     elif check.phase == CheckPhase.COMMITTING:
         _set_phase(ctx, task_id, check, CheckPhase.REVEALING, now + vc.reveal_window)

@@ -25,6 +25,7 @@ from pallets.registry import pallet as registry
 from pallets.rewards import pallet as rewards
 from pallets.rewards.pallet import WorkCredited
 from pallets.slashing import pallet as slashing
+from pallets.slashing.pallet import OffenceReported
 from pallets.system import pallet as system
 from pallets.tasks import pallet as tasks
 from pallets.tasks.pallet import (
@@ -1014,3 +1015,25 @@ def test_dispute_of_a_result_already_in_round_0_goes_to_round_1(checked: MockRun
     t = task(checked, "t")
     assert (t.status, t.outcome) == ("Accepted", "Upheld")
     assert offences(checked) == [(ALICE, "FalseDispute")]
+
+
+# ---- pruned ids ---------------------------------------------------------------------------------
+
+
+def test_a_pruned_task_id_committed_again_is_a_new_incident(checked: MockRuntime) -> None:
+    """A settled task leaves state after RetentionBlocks, and its id may then be committed again.
+    Offences name the task by id and commit block, so a coordinator that reuses the id of a task
+    whose spec it withheld is reported again: reusing ids does not make withholding free."""
+    checked.dispatch(ALICE, "Staking", "bond_extra", max_additional=1_000_000 * CAI)  # stays Active
+    reported = []
+    for _ in range(2):
+        start(checked)
+        events = run_to_block(checked, check_of(checked).phase_ends + 1)  # the spec is withheld
+        reported += [(e.offender, str(e.kind)) for e in of_type(events, OffenceReported)]
+        assert (task(checked, "t").status, task(checked, "t").outcome) == ("Accepted", "Unchecked")
+        settled = task(checked, "t").settled_at
+        assert settled is not None
+        run_to_block(checked, settled + checked.config.tasks.retention_blocks)
+        assert Tasks.get(checked.state, tid("t")) is None  # pruned: the id is free again
+    assert reported == [(ALICE, "WithheldSpec"), (ALICE, "WithheldSpec")]
+    assert len(list(slashing.Offences.iter(checked.state))) == 2
