@@ -841,6 +841,8 @@ class Engine:
                 continue
             if a.final_status is not None:
                 a.settle = Settle.DONE
+            elif a.scan_from is not None:  # gone from state: it settled; its events tell how
+                a.settle = Settle.AUTO
             elif a.commit is not CState.COMMITTED or a.result_block is None:
                 self._settle_queue[task_id] = None  # not yet known on chain
                 continue
