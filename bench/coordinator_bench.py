@@ -125,7 +125,7 @@ def register(ws: str, n_miners: int) -> tuple[Keypair, list[Keypair]]:
     ops = [Keypair.create_from_mnemonic(Keypair.generate_mnemonic()) for _ in range(n_miners)]
     nonce = si.get_account_nonce(ALICE.ss58_address)
     for who, amount in [
-        (coord_op, 1_000),
+        (coord_op, 10_000),  # escrows 0.1 CAI + the task deposit per task in flight, and fees
         *[(s, 30_000) for s in stakers],
         *[(o, 1_000) for o in ops],
     ]:

@@ -20,6 +20,7 @@ from typing import Any
 
 MAX_BATCH = 256  # Tasks.MaxBatch: items per commit/submit/settle batch
 TASKS = "Tasks"
+U128_MAX = 2**128 - 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,12 +38,26 @@ class Call:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TaskCommit:
-    """A coordinator's commitment: `miner` (a staker) must answer by block `deadline`."""
+    """A coordinator's commitment: `miner` (a staker) must answer by block `deadline`; its
+    operator escrows `price` (planck, at least Tasks.MinTaskPrice), paid out when it settles."""
 
     task_id: bytes
     spec_hash: bytes
     miner: bytes
     deadline: int
+    price: int
+
+    def encode(self) -> bytes:
+        """SCALE: H256, H256, AccountId, u32, u128 (the price plain, not compact)."""
+        if not 0 <= self.price <= U128_MAX:
+            raise ValueError(f"price {self.price} does not fit a u128")
+        return (
+            self.task_id
+            + self.spec_hash
+            + self.miner
+            + self.deadline.to_bytes(4, "little")
+            + self.price.to_bytes(16, "little")
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,12 +102,8 @@ def _batch(function: str, name: str, rows: Sequence[bytes]) -> Call:
 
 def commit_tasks(items: Iterable[TaskCommit]) -> Call:
     """Tasks.commit_tasks(batch: Vec<TaskCommit{task_id: H256, spec_hash: H256, miner:
-    AccountId, deadline: u32}>)."""
-    return _batch(
-        "commit_tasks",
-        "batch",
-        [i.task_id + i.spec_hash + i.miner + i.deadline.to_bytes(4, "little") for i in items],
-    )
+    AccountId, deadline: u32, price: u128}>)."""
+    return _batch("commit_tasks", "batch", [i.encode() for i in items])
 
 
 def submit_results(items: Iterable[ResultCommit]) -> Call:

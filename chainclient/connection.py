@@ -26,10 +26,12 @@ from substrateinterface.exceptions import SubstrateRequestException
 from chainclient import ClientError
 from chainclient.accounts import SS58_PREFIX, ss58
 from chainclient.calls import Call
+from chainclient.events import TASK_PAID_FIELDS, TASK_SETTLED_FIELDS, EventLayout, find_settlements
 from chainclient.registry import COORDINATOR, MINER, OperatorRole, Registration
 from chainclient.tasks import (
     Check,
     CheckOpened,
+    Settlement,
     Task,
     decode_check,
     decode_task,
@@ -92,6 +94,12 @@ class Inclusion:
 class Account:
     nonce: int
     free: int
+    reserved: int = 0  # escrowed task prices and deposits (Tasks)
+    frozen: int = 0  # free balance that cannot leave (bonded stake)
+
+    def usable(self, existential_deposit: int) -> int:
+        """What can be reserved or paid out of `free` with the account kept alive."""
+        return max(self.free - max(self.frozen, existential_deposit), 0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -108,6 +116,8 @@ class Connection:
         self._si: SubstrateInterface | None = None
         self._prefixes: dict[str, str | None] = {}  # Tasks map -> key prefix (None: hashed)
         self._arg_types: dict[tuple[str, str], dict[str, str]] = {}
+        self._event_layout: EventLayout | None = None
+        self._events_key: str | None = None
 
     @property
     def si(self) -> SubstrateInterface:
@@ -136,6 +146,7 @@ class Connection:
         si, self._si = self._si, None
         self._prefixes.clear()
         self._arg_types.clear()
+        self._event_layout = None
         if si is not None:
             with contextlib.suppress(Exception):
                 si.close()
@@ -167,13 +178,77 @@ class Connection:
             if e.module == "Tasks" and e.name == "CheckOpened"
         ]
 
+    def raw_events(self, block_hash: str) -> bytes:
+        """The SCALE bytes of the block's `System.Events` (b"" when it has none)."""
+        if self._events_key is None:
+            self._events_key = self.si.create_storage_key("System", "Events").to_hex()
+        value = self.si.rpc_request("state_getStorage", [self._events_key, block_hash])["result"]
+        return b"" if not value else bytes.fromhex(str(value)[2:])
+
+    def settlements(self, task_ids: Sequence[bytes], block: int) -> dict[bytes, Settlement]:
+        """The TaskSettled and TaskPaid events of `task_ids` in block number `block`, by task
+        (`chainclient.events`; absent: neither event is in that block)."""
+        if not task_ids:
+            return {}
+        raw = self.raw_events(self.block_hash(block))
+        return find_settlements(raw, task_ids, self.task_event_layout(), block)
+
+    def task_event_layout(self) -> EventLayout:
+        """The Tasks pallet's settlement events as the runtime's metadata declares them; a
+        ClientError when their fields are not the ones `chainclient.events` reads."""
+        if self._event_layout is None:
+            self._event_layout = self._read_event_layout()
+        return self._event_layout
+
+    def _read_event_layout(self) -> EventLayout:
+        pallet = self.si.metadata.get_metadata_pallet("Tasks")
+        if pallet is None:
+            raise ClientError("the runtime has no Tasks pallet")
+        events = {ev.value["name"]: ev.value for ev in pallet.events or []}
+        variants: dict[str, tuple[str, ...]] = {}
+
+        def check(name: str, fields: tuple[tuple[str, int], ...]) -> int:
+            ev = events.get(name)
+            if ev is None:
+                raise ClientError(f"the runtime has no event Tasks.{name}")
+            declared = [(f["name"], f["type"]) for f in ev["fields"]]
+            if [n for n, _ in declared] != [n for n, _ in fields]:
+                raise ClientError(f"Tasks.{name} has fields {declared}, not the ones read here")
+            for (field, type_id), (_, width) in zip(declared, fields, strict=True):
+                cls = self.si.runtime_config.get_decoder_class(f"scale_info::{type_id}")
+                mapping = getattr(cls, "type_mapping", None)
+                if width == 1 and isinstance(mapping, list):  # a unit enum: its variant names
+                    variants[field] = tuple(str(v[0]) for v in mapping)
+                    continue
+                obj = self.si.runtime_config.create_scale_object(
+                    f"scale_info::{type_id}", metadata=self.si.metadata
+                )
+                sample: object = "0x" + "00" * width if width == 32 else 0
+                if len(obj.encode(sample).data) != width:
+                    raise ClientError(f"Tasks.{name}.{field} is not {width} bytes wide")
+            return int(ev["index"])
+
+        paid = check("TaskPaid", TASK_PAID_FIELDS)
+        settled = check("TaskSettled", TASK_SETTLED_FIELDS)
+        if "status" not in variants or "outcome" not in variants:
+            raise ClientError("TaskSettled's status and outcome are not unit enums")
+        return EventLayout(
+            int(pallet["index"].value), settled, paid, variants["status"], variants["outcome"]
+        )
+
     # ---- accounts -------------------------------------------------------------------------------
 
     def account(self, who: bytes, block_hash: str | None = None) -> Account:
         value = self.si.query("System", "Account", [ss58(who)], block_hash=block_hash).value
         if not value:
             return Account(0, 0)
-        return Account(int(value["nonce"]), int(value["data"]["free"]))
+        data = value["data"]
+        return Account(
+            int(value["nonce"]),
+            int(data["free"]),
+            int(data.get("reserved", 0)),
+            int(data.get("frozen", 0)),
+        )
 
     def next_index(self, who: bytes) -> int:
         """The account's next nonce, counting its transactions in the pool."""
@@ -182,6 +257,11 @@ class Connection:
     def existential_deposit(self) -> int:
         value = self.si.get_constant("Balances", "ExistentialDeposit")
         return int(value.value) if value is not None else 0
+
+    def constant(self, module: str, name: str) -> int | None:
+        """An integer constant of the runtime's metadata (None when it has no such constant)."""
+        value = self.si.get_constant(module, name)
+        return None if value is None else int(value.value)
 
     # ---- registry -------------------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """`Tasks.Tasks(task_id)` and `Tasks.Checks(task_id)`: a `Task` and a `Check`, decoded from their
-SCALE bytes here and nowhere else.
+SCALE bytes here and nowhere else; the Tasks events the daemons read (CheckOpened, and a settled
+task's TaskSettled and TaskPaid: `Settlement`).
 
 The daemons read many tasks at every head; decoding the value by hand is about 100 times faster
-than through scalecodec (tests compare the two on a real node).
+than through scalecodec (tests compare the two on a real node). A settled task leaves
+`Tasks.Tasks` RetentionBlocks after it settled (pruned): what it paid stays in the events of the
+block that settled it (`chainclient.events`).
 """
 
 from __future__ import annotations
@@ -41,10 +44,43 @@ class Task:
     settled_at: int | None = None
     outcome: str = "Unchecked"  # Unchecked | Verified | Upheld | Guilty
     draw_at: int | None = None  # the block whose randomness draws a submitted result
+    price: int = 0  # planck escrowed from `payer` at commit, paid out when the task settles
+    payer: bytes = bytes(32)  # the coordinator's operator that committed it
+    deposit: int = 0  # planck reserved from `payer` until the task is pruned
 
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Payment:
+    """Tasks.TaskPaid: how a settled task's escrowed price moved, in planck: to the miner's
+    staker, burned, to the checkers that were right, back to the payer."""
+
+    to_miner: int
+    burned: int
+    to_checkers: int
+    refunded: int
+
+    @property
+    def total(self) -> int:
+        """The task's price (every planck of it went one of the four ways)."""
+        return self.to_miner + self.burned + self.to_checkers + self.refunded
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settlement:
+    """A task's settlement as the events of the block that settled it tell it: TaskSettled
+    (final status and check outcome) and TaskPaid (`payment`, with the miner it names). Either
+    part is None when its event was not found."""
+
+    task_id: bytes
+    block: int
+    status: str | None = None  # Accepted | Rejected | Missed
+    outcome: str | None = None  # Unchecked | Verified | Upheld | Guilty
+    miner: bytes | None = None
+    payment: Payment | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,6 +140,9 @@ class _Reader:
     def u32(self) -> int:
         return int.from_bytes(self.take(4), "little")
 
+    def u128(self) -> int:
+        return int.from_bytes(self.take(16), "little")
+
     def compact(self) -> int:
         first = self.take(1)[0]
         mode = first & 3
@@ -142,7 +181,7 @@ def decode_task(raw: bytes) -> Task:
     """SCALE-decode pallet_cuckoo_tasks::Task: AccountId coordinator, AccountId miner, H256
     spec_hash, u32 deadline, u32 committed_at, TaskStatus status, Option<H256> commitment,
     Option<u32> submitted_at, Option<u32> settled_at, CheckOutcome outcome, Option<u32>
-    draw_at."""
+    draw_at, u128 price, AccountId payer, u128 deposit."""
     r = _Reader(raw, "Task")
     task = Task(
         coordinator=r.hash(),
@@ -156,6 +195,9 @@ def decode_task(raw: bytes) -> Task:
         settled_at=r.option(r.u32),
         outcome=r.variant(CHECK_OUTCOMES),
         draw_at=r.option(r.u32),
+        price=r.u128(),
+        payer=r.hash(),
+        deposit=r.u128(),
     )
     r.finish()
     return task
@@ -208,6 +250,9 @@ def encode_task(task: Task) -> bytes:
         + opt32(task.settled_at)
         + bytes([CHECK_OUTCOMES.index(task.outcome)])
         + opt32(task.draw_at)
+        + task.price.to_bytes(16, "little")
+        + task.payer
+        + task.deposit.to_bytes(16, "little")
     )
 
 
@@ -269,3 +314,69 @@ def parse_check_opened(attributes: object) -> CheckOpened:
         )
     except ValueError as exc:
         raise DecodeError(f"unexpected CheckOpened attributes: {attributes!r}") from exc
+
+
+def _fields(attributes: object, fields: tuple[str, ...], what: str) -> list[object]:
+    if isinstance(attributes, dict):
+        return [attributes.get(f) for f in fields]
+    if isinstance(attributes, list | tuple) and len(attributes) == len(fields):
+        return list(attributes)
+    raise DecodeError(f"unexpected {what} attributes: {attributes!r}")
+
+
+def _variant_name(value: object) -> str:
+    if isinstance(value, dict) and len(value) == 1:
+        return str(next(iter(value)))
+    return str(value)
+
+
+def parse_task_paid(attributes: object, block: int) -> Settlement:
+    """Tasks.TaskPaid from substrate-interface's decoded event attributes (by name or in field
+    order): the settlement's payment part."""
+    from chainclient.accounts import account_id, h256
+
+    fields = ("task_id", "miner", "to_miner", "burned", "to_checkers", "refunded")
+    task_id, miner, *amounts = _fields(attributes, fields, "TaskPaid")
+    try:
+        to_miner, burned, to_checkers, refunded = (int(str(a)) for a in amounts)
+        return Settlement(
+            h256(task_id),
+            block,
+            miner=account_id(miner if isinstance(miner, str | bytes) else str(miner)),
+            payment=Payment(to_miner, burned, to_checkers, refunded),
+        )
+    except ValueError as exc:
+        raise DecodeError(f"unexpected TaskPaid attributes: {attributes!r}") from exc
+
+
+def parse_task_settled(attributes: object, block: int) -> Settlement:
+    """Tasks.TaskSettled from substrate-interface's decoded event attributes: the settlement's
+    status part."""
+    from chainclient.accounts import h256
+
+    task_id, status, outcome = _fields(attributes, ("task_id", "status", "outcome"), "TaskSettled")
+    status, outcome = _variant_name(status), _variant_name(outcome)
+    if status not in FINAL_STATUSES or outcome not in CHECK_OUTCOMES:
+        raise DecodeError(f"unexpected TaskSettled attributes: {attributes!r}")
+    try:
+        return Settlement(h256(task_id), block, status=status, outcome=outcome)
+    except ValueError as exc:
+        raise DecodeError(f"unexpected TaskSettled attributes: {attributes!r}") from exc
+
+
+def merge_settlements(parts: list[Settlement]) -> dict[bytes, Settlement]:
+    """TaskSettled and TaskPaid parts of the same block, one `Settlement` per task."""
+    out: dict[bytes, Settlement] = {}
+    for part in parts:
+        have = out.get(part.task_id)
+        if have is None:
+            out[part.task_id] = part
+            continue
+        out[part.task_id] = dataclasses.replace(
+            have,
+            status=have.status or part.status,
+            outcome=have.outcome or part.outcome,
+            miner=have.miner or part.miner,
+            payment=have.payment or part.payment,
+        )
+    return out

@@ -18,10 +18,11 @@ import orjson
 from aiohttp import web
 
 from chainclient.accounts import ss58
+from chainclient.amounts import DECIMALS, U128_MAX, format_cai
 from chainclient.registry import Registration
 from coordinator import RefusedMinerRequest
 from coordinator.auth import AuthError, MinerAuth
-from coordinator.engine import Engine, RequestError
+from coordinator.engine import Engine, InsufficientFunds, RequestError
 from coordinator.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from coordinator.metrics import Metrics
 from coordinator.model import AState, Attempt, Job, JobStatus
@@ -36,6 +37,7 @@ RESULT_BODY_LIMIT = 16 * 1024 * 1024
 MAX_POLL_TASKS = 8
 MAX_WAIT_S = 30.0
 HEX32_LEN = 64
+MAX_REASON_CHARS = 200  # of a miner's release reason, as logged
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -181,7 +183,11 @@ async def _submit(request: web.Request, max_n: int) -> list[Job] | web.Response:
             code="coordinator_inactive",
             type_="server_error",
         )
-    return await ctx.engine.submit(specs)
+    try:
+        return await ctx.engine.submit(specs)
+    except InsufficientFunds as exc:
+        # the chain would refuse to commit what the operator cannot escrow: take nothing now
+        return app_error(503, str(exc), code="insufficient_funds", type_="server_error")
 
 
 def _job_view(ctx: ApiContext, job: Job, attempts: dict[bytes, Attempt]) -> dict[str, Any]:
@@ -200,6 +206,7 @@ def _job_view(ctx: ApiContext, job: Job, attempts: dict[bytes, Attempt]) -> dict
         "created": job.created_ms // 1000,
         "spec": job.spec,
         "spec_hash": hex0x(job.spec_hash),
+        "price": str(job.price),
         "attempts": len(job.attempts),
         "error": job.error,
         "receipt": receipt,
@@ -326,6 +333,21 @@ async def list_miners(request: web.Request) -> web.Response:
     return json_response({"object": "list", "data": out})
 
 
+async def list_prices(request: web.Request) -> web.Response:
+    """The price of a task per served model and size (planck, and in CAI), before any request."""
+    ctx = request.app[CTX]
+    prices = ctx.engine.cfg.prices
+    return json_response(
+        {
+            "object": "list",
+            "unit": "planck",
+            "decimals": DECIMALS,
+            "default": {"price": str(prices.default), "price_cai": format_cai(prices.default)},
+            "data": prices.entries(list(ctx.cfg.models)),
+        }
+    )
+
+
 async def health(request: web.Request) -> web.Response:
     h = request.app[CTX].health()
     return json_response(h.body, 200 if h.ready else 503)
@@ -389,7 +411,20 @@ def _task_json(engine: Engine, a: Attempt) -> dict[str, Any]:
         "spec": job.spec,
         "spec_hash": hex0x(job.spec_hash),
         "deadline_block": a.deadline,
+        "price": str(a.price),
     }
+
+
+def parse_planck(value: object) -> int | None:
+    """An amount of planck as the miner API carries it (a decimal string, or an integer); None
+    when it is not one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 39:
+        n = int(value)
+    else:
+        return None
+    return n if 0 <= n <= U128_MAX else None
 
 
 async def miner_poll(request: web.Request) -> web.StreamResponse:
@@ -405,6 +440,11 @@ async def miner_poll(request: web.Request) -> web.StreamResponse:
         return _bad("the body must be a JSON object")
     max_tasks = req.get("max_tasks", 1)
     wait_s = req.get("wait_s", 0)
+    min_price = None
+    if "min_price" in req:
+        min_price = parse_planck(req["min_price"])
+        if min_price is None:
+            return _bad("min_price must be an amount of planck (a decimal string)")
     if type(max_tasks) is not int or not 1 <= max_tasks <= MAX_POLL_TASKS:
         return _bad(f"max_tasks must be an integer 1..{MAX_POLL_TASKS}")
     if (
@@ -419,7 +459,7 @@ async def miner_poll(request: web.Request) -> web.StreamResponse:
     def is_gone() -> bool:
         return transport is None or transport.is_closing()
 
-    tasks = await engine.poll(record, max_tasks, float(wait_s), is_gone)
+    tasks = await engine.poll(record, max_tasks, float(wait_s), is_gone, min_price)
     if tasks and is_gone():  # taken as the miner left: hand them to someone else
         for a in tasks:
             await engine.release(record, a.task_id)
@@ -487,12 +527,30 @@ async def miner_release(request: web.Request) -> web.Response:
     got = await _miner_task_request(request, MINER_BODY_LIMIT)
     if isinstance(got, web.Response):
         return got
-    record, task_id, _ = got
+    record, task_id, body = got
+    reason, min_price = _release_reason(body)
     try:
-        await request.app[CTX].engine.release(record, task_id)
+        await request.app[CTX].engine.release(record, task_id, reason=reason, min_price=min_price)
     except RequestError as exc:
         return _refused(exc)
     return json_response({"released": True})
+
+
+def _release_reason(body: bytes) -> tuple[str | None, int | None]:
+    """(reason, min_price) from a release body `{"reason": "...", "min_price": "<planck>"}`
+    (both optional); anything else (empty, not JSON) says nothing."""
+    try:
+        obj = json.loads(body) if body else None
+    except ValueError:
+        return None, None
+    if not isinstance(obj, dict):
+        return None, None
+    reason = obj.get("reason")
+    text = None
+    if isinstance(reason, str) and reason.strip():
+        text = " ".join(reason.split())[:MAX_REASON_CHARS]
+    min_price = parse_planck(obj["min_price"]) if "min_price" in obj else None
+    return text, min_price
 
 
 # ---- app factory ---------------------------------------------------------------------------------
@@ -526,6 +584,7 @@ def build_app(ctx: ApiContext) -> web.Application:
     app.router.add_get("/v1/tasks/{task_id}", _app_auth(get_task), allow_head=False)
     app.router.add_get("/v1/tasks/{task_id}/image", _app_auth(get_task_image), allow_head=False)
     app.router.add_get("/v1/miners", _app_auth(list_miners), allow_head=False)
+    app.router.add_get("/v1/prices", list_prices, allow_head=False)  # public, like the chain
     app.router.add_get("/health", health, allow_head=False)
     app.router.add_get("/metrics", metrics, allow_head=False)
     app.router.add_get("/openapi.json", openapi, allow_head=False)

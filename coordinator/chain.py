@@ -2,11 +2,12 @@
 
 `ChainService.run()` follows new heads (`HeadFollower`) and, at each one, through the client's
 `Gateway` (one worker thread, a deadline on every call): registry snapshot, the operator's
-account nonce, on-chain state of the tasks the engine watches (and the open checks of its
-checked tasks), resolution of extrinsics in flight; then, once per head, one `Tasks.commit_tasks`
-with everything new (chunks of MaxBatch), one `Tasks.settle_tasks` (early acceptance), any
-`Tasks.dispute_task`, and a `Tasks.reveal_spec` for each checked task whose check waits for
-its spec.
+account (nonce, and the usable balance that escrows task prices), on-chain state of the tasks the
+engine watches (and the open checks of its checked tasks), resolution of extrinsics in flight,
+the settlement events (TaskPaid, TaskSettled) of the blocks where its followed tasks settled;
+then, once per head, one `Tasks.commit_tasks` with everything new that the balance escrows
+(chunks of MaxBatch), one `Tasks.settle_tasks` (early acceptance), any `Tasks.dispute_task`,
+and a `Tasks.reveal_spec` for each checked task whose check waits for its spec.
 
 Extrinsics are signed by the operator key with explicit, sequential nonces from this single
 signer and submitted without blocking on inclusion; an extrinsic is known to be included once
@@ -31,7 +32,7 @@ from chainclient.calls import MAX_BATCH, Call, TaskCommit
 from chainclient.connection import Connection, SubmitRefused
 from chainclient.gateway import Gateway, HeadFollower
 from chainclient.registry import COORDINATOR
-from coordinator.engine import Engine
+from coordinator.engine import SETTLEMENT_BLOCKS_PER_HEAD, Engine
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class ChainStatus:
     specs_submitted: int = 0
     extrinsics_failed: int = 0
     cycle_s: float = 0.0
+    operator_free: int | None = None  # planck, at the last head
+    operator_reserved: int | None = None  # escrowed prices and task deposits
 
 
 class ChainService:
@@ -117,6 +120,7 @@ class ChainService:
         self._last_registry = 0.0
         self._last_coordinator = 0.0
         self._registry_loaded = False
+        self._existential_deposit: int | None = None
 
     def _on_head(self, number: int) -> None:
         if number > self._latest_head:
@@ -186,13 +190,22 @@ class ChainService:
             if not self._registry_loaded:
                 self._registry_loaded = True
                 self.engine.restore_miner_queues()
-        chain_nonce = (await gw.run(Connection.account, self.operator_id, block_hash)).nonce
-        await self._resolve_inflight(number, block_hash, chain_nonce)
+        if self._existential_deposit is None:
+            self._existential_deposit = await gw.run(Connection.existential_deposit)
+        account = await gw.run(Connection.account, self.operator_id, block_hash)
+        self.status.operator_free = account.free
+        self.status.operator_reserved = account.reserved
+        await self._resolve_inflight(number, block_hash, account.nonce)
+        # after the commitments included by this block are known: their escrow is in `reserved`
+        self.engine.set_funds(account.usable(self._existential_deposit))
         watch = self.engine.watch_ids()
         if watch:
             states = await gw.run(Connection.tasks, watch, block_hash)
             for task_id, task in states.items():
                 self.engine.on_chain_task(task_id, task)
+        for block, task_ids in self.engine.settlement_reads(number, SETTLEMENT_BLOCKS_PER_HEAD):
+            settled = await gw.run(Connection.settlements, task_ids, block)
+            self.engine.on_settlements(block, task_ids, settled, number)
         specs: list[tuple[bytes, bytes]] = []
         checking = self.engine.checking_ids()
         if checking:

@@ -3,13 +3,15 @@
 The operator key (a secret URI such as //CoordOp, a mnemonic, or a 0x seed) comes from
 --operator-key-file (mode 0600) or the environment variable CUCKOO_OPERATOR_SURI, never from
 the command line. Expected failures print one line and exit non-zero:
-2 bad arguments or key, 3 chain unreachable, 4 operator not registered as a coordinator's.
+2 bad arguments or key (or a price under the chain's Tasks.MinTaskPrice), 3 chain unreachable,
+4 operator not registered as a coordinator's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -20,14 +22,16 @@ from typing import Any
 from substrateinterface import Keypair
 
 from chainclient.accounts import ss58
-from chainclient.connection import ChainUnavailable
+from chainclient.amounts import format_cai, parse_cai
+from chainclient.connection import ChainUnavailable, Connection
 from chainclient.gateway import Gateway
 from chainclient.keyfile import ENV_SURI, KeyFileError
 from chainclient.signing import load_operator_key
 from coordinator.api import ApiConfig
 from coordinator.chain import coordinator_status
 from coordinator.daemon import Config, Coordinator
-from coordinator.engine import EngineConfig
+from coordinator.engine import DEFAULT_PRICE, EngineConfig
+from coordinator.prices import PriceError, PriceList, load_prices, validate_prices
 
 EXIT_USAGE = 2
 EXIT_CHAIN = 3
@@ -58,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--api-keys-file", type=Path, help="bearer keys for the app API, one a line")
     p.add_argument("--models", default="tiny", help="comma-separated model names served")
+    p.add_argument(
+        "--price",
+        default=format_cai(DEFAULT_PRICE),
+        metavar="CAI",
+        help="what a task pays its miner, in CAI (escrowed by the operator on chain; at least "
+        "the chain's Tasks.MinTaskPrice); default %(default)s",
+    )
+    p.add_argument(
+        "--prices-file",
+        type=Path,
+        help="JSON prices per model and size, in CAI (docs/coordinator.md); --price elsewhere",
+    )
     p.add_argument(
         "--audit-rate",
         type=float,
@@ -93,18 +109,50 @@ def read_api_keys(path: Path | None) -> frozenset[str]:
     return keys
 
 
-async def _probe_registration(url: str, operator: bytes) -> tuple[bytes, str] | None:
+def read_prices(args: argparse.Namespace) -> PriceList:
+    try:
+        default = parse_cai(args.price)
+    except ValueError as exc:
+        raise CliError(f"--price: {exc}") from exc
+    if args.prices_file is None:
+        return PriceList(default)
+    try:
+        return load_prices(args.prices_file, default)
+    except PriceError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def task_constants(conn: Connection) -> tuple[int | None, int | None]:
+    """(Tasks.MinTaskPrice, Tasks.TaskDeposit) of the chain's runtime (None: it has none)."""
+    return conn.constant("Tasks", "MinTaskPrice"), conn.constant("Tasks", "TaskDeposit")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Probe:
+    """What the coordinator learns from the chain before it starts."""
+
+    staker: bytes
+    min_task_price: int
+    task_deposit: int
+
+
+async def _probe(
+    url: str, operator: bytes
+) -> tuple[tuple[bytes, str] | None, tuple[int | None, int | None]]:
     gateway = Gateway(url, timeout_s=CONNECT_TIMEOUT_S, thread_name="coordinator-probe")
     try:
-        return await gateway.run_within(CONNECT_TIMEOUT_S * 2, coordinator_status, operator)
+        found = await gateway.run_within(CONNECT_TIMEOUT_S * 2, coordinator_status, operator)
+        constants = await gateway.run(task_constants)
+        return found, constants
     finally:
         await gateway.close()
 
 
-def check_registration(url: str, operator: Keypair) -> bytes:
-    """The coordinator staker our operator serves; CliError otherwise."""
+def check_registration(url: str, operator: Keypair) -> Probe:
+    """The coordinator staker our operator serves, with the chain's task price rules; CliError
+    otherwise."""
     try:
-        found = asyncio.run(_probe_registration(url, bytes(operator.public_key)))
+        found, (min_task_price, task_deposit) = asyncio.run(_probe(url, bytes(operator.public_key)))
     except ChainUnavailable as exc:
         raise CliError(f"cannot reach chain at {url}: {exc.reason}", EXIT_CHAIN) from exc
     except Exception as exc:  # an RPC error or an unexpected answer: still no usable chain
@@ -117,6 +165,12 @@ def check_registration(url: str, operator: Keypair) -> bytes:
             "info={name, description, url: 'http(s)://<this coordinator>', gpu_model: ''})",
             EXIT_NOT_REGISTERED,
         )
+    if min_task_price is None or task_deposit is None:
+        raise CliError(
+            "the chain's runtime has no Tasks.MinTaskPrice/TaskDeposit: it does not take paid "
+            "tasks, and this coordinator commits only paid ones",
+            EXIT_CHAIN,
+        )
     staker, status = found
     if status != "Active":
         logging.getLogger("coordinator").warning(
@@ -124,7 +178,7 @@ def check_registration(url: str, operator: Keypair) -> bytes:
             ss58(staker),
             status,
         )
-    return staker
+    return Probe(staker, min_task_price, task_deposit)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -152,8 +206,20 @@ def config_from_args(args: argparse.Namespace) -> Config:
             task_timeout_blocks=args.task_timeout_blocks,
             miner_live_s=args.miner_live_s,
             job_ttl_s=args.job_ttl_s,
+            prices=read_prices(args),
         ),
     )
+
+
+def with_chain_rules(cfg: Config, probe: Probe) -> Config:
+    """The config once the chain's task price rules are known: prices under MinTaskPrice are
+    refused (the chain would refuse every such task), the task deposit is escrowed too."""
+    try:
+        validate_prices(cfg.engine.prices, cfg.api.models, probe.min_task_price)
+    except PriceError as exc:
+        raise CliError(str(exc)) from exc
+    engine = dataclasses.replace(cfg.engine, task_deposit=probe.task_deposit)
+    return dataclasses.replace(cfg, engine=engine)
 
 
 async def _serve(coordinator: Coordinator) -> None:
@@ -187,8 +253,16 @@ def main(argv: list[str] | None = None) -> int:
             operator = load_operator_key(args.operator_key_file)
         except KeyFileError as exc:
             raise CliError(str(exc)) from exc
-        staker = check_registration(cfg.chain_url, operator)
-        coordinator = Coordinator(cfg, operator, staker)
+        probe = check_registration(cfg.chain_url, operator)
+        cfg = with_chain_rules(cfg, probe)
+        log = logging.getLogger("coordinator")
+        log.info(
+            "prices: %s CAI a task by default (chain minimum %s CAI; task deposit %s CAI)",
+            format_cai(cfg.engine.prices.default),
+            format_cai(probe.min_task_price),
+            format_cai(probe.task_deposit),
+        )
+        coordinator = Coordinator(cfg, operator, probe.staker)
         # the store writer and the chain worker threads hand the GIL back and forth with the
         # event loop many times per block; 5 ms switches made each hand-off a long wait
         sys.setswitchinterval(SWITCH_INTERVAL_S)

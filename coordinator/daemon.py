@@ -91,6 +91,13 @@ class Coordinator:
             "operator": ss58(bytes(self.operator.public_key)),
             "miners_live": len(self.engine.live_miners()),
             "miners_registered": len(self.engine.registry_records()),
+            "operator_balance": None
+            if st.operator_free is None
+            else {
+                "free": str(st.operator_free),
+                "reserved": str(st.operator_reserved or 0),
+                "for_new_tasks": str(max(self.engine.available_funds() or 0, 0)),
+            },
         }
         return Health(ready, body)
 

@@ -4,8 +4,13 @@ Apps submit jobs; the engine assigns attempts to live miners (stake-weighted), h
 through long polls, takes uploads (the PNG with what opens the miner's blind on-chain commitment),
 and, fed by the chain service with block heads, registry snapshots and on-chain task and check
 states, verifies each delivery against the chain, accepts early or disputes, reveals the spec of
-a checked task, follows the chosen result to its final check outcome, replaces failed attempts,
-and persists every change through the Store.
+a checked task, follows the chosen result to its final check outcome and payment, replaces failed
+attempts, and persists every change through the Store.
+
+Every job has a price (the price list's for its model and size); each of its on-chain tasks
+escrows it, with the chain's task deposit, from the operator's free balance. The engine keeps the
+operator's usable balance as the chain service last read it, and neither accepts jobs nor commits
+tasks that it could not escrow.
 """
 
 from __future__ import annotations
@@ -18,20 +23,22 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from chain.taskproto import canonical_json, result_commitment
 from chain.taskproto import result_hash as compute_result_hash
 from chain.taskproto import spec_hash as compute_spec_hash
+from chainclient.amounts import PLANCK_PER_CAI, format_cai
 from chainclient.calls import TaskCommit
 from chainclient.registry import Registration
 from chainclient.sketch import image_sketch
-from chainclient.tasks import Check, Task
-from coordinator import RefusedMinerRequest
+from chainclient.tasks import Check, Settlement, Task
+from coordinator import CoordinatorError, RefusedMinerRequest
 from coordinator.assign import Candidate, choose_weighted, live_candidates
 from coordinator.images import png_size
 from coordinator.model import AState, Attempt, CState, Job, JobStatus, Role, Settle
+from coordinator.prices import PriceList
 from coordinator.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,10 @@ CLOSED_CACHE = 10_000  # finished jobs kept in memory for GET /v1/tasks (older o
 
 
 POLL_CHECK_S = 1.0  # a waiting long-poll checks this often whether its miner left
+DEFAULT_PRICE = PLANCK_PER_CAI // 10  # 0.1 CAI a task
+FEE_RESERVE = PLANCK_PER_CAI  # free balance never escrowed: the operator's transaction fees
+SETTLEMENT_BLOCKS_PER_HEAD = 8  # blocks of events read per head for payments and pruned tasks
+SHORT_FUNDS_LOG_S = 30.0  # at most one warning this often when commits wait for funds
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,10 +65,26 @@ class EngineConfig:
     miner_live_s: float = 30.0
     job_ttl_s: float = 600.0
     max_attempts: int = 8
+    prices: PriceList = dataclasses.field(default_factory=lambda: PriceList(DEFAULT_PRICE))
+    task_deposit: int = 0  # the chain's Tasks.TaskDeposit, reserved per task with its price
+    fee_reserve: int = FEE_RESERVE
 
 
 class RequestError(RefusedMinerRequest):
     """A refused miner request (upload, release)."""
+
+
+class InsufficientFunds(CoordinatorError):
+    """The operator's usable balance cannot escrow new tasks now."""
+
+    def __init__(self, needed: int, available: int) -> None:
+        super().__init__(
+            f"the coordinator's operator cannot escrow this request now: it needs "
+            f"{format_cai(needed)} CAI (prices and task deposits) and "
+            f"{format_cai(max(available, 0))} CAI is free for new tasks; try again later"
+        )
+        self.needed = needed
+        self.available = available
 
 
 @dataclasses.dataclass(slots=True)
@@ -69,6 +96,7 @@ class MinerState:
     last_poll_ms: int | None = None  # wall clock, for display
     polling: int = 0
     stats: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    min_price: int = 0  # planck: the miner takes no task paying less (its poll or release says)
 
 
 def new_task_id() -> bytes:
@@ -114,6 +142,10 @@ class Engine:
         self._closed: collections.OrderedDict[bytes, tuple[Job, dict[bytes, Attempt]]] = (
             collections.OrderedDict()
         )
+        self.usable: int | None = None  # the operator's usable balance at the last head
+        self._escrow_due = 0  # prices and deposits of open jobs not yet escrowed on chain
+        self._payment_due: dict[bytes, int] = {}  # final attempts without payment: settle block
+        self._short_logged = -SHORT_FUNDS_LOG_S
 
     # ---- registry (RegistryView) --------------------------------------------------------------
 
@@ -175,10 +207,19 @@ class Engine:
         """Accept jobs for validated specs: durable on return, and handed to miners if any are
         live (else queued until one polls)."""
         now = self.wall_ms()
+        prices = [self.cfg.prices.spec_price(spec) for spec in specs]
+        needed = sum(prices) + self.cfg.task_deposit * len(specs)
+        available = self.available_funds()
+        if available is not None and needed > available:
+            self.counters["refused_insufficient_funds"] += 1
+            raise InsufficientFunds(needed, available)
+        self._escrow_due += needed
         jobs: list[Job] = []
         futures: list[asyncio.Future[None]] = []
-        for spec in specs:
-            job = Job(new_task_id(), dict(spec), compute_spec_hash(spec), now, [Role.PRIMARY])
+        for spec, price in zip(specs, prices, strict=True):
+            job = Job(
+                new_task_id(), dict(spec), compute_spec_hash(spec), now, [Role.PRIMARY], price
+            )
             self.jobs[job.job_id] = job
             self._persist_job(job)
             self.counters["jobs_accepted"] += 1
@@ -200,6 +241,32 @@ class Engine:
 
     def get_job(self, job_id: bytes) -> Job | None:
         return self.jobs.get(job_id)
+
+    # ---- funds --------------------------------------------------------------------------------
+
+    def set_funds(self, usable: int) -> None:
+        """The operator's usable balance at a new head (free, less frozen funds and the
+        existential deposit); what open jobs still have to escrow is counted again."""
+        self.usable = usable
+        self._escrow_due = sum(
+            job.price + self.cfg.task_deposit
+            for job in self.jobs.values()
+            if not job.is_final and not self._is_escrowed(job)
+        )
+
+    def _is_escrowed(self, job: Job) -> bool:
+        """A live attempt of the job is committed on chain (its price is reserved)."""
+        for task_id in job.attempts:
+            a = self.attempts.get(task_id)
+            if a is not None and a.commit is CState.COMMITTED and a.state.is_live:
+                return True
+        return False
+
+    def available_funds(self) -> int | None:
+        """What new jobs may still escrow (None until the balance was read)."""
+        if self.usable is None:
+            return None
+        return self.usable - self.cfg.fee_reserve - self._escrow_due
 
     async def wait_jobs(self, jobs: list[Job], wait_s: float) -> bool:
         """Wait until every job is final; False on timeout."""
@@ -233,11 +300,9 @@ class Engine:
                 missing = True
                 continue
             used = {a.miner for a in attempts}
-            live = live_candidates(
-                self.candidates(), self.mono(), self.cfg.miner_live_s, exclude=used
-            )
+            live = self._takers(job, exclude=used)
             if not live and len(job.slots) == 1:
-                live = live_candidates(self.candidates(), self.mono(), self.cfg.miner_live_s)
+                live = self._takers(job)
             chosen = choose_weighted(live, self.rng)
             if chosen is None:
                 missing = True
@@ -251,6 +316,11 @@ class Engine:
             self._waiting.pop(job.job_id, None)
         return futures
 
+    def _takers(self, job: Job, exclude: Collection[bytes] = ()) -> list[Candidate]:
+        """Live miners that take the job's price."""
+        live = live_candidates(self.candidates(), self.mono(), self.cfg.miner_live_s, exclude)
+        return [c for c in live if self.miners[c.staker].min_price <= job.price]
+
     def _new_attempt(self, job: Job, slot: int, miner: Candidate) -> Attempt:
         assert self.head is not None
         task_id = job.job_id if not job.attempts else new_task_id()
@@ -263,6 +333,7 @@ class Engine:
             operator=miner.operator,
             deadline=self.head + self.cfg.task_timeout_blocks,
             created_ms=self.wall_ms(),
+            price=job.price,
         )
         self.attempts[task_id] = attempt
         job.attempts.append(task_id)
@@ -394,11 +465,15 @@ class Engine:
         max_tasks: int,
         wait_s: float,
         is_gone: Callable[[], bool] | None = None,
+        min_price: int | None = None,
     ) -> list[Attempt]:
         """Long-poll: the miner's next tasks, or [] after `wait_s` or once `is_gone()` says the
         miner's connection closed (aiohttp does not cancel a handler whose client left; a poll
-        that outlived its client would take tasks nobody receives)."""
+        that outlived its client would take tasks nobody receives). `min_price` (planck), when
+        the miner states one: it is given no task paying less."""
         m = self.miner_state(record)
+        if min_price is not None:
+            m.min_price = min_price
         m.polling += 1
         m.last_poll, m.last_poll_ms = self.mono(), self.wall_ms()
         try:
@@ -427,6 +502,9 @@ class Engine:
         while m.queue and len(out) < max_tasks:
             a = self.attempts.get(m.queue.popleft())
             if a is None or a.state is not AState.ASSIGNED:
+                continue
+            if a.price < m.min_price:  # assigned before the miner said what it takes
+                self._fail_attempt(a, AState.RELEASED)
                 continue
             a.state = AState.DELIVERED
             a.delivered_ms = now
@@ -511,11 +589,33 @@ class Engine:
         if self.head is not None and self.head > a.deadline:
             raise RequestError(410, "deadline_passed", "the task's deadline has passed")
 
-    async def release(self, record: Registration, task_id: bytes) -> None:
+    async def release(
+        self,
+        record: Registration,
+        task_id: bytes,
+        *,
+        reason: str | None = None,
+        min_price: int | None = None,
+    ) -> None:
+        """The miner hands the task back; `reason` (its words) is logged, and `min_price`
+        (planck: it refused the task's price) keeps tasks paying less away from it."""
         a = self._owned(record, task_id)
         if a.state not in (AState.ASSIGNED, AState.DELIVERED):
             raise RequestError(409, "not_releasable", f"the task is {a.state.value}")
-        self.miners[a.miner].stats["released"] += 1
+        m = self.miners[a.miner]
+        m.stats["released"] += 1
+        if min_price is not None:
+            m.min_price = min_price
+            m.stats["refused_price"] += 1
+            self.counters["releases_refused_price"] += 1
+        if reason is not None or min_price is not None:
+            log.info(
+                "miner %s released task 0x%s (price %s CAI): %s",
+                record.name or record.staker.hex()[:16],
+                task_id.hex(),
+                format_cai(a.price),
+                reason or f"it takes tasks paying at least {format_cai(min_price or 0)} CAI",
+            )
         self._fail_attempt(a, AState.RELEASED)
         await self.flush()
 
@@ -635,8 +735,11 @@ class Engine:
                 self._fail_attempt(a, AState.MISSED)
 
     def take_commits(self, head: int, limit: int) -> list[TaskCommit]:
-        """The next commit batch (marks the attempts in flight)."""
+        """The next commit batch (marks the attempts in flight), as far as the operator's usable
+        balance escrows it: a batch the chain cannot reserve fails whole (InsufficientFunds),
+        so what does not fit waits for refunds and returned deposits."""
         items: list[TaskCommit] = []
+        budget = self._commit_budget()
         for task_id in list(self._commit_queue):
             if len(items) >= limit:
                 break
@@ -660,12 +763,42 @@ class Engine:
                 self._commit_queue.pop(task_id, None)
                 self._fail_attempt(a, AState.DROPPED)
                 continue
+            cost = a.price + self.cfg.task_deposit
+            if budget is not None:
+                if cost > budget:
+                    self._note_short_funds(len(self._commit_queue))
+                    break
+                budget -= cost
             job = self.jobs[a.job_id]
             a.commit = CState.INFLIGHT
             self._commit_queue.pop(task_id, None)
             self._persist(a)
-            items.append(TaskCommit(a.task_id, job.spec_hash, a.miner, a.deadline))
+            items.append(TaskCommit(a.task_id, job.spec_hash, a.miner, a.deadline, a.price))
         return items
+
+    def _commit_budget(self) -> int | None:
+        """What new commitments may reserve at this head: the usable balance, less the fee
+        reserve and what commitments still in flight (not in a block yet) will reserve."""
+        if self.usable is None:
+            return None
+        inflight = sum(
+            a.price + self.cfg.task_deposit
+            for a in self.attempts.values()
+            if a.commit is CState.INFLIGHT
+        )
+        return self.usable - self.cfg.fee_reserve - inflight
+
+    def _note_short_funds(self, waiting: int) -> None:
+        self.counters["commits_short_of_funds"] += 1
+        now = self.mono()
+        if now - self._short_logged >= SHORT_FUNDS_LOG_S:
+            self._short_logged = now
+            log.warning(
+                "the operator's usable balance (%s CAI) cannot escrow the %d task(s) waiting to "
+                "be committed; they wait for refunds and returned deposits (fund the operator)",
+                format_cai(self.usable or 0),
+                waiting,
+            )
 
     def commits_confirmed(self, items: list[TaskCommit], block: int) -> None:
         for item in items:
@@ -708,6 +841,8 @@ class Engine:
                 continue
             if a.final_status is not None:
                 a.settle = Settle.DONE
+            elif a.scan_from is not None:  # gone from state: it settled; its events tell how
+                a.settle = Settle.AUTO
             elif a.commit is not CState.COMMITTED or a.result_block is None:
                 self._settle_queue[task_id] = None  # not yet known on chain
                 continue
@@ -733,9 +868,12 @@ class Engine:
         return [
             a.task_id
             for a in self.attempts.values()
-            if a.state is AState.UPLOADED
-            or a.commit is CState.CHECK
-            or a.settle in (Settle.INFLIGHT, Settle.AUTO)
+            if a.scan_from is None
+            and (
+                a.state is AState.UPLOADED
+                or a.commit is CState.CHECK
+                or a.settle in (Settle.INFLIGHT, Settle.AUTO)
+            )
         ]
 
     def checking_ids(self) -> list[bytes]:
@@ -775,6 +913,22 @@ class Engine:
                 if a.commit is CState.PENDING:
                     self._commit_queue[task_id] = None
                 self._persist(a)
+            elif (
+                a.commit is CState.COMMITTED
+                and a.is_followed
+                and a.final_status is None
+                and a.scan_from is None
+            ):
+                # settled and pruned before this coordinator saw it final (it was stopped for
+                # longer than the chain's retention): its settlement is in the events
+                a.scan_from = a.result_block or a.commit_block or 0
+                log.warning(
+                    "task 0x%s left the chain's state before it was seen final: reading its "
+                    "settlement from the events of blocks #%d on",
+                    task_id.hex(),
+                    a.scan_from,
+                )
+                self._persist(a)
             return
         if ct.coordinator != self.coordinator or (
             job is not None and ct.spec_hash != job.spec_hash
@@ -800,23 +954,98 @@ class Engine:
             self.counters["tasks_checked"] += 1
             changed = True
         if ct.is_final and a.final_status is None:
-            a.final_status = ct.status
-            a.outcome = ct.outcome
-            a.settle_block = ct.settled_at
-            a.checking = False
-            if a.settle in (Settle.INFLIGHT, Settle.AUTO, Settle.PENDING):
-                a.settle = Settle.DONE
-            if ct.outcome != "Unchecked":
-                self.counters[f"outcome_{ct.outcome.lower()}"] += 1
-                log.info("task 0x%s is final: %s, %s", task_id.hex(), ct.status, ct.outcome)
-            if job is not None and job.chosen == task_id:
-                job.verification = a.verification
-                self._persist_job(job)
+            self._set_final(a, job, ct.status, ct.outcome, ct.settled_at)
             changed = True
         if changed:
             self._persist(a)
         if job is not None:
             self._maybe_close(job)
+
+    def _set_final(
+        self, a: Attempt, job: Job | None, status: str, outcome: str, settled_at: int | None
+    ) -> None:
+        """The task is final on chain; its payment is read next from the events of its
+        settlement block."""
+        a.final_status = status
+        a.outcome = outcome
+        a.settle_block = settled_at
+        a.checking = False
+        if a.settle in (Settle.INFLIGHT, Settle.AUTO, Settle.PENDING):
+            a.settle = Settle.DONE
+        if outcome != "Unchecked":
+            self.counters[f"outcome_{outcome.lower()}"] += 1
+            log.info("task 0x%s is final: %s, %s", a.task_id.hex(), status, outcome)
+        if a.is_followed and a.payment is None and not a.payment_missing:
+            if settled_at is None:
+                a.payment_missing = True
+            else:
+                self._payment_due[a.task_id] = settled_at
+        if job is not None and job.chosen == a.task_id:
+            job.verification = a.verification
+            self._persist_job(job)
+
+    # ---- settlements from events ----------------------------------------------------------
+
+    def settlement_reads(self, head: int, max_blocks: int) -> list[tuple[int, list[bytes]]]:
+        """(block, task ids) whose events to read at this head, oldest first, at most
+        `max_blocks` blocks: the settlement blocks of final tasks whose payment is not known,
+        and the next blocks to search for tasks pruned before they were seen final."""
+        wanted: dict[int, list[bytes]] = collections.defaultdict(list)
+        for task_id, block in self._payment_due.items():
+            wanted[block].append(task_id)
+        lost = [a for a in self.attempts.values() if a.scan_from is not None]
+        if lost:
+            first = min(a.scan_from or 0 for a in lost)
+            for block in range(first, min(first + max_blocks, head + 1)):
+                for a in lost:
+                    if (a.scan_from or 0) <= block and a.task_id not in wanted[block]:
+                        wanted[block].append(a.task_id)
+        return [(block, wanted[block]) for block in sorted(wanted)[:max_blocks]]
+
+    def on_settlements(
+        self, block: int, task_ids: list[bytes], found: dict[bytes, Settlement], head: int
+    ) -> None:
+        """What the events of `block` say about `task_ids` (read for `settlement_reads`)."""
+        for task_id in task_ids:
+            a = self.attempts.get(task_id)
+            if a is None:
+                self._payment_due.pop(task_id, None)
+                continue
+            s = found.get(task_id)
+            job = self.jobs.get(a.job_id)
+            if a.scan_from is not None:
+                if s is None or s.status is None or s.outcome is None:
+                    if (a.scan_from or 0) <= block:
+                        a.scan_from = block + 1
+                    if a.scan_from > head:
+                        log.error(
+                            "task 0x%s: no settlement found up to #%d; its outcome is unknown",
+                            task_id.hex(),
+                            head,
+                        )
+                        a.scan_from = None
+                        self._set_final(a, job, "Unknown", "Unknown", None)
+                    self._persist(a)
+                    continue
+                a.scan_from = None
+                self._set_final(a, job, s.status, s.outcome, block)
+            if self._payment_due.get(task_id) != block:
+                self._persist(a)
+                continue
+            del self._payment_due[task_id]
+            if s is None or s.payment is None:
+                log.error(
+                    "task 0x%s: no TaskPaid in its settlement block #%d", task_id.hex(), block
+                )
+                a.payment_missing = True
+            else:
+                if s.miner is not None and s.miner != a.miner:
+                    log.error("task 0x%s: TaskPaid names another miner", task_id.hex())
+                a.payment = s.payment
+                self.counters["payments_read"] += 1
+            self._persist(a)
+            if job is not None:
+                self._maybe_close(job)
 
     def _verify_delivery(self, a: Attempt, commitment: bytes, job: Job | None) -> None:
         """The delivery against the miner's commitment on chain: a match of a valid image
@@ -848,14 +1077,24 @@ class Engine:
     # ---- views --------------------------------------------------------------------------------
 
     def receipt(self, a: Attempt) -> dict[str, Any]:
-        return {
+        """What the app sees of its task's on-chain trail and of what it paid (planck, decimal
+        strings): the price, and once the task settled how the price moved (TaskPaid)."""
+        out: dict[str, Any] = {
             "task_id": "0x" + a.task_id.hex(),
             "miner": a.miner,  # the API layer renders SS58
             "commit_block": a.commit_block,
             "result_block": a.result_block,
             "settle_block": a.settle_block if a.settle_block is not None else "pending",
             "verification": a.verification,
+            "price": str(a.price),
         }
+        p = a.payment
+        pending = "unknown" if a.payment_missing else "pending"
+        out["to_miner"] = pending if p is None else str(p.to_miner)
+        out["burned"] = pending if p is None else str(p.burned)
+        out["to_checkers"] = pending if p is None else str(p.to_checkers)
+        out["refunded"] = pending if p is None else str(p.refunded)
+        return out
 
     def load_job_record(self, job_id: bytes) -> tuple[Job, dict[bytes, Attempt]] | None:
         """A job with its attempts, from memory or (once closed) from disk."""
@@ -919,6 +1158,14 @@ class Engine:
                 a.settle = Settle.PENDING
             if a.settle is Settle.PENDING:
                 self._settle_queue[a.task_id] = None
+            if (
+                a.is_followed
+                and a.final_status is not None
+                and a.payment is None
+                and not a.payment_missing
+                and a.settle_block is not None
+            ):
+                self._payment_due[a.task_id] = a.settle_block
             if a.state is AState.ASSIGNED:
                 miner = self.miners.get(a.miner)
                 if miner is not None:

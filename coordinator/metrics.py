@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from chainclient.amounts import PLANCK_PER_CAI
+
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
@@ -108,6 +110,19 @@ class _EngineCollector(Collector):
                 "Duration of the last per-block cycle",
                 value=status.cycle_s,
             )
+            if status.operator_free is not None and status.operator_reserved is not None:
+                yield _labelled(
+                    GaugeMetricFamily(
+                        "cuckoo_coordinator_operator_balance_cai",
+                        "The operator's balance at the last head: free, and reserved (escrowed "
+                        "task prices and deposits)",
+                        labels=["kind"],
+                    ),
+                    (
+                        ("free", status.operator_free / PLANCK_PER_CAI),
+                        ("reserved", status.operator_reserved / PLANCK_PER_CAI),
+                    ),
+                )
 
 
 class Metrics:

@@ -6,7 +6,11 @@ served by *attempts*: on-chain tasks with their own random 32-byte id, each give
 An attempt that fails (missed deadline, released, a delivery that does not open the miner's
 on-chain commitment) is replaced by a new attempt on another miner. The first attempt's id is the
 job id the app sees. The chosen attempt is followed on chain until it is final: its check outcome
-is the job's verification.
+is the job's verification, and how its price moved (the TaskPaid event of the block that settled
+it) is the receipt's payment. Both are kept here: the chain prunes a settled task from
+`Tasks.Tasks` RetentionBlocks later.
+
+Amounts (prices, payments) are planck, written to rows as decimal strings (they are u128s).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import asyncio
 import dataclasses
 import enum
 from typing import Any
+
+from chainclient.tasks import Payment
 
 
 class Role(enum.StrEnum):
@@ -92,13 +98,21 @@ class Attempt:
     checking: bool = False  # a check is open on chain (status Checking)
     outcome: str | None = None  # the final check outcome: Unchecked | Verified | Upheld | Guilty
     spec_sent_head: int | None = None  # head at which reveal_spec was last submitted
+    price: int = 0  # planck, escrowed by the operator when committed (the job's price)
+    payment: Payment | None = None  # how the price moved when the task settled (TaskPaid)
+    payment_missing: bool = False  # no TaskPaid in the settlement block: given up looking
+    scan_from: int | None = None  # pruned before seen final: next block to search for its events
     is_durable: bool = False  # written to disk (then it may be handed out / committed)
 
     def to_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for name in _ATTEMPT_FIELDS:
             v = getattr(self, name)
-            if v is None or type(v) is int or type(v) is bool:
+            if name == "price":
+                v = str(v)
+            elif isinstance(v, Payment):
+                v = {f.name: str(getattr(v, f.name)) for f in dataclasses.fields(Payment)}
+            elif v is None or type(v) is int or type(v) is bool:
                 pass
             elif isinstance(v, bytes):
                 v = v.hex()
@@ -112,6 +126,8 @@ class Attempt:
         def b(name: str) -> bytes | None:
             v = row.get(name)
             return None if v is None else bytes.fromhex(v)
+
+        paid = row.get("payment")
 
         return cls(
             task_id=bytes.fromhex(row["task_id"]),
@@ -143,6 +159,12 @@ class Attempt:
             checking=bool(row.get("checking", False)),
             outcome=row.get("outcome"),
             spec_sent_head=row.get("spec_sent_head"),
+            price=int(row.get("price", 0)),
+            payment=None
+            if paid is None
+            else Payment(*(int(paid[f.name]) for f in dataclasses.fields(Payment))),
+            payment_missing=bool(row.get("payment_missing", False)),
+            scan_from=row.get("scan_from"),
             is_durable=True,
         )
 
@@ -151,11 +173,17 @@ class Attempt:
         """Nothing more to do on chain for this attempt."""
         if self.commit in (CState.INFLIGHT, CState.CHECK):
             return False
-        if self.state is AState.CONFIRMED or (
-            self.state is AState.INVALID and self.accept is False
-        ):
-            return self.settle is Settle.DONE  # followed until final (with its check outcome)
+        if self.is_followed:  # until final, with its check outcome and its payment
+            return self.settle is Settle.DONE and (self.payment is not None or self.payment_missing)
         return not self.state.is_live
+
+    @property
+    def is_followed(self) -> bool:
+        """A result the coordinator follows on chain until it is final: a confirmed one, or one
+        it disputed."""
+        return self.state is AState.CONFIRMED or (
+            self.state is AState.INVALID and self.accept is False
+        )
 
     @property
     def verification(self) -> str:
@@ -176,6 +204,7 @@ class Job:
     spec_hash: bytes
     created_ms: int
     slots: list[Role]
+    price: int = 0  # planck each of its on-chain tasks pays (the price list's, when submitted)
     status: JobStatus = JobStatus.QUEUED
     verification: str | None = None  # the chosen attempt's (see Attempt.verification)
     chosen: bytes | None = None  # task id whose image the app gets
@@ -196,6 +225,7 @@ class Job:
             "spec_hash": self.spec_hash.hex(),
             "created_ms": self.created_ms,
             "slots": [r.value for r in self.slots],
+            "price": str(self.price),
             "status": self.status.value,
             "verification": self.verification,
             "chosen": None if self.chosen is None else self.chosen.hex(),
@@ -213,6 +243,7 @@ class Job:
             spec_hash=bytes.fromhex(row["spec_hash"]),
             created_ms=int(row["created_ms"]),
             slots=[Role(r) for r in row["slots"]],
+            price=int(row.get("price", 0)),
             status=JobStatus(row["status"]),
             verification=row.get("verification"),
             chosen=None if row.get("chosen") is None else bytes.fromhex(row["chosen"]),

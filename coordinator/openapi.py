@@ -12,7 +12,18 @@ HEX32 = "^0x[0-9a-fA-F]{64}$"
 MAX_SEED = 2**63 - 4
 
 
-INACTIVE = "The coordinator's registration is not Active (e.g. after a slash): no task taken."
+UNAVAILABLE = (
+    "Nothing was taken: the coordinator's registration is not Active (code "
+    "coordinator_inactive: e.g. after a slash), or its operator cannot escrow the tasks' prices "
+    "and deposits now (code insufficient_funds: try again later)."
+)
+PLANCK = {"type": "string", "pattern": "^[0-9]+$", "description": "planck (10^-18 CAI), u128"}
+PAID = {
+    "oneOf": [
+        {"type": "string", "pattern": "^[0-9]+$"},
+        {"type": "string", "enum": ["pending", "unknown"]},
+    ]
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -132,6 +143,11 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
             "result_block",
             "settle_block",
             "verification",
+            "price",
+            "to_miner",
+            "burned",
+            "to_checkers",
+            "refunded",
         ],
         "properties": {
             "task_id": {"type": "string", "pattern": HEX32, "description": "On-chain task id."},
@@ -150,6 +166,29 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                 "after a disagreement or a dispute, and the miner was right); guilty (checkers "
                 "found it faked; the miner is slashed).",
             },
+            "price": {**PLANCK, "description": "What the task paid (escrowed on chain), planck."},
+            "to_miner": {
+                **PAID,
+                "description": "Planck of the price paid to the miner's staker once the task "
+                "settled (Tasks.TaskPaid); pending before.",
+            },
+            "burned": {**PAID, "description": "Planck of the price burned."},
+            "to_checkers": {**PAID, "description": "Planck paid to the checkers that were right."},
+            "refunded": {**PAID, "description": "Planck returned to the coordinator."},
+        },
+    }
+    price = {
+        "type": "object",
+        "required": ["model", "size", "price", "price_cai"],
+        "properties": {
+            "model": {"type": "string"},
+            "size": {
+                "type": "string",
+                "nullable": True,
+                "description": "WIDTHxHEIGHT; null: every size without its own entry.",
+            },
+            "price": PLANCK,
+            "price_cai": {"type": "string", "description": "The price in CAI (decimal)."},
         },
     }
     task_view = {
@@ -161,6 +200,7 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
             "created",
             "spec",
             "spec_hash",
+            "price",
             "attempts",
             "error",
             "receipt",
@@ -172,6 +212,7 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
             "created": {"type": "integer"},
             "spec": {"type": "object", "description": "The task spec (chain.taskproto)."},
             "spec_hash": {"type": "string", "pattern": HEX32},
+            "price": {**PLANCK, "description": "What each on-chain task of it pays, planck."},
             "attempts": {"type": "integer", "minimum": 0},
             "error": {"type": "string", "nullable": True},
             "receipt": {"allOf": [_ref("Receipt")], "nullable": True},
@@ -259,16 +300,32 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
             "operator": {"type": "string"},
             "miners_live": {"type": "integer"},
             "miners_registered": {"type": "integer"},
+            "operator_balance": {
+                "type": "object",
+                "nullable": True,
+                "description": "The operator's balance at the last head (planck): free, reserved "
+                "(escrowed task prices and deposits), and what new tasks may still escrow.",
+                "properties": {
+                    "free": PLANCK,
+                    "reserved": PLANCK,
+                    "for_new_tasks": PLANCK,
+                },
+            },
         },
     }
     poll_task = {
         "type": "object",
-        "required": ["task_id", "spec", "spec_hash", "deadline_block"],
+        "required": ["task_id", "spec", "spec_hash", "deadline_block", "price"],
         "properties": {
             "task_id": {"type": "string", "pattern": HEX32},
             "spec": {"type": "object"},
             "spec_hash": {"type": "string", "pattern": HEX32},
             "deadline_block": {"type": "integer"},
+            "price": {
+                **PLANCK,
+                "description": "What the task pays its miner (planck); the task's on-chain "
+                "record (Tasks.Tasks) has the price that counts.",
+            },
         },
     }
     gen_response = {
@@ -311,6 +368,7 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                 "Miner": miner,
                 "Health": health,
                 "PollTask": poll_task,
+                "Price": price,
                 "GenerationRequest": _generation_request(models, max_n=4),
                 "TaskRequest": _generation_request(models, max_n=1),
                 "GenerationResponse": gen_response,
@@ -331,7 +389,7 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                         **APP_401,
                         "413": _app_err("Body over 64 KiB."),
                         "502": _app_err("No result could be obtained (task_ids lists the tasks)."),
-                        "503": _app_err(INACTIVE),
+                        "503": _app_err(UNAVAILABLE),
                         "504": _app_err("No result within the timeout; the tasks continue."),
                     },
                 }
@@ -359,7 +417,7 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                         "400": _app_err("Invalid request."),
                         **APP_401,
                         "413": _app_err("Body over 64 KiB."),
-                        "503": _app_err(INACTIVE),
+                        "503": _app_err(UNAVAILABLE),
                     },
                 }
             },
@@ -413,6 +471,35 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                     },
                 }
             },
+            "/v1/prices": {
+                "get": {
+                    "summary": "What a task pays, per served model and size (public)",
+                    "security": [],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["object", "unit", "decimals", "default", "data"],
+                                "properties": {
+                                    "object": {"type": "string", "enum": ["list"]},
+                                    "unit": {"type": "string", "enum": ["planck"]},
+                                    "decimals": {"type": "integer", "enum": [18]},
+                                    "default": {
+                                        "type": "object",
+                                        "required": ["price", "price_cai"],
+                                        "properties": {
+                                            "price": PLANCK,
+                                            "price_cai": {"type": "string"},
+                                        },
+                                    },
+                                    "data": {"type": "array", "items": _ref("Price")},
+                                },
+                            },
+                            "Each model's price (size null), then its sizes' own prices.",
+                        )
+                    },
+                }
+            },
             "/health": {
                 "get": {
                     "summary": "Readiness: chain reachable, coordinator registered and Active",
@@ -460,6 +547,11 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                                             "maximum": 8,
                                         },
                                         "wait_s": {"type": "number", "minimum": 0, "maximum": 30},
+                                        "min_price": {
+                                            **PLANCK,
+                                            "description": "The miner takes no task paying "
+                                            "less (planck).",
+                                        },
                                     },
                                 }
                             }
@@ -564,6 +656,27 @@ def build_openapi(models: list[str], *, bearer_auth: bool = False) -> dict[str, 
                     "summary": "Hand a task back (signed); it goes to another miner",
                     "security": [],
                     "parameters": [TASK_ID_PARAM, *SIGNED_HEADERS],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "reason": {
+                                            "type": "string",
+                                            "description": "Why (logged by the coordinator).",
+                                        },
+                                        "min_price": {
+                                            **PLANCK,
+                                            "description": "The task pays less than the miner "
+                                            "takes: no task paying less goes to it.",
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
                     "responses": {
                         "200": _json(
                             {"type": "object", "properties": {"released": {"type": "boolean"}}},

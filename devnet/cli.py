@@ -6,9 +6,11 @@ and registers a coordinator (staker //Alice) and `--miners` miners (stakers //Bo
 //Ferdie), each with its own operator (hot) key; adds a voter (//Charlie votes for //Bob's miner);
 starts the coordinator and the miners on the tiny diffusers model against the first node; waits
 until all are healthy; sends a demo prompt; writes the PNG; prints its receipt with the on-chain
-trail (the blocks of the commitment, the result and the settlement, and the check outcome: the
-chain samples results for re-execution by the other miners, docs/verification.md); then runs
-until Ctrl-C (`--once` exits after the demo).
+trail (the blocks of the commitment, the result and the settlement, the check outcome: the
+chain samples results for re-execution by the other miners, docs/verification.md; and what the
+task paid: its price, escrowed by the coordinator's operator, and how it moved when the task
+settled: to the miner, burned, to the checkers, refunded, docs/economics.md); then runs until
+Ctrl-C (`--once` exits after the demo).
 
 It uses only public interfaces: the daemons' command lines, their HTTP APIs, JSON-RPC, and the
 daemons' chain client (`chainclient`, substrate-interface underneath) for the chain, as an
@@ -285,15 +287,19 @@ def demo(args: argparse.Namespace, coord_url: str, ws_url: str, procs: list[Proc
     def settled() -> dict[str, Any] | None:
         status, task = http_json("GET", f"{coord_url}/v1/tasks/{task_id}")
         rec = (task or {}).get("receipt") if status == 200 else None
-        return rec if rec and rec.get("settle_block") not in (None, "pending") else None
+        return rec if rec and rec.get("to_miner") not in (None, "pending") else None
 
     receipt = wait_until("the settlement on chain (and its check, if drawn)", settled, procs, 300)
     print("    receipt:")
     for key in ("task_id", "miner", "commit_block", "result_block", "settle_block", "verification"):
         print(f"      {key:<13} {receipt.get(key)}")
+    print("    paid (the receipt's amounts, in CAI):")
+    for line in payment_lines(receipt):
+        print(f"      {line}")
     on_chain = trail(ws_url, task_id)
-    if on_chain is None:
-        raise DevnetError(f"task {task_id} is not on chain")
+    if on_chain is None:  # settled more than Tasks.RetentionBlocks ago: pruned from state
+        print("    on-chain trail: pruned from Tasks.Tasks (its events keep the history)")
+        return
     print("    on-chain trail (Tasks.Tasks):")
     for key in (
         "status",
@@ -303,8 +309,29 @@ def demo(args: argparse.Namespace, coord_url: str, ws_url: str, procs: list[Proc
         "spec_hash",
         "commitment",
         "outcome",
+        "price",
+        "payer",
+        "deposit",
     ):
         print(f"      {key:<13} {on_chain.get(key)}")
+
+
+def payment_lines(receipt: dict[str, Any]) -> list[str]:
+    """The receipt's price and how it moved, one line each, in CAI."""
+    from chainclient.amounts import format_cai
+
+    def cai(key: str) -> str:
+        value = str(receipt.get(key))
+        return f"{format_cai(int(value))} CAI" if value.isdigit() else value
+
+    labels = {
+        "price": "escrowed by the coordinator's operator",
+        "to_miner": "to the miner's staker",
+        "burned": "burned",
+        "to_checkers": "to the checkers that were right",
+        "refunded": "back to the coordinator",
+    }
+    return [f"{key:<13} {cai(key):<12} {label}" for key, label in labels.items()]
 
 
 # ---- the validator network (--validators N) -------------------------------------------------
@@ -566,6 +593,12 @@ def main(argv: list[str] | None = None) -> int:
         help="miners to run (checked results are re-run by another miner; default 2)",
     )
     p.add_argument("--device", default="auto", help="miner device: auto, cuda or cpu")
+    p.add_argument(
+        "--price",
+        default="0.1",
+        metavar="CAI",
+        help="what a task pays its miner (the coordinator's --price; chain minimum 0.01)",
+    )
     args = p.parse_args(argv)
     base = args.data_dir or Path(tempfile.mkdtemp(prefix="cuckoo-devnet-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -620,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
             "tiny",
             "--task-timeout-blocks",
             "120",
+            "--price",
+            args.price,
         ],
         logs / "coordinator.log",
     )

@@ -11,8 +11,11 @@ worker thread (`chainclient.gateway.Gateway`).
 with everything uploaded since. Before each batch it reads every pending task on chain (the batch
 is all or nothing, so one bad item must not sink the rest): a task not committed yet stays for
 the next block (the coordinator commits in batches too), a task past its deadline, final,
-assigned to another miner or committed with another spec hash is dropped. Pending items are
-journalled in the data directory, so a restart does not lose them.
+assigned to another miner or committed with another spec hash is dropped. A task that pays less
+on chain than its coordinator stated (or than the miner's minimum) is still committed, with a
+warning: its image was delivered, and only the commitment gets it paid (left uncommitted, the task
+would be Missed and its price refunded to the coordinator). Pending items are journalled in the
+data directory, so a restart does not lose them.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from substrateinterface import Keypair
 
 from chainclient import calls
 from chainclient.accounts import h256
+from chainclient.amounts import format_cai
 from chainclient.calls import MAX_BATCH, Call, ResultCommit
 from chainclient.connection import ChainUnavailable, Connection, SubmitRefused
 from chainclient.gateway import Gateway
@@ -51,6 +55,7 @@ class PendingResult:
     commitment: bytes  # chain.taskproto.result_commitment(staker, task_id, ...)
     spec_hash: bytes
     deadline: int
+    price: int | None = None  # planck, as the coordinator stated it (the chain's record counts)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,15 +63,18 @@ class PendingResult:
             "commitment": "0x" + self.commitment.hex(),
             "spec_hash": "0x" + self.spec_hash.hex(),
             "deadline": self.deadline,
+            "price": None if self.price is None else str(self.price),
         }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> PendingResult:
+        price = obj.get("price")
         return cls(
             task_id=h256(obj["task_id"]),
             commitment=h256(obj["commitment"]),
             spec_hash=h256(obj["spec_hash"]),
             deadline=int(obj["deadline"]),
+            price=None if price is None else int(price),
         )
 
 
@@ -261,6 +269,7 @@ class ResultCommitter:
     journal: Path | None = None
     poll_interval_s: float = 0.25
     clock: Callable[[], float] = time.monotonic
+    min_price: int = 0  # planck: a task paying less on chain is committed with a warning
     committed: int = dataclasses.field(init=False, default=0)  # results seen committed on chain
     dropped: int = dataclasses.field(init=False, default=0)
     last_error: str = dataclasses.field(init=False, default="")
@@ -391,8 +400,8 @@ class ResultCommitter:
 
     def _verdict(self, item: PendingResult, state: Task | None, best: int) -> str:
         if state is None:
-            if best >= item.deadline:
-                return "the task was never committed on chain before its deadline"
+            if best >= item.deadline:  # never committed, or settled and pruned long ago
+                return "the task is not on chain and its deadline has passed"
             return "wait"  # the coordinator commits in batches: try again next block
         if state.miner != self.staker_key:
             return "the task is assigned to another miner on chain"
@@ -402,6 +411,15 @@ class ResultCommitter:
             return f"the task is already {state.status} on chain"
         if state.spec_hash != item.spec_hash:
             return "the spec we were given does not match the spec hash committed on chain"
+        if state.price < self.min_price or (item.price is not None and state.price < item.price):
+            log.warning(
+                "task 0x%s pays %s CAI on chain: its coordinator stated %s CAI, this miner takes "
+                "at least %s CAI (committed anyway: the image was delivered)",
+                item.task_id.hex(),
+                format_cai(state.price),
+                "?" if item.price is None else format_cai(item.price),
+                format_cai(self.min_price),
+            )
         if best + 1 > state.deadline:  # the batch lands in block best + 1 at the earliest
             return f"its deadline #{state.deadline} has passed (best #{best})"
         return "ready"

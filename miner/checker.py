@@ -2,7 +2,8 @@
 
 - as the task's miner: for every result it committed (`RecordStore`, role MINER), read the task;
   when it is Checking, reveal the opening in phase Revealing, and appeal a Guilty round-1
-  verdict in phase Appealable; forget the record once the task is final;
+  verdict in phase Appealable; forget the record once the task is final (or once it left chain
+  state after it was seen there: settled and pruned while the miner was away);
 - as a checker: find the Tasks.CheckOpened events that draw this miner's staker; wait until the
   coordinator revealed the spec (Tasks.Specs), check it against the task's spec hash, solve it
   with the miner's own solver, persist the opening, `commit_check`, then reveal in phase
@@ -24,6 +25,7 @@ from typing import Any
 from chain.hashing import blake2_256
 from chain.taskproto import SALT_LENGTH, SpecError, result_hash, validate_spec
 from chainclient import calls
+from chainclient.amounts import format_cai
 from chainclient.connection import ChainUnavailable
 from chainclient.sketch import image_sketch
 from chainclient.tasks import Check, Task
@@ -127,12 +129,20 @@ class CheckWatcher:
         self, rec: Record, task: Task | None, check: Check | None, best: int
     ) -> None:
         if task is None:
-            if best > rec.deadline:
+            if rec.committed_at is not None:
+                log.info("check: our result %s left chain state (settled and pruned)", rec.task_hex)
+                self.records.remove(rec.task_id)
+            elif best > rec.deadline:
                 self.records.remove(rec.task_id)  # never committed on chain
             return
         if task.miner != self._staker:
             self.records.remove(rec.task_id)
             return
+        if rec.committed_at is None:  # first seen on chain: what it pays, and that it was there
+            rec.committed_at = task.committed_at
+            rec.price = task.price
+            if not task.is_final:
+                self.records.put(rec)
         if task.is_final:
             self._final(rec, task)
             return
@@ -161,7 +171,11 @@ class CheckWatcher:
     def _final(self, rec: Record, task: Task) -> None:
         if task.outcome != "Unchecked":
             log.info(
-                "check: our result %s is final: %s, %s", rec.task_hex, task.status, task.outcome
+                "check: our result %s is final: %s, %s (price %s CAI)",
+                rec.task_hex,
+                task.status,
+                task.outcome,
+                format_cai(task.price),
             )
             key = task.outcome.lower()
             if hasattr(self.stats, key):

@@ -1,7 +1,7 @@
 """`cuckoo-miner`: the miner daemon.
 
     cuckoo-miner --chain-url ws://127.0.0.1:9944 [--coordinator URL ...] [--solver pattern]
-                 [--data-dir DIR] [--operator-key-file FILE] [--status-port N]
+                 [--data-dir DIR] [--operator-key-file FILE] [--status-port N] [--min-price CAI]
 
 The operator (hot) key is a secret URI (mnemonic, //Dev path or 0x seed) read from
 `--operator-key-file` (which must be readable by its owner only, e.g. mode 0600) or from the
@@ -26,6 +26,7 @@ from pathlib import Path
 from substrateinterface import Keypair
 
 from chainclient import ClientError
+from chainclient.amounts import parse_cai
 from chainclient.connection import ChainUnavailable
 from chainclient.keyfile import ENV_SURI, KeyFileError
 from chainclient.signing import load_operator_key
@@ -92,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-host", default="127.0.0.1", help="address of the status server")
     p.add_argument("--max-tasks", type=int, default=1, help="tasks to ask for per poll (1..8)")
     p.add_argument(
+        "--min-price",
+        default="0",
+        metavar="CAI",
+        help="hand back (unsolved) tasks paying less than this many CAI; default 0: take all",
+    )
+    p.add_argument(
         "--poll-wait", type=float, default=10.0, help="long-poll wait, seconds (at most 30)"
     )
     p.add_argument(
@@ -124,9 +131,14 @@ def build_config(args: argparse.Namespace) -> MinerConfig:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
     if args.drain_timeout < 0:
         raise UsageError("--drain-timeout must not be negative")
+    try:
+        min_price = parse_cai(args.min_price)
+    except ValueError as exc:
+        raise UsageError(f"--min-price: {exc}") from exc
     return MinerConfig(
         coordinator_urls=urls,
         max_tasks=args.max_tasks,
+        min_price=min_price,
         poll_wait_s=args.poll_wait,
         request_timeout_s=args.request_timeout,
         drain_timeout_s=args.drain_timeout,

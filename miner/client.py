@@ -9,15 +9,17 @@ Every request is signed by the miner's operator key (sr25519) over
     X-Cuckoo-Nonce      32 random hex characters
     X-Cuckoo-Signature  0x-hex sr25519 signature
 
-    POST /v1/miner/poll               {"max_tasks": n, "wait_s": s}
-                                      -> 200 {"tasks": [{task_id, spec, spec_hash, deadline_block}]}
+    POST /v1/miner/poll               {"max_tasks": n, "wait_s": s, "min_price": "<planck>"}
+                                      -> 200 {"tasks": [{task_id, spec, spec_hash, deadline_block,
+                                                         price}]}
                                       |  204 (nothing within wait_s)
     POST /v1/miner/results/{task_id}  body: the PNG; X-Cuckoo-Result-Hash, X-Cuckoo-Device,
                                       X-Cuckoo-Sketch, X-Cuckoo-Salt (0x-hex: what opens
                                       the result's on-chain commitment), X-Cuckoo-Device-Info
                                       (JSON)
                                       -> 200 | 404 | 409 | 410 | 413 | 422
-    POST /v1/miner/release/{task_id}  hands a task back
+    POST /v1/miner/release/{task_id}  hands a task back; body {"reason": "...", "min_price":
+                                      "<planck>"} when its price is under what the miner takes
 
 `CoordinatorClient` speaks to one coordinator; `CoordinatorPool` holds several, picks one to poll
 at random with coordinator stake as weights, backs off (exponentially, with jitter) from one that
@@ -91,6 +93,7 @@ class Assignment:
     spec_hash: bytes
     deadline_block: int
     coordinator: str
+    price: int | None = None  # planck, as the coordinator states it (None: it did not say)
 
     @property
     def task_hex(self) -> str:
@@ -126,12 +129,18 @@ def parse_assignment(item: object, coordinator: str) -> Assignment:
         raise ValueError("task.spec must be an object")
     if not isinstance(deadline, int) or isinstance(deadline, bool) or deadline < 0:
         raise ValueError("task.deadline_block must be a block number")
+    price = item.get("price")
+    if price is not None and not (
+        isinstance(price, str) and price.isascii() and price.isdigit() and len(price) <= 39
+    ):
+        raise ValueError("task.price must be a decimal string of planck")
     return Assignment(
         task_id=parse_h256(item.get("task_id"), "task.task_id"),
         spec=spec,
         spec_hash=parse_h256(item.get("spec_hash"), "task.spec_hash"),
         deadline_block=deadline,
         coordinator=coordinator,
+        price=None if price is None else int(price),
     )
 
 
@@ -184,9 +193,13 @@ class CoordinatorClient:
         except aiohttp.ClientError as exc:
             raise CoordinatorError(self.url, f"{type(exc).__name__}: {exc}") from exc
 
-    async def poll(self, max_tasks: int, wait_s: float) -> list[Assignment]:
-        """Long-poll for up to `max_tasks` tasks, waiting at most `wait_s` on the coordinator."""
-        body = json.dumps({"max_tasks": max_tasks, "wait_s": wait_s}).encode()
+    async def poll(self, max_tasks: int, wait_s: float, min_price: int = 0) -> list[Assignment]:
+        """Long-poll for up to `max_tasks` tasks, waiting at most `wait_s` on the coordinator;
+        `min_price` (planck) asks for no task paying less."""
+        req: dict[str, Any] = {"max_tasks": max_tasks, "wait_s": wait_s}
+        if min_price:
+            req["min_price"] = str(min_price)
+        body = json.dumps(req).encode()
         status, data = await self._post(
             POLL_PATH, body, timeout_s=wait_s + self._timeout_s, content_type="application/json"
         )
@@ -235,13 +248,21 @@ class CoordinatorClient:
             raise TaskRefused(self.url, task_id, status, _reason(data))
         raise CoordinatorError(self.url, f"upload answered {status}: {_reason(data)}", status)
 
-    async def release(self, task_id: bytes) -> None:
-        """Hand a task back. Raises TaskRefused on a 4xx (e.g. no longer ours)."""
+    async def release(
+        self, task_id: bytes, *, reason: str | None = None, min_price: int | None = None
+    ) -> None:
+        """Hand a task back, saying why (and, when its price is under what this miner takes,
+        the least it takes). Raises TaskRefused on a 4xx (e.g. no longer ours)."""
+        said: dict[str, str] = {}
+        if reason:
+            said["reason"] = reason
+        if min_price is not None:
+            said["min_price"] = str(min_price)
         status, data = await self._post(
             RELEASE_PATH + "0x" + task_id.hex(),
-            b"",
+            json.dumps(said).encode() if said else b"",
             timeout_s=self._timeout_s,
-            content_type="application/octet-stream",
+            content_type="application/json" if said else "application/octet-stream",
         )
         if 200 <= status < 300:
             return
@@ -392,7 +413,7 @@ class CoordinatorPool:
 
     # ---- operations -----------------------------------------------------------------------------
 
-    async def poll(self, max_tasks: int, wait_s: float) -> list[Assignment]:
+    async def poll(self, max_tasks: int, wait_s: float, min_price: int = 0) -> list[Assignment]:
         """Poll one coordinator chosen by weight among those not backing off; on failure try the
         next. Raises NoCoordinator when none answered."""
         if not self._endpoints:
@@ -405,7 +426,7 @@ class CoordinatorPool:
         errors = []
         for url in self._weighted_order(ready):
             try:
-                tasks = await self._client(url).poll(max_tasks, wait_s)
+                tasks = await self._client(url).poll(max_tasks, wait_s, min_price)
             except CoordinatorError as exc:
                 delay = self._failed(url, str(exc))
                 h = self._health.get(url)
@@ -452,10 +473,23 @@ class CoordinatorPool:
             stop,
         )
 
-    async def release(self, task: Assignment, *, attempts: int = 3) -> bool:
-        """Hand a task back; True when the coordinator took it (or no longer considers it ours)."""
+    async def release(
+        self,
+        task: Assignment,
+        *,
+        attempts: int = 3,
+        reason: str | None = None,
+        min_price: int | None = None,
+    ) -> bool:
+        """Hand a task back (saying why); True when the coordinator took it (or no longer
+        considers it ours)."""
         try:
-            await self._retry(task.coordinator, lambda c: c.release(task.task_id), attempts, None)
+            await self._retry(
+                task.coordinator,
+                lambda c: c.release(task.task_id, reason=reason, min_price=min_price),
+                attempts,
+                None,
+            )
         except TaskRefused as exc:
             log.info("release of %s: %s", task.task_hex, exc)
             return True

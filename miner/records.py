@@ -3,8 +3,12 @@ its commitment (docs/verification.md, "Blind results").
 
 One JSON file per task under `<data dir>/results/`, written (fsync, then an atomic rename) before
 the commitment is submitted, so that a miner restarted at any point can still reveal when its
-task, or a task it checks, is checked. A record is removed once the task is final on chain.
-Without a data directory the records live in memory only (tests, throw-away miners).
+task, or a task it checks, is checked. A record is removed once the task is final on chain, or
+once it is gone from chain state after it was seen there: the chain prunes a settled task
+RetentionBlocks after it settled, so a miner that was stopped longer than that finds nothing
+(how it ended stays in the events of its settlement block). A MINER record keeps what the task
+pays (its on-chain price) from when it was first seen on chain. Without a data directory the
+records live in memory only (tests, throw-away miners).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class Record:
     round: int | None = None  # a CHECKER record: the round it was drawn for
     revealed_round: int | None = None  # the last round we revealed in
     appealed: bool = False
+    committed_at: int | None = None  # a MINER record: the task's commit block, once seen on chain
+    price: int | None = None  # a MINER record: planck the task pays (its on-chain record)
 
     @property
     def task_hex(self) -> str:
@@ -72,6 +78,8 @@ class Record:
             "round": self.round,
             "revealed_round": self.revealed_round,
             "appealed": self.appealed,
+            "committed_at": self.committed_at,
+            "price": None if self.price is None else str(self.price),
         }
 
     @classmethod
@@ -91,6 +99,7 @@ class Record:
         if role not in (MINER, CHECKER):
             raise ValueError(f"unknown role {role!r}")
         commitment = obj.get("commitment")
+        price = obj.get("price")
         return cls(
             task_id=bytes.fromhex(obj["task_id"]),
             role=role,
@@ -100,6 +109,8 @@ class Record:
             round=obj.get("round"),
             revealed_round=obj.get("revealed_round"),
             appealed=bool(obj.get("appealed", False)),
+            committed_at=obj.get("committed_at"),
+            price=None if price is None else int(price),
         )
 
 

@@ -1,10 +1,12 @@
 """The miner service: poll coordinators, solve, upload, commit on chain, take part in checks.
 
     MinerService.run()
-      ├─ work loop      long-poll a coordinator (weighted by stake, backoff and failover), solve
-      │                 each task on a worker thread, keep the result's opening (salt, hashes,
-      │                 sketch) on disk, upload the PNG with its opening to the coordinator it
-      │                 came from, queue the blind commitment for the chain
+      ├─ work loop      long-poll a coordinator (weighted by stake, backoff and failover), hand
+      │                 back tasks paying under --min-price (as the coordinator states it, and
+      │                 before the upload as the task's on-chain record has it), solve each task
+      │                 on a worker thread, keep the result's opening (salt, hashes, sketch) on
+      │                 disk, upload the PNG with its opening to the coordinator it came from,
+      │                 queue the blind commitment for the chain
       ├─ committer      one Tasks.submit_results per block with everything uploaded since
       ├─ check watcher  each block: reveal our checked results, appeal a Guilty round 1, re-run
       │                 the tasks we are drawn to check (miner/checker.py)
@@ -46,6 +48,7 @@ from chain.taskproto import (
 )
 from chainclient import ClientError
 from chainclient.accounts import ss58
+from chainclient.amounts import format_cai
 from chainclient.connection import ChainUnavailable
 from chainclient.registry import Registration
 from chainclient.sketch import image_sketch
@@ -73,6 +76,7 @@ MAX_REMEMBERED = 4096  # uploaded task ids kept to ignore a re-delivery
 class MinerConfig:
     coordinator_urls: tuple[str, ...] = ()  # empty: discover Active coordinators on chain
     max_tasks: int = 1
+    min_price: int = 0  # planck: tasks paying less are handed back unsolved (0: take all)
     poll_wait_s: float = 10.0
     request_timeout_s: float = 10.0
     upload_attempts: int = 10  # with the default backoff: about 30 s of retries
@@ -96,6 +100,7 @@ class Stats:
     refused: int = 0
     failed: int = 0
     released: int = 0
+    refused_price: int = 0  # handed back: paying under --min-price
 
 
 def endpoints_from_registry(records: Sequence[Registration]) -> list[Endpoint]:
@@ -197,6 +202,7 @@ class MinerService:
                 reg.staker,
                 journal=journal,
                 poll_interval_s=self._cfg.commit_poll_s,
+                min_price=self._cfg.min_price,
             )
             if self._cfg.coordinator_urls:
                 self._pool.set_endpoints([Endpoint(u) for u in self._cfg.coordinator_urls])
@@ -206,12 +212,14 @@ class MinerService:
                 runner = await self._start_status_server()
             self._ready = True
             log.info(
-                "miner ready: operator %s, staker %s (%s), %d coordinator(s), device %s%s",
+                "miner ready: operator %s, staker %s (%s), %d coordinator(s), device %s, "
+                "min price %s CAI%s",
                 self._keypair.ss58_address,
                 ss58(reg.staker),
                 reg.status,
                 len(self._pool.endpoints),
                 self._device_hash.hex()[:16],
+                format_cai(self._cfg.min_price),
                 f", status on http://{self._cfg.status_host}:{self.status_port}/health"
                 if self.status_port
                 else "",
@@ -336,7 +344,9 @@ class MinerService:
         releases whatever it brings."""
         started = time.monotonic()
         try:
-            tasks = await self._pool.poll(self._cfg.max_tasks, self._cfg.poll_wait_s)
+            tasks = await self._pool.poll(
+                self._cfg.max_tasks, self._cfg.poll_wait_s, self._cfg.min_price
+            )
         except NoCoordinator as exc:
             log.debug("%s; next try in %.1f s", exc, max(exc.retry_in_s, 0.5))
             await _wait_or_timeout(self._stopping, max(exc.retry_in_s, 0.5))
@@ -370,6 +380,10 @@ class MinerService:
             log.error("task %s from %s: bad spec (%s)", task.task_hex, task.coordinator, exc)
             await self._release(task, "bad spec")
             return
+        if self._cfg.min_price and (task.price is None or task.price < self._cfg.min_price):
+            pays = "not stated" if task.price is None else f"{format_cai(task.price)} CAI"
+            await self._refuse_price(task, f"its price ({pays}) is under")
+            return
         with contextlib.suppress(ChainUnavailable):
             best = await self._chain.best_block()
             if best >= task.deadline_block:
@@ -382,6 +396,8 @@ class MinerService:
         if png is None:
             return
         self.stats.solved += 1
+        if self._cfg.min_price and not await self._pays_enough_on_chain(task):
+            return
         assert self.registration is not None
         assert self.watcher is not None
         opening = Opening(
@@ -415,11 +431,40 @@ class MinerService:
         self._done[task.task_id] = None
         while len(self._done) > MAX_REMEMBERED:
             self._done.popitem(last=False)
-        log.info("uploaded %s to %s (%d bytes)", task.task_hex, task.coordinator, len(png))
+        log.info(
+            "uploaded %s to %s (%d bytes; pays %s)",
+            task.task_hex,
+            task.coordinator,
+            len(png),
+            "?" if task.price is None else f"{format_cai(task.price)} CAI",
+        )
         assert self.committer is not None
         self.committer.add(
-            PendingResult(task.task_id, commitment, task.spec_hash, task.deadline_block)
+            PendingResult(task.task_id, commitment, task.spec_hash, task.deadline_block, task.price)
         )
+
+    async def _refuse_price(self, task: Assignment, what: str) -> None:
+        """Hand back a task paying under --min-price: one log line; the coordinator is told the
+        least this miner takes (it sends no task paying less again)."""
+        self.stats.refused_price += 1
+        why = f"{what} this miner's --min-price of {format_cai(self._cfg.min_price)} CAI"
+        log.warning("refusing task %s from %s: %s", task.task_hex, task.coordinator, why)
+        await self._release(task, why, min_price=self._cfg.min_price, quiet=True)
+
+    async def _pays_enough_on_chain(self, task: Assignment) -> bool:
+        """Before the image leaves: when the task's on-chain record is there already (usually:
+        it lands a block after dispatch), its price is the one that counts. False (and the task
+        handed back) when it is under --min-price."""
+        try:
+            on_chain = (await self._chain.tasks([task.task_id])).get(task.task_id)
+        except ChainUnavailable:
+            return True  # the committer reads it again before committing
+        if on_chain is None or on_chain.price >= self._cfg.min_price:
+            return True
+        await self._refuse_price(
+            task, f"its on-chain price ({format_cai(on_chain.price)} CAI) is under"
+        )
+        return False
 
     async def _solve(self, task: Assignment) -> bytes | None:
         """The PNG, or None when the task was released (solver error, or a stop outlasting the
@@ -457,9 +502,14 @@ class MinerService:
             return None
         return bytes(png)
 
-    async def _release(self, task: Assignment, why: str) -> None:
-        log.info("releasing %s (%s)", task.task_hex, why)
-        if await self._pool.release(task):
+    async def _release(
+        self, task: Assignment, why: str, *, min_price: int | None = None, quiet: bool = False
+    ) -> None:
+        """Hand the task back to its coordinator, saying why (`min_price`: its price is under
+        what this miner takes)."""
+        if not quiet:
+            log.info("releasing %s (%s)", task.task_hex, why)
+        if await self._pool.release(task, reason=why, min_price=min_price):
             self.stats.released += 1
 
     # ---- status ---------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from pallets.tasks import pallet as runtime
 
 hashes = st.binary(min_size=32, max_size=32)
 u32s = st.integers(min_value=0, max_value=2**32 - 1)
-commits = st.lists(st.builds(TaskCommit, hashes, hashes, hashes, u32s), max_size=MAX_BATCH)
+u128s = st.integers(min_value=0, max_value=2**128 - 1)
+commits = st.lists(st.builds(TaskCommit, hashes, hashes, hashes, u32s, u128s), max_size=MAX_BATCH)
 results = st.lists(st.builds(ResultCommit, hashes, hashes), max_size=MAX_BATCH)
 
 
@@ -29,7 +30,9 @@ def only_arg(call: calls.Call, name: str) -> bytes:
 @given(commits)
 def test_commit_tasks_matches_the_runtime_codec(items: list[TaskCommit]) -> None:
     call = calls.commit_tasks(items)
-    reference = [runtime.TaskCommit(i.task_id, i.spec_hash, i.miner, i.deadline) for i in items]
+    reference = [
+        runtime.TaskCommit(i.task_id, i.spec_hash, i.miner, i.deadline, i.price) for i in items
+    ]
     assert (call.module, call.function) == ("Tasks", "commit_tasks")
     assert only_arg(call, "batch") == Vec(runtime.TASK_COMMIT, MAX_BATCH).encode(reference)
 
@@ -87,3 +90,12 @@ def test_batches_are_bounded_as_the_runtime_bounds_them() -> None:
     assert runtime.MAX_BATCH == MAX_BATCH
     with pytest.raises(ValueError, match="at most 256"):
         calls.settle_tasks([bytes(32)] * (MAX_BATCH + 1))
+
+
+def test_a_price_must_fit_a_u128() -> None:
+    item = TaskCommit(bytes(32), bytes(32), bytes(32), 5, 2**128)
+    with pytest.raises(ValueError, match="u128"):
+        calls.commit_tasks([item])
+    assert calls.commit_tasks([TaskCommit(bytes(32), bytes(32), bytes(32), 5, 7)]).args_bytes[
+        -16:
+    ] == (7).to_bytes(16, "little")

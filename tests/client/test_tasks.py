@@ -31,6 +31,7 @@ from pallets.tasks import pallet as runtime
 
 hashes = st.binary(min_size=32, max_size=32)
 u32s = st.integers(min_value=0, max_value=2**32 - 1)
+u128s = st.integers(min_value=0, max_value=2**128 - 1)
 tasks = st.builds(
     Task,
     coordinator=hashes,
@@ -43,6 +44,10 @@ tasks = st.builds(
     submitted_at=st.none() | u32s,
     settled_at=st.none() | u32s,
     outcome=st.sampled_from(CHECK_OUTCOMES),
+    draw_at=st.none() | u32s,
+    price=u128s,
+    payer=hashes,
+    deposit=u128s,
 )
 reveals = st.builds(Reveal, hashes, hashes, st.binary(max_size=300))
 checks = st.builds(
@@ -87,15 +92,27 @@ def test_task_statuses_are_the_runtime_variants_in_order() -> None:
 def sample() -> bytes:
     return encode_task(
         Task(
-            b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 9, 4, "Submitted", b"\x04" * 32, 5, draw_at=6
+            b"\x01" * 32,
+            b"\x02" * 32,
+            b"\x03" * 32,
+            9,
+            4,
+            "Submitted",
+            b"\x04" * 32,
+            5,
+            draw_at=6,
+            price=10**17,
+            payer=b"\x05" * 32,
+            deposit=10**16,
         )
     )
 
 
 def test_decode_task_reads_a_known_value() -> None:
     raw = sample()
-    assert len(raw) == 96 + 4 + 4 + 1 + 33 + 5 + 1 + 1 + 5
+    assert len(raw) == 96 + 4 + 4 + 1 + 33 + 5 + 1 + 1 + 5 + 16 + 32 + 16
     task = decode_task(raw)
+    assert (task.price, task.payer, task.deposit) == (10**17, b"\x05" * 32, 10**16)
     assert task.status == "Submitted"
     assert task.commitment == b"\x04" * 32
     assert (task.submitted_at, task.settled_at, task.outcome) == (5, None, "Unchecked")

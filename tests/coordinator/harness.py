@@ -1,7 +1,9 @@
 """A coordinator without a node: the real engine, store and HTTP app, with `FakeChain` playing
 the chain service (instant blocks; commits, miners' results and settlements land at once; a
 settled task listed in `check` goes through a check: Checking with its spec due, then final with
-`check[task_id]` as its outcome once the coordinator revealed the spec)."""
+`check[task_id]` as its outcome once the coordinator revealed the spec; a settled task is paid
+as the runtime splits prices (`split`) and pruned from `tasks` RETENTION blocks later, its
+settlement kept in `settlements` as the block's events keep it)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from aiohttp import web
 from substrateinterface import Keypair
 
 from chainclient.registry import Registration
-from chainclient.tasks import Check, Task
+from chainclient.tasks import Check, Payment, Settlement, Task
 from coordinator.api import ApiConfig, ApiContext, Health, build_app
 from coordinator.auth import MinerAuth
 from coordinator.engine import Engine, EngineConfig
@@ -26,7 +28,24 @@ from coordinator.metrics import Metrics
 from coordinator.store import Store
 
 COORDINATOR = b"\xc0" * 32
+OPERATOR = b"\xc1" * 32
 MODELS = ("tiny", "sd-turbo")
+BURN_SHARE = 200_000_000  # Perbill, the dev chain's
+DEPOSIT = 10**16
+RETENTION = 100
+
+
+def split(price: int, status: str, checkers: int = 0) -> Payment:
+    """How the runtime moves a settled task's price (pallets/tasks `split_price`)."""
+    share = price * BURN_SHARE // 10**9
+    fee = share if checkers else 0
+    to_checkers = fee // checkers * checkers if checkers else 0
+    dust = fee - to_checkers
+    if status == "Accepted":
+        return Payment(price - share, share - fee + dust, to_checkers, 0)
+    if status == "Rejected":
+        return Payment(0, dust, to_checkers, price - fee)
+    return Payment(0, 0, 0, price)
 
 
 def miner_keys(n: int) -> list[Keypair]:
@@ -67,6 +86,8 @@ class FakeChain:
         self.is_registered = True
         self.pending_results: dict[bytes, bytes] = {}
         self.commit_blocks = 0
+        self.settlements: dict[int, dict[bytes, Settlement]] = {}  # the blocks' events
+        self.is_pruning = True
 
     def submit_result(self, task_id_hex: str, commitment: bytes) -> None:
         """What a miner's Tasks.submit_results does, once the task is committed (like a real
@@ -87,17 +108,25 @@ class FakeChain:
             )
 
     def _final(self, tid: bytes, status: str, outcome: str = "Unchecked") -> None:
-        self.tasks[tid] = dataclasses.replace(
+        task = self.tasks[tid] = dataclasses.replace(
             self.tasks[tid], status=status, settled_at=self.head, outcome=outcome
         )
         self.checks.pop(tid, None)
+        payment = split(task.price, status, checkers=0 if outcome == "Unchecked" else 1)
+        self.settlements.setdefault(self.head, {})[tid] = Settlement(
+            tid, self.head, status, outcome, task.miner, payment
+        )
 
     def _open_check(self, tid: bytes, round_: int) -> None:
         self.tasks[tid] = dataclasses.replace(self.tasks[tid], status="Checking")
         self.checks[tid] = Check(round_, "SpecDue", self.head + 10)
 
-    def block(self) -> None:
+    def block(self, *, offline: bool = False) -> None:
+        """One head; `offline`: the chain moves on while the coordinator is stopped."""
         self.head += 1
+        for tid, t in list(self.tasks.items()):
+            if self.is_pruning and t.is_final and (t.settled_at or 0) + RETENTION <= self.head:
+                del self.tasks[tid]
         for tid, t in list(self.tasks.items()):
             if t.status in ("Committed", "Submitted") and t.deadline < self.head:
                 self._final(tid, "Accepted" if t.status == "Submitted" else "Missed")
@@ -105,9 +134,14 @@ class FakeChain:
             if tid in self.specs:  # the checkers ran it: the verdict
                 outcome = self.check.get(tid, "Upheld")
                 self._final(tid, "Rejected" if outcome == "Guilty" else "Accepted", outcome)
+        if offline:
+            return
         e = self.engine
         for tid in e.watch_ids():
             e.on_chain_task(tid, self.tasks.get(tid))
+        for number, ids in e.settlement_reads(self.head, 8):
+            events = self.settlements.get(number, {})
+            e.on_settlements(number, ids, {t: events[t] for t in ids if t in events}, self.head)
         for tid in e.checking_ids():
             spec = e.on_chain_check(tid, self.checks.get(tid), self.head)
             if spec is not None:
@@ -119,7 +153,15 @@ class FakeChain:
         commits = e.take_commits(self.head, 1024)
         for c in commits:
             self.tasks[c.task_id] = Task(
-                COORDINATOR, c.miner, c.spec_hash, c.deadline, self.head, "Committed"
+                COORDINATOR,
+                c.miner,
+                c.spec_hash,
+                c.deadline,
+                self.head,
+                "Committed",
+                price=c.price,
+                payer=OPERATOR,
+                deposit=DEPOSIT,
             )
         if commits:
             self.commit_blocks += 1

@@ -398,6 +398,7 @@ def test_openapi_document_lists_every_route(tmp_path: Path) -> None:
             "/v1/tasks/{task_id}",
             "/v1/tasks/{task_id}/image",
             "/v1/miners",
+            "/v1/prices",
             "/health",
             "/metrics",
             "/openapi.json",

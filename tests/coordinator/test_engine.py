@@ -69,7 +69,11 @@ async def work(
     pending = any(
         a.miner == r.staker and a.state is AState.ASSIGNED for a in h.engine.attempts.values()
     )
-    tasks = await h.engine.poll(r, 8, 1.0 if pending else 0)  # wait for the hand-out if due
+    # what an earlier poll (make_live) took already, then the hand-out if one is due
+    held = [
+        a for a in h.engine.attempts.values() if a.miner == r.staker and a.state is AState.DELIVERED
+    ]
+    tasks = held + await h.engine.poll(r, 8, 1.0 if pending else 0)
     for a in tasks:
         sketch = image_sketch(png) if png[:4] == b"\x89PNG" else b"\x00" * 16
         salt, dh = os.urandom(32), device_hash(dev)

@@ -1,5 +1,7 @@
 """The coordinator daemon against a real `cuckoo-node`: registration, readiness, the registry
-view, and one task end to end with protocol-true instant miners that commit results on chain."""
+view, one task end to end with protocol-true instant miners that commit results on chain (its
+receipt's payment as the chain's TaskPaid has it), and prices under the chain's minimum
+refused at start."""
 
 from __future__ import annotations
 
@@ -169,6 +171,8 @@ def test_daemon_ready_and_lists_registered_miners(chain: dict[str, Any], tmp_pat
         assert by_staker[bob]["weight"] == str(20_000 * UNIT)
         assert by_staker[dave]["weight"] == str(30_000 * UNIT)
         assert by_staker[bob]["operator"] == chain["miner_ops"][0].ss58_address
+        balance = health["operator_balance"]
+        assert int(balance["free"]) > int(balance["for_new_tasks"]) > 0
     finally:
         assert stop(proc) == 0
 
@@ -202,9 +206,10 @@ def test_task_end_to_end_with_receipt(chain: dict[str, Any], tmp_path: Path) -> 
                 assert status == 200, out
                 receipt = out["data"][0]["receipt"]
                 task_id = receipt["task_id"]
+                assert receipt["price"] == str(UNIT // 10)  # the default: 0.1 CAI
                 for _ in range(240):  # a checked result takes longer (SpecDue, Committing, ...)
                     status, view = await asyncio.to_thread(http, f"{url}/v1/tasks/{task_id}")
-                    if view["receipt"]["settle_block"] != "pending":
+                    if view["receipt"]["to_miner"] != "pending":  # settled and its payment read
                         break
                     await asyncio.sleep(0.5)
                 return view  # type: ignore[no-any-return]
@@ -222,7 +227,20 @@ def test_task_end_to_end_with_receipt(chain: dict[str, Any], tmp_path: Path) -> 
         assert r["commit_block"] <= r["result_block"] <= r["settle_block"]
         si = SubstrateInterface(url=node.ws_url)
         on_chain = si.query("Tasks", "Tasks", [r["task_id"]]).value
+        events = si.get_events(si.get_block_hash(r["settle_block"]))
         si.close()
+        (paid,) = [
+            e.value["attributes"]
+            for e in events
+            if e.value["event_id"] == "TaskPaid"
+            and e.value["attributes"]["task_id"] == r["task_id"]
+        ]
+        for field in ("to_miner", "burned", "to_checkers", "refunded"):
+            assert r[field] == str(paid[field]), (r, paid)
+        assert sum(int(r[f]) for f in ("to_miner", "burned", "to_checkers", "refunded")) == int(
+            r["price"]
+        )
+        assert on_chain["price"] == int(r["price"])
         assert on_chain["outcome"].lower() == r["verification"]
         assert on_chain["status"] == ("Rejected" if r["verification"] == "guilty" else "Accepted")
         assert on_chain["committed_at"] == r["commit_block"]
@@ -282,3 +300,33 @@ def test_cli_refuses_unreachable_chain_and_open_key_file(tmp_path: Path) -> None
     )
     assert out.returncode == 2
     assert "CUCKOO_OPERATOR_SURI" in out.stderr
+
+
+def test_cli_refuses_a_price_under_the_chains_minimum(
+    chain: dict[str, Any], tmp_path: Path
+) -> None:
+    """dev Tasks.MinTaskPrice is 0.01 CAI: the chain would refuse every such task."""
+    key = tmp_path / "k"
+    key.write_text(chain["operator"].mnemonic + "\n")
+    key.chmod(0o600)
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"models": {"tiny": {"8x8": "0.001"}}}))
+    base = [
+        *coordinator_cmd(),
+        "--chain-url",
+        chain["node"].ws_url,
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--operator-key-file",
+        str(key),
+    ]
+    for extra, where in (
+        (["--price", "0.005"], "model tiny"),
+        (["--prices-file", str(prices)], "model tiny size 8x8"),
+    ):
+        out = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2, out.stderr
+        assert f"the price of {where} is" in out.stderr
+        assert "Tasks.MinTaskPrice" in out.stderr
+        assert "0.01 CAI" in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1

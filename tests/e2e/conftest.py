@@ -408,14 +408,18 @@ class Net:
         return body
 
     def wait_settled(self, task_id: str, timeout: float = 90) -> dict[str, Any]:
-        """The task view once its receipt shows a settlement block."""
+        """The task view once its receipt shows a settlement block and what the task paid."""
 
         def settled() -> dict[str, Any] | None:
             view = self.get_task(task_id)
             receipt = view.get("receipt")
             if view["status"] == "failed":
                 raise AssertionError(f"task {task_id} failed: {view}\n{self.logs()}")
-            if receipt and isinstance(receipt.get("settle_block"), int):
+            if (
+                receipt
+                and isinstance(receipt.get("settle_block"), int)
+                and receipt.get("to_miner") != "pending"
+            ):
                 return view
             return None
 

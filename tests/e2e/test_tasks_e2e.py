@@ -1,12 +1,15 @@
 """Tasks end to end: a dev node, a coordinator and miners as processes on loopback.
 
 (a) an app's image request returns images whose receipts point at the blocks holding the task's
-    commitment, the miner's result and the settlement (integration + slow: the default run);
+    commitment, the miner's result and the settlement, and show what the task paid as the
+    chain's TaskPaid has it (integration + slow: the default run);
 (b) checked work (docs/verification.md), with the chain's check rate raised to 100%: an honest
     result is re-run by a checker the chain draws and ends Verified; a miner whose solver alters
     its images is found Guilty by the checkers and its InvalidResult slash is queued;
 (c) a miner that goes silent (SIGSTOP) has its tasks reassigned and completed by another;
 (d) a coordinator restart (SIGTERM, start again on the same data dir) loses no accepted task;
+(e) prices: the coordinator's list reaches apps (GET /v1/prices), each task's price its on-chain
+    record and receipt, and a miner whose --min-price is above a task's price never works on it;
 and an abandoned long-poll must not swallow tasks (the coordinator notices its miner left).
 
 Actors: coordinator //Charlie (2,000,000 CAI, operator //Charlie//operator), miners //Dave,
@@ -29,11 +32,14 @@ from substrateinterface import Keypair
 
 from chainclient.signing import sign_request
 from miner.solver import PatternSolver
-from tests.e2e.conftest import Net, png_of, poll_until
+from tests.e2e.conftest import Net, http, png_of, poll_until
 from tests.miner.chainkit import CAI
 
 PERBILL = 10**9
 FERDIE_VOTE = 1_000_000 * CAI
+PRICE = CAI // 10  # the coordinator's default price
+BURN_SHARE = 200_000_000  # dev Tasks.BurnShare (Perbill)
+PAYMENT = ("to_miner", "burned", "to_checkers", "refunded")
 
 
 def h(hex_id: str) -> bytes:
@@ -43,7 +49,8 @@ def h(hex_id: str) -> bytes:
 def check_receipt_on_chain(net: Net, receipt: dict[str, Any], png: bytes) -> dict[str, Any]:
     """The receipt's blocks hold the commitment, the result and the settlement of its task, and
     the chain's result hash is the image's."""
-    task_id = h(receipt["task_id"])
+    task_id_hex = receipt["task_id"]
+    task_id = h(task_id_hex)
     task = net.kit.task(task_id)
     assert task is not None, f"task {receipt['task_id']} is not on chain"
     assert task["status"] == "Accepted", task
@@ -69,6 +76,17 @@ def check_receipt_on_chain(net: Net, receipt: dict[str, Any], png: bytes) -> dic
     assert {"task_id": receipt["task_id"], "status": "Accepted", "outcome": task["outcome"]} in (
         settled
     )
+    # what it paid: the price escrowed at commit, moved as the chain's TaskPaid says
+    assert int(receipt["price"]) == task["price"] == PRICE
+    (paid,) = [
+        e for e in events_at(task["settled_at"], "Tasks.TaskPaid") if e["task_id"] == task_id_hex
+    ]
+    assert {k: receipt[k] for k in PAYMENT} == {k: str(paid[k]) for k in PAYMENT}
+    assert paid["miner"] == receipt["miner"]
+    share = PRICE * BURN_SHARE // PERBILL
+    assert int(receipt["to_miner"]) == PRICE - share  # accepted: the miner gets 80%
+    assert int(receipt["burned"]) + int(receipt["to_checkers"]) == share
+    assert receipt["refunded"] == "0"
     return task
 
 
@@ -182,14 +200,34 @@ def test_checked_work_verifies_honest_results_and_finds_a_faker_guilty(
     assert set(by_dave) == {"guilty"}, outcomes
     assert all(v in ("verified", "upheld") for m, v in outcomes.values() if m != dave), outcomes
 
-    # on chain: each verdict is the chain's, with the rounds that led to it
+    # on chain: each verdict is the chain's, with the rounds that led to it (read from the
+    # events: a task leaves state RetentionBlocks after it settled)
     events = kit.events(start)
     guilty_ids = [t for t, (m, _) in outcomes.items() if m == dave]
+    settled = {a["task_id"]: a for _, n, a in events if n == "Tasks.TaskSettled"}
     for task_id in outcomes:
-        task = kit.task(h(task_id))
-        assert task is not None
-        assert task["outcome"].lower() == outcomes[task_id][1], (task_id, task)
-        assert task["status"] == ("Rejected" if task_id in guilty_ids else "Accepted")
+        assert settled[task_id]["outcome"].lower() == outcomes[task_id][1], settled[task_id]
+        assert settled[task_id]["status"] == ("Rejected" if task_id in guilty_ids else "Accepted")
+    # and what each task paid: a guilty result's price back to the coordinator less the right
+    # checkers' fee; a verified or upheld one's fee to its checkers instead of a burn
+    share = PRICE * BURN_SHARE // PERBILL
+
+    def paid_all() -> bool:
+        for task_id in outcomes:
+            views[task_id] = net.get_task(task_id)
+            if views[task_id]["receipt"]["to_miner"] == "pending":
+                return False
+        return True
+
+    poll_until("every receipt's payment", paid_all, 60, on_fail=net.logs, interval=1.0)
+    for task_id in outcomes:
+        r = views[task_id]["receipt"]
+        assert sum(int(r[k]) for k in PAYMENT) == int(r["price"]) == PRICE, r
+        assert int(r["to_checkers"]) > 0, r  # every result was checked, by right checkers
+        if task_id in guilty_ids:
+            assert (r["to_miner"], int(r["refunded"])) == ("0", PRICE - share), r
+        else:
+            assert (int(r["to_miner"]), r["refunded"]) == (PRICE - share, "0"), r
     opened = [(b, a) for b, n, a in events if n == "Tasks.CheckOpened"]
     verified_id = next(t for t, (m, v) in outcomes.items() if m != dave and v == "verified")
     (round0,) = [a for _, a in opened if a["task_id"] == verified_id]
@@ -298,6 +336,53 @@ def test_coordinator_restart_loses_no_accepted_task(net_factory: Callable[[], Ne
         check_receipt_on_chain(net, view["receipt"], png)
     for name in ("Dave", "Eve"):  # the miners rode out the restart
         net.miners[name].daemon.assert_running()
+
+
+# ---- (e) -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_prices_reach_apps_miners_and_receipts(net_factory: Callable[[], Net]) -> None:
+    net = net_factory()
+    net.register(["Dave", "Eve"])
+    prices = net.tmp / "prices.json"
+    prices.write_text(json.dumps({"default": "0.1", "models": {"tiny": {"64x64": "0.3"}}}))
+    net.start_coordinator(extra_args=["--prices-file", str(prices)])
+    net.start_miner("Dave", extra_args=["--min-price", "0.2"])  # takes the 64x64 tasks only
+    net.start_miner("Eve")
+    net.wait_miners_live(2)
+    dave = net.actors["Dave"].staker.ss58_address
+
+    status, listed = http("GET", net.coordinator_url + "/v1/prices")
+    assert status == 200
+    assert listed["data"] == [
+        {"model": "tiny", "size": None, "price": str(PRICE), "price_cai": "0.1"},
+        {"model": "tiny", "size": "64x64", "price": str(3 * PRICE), "price_cai": "0.3"},
+    ]
+    cheap, dear = [], []
+    for seed in range(1, 7):
+        for size, out in (("32x32", cheap), ("64x64", dear)):
+            status, body = http(
+                "POST",
+                net.coordinator_url + "/v1/tasks",
+                {"prompt": "a priced harbour", "size": size, "seed": seed, "steps": 2},
+            )
+            assert status == 202, body
+            out.append(body["id"])
+    views = {t: net.wait_settled(t, timeout=120) for t in cheap + dear}
+    for task_id, view in views.items():
+        r = view["receipt"]
+        price = PRICE if task_id in cheap else 3 * PRICE
+        assert (view["price"], r["price"]) == (str(price), str(price))
+        assert sum(int(r[k]) for k in PAYMENT) == price
+        if task_id in cheap:
+            assert r["miner"] != dave, view  # under Dave's minimum: never his
+    assert any(views[t]["receipt"]["miner"] == dave for t in dear), "Dave took no 0.3 CAI task"
+    # the miner saw what each task paid, on chain too (one line per task)
+    log = net.miners["Dave"].daemon.log_path.read_text()
+    assert "pays 0.3 CAI" in log
+    assert "pays 0.1 CAI" not in log
 
 
 # ---- a coordinator bug the miner works around ----------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from substrateinterface import Keypair, SubstrateInterface
 
 CAI = 10**18
+TASK_PRICE = 10**17  # 0.1 CAI: what test tasks pay (dev Tasks.MinTaskPrice is 0.01 CAI)
 T = TypeVar("T")
 Step = tuple[Keypair, str, str, dict[str, Any]]
 # Two SubstrateInterface objects setting up their runtime (metadata, type registry) at once in
@@ -134,15 +135,20 @@ class ChainKit:
     # ---- tasks ----------------------------------------------------------------------------------
 
     def commit_tasks(
-        self, coordinator_operator: Keypair, items: Sequence[tuple[bytes, bytes, Keypair, int]]
+        self,
+        coordinator_operator: Keypair,
+        items: Sequence[tuple[bytes, bytes, Keypair, int]],
+        price: int = TASK_PRICE,
     ) -> int:
-        """Commit (task_id, spec_hash, miner staker, deadline) items; the block number."""
+        """Commit (task_id, spec_hash, miner staker, deadline) items, each paying `price`; the
+        block number."""
         batch = [
             {
                 "task_id": "0x" + task_id.hex(),
                 "spec_hash": "0x" + spec.hex(),
                 "miner": miner.ss58_address,
                 "deadline": deadline,
+                "price": price,
             }
             for task_id, spec, miner, deadline in items
         ]

@@ -31,6 +31,7 @@ from miner.solver import PNG_SIGNATURE, PatternSolver
 
 MAX_SKEW_MS = 60_000
 COORDINATOR = b"\xc0" * 32  # the staker that commits the fake chain's tasks
+PRICE = 10**17  # 0.1 CAI: what the fake coordinator's tasks pay
 
 
 def make_spec(
@@ -60,14 +61,18 @@ class FakeTask:
     result: bytes | None = None
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     spec_hash: bytes | None = None  # a lying coordinator's spec hash
+    price: int | None = PRICE  # planck stated to the miner (None: not stated)
 
     def wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "task_id": "0x" + self.task_id.hex(),
             "spec": self.spec,
             "spec_hash": "0x" + (self.spec_hash or spec_hash(self.spec)).hex(),
             "deadline_block": self.deadline_block,
         }
+        if self.price is not None:
+            out["price"] = str(self.price)
+        return out
 
 
 class FakeCoordinator:
@@ -87,6 +92,8 @@ class FakeCoordinator:
         self.seen_nonces: set[str] = set()
         self.requests: list[tuple[str, str, int]] = []  # (path, operator, status)
         self.releases: list[bytes] = []
+        self.release_bodies: list[bytes] = []
+        self.poll_bodies: list[dict[str, Any]] = []
         self.polls = 0
         self.fail_next = 0
         self.fail_status = 503
@@ -113,12 +120,14 @@ class FakeCoordinator:
         deadline_block: int = 10_000,
         *,
         claimed_spec_hash: bytes | None = None,
+        price: int | None = PRICE,
     ) -> bytes:
         task = FakeTask(
             secrets.token_bytes(32),
             spec or make_spec(),
             deadline_block,
             spec_hash=claimed_spec_hash,
+            price=price,
         )
         with self._lock:
             self.tasks[task.task_id] = task
@@ -224,6 +233,7 @@ class FakeCoordinator:
             raise
         self.polls += 1
         args = json.loads(body)
+        self.poll_bodies.append(args)
         max_tasks, wait_s = int(args["max_tasks"]), min(float(args["wait_s"]), 30.0)
         deadline = time.monotonic() + wait_s
         while True:
@@ -289,14 +299,16 @@ class FakeCoordinator:
     async def _release(self, request: web.Request) -> web.Response:
         operator = "?"
         try:
-            operator, _ = await self._auth(request)
+            operator, body = await self._auth(request)
             task = self._task(request)
             if task.operator != operator or task.result is not None:
                 raise web.HTTPConflict(text="not yours to release")
             with self._lock:
                 task.operator = None
-                self.queue.appendleft(task.task_id)
+                if b"min_price" not in body:  # else it would go to another miner
+                    self.queue.appendleft(task.task_id)
                 self.releases.append(task.task_id)
+                self.release_bodies.append(body)
         except web.HTTPException as exc:
             self._record(request, operator, exc.status)
             raise
@@ -348,7 +360,12 @@ class FakeChain:
         return self._manual + auto
 
     def commit(
-        self, task_id: bytes, spec: dict[str, Any], deadline: int, miner: bytes | None = None
+        self,
+        task_id: bytes,
+        spec: dict[str, Any],
+        deadline: int,
+        miner: bytes | None = None,
+        price: int = PRICE,
     ) -> None:
         self.states[task_id] = Task(
             coordinator=COORDINATOR,
@@ -357,6 +374,7 @@ class FakeChain:
             deadline=deadline,
             committed_at=self.best,
             status="Committed",
+            price=price,
         )
 
     def _check(self) -> None:

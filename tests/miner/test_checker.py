@@ -1,6 +1,7 @@
 """The miner's part in checked work (miner/checker.py) against the fake chain: revealing its own
 checked result, appealing a Guilty round 1, re-running a task it is drawn to check (commit, then
-reveal), and keeping every opening on disk across a restart."""
+reveal), keeping every opening on disk across a restart, and forgetting a result whose task the
+chain pruned after it settled."""
 
 from __future__ import annotations
 
@@ -177,5 +178,35 @@ def test_a_spec_that_does_not_match_its_hash_is_not_run(tmp_path: Path) -> None:
         rec = records.get(task_id)
         assert rec is not None
         assert rec.opening is None
+
+    asyncio.run(main())
+
+
+def test_a_result_whose_task_was_pruned_is_forgotten(tmp_path: Path) -> None:
+    """The chain prunes a settled task RetentionBlocks after it settled: a record seen on chain
+    and then gone is settled; one never seen waits for its deadline."""
+
+    async def main() -> None:
+        chain = FakeChain(Keypair.create_from_uri("//Op"), block_s=None)
+        records = RecordStore(tmp_path / "results")
+        rec = own_result(chain, records, make_spec())
+        chain.states[rec.task_id] = dataclasses.replace(
+            chain.states[rec.task_id], status="Submitted", price=3 * 10**17
+        )
+        never = Record(os.urandom(32), MINER, chain.best + 50)
+        records.put(never)
+        w = watcher(chain, records)
+        await w.cycle(chain.best)
+        seen = RecordStore(tmp_path / "results").get(rec.task_id)  # as a restart reads it
+        assert seen is not None
+        assert (seen.committed_at, seen.price) == (1, 3 * 10**17)
+        del chain.states[rec.task_id]  # settled, then pruned
+        chain.advance()
+        await w.cycle(chain.best)
+        assert records.get(rec.task_id) is None
+        assert records.get(never.task_id) is not None  # not on chain yet: its deadline decides
+        chain.advance(60)
+        await w.cycle(chain.best)
+        assert records.all() == []
 
     asyncio.run(main())

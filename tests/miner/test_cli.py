@@ -72,6 +72,9 @@ def test_no_secret_option_on_the_command_line(capsys: pytest.CaptureFixture[str]
         ["--chain-url", "http://127.0.0.1:1"],
         ["--chain-url", "ws://127.0.0.1:1", "--coordinator", "ftp://x"],
         ["--chain-url", "ws://127.0.0.1:1", "--max-tasks", "0"],
+        ["--chain-url", "ws://127.0.0.1:1", "--min-price", "-1"],
+        ["--chain-url", "ws://127.0.0.1:1", "--min-price", "cheap"],
+        ["--chain-url", "ws://127.0.0.1:1", "--min-price", "1e-19"],
     ],
 )
 def test_bad_usage_exits_2(
@@ -175,3 +178,12 @@ def test_sigterm_with_a_long_solve_releases_the_task_and_exits_0(
     assert stats["uploaded"] == 0
     assert coordinator.releases == [task_id]
     assert list(coordinator.queue) == [task_id]
+
+
+def test_min_price_is_read_in_cai() -> None:
+    from miner.cli import build_config, build_parser
+
+    args = build_parser().parse_args(["--chain-url", "ws://x:1", "--min-price", "0.05"])
+    assert build_config(args).min_price == 5 * 10**16
+    args = build_parser().parse_args(["--chain-url", "ws://x:1"])
+    assert build_config(args).min_price == 0  # take every task

@@ -4,6 +4,7 @@ failover, against fake coordinators that check every request like the real one."
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import time
@@ -29,7 +30,7 @@ from miner.client import (
     parse_assignment,
 )
 from miner.solver import PatternSolver
-from tests.miner.fakes import FakeCoordinator, make_spec
+from tests.miner.fakes import PRICE, FakeCoordinator, make_spec
 
 FAST = Backoff(base_s=0.01, factor=2.0, cap_s=0.05, jitter=0.5)
 FP = PatternSolver().fingerprint()
@@ -70,12 +71,18 @@ def test_parse_assignment_checks_fields() -> None:
     assert a.task_id == b"\x11" * 32
     assert a.deadline_block == 9
     assert a.coordinator == "http://c"
+    assert a.price is None  # a coordinator that does not state prices
+    priced = parse_assignment({**good, "price": str(2**128 - 1)}, "http://c")
+    assert priced.price == 2**128 - 1
     for bad in (
         {**good, "task_id": "0x11"},
         {**good, "spec": "x"},
         {**good, "deadline_block": "9"},
         {**good, "deadline_block": True},
         {k: v for k, v in good.items() if k != "spec_hash"},
+        {**good, "price": 100},
+        {**good, "price": "-1"},
+        {**good, "price": "0.1"},
     ):
         with pytest.raises(ValueError, match=r"task\.|hex|32 bytes"):
             parse_assignment(bad, "http://c")
@@ -187,12 +194,21 @@ def test_release_hands_the_task_back(operator: Keypair, coordinator: FakeCoordin
         async with aiohttp.ClientSession() as session:
             client = CoordinatorClient(coordinator.url, operator, session)
             (task,) = await client.poll(1, 1.0)
+            assert task.price == PRICE
             await client.release(task.task_id)
             (again,) = await client.poll(1, 1.0)
             assert again.task_id == task_id
+            await client.release(task.task_id, reason="too cheap", min_price=10**18)
+            assert await client.poll(1, 0.1, min_price=10**18) == []
 
     run(scenario())
-    assert coordinator.releases == [task_id]
+    assert coordinator.releases == [task_id, task_id]
+    assert coordinator.release_bodies[0] == b""
+    assert json.loads(coordinator.release_bodies[1]) == {
+        "reason": "too cheap",
+        "min_price": str(10**18),
+    }
+    assert coordinator.poll_bodies[-1]["min_price"] == str(10**18)
 
 
 def test_unregistered_operator_is_refused(

@@ -1,12 +1,15 @@
 """ResultCommitter: one submit_results per block, UnknownTask retried next block, past-deadline
-and foreign tasks dropped, a journal that survives restarts."""
+and foreign tasks dropped, a task paying less on chain than stated committed with a warning, a
+journal that survives restarts."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from pathlib import Path
 
+import pytest
 from substrateinterface import Keypair
 
 from chain.taskproto import spec_hash
@@ -212,3 +215,30 @@ def test_unreadable_journal_is_ignored(operator: Keypair, tmp_path: Path) -> Non
     journal = tmp_path / "pending-results.json"
     journal.write_text("{not json")
     assert new(FakeChain(operator), journal).pending == []
+
+
+def test_a_task_paying_less_on_chain_is_committed_with_a_warning(
+    operator: Keypair, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The image was delivered already: only the commitment gets it paid (uncommitted, the task
+    would be Missed and its price refunded to the coordinator that understated it)."""
+    chain = FakeChain(operator, block_s=None)
+    committer = ResultCommitter(chain, chain.staker_key, min_price=10**17)
+    item = dataclasses.replace(pending(), price=10**18)
+    chain.commit(item.task_id, SPEC, 100, price=10**16)
+    committer.add(item)
+    with caplog.at_level("WARNING", logger="miner.chain"):
+        outcome = asyncio.run(committer.commit_once(chain.best))
+    assert outcome is not None
+    assert outcome.ok
+    assert committer.committed == 1
+    (warning,) = [r.getMessage() for r in caplog.records if "pays" in r.getMessage()]
+    assert "pays 0.01 CAI on chain" in warning
+    assert "stated 1 CAI" in warning
+
+
+def test_pending_results_keep_their_stated_price(tmp_path: Path) -> None:
+    item = dataclasses.replace(pending(), price=2**128 - 1)
+    assert PendingResult.from_json(item.to_json()) == item
+    legacy = {k: v for k, v in item.to_json().items() if k != "price"}  # journals from before
+    assert PendingResult.from_json(legacy).price is None

@@ -380,3 +380,89 @@ def test_a_task_delivered_again_is_not_solved_twice(
     asyncio.run(scenario())
     assert calls == [1]
     assert coordinator.status_of("/results/") == [200]
+
+
+# ---- prices (--min-price) ------------------------------------------------------------------------
+
+
+def test_a_task_paying_under_min_price_is_handed_back_unsolved_with_the_reason(
+    operator: Keypair, coordinator: FakeCoordinator, caplog: pytest.LogCaptureFixture
+) -> None:
+    chain = FakeChain(operator)
+    solver = SlowSolver(delay_s=0.01)
+    cheap = coordinator.add_task(make_spec(seed=1), price=10**16)  # 0.01 CAI
+    unstated = coordinator.add_task(make_spec(seed=2), price=None)
+    fair = coordinator.add_task(make_spec(seed=3), price=10**17)  # 0.1 CAI
+    chain.commit(fair, make_spec(seed=3), 10_000, price=10**17)
+
+    async def scenario() -> MinerService:
+        service = MinerService(
+            config(coordinator.url, min_price=5 * 10**16), operator, solver, chain
+        )
+        runner = await start(service)
+        await wait_for(
+            "the fair task committed",
+            lambda: fair in chain.states and (chain.states[fair].status == "Submitted"),
+        )
+        await wait_for("both handed back", lambda: {cheap, unstated} <= set(coordinator.releases))
+        service.request_stop()
+        await asyncio.wait_for(runner, 10)
+        return service
+
+    with caplog.at_level("WARNING", logger="miner.service"):
+        service = asyncio.run(scenario())
+    assert coordinator.tasks[cheap].result is None
+    assert coordinator.tasks[unstated].result is None
+    assert service.stats.refused_price >= 2
+    refusals = [r.getMessage() for r in caplog.records if "refusing task" in r.getMessage()]
+    assert any("0x" + cheap.hex() in m and "0.01 CAI" in m and "0.05 CAI" in m for m in refusals)
+    assert any("0x" + unstated.hex() in m and "not stated" in m for m in refusals)
+    # the coordinator is told why, and the least this miner takes
+    said = [json.loads(b) for b in coordinator.release_bodies]
+    assert {"min_price": str(5 * 10**16)}.items() <= said[0].items()
+    assert "--min-price" in said[0]["reason"]
+    # and the polls ask for nothing paying less
+    assert coordinator.poll_bodies[0]["min_price"] == str(5 * 10**16)
+
+
+def test_a_task_whose_on_chain_price_is_under_min_price_is_not_delivered(
+    operator: Keypair, coordinator: FakeCoordinator
+) -> None:
+    """A coordinator that states a price above what it escrowed on chain gets no image."""
+    chain = FakeChain(operator)
+    liar = coordinator.add_task(make_spec(seed=4), price=10**18)  # says 1 CAI
+    chain.commit(liar, make_spec(seed=4), 10_000, price=10**16)  # escrows 0.01 CAI
+
+    async def scenario() -> MinerService:
+        service = MinerService(
+            config(coordinator.url, min_price=10**17), operator, PatternSolver(), chain
+        )
+        runner = await start(service)
+        await wait_for("handed back", lambda: liar in coordinator.releases)
+        service.request_stop()
+        await asyncio.wait_for(runner, 10)
+        return service
+
+    service = asyncio.run(scenario())
+    assert coordinator.tasks[liar].result is None
+    assert chain.batches == []
+    assert service.stats.refused_price >= 1
+    assert "on-chain price (0.01 CAI)" in json.loads(coordinator.release_bodies[0])["reason"]
+
+
+def test_without_min_price_every_task_is_taken(
+    operator: Keypair, coordinator: FakeCoordinator
+) -> None:
+    chain = FakeChain(operator)
+    task_id = coordinator.add_task(price=None)
+    chain.commit(task_id, make_spec(), 10_000, price=1)
+
+    async def scenario() -> None:
+        service = MinerService(config(coordinator.url), operator, PatternSolver(), chain)
+        runner = await start(service)
+        await wait_for("committed", lambda: committed_on_chain(chain, coordinator, task_id))
+        service.request_stop()
+        await asyncio.wait_for(runner, 10)
+
+    asyncio.run(scenario())
+    assert "min_price" not in coordinator.poll_bodies[0]
