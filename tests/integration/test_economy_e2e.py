@@ -35,6 +35,9 @@ VOTER_BOND = 40_000 * CAI
 VOTE = 30_000 * CAI
 EMISSION = 1_000 * CAI
 MINER_POOL = EMISSION * 80 // 100
+# Work is credited in CAI burned; the pool pays at most BurnRebate (50%) x MinerShare (80%) of it:
+# this much burn backs more than the pool, so the only worker takes all of it.
+WORK = 10_000 * CAI
 PERBILL = 10**9
 SLASH = 500_000_000  # InvalidResultSlash, 50%
 FINDER_FEE = 100_000_000  # 10% of what is slashed
@@ -399,15 +402,15 @@ def test_root_credits_work_to_the_miner(chain: Chain, story: Story) -> None:
     chain.wait_era_start(max_offset=6)
     story.notes["free_before_reward"] = (chain.free(miner), chain.free(voter))
     receipt = chain.sudo(
-        "Rewards", "credit_work", {"who": miner.ss58_address, "role": "Miner", "units": 7}
+        "Rewards", "credit_work", {"who": miner.ss58_address, "role": "Miner", "units": WORK}
     )
     (credited,) = attrs(receipt, "Rewards.WorkCredited")
     era = credited["era"]
-    assert credited == {"who": miner.ss58_address, "role": "Miner", "units": 7, "era": era}
+    assert credited == {"who": miner.ss58_address, "role": "Miner", "units": WORK, "era": era}
     assert era == chain.q("Staking", "CurrentEra", at=receipt.block_hash)
-    assert chain.q("Rewards", "MinerWork", era, miner.ss58_address, at=receipt.block_hash) == 7
+    assert chain.q("Rewards", "MinerWork", era, miner.ss58_address, at=receipt.block_hash) == WORK
     assert chain.q("Rewards", "EraTotals", era, at=receipt.block_hash) == {
-        "miner_work": 7,
+        "miner_work": WORK,
         "coordinator_work": 0,
     }
     story.notes["work_era"] = era
