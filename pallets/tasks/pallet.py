@@ -32,6 +32,7 @@ import enum
 from collections.abc import Callable
 from typing import Annotated, TypeAlias
 
+from chain.codec import encode_u32
 from chain.frame.prelude import *
 from chain.hashing import blake2_256
 from chain.sketch import DEFAULT_MAX_SKETCH_DISTANCE, SKETCH_MAX_BYTES, sketch_distance
@@ -717,6 +718,13 @@ def _offence(ctx: Ctx, offender: bytes, kind: OffenceKind, evidence: bytes) -> N
     slashing.try_report(ctx, offender, None, kind, evidence)
 
 
+def _incident(task_id: bytes, task: Task) -> bytes:
+    """Offence evidence for one task: its id and commit block. An offence id is reported at most
+    once, ever, and pruning frees a task id for a new commit: the id alone would let a task
+    committed again under it go unreported for what was reported about the first one."""
+    return task_id + encode_u32(task.committed_at)
+
+
 def _close_round(ctx: Ctx, task_id: bytes, task: Task, check: Check) -> None:
     """Compare the round's reveals with the miner's and move on (docs/verification.md §7)."""
     if check.miner_reveal is None:
@@ -788,11 +796,11 @@ def _final_verdict(
         if right:
             paid.append(c.account)  # paid from the task's burn share (`_pay`)
         else:
-            _offence(ctx, c.account, OffenceKind.CHECK_FAULT, task_id + c.account)
+            _offence(ctx, c.account, OffenceKind.CHECK_FAULT, _incident(task_id, task) + c.account)
     if guilty:
-        _offence(ctx, task.miner, OffenceKind.INVALID_RESULT, task_id)
+        _offence(ctx, task.miner, OffenceKind.INVALID_RESULT, _incident(task_id, task))
     elif check.disputed_by is not None:
-        _offence(ctx, check.disputed_by, OffenceKind.FALSE_DISPUTE, task_id)
+        _offence(ctx, check.disputed_by, OffenceKind.FALSE_DISPUTE, _incident(task_id, task))
     status = TaskStatus.REJECTED if guilty else TaskStatus.ACCEPTED
     _finalize(ctx, task_id, task, status, outcome, paid)
     ctx.emit(Verdict(task_id, outcome, True))
@@ -808,7 +816,7 @@ def _advance(ctx: Ctx, task_id: bytes, task: Task) -> None:
     now = ctx.block_number
     if check.phase == CheckPhase.SPEC_DUE:
         # The coordinator hid the spec: it pays, and the miner is not held to an unseen spec.
-        _offence(ctx, task.coordinator, OffenceKind.WITHHELD_SPEC, task_id)
+        _offence(ctx, task.coordinator, OffenceKind.WITHHELD_SPEC, _incident(task_id, task))
         _finalize(ctx, task_id, task, TaskStatus.ACCEPTED, CheckOutcome.UNCHECKED)
     elif check.phase == CheckPhase.COMMITTING:
         _set_phase(ctx, task_id, check, CheckPhase.REVEALING, now + vc.reveal_window)

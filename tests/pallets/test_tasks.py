@@ -60,6 +60,7 @@ from tests.pallets.test_staking import (
     OP4,
     OP5,
     ledger,
+    miner_info,
     next_era,
     of_type,
     reg_of,
@@ -1226,3 +1227,37 @@ def test_pruning_is_bounded_per_block_with_carry_over(
     assert pruned == [2, 2, 1, 0]
     assert list(Tasks.iter(net.state)) == []
     assert tasks.Retained.get(net.state) == 0
+
+
+@pytest.mark.parametrize("offence", ["FalseDispute", "WithheldSpec", "InvalidResult"])
+def test_a_pruned_task_id_committed_again_is_a_new_incident(
+    checked: MockRuntime, offence: str
+) -> None:
+    """Pruning frees a task id, and a coordinator may commit it again (the same request sent
+    again). The second task is a new incident: an offence in it is reported even though the
+    same offence was reported (and slashed) for the first task with that id."""
+    for staker in (ALICE, CHARLIE):  # both stay above their minimum stake after the slash
+        checked.dispatch(staker, "Staking", "bond_extra", max_additional=100_000 * CAI)
+    offender = CHARLIE if offence == "InvalidResult" else ALICE
+    for attempt in range(2):
+        if reg_of(checked, CHARLIE).status == "Suspended":  # a convicted miner registers again
+            checked.dispatch(CHARLIE, "Registry", "deregister")
+            checked.dispatch(CHARLIE, "Registry", "register_miner", operator=OP3, info=miner_info())
+        start(checked, reveal=FAKE if offence == "InvalidResult" else HONEST)
+        if offence == "FalseDispute":
+            checked.dispatch(OP1, "Tasks", "dispute_task", task_id=tid("t"))
+            play_round(checked, {w: HONEST for w in drawn(checked)})
+            play_round(checked, {w: HONEST for w in drawn(checked)})
+            assert task(checked, "t").outcome == "Upheld"
+        elif offence == "WithheldSpec":
+            run_to_block(checked, check_of(checked).phase_ends + 1)  # the spec never comes
+            assert task(checked, "t").outcome == "Unchecked"
+        else:
+            play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=None)
+            assert task(checked, "t").outcome == "Guilty"
+        assert offences(checked) == [(offender, offence)], f"task {attempt + 1}"
+        settled = task(checked, "t").settled_at
+        assert settled is not None
+        run_to_block(checked, settled + RETENTION)  # its slash applied, the task pruned
+        assert Tasks.get(checked.state, tid("t")) is None
+        assert offences(checked) == []
