@@ -1,6 +1,8 @@
 """Tasks: commit/submit/settle batches (all or nothing), every error path, deadline processing in
 on_initialize (auto-accept, missed, bounded with carry-over), work credited to Rewards, MinerStats,
-invalid-result evidence rules and reports that become deferred slashes."""
+invalid-result evidence rules and reports that become deferred slashes, and payments: where a
+paid task's price goes in each outcome (TaskPaid, balances, issuance, emission credit) and the
+pruning of settled tasks after RetentionBlocks."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pallets.balances.pallet import (
     Reserved,
     ReserveRepatriated,
     TotalIssuance,
+    Unreserved,
 )
 from pallets.config import VerificationConfig
 from pallets.registry import pallet as registry
@@ -50,6 +53,7 @@ from tests.pallets.mock import ALICE, BOB, CHARLIE, DAVE, EVE, MockRuntime, mock
 from tests.pallets.test_staking import (
     CAI,
     ECONOMY_BALANCES,
+    ERA_LENGTH,
     FERDIE,
     OP1,
     OP2,
@@ -57,6 +61,7 @@ from tests.pallets.test_staking import (
     OP4,
     OP5,
     ledger,
+    miner_info,
     next_era,
     of_type,
     reg_of,
@@ -1017,10 +1022,254 @@ def test_dispute_of_a_result_already_in_round_0_goes_to_round_1(checked: MockRun
     assert offences(checked) == [(ALICE, "FalseDispute")]
 
 
+# ---- payments and pruning ------------------------------------------------------------------------
+
+MIN_PRICE = mock_config().tasks.min_task_price
+RETENTION = mock_config().tasks.retention_blocks
+
+
+def reserved(m: MockRuntime, who: bytes) -> int:
+    return m.account(who).data.reserved
+
+
+def wallets(m: MockRuntime, *who: bytes) -> dict[bytes, tuple[int, int]]:
+    """(free, reserved) of each account."""
+    return {w: (m.free(w), reserved(m, w)) for w in who}
+
+
+def moved(m: MockRuntime, before: dict[bytes, tuple[int, int]]) -> dict[bytes, tuple[int, int]]:
+    """How each account's (free, reserved) changed since `before`."""
+    return {w: (m.free(w) - f, reserved(m, w) - r) for w, (f, r) in before.items()}
+
+
+def paid(m: MockRuntime, name: str = "t") -> list[TaskPaid]:
+    """The TaskPaid of the last dispatch, for task `name`."""
+    return [e for e in of_type(m.events(), TaskPaid) if e.task_id == tid(name)]
+
+
+def test_paid_task_price_is_public_before_the_miner_works(net: MockRuntime) -> None:
+    commit(net, tc("t", price=3 * PRICE))
+    assert of_type(net.events(), TaskCommitted) == [
+        TaskCommitted(tid("t"), ALICE, CHARLIE, 11, 3 * PRICE)
+    ]
+    t = task(net, "t")  # what a miner reads (Tasks.Tasks) before it runs the task
+    assert (t.price, t.status, t.miner) == (3 * PRICE, "Committed", CHARLIE)
+
+
+def test_paid_task_accepted_unchecked_pays_the_miner_and_burns_the_share(net: MockRuntime) -> None:
+    commit(net, tc("t"))
+    submit(net, CHARLIE, rc("t"))
+    run_to_block(net, 2)
+    before, issuance = wallets(net, OP1, CHARLIE), total_issuance(net)
+    settle(net, "t")
+    assert paid(net) == [TaskPaid(tid("t"), CHARLIE, PRICE - BURN, BURN, 0, 0)]
+    assert moved(net, before) == {OP1: (0, -PRICE), CHARLIE: (PRICE - BURN, 0)}
+    assert total_issuance(net) == issuance - BURN
+    assert of_type(net.events(), WorkCredited) == [
+        WorkCredited(CHARLIE, "Miner", BURN, 0),
+        WorkCredited(ALICE, "Coordinator", BURN, 0),
+    ]
+    assert reserved(net, OP1) == DEPOSIT  # until the task is pruned
+
+
+def test_paid_task_verified_pays_the_share_to_its_checker(checked: MockRuntime) -> None:
+    start(checked)
+    [checker] = drawn(checked)
+    before, issuance = wallets(checked, OP1, CHARLIE, checker), total_issuance(checked)
+    play_round(checked, {checker: HONEST})
+    assert task(checked, "t").outcome == "Verified"
+    assert paid(checked) == [TaskPaid(tid("t"), CHARLIE, PRICE - BURN, 0, BURN, 0)]
+    assert moved(checked, before) == {
+        OP1: (0, -PRICE),
+        CHARLIE: (PRICE - BURN, 0),
+        checker: (BURN, 0),
+    }
+    assert total_issuance(checked) == issuance
+    assert of_type(checked.events(), WorkCredited) == []  # checked: no emission
+
+
+def test_paid_task_upheld_after_a_false_dispute_splits_the_share(net: MockRuntime) -> None:
+    commit(net, tc("t", deadline=50, spec=SPEC_H))
+    submit(net, CHARLIE, rc("t", opening(CHARLIE, "t", HONEST)))
+    net.dispatch(OP1, "Tasks", "dispute_task", task_id=tid("t"))
+    checkers = drawn(net)
+    before, issuance = wallets(net, OP1, CHARLIE, *checkers), total_issuance(net)
+    play_round(net, {w: HONEST for w in checkers})
+    assert (task(net, "t").outcome, offences(net)) == ("Upheld", [(ALICE, "FalseDispute")])
+    each, dust = BURN // 3, BURN % 3
+    assert dust > 0  # the rounding dust is burned
+    assert paid(net) == [TaskPaid(tid("t"), CHARLIE, PRICE - BURN, dust, 3 * each, 0)]
+    assert moved(net, before) == {
+        OP1: (0, -PRICE),
+        CHARLIE: (PRICE - BURN, 0),
+        **{w: (each, 0) for w in checkers},
+    }
+    assert total_issuance(net) == issuance - dust
+    assert of_type(net.events(), WorkCredited) == []
+
+
+@pytest.mark.parametrize("appeal", [False, True], ids=["after-escalation", "after-failed-appeal"])
+def test_paid_task_rejected_pays_the_right_checkers_and_refunds_the_rest(
+    checked: MockRuntime, appeal: bool
+) -> None:
+    start(checked, reveal=FAKE)
+    before = wallets(checked, OP1, CHARLIE, *M_OP)
+    issuance = total_issuance(checked)
+    play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=FAKE)
+    play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=FAKE)
+    assert check_of(checked).phase == "Appealable"
+    if appeal:
+        checked.dispatch(OP3, "Tasks", "appeal", task_id=tid("t"))
+        play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=FAKE)
+        events = checked.events()
+    else:
+        events = run_to_block(checked, check_of(checked).phase_ends + 1)
+    assert (task(checked, "t").status, task(checked, "t").outcome) == ("Rejected", "Guilty")
+    right = [c.account for c in check_of(checked).checkers]
+    assert len(right) == (9 if appeal else 4)
+    each, dust = BURN // len(right), BURN % len(right)
+    assert of_type(events, TaskPaid) == [
+        TaskPaid(tid("t"), CHARLIE, 0, dust, each * len(right), PRICE - BURN)
+    ]
+    assert moved(checked, before) == {
+        OP1: (PRICE - BURN, -PRICE),
+        **{w: ((each, 0) if w in right else (0, 0)) for w in M_OP},
+    }
+    assert total_issuance(checked) == issuance - dust
+    assert of_type(events, WorkCredited) == []
+
+
+def test_paid_task_missed_refunds_the_price(net: MockRuntime) -> None:
+    commit(net, tc("t", deadline=5))
+    before, issuance = wallets(net, OP1, CHARLIE), total_issuance(net)
+    events = run_to_block(net, 6)
+    assert of_type(events, TaskPaid) == [TaskPaid(tid("t"), CHARLIE, 0, 0, 0, PRICE)]
+    assert moved(net, before) == {OP1: (PRICE, -PRICE), CHARLIE: (0, 0)}
+    assert total_issuance(net) == issuance
+    assert of_type(events, WorkCredited) == []
+
+
+def test_paid_task_accepted_for_a_withheld_spec_is_paid_as_unchecked(checked: MockRuntime) -> None:
+    start(checked)
+    [checker] = drawn(checked)
+    before, issuance = wallets(checked, OP1, CHARLIE, checker), total_issuance(checked)
+    events = run_to_block(checked, check_of(checked).phase_ends + 1)
+    assert (task(checked, "t").status, task(checked, "t").outcome) == ("Accepted", "Unchecked")
+    assert offences(checked) == [(ALICE, "WithheldSpec")]
+    assert of_type(events, TaskPaid) == [TaskPaid(tid("t"), CHARLIE, PRICE - BURN, BURN, 0, 0)]
+    assert moved(checked, before) == {OP1: (0, -PRICE), CHARLIE: (PRICE - BURN, 0), checker: (0, 0)}
+    assert total_issuance(checked) == issuance - BURN
+    settled = task(checked, "t").settled_at
+    assert settled is not None
+    era = settled // ERA_LENGTH
+    assert of_type(events, WorkCredited) == [
+        WorkCredited(CHARLIE, "Miner", BURN, era),
+        WorkCredited(ALICE, "Coordinator", BURN, era),
+    ]
+
+
+def test_commit_tasks_price_too_low(net: MockRuntime) -> None:
+    batch = [tc("ok", price=MIN_PRICE), tc("cheap", DAVE, price=MIN_PRICE - 1)]
+    net.assert_noop(OP1, "Tasks", "commit_tasks", Error.PRICE_TOO_LOW, batch=batch)
+    assert reserved(net, OP1) == 0
+    commit(net, tc("ok", price=MIN_PRICE))  # exactly MinTaskPrice is enough
+    assert task(net, "ok").price == MIN_PRICE
+    assert reserved(net, OP1) == MIN_PRICE + DEPOSIT
+
+
+def test_commit_tasks_insufficient_funds_is_all_or_nothing(net: MockRuntime) -> None:
+    commit(net, tc("first"))
+    # what OP1 can still reserve: its free balance, keeping the existential deposit
+    room = net.free(OP1) - mock_config().balances.existential_deposit
+    last = room - 2 * DEPOSIT - PRICE  # a second task that takes exactly the rest
+    batch = [tc("a", price=PRICE), tc("b", DAVE, price=last + 1)]
+    net.assert_noop(OP1, "Tasks", "commit_tasks", Error.INSUFFICIENT_FUNDS, batch=batch)
+    assert (Tasks.get(net.state, tid("a")), stats(net, DAVE)) == (None, MinerStats())
+    batch[1] = tc("b", DAVE, price=last)
+    commit(net, *batch)
+    assert net.free(OP1) == mock_config().balances.existential_deposit
+    assert reserved(net, OP1) == 3 * DEPOSIT + 2 * PRICE + last
+    net.assert_noop(
+        OP1, "Tasks", "commit_tasks", Error.INSUFFICIENT_FUNDS, batch=[tc("c", price=MIN_PRICE)]
+    )
+
+
+def test_settled_task_is_pruned_after_retention_blocks(checked: MockRuntime) -> None:
+    start(checked)
+    play_round(checked, {w: HONEST for w in drawn(checked)})
+    settled = task(checked, "t").settled_at
+    assert settled is not None
+    assert Checks.contains(checked.state, tid("t"))
+    assert Specs.contains(checked.state, tid("t"))
+    run_to_block(checked, settled + RETENTION - 1)
+    assert reserved(checked, OP1) == DEPOSIT  # still in state, still paying its deposit
+    free = checked.free(OP1)
+    events = run_to_block(checked, settled + RETENTION)
+    assert of_type(events, tasks.TasksPruned) == [tasks.TasksPruned(1)]
+    assert of_type(events, Unreserved) == [Unreserved(OP1, DEPOSIT)]
+    assert Tasks.get(checked.state, tid("t")) is None
+    assert not Checks.contains(checked.state, tid("t"))
+    assert not Specs.contains(checked.state, tid("t"))
+    assert (checked.free(OP1), reserved(checked, OP1)) == (free + DEPOSIT, 0)
+    assert tasks.Retained.get(checked.state) == 0
+
+
+def test_pruning_is_bounded_per_block_with_carry_over(
+    net: MockRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "MAX_PRUNES_PER_BLOCK", 2)
+    commit(net, *(tc(f"t{i}", deadline=5) for i in range(5)))
+    run_to_block(net, 6)  # all five missed in block 6
+    assert tasks.Retained.get(net.state) == 5
+    pruned = []
+    for block in range(6 + RETENTION, 6 + RETENTION + 4):
+        pruned.append(sum(e.count for e in of_type(run_to_block(net, block), tasks.TasksPruned)))
+        assert reserved(net, OP1) == (5 - sum(pruned)) * DEPOSIT
+    assert pruned == [2, 2, 1, 0]
+    assert list(Tasks.iter(net.state)) == []
+    assert tasks.Retained.get(net.state) == 0
+
+
+@pytest.mark.parametrize("offence", ["FalseDispute", "WithheldSpec", "InvalidResult"])
+def test_a_pruned_task_id_committed_again_is_a_new_incident(
+    checked: MockRuntime, offence: str
+) -> None:
+    """Pruning frees a task id, and a coordinator may commit it again (the same request sent
+    again). The second task is a new incident: an offence in it is reported even though the
+    same offence was reported (and slashed) for the first task with that id."""
+    for staker in (ALICE, CHARLIE):  # both stay above their minimum stake after the slash
+        checked.dispatch(staker, "Staking", "bond_extra", max_additional=100_000 * CAI)
+    offender = CHARLIE if offence == "InvalidResult" else ALICE
+    for attempt in range(2):
+        if reg_of(checked, CHARLIE).status == "Suspended":  # a convicted miner registers again
+            checked.dispatch(CHARLIE, "Registry", "deregister")
+            checked.dispatch(CHARLIE, "Registry", "register_miner", operator=OP3, info=miner_info())
+        start(checked, reveal=FAKE if offence == "InvalidResult" else HONEST)
+        if offence == "FalseDispute":
+            checked.dispatch(OP1, "Tasks", "dispute_task", task_id=tid("t"))
+            play_round(checked, {w: HONEST for w in drawn(checked)})
+            play_round(checked, {w: HONEST for w in drawn(checked)})
+            assert task(checked, "t").outcome == "Upheld"
+        elif offence == "WithheldSpec":
+            run_to_block(checked, check_of(checked).phase_ends + 1)  # the spec never comes
+            assert task(checked, "t").outcome == "Unchecked"
+        else:
+            play_round(checked, {w: HONEST for w in drawn(checked)}, miner_reveal=None)
+            assert task(checked, "t").outcome == "Guilty"
+        assert offences(checked) == [(offender, offence)], f"task {attempt + 1}"
+        settled = task(checked, "t").settled_at
+        assert settled is not None
+        run_to_block(checked, settled + RETENTION)  # its slash applied, the task pruned
+        assert Tasks.get(checked.state, tid("t")) is None
+        assert offences(checked) == []
+
+
 # ---- pruned ids ---------------------------------------------------------------------------------
 
 
-def test_a_pruned_task_id_committed_again_is_a_new_incident(checked: MockRuntime) -> None:
+def test_a_coordinator_reusing_a_pruned_id_pays_for_each_withheld_spec(
+    checked: MockRuntime,
+) -> None:
     """A settled task leaves state after RetentionBlocks, and its id may then be committed again.
     Offences name the task by id and commit block, so a coordinator that reuses the id of a task
     whose spec it withheld is reported again: reusing ids does not make withholding free."""
