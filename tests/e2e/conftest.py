@@ -50,6 +50,9 @@ def dev_spec_with(
     params = spec["genesis"]["runtimeGenesis"]["parameters"]
     params["verification"] = {**params["verification"], **verification}
     params["slashing"] = {**params["slashing"], **(slashing or {})}
+    # a settled task must stay in state while a slash reported about it may be cancelled
+    least = (params["slashing"]["slashDeferDuration"] + 1) * params["staking"]["eraLength"]
+    params["tasks"]["retentionBlocks"] = max(params["tasks"]["retentionBlocks"], least)
     path.write_text(json.dumps(spec))
     return path
 

@@ -71,9 +71,9 @@ class Figures:
     farmer_burned: int = 0
     farmer_to_others: int = 0  # its tasks' burn shares paid to checkers it does not own
     farmer_fees: int = 0  # transaction fees of its operators while farming
-    farmer_tasks: int = 0
+    farmer_tasks: int = 0  # committed on chain
     farmer_accepted_unchecked: int = 0
-    honest_tasks: int = 0
+    honest_tasks: int = 0  # committed on chain
     eras: int = 0
     blocks: int = 0
 
@@ -259,9 +259,11 @@ def test_farming_its_own_coordinator_loses_money_and_leaves_the_honest_pair_alon
     attacked = run_market(tmp_path / "with-farmer", farmer=True)
     change = attacked.honest_emission / control.honest_emission - 1
     print(
-        f"\nwithout the farmer: {control.honest_tasks} honest tasks, honest pair's emission "
+        f"\nwithout the farmer: {HONEST_TASKS} honest requests ({control.honest_tasks} tasks "
+        f"committed), honest pair's emission "
         f"{cai(control.honest_emission)} over {control.eras} eras"
-        f"\nwith the farmer: {attacked.honest_tasks} honest tasks, honest pair's emission "
+        f"\nwith the farmer: {HONEST_TASKS} honest requests ({attacked.honest_tasks} tasks "
+        f"committed), honest pair's emission "
         f"{cai(attacked.honest_emission)} ({change:+.1%}); farmer {attacked.farmer_tasks} tasks "
         f"({attacked.farmer_accepted_unchecked} accepted unchecked) over {attacked.eras} eras"
         f"\nfarmer: emission {cai(attacked.farmer_emission)} (0 without farming) for "
@@ -273,7 +275,9 @@ def test_farming_its_own_coordinator_loses_money_and_leaves_the_honest_pair_alon
     assert attacked.eras >= ERAS
     assert control.farmer_tasks == 0
     assert control.farmer_emission == 0
-    assert control.honest_tasks == attacked.honest_tasks == HONEST_TASKS
+    # every request was committed (some twice: a task a busy miner released is committed anew)
+    assert control.honest_tasks >= HONEST_TASKS
+    assert attacked.honest_tasks >= HONEST_TASKS
     # the farmer did farm, at a volume that dwarfs the honest app's ...
     assert attacked.farmer_tasks > HONEST_TASKS
     assert attacked.farmer_emission > 0
