@@ -42,14 +42,18 @@ COORDINATOR_BOND = 2_000_000 * CAI
 
 
 def dev_spec_with(
-    path: Path, verification: dict[str, Any], slashing: dict[str, Any] | None = None
+    path: Path,
+    verification: dict[str, Any],
+    slashing: dict[str, Any] | None = None,
+    tasks: dict[str, Any] | None = None,
 ) -> Path:
-    """The dev chain spec with some `verification` (and `slashing`) parameters changed,
+    """The dev chain spec with some `verification` (and `slashing`, `tasks`) parameters changed,
     written to `path`."""
     spec = json.loads((ROOT / "genesis" / "dev.json").read_text())
     params = spec["genesis"]["runtimeGenesis"]["parameters"]
     params["verification"] = {**params["verification"], **verification}
     params["slashing"] = {**params["slashing"], **(slashing or {})}
+    params["tasks"] = {**params["tasks"], **(tasks or {})}
     # a settled task must stay in state while a slash reported about it may be cancelled
     least = (params["slashing"]["slashDeferDuration"] + 1) * params["staking"]["eraLength"]
     params["tasks"]["retentionBlocks"] = max(params["tasks"]["retentionBlocks"], least)
@@ -193,13 +197,14 @@ class Net:
         *,
         verification: dict[str, Any] | None = None,
         slashing: dict[str, Any] | None = None,
+        tasks: dict[str, Any] | None = None,
     ) -> None:
-        """`verification`, `slashing`: chain spec parameters to override (e.g. {"checkRate":
-        10**9}); the node then runs the dev spec with them (`--dev --chain FILE`)."""
+        """`verification`, `slashing`, `tasks`: chain spec parameters to override (e.g.
+        {"checkRate": 10**9}); the node then runs the dev spec with them (`--dev --chain FILE`)."""
         self.tmp = tmp
         extra: list[str] = []
-        if verification or slashing:
-            spec = dev_spec_with(tmp / "dev-spec.json", verification or {}, slashing)
+        if verification or slashing or tasks:
+            spec = dev_spec_with(tmp / "dev-spec.json", verification or {}, slashing, tasks)
             extra = ["--chain", str(spec)]
         self.node: NodeProcess = start_node(tmp / "node.log", prometheus=False, extra=extra)
         self.node.wait_for_block(1)

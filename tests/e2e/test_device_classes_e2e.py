@@ -54,7 +54,10 @@ def test_honest_miners_on_mixed_device_classes_are_never_slashed(
     pytest.importorskip("diffusers", reason="the miner engine needs `pip install -e .[miner]`")
     # the test chain's blocks are 500 ms (half the dev chain's): windows of 20 s, not 5-10 s,
     # so that a miner busy with its own tasks on a loaded 2-core machine still reveals in time
-    net = net_factory(verification={"checkRate": PERBILL // 4, **WINDOWS})
+    # the checks are read from state after all 1,000 tasks end: keep settled tasks that long
+    net = net_factory(
+        verification={"checkRate": PERBILL // 4, **WINDOWS}, tasks={"retentionBlocks": 100_000}
+    )
     names = list(CLASSES)
     net.register(names)
     kit = net.kit
