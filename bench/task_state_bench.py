@@ -48,14 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sr25519
 
-from chain.crypto import SignatureScheme, ss58_encode
+from chain.crypto import ss58_encode
 from chain.hashing import blake2_256
 from chain.primitives import (
     DigestItem,
-    Era,
-    encode_signed_extrinsic,
     encode_unsigned_extrinsic,
-    signing_payload,
 )
 from chain.storage.trie import BRANCH, EXTENSION, LEAF, NodeStore, decode_node
 from genesis.builder import ChainSpec, load_spec
@@ -66,6 +63,7 @@ from node.keystore import AURA_KEY_TYPE, dev_suri
 from node.service import Node, NodeConfig
 from pallets.aura import pallet as aura
 from pallets.registry import pallet as registry
+from tests.chaingen import sign_call
 from tests.pallets.task_load import (
     CAI,
     LoadShape,
@@ -139,26 +137,12 @@ class Chain:
         return self.node.chain.state_at(self.node.chain.best_hash)
 
     def signed(self, who: bytes, pallet: str, call: str, **args: Any) -> bytes:
-        node = self.node
-        rt = node.runtime
+        rt = self.node.runtime
         encoded = rt.call_type.encode(rt.call(pallet, call, **args))
         nonce = self.nonces.get(who, 0)
         self.nonces[who] = nonce + 1
-        version = node.executive.version
-        payload = signing_payload(
-            encoded,
-            Era.immortal(),
-            nonce,
-            0,
-            version.spec_version,
-            version.transaction_version,
-            node.genesis_hash,
-            node.genesis_hash,
-        )
-        signature = bytes(sr25519.sign(self.keys.pairs[who], payload))
-        return encode_signed_extrinsic(
-            encoded, who, SignatureScheme.SR25519, signature, Era.immortal(), nonce, 0
-        )
+        pair = self.keys.pairs[who]
+        return sign_call(self.node, who, lambda p: bytes(sr25519.sign(pair, p)), nonce, encoded)
 
     def author(self, extrinsics: list[bytes]) -> None:
         """Build, seal and import the next block as the node's author does."""

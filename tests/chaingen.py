@@ -23,6 +23,7 @@ import hashlib
 import os
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import sr25519
@@ -209,7 +210,14 @@ def transfer_call(node: Node, dest: bytes, value: int) -> bytes:
 
 def sign_transfer(node: Node, sender: Account, nonce: int, dest: bytes, value: int) -> bytes:
     """A signed, immortal `transfer_keep_alive` (no tip), ready for a block."""
-    call = transfer_call(node, dest, value)
+    return sign_call(node, sender.public, sender.sign, nonce, transfer_call(node, dest, value))
+
+
+def sign_call(
+    node: Node, public: bytes, sign: Callable[[bytes], bytes], nonce: int, call: bytes
+) -> bytes:
+    """An immortal signed extrinsic (no tip) of the encoded `call` from `public`, its signature
+    made by `sign` over the signing payload."""
     version = node.executive.version
     payload = signing_payload(
         call,
@@ -222,7 +230,7 @@ def sign_transfer(node: Node, sender: Account, nonce: int, dest: bytes, value: i
         node.genesis_hash,
     )
     return encode_signed_extrinsic(
-        call, sender.public, SignatureScheme.SR25519, sender.sign(payload), Era.immortal(), nonce, 0
+        call, public, SignatureScheme.SR25519, sign(payload), Era.immortal(), nonce, 0
     )
 
 

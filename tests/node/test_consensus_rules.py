@@ -30,15 +30,11 @@ from chain.consensus import (
     header_slot,
     vote_payload,
 )
-from chain.crypto import SignatureScheme
 from chain.primitives import (
     Block,
     DigestItem,
-    Era,
     Header,
-    encode_signed_extrinsic,
     encode_unsigned_extrinsic,
-    signing_payload,
 )
 from genesis.builder import load_spec
 from node.blocks import AlreadyKnown, NotNow, UnknownParent, decode_block_item, encode_block_item
@@ -52,6 +48,7 @@ from node.txpool import PoolError
 from pallets.aura import pallet as aura
 from pallets.executive import InvalidBlock
 from pallets.finality import pallet as finality
+from tests.chaingen import sign_call
 
 SPEC = load_spec("local")
 SLOT_MS = 2000
@@ -173,21 +170,7 @@ def signed_call(
     node: Node, who: Signer, nonce: int, call: bytes, *, by: Signer | None = None
 ) -> bytes:
     """An immortal signed extrinsic from `who`, its signature made by `by` (default `who`)."""
-    version = node.executive.version
-    payload = signing_payload(
-        call,
-        Era.immortal(),
-        nonce,
-        0,
-        version.spec_version,
-        version.transaction_version,
-        node.genesis_hash,
-        node.genesis_hash,
-    )
-    signature = (by or who).sign(payload)
-    return encode_signed_extrinsic(
-        call, who.public, SignatureScheme.SR25519, signature, Era.immortal(), nonce, 0
-    )
+    return sign_call(node, who.public, (by or who).sign, nonce, call)
 
 
 def transfer(node: Node, who: Signer, nonce: int, value: int, *, by: Signer | None = None) -> bytes:
