@@ -105,6 +105,11 @@ class ChainReader(Protocol):
         """Whether `block_hash` is `base` or one of its descendants."""
         ...
 
+    def leaves(self) -> list[tuple[int, bytes]]:
+        """The tips of every known fork, (number, hash), highest first (some may be on forks
+        that can no longer be finalized)."""
+        ...
+
     def state_at(self, block_hash: bytes | None = None) -> Trie:
         """The state after `block_hash` (default: the best block)."""
         ...
