@@ -19,6 +19,8 @@ Tests drive a service alone with fakes of the protocols it takes.
                                           FinalityGossip, BlsPartials, SyncTrigger
     NodeRpc (rpc/api.py)                  ChainReader, ChainNotifications, PendingTransactions,
                                           PeerNetwork, SyncState
+    ChainHead, Archive, TransactionWatch  ChainReader, ChainNotifications, PendingTransactions
+      (rpc/chainhead.py, rpc/spec_v1.py)
 
 Besides these, a service may hold plain values and the node's leaf modules (the chain database,
 the keystore, the executive, the pool). The chain's events reach the services that react to them
