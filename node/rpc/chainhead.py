@@ -42,7 +42,13 @@ from chain.primitives import Header
 from chain.storage.trie import Trie, TrieError
 from node.interfaces import ChainNotifications, ChainReader, ImportedBlock
 from node.rpc.server import Caller, RpcError, RpcServer, Subscription
-from node.rpc.storage_query import hex_bytes, parse_child_trie, parse_queries, run_queries
+from node.rpc.storage_query import (
+    hash_param,
+    hex_bytes,
+    parse_child_trie,
+    parse_queries,
+    run_queries,
+)
 from pallets.executive import RuntimeApiError
 
 __all__ = [
@@ -93,13 +99,6 @@ def _hex(data: bytes) -> str:
 
 def _param(params: list[Any], i: int) -> Any:
     return params[i] if len(params) > i else None
-
-
-def _block_hash(value: Any) -> bytes:
-    raw = hex_bytes(value, "hash")
-    if len(raw) != 32:
-        raise RpcError.invalid_params("hash must be 32 bytes")
-    return raw
 
 
 def _subscription_id(value: Any) -> str:
@@ -348,6 +347,9 @@ class Follow:
         except TrieError as exc:
             log.error("chainHead_v1_storage: %s", exc)
             last = {"event": "operationInaccessible", "operationId": op.id}
+        except Exception as exc:  # a bug of ours: logged, and the client still hears of it
+            log.exception("chainHead_v1_storage failed")
+            last = {"event": "operationError", "operationId": op.id, "error": f"internal: {exc}"}
         finally:
             self.finish_operation(op)
         self.notify(last)
@@ -425,7 +427,7 @@ class ChainHead:
         return self._follows.get(sub.id) if sub is not None else None
 
     def _pinned(self, follow: Follow | None, value: Any) -> bytes:
-        h = _block_hash(value)
+        h = hash_param(value)
         if follow is not None and h not in follow.pinned:
             raise RpcError(INVALID_BLOCK, "Invalid block hash", "not pinned by this subscription")
         return h
@@ -520,9 +522,7 @@ class ChainHead:
     def unpin(self, params: list[Any], caller: Caller) -> None:
         follow = self._follow_of(caller, _param(params, 0))
         value = _param(params, 1)
-        hashes = (
-            [_block_hash(v) for v in value] if isinstance(value, list) else [_block_hash(value)]
-        )
+        hashes = [hash_param(v) for v in value] if isinstance(value, list) else [hash_param(value)]
         if follow is None:
             return None  # an invalid or stale subscription: ignored, errors included
         if len(set(hashes)) != len(hashes):

@@ -37,7 +37,13 @@ from genesis.builder import ChainSpec
 from node.interfaces import ChainNotifications, ChainReader, PendingTransactions
 from node.rpc.chainhead import ChainHead, ChainHeadLimits, RuntimeCall
 from node.rpc.server import Caller, RpcError, RpcServer, Subscription
-from node.rpc.storage_query import hex_bytes, parse_child_trie, parse_queries, run_queries
+from node.rpc.storage_query import (
+    hash_param,
+    hex_bytes,
+    parse_child_trie,
+    parse_queries,
+    run_queries,
+)
 from node.txpool import PoolError
 from pallets.executive import RuntimeApiError
 
@@ -75,13 +81,6 @@ def _hex(data: bytes) -> str:
 
 def _param(params: list[Any], i: int) -> Any:
     return params[i] if len(params) > i else None
-
-
-def _block_hash(value: Any, what: str = "hash") -> bytes:
-    raw = hex_bytes(value, what)
-    if len(raw) != 32:
-        raise RpcError.invalid_params(f"{what} must be 32 bytes")
-    return raw
 
 
 def _answer_null(found: bool) -> None:
@@ -295,15 +294,15 @@ class Archive:
         return [_hex(h) for h in found]
 
     def header(self, params: list[Any]) -> str | None:
-        header = self.chain.header(_block_hash(_param(params, 0)))
+        header = self.chain.header(hash_param(_param(params, 0)))
         return _hex(header.encode()) if header is not None else None
 
     def body(self, params: list[Any]) -> list[str] | None:
-        block = self.chain.block(_block_hash(_param(params, 0)))
+        block = self.chain.block(hash_param(_param(params, 0)))
         return [_hex(x) for x in block.extrinsics] if block is not None else None
 
     def call(self, params: list[Any]) -> dict[str, Any] | None:
-        h = _block_hash(_param(params, 0))
+        h = hash_param(_param(params, 0))
         function = _param(params, 1)
         if not isinstance(function, str) or not function:
             raise RpcError.invalid_params("function must be a runtime API function name")
@@ -327,7 +326,7 @@ class Archive:
             )
 
     def storage(self, params: list[Any], sub: Subscription) -> None:
-        h = _block_hash(_param(params, 0))
+        h = hash_param(_param(params, 0))
         queries = parse_queries(_param(params, 1), with_pagination=True)
         child_trie = parse_child_trie(_param(params, 2))
         self._check_room(sub, STORAGE_EVENT)
@@ -340,10 +339,10 @@ class Archive:
         _stream(sub, events, {"event": "storageDone"}, "storageError")
 
     def storage_diff(self, params: list[Any], sub: Subscription) -> None:
-        h = _block_hash(_param(params, 0))
+        h = hash_param(_param(params, 0))
         items = _diff_items(_param(params, 1))
         previous = _param(params, 2)
-        previous_hash = _block_hash(previous, "previousHash") if previous is not None else None
+        previous_hash = hash_param(previous, "previousHash") if previous is not None else None
         self._check_room(sub, STORAGE_DIFF_EVENT)
         header = self.chain.header(h)
         if header is None:
@@ -435,6 +434,10 @@ def _stream(
         except TrieError as exc:
             log.error("archive storage query: %s", exc)
             _finish(sub, {"event": error_event, "error": "storage unavailable"})
+            return
+        except Exception as exc:  # a bug of ours: logged, and the client still hears of it
+            log.exception("archive storage query failed")
+            _finish(sub, {"event": error_event, "error": f"internal: {exc}"})
             return
         _finish(sub, done)
 

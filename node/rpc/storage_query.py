@@ -25,6 +25,7 @@ from node.rpc.server import RpcError
 __all__ = [
     "QUERY_TYPES",
     "StorageQuery",
+    "hash_param",
     "hex_bytes",
     "parse_child_trie",
     "parse_queries",
@@ -57,6 +58,14 @@ def hex_bytes(value: Any, what: str) -> bytes:
     if len(digits) % 2 or not _HEX_DIGITS.fullmatch(digits):
         raise RpcError.invalid_params(f"{what} is not valid hex")
     return bytes.fromhex(digits)
+
+
+def hash_param(value: Any, what: str = "hash") -> bytes:
+    """A block hash parameter: 32 bytes of hex."""
+    raw = hex_bytes(value, what)
+    if len(raw) != 32:
+        raise RpcError.invalid_params(f"{what} must be 32 bytes")
+    return raw
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
