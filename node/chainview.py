@@ -54,6 +54,9 @@ class ChainView:
     def is_descendant(self, base: bytes, block_hash: bytes) -> bool:
         return self.db.is_descendant(base, block_hash)
 
+    def leaves(self) -> list[tuple[int, bytes]]:
+        return self.db.leaves()
+
     def state_at(self, block_hash: bytes | None = None) -> Trie:
         return self.db.state_at(block_hash or self.best_hash)
 

@@ -19,6 +19,8 @@ Tests drive a service alone with fakes of the protocols it takes.
                                           FinalityGossip, BlsPartials, SyncTrigger
     NodeRpc (rpc/api.py)                  ChainReader, ChainNotifications, PendingTransactions,
                                           PeerNetwork, SyncState
+    ChainHead, Archive, TransactionWatch  ChainReader, ChainNotifications, PendingTransactions
+      (rpc/chainhead.py, rpc/spec_v1.py)
 
 Besides these, a service may hold plain values and the node's leaf modules (the chain database,
 the keystore, the executive, the pool). The chain's events reach the services that react to them
@@ -103,6 +105,11 @@ class ChainReader(Protocol):
 
     def is_descendant(self, base: bytes, block_hash: bytes) -> bool:
         """Whether `block_hash` is `base` or one of its descendants."""
+        ...
+
+    def leaves(self) -> list[tuple[int, bytes]]:
+        """The tips of every known fork, (number, hash), highest first (some may be on forks
+        that can no longer be finalized)."""
         ...
 
     def state_at(self, block_hash: bytes | None = None) -> Trie:

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh "test,miner"
 if command -v npm >/dev/null 2>&1 && [ -f tests/compat/package-lock.json ]; then
-  echo "==> installing @polkadot/api for the compatibility tests"
+  echo "==> installing @polkadot/api and polkadot-api for the compatibility tests"
   npm ci --prefix tests/compat --no-audit --no-fund --loglevel=error
 fi
 echo "==> ruff (lint and format)"

@@ -425,6 +425,37 @@ class Trie:
                         below = lo[1:] if lo and s == first else None
                         stack.append((child, acc + _SLOT[s], below))
 
+    def closest_descendant_hash(self, prefix: bytes) -> bytes | None:
+        """The hash (every node's Merkle value: nodes are never inlined) of the node at
+        `prefix`'s path or, when none sits exactly there, of the highest node below it; None
+        when no key starts with `prefix`. It changes whenever a key under `prefix` changes."""
+        if self.root == EMPTY_ROOT:
+            return None
+        pp = _path(prefix)
+        pos = 0
+        node_hash = self.root
+        while pos < len(pp):
+            node = self._load(node_hash)
+            kind = node[0]
+            if kind == BRANCH:
+                child = node[pp[pos]]
+                if child is None:
+                    return None
+                node_hash = child
+                pos += 1
+            elif kind == LEAF:
+                return node_hash if node[1].startswith(pp[pos:]) else None
+            else:
+                ext_path = node[1]
+                if ext_path.startswith(pp[pos:]):
+                    child_hash: bytes = node[2]  # the branch below, under `prefix`
+                    return child_hash
+                if not pp.startswith(ext_path, pos):
+                    return None
+                pos += len(ext_path)
+                node_hash = node[2]
+        return node_hash
+
     # -- writes --------------------------------------------------------------------------
 
     def apply(self, changes: Mapping[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes]]:

@@ -7,6 +7,7 @@ raises RpcError (-32602 for bad params, Substrate's codes for pool and state err
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,7 @@ from node.interfaces import (
 )
 from node.network import ROLE_AUTHORITY
 from node.rpc.server import RpcError, RpcServer, Subscription
+from node.rpc.spec_v1 import SpecV1Limits, register_spec_v1
 from node.txpool import PoolError
 from pallets.executive import Executive, RuntimeApiError, call_runtime_api
 
@@ -406,8 +408,9 @@ class NodeRpc:
         sub.on_close(lambda: self.events.unsubscribe_best(fn))
 
 
-def build_rpc(api: NodeRpc) -> RpcServer:
-    """An RPC server that serves `api` under Substrate's method names."""
+def build_rpc(api: NodeRpc, spec_v1_limits: SpecV1Limits | None = None) -> RpcServer:
+    """An RPC server that serves `api` under Substrate's method names, and the new JSON-RPC
+    spec's groups (node/rpc/spec_v1.py) beside them."""
     server = RpcServer()
     m = server.method
     m("system_chain", api.system_chain)
@@ -476,6 +479,16 @@ def build_rpc(api: NodeRpc) -> RpcServer:
     )
     server.subscription(
         "state_subscribeStorage", "state_unsubscribeStorage", "state_storage", api.subscribe_storage
+    )
+    register_spec_v1(
+        server,
+        spec=api.spec,
+        chain=api.chain,
+        events=api.events,
+        transactions=api.transactions,
+        call_runtime=functools.partial(call_runtime_api, api.executive),
+        runtime_version=api.executive.runtime.version,
+        limits=spec_v1_limits,
     )
     names = [*server.method_names(), "rpc_methods"]
     m("rpc_methods", lambda params: {"methods": sorted(names), "version": 1})

@@ -16,6 +16,11 @@ Rules the clients depend on (shared/COMPAT.md sections 2 and 4):
 * A subscription's id response is written before any notification the subscribe handler queued.
 * Notifications are `{"jsonrpc":"2.0","method":<name>,"params":{"subscription":id,"result":r}}`.
 
+Some methods belong to the WebSocket they arrive on (the new JSON-RPC spec's `chainHead_v1_*`
+operations name a follow subscription of that connection): `connection_method` serves them with
+a `Caller`, which gives the connection's `Session` and `after_response`, to run code (start an
+operation whose events follow) once the response is queued. Over HTTP they answer -32601.
+
 `Subscription.notify` and the registration methods must be called from the event loop's thread.
 """
 
@@ -45,8 +50,10 @@ __all__ = [
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
     "TOO_MANY_SUBSCRIPTIONS",
+    "Caller",
     "RpcError",
     "RpcServer",
+    "Session",
     "Subscription",
 ]
 
@@ -112,9 +119,24 @@ class RpcError(Exception):
     def subscriptions_need_websocket(cls) -> RpcError:
         return cls(METHOD_NOT_FOUND, "Subscriptions are not available on HTTP; use a WebSocket")
 
+    @classmethod
+    def needs_websocket(cls, method: str) -> RpcError:
+        return cls(METHOD_NOT_FOUND, f"{method} belongs to a WebSocket connection; use one")
+
 
 MethodHandler = Callable[[list[Any]], Any]
 SubscribeHandler = Callable[[list[Any], "Subscription"], Any]
+ConnectionHandler = Callable[[list[Any], "Caller"], Any]
+UnsubscribeAnswer = Callable[[bool], Any]
+"""What an unsubscribe answers, given whether the subscription was found (and closed); it may
+raise RpcError. Legacy methods answer the boolean; the new spec's answer null."""
+
+
+def _answer_found(found: bool) -> bool:
+    return found
+
+
+AfterResponse = Callable[[], None]
 _Out = bytes | None | Coroutine[Any, Any, bytes | None]
 
 _MISSING: Final = object()
@@ -130,7 +152,17 @@ class Subscription:
     added after that runs at once.
     """
 
-    __slots__ = ("_callbacks", "_conn", "_kind", "_pending", "_prefix", "closed", "id")
+    __slots__ = (
+        "_after",
+        "_callbacks",
+        "_conn",
+        "_is_ending",
+        "_kind",
+        "_pending",
+        "_prefix",
+        "closed",
+        "id",
+    )
 
     def __init__(self, sub_id: str, kind: _SubKind, conn: _Connection) -> None:
         self.id = sub_id
@@ -140,6 +172,8 @@ class Subscription:
         self._callbacks: list[Callable[[], None]] = []
         # Notifications queued before the id response is written wait here (None once it is).
         self._pending: list[bytes] | None = []
+        self._after: list[AfterResponse] = []
+        self._is_ending = False
         self._prefix = b"".join(
             (
                 b'{"jsonrpc":"2.0","method":',
@@ -153,6 +187,11 @@ class Subscription:
     @property
     def notification(self) -> str:
         return self._kind.notification
+
+    @property
+    def session(self) -> Session:
+        """The connection this subscription lives on."""
+        return self._conn.session
 
     def notify(self, result: Any) -> None:
         """Queue `result` for the client; a no-op once the subscription is closed."""
@@ -178,18 +217,46 @@ class Subscription:
         else:
             self._callbacks.append(cb)
 
+    def after_response(self, cb: AfterResponse) -> None:
+        """Run `cb` once the subscription id response is queued (at once if it already is):
+        work whose notifications may be many starts there, after the held-back ones."""
+        if self._pending is None:
+            _run_callback(cb)
+        else:
+            self._after.append(cb)
+
+    def close(self) -> None:
+        """End the subscription from the server side, after a last notification: what was
+        notified still goes out (after the id response), on_close callbacks run, and the
+        client's unsubscribe no longer finds it."""
+        if self._pending is None:
+            self._close()
+        else:
+            self._is_ending = True
+
+    async def drain(self) -> None:
+        """Wait until the connection's send queue is short enough to queue a burst more."""
+        await self._conn.wait_room()
+
     def _activate(self) -> None:
         """The id response has been queued: release the notifications held back until now."""
         pending, self._pending = self._pending, None
         if pending and not self.closed:
             for message in pending:
                 self._conn.send(message)
+        after, self._after = self._after, []
+        for cb in after:
+            if not self.closed:
+                _run_callback(cb)
+        if self._is_ending:
+            self._close()
 
     def _close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self._pending = None
+        self._after = []
         self._conn.forget(self)
         callbacks, self._callbacks = self._callbacks, []
         for cb in callbacks:
@@ -200,18 +267,72 @@ def _run_callback(cb: Callable[[], None]) -> None:
     try:
         cb()
     except Exception:
-        log.exception("subscription on_close callback failed")
+        log.exception("subscription callback failed")
+
+
+class Session:
+    """One WebSocket connection as handlers see it: its subscriptions, a place for per-connection
+    state (`values`, keyed by the module that owns each entry) and close callbacks."""
+
+    __slots__ = ("_callbacks", "_conn", "_is_done", "values")
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+        self._callbacks: list[Callable[[], None]] = []
+        self._is_done = False
+        self.values: dict[str, Any] = {}
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.closed
+
+    def subscription(self, sub_id: Any, notification: str) -> Subscription | None:
+        """This connection's open subscription `sub_id` of the kind that sends `notification`."""
+        sub = self._conn.subs.get(sub_id) if isinstance(sub_id, str) else None
+        if sub is None or sub.closed or sub.notification != notification:
+            return None
+        return sub
+
+    def subscriptions(self, notification: str) -> list[Subscription]:
+        return [s for s in self._conn.subs.values() if s.notification == notification]
+
+    def on_close(self, cb: Callable[[], None]) -> None:
+        """Run `cb` once, when the connection closes (at once if it has)."""
+        if self._is_done:
+            _run_callback(cb)
+        else:
+            self._callbacks.append(cb)
+
+    def _close(self) -> None:
+        self._is_done = True
+        callbacks, self._callbacks = self._callbacks, []
+        for cb in callbacks:
+            _run_callback(cb)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Caller:
+    """Who sent a connection method's request: the `session`, and `after_response` to run code
+    once the response is queued (so that notifications it sends come after the response)."""
+
+    session: Session
+    _after: list[AfterResponse]
+
+    def after_response(self, cb: AfterResponse) -> None:
+        self._after.append(cb)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _SubKind:
     notification: str
     handler: SubscribeHandler
+    unsubscribed: UnsubscribeAnswer = _answer_found
 
 
 _METHOD: Final = 0
 _SUBSCRIBE: Final = 1
 _UNSUBSCRIBE: Final = 2
+_CONNECTION_METHOD: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +340,7 @@ class _Entry:
     kind: int
     handler: MethodHandler | None = None
     sub_kind: _SubKind | None = None
+    conn_handler: ConnectionHandler | None = None
 
 
 class _Connection:
@@ -235,8 +357,11 @@ class _Connection:
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT_PER_CONNECTION)
         self.closed = False
         self.done = asyncio.Event()
+        self.session = Session(self)
         self._queue: deque[bytes] = deque()
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._low_water = max(1, self.send_queue_limit // 4)
         self._writer = asyncio.create_task(self._write_loop(), name="rpc.ws.writer")
 
     def send(self, message: bytes) -> None:
@@ -255,8 +380,14 @@ class _Connection:
             del self.subs[sub.id]
         self.server._sub_ids.discard(sub.id)
 
+    async def wait_room(self) -> None:
+        """Return once at most a quarter of the send queue is used (or the connection closed)."""
+        while not self.closed and len(self._queue) > self._low_water:
+            self._room.clear()
+            await self._room.wait()
+
     async def _write_loop(self) -> None:
-        queue, wake, ws = self._queue, self._wake, self.ws
+        queue, wake, ws, room = self._queue, self._wake, self.ws, self._room
         try:
             while True:
                 if not queue:
@@ -264,12 +395,16 @@ class _Connection:
                     await wake.wait()
                     continue
                 await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+                if len(queue) <= self._low_water:
+                    room.set()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.debug("WebSocket %s: write failed: %r", self.peer, exc)
             self.closed = True
             queue.clear()
+        finally:
+            room.set()
 
     def abort(self, reason: str) -> None:
         """Drop a misbehaving peer at once (no close handshake: it may not be reading at all)."""
@@ -300,8 +435,10 @@ class _Connection:
     async def cleanup(self) -> None:
         self.closed = True
         self._queue.clear()
+        self._room.set()
         for sub in list(self.subs.values()):
             sub._close()
+        self.session._close()
         self._writer.cancel()
         tasks = [self._writer, *self.tasks]
         for task in self.tasks:
@@ -334,6 +471,10 @@ class RpcServer:
         for n in (name, *aliases):
             self._register(n, entry)
 
+    def connection_method(self, name: str, handler: ConnectionHandler) -> None:
+        """Serve `handler(params, caller)` (plain or async) on WebSockets only."""
+        self._register(name, _Entry(_CONNECTION_METHOD, conn_handler=handler))
+
     def subscription(
         self,
         subscribe: str,
@@ -342,13 +483,15 @@ class RpcServer:
         handler: SubscribeHandler,
         *,
         aliases: Sequence[tuple[str, str]] = (),
+        unsubscribed: UnsubscribeAnswer = _answer_found,
     ) -> None:
         """Serve a subscription: `handler(params, sub)` (plain or async) runs on subscribe.
 
         The handler may `sub.notify(...)` at once (the id response still goes first) and may raise
         RpcError to refuse. Each (subscribe, unsubscribe) alias pair shares `notification`.
+        The unsubscribe method answers `unsubscribed(found)`.
         """
-        kind = _SubKind(notification, handler)
+        kind = _SubKind(notification, handler, unsubscribed)
         for sub_name, unsub_name in ((subscribe, unsubscribe), *aliases):
             self._register(sub_name, _Entry(_SUBSCRIBE, sub_kind=kind))
             self._register(unsub_name, _Entry(_UNSUBSCRIBE, sub_kind=kind))
@@ -473,20 +616,19 @@ class RpcServer:
         return ws
 
     async def _on_ws_message(self, conn: _Connection, data: bytes) -> None:
-        activated: list[Subscription] = []
-        out = self._dispatch(data, conn, activated)
+        after: list[AfterResponse] = []
+        out = self._dispatch(data, conn, after)
         if out is None or isinstance(out, bytes):
             if out is not None:
                 conn.send(out)
-            for sub in activated:
-                sub._activate()
+            _run_after(after)
             return
         try:
             await conn.slots.acquire()
         except BaseException:
             out.close()
             raise
-        task = asyncio.create_task(self._ws_finish(conn, out, activated), name="rpc.ws.request")
+        task = asyncio.create_task(self._ws_finish(conn, out, after), name="rpc.ws.request")
         conn.tasks.add(task)
         task.add_done_callback(conn.tasks.discard)
 
@@ -494,14 +636,13 @@ class RpcServer:
         self,
         conn: _Connection,
         pending: Coroutine[Any, Any, bytes | None],
-        activated: list[Subscription],
+        after: list[AfterResponse],
     ) -> None:
         try:
             out = await pending
             if out is not None:
                 conn.send(out)
-            for sub in activated:
-                sub._activate()
+            _run_after(after)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -511,9 +652,7 @@ class RpcServer:
 
     # ---- dispatch ---------------------------------------------------------------------------
 
-    def _dispatch(
-        self, data: bytes, conn: _Connection | None, activated: list[Subscription]
-    ) -> _Out:
+    def _dispatch(self, data: bytes, conn: _Connection | None, after: list[AfterResponse]) -> _Out:
         """Answer one HTTP body or WebSocket frame: bytes, None (nothing to send) or a coroutine."""
         if _exceeds_depth(data, self.max_json_depth):
             return _error(None, RpcError.parse_error(f"nested deeper than {self.max_json_depth}"))
@@ -522,17 +661,17 @@ class RpcServer:
         except orjson.JSONDecodeError:
             return _error(None, RpcError.parse_error())
         if isinstance(obj, list):
-            return self._dispatch_batch(obj, conn, activated)
-        return self._dispatch_one(obj, conn, activated)
+            return self._dispatch_batch(obj, conn, after)
+        return self._dispatch_one(obj, conn, after)
 
     def _dispatch_batch(
-        self, reqs: list[Any], conn: _Connection | None, activated: list[Subscription]
+        self, reqs: list[Any], conn: _Connection | None, after: list[AfterResponse]
     ) -> _Out:
         if not reqs:
             return _error(None, RpcError.invalid_request("empty batch"))
         if len(reqs) > self.max_batch:
             return _error(None, RpcError.invalid_request(f"batch larger than {self.max_batch}"))
-        parts = [self._dispatch_one(req, conn, activated) for req in reqs]
+        parts = [self._dispatch_one(req, conn, after) for req in reqs]
         if all(p is None or isinstance(p, bytes) for p in parts):
             return _join_batch(parts)
         return self._finish_batch(parts)
@@ -543,9 +682,7 @@ class RpcServer:
         done = [p if p is None or isinstance(p, bytes) else next(results) for p in parts]
         return _join_batch(done)
 
-    def _dispatch_one(
-        self, req: Any, conn: _Connection | None, activated: list[Subscription]
-    ) -> _Out:
+    def _dispatch_one(self, req: Any, conn: _Connection | None, after: list[AfterResponse]) -> _Out:
         if not isinstance(req, dict):
             return _error(None, RpcError.invalid_request("a request must be an object"))
         rid = req.get("id", _MISSING)
@@ -577,12 +714,21 @@ class RpcServer:
         if conn is None:
             if is_notification:
                 return None
+            if entry.kind == _CONNECTION_METHOD:
+                return _error(rid, RpcError.needs_websocket(method))
             return _error(rid, RpcError.subscriptions_need_websocket())
+        if entry.kind == _CONNECTION_METHOD:
+            conn_handler = entry.conn_handler
+            assert conn_handler is not None
+            caller = Caller(conn.session, after)
+            return self._call(
+                lambda p: conn_handler(p, caller), method, rid, params, is_notification
+            )
         assert entry.sub_kind is not None
         if entry.kind == _SUBSCRIBE:
             if is_notification:  # nobody could learn the id
                 return None
-            return self._subscribe(entry.sub_kind, method, rid, params, conn, activated)
+            return self._subscribe(entry.sub_kind, method, rid, params, conn, after)
         out = _unsubscribe(entry.sub_kind, rid, params, conn)
         return None if is_notification else out
 
@@ -609,7 +755,7 @@ class RpcServer:
         rid: Any,
         params: list[Any],
         conn: _Connection,
-        activated: list[Subscription],
+        after: list[AfterResponse],
     ) -> _Out:
         if conn.closed:
             return None
@@ -622,8 +768,8 @@ class RpcServer:
         except BaseException as exc:
             return _subscription_failed(exc, sub, method, rid)
         if inspect.isawaitable(started):
-            return _await_subscribe(started, sub, method, rid, activated)
-        activated.append(sub)
+            return _await_subscribe(started, sub, method, rid, after)
+        after.append(sub._activate)
         return _result(rid, sub.id, method)
 
     def _new_sub_id(self) -> str:
@@ -634,15 +780,24 @@ class RpcServer:
                 return sub_id
 
 
+def _run_after(after: list[AfterResponse]) -> None:
+    for cb in after:
+        _run_callback(cb)
+
+
 def _unsubscribe(kind: _SubKind, rid: Any, params: list[Any], conn: _Connection) -> bytes:
     if len(params) != 1:
         return _error(rid, RpcError.invalid_params("expected [subscription id]"))
     sub_id = params[0]
     sub = conn.subs.get(sub_id) if isinstance(sub_id, str) else None
-    if sub is None or sub._kind is not kind:
-        return _result(rid, False, "unsubscribe")
-    sub._close()
-    return _result(rid, True, "unsubscribe")
+    found = sub is not None and sub._kind is kind
+    if sub is not None and found:
+        sub._close()
+    try:
+        answer = kind.unsubscribed(found)
+    except RpcError as exc:
+        return _error(rid, exc)
+    return _result(rid, answer, "unsubscribe")
 
 
 async def _await_result(
@@ -656,13 +811,13 @@ async def _await_result(
 
 
 async def _await_subscribe(
-    pending: Awaitable[Any], sub: Subscription, method: str, rid: Any, activated: list[Subscription]
+    pending: Awaitable[Any], sub: Subscription, method: str, rid: Any, after: list[AfterResponse]
 ) -> bytes | None:
     try:
         await pending
     except BaseException as exc:
         return _subscription_failed(exc, sub, method, rid)
-    activated.append(sub)
+    after.append(sub._activate)
     return _result(rid, sub.id, method)
 
 

@@ -177,3 +177,32 @@ def test_apply_structured_keys_with_tiny_cache_match_reference_root() -> None:
     assert list(trie.iterate(prefixes[0], prefixes[0] + b"\x04")) == sorted(
         (k, v) for k, v in model.items() if k.startswith(prefixes[0]) and k > prefixes[0] + b"\x04"
     )
+
+
+@given(kv_dicts, keys, values)
+def test_closest_descendant_hash_tracks_the_keys_under_a_prefix(
+    items: dict[bytes, bytes], prefix: bytes, new_value: bytes
+) -> None:
+    """A stored node's hash when some key starts with `prefix` (None otherwise); the root for the
+    empty prefix; and it changes whenever a value under the prefix does."""
+    trie = build(items)
+    merkle = trie.closest_descendant_hash(prefix)
+    under = sorted(k for k in items if k.startswith(prefix))
+    assert (merkle is None) == (not under)
+    assert trie.closest_descendant_hash(b"") == (None if not items else trie.root)
+    if merkle is None:
+        return
+    assert isinstance(trie.store, MemoryNodeStore)
+    assert trie.store.get(merkle) is not None
+    key = under[len(under) // 2]
+    if new_value != items[key]:
+        assert apply(trie, {key: new_value}).closest_descendant_hash(prefix) != merkle
+
+
+def test_closest_descendant_hash_of_a_branch_below_an_extension() -> None:
+    trie = build({b"\xab\xcd\x01": b"1", b"\xab\xcd\x02": b"2", b"\x00": b"0"})
+    below = trie.closest_descendant_hash(b"\xab")  # inside the extension "bcd0": its branch
+    assert below == trie.closest_descendant_hash(b"\xab\xcd")
+    other = build({b"\xab\xcd\x01": b"1", b"\xab\xcd\x02": b"2", b"\x00": b"other"})
+    assert other.closest_descendant_hash(b"\xab") == below  # nothing under the prefix changed
+    assert trie.closest_descendant_hash(b"\xab\xce") is None

@@ -358,13 +358,15 @@ def node_factory(tmp_path: Path) -> Iterator[Any]:
         node.stop()
 
 
-# ---- @polkadot/api (Node.js) for the compatibility scripts in tests/compat --------------------
+# ---- @polkadot/api and polkadot-api (Node.js) for the compatibility scripts in tests/compat ----
 
 COMPAT_DIR = Path(__file__).resolve().parents[1] / "compat"
-POLKADOT_PINNED = {
+POLKADOT_PINNED = {  # as in tests/compat/package.json
     "@polkadot/api": "16.5.6",
     "@polkadot/keyring": "14.0.3",
     "@polkadot/util-crypto": "14.0.3",
+    "polkadot-api": "2.2.2",
+    "ws": "8.23.0",
 }
 NPM_TIMEOUT_S = 240
 
@@ -379,7 +381,7 @@ def _installed_version(package: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def node_bin() -> str:
-    """Node.js with the pinned @polkadot packages installed in tests/compat (`npm ci` when they
+    """Node.js with the pinned client packages installed in tests/compat (`npm ci` when they
     are missing); skips with the reason only when node/npm are absent or the install fails."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:

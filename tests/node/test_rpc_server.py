@@ -714,3 +714,167 @@ def test_exceeds_depth_matches_a_reference(value: Any, limit: int) -> None:
 )
 def test_exceeds_depth_cases(body: bytes, expected: bool) -> None:
     assert _exceeds_depth(body, 64) is expected
+
+
+# ---- connection methods, server-side close, unsubscribe answers, back-pressure -------------------
+
+
+def build_session_server() -> RpcServer:
+    """A toy operation API: `op_follow` subscribes; `op_start(sub, n)` (a connection method)
+    answers an id, then sends n events on that subscription once the answer is queued."""
+    server = RpcServer()
+    ids = iter(range(1000))
+
+    def follow(params: list[Any], sub: Subscription) -> None:
+        if len(sub.session.subscriptions("op_event")) > 2:
+            raise RpcError(-32800, "limit")
+        sub.notify({"event": "hello"})
+
+    def start(params: list[Any], caller: Any) -> Any:
+        sub = caller.session.subscription(params[0], "op_event")
+        if sub is None:
+            return None
+        op = f"op{next(ids)}"
+        caller.after_response(lambda: [sub.notify({"op": op, "n": i}) for i in range(params[1])])
+        return op
+
+    def stop_sub(params: list[Any], caller: Any) -> bool:
+        sub = caller.session.subscription(params[0], "op_event")
+        if sub is None:
+            return False
+
+        def end() -> None:
+            sub.notify({"event": "stop"})
+            sub.close()
+
+        caller.after_response(end)
+        return True
+
+    def unwatched(found: bool) -> None:
+        if not found:
+            raise RpcError.invalid_params("unknown subscription")
+
+    server.subscription("op_follow", "op_unfollow", "op_event", follow, unsubscribed=unwatched)
+    server.connection_method("op_start", start)
+    server.connection_method("op_stop", stop_sub)
+    return server
+
+
+def with_session_server(test: Callable[[str, aiohttp.ClientSession], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with serving(build_session_server()) as addr, aiohttp.ClientSession() as session:
+            await test(addr, session)
+
+    run(main())
+
+
+def test_connection_method_events_follow_its_response() -> None:
+    async def t(addr: str, s: aiohttp.ClientSession) -> None:
+        async with s.ws_connect(f"ws://{addr}/") as ws:
+            sub = (await ws_call(ws, req("op_follow", [], rid=1)))["result"]
+            assert (await ws_recv(ws))["params"]["result"] == {"event": "hello"}
+            answer = await ws_call(ws, req("op_start", [sub, 3], rid=2))
+            assert answer["id"] == 2
+            events = [(await ws_recv(ws))["params"] for _ in range(3)]
+            assert [e["result"] for e in events] == [
+                {"op": answer["result"], "n": i} for i in range(3)
+            ]
+            assert {e["subscription"] for e in events} == {sub}
+            # another connection does not see this one's subscription
+            async with s.ws_connect(f"ws://{addr}/") as other:
+                assert (await ws_call(other, req("op_start", [sub, 1], rid=3)))["result"] is None
+
+    with_session_server(t)
+
+
+def test_connection_method_over_http_needs_a_websocket() -> None:
+    async def t(addr: str, s: aiohttp.ClientSession) -> None:
+        _, body = await post(s, addr, req("op_start", ["x", 1]))
+        assert body["error"]["code"] == -32601
+        assert "WebSocket" in body["error"]["message"]
+
+    with_session_server(t)
+
+
+def test_server_side_close_and_unsubscribe_answer() -> None:
+    async def t(addr: str, s: aiohttp.ClientSession) -> None:
+        async with s.ws_connect(f"ws://{addr}/") as ws:
+            sub = (await ws_call(ws, req("op_follow", [], rid=1)))["result"]
+            await ws_recv(ws)  # hello
+            assert (await ws_call(ws, req("op_stop", [sub], rid=2)))["result"] is True
+            assert (await ws_recv(ws))["params"]["result"] == {"event": "stop"}
+            # closed by the server: gone for its connection methods and for unsubscribe
+            assert (await ws_call(ws, req("op_start", [sub, 1], rid=3)))["result"] is None
+            out = await ws_call(ws, req("op_unfollow", [sub], rid=4))
+            assert out["error"]["code"] == -32602
+            sub2 = (await ws_call(ws, req("op_follow", [], rid=5)))["result"]
+            await ws_recv(ws)
+            assert (await ws_call(ws, req("op_unfollow", [sub2], rid=6)))["result"] is None
+
+    with_session_server(t)
+
+
+def test_subscription_sees_its_session_siblings() -> None:
+    async def t(addr: str, s: aiohttp.ClientSession) -> None:
+        async with s.ws_connect(f"ws://{addr}/") as ws:
+            for rid in (1, 2):
+                assert "result" in await ws_call(ws, req("op_follow", [], rid=rid))
+                await ws_recv(ws)
+            assert (await ws_call(ws, req("op_follow", [], rid=3)))["error"]["code"] == -32800
+        async with s.ws_connect(f"ws://{addr}/") as ws:  # a new connection starts afresh
+            assert "result" in await ws_call(ws, req("op_follow", [], rid=1))
+
+    with_session_server(t)
+
+
+def test_close_before_the_id_response_still_sends_the_last_notification() -> None:
+    async def t(server: RpcServer, heads: Heads, addr: str, s: aiohttp.ClientSession) -> None:
+        async with s.ws_connect(f"ws://{addr}/") as ws:
+            sub_id = (await ws_call(ws, req("test_subscribeOnce", [], rid=1)))["result"]
+            note = await ws_recv(ws)
+            assert note["params"] == {"subscription": sub_id, "result": "only"}
+            out = await ws_call(ws, req("test_unsubscribeOnce", [sub_id], rid=2))
+            assert out["result"] is False  # already closed by the server
+
+    def once(params: list[Any], sub: Subscription) -> None:
+        sub.notify("only")
+        sub.close()
+
+    async def main() -> None:
+        server, heads = build_server()
+        server.subscription("test_subscribeOnce", "test_unsubscribeOnce", "test_once", once)
+        async with serving(server) as addr, aiohttp.ClientSession() as session:
+            await t(server, heads, addr, session)
+
+    run(main())
+
+
+def test_drain_paces_a_long_stream_without_dropping_the_client() -> None:
+    """A subscription streaming far more than the send queue holds (64 KiB notifications, so the
+    socket's buffers fill while the client does not read), in bursts separated by `drain()`,
+    reaches the client whole; yielding without waiting for room gets the client dropped."""
+    total, burst, blob = 160, 8, "x" * 65536
+
+    def stream(params: list[Any], sub: Subscription) -> None:
+        async def run_stream() -> None:
+            for i in range(0, total, burst):
+                for j in range(i, i + burst):
+                    sub.notify([j, blob])
+                await sub.drain()
+
+        sub.after_response(lambda: asyncio.get_running_loop().create_task(run_stream()) and None)
+
+    async def main() -> None:
+        server = RpcServer(send_queue_limit=16)
+        server.subscription("s_subscribe", "s_unsubscribe", "s_event", stream)
+        async with (
+            serving(server) as addr,
+            aiohttp.ClientSession() as s,
+            s.ws_connect(f"ws://{addr}/", max_msg_size=0) as ws,
+        ):
+            await ws_call(ws, req("s_subscribe", [], rid=1))
+            await asyncio.sleep(0.3)  # the server's socket buffers fill meanwhile
+            got = [(await ws_recv(ws))["params"]["result"][0] for _ in range(total)]
+            assert got == list(range(total))
+
+    run(main())
