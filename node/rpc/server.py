@@ -16,6 +16,14 @@ Rules the clients depend on (shared/COMPAT.md sections 2 and 4):
 * A subscription's id response is written before any notification the subscribe handler queued.
 * Notifications are `{"jsonrpc":"2.0","method":<name>,"params":{"subscription":id,"result":r}}`.
 
+Memory: what a WebSocket has not sent yet is counted in bytes (answers and notifications queued,
+and the frame being written). A connection whose unsent bytes would pass `send_queue_bytes`
+(16 MiB; a single message larger than that is still sent when nothing else waits) or whose queue
+would pass `send_queue_limit` messages is closed at once. All connections together hold at most
+`send_budget_bytes` (128 MiB): a message that would pass it closes the connection with the most
+unsent bytes (possibly the one sending), until the message fits. Beyond these counts, the socket's
+transport buffers at most one message and aiohttp's 256 KiB write chunk.
+
 `Subscription.notify` and the registration methods must be called from the event loop's thread.
 """
 
@@ -59,6 +67,7 @@ INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
 TOO_MANY_SUBSCRIPTIONS: Final = -32000
 
+MIB: Final = 1024 * 1024
 MAX_IN_FLIGHT_PER_CONNECTION: Final = 64
 """Requests of one WebSocket handled concurrently; the socket is not read while this many run."""
 CLOSE_TIMEOUT_S: Final = 2.0
@@ -169,7 +178,7 @@ class Subscription:
             self._conn.send(message)
         elif len(pending) >= self._conn.send_queue_limit:
             self._conn.abort("too many notifications before the subscription was answered")
-        else:
+        elif self._conn.admit(len(message)):  # counted as unsent from now on
             pending.append(message)
 
     def on_close(self, cb: Callable[[], None]) -> None:
@@ -183,12 +192,14 @@ class Subscription:
         pending, self._pending = self._pending, None
         if pending and not self.closed:
             for message in pending:
-                self._conn.send(message)
+                self._conn.enqueue(message)
 
     def _close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self._pending:
+            self._conn.release(sum(len(m) for m in self._pending))
         self._pending = None
         self._conn.forget(self)
         callbacks, self._callbacks = self._callbacks, []
@@ -222,7 +233,11 @@ class _Entry:
 
 
 class _Connection:
-    """One WebSocket: an ordered send queue drained by a writer task, and its subscriptions."""
+    """One WebSocket: an ordered send queue drained by a writer task, and its subscriptions.
+
+    `queued_bytes`: what it holds unsent (its queue, notifications waiting for their
+    subscription's id response, and the frame being written), also added to the server's
+    total."""
 
     def __init__(self, server: RpcServer, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.server = server
@@ -230,6 +245,7 @@ class _Connection:
         self.request = request
         self.peer = request.remote or "?"
         self.send_queue_limit = server.send_queue_limit
+        self.queued_bytes = 0
         self.subs: dict[str, Subscription] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT_PER_CONNECTION)
@@ -242,13 +258,47 @@ class _Connection:
     def send(self, message: bytes) -> None:
         if self.closed:
             return
-        queue = self._queue
-        if len(queue) >= self.send_queue_limit:
+        if len(self._queue) >= self.send_queue_limit:
             self.abort(f"send queue over {self.send_queue_limit} messages")
             return
+        if self.admit(len(message)):
+            self.enqueue(message)
+
+    def enqueue(self, message: bytes) -> None:
+        """Queue a message already counted by `admit`."""
+        if self.closed:
+            return
+        queue = self._queue
         queue.append(message)
         if len(queue) == 1:
             self._wake.set()
+
+    def admit(self, size: int) -> bool:
+        """Count `size` more unsent bytes, or close this connection (and False) when that passes
+        its limit; past the server's budget, close the connections holding the most first."""
+        if self.closed:
+            return False
+        if self.queued_bytes and self.queued_bytes + size > self.server.send_queue_bytes:
+            self.abort(f"over {self.server.send_queue_bytes:,} bytes unsent")
+            return False
+        if not self.server._make_room(self, size):
+            return False
+        self.queued_bytes += size
+        self.server._queued_bytes += size
+        return True
+
+    def release(self, size: int) -> None:
+        """`size` bytes counted by `admit` left the queue (written or discarded)."""
+        if self.closed:
+            return  # all of it was released when it closed
+        self.queued_bytes -= size
+        self.server._queued_bytes -= size
+
+    def _discard_queue(self) -> None:
+        """Closed: nothing of it will be sent; give its bytes back to the server's budget."""
+        self._queue.clear()
+        self.server._queued_bytes -= self.queued_bytes
+        self.queued_bytes = 0
 
     def forget(self, sub: Subscription) -> None:
         if self.subs.get(sub.id) is sub:
@@ -263,13 +313,17 @@ class _Connection:
                     wake.clear()
                     await wake.wait()
                     continue
-                await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+                message = queue[0]  # counted until the transport has taken it
+                await ws.send_frame(message, WSMsgType.TEXT)
+                if not self.closed:
+                    queue.popleft()
+                    self.release(len(message))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.debug("WebSocket %s: write failed: %r", self.peer, exc)
             self.closed = True
-            queue.clear()
+            self._discard_queue()
 
     def abort(self, reason: str) -> None:
         """Drop a misbehaving peer at once (no close handshake: it may not be reading at all)."""
@@ -277,7 +331,7 @@ class _Connection:
             return
         log.warning("closing WebSocket %s: %s", self.peer, reason)
         self.closed = True
-        self._queue.clear()
+        self._discard_queue()
         transport = self.request.transport
         if transport is not None:
             transport.abort()
@@ -287,7 +341,7 @@ class _Connection:
     async def close(self, code: int = WSCloseCode.GOING_AWAY) -> None:
         """Close handshake with a deadline; the handler's cleanup then runs."""
         self.closed = True
-        self._queue.clear()
+        self._discard_queue()
         self._writer.cancel()
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
@@ -299,7 +353,7 @@ class _Connection:
 
     async def cleanup(self) -> None:
         self.closed = True
-        self._queue.clear()
+        self._discard_queue()
         for sub in list(self.subs.values()):
             sub._close()
         self._writer.cancel()
@@ -320,9 +374,12 @@ class RpcServer:
     max_batch: int = 100
     max_json_depth: int = 64
     send_queue_limit: int = 4096
+    send_queue_bytes: int = 16 * MIB
+    send_budget_bytes: int = 128 * MIB
     _methods: dict[str, _Entry] = field(init=False, default_factory=dict)
     _connections: set[_Connection] = field(init=False, default_factory=set)
     _sub_ids: set[str] = field(init=False, default_factory=set)
+    _queued_bytes: int = field(init=False, default=0)
     _app: web.Application | None = field(init=False, default=None)
     _runner: web.AppRunner | None = field(init=False, default=None)
 
@@ -362,6 +419,26 @@ class RpcServer:
 
     def method_names(self) -> list[str]:
         return sorted(self._methods)
+
+    @property
+    def queued_bytes(self) -> int:
+        """What all WebSockets together hold unsent."""
+        return self._queued_bytes
+
+    def _make_room(self, conn: _Connection, size: int) -> bool:
+        """Keep the unsent bytes of all connections within `send_budget_bytes` when `conn` adds
+        `size`: close the connections holding the most until it fits. False when `conn` itself
+        had to go."""
+        while self._queued_bytes + size > self.send_budget_bytes:
+            open_conns = [c for c in self._connections if not c.closed]
+            victim = max(open_conns, key=lambda c: c.queued_bytes + (size if c is conn else 0))
+            victim.abort(
+                f"all WebSockets together over {self.send_budget_bytes:,} bytes unsent; "
+                f"this one holds the most ({victim.queued_bytes:,})"
+            )
+            if victim is conn:
+                return False
+        return True
 
     # ---- lifecycle --------------------------------------------------------------------------
 
