@@ -28,6 +28,7 @@ from node.interfaces import (
     SyncState,
 )
 from node.network import ROLE_AUTHORITY
+from node.rpc.cors import CorsPolicy
 from node.rpc.server import RpcError, RpcServer, Subscription
 from node.txpool import PoolError
 from pallets.executive import Executive, RuntimeApiError, call_runtime_api
@@ -406,9 +407,10 @@ class NodeRpc:
         sub.on_close(lambda: self.events.unsubscribe_best(fn))
 
 
-def build_rpc(api: NodeRpc) -> RpcServer:
-    """An RPC server that serves `api` under Substrate's method names."""
-    server = RpcServer()
+def build_rpc(api: NodeRpc, *, cors: CorsPolicy | None = None) -> RpcServer:
+    """An RPC server that serves `api` under Substrate's method names; `cors`: the browser
+    origins it serves (default: the chain type's, node/rpc/cors.py)."""
+    server = RpcServer(cors=cors or CorsPolicy.for_chain_type(api.spec.chain_type))
     m = server.method
     m("system_chain", api.system_chain)
     m("system_name", api.system_name)

@@ -16,6 +16,11 @@ Rules the clients depend on (shared/COMPAT.md sections 2 and 4):
 * A subscription's id response is written before any notification the subscribe handler queued.
 * Notifications are `{"jsonrpc":"2.0","method":<name>,"params":{"subscription":id,"result":r}}`.
 
+Browsers: a request with an `Origin` header (cross-origin fetches, their CORS preflight, every
+WebSocket handshake of a page) is served only when `cors` (node/rpc/cors.py, `--rpc-cors`)
+allows the origin; else it gets 403. Allowed ones get `Access-Control-Allow-Origin`, and a
+preflight `OPTIONS` gets 200 with the allowed method and header.
+
 Memory: what a WebSocket has not sent yet is counted in bytes (answers and notifications queued,
 and the frame being written). A connection whose unsent bytes would pass `send_queue_bytes`
 (16 MiB; a single message larger than that is still sent when nothing else waits) or whose queue
@@ -45,6 +50,7 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from node.httpserve import start_app
+from node.rpc.cors import CorsPolicy
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -73,6 +79,8 @@ MAX_IN_FLIGHT_PER_CONNECTION: Final = 64
 CLOSE_TIMEOUT_S: Final = 2.0
 """How long a WebSocket close handshake may take before the TCP connection is aborted."""
 SHUTDOWN_TIMEOUT_S: Final = 5.0
+MAX_LOGGED_ORIGIN: Final = 100
+CORS_MAX_AGE_S: Final = 3600
 
 
 class RpcError(Exception):
@@ -376,6 +384,7 @@ class RpcServer:
     send_queue_limit: int = 4096
     send_queue_bytes: int = 16 * MIB
     send_budget_bytes: int = 128 * MIB
+    cors: CorsPolicy = field(default_factory=CorsPolicy)  # default: no browser origin
     _methods: dict[str, _Entry] = field(init=False, default_factory=dict)
     _connections: set[_Connection] = field(init=False, default_factory=set)
     _sub_ids: set[str] = field(init=False, default_factory=set)
@@ -445,9 +454,12 @@ class RpcServer:
     def app(self) -> web.Application:
         """The aiohttp application (created once). Run it with `access_log=None`."""
         if self._app is None:
-            app = web.Application(client_max_size=self.max_body_bytes)
+            app = web.Application(
+                client_max_size=self.max_body_bytes, middlewares=[_cors_middleware(self.cors)]
+            )
             app.router.add_post("/", self._handle_post)
             app.router.add_get("/", self._handle_get)
+            app.router.add_route("OPTIONS", "/", _handle_options)
             app.on_shutdown.append(self._on_shutdown)
             self._app = app
         return self._app
@@ -459,7 +471,12 @@ class RpcServer:
         self._runner, bound = await start_app(
             self.app(), host, port, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S
         )
-        log.info("JSON-RPC listening on %s:%d (HTTP and WebSocket)", host, bound)
+        log.info(
+            "JSON-RPC listening on %s:%d (HTTP and WebSocket; browsers: %s)",
+            host,
+            bound,
+            self.cors.describe(),
+        )
         return bound
 
     async def stop(self) -> None:
@@ -709,6 +726,53 @@ class RpcServer:
             if sub_id not in self._sub_ids:
                 self._sub_ids.add(sub_id)
                 return sub_id
+
+
+# ---- browsers (CORS) --------------------------------------------------------------------------
+
+
+def _cors_middleware(policy: CorsPolicy) -> Any:
+    """Refuse (403) a request whose `Origin` the policy does not allow; add
+    `Access-Control-Allow-Origin` to the answers of the others."""
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            response: web.StreamResponse = await handler(request)
+            return response
+        if not policy.allows(origin, request.host):
+            log.info(
+                "Refused %s from origin %r (not allowed by --rpc-cors)",
+                "a WebSocket" if request.headers.get("Upgrade") else request.method,
+                origin[:MAX_LOGGED_ORIGIN],
+            )
+            return web.Response(status=403, text="Origin not allowed (--rpc-cors)\n")
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            _allow_origin(exc.headers, origin)
+            raise
+        if not response.prepared:  # a WebSocket has answered its handshake long ago
+            _allow_origin(response.headers, origin)
+        return response
+
+    return cors
+
+
+def _allow_origin(headers: Any, origin: str) -> None:
+    headers["Access-Control-Allow-Origin"] = origin
+    headers["Vary"] = "Origin"
+
+
+async def _handle_options(request: web.Request) -> web.StreamResponse:
+    """A CORS preflight (its origin already allowed by the middleware), or a plain OPTIONS."""
+    headers = {"Allow": "GET, POST, OPTIONS"}
+    if "Origin" in request.headers:
+        headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+        headers["Access-Control-Allow-Headers"] = "Content-Type"
+        headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+    return web.Response(status=200, headers=headers)
 
 
 def _unsubscribe(kind: _SubKind, rid: Any, params: list[Any], conn: _Connection) -> bytes:
