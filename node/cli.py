@@ -75,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rpc-port", type=int, default=9944, help="JSON-RPC port (HTTP and WebSocket)")
     p.add_argument("--rpc-external", action="store_true", help="listen for RPC on all interfaces")
     p.add_argument(
+        "--rpc-cors",
+        default=None,
+        metavar="ORIGINS",
+        help="browser origins allowed to call the RPC (HTTP and WebSocket): `all`, or a "
+        "comma-separated list such as http://localhost:*,https://polkadot.js.org (`:*` any "
+        "port). Default: on development and local chains localhost, 127.0.0.1 and [::1] (any "
+        "port, http and https) and https://polkadot.js.org; on live chains none",
+    )
+    p.add_argument(
         "--bootnodes",
         nargs="*",
         default=[],
@@ -143,6 +152,7 @@ def _cmd_purge_chain(args: argparse.Namespace) -> int:
 
 def _run_node(args: argparse.Namespace) -> int:
     from node.keystore import dev_suri
+    from node.rpc.cors import CorsPolicy
     from node.service import Node, NodeConfig
 
     chain = args.chain or ("dev" if args.dev else "local")
@@ -172,6 +182,7 @@ def _run_node(args: argparse.Namespace) -> int:
         validator=validator,
         rpc_host="0.0.0.0" if args.rpc_external else "127.0.0.1",
         rpc_port=args.rpc_port,
+        rpc_cors=CorsPolicy.parse(args.rpc_cors) if args.rpc_cors is not None else None,
         prometheus_port=None if args.no_prometheus else args.prometheus_port,
         dev_key=dev_key,
         block_time_ms=args.block_time_ms,

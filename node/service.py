@@ -47,6 +47,7 @@ from node.network import ROLE_AUTHORITY, ROLE_FULL, load_or_create_node_key, pee
 from node.notifications import ChainEvents
 from node.paths import chain_dir
 from node.rpc.api import NodeRpc, build_rpc
+from node.rpc.cors import CorsPolicy
 from node.sync import Syncer
 from node.transactions import Transactions
 from node.txpool import PoolLimits, TxPool
@@ -65,6 +66,7 @@ class NodeConfig:
     validator: bool = False
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 9944
+    rpc_cors: CorsPolicy | None = None  # browser origins; None: the chain type's default
     prometheus_port: int | None = 9615
     dev_key: str | None = None  # a dev account's secret URI to author with (--dev / --alice)
     block_time_ms: int | None = None  # override of the spec's slot duration (tests)
@@ -266,7 +268,7 @@ class Node:
         self._stopping.set()
 
     async def run(self, on_ready: Callable[[int, int | None], None] | None = None) -> None:
-        server = build_rpc(self.rpc_api())
+        server = build_rpc(self.rpc_api(), cors=self.config.rpc_cors)
         rpc_port = await server.start(self.config.rpc_host, self.config.rpc_port)
         metrics_port = None
         try:

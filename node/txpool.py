@@ -12,6 +12,11 @@ reports) have no sender or nonce: they are always ready, ordered by the priority
 gives, and deduplicated by the tags they provide (a second one providing a tag already in the
 pool is refused unless its priority is higher, then it replaces the first). After each block they
 are re-validated against the new state and dropped when invalid or past their longevity.
+
+When the best chain reorganizes, the node retracts the blocks that left it (`retract`: their
+watched transactions hear {"retracted": h}), applies the blocks that joined it (`on_block`), and
+resubmits the retracted transactions the new chain does not hold (`resubmit`: validated against
+the new best state; one that is invalid there, an inherent among them, stays out, unbanned).
 """
 
 from __future__ import annotations
@@ -94,14 +99,19 @@ class TxPool:
         self.by_tag: dict[bytes, PoolTx] = {}  # unsigned transactions by the tags they provide
         # included transactions whose watchers wait for finality: block hash -> (number, txs)
         self.awaiting_finality: dict[bytes, tuple[int, list[PoolTx]]] = {}
+        # watched transactions of retracted blocks, until included again or resubmitted
+        self.retracted: dict[bytes, PoolTx] = {}
         self.banned: dict[bytes, float] = {}
         self.bytes = 0
         self._seq = itertools.count()
 
     # ---- submission ---------------------------------------------------------------------------
 
-    def submit(self, raw: bytes, watcher: Watcher | None = None) -> tuple[bytes, str]:
-        """Validate and add. Returns (hash, "ready" | "future"). Raises PoolError."""
+    def submit(
+        self, raw: bytes, watcher: Watcher | None = None, *, ban: bool = True
+    ) -> tuple[bytes, str]:
+        """Validate and add. Returns (hash, "ready" | "future"). Raises PoolError. `ban`: ban
+        the bytes for a while when they can never be valid (bad proof, format, call, signer)."""
         tx_hash = blake2_256(raw)
         if tx_hash in self.by_hash:
             raise PoolError(1013, "Transaction Already Imported")
@@ -114,7 +124,7 @@ class TxPool:
         try:
             valid, checked = self.executive.validate_transaction(state, best_hash, best_number, raw)
         except InvalidTransaction as exc:
-            if exc.kind in ("BadProof", "BadFormat", "Call", "BadSigner"):
+            if ban and exc.kind in ("BadProof", "BadFormat", "Call", "BadSigner"):
                 self._ban(tx_hash)
             raise PoolError.invalid(exc) from exc
         if valid.sender is None:
@@ -265,11 +275,7 @@ class TxPool:
             self._notify(tx, value)
 
     def _notify(self, tx: PoolTx, status: Any) -> None:
-        for w in list(tx.watchers):
-            try:
-                w(status)
-            except Exception:  # a watcher must never break the pool
-                log.exception("transaction watcher failed")
+        _notify_each(tx.watchers, status)
 
     def drop(self, tx_hash: bytes, *, ban: bool = False) -> None:
         tx = self.by_hash.get(tx_hash)
@@ -288,9 +294,12 @@ class TxPool:
         waiting: list[PoolTx] = []
         for tx_hash in included:
             tx = self.by_hash.get(tx_hash)
-            if tx is None:
-                continue
-            self._remove(tx)
+            if tx is not None:
+                self._remove(tx)
+            else:  # in a retracted block too: its watchers follow it here
+                tx = self.retracted.pop(tx_hash, None)
+                if tx is None:
+                    continue
             self._notify(tx, {"inBlock": hex_hash})
             if finalized:
                 self._notify(tx, {"finalized": hex_hash})
@@ -308,6 +317,47 @@ class TxPool:
                 if n < nonce:
                     self._remove(tx, status="dropped")
         self._revalidate_unsigned(block_hash, state)
+
+    def retract(self, block_hash: bytes) -> None:
+        """`block_hash` left the best chain: the watchers of its transactions hear
+        {"retracted": h} and follow them when they are included again (`on_block`) or come
+        back to the pool (`resubmit`)."""
+        entry = self.awaiting_finality.pop(block_hash, None)
+        if entry is None:
+            return
+        for tx in entry[1]:
+            self._notify(tx, {"retracted": "0x" + block_hash.hex()})
+            self.retracted[tx.hash] = tx
+
+    def resubmit(self, raw: bytes) -> bool:
+        """Return a transaction of a retracted block to the pool, validated against the best
+        state; never banned. Its watchers (if `retract` kept any) hear its new status, or
+        "invalid" when it cannot come back."""
+        tx_hash = blake2_256(raw)
+        orphan = self.retracted.pop(tx_hash, None)
+        watchers = orphan.watchers if orphan is not None else []
+        tx = self.by_hash.get(tx_hash)
+        if tx is None:
+            try:
+                _, status = self.submit(raw, ban=False)
+            except PoolError as exc:
+                log.debug("Retracted transaction 0x%s not resubmitted: %s", tx_hash.hex()[:16], exc)
+                if orphan is not None:
+                    self._notify(orphan, "invalid")
+                return False
+            tx = self.by_hash[tx_hash]
+        else:
+            status = "ready" if self._is_ready(tx, self.best()[0]) else "future"
+        tx.watchers.extend(watchers)
+        _notify_each(watchers, status)
+        return True
+
+    def drop_retracted(self) -> None:
+        """After a reorg: watchers of retracted transactions neither included again nor
+        resubmitted hear "dropped"."""
+        orphans, self.retracted = self.retracted, {}
+        for tx in orphans.values():
+            self._notify(tx, "dropped")
 
     def on_finalized(self, db: Any, block_hash: bytes) -> None:
         """`block_hash` became final: watchers of transactions included in it or its ancestors
@@ -351,3 +401,11 @@ class TxPool:
                     continue
                 log.debug("Dropped unsigned transaction 0x%s: %s", tx.hash.hex()[:16], exc)
                 self._remove(tx, status="invalid")
+
+
+def _notify_each(watchers: list[Watcher], status: Any) -> None:
+    for w in list(watchers):
+        try:
+            w(status)
+        except Exception:  # a watcher must never break the pool
+            log.exception("transaction watcher failed")

@@ -9,6 +9,11 @@ if command -v npm >/dev/null 2>&1 && [ -f tests/compat/package-lock.json ]; then
   echo "==> installing @polkadot/api and polkadot-api for the compatibility tests"
   npm ci --prefix tests/compat --no-audit --no-fund --loglevel=error
 fi
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "==> installing Debian's chromium for the browser test (tests/integration/test_browser_cors.py)"
+  { apt-get update -q && apt-get install -y -q chromium; } >/dev/null 2>&1 \
+    || echo "    could not install chromium: the browser test will be skipped"
+fi
 echo "==> ruff (lint and format)"
 ruff check .
 ruff format --check .

@@ -13,7 +13,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
-import multiprocessing
 from collections.abc import Coroutine
 from typing import Any
 
@@ -26,6 +25,7 @@ from node.keystore import BLS_KEY_TYPE, Keystore, KeystoreError
 from node.network import BLS_PARTIAL
 from node.txpool import PoolError
 from node.verdict import Verdict
+from node.workerpool import worker_pool
 from pallets.config import RuntimeConfig
 from pallets.finality import pallet as finality
 from pallets.session import pallet as session_pallet
@@ -70,10 +70,9 @@ class BlsDriver:
         if signer is None:
             return None
         # py-ecc is pure Python: in a thread it would hold the GIL for seconds and starve the
-        # event loop (block import, votes), so BLS work runs in one worker process
-        pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn")
-        )
+        # event loop (block import, votes), so BLS work runs in one worker process, which
+        # dies with the node (node/workerpool.py)
+        pool = worker_pool(max_workers=1)
         collector = BlsProofCollector(chain.genesis_hash, signer, verify_pool=pool, lazy=True)
         return cls(
             chain=chain,

@@ -6,9 +6,11 @@ raises RpcError (-32602 for bad params, Substrate's codes for pool and state err
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,7 @@ from node.interfaces import (
     SyncState,
 )
 from node.network import ROLE_AUTHORITY
+from node.rpc.cors import CorsPolicy
 from node.rpc.server import RpcError, RpcServer, Subscription
 from node.rpc.spec_v1 import SpecV1Limits, register_spec_v1
 from node.txpool import PoolError
@@ -40,6 +43,13 @@ VERSION = "0.1.0"
 MAX_KEYS_PAGE = 1000
 MAX_STORAGE_KEYS = 1000  # per queryStorageAt / subscribeStorage call
 UNKNOWN_BLOCK = 4003
+FINALIZED_AFTER_IN_BLOCK_S = 1.0
+"""A watched transaction's `finalized` goes out at least this long after its `inBlock`.
+@polkadot/api fetches the block's events before it reports InBlock and drops that report
+(switchMap) when `finalized` arrives meanwhile; on a chain whose blocks are final when authored
+(the dev chain) the two statuses came at once, and `signAndSend` callbacks never saw isInBlock.
+The fetch took up to 250 ms on a loaded 2-core machine; one second is also the dev chain's
+block time, so finality there looks one block behind, as on chains whose finality trails."""
 
 
 def _hex(data: bytes) -> str:
@@ -84,6 +94,7 @@ class NodeRpc:
     sync: SyncState
     is_authority: bool
     local_peer_id: str
+    finalized_after_in_block_s: float = FINALIZED_AFTER_IN_BLOCK_S
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -344,14 +355,26 @@ class NodeRpc:
         return [_hex(x) for x in self.transactions.pending()]
 
     def author_submit_and_watch(self, params: list[Any], sub: Subscription) -> None:
+        loop = asyncio.get_running_loop()
+        in_block_at = -float("inf")  # when the last inBlock went out
+
         def watcher(status: Any) -> None:
+            nonlocal in_block_at
             if sub.closed:
                 return
+            is_dict = isinstance(status, dict)
+            if (is_dict and ("finalized" in status or "usurped" in status)) or status in (
+                "dropped",
+                "invalid",
+            ):
+                self.transactions.unwatch(tx_hash, watcher)  # the last status
+            wait = in_block_at + self.finalized_after_in_block_s - time.monotonic()
+            if is_dict and "finalized" in status and wait > 0:
+                loop.call_later(wait, sub.notify, status)  # a no-op once the client unsubscribed
+                return
             sub.notify(status)
-            if (
-                isinstance(status, dict) and ("finalized" in status or "usurped" in status)
-            ) or status in ("dropped", "invalid"):
-                self.transactions.unwatch(tx_hash, watcher)
+            if is_dict and "inBlock" in status:
+                in_block_at = time.monotonic()
 
         tx_hash, status = self._submit(params, watcher)
         sub.notify(status)
@@ -408,10 +431,13 @@ class NodeRpc:
         sub.on_close(lambda: self.events.unsubscribe_best(fn))
 
 
-def build_rpc(api: NodeRpc, spec_v1_limits: SpecV1Limits | None = None) -> RpcServer:
+def build_rpc(
+    api: NodeRpc, *, cors: CorsPolicy | None = None, spec_v1_limits: SpecV1Limits | None = None
+) -> RpcServer:
     """An RPC server that serves `api` under Substrate's method names, and the new JSON-RPC
-    spec's groups (node/rpc/spec_v1.py) beside them."""
-    server = RpcServer()
+    spec's groups (node/rpc/spec_v1.py) beside them; `cors`: the browser origins it serves
+    (default: the chain type's, node/rpc/cors.py)."""
+    server = RpcServer(cors=cors or CorsPolicy.for_chain_type(api.spec.chain_type))
     m = server.method
     m("system_chain", api.system_chain)
     m("system_name", api.system_name)

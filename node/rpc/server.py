@@ -21,6 +21,19 @@ operations name a follow subscription of that connection): `connection_method` s
 a `Caller`, which gives the connection's `Session` and `after_response`, to run code (start an
 operation whose events follow) once the response is queued. Over HTTP they answer -32601.
 
+Browsers: a request with an `Origin` header (cross-origin fetches, their CORS preflight, every
+WebSocket handshake of a page) is served only when `cors` (node/rpc/cors.py, `--rpc-cors`)
+allows the origin; else it gets 403. Allowed ones get `Access-Control-Allow-Origin`, and a
+preflight `OPTIONS` gets 200 with the allowed method and header.
+
+Memory: what a WebSocket has not sent yet is counted in bytes (answers and notifications queued,
+and the frame being written). A connection whose unsent bytes would pass `send_queue_bytes`
+(16 MiB; a single message larger than that is still sent when nothing else waits) or whose queue
+would pass `send_queue_limit` messages is closed at once. All connections together hold at most
+`send_budget_bytes` (128 MiB): a message that would pass it closes the connection with the most
+unsent bytes (possibly the one sending), until the message fits. Beyond these counts, the socket's
+transport buffers at most one message and aiohttp's 256 KiB write chunk.
+
 `Subscription.notify` and the registration methods must be called from the event loop's thread.
 """
 
@@ -42,6 +55,7 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from node.httpserve import start_app
+from node.rpc.cors import CorsPolicy
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -66,11 +80,14 @@ INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
 TOO_MANY_SUBSCRIPTIONS: Final = -32000
 
+MIB: Final = 1024 * 1024
 MAX_IN_FLIGHT_PER_CONNECTION: Final = 64
 """Requests of one WebSocket handled concurrently; the socket is not read while this many run."""
 CLOSE_TIMEOUT_S: Final = 2.0
 """How long a WebSocket close handshake may take before the TCP connection is aborted."""
 SHUTDOWN_TIMEOUT_S: Final = 5.0
+MAX_LOGGED_ORIGIN: Final = 100
+CORS_MAX_AGE_S: Final = 3600
 
 
 class RpcError(Exception):
@@ -208,7 +225,7 @@ class Subscription:
             self._conn.send(message)
         elif len(pending) >= self._conn.send_queue_limit:
             self._conn.abort("too many notifications before the subscription was answered")
-        else:
+        elif self._conn.admit(len(message)):  # counted as unsent from now on
             pending.append(message)
 
     def on_close(self, cb: Callable[[], None]) -> None:
@@ -243,7 +260,7 @@ class Subscription:
         pending, self._pending = self._pending, None
         if pending and not self.closed:
             for message in pending:
-                self._conn.send(message)
+                self._conn.enqueue(message)
         after, self._after = self._after, []
         for cb in after:
             if not self.closed:
@@ -255,6 +272,8 @@ class Subscription:
         if self.closed:
             return
         self.closed = True
+        if self._pending:
+            self._conn.release(sum(len(m) for m in self._pending))
         self._pending = None
         self._after = []
         self._conn.forget(self)
@@ -344,7 +363,11 @@ class _Entry:
 
 
 class _Connection:
-    """One WebSocket: an ordered send queue drained by a writer task, and its subscriptions."""
+    """One WebSocket: an ordered send queue drained by a writer task, and its subscriptions.
+
+    `queued_bytes`: what it holds unsent (its queue, notifications waiting for their
+    subscription's id response, and the frame being written), also added to the server's
+    total."""
 
     def __init__(self, server: RpcServer, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.server = server
@@ -352,6 +375,7 @@ class _Connection:
         self.request = request
         self.peer = request.remote or "?"
         self.send_queue_limit = server.send_queue_limit
+        self.queued_bytes = 0
         self.subs: dict[str, Subscription] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT_PER_CONNECTION)
@@ -367,13 +391,48 @@ class _Connection:
     def send(self, message: bytes) -> None:
         if self.closed:
             return
-        queue = self._queue
-        if len(queue) >= self.send_queue_limit:
+        if len(self._queue) >= self.send_queue_limit:
             self.abort(f"send queue over {self.send_queue_limit} messages")
             return
+        if self.admit(len(message)):
+            self.enqueue(message)
+
+    def enqueue(self, message: bytes) -> None:
+        """Queue a message already counted by `admit`."""
+        if self.closed:
+            return
+        queue = self._queue
         queue.append(message)
         if len(queue) == 1:
             self._wake.set()
+
+    def admit(self, size: int) -> bool:
+        """Count `size` more unsent bytes, or close this connection (and False) when that passes
+        its limit; past the server's budget, close the connections holding the most first."""
+        if self.closed:
+            return False
+        if self.queued_bytes and self.queued_bytes + size > self.server.send_queue_bytes:
+            self.abort(f"over {self.server.send_queue_bytes:,} bytes unsent")
+            return False
+        if not self.server._make_room(self, size):
+            return False
+        self.queued_bytes += size
+        self.server._queued_bytes += size
+        return True
+
+    def release(self, size: int) -> None:
+        """`size` bytes counted by `admit` left the queue (written or discarded)."""
+        if self.closed:
+            return  # all of it was released when it closed
+        self.queued_bytes -= size
+        self.server._queued_bytes -= size
+
+    def _discard_queue(self) -> None:
+        """Closed: nothing of it will be sent; give its bytes back to the server's budget."""
+        self._queue.clear()
+        self.server._queued_bytes -= self.queued_bytes
+        self.queued_bytes = 0
+        self._room.set()
 
     def forget(self, sub: Subscription) -> None:
         if self.subs.get(sub.id) is sub:
@@ -394,7 +453,11 @@ class _Connection:
                     wake.clear()
                     await wake.wait()
                     continue
-                await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+                message = queue[0]  # counted until the transport has taken it
+                await ws.send_frame(message, WSMsgType.TEXT)
+                if not self.closed:
+                    queue.popleft()
+                    self.release(len(message))
                 if len(queue) <= self._low_water:
                     room.set()
         except asyncio.CancelledError:
@@ -402,7 +465,7 @@ class _Connection:
         except Exception as exc:
             log.debug("WebSocket %s: write failed: %r", self.peer, exc)
             self.closed = True
-            queue.clear()
+            self._discard_queue()
         finally:
             room.set()
 
@@ -412,7 +475,7 @@ class _Connection:
             return
         log.warning("closing WebSocket %s: %s", self.peer, reason)
         self.closed = True
-        self._queue.clear()
+        self._discard_queue()
         transport = self.request.transport
         if transport is not None:
             transport.abort()
@@ -422,7 +485,7 @@ class _Connection:
     async def close(self, code: int = WSCloseCode.GOING_AWAY) -> None:
         """Close handshake with a deadline; the handler's cleanup then runs."""
         self.closed = True
-        self._queue.clear()
+        self._discard_queue()
         self._writer.cancel()
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
@@ -434,8 +497,7 @@ class _Connection:
 
     async def cleanup(self) -> None:
         self.closed = True
-        self._queue.clear()
-        self._room.set()
+        self._discard_queue()
         for sub in list(self.subs.values()):
             sub._close()
         self.session._close()
@@ -457,9 +519,13 @@ class RpcServer:
     max_batch: int = 100
     max_json_depth: int = 64
     send_queue_limit: int = 4096
+    send_queue_bytes: int = 16 * MIB
+    send_budget_bytes: int = 128 * MIB
+    cors: CorsPolicy = field(default_factory=CorsPolicy)  # default: no browser origin
     _methods: dict[str, _Entry] = field(init=False, default_factory=dict)
     _connections: set[_Connection] = field(init=False, default_factory=set)
     _sub_ids: set[str] = field(init=False, default_factory=set)
+    _queued_bytes: int = field(init=False, default=0)
     _app: web.Application | None = field(init=False, default=None)
     _runner: web.AppRunner | None = field(init=False, default=None)
 
@@ -506,14 +572,37 @@ class RpcServer:
     def method_names(self) -> list[str]:
         return sorted(self._methods)
 
+    @property
+    def queued_bytes(self) -> int:
+        """What all WebSockets together hold unsent."""
+        return self._queued_bytes
+
+    def _make_room(self, conn: _Connection, size: int) -> bool:
+        """Keep the unsent bytes of all connections within `send_budget_bytes` when `conn` adds
+        `size`: close the connections holding the most until it fits. False when `conn` itself
+        had to go."""
+        while self._queued_bytes + size > self.send_budget_bytes:
+            open_conns = [c for c in self._connections if not c.closed]
+            victim = max(open_conns, key=lambda c: c.queued_bytes + (size if c is conn else 0))
+            victim.abort(
+                f"all WebSockets together over {self.send_budget_bytes:,} bytes unsent; "
+                f"this one holds the most ({victim.queued_bytes:,})"
+            )
+            if victim is conn:
+                return False
+        return True
+
     # ---- lifecycle --------------------------------------------------------------------------
 
     def app(self) -> web.Application:
         """The aiohttp application (created once). Run it with `access_log=None`."""
         if self._app is None:
-            app = web.Application(client_max_size=self.max_body_bytes)
+            app = web.Application(
+                client_max_size=self.max_body_bytes, middlewares=[_cors_middleware(self.cors)]
+            )
             app.router.add_post("/", self._handle_post)
             app.router.add_get("/", self._handle_get)
+            app.router.add_route("OPTIONS", "/", _handle_options)
             app.on_shutdown.append(self._on_shutdown)
             self._app = app
         return self._app
@@ -525,7 +614,12 @@ class RpcServer:
         self._runner, bound = await start_app(
             self.app(), host, port, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S
         )
-        log.info("JSON-RPC listening on %s:%d (HTTP and WebSocket)", host, bound)
+        log.info(
+            "JSON-RPC listening on %s:%d (HTTP and WebSocket; browsers: %s)",
+            host,
+            bound,
+            self.cors.describe(),
+        )
         return bound
 
     async def stop(self) -> None:
@@ -783,6 +877,53 @@ class RpcServer:
 def _run_after(after: list[AfterResponse]) -> None:
     for cb in after:
         _run_callback(cb)
+
+
+# ---- browsers (CORS) --------------------------------------------------------------------------
+
+
+def _cors_middleware(policy: CorsPolicy) -> Any:
+    """Refuse (403) a request whose `Origin` the policy does not allow; add
+    `Access-Control-Allow-Origin` to the answers of the others."""
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            response: web.StreamResponse = await handler(request)
+            return response
+        if not policy.allows(origin, request.host):
+            log.info(
+                "Refused %s from origin %r (not allowed by --rpc-cors)",
+                "a WebSocket" if request.headers.get("Upgrade") else request.method,
+                origin[:MAX_LOGGED_ORIGIN],
+            )
+            return web.Response(status=403, text="Origin not allowed (--rpc-cors)\n")
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            _allow_origin(exc.headers, origin)
+            raise
+        if not response.prepared:  # a WebSocket has answered its handshake long ago
+            _allow_origin(response.headers, origin)
+        return response
+
+    return cors
+
+
+def _allow_origin(headers: Any, origin: str) -> None:
+    headers["Access-Control-Allow-Origin"] = origin
+    headers["Vary"] = "Origin"
+
+
+async def _handle_options(request: web.Request) -> web.StreamResponse:
+    """A CORS preflight (its origin already allowed by the middleware), or a plain OPTIONS."""
+    headers = {"Allow": "GET, POST, OPTIONS"}
+    if "Origin" in request.headers:
+        headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+        headers["Access-Control-Allow-Headers"] = "Content-Type"
+        headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+    return web.Response(status=200, headers=headers)
 
 
 def _unsubscribe(kind: _SubKind, rid: Any, params: list[Any], conn: _Connection) -> bytes:

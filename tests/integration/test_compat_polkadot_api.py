@@ -44,5 +44,5 @@ def test_polkadot_api_scenario(node_bin: str, dev_node: NodeProcess) -> None:
     failures = [line for line in out.stdout.splitlines() if line.startswith("FAIL")]
     assert failed == 0, "\n".join(failures) + "\n\n" + report[-4000:]
     assert out.returncode == 0, report[-4000:]
-    assert passed >= 13, report[-4000:]
+    assert passed >= 14, report[-4000:]
     dev_node.assert_running()

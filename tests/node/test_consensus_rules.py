@@ -17,6 +17,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,9 +152,16 @@ def build(
 
 def chain_on(node: Node, parent_hash: bytes, slots: Sequence[int]) -> list[Block]:
     """Build and import one block per slot, each on the previous one."""
+    return chain_on_with(node, parent_hash, [(slot, ()) for slot in slots])
+
+
+def chain_on_with(
+    node: Node, parent_hash: bytes, blocks: Sequence[tuple[int, Sequence[bytes]]]
+) -> list[Block]:
+    """Build and import one block per (slot, transactions), each on the previous one."""
     out = []
-    for slot in slots:
-        block = build(node, parent_hash, slot)
+    for slot, txs in blocks:
+        block = build(node, parent_hash, slot, txs=txs)
         node.importer.import_block(block)
         out.append(block)
         parent_hash = block.hash()
@@ -464,6 +472,71 @@ def test_finalize_prunes_leaves_at_or_below_the_finalized_height(node: Node) -> 
     assert (2, c2.hash()) not in leaves
     assert leaves == sorted([(3, a3.hash()), (3, d3.hash())])
     assert node.chain.best_hash == a3.hash()  # best already descended from it: unchanged
+
+
+# ---- 2b. the pool across reorgs ------------------------------------------------------------------
+
+
+def _statuses(node: Node, raw: bytes) -> list[Any]:
+    """Submit `raw` to `node`'s pool with a watcher; the list its statuses go to (the first,
+    "ready", is the submission's answer)."""
+    seen: list[Any] = []
+    seen.append(node.transactions.submit_extrinsic(raw, seen.append)[1])
+    return seen
+
+
+def _hex(block: Block) -> str:
+    return "0x" + block.hash().hex()
+
+
+def test_a_reorg_returns_the_retracted_transactions_to_the_pool(node: Node) -> None:
+    s = BASE_SLOT
+    kept, moved = transfer(node, SR[BOB], 0, 10**18), transfer(node, SR[CHARLIE], 0, 10**18)
+    watch_kept, watch_moved = _statuses(node, kept), _statuses(node, moved)
+    (a1,) = chain_on_with(node, node.genesis_hash, [(s + 1, [kept, moved])])
+    assert node.pool.pending() == []
+    assert watch_moved == ["ready", {"inBlock": _hex(a1)}]
+    # a longer fork holding `kept` only: `moved` comes back to the pool, the inherent does not
+    _, b2 = chain_on_with(node, node.genesis_hash, [(s + 2, []), (s + 3, [kept])])
+    assert node.chain.best_hash == b2.hash()
+    assert node.pool.pending() == [moved]
+    assert watch_moved == ["ready", {"inBlock": _hex(a1)}, {"retracted": _hex(a1)}, "ready"]
+    assert watch_kept == [
+        "ready",
+        {"inBlock": _hex(a1)},
+        {"retracted": _hex(a1)},
+        {"inBlock": _hex(b2)},
+    ]
+    # the pool's transaction goes into the next block, and its watcher hears of it
+    (b3,) = chain_on_with(node, b2.hash(), [(s + 5, node.pool.pending())])
+    assert node.pool.pending() == []
+    assert watch_moved[-1] == {"inBlock": _hex(b3)}
+    node.importer.finalize(b3.hash(), None)
+    assert watch_moved[-1] == {"finalized": _hex(b3)}
+    assert watch_kept[-1] == {"finalized": _hex(b2)}
+
+
+def test_retracted_transactions_that_are_invalid_now_stay_out(node: Node) -> None:
+    s = BASE_SLOT
+    first = transfer(node, SR[BOB], 0, 10**18)
+    watched = _statuses(node, first)
+    chain_on_with(node, node.genesis_hash, [(s + 1, [first])])
+    other = transfer(node, SR[BOB], 0, 2 * 10**18)  # the same nonce: `first` is stale there
+    chain_on_with(node, node.genesis_hash, [(s + 2, [other]), (s + 3, [])])
+    assert node.pool.pending() == []
+    assert watched[-1] == "invalid"
+    assert node.pool.submit(transfer(node, SR[BOB], 1, 10**18))[1] == "ready"  # nothing banned
+
+
+def test_finality_that_moves_best_to_another_fork_returns_the_transactions(node: Node) -> None:
+    s = BASE_SLOT
+    tx = transfer(node, SR[BOB], 0, 10**18)
+    a1, _ = chain_on_with(node, node.genesis_hash, [(s + 1, []), (s + 2, [])])
+    _b1, b2, _b3 = chain_on_with(node, node.genesis_hash, [(s + 3, []), (s + 5, [tx]), (s + 6, [])])
+    assert node.pool.pending() == []
+    node.importer.finalize(a1.hash(), None)  # best moves back to the a-fork
+    assert node.pool.pending() == [tx]
+    assert b2.hash() not in node.pool.awaiting_finality
 
 
 # ---- 3. slot equivocation -----------------------------------------------------------------------

@@ -581,6 +581,71 @@ def test_slow_consumer_is_disconnected() -> None:
     with_ws(t, send_queue_limit=10)
 
 
+async def _closed_by_server(ws: aiohttp.ClientWebSocketResponse) -> list[Any]:
+    """Read what made it out until the server drops the connection."""
+    got = []
+    while True:
+        msg = await ws.receive(timeout=5)
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            return got
+        got.append(orjson.loads(msg.data))
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met within 5 s")
+
+
+async def _texts(ws: aiohttp.ClientWebSocketResponse, n: int) -> list[str]:
+    return [(await ws_recv(ws))["params"]["result"] for _ in range(n)]
+
+
+def test_unsent_bytes_over_the_connection_limit_close_it() -> None:
+    async def t(server: RpcServer, heads: Heads, addr: str, s: aiohttp.ClientSession) -> None:
+        async with s.ws_connect(f"ws://{addr}/") as ws:
+            await ws_call(ws, req("chain_subscribeNewHeads", [], rid=1))
+            await ws_recv(ws)
+            (sub,) = heads.subs
+            sub.notify("x" * 5000)  # alone in the queue: larger than the limit, still sent
+            assert await _texts(ws, 1) == ["x" * 5000]
+            for _ in range(3):  # 2,100 bytes and more, all queued at once: over 2,000
+                sub.notify("y" * 700)
+            await _until(lambda: heads.closed == [sub.id])
+            assert server.queued_bytes == 0
+            assert len(await _closed_by_server(ws)) < 3
+        async with s.ws_connect(f"ws://{addr}/") as ws:  # the server is fine
+            assert (await ws_call(ws, req("echo", [1])))["result"] == [1]
+
+    with_ws(t, send_queue_bytes=2000)
+
+
+def test_over_the_server_budget_the_connection_holding_the_most_is_closed() -> None:
+    async def t(server: RpcServer, heads: Heads, addr: str, s: aiohttp.ClientSession) -> None:
+        async with s.ws_connect(f"ws://{addr}/") as a, s.ws_connect(f"ws://{addr}/") as b:
+            for ws in (a, b):
+                await ws_call(ws, req("chain_subscribeNewHeads", [], rid=1))
+                await ws_recv(ws)
+            sub_a, sub_b = heads.subs
+            for _ in range(3):  # queued at once: ~2,300 of the 3,000 bytes
+                sub_a.notify("a" * 700)
+            sub_b.notify("b" * 700)  # over the budget: `a` holds the most and goes
+            sub_b.notify("b" * 700)
+            await _until(lambda: heads.closed == [sub_a.id])
+            assert await _texts(b, 2) == ["b" * 700] * 2
+            assert len(await _closed_by_server(a)) < 3
+            assert server.queued_bytes == 0
+            sub_b.notify("c" * 2500)  # alone it fits, and it is sent
+            assert await _texts(b, 1) == ["c" * 2500]
+            sub_b.notify("d" * 3500)  # over the budget by itself: its connection goes
+            await _until(lambda: heads.closed == [sub_a.id, sub_b.id])
+            assert server.queued_bytes == 0
+
+    with_ws(t, send_budget_bytes=3000)
+
+
 def test_stop_closes_sockets_and_subscriptions() -> None:
     async def main() -> None:
         server, heads = build_server()
