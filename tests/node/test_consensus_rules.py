@@ -685,7 +685,44 @@ def test_import_with_an_insufficient_justification_is_invalid(node: Node) -> Non
     with pytest.raises(InvalidBlock, match="invalid justification"):
         node.importer.import_block(b2, justification(b2.header, [ALICE, BOB]))
     assert node.chain.finalized_hash == node.genesis_hash
-    assert node.db.justification(b2.hash()) is None
+    assert node.db.header(b2.hash()) is None  # the block is refused with it
+    assert node.chain.best_hash == b1.hash()
+
+
+def corrupt_signature(raw: bytes) -> bytes:
+    just = Justification.decode(raw)
+    pc = just.precommits[0]
+    flipped = dataclasses.replace(pc, signature=bytes([pc.signature[0] ^ 1]) + pc.signature[1:])
+    return dataclasses.replace(just, precommits=(flipped, *just.precommits[1:])).encode()
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "error"),
+    [
+        (corrupt_signature, "bad precommit signature"),
+        (lambda raw: raw[:-1], "undecodable justification"),
+        (lambda raw: raw[:40] + bytes([raw[40] ^ 1]) + raw[41:], "for another block"),
+    ],
+)
+def test_a_valid_block_with_a_corrupted_justification_leaves_the_store_unchanged(
+    node: Node, corrupt: Callable[[bytes], bytes], error: str
+) -> None:
+    """The justification is checked before the block is written: refused, nothing stored, no
+    event; the same block with its good justification then imports and is final."""
+    b1 = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    good = justification(b1.header, [ALICE, BOB, CHARLIE])
+    before = list(node.db.kv.iterate())
+    heard: list[bytes] = []
+    node.events.subscribe_imported(lambda imported: heard.append(imported.hash))
+    with pytest.raises(InvalidBlock, match=f"invalid justification: .*{error}"):
+        node.importer.import_block(b1, corrupt(good))
+    assert list(node.db.kv.iterate()) == before
+    assert heard == []
+    assert node.db.header(b1.hash()) is None
+    node.importer.import_block(b1, good)
+    assert heard == [b1.hash()]
+    assert node.chain.finalized_hash == b1.hash()
+    assert node.db.justification(b1.hash()) == good
 
 
 def test_a_pending_justification_applies_when_its_block_arrives(node: Node) -> None:
@@ -936,6 +973,36 @@ def test_sync_bans_a_peer_that_serves_an_invalid_block(node: Node, make_node: No
     reason, ban = net.reports[0]
     assert ban
     assert "invalid block #2" in reason
+
+
+@pytest.mark.parametrize("is_known", [False, True])
+def test_sync_bans_a_peer_that_serves_a_corrupted_justification(
+    node: Node, make_node: NodeFactory, caplog: pytest.LogCaptureFixture, is_known: bool
+) -> None:
+    """A block we lack is refused with it (nothing stored); a block we have keeps its state.
+    Either way the peer is banned, and the log has no traceback."""
+    s = BASE_SLOT
+    b1, b2, b3 = chain_on(node, node.genesis_hash, [s + 1, s + 2, s + 3])
+    bad = corrupt_signature(justification(b1.header, [ALICE, BOB, CHARLIE]))
+    follower = make_node(DAVE)
+    if is_known:  # and a fork of its own: #3 does not attach, so sync goes back to #1
+        follower.importer.import_block(b1)
+        chain_on(follower, b1.hash(), [s + 5])
+    before = list(follower.db.kv.iterate())
+
+    def serve(start: int, count: int) -> list[bytes]:
+        blocks = [b1, b2, b3][start - 1 : start - 1 + count]
+        return [_item(b, bad if b is b1 else None) for b in blocks]
+
+    net = FakeNetwork(node, serve)
+    _sync(follower, net)  # raises if a step fails
+    assert net.requests[-1] == (1, 3)
+    assert list(follower.db.kv.iterate()) == before
+    assert follower.chain.finalized_hash == follower.genesis_hash
+    [(reason, ban)] = net.reports
+    assert ban
+    assert "bad precommit signature" in reason
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 def test_sync_bans_a_peer_that_serves_blocks_out_of_order(
