@@ -13,6 +13,7 @@ from node.network import (
     VOTE,
     Direction,
     NetworkError,
+    PeerSlots,
     Status,
     Verdict,
     peer_id_from_node_key,
@@ -141,7 +142,7 @@ def test_handshake_rejects_unexpected_peer_id():
 
 def test_handshake_rejects_when_full_and_duplicates_are_merged():
     async def main():
-        a, ha = make(1, max_peers=1)
+        a, ha = make(1, slots=PeerSlots(in_peers=1))
         b, _ = make(2)
         c, _ = make(3)
         async with started(a, b, c):
@@ -161,7 +162,7 @@ def test_handshake_rejects_when_full_and_duplicates_are_merged():
             assert b.peer_count() == 1
             assert ha.connected == [b.local_peer_id]
             assert ha.disconnected == []
-            with pytest.raises(NetworkError, match="too many peers"):
+            with pytest.raises(NetworkError, match="too many inbound peers"):
                 await c.connect(addr(a))
 
     run(main())

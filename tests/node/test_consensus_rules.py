@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,7 +42,7 @@ from node.blocks import AlreadyKnown, NotNow, UnknownParent, decode_block_item, 
 from node.finality.gadget import VoterChain
 from node.interfaces import Clock
 from node.keystore import Signer, derive_key
-from node.network import BLOCK_ANNOUNCE, TRANSACTIONS, Verdict
+from node.network import BLOCK_ANNOUNCE, BLS_PARTIAL, COMMIT, TRANSACTIONS, VOTE, Verdict
 from node.service import Node, NodeConfig
 from node.sync import Syncer
 from node.txpool import PoolError
@@ -818,6 +819,36 @@ def test_known_block_gossip_with_a_justification(node: Node) -> None:
     assert node.chain.finalized_hash == node.genesis_hash
     assert _gossip(node, BLOCK_ANNOUNCE, _item(b1, good)) is Verdict.IGNORE
     assert node.chain.finalized_hash == b1.hash()
+
+
+def garbage_payloads(valid: bytes) -> list[bytes]:
+    """Bytes that are not a message: empty, short, random, cut, and grown."""
+    rng = random.Random(7)
+    random_ = [bytes(rng.getrandbits(8) for _ in range(n)) for n in (1, 5, 40, 300)]
+    cuts = [valid[:n] for n in (1, len(valid) // 2, len(valid) - 1)]
+    flipped = [valid[:n] + bytes([valid[n] ^ 0xFF]) + valid[n + 1 :] for n in (0, 3, 40)]
+    return [b"", *random_, *cuts, *flipped, valid + b"\x00", b"\xff" * 64]
+
+
+def test_garbage_gossip_of_every_kind_is_judged_without_a_traceback(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever a peer sends as gossip, the handler returns a verdict (the network bans on
+    INVALID, with one log line) and logs no traceback. (A block whose parent hash was hit is
+    held: KEEP.)"""
+    b1 = build(node, node.genesis_hash, slot_of(BOB, BASE_SLOT))
+    valid = {
+        BLOCK_ANNOUNCE: _item(b1, justification(b1.header, [ALICE, BOB, CHARLIE])),
+        TRANSACTIONS: transfer(node, SR[BOB], 0, 10**18),
+        VOTE: b"\x01" + b"\x00" * 140,
+        COMMIT: justification(b1.header, [ALICE, BOB, CHARLIE]),
+        BLS_PARTIAL: b"\x00" * 200,
+    }
+    for kind, message in valid.items():
+        for payload in garbage_payloads(message):
+            assert _gossip(node, kind, payload) is not Verdict.ACCEPT, (kind, payload)
+    assert node.db.header(b1.hash()) is None
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 def test_transaction_gossip_accept_and_duplicate(node: Node) -> None:
