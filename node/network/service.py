@@ -1043,7 +1043,9 @@ class NetworkService:
             pid = peer.peer_id
             if self._peers.get(pid) is peer:
                 del self._peers[pid]
-                log.info("Disconnected from %s: %s", pid, reason)
+                # a ban was logged when it was imposed: one line per misbehaviour
+                level = logging.DEBUG if reason.startswith("banned: ") else logging.INFO
+                log.log(level, "Disconnected from %s: %s", pid, reason)
                 try:
                     self._handler.on_peer_disconnected(pid)
                 except Exception:

@@ -426,17 +426,25 @@ def test_inbound_requests_are_rate_limited_then_banned():
         (b"", "empty frame"),
     ],
 )
-def test_malformed_frame_bans(bad_frame, reason):
+def test_malformed_frame_bans(bad_frame, reason, caplog):
     async def main():
         a, _ = make(1)
         async with started(a), raw_peer(a) as raw:
             await raw.handshake()
+            await wait_until(lambda: a.peer_count() == 1, a)
+            caplog.clear()
             await raw.ws.send_bytes(bad_frame)
             assert reason in await raw.close_reason()
             assert a.is_banned(peer_id_from_node_key(raw.seed))
-            assert a.peer_count() == 0
+            await wait_until(lambda: a.peer_count() == 0, a)
 
-    run(main())
+    with caplog.at_level(logging.INFO, logger="node.network"):
+        run(main())
+    # one line, no traceback
+    [line] = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert line.getMessage().startswith("Banned peer 12D3KooW")
+    assert reason in line.getMessage()
+    assert line.exc_info is None
 
 
 def test_text_frame_bans():
