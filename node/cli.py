@@ -31,6 +31,14 @@ log = logging.getLogger("cuckoo")
 DEV_ACCOUNTS = ("alice", "bob", "charlie", "dave", "eve", "ferdie")
 
 
+def _count(text: str) -> int:
+    """A non-negative integer argument."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cuckoo-node",
@@ -88,6 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[],
         help="peers to connect to, as multiaddrs /ip4/HOST/tcp/PORT/ws/p2p/PEER_ID",
+    )
+    from node.network import PeerSlots
+
+    slots = PeerSlots()
+    p.add_argument(
+        "--in-peers",
+        type=_count,
+        default=slots.in_peers,
+        help=f"peers that dial us at most (default {slots.in_peers})",
+    )
+    p.add_argument(
+        "--out-peers",
+        type=_count,
+        default=slots.out_peers,
+        help=f"peers we dial at most (default {slots.out_peers})",
+    )
+    p.add_argument(
+        "--in-peers-per-ip",
+        type=_count,
+        default=slots.in_peers_per_ip,
+        help=f"inbound peers from one IP address at most, loopback exempt (default "
+        f"{slots.in_peers_per_ip})",
     )
     p.add_argument("--prometheus-port", type=int, default=9615, help="Prometheus /metrics port")
     p.add_argument("--no-prometheus", action="store_true", help="do not expose Prometheus metrics")
@@ -152,6 +182,7 @@ def _cmd_purge_chain(args: argparse.Namespace) -> int:
 
 def _run_node(args: argparse.Namespace) -> int:
     from node.keystore import dev_suri
+    from node.network import PeerSlots
     from node.rpc.cors import CorsPolicy
     from node.service import Node, NodeConfig
 
@@ -190,6 +221,7 @@ def _run_node(args: argparse.Namespace) -> int:
         p2p_port=p2p_port,
         node_key=node_key,
         bootnodes=bootnodes,
+        peer_slots=PeerSlots(args.in_peers, args.out_peers, args.in_peers_per_ip),
         unsafe_equivocate=args.unsafe_test_equivocate,
     )
     try:

@@ -14,7 +14,7 @@ import collections
 import dataclasses
 import logging
 
-from chain.consensus import ConsensusError, Justification, SlotEquivocation, check_seal, header_slot
+from chain.consensus import ConsensusError, SlotEquivocation, check_seal, header_slot
 from chain.primitives import Block, Header
 from node.blocks import AlreadyKnown, NotNow, UnknownParent
 from node.chaindb import ChainDB
@@ -60,9 +60,14 @@ class BlockImporter:
 
     def import_block(self, block: Block, justification: bytes | None = None) -> ImportedBlock:
         """Import a block from elsewhere (sync, gossip, files, tests): check that it descends
-        from the last finalized block, its slot, its author and seal; re-execute; persist; apply
-        its justification. Raises InvalidBlock (AlreadyKnown, UnknownParent, NotNow: not
-        faults)."""
+        from the last finalized block, its slot, its author and seal, and its justification if
+        it has one; re-execute; persist; apply the justification. Raises InvalidBlock
+        (AlreadyKnown, UnknownParent, NotNow: not faults), and then nothing was written.
+
+        A bad justification refuses the whole block, like a bad seal: the store stays as it was
+        and the sender is banned; an honest peer serves the block again. (Substrate's GRANDPA
+        block import stores such a block without the justification and lowers the sender's
+        reputation; refusing it keeps one write per block and one verdict per message.)"""
         db = self.db
         unsealed, seal = block.header.without_seal()
         block_hash = block.header.hash()
@@ -94,13 +99,11 @@ class BlockImporter:
             raise InvalidBlock("block has no Aura seal")
         if author is None or not check_seal(block.header, author):
             raise InvalidBlock("bad Aura seal: not sealed by the slot's author")
-        if justification is not None:
+        if justification is not None:  # checked before anything is written
             try:
-                just = Justification.decode(justification)
-            except Exception as exc:
-                raise InvalidBlock(f"undecodable justification: {exc}") from exc
-            if just.target_hash != block_hash:
-                raise InvalidBlock("justification is for another block")
+                self.verifier.verify_justification(block.header, justification)
+            except ConsensusError as exc:
+                raise InvalidBlock(f"invalid justification: {exc}") from exc
         built = execute_block(self.executive, state, unsealed, block.extrinsics)
         is_best = unsealed.number > self.chain.best_header().number
         db.commit_block(
@@ -114,13 +117,13 @@ class BlockImporter:
             self.events.publish_best(imported)
         self.events.publish_imported(imported)
         deferred = self._deferred.pop(block_hash, None)
-        for raw in (justification, deferred):
-            if raw is not None:
-                try:
-                    self.apply_justification(block_hash, raw)
-                except ConsensusError as exc:
-                    if raw is justification:
-                        raise InvalidBlock(f"invalid justification: {exc}") from exc
+        if justification is not None:
+            self._apply_verified(block_hash, block.header, justification)
+        elif deferred is not None:
+            try:
+                self.apply_justification(block_hash, deferred)
+            except ConsensusError as exc:  # gossip held for this block: not its sender's fault
+                log.debug("Dropped a held justification of #%d: %s", unsealed.number, exc)
         return imported
 
     def defer_justification(self, block_hash: bytes, raw: bytes) -> None:
@@ -181,9 +184,13 @@ class BlockImporter:
     def apply_justification(self, block_hash: bytes, raw: bytes) -> None:
         """Verify a justification for a known block; finalize it if it is ahead, else keep it.
         Raises ConsensusError when it does not verify."""
-        self.verifier.verify_justification(block_hash, raw)
         header = self.db.header(block_hash)
-        assert header is not None
+        if header is None:
+            raise ConsensusError("justification for an unknown block")
+        self.verifier.verify_justification(header, raw)
+        self._apply_verified(block_hash, header, raw)
+
+    def _apply_verified(self, block_hash: bytes, header: Header, raw: bytes) -> None:
         if header.number > self.chain.finalized_header().number:
             self.finalize(block_hash, raw)
         elif self.db.justification(block_hash) is None and self.db.is_descendant(

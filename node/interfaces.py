@@ -189,9 +189,9 @@ class AuthoredImport(Protocol):
 
 
 class JustificationVerifier(Protocol):
-    def verify_justification(self, block_hash: bytes, raw: bytes) -> Justification:
-        """Check `raw` against the validator set that finalizes `block_hash` (a stored block).
-        Raises chain.consensus.ConsensusError."""
+    def verify_justification(self, header: Header, raw: bytes) -> Justification:
+        """Check `raw` against the validator set that finalizes the block with `header` (its
+        parent is stored; the block need not be). Raises chain.consensus.ConsensusError."""
         ...
 
 

@@ -34,6 +34,7 @@ from node.network import (
     NetworkService,
     PeerId,
     PeerInfo,
+    PeerSlots,
     Status,
     Verdict,
 )
@@ -93,8 +94,8 @@ class NodeNetworkHandler:
             return Verdict.KEEP
         except NotNow:
             return Verdict.IGNORE
-        except InvalidBlock as exc:
-            log.info("Invalid block #%d from %s: %s", block.header.number, peer_id[:20], exc)
+        except InvalidBlock as exc:  # the network logs the ban: one line per bad message
+            log.debug("Invalid block #%d from %s: %s", block.header.number, peer_id[:20], exc)
             return Verdict.INVALID
         return Verdict.ACCEPT
 
@@ -138,6 +139,7 @@ class NetworkLink:
         node_key: bytes,
         roles: int,
         bootnodes: tuple[str, ...],
+        slots: PeerSlots,
         handler: NetworkHandler,
     ) -> None:
         service = NetworkService(
@@ -149,6 +151,7 @@ class NetworkLink:
                 roles=roles,
                 status_provider=self.status,
                 bootnodes=list(bootnodes),
+                slots=slots,
             ),
             handler,
         )

@@ -43,7 +43,13 @@ from node.interfaces import Clock
 from node.keystore import AURA_KEY_TYPE, BLS_KEY_TYPE, GRANDPA_KEY_TYPE, Keystore
 from node.metrics import Metrics
 from node.netbridge import NetworkLink, NodeNetworkHandler
-from node.network import ROLE_AUTHORITY, ROLE_FULL, load_or_create_node_key, peer_id_from_public
+from node.network import (
+    ROLE_AUTHORITY,
+    ROLE_FULL,
+    PeerSlots,
+    load_or_create_node_key,
+    peer_id_from_public,
+)
 from node.notifications import ChainEvents
 from node.paths import chain_dir
 from node.rpc.api import NodeRpc, build_rpc
@@ -75,6 +81,7 @@ class NodeConfig:
     p2p_port: int | None = None  # None: no networking; 0: an ephemeral port
     node_key: bytes | None = None  # ed25519 seed; default: <chain dir>/network/secret_ed25519
     bootnodes: tuple[str, ...] = ()
+    peer_slots: PeerSlots = PeerSlots()  # --in-peers, --out-peers, --in-peers-per-ip
     unsafe_equivocate: bool = False  # test-only: seal two blocks for one slot, once, with peers
 
 
@@ -284,6 +291,7 @@ class Node:
                     node_key=self.node_key,
                     roles=ROLE_AUTHORITY if self.is_authority else ROLE_FULL,
                     bootnodes=self.config.bootnodes,
+                    slots=self.config.peer_slots,
                     handler=self.network_handler(),
                 )
             self._log_running(rpc_port, metrics_port)

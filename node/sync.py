@@ -4,9 +4,10 @@ The node asks the peer with the highest best block for up to `RANGE` blocks at a
 after its own best block; when the first block returned does not attach (our best is on a fork
 the peer does not have) it restarts from after the last finalized block, which every honest peer
 shares. Each response item is a block with its justification, if it has one, so a syncing node
-finalizes as it goes. A peer that sends an invalid block is banned; a peer that is merely behind
-or slow is skipped. One request is in flight at a time: import (signature checks, execution,
-state root) is what bounds the speed, not the round trip.
+finalizes as it goes. A peer that sends an invalid block, or a bad justification (of a block we
+have or not), is banned; a peer that is merely behind or slow is skipped. One request is in
+flight at a time: import (signature checks, execution, state root) is what bounds the speed, not
+the round trip.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import time
 
 from chain.codec import CodecError
+from chain.consensus import ConsensusError
 from node.blocks import AlreadyKnown, NotNow, UnknownParent, decode_block_item
 from node.interfaces import BlockImport, ChainReader, PeerNetwork
 from node.network import NetworkError
@@ -117,7 +119,12 @@ class Syncer:
                 imported += 1
             except AlreadyKnown:
                 if justification is not None:
-                    self._blocks.apply_justification(block.hash(), justification)
+                    try:
+                        self._blocks.apply_justification(block.hash(), justification)
+                    except ConsensusError as exc:
+                        number = block.header.number
+                        net.report(peer.peer_id, f"invalid justification #{number}: {exc}", True)
+                        return False
                 continue
             except UnknownParent:
                 if i == 0 and peer.peer_id not in self._from_finalized:

@@ -79,17 +79,17 @@ def faucet_drip() -> Weight:
 
 def session_set_keys() -> Weight:
     """Session.set_keys."""
-    return Weight(96_674_000, 935)
+    return Weight(188_120_000, 11_894)
 
 
 def session_purge_keys() -> Weight:
     """Session.purge_keys."""
-    return Weight(103_064_000, 6_995)
+    return Weight(241_991_000, 18_544)
 
 
 def session_set_validators(n: int) -> Weight:
     """Session.set_validators; n: validators (1..100)."""
-    return Weight(22_364_091 + 1_080_909 * n, 0 + 184 * n)
+    return Weight(20_139_253 + 1_302_747 * n, 0 + 184 * n)
 
 
 def finality_submit_finality_proof() -> Weight:

@@ -173,7 +173,8 @@ class FinalityGadget:
             return Verdict.INVALID
         if just.target_number <= self.chain.finalized_header().number:
             return Verdict.IGNORE
-        if self.chain.header(just.target_hash) is None:
+        target = self.chain.header(just.target_hash)
+        if target is None:
             self.blocks.defer_justification(just.target_hash, raw)
             self.sync.wake()
             return Verdict.KEEP
@@ -182,7 +183,7 @@ class FinalityGadget:
             self._apply(actions)
             return verdict
         try:
-            self.sets.verify_justification(just.target_hash, raw)
+            self.sets.verify_justification(target, raw)
         except ConsensusError:
             return Verdict.INVALID
         self.finalizer.finalize(just.target_hash, raw)

@@ -8,6 +8,7 @@ genesis block: its own); a block that enacts a new set is finalized by the old o
 from __future__ import annotations
 
 from chain.consensus import ConsensusError, Justification
+from chain.primitives import Header
 from node.interfaces import ChainReader
 from pallets.finality import pallet as finality
 
@@ -36,21 +37,23 @@ class ValidatorSets:
         header = self._chain.header(block_hash)
         if header is None:
             raise ConsensusError(f"unknown block 0x{block_hash.hex()}")
+        return self._finalizing_set_of(header)
+
+    def _finalizing_set_of(self, header: Header) -> tuple[int, tuple[bytes, ...]]:
         if header.number == 0:
-            return self.set_of(block_hash)
+            return self.set_of(header.hash())
         return self.set_of(header.parent_hash)
 
-    def verify_justification(self, block_hash: bytes, raw: bytes) -> Justification:
-        """Check `raw` against the set that finalizes `block_hash`; raises ConsensusError."""
+    def verify_justification(self, header: Header, raw: bytes) -> Justification:
+        """Check `raw` against the set that finalizes the block with `header`; raises
+        ConsensusError. Only the block's parent must be stored: block import checks a block's
+        justification before it writes the block."""
         try:
             just = Justification.decode(raw)
         except Exception as exc:
             raise ConsensusError(f"undecodable justification: {exc}") from exc
-        header = self._chain.header(block_hash)
-        if header is None:
-            raise ConsensusError("justification for an unknown block")
-        if just.target_hash != block_hash or just.target_number != header.number:
+        if just.target_hash != header.hash() or just.target_number != header.number:
             raise ConsensusError("justification is for another block")
-        set_id, authorities = self.finalizing_set(block_hash)
+        set_id, authorities = self._finalizing_set_of(header)
         just.verify(set_id, authorities)
         return just

@@ -32,7 +32,7 @@ from node.network.peerid import (
     peer_id_from_public,
     public_from_peer_id,
 )
-from node.network.service import NetworkConfig, NetworkHandler, NetworkService
+from node.network.service import NetworkConfig, NetworkHandler, NetworkService, PeerSlots
 from node.verdict import Verdict
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "PeerId",
     "PeerIdError",
     "PeerInfo",
+    "PeerSlots",
     "Status",
     "Verdict",
     "load_or_create_node_key",

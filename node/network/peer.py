@@ -142,8 +142,9 @@ class Peer:
     peer_id: PeerId
     roles: int
     status: Status
-    address: str
+    address: str  # dialed, or the one it advertised (not checked: see `verified_address`)
     direction: Direction
+    remote_ip: str  # the address an inbound connection came from ("" for outbound)
     queue: FrameQueue
     request_slots: asyncio.Semaphore  # bounds our outstanding requests to the peer
     request_bucket: TokenBucket
@@ -153,6 +154,9 @@ class Peer:
         init=False, default_factory=dict
     )
     next_request_id: int = dataclasses.field(init=False, default=0)
+    # the address we may pass on to other peers: one we dialed and that proved to be this peer
+    # (outbound: the address itself; inbound: once a probe of the advertised address succeeded)
+    verified_address: str = dataclasses.field(init=False, default="")
     close_reason: str | None = dataclasses.field(init=False, default=None)
     in_handler: bool = dataclasses.field(init=False, default=False)
     # the connection's (reader) task

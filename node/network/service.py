@@ -6,6 +6,17 @@ and takes opaque payloads. Each connection runs in one task that does the handsh
 reads frames sequentially (the handler's awaited work runs there, so a peer cannot fan out
 work); one writer task per peer drains its bounded outbound queue.
 
+Before its handshake completes, an inbound socket may send at most `MAX_HANDSHAKE_BYTES`, in
+frames of at most `MAX_HANDSHAKE_FRAME` (a longer frame is refused at its length prefix); at
+most `MAX_PENDING_HANDSHAKES` inbound sockets are in their handshake at a time,
+`in_peers_per_ip` of them from one IP address. Admitted peers take inbound or outbound slots
+(`in_peers`, `out_peers`, as Substrate's `--in-peers`/`--out-peers`), and at most
+`in_peers_per_ip` inbound peers come from one IP address (loopback exempt unless configured).
+
+Peer exchange passes on only addresses this node dialed itself and found the expected peer at:
+an outbound peer's, and an inbound peer's advertised address once a probe (a handshake on
+`/p2p/probe`, which the listener answers with its proof and then closes) confirmed it.
+
 What the service does can be observed without polling: `stats()` holds counters for metrics,
 and `next_change()` / `wait_for()` wake up whenever the peer set, a peer's status, the ban list
 or a counter changes.
@@ -83,7 +94,10 @@ log = logging.getLogger(__name__)
 MAX_PENDING_HANDSHAKES = 16  # inbound connections still in their handshake
 MAX_LEARNED_ADDRESSES = 256
 MAX_BANNED = 4_096
-MAX_HANDSHAKE_FRAME = 4_096
+MAX_HANDSHAKE_FRAME = 4_096  # a HELLO is under 600 bytes
+MAX_HANDSHAKE_BYTES = 2 * MAX_HANDSHAKE_FRAME  # all an inbound socket sends before it is admitted
+MAX_PROBES = 8  # probes of inbound peers' addresses in flight
+PROBE_PATH = "/p2p/probe"
 MAX_DIAL_FAILURES = 6  # a learned address is forgotten after this many failures in a row
 MAX_BACKOFF_S = 60.0
 REPORT_COOLDOWN_S = 30.0  # we do not redial a peer disconnected by `report(ban=False)` sooner
@@ -96,6 +110,11 @@ COUNTERS = (  # the counters of `NetworkService.stats()`, for metrics; all start
     "connections_closed",  # admitted connections ended (a replaced duplicate too)
     "handshakes_failed",  # connections, either direction, failed or refused in the handshake
     "handshakes_refused_banned",  # of those, refused because the peer is banned
+    "handshakes_refused_full",  # of those, refused for want of a slot (in, out, or per IP)
+    "inbound_refused",  # inbound sockets refused before a handshake (too many pending)
+    "address_probes",  # probes we made of inbound peers' advertised addresses
+    "addresses_verified",  # of those, the ones that found the peer there
+    "probes_answered",  # probes of our address by others that we answered
     "gossip_sent",  # gossip frames queued to a peer (broadcast, relay, send)
     "gossip_received",  # gossip frames read and processed, duplicates included
     "gossip_duplicates",  # of those, already seen: not given to the handler
@@ -127,6 +146,21 @@ class NetworkHandler(Protocol):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class PeerSlots:
+    """How many peers the service admits (Substrate's `--in-peers` and `--out-peers`), and
+    from one IP address. A connection that replaces one to the same peer keeps its slot."""
+
+    in_peers: int = 32  # peers that dialed us
+    out_peers: int = 8  # peers we dialed
+    in_peers_per_ip: int = 4  # inbound peers, and inbound sockets in their handshake, per IP
+    is_loopback_exempt: bool = True  # no per-IP cap from 127.0.0.0/8 and ::1 (one-machine nets)
+
+    def __post_init__(self) -> None:
+        if min(self.in_peers, self.out_peers, self.in_peers_per_ip) < 0:
+            raise ValueError("peer slots cannot be negative")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class NetworkConfig:
     node_key: bytes  # ed25519 seed (32)
     genesis_hash: bytes
@@ -136,7 +170,7 @@ class NetworkConfig:
     roles: int = ROLE_FULL
     bootnodes: Sequence[str] = ()
     public_addresses: Sequence[str] = ()  # advertised instead of the listen address if given
-    max_peers: int = 32
+    slots: PeerSlots = PeerSlots()
     ban_seconds: float = 600.0
     reconnect_interval: float = 2.0
     handshake_timeout: float = 5.0
@@ -155,12 +189,109 @@ class NetworkConfig:
 
 class _HandshakeError(Exception):
     def __init__(
-        self, reason: str, *, peer_id: PeerId | None = None, is_self: bool = False
+        self,
+        reason: str,
+        *,
+        peer_id: PeerId | None = None,
+        is_self: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.peer_id = peer_id
         self.is_self = is_self
+
+
+class _HandshakeGuard(asyncio.Protocol):
+    """Stands between an inbound socket and aiohttp until the handshake completes. It passes on
+    at most MAX_HANDSHAKE_BYTES and reads each WebSocket frame header on the way: a frame
+    longer than MAX_HANDSHAKE_FRAME is refused at its length prefix, before any of its payload
+    is read, and the socket is aborted. (aiohttp's own frame limit has to admit a block
+    response, 16 MiB, for the socket's whole life.) `release()` hands the socket back."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        inner = transport.get_protocol()
+        if not isinstance(inner, asyncio.Protocol):
+            raise TypeError(f"unexpected protocol {type(inner).__name__}")
+        self._transport = transport
+        self._inner: asyncio.Protocol = inner
+        self._budget = MAX_HANDSHAKE_BYTES
+        self._header = bytearray()  # the frame header being read
+        self._skip = 0  # payload bytes of the current frame still to pass
+        self.violation: str | None = None
+        transport.set_protocol(self)
+
+    def release(self) -> None:
+        if self._transport.get_protocol() is self:
+            self._transport.set_protocol(self._inner)
+
+    def data_received(self, data: bytes) -> None:
+        if self.violation is None:
+            self.violation = self._check(data)
+            if self.violation is None:
+                self._inner.data_received(data)
+                return
+            self._transport.abort()
+
+    def _check(self, data: bytes) -> str | None:
+        allowed, self._budget = self._budget, self._budget - len(data)
+        violation = self._read_headers(data[:allowed])
+        if violation is None and self._budget < 0:
+            violation = f"more than {MAX_HANDSHAKE_BYTES} bytes before the handshake completed"
+        return violation
+
+    def _read_headers(self, data: bytes) -> str | None:
+        pos = 0
+        while pos < len(data):
+            if self._skip:
+                step = min(self._skip, len(data) - pos)
+                self._skip -= step
+                pos += step
+                continue
+            self._header.append(data[pos])
+            pos += 1
+            length, header_size = _frame_length(self._header)
+            if length is not None and length > MAX_HANDSHAKE_FRAME:
+                return f"a frame of {length} bytes before the handshake completed"
+            if length is not None and len(self._header) == header_size:
+                self._header.clear()
+                self._skip = length
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+def _frame_length(header: bytearray) -> tuple[int | None, int]:
+    """(payload length, header size) of a WebSocket frame whose first bytes are `header`; the
+    length is None until its bytes are there (RFC 6455 5.2)."""
+    if len(header) < 2:
+        return None, 2
+    short = header[1] & 0x7F
+    extended = {126: 2, 127: 8}.get(short, 0)
+    size = 2 + extended + (4 if header[1] & 0x80 else 0)
+    if len(header) < 2 + extended:
+        return None, size
+    length = int.from_bytes(header[2 : 2 + extended], "big") if extended else short
+    return length, size
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Inbound:
+    """An inbound socket: where from, its guard while in the handshake, whether it is a probe."""
+
+    ip: str
+    guard: _HandshakeGuard
+    is_probe: bool
+    is_pending: bool = True
 
 
 @dataclasses.dataclass(slots=True)
@@ -205,7 +336,9 @@ class NetworkService:
         self._stats: collections.Counter[str] = collections.Counter(dict.fromkeys(COUNTERS, 0))
         self._change_waiters: list[asyncio.Future[None]] = []
         self._conn_tasks: set[asyncio.Task[None]] = set()
-        self._handshaking: set[asyncio.Task[None]] = set()
+        self._pending_ips: collections.Counter[str] = collections.Counter()  # inbound handshakes
+        self._probing: set[str] = set()  # addresses being probed
+        self._probe_failed = LruSet(MAX_LEARNED_ADDRESSES)  # addresses not probed again
         self._loops: list[asyncio.Task[None]] = []
         self._dial_wakeup = asyncio.Event()
         self._status_changed = asyncio.Event()
@@ -226,6 +359,7 @@ class NetworkService:
         )
         app = web.Application()
         app.router.add_get("/p2p", self._accept)
+        app.router.add_get(PROBE_PATH, self._accept_probe)
         self._runner, self._port = await start_app(
             app, self._cfg.listen_host, self._cfg.listen_port, shutdown_timeout_s=CLOSE_TIMEOUT_S
         )
@@ -284,6 +418,10 @@ class NetworkService:
 
     def peer_count(self) -> int:
         return len(self._peers)
+
+    def known_addresses(self) -> list[str]:
+        """The addresses we may dial: bootnodes, and addresses learned from peers."""
+        return list(self._addrs)
 
     def best_peer_number(self) -> int | None:
         return max((p.status.best_number for p in self._peers.values()), default=None)
@@ -404,6 +542,10 @@ class NetworkService:
         addr = parse_multiaddr(address)
         if addr.peer_id is not None and self.is_banned(addr.peer_id):
             raise NetworkError(f"{addr.peer_id} is banned")
+        if addr.peer_id not in self._peers and self._direction_count(Direction.OUTBOUND) >= (
+            self._cfg.slots.out_peers
+        ):
+            raise NetworkError(f"no free outbound slot ({self._cfg.slots.out_peers} in use)")
         ready: asyncio.Future[PeerId] = asyncio.get_running_loop().create_future()
         ready.add_done_callback(_consume)  # the caller may be gone by then
         self._track(asyncio.create_task(self._outbound(addr, ready), name=f"network.dial {addr}"))
@@ -428,22 +570,68 @@ class NetworkService:
     # ---- connections --------------------------------------------------------------------------
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
-        if self._is_stopping or len(self._handshaking) >= MAX_PENDING_HANDSHAKES:
-            return web.Response(status=503, text="busy")
-        ws = web.WebSocketResponse(
-            max_msg_size=_WS_MAX_MSG,
-            heartbeat=self._cfg.heartbeat,
-            timeout=CLOSE_TIMEOUT_S,
-            compress=False,
-        )
-        await ws.prepare(request)
+        return await self._accept_socket(request, is_probe=False)
+
+    async def _accept_probe(self, request: web.Request) -> web.StreamResponse:
+        return await self._accept_socket(request, is_probe=True)
+
+    async def _accept_socket(self, request: web.Request, *, is_probe: bool) -> web.StreamResponse:
+        ip = request.remote or ""
+        refusal = self._pending_refusal(ip)
+        transport = request.transport
+        if refusal is not None or transport is None:
+            self._count("inbound_refused")
+            log.debug("Refused an inbound connection from %s: %s", ip, refusal)
+            return web.Response(status=503, text=refusal or "closed")
+        inbound = _Inbound(ip, _HandshakeGuard(transport), is_probe)
+        self._pending_ips[ip] += 1
+        try:
+            ws = web.WebSocketResponse(
+                max_msg_size=_WS_MAX_MSG,
+                heartbeat=self._cfg.heartbeat,
+                timeout=CLOSE_TIMEOUT_S,
+                compress=False,
+            )
+            await ws.prepare(request)
+        except BaseException:
+            self._end_pending(inbound)
+            raise
         task = asyncio.create_task(
-            self._run_connection(ws, Direction.INBOUND, None, request.remote, None),
-            name=f"network.conn in {request.remote}",
+            self._run_connection(ws, Direction.INBOUND, None, inbound, None),
+            name=f"network.conn in {ip}",
         )
         self._track(task)
         await asyncio.wait({task})
         return ws
+
+    def _pending_refusal(self, ip: str) -> str | None:
+        """Why a new inbound socket from `ip` is refused before its handshake, if it is."""
+        if self._is_stopping:
+            return "shutting down"
+        if sum(self._pending_ips.values()) >= MAX_PENDING_HANDSHAKES:
+            return "too many pending handshakes"
+        if self._is_ip_capped(ip) and self._pending_ips[ip] >= self._cfg.slots.in_peers_per_ip:
+            return f"too many pending handshakes from {ip}"
+        return None
+
+    def _end_pending(self, inbound: _Inbound) -> None:
+        """The socket's handshake is over (admitted, refused or failed): hand it back to
+        aiohttp and free its pending slot."""
+        if not inbound.is_pending:
+            return
+        inbound.is_pending = False
+        inbound.guard.release()
+        self._pending_ips[inbound.ip] -= 1
+        if self._pending_ips[inbound.ip] <= 0:
+            del self._pending_ips[inbound.ip]
+
+    def _is_ip_capped(self, ip: str) -> bool:
+        if not self._cfg.slots.is_loopback_exempt:
+            return True
+        try:
+            return not ipaddress.ip_address(ip).is_loopback
+        except ValueError:
+            return True
 
     async def _outbound(self, addr: Multiaddr, ready: asyncio.Future[PeerId]) -> None:
         assert self._session is not None
@@ -480,29 +668,37 @@ class NetworkService:
         ws: _Socket,
         direction: Direction,
         dialed: Multiaddr | None,
-        remote_ip: str | None,
+        inbound: _Inbound | None,
         ready: asyncio.Future[PeerId] | None,
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._handshaking.add(task)
+        remote_ip = inbound.ip if inbound is not None else ""
         peer: Peer | None = None
         reason = "shutting down"
         try:
             try:
                 remote, pid, auth = await self._handshake(ws, direction, dialed)
+                if inbound is not None and inbound.is_probe:
+                    await self._answer_probe(ws, pid, auth)
+                    reason = "probe answered"
+                    return
                 if direction is Direction.OUTBOUND:
                     assert dialed is not None
                     address = str(dialed.with_peer_id(pid))
                 else:
                     address = self._inbound_address(remote, pid, remote_ip)
-                peer, replaced = self._admit(pid, remote, direction, address)
+                peer, replaced = self._admit(pid, remote, direction, address, remote_ip)
             except _HandshakeError as exc:
-                self._on_handshake_failed(exc, direction, dialed, remote_ip, ready)
-                await self._close_ws(ws, exc.reason)
+                failure = exc
+                if inbound is not None and inbound.guard.violation is not None:
+                    failure = _HandshakeError(f"oversized handshake: {inbound.guard.violation}")
+                self._on_handshake_failed(failure, direction, dialed, remote_ip, ready)
+                await self._close_ws(ws, failure.reason)
                 return
             finally:
-                self._handshaking.discard(task)
+                if inbound is not None:
+                    self._end_pending(inbound)
             peer.task = task
             if direction is Direction.INBOUND:
                 async with asyncio.timeout(self._cfg.handshake_timeout):
@@ -523,6 +719,15 @@ class NetworkService:
                 await self._teardown(peer, ws, reason)
             else:
                 await self._close_ws(ws, reason)
+
+    async def _answer_probe(self, ws: _Socket, pid: PeerId, auth: bytes) -> None:
+        """Prove our identity to a peer checking our address (it dialed `PROBE_PATH` and proved
+        its own); it is not admitted."""
+        if self.is_banned(pid):
+            raise _HandshakeError("banned", peer_id=pid)
+        async with asyncio.timeout(self._cfg.handshake_timeout):
+            await ws.send_bytes(frame(AUTH, auth))
+        self._count("probes_answered")
 
     async def _handshake(
         self, ws: _Socket, direction: Direction, dialed: Multiaddr | None
@@ -595,9 +800,10 @@ class NetworkService:
         raise _HandshakeError(f"unexpected {msg.type.name.lower()} frame in the handshake")
 
     def _admit(
-        self, pid: PeerId, remote: Hello, direction: Direction, address: str
+        self, pid: PeerId, remote: Hello, direction: Direction, address: str, remote_ip: str
     ) -> tuple[Peer, Peer | None]:
-        """Register the peer, or raise _HandshakeError (banned, duplicate, full)."""
+        """Register the peer, or raise _HandshakeError (banned, duplicate, no slot). A
+        connection that replaces one to the same peer takes over its slot."""
         if self._is_stopping:
             raise _HandshakeError("shutting down", peer_id=pid)
         if self.is_banned(pid):
@@ -607,8 +813,11 @@ class NetworkService:
         if existing is not None:
             if not self._prefers_new(pid, existing.direction, direction):
                 raise _HandshakeError("duplicate connection", peer_id=pid)
-        elif len(self._peers) >= self._cfg.max_peers:
-            raise _HandshakeError("too many peers", peer_id=pid)
+        else:
+            full = self._slot_refusal(direction, remote_ip)
+            if full is not None:
+                self._count("handshakes_refused_full")
+                raise _HandshakeError(full, peer_id=pid)
         cfg = self._cfg
         peer = Peer(
             peer_id=pid,
@@ -616,16 +825,43 @@ class NetworkService:
             status=remote.status,
             address=address,
             direction=direction,
+            remote_ip=remote_ip,
             queue=FrameQueue(cfg.max_queue_frames, cfg.max_queue_bytes),
             request_slots=asyncio.Semaphore(cfg.max_requests_per_peer),
             request_bucket=TokenBucket(cfg.request_rate, cfg.request_burst),
             abuse_bucket=TokenBucket(cfg.request_rate / 10, cfg.request_burst / 2),
             known=LruSet(cfg.known_per_peer),
         )
+        if direction is Direction.OUTBOUND:
+            peer.verified_address = address  # we dialed it, and found `pid` there
+        elif existing is not None and existing.verified_address == address:
+            peer.verified_address = address
         self._peers[pid] = peer
         if existing is not None:
             self._request_close(existing, "replaced by a newer connection")
         return peer, existing
+
+    def _direction_count(self, direction: Direction) -> int:
+        return sum(1 for p in self._peers.values() if p.direction is direction)
+
+    def _slot_refusal(self, direction: Direction, remote_ip: str) -> str | None:
+        """Why a new peer in `direction` finds no slot, if it does not."""
+        cfg = self._cfg.slots
+        if direction is Direction.OUTBOUND:
+            if self._direction_count(direction) >= cfg.out_peers:
+                return f"too many outbound peers ({cfg.out_peers})"
+            return None
+        if self._direction_count(direction) >= cfg.in_peers:
+            return f"too many inbound peers ({cfg.in_peers})"
+        if self._is_ip_capped(remote_ip):
+            same_ip = sum(
+                1
+                for p in self._peers.values()
+                if p.direction is Direction.INBOUND and p.remote_ip == remote_ip
+            )
+            if same_ip >= cfg.in_peers_per_ip:
+                return f"too many peers from {remote_ip} ({cfg.in_peers_per_ip})"
+        return None
 
     def _prefers_new(self, pid: PeerId, old: Direction, new: Direction) -> bool:
         """Of two connections to one peer keep, on both sides alike, the one dialed by the
@@ -659,8 +895,8 @@ class NetworkService:
     def _announce(self, peer: Peer, replaced: Peer | None) -> None:
         pid = peer.peer_id
         log.info("Connected to peer %s (%s)", pid, peer.address or peer.direction.value)
-        if peer.address:
-            self._learn(parse_multiaddr(peer.address))
+        if peer.verified_address:
+            self._learn(parse_multiaddr(peer.verified_address))
         try:
             if replaced is None:
                 self._handler.on_peer_connected(pid, peer.info())
@@ -671,15 +907,69 @@ class NetworkService:
         self._count("connections_opened")
         if not self._cfg.peer_exchange:
             return
-        others = [p for p in self._peers.values() if p is not peer and p.address]
+        others = [p.verified_address for p in self._peers.values() if p is not peer]
+        others = [a for a in others if a]
         if others:
             chosen = random.sample(others, min(len(others), MAX_PEERS_PER_MESSAGE))
-            self._enqueue(peer, encode_peers([p.address for p in chosen]))
-        if peer.address:
-            news = encode_peers([peer.address])
-            for other in self._peers.values():
-                if other is not peer:
-                    self._enqueue(other, news)
+            self._enqueue(peer, encode_peers(chosen))
+        if peer.verified_address:
+            self._pass_on(peer)
+        elif peer.address:
+            self._start_probe(peer.peer_id, peer.address)
+
+    def _pass_on(self, peer: Peer) -> None:
+        """Tell the other peers the verified address of `peer`."""
+        news = encode_peers([peer.verified_address])
+        for other in self._peers.values():
+            if other is not peer:
+                self._enqueue(other, news)
+
+    # ---- probing the addresses inbound peers advertise ---------------------------------------
+
+    def _start_probe(self, pid: PeerId, address: str) -> None:
+        if (
+            address in self._probing
+            or address.encode() in self._probe_failed
+            or len(self._probing) >= MAX_PROBES
+        ):
+            return
+        self._probing.add(address)
+        self._track(asyncio.create_task(self._probe(pid, address), name=f"network.probe {pid}"))
+
+    async def _probe(self, pid: PeerId, address: str) -> None:
+        """Dial `address` on PROBE_PATH: a complete handshake with `pid` verifies the address
+        (the listener answers, and does not admit us); then it is learned and passed on."""
+        assert self._session is not None
+        self._count("address_probes")
+        addr = parse_multiaddr(address)
+        try:
+            try:
+                async with asyncio.timeout(self._cfg.handshake_timeout):
+                    ws = await self._session.ws_connect(
+                        addr.url.removesuffix("/p2p") + PROBE_PATH,
+                        max_msg_size=MAX_HANDSHAKE_FRAME + 64,
+                        timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT_S),
+                    )
+            except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+                raise _HandshakeError(f"cannot connect: {exc or 'timeout'}") from None
+            try:
+                await self._handshake(ws, Direction.OUTBOUND, addr)
+            finally:
+                await self._close_ws(ws, "probe done")
+        except _HandshakeError as exc:
+            self._probe_failed.add(address.encode())
+            log.debug("Address %s advertised by %s does not check out: %s", address, pid, exc)
+            return
+        finally:
+            self._probing.discard(address)
+        peer = self._peers.get(pid)
+        if peer is None or peer.address != address:
+            return
+        peer.verified_address = address
+        self._learn(addr)
+        self._count("addresses_verified")
+        if self._cfg.peer_exchange:
+            self._pass_on(peer)
 
     def _on_handshake_failed(
         self,
@@ -753,7 +1043,9 @@ class NetworkService:
             pid = peer.peer_id
             if self._peers.get(pid) is peer:
                 del self._peers[pid]
-                log.info("Disconnected from %s: %s", pid, reason)
+                # a ban was logged when it was imposed: one line per misbehaviour
+                level = logging.DEBUG if reason.startswith("banned: ") else logging.INFO
+                log.log(level, "Disconnected from %s: %s", pid, reason)
                 try:
                     self._handler.on_peer_disconnected(pid)
                 except Exception:
@@ -955,6 +1247,7 @@ class NetworkService:
     def _dial_due(self) -> None:
         now = time.monotonic()
         dialing = sum(1 for s in self._addrs.values() if s.is_dialing)
+        outbound = self._direction_count(Direction.OUTBOUND)
         for state in list(self._addrs.values()):
             if state.is_dialing or state.next_try > now:
                 continue
@@ -966,7 +1259,7 @@ class NetworkService:
                 or self.is_banned(pid)
             ):
                 continue
-            if len(self._peers) + dialing >= self._cfg.max_peers:
+            if outbound + dialing >= self._cfg.slots.out_peers:
                 return
             dialing += 1
             self._start_dial(state)
@@ -1021,9 +1314,9 @@ class NetworkService:
                 self._exchange_peers()
 
     def _exchange_peers(self) -> None:
-        known = [p.address for p in self._peers.values() if p.address]
+        known = [p.verified_address for p in self._peers.values() if p.verified_address]
         for peer in self._peers.values():
-            others = [a for a in known if a != peer.address]
+            others = [a for a in known if a != peer.verified_address]
             if others:
                 chosen = random.sample(others, min(len(others), MAX_PEERS_PER_MESSAGE))
                 self._enqueue(peer, encode_peers(chosen))

@@ -12,6 +12,15 @@ author against its parent's state) and the Finality set (`finality.enact_set`, w
 set id only when the keys change). A chain whose genesis has no session section (no Validators)
 keeps its genesis Aura authorities.
 
+A key stays resolvable to its owner (`KeyOwner`, which equivocation reports read) for as long as
+it can sign and a report of what it signed is taken, as with FRAME's historical session: a key
+its owner replaces (`set_keys`, `purge_keys`) while it is in use (an Aura, finality or BLS
+authority key now) keeps its `KeyOwner` entry; at the boundary where it leaves the authority
+lists it gets `KeyOwnerUntil` = that session + `KeyRetentionSessions` (the bonding duration in
+sessions: as long as the owner's stake stays slashable), and at the start of that session the
+entry goes, unless the owner holds the key again. Meanwhile no other account may register it. A
+key replaced before it was ever in use is unindexed at once.
+
 The BLS proof of possession is stored, not verified here (a pairing costs ~1 s in pure Python);
 `cuckoo-node verify-finality` and the nodes check it before trusting a key.
 """
@@ -39,6 +48,21 @@ BLS_KEY_TYPE = finality.BLS_KEY_TYPE
 
 
 SPEC.constant("SessionLength", U32, lambda c: c.session.length, "Blocks per session.")
+
+
+def key_retention_sessions(config: RuntimeConfig) -> int:
+    """Sessions a key out of use stays resolvable to its owner: the bonding duration (during
+    which an unbonding validator's stake can still be slashed), rounded up to whole sessions."""
+    blocks = config.staking.bonding_duration * config.staking.era_length
+    return max(1, -(-blocks // config.session.length))
+
+
+SPEC.constant(
+    "KeyRetentionSessions",
+    U32,
+    key_retention_sessions,
+    "Sessions after it leaves use that a key still resolves to its owner (equivocation reports).",
+)
 
 
 @struct("cuckoo_runtime::opaque::SessionKeys")
@@ -96,6 +120,24 @@ KeyOwner: StorageMap[tuple[bytes, bytes], bytes] = StorageMap(
     hasher="Twox64Concat",
     docs="The owner of a key, by (key type id, key).",
 )
+KeyOwnerUntil: StorageMap[tuple[bytes, bytes], int] = StorageMap(
+    SPEC,
+    "KeyOwnerUntil",
+    Tuple(KEY_TYPE_ID, Bytes()),
+    U32,
+    hasher="Twox64Concat",
+    docs="Keys out of use whose KeyOwner entry stays until this session starts (reports of "
+    "their equivocations are taken until then).",
+)
+KeyOwnerExpiries: StorageMap[int, list[tuple[bytes, bytes]]] = StorageMap(
+    SPEC,
+    "KeyOwnerExpiries",
+    U32,
+    Vec(Tuple(KEY_TYPE_ID, Bytes())),
+    hasher="Twox64Concat",
+    default=[],
+    docs="The keys whose KeyOwnerUntil is this session.",
+)
 QueuedValidators: StorageValue[list[bytes]] = StorageValue(
     SPEC,
     "QueuedValidators",
@@ -148,25 +190,41 @@ SPEC.constant("MaxValidators", U32, lambda c: MAX_VALIDATORS, "Validators in a s
 
 
 def key_owner(state: ReadState, key_type: bytes, key: bytes) -> bytes | None:
-    """The account owning a session key (wired to Finality's `key_owners`)."""
+    """The account owning a session key, also a replaced key while it is retained (see the
+    module docs); wired to Finality's `key_owners`."""
     owner: bytes | None = KeyOwner.get(state, (key_type, key))
     return owner
+
+
+def keys_in_use(state: ReadState) -> list[tuple[bytes, bytes]]:
+    """(key type, key) of every authority key now: Aura's, finality's and the BLS keys."""
+    return [
+        *((AURA_KEY_TYPE, k) for k in aura.Authorities.get(state)),
+        *((FINALITY_KEY_TYPE, k) for k in finality.Authorities.get(state)),
+        *((BLS_KEY_TYPE, k) for k in finality.BlsKeys.get(state)),
+    ]
 
 
 def _put_keys(ctx: Ctx, who: bytes, keys: SessionKeys, pop: bytes) -> None:
     old = NextKeys.get(ctx.state, AccountId(who))
     if old is not None:
-        _remove_owned(ctx, who, old)
+        kept = set(keys.by_type())
+        _release_keys(ctx, who, [k for k in old.by_type() if k not in kept])
     for key_type, key in keys.by_type():
         KeyOwner.put(ctx.state, (key_type, key), AccountId(who))
     NextKeys.put(ctx.state, AccountId(who), keys)
     BlsPops.put(ctx.state, AccountId(who), pop)
 
 
-def _remove_owned(ctx: Ctx, who: bytes, keys: SessionKeys) -> None:
-    for key_type, key in keys.by_type():
-        if KeyOwner.get(ctx.state, (key_type, key)) == who:
-            KeyOwner.remove(ctx.state, (key_type, key))
+def _release_keys(ctx: Ctx, who: bytes, released: Sequence[tuple[bytes, bytes]]) -> None:
+    """`who` no longer holds these keys: unindex each one that is neither in use (it gets its
+    KeyOwnerUntil when it leaves the authority lists) nor retained already."""
+    in_use = set(keys_in_use(ctx.state))
+    for key_id in released:
+        if key_id in in_use or KeyOwnerUntil.contains(ctx.state, key_id):
+            continue
+        if KeyOwner.get(ctx.state, key_id) == who:
+            KeyOwner.remove(ctx.state, key_id)
 
 
 # ---- calls ------------------------------------------------------------------------------------
@@ -200,8 +258,8 @@ def purge_keys(ctx: Ctx) -> None:
     keys = NextKeys.get(ctx.state, AccountId(who))
     ensure(keys is not None, Error.NO_KEYS)
     assert keys is not None
-    _remove_owned(ctx, who, keys)
     NextKeys.remove(ctx.state, AccountId(who))
+    _release_keys(ctx, who, keys.by_type())
     BlsPops.remove(ctx.state, AccountId(who))
     ctx.emit(KeysPurged(who))
 
@@ -239,8 +297,42 @@ def on_initialize(ctx: Ctx) -> None:
     if queued is not None:
         Validators.put(ctx.state, queued)
         QueuedValidators.kill(ctx.state)
+    expire_key_owners(ctx, index)
+    before = keys_in_use(ctx.state)
     enact_authorities(ctx, index)
+    retain_keys_out_of_use(ctx, index, before)
     ctx.emit(NewSession(index))
+
+
+def retain_keys_out_of_use(ctx: Ctx, index: int, before: list[tuple[bytes, bytes]]) -> None:
+    """Keys that left the authority lists at the start of session `index` stay resolvable
+    until session `index + KeyRetentionSessions`; keys back in use are retained no more."""
+    after = keys_in_use(ctx.state)
+    if after == before:
+        return
+    now_used = set(after)
+    until = index + key_retention_sessions(ctx.config)
+    left = [k for k in before if k not in now_used and KeyOwner.contains(ctx.state, k)]
+    for key_id in left:
+        KeyOwnerUntil.put(ctx.state, key_id, until)
+    if left:
+        KeyOwnerExpiries.put(ctx.state, until, [*KeyOwnerExpiries.get(ctx.state, until), *left])
+    for key_id in after:
+        if KeyOwnerUntil.contains(ctx.state, key_id):
+            KeyOwnerUntil.remove(ctx.state, key_id)
+
+
+def expire_key_owners(ctx: Ctx, index: int) -> None:
+    """Unindex the keys retained until session `index`, unless their owner holds them again."""
+    for key_id in KeyOwnerExpiries.get(ctx.state, index):
+        if KeyOwnerUntil.get(ctx.state, key_id) != index:
+            continue  # back in use, or retained again until later
+        KeyOwnerUntil.remove(ctx.state, key_id)
+        owner = KeyOwner.get(ctx.state, key_id)
+        keys = None if owner is None else NextKeys.get(ctx.state, AccountId(owner))
+        if keys is None or key_id not in keys.by_type():
+            KeyOwner.remove(ctx.state, key_id)
+    KeyOwnerExpiries.remove(ctx.state, index)
 
 
 def enact_authorities(ctx: Ctx, session: int) -> None:
@@ -294,15 +386,26 @@ def build_genesis(ctx: Ctx, keys: Sequence[tuple[bytes, SessionKeys, bytes]]) ->
 
 @hook(SPEC, "try_state")
 def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
-    """Every validator has keys; KeyOwner and NextKeys agree; Aura follows the validators."""
+    """Every validator has keys; KeyOwner indexes exactly the keys accounts hold, the keys in
+    use and the retained keys; each retained key is queued for expiry in a future session."""
     validators = Validators.get(state)
     for v in validators:
         if not NextKeys.contains(state, AccountId(v)):
             raise AssertionError(f"validator {v.hex()} has no session keys")
+    indexed: set[tuple[bytes, bytes]] = set()
     for who, keys in NextKeys.iter(state):
         for key_type, key in keys.by_type():
             if KeyOwner.get(state, (key_type, key)) != who:
                 raise AssertionError(f"KeyOwner of {key_type!r} 0x{key.hex()} is not {who.hex()}")
+            indexed.add((key_type, key))
+    index = CurrentIndex.get(state)
+    for key_id, until in KeyOwnerUntil.iter(state):
+        if not KeyOwner.contains(state, key_id) or until <= index:
+            raise AssertionError(f"retained key 0x{key_id[1].hex()} is unowned or overdue")
+        if key_id not in KeyOwnerExpiries.get(state, until):
+            raise AssertionError(f"retained key 0x{key_id[1].hex()} is not queued to expire")
+        indexed.add(key_id)
+    indexed.update(k for k in keys_in_use(state) if KeyOwner.contains(state, k))
     owned = sum(1 for _ in KeyOwner.iter(state))
-    if owned != 3 * sum(1 for _ in NextKeys.iter(state)):
+    if owned != len(indexed):
         raise AssertionError("KeyOwner has entries for keys no account holds")

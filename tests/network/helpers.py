@@ -11,7 +11,15 @@ from typing import Any
 import aiohttp
 
 from chain.crypto import ed25519_public_from_seed, ed25519_sign
-from node.network import NetworkConfig, NetworkService, PeerId, PeerInfo, Status, Verdict
+from node.network import (
+    NetworkConfig,
+    NetworkService,
+    PeerId,
+    PeerInfo,
+    Status,
+    Verdict,
+    peer_id_from_public,
+)
 from node.network.messages import (
     AUTH,
     HELLO,
@@ -132,11 +140,21 @@ class RawPeer:
         self.ws = ws
         self.seed = seed
         self.public = ed25519_public_from_seed(seed)
+        self.peer_id = peer_id_from_public(self.public)
         self.nonce = secrets.token_bytes(32)
 
-    def hello(self, protocol: str = PROTOCOL_NAME, genesis: bytes = GENESIS) -> bytes:
+    def hello(
+        self, protocol: str = PROTOCOL_NAME, genesis: bytes = GENESIS, listen_address: str = ""
+    ) -> bytes:
         h = Hello(
-            protocol, PROTOCOL_VERSION, genesis, ROLE_FULL, self.public, "", STATUS, self.nonce
+            protocol,
+            PROTOCOL_VERSION,
+            genesis,
+            ROLE_FULL,
+            self.public,
+            listen_address,
+            STATUS,
+            self.nonce,
         )
         return frame(HELLO, h.encode())
 
@@ -145,9 +163,9 @@ class RawPeer:
         assert msg.type is aiohttp.WSMsgType.BINARY, (msg.type, msg.extra)
         return bytes(msg.data)
 
-    async def handshake(self, *, bad_signature: bool = False) -> Hello:
+    async def handshake(self, *, bad_signature: bool = False, listen_address: str = "") -> Hello:
         """Dialer side of the handshake; returns the listener's Hello."""
-        await self.ws.send_bytes(self.hello())
+        await self.ws.send_bytes(self.hello(listen_address=listen_address))
         data = await self.recv_binary()
         assert data[0] == HELLO
         remote = Hello.decode(data[1:])
@@ -173,3 +191,45 @@ class RawPeer:
 async def raw_peer(service: NetworkService, seed: bytes = key(99)) -> AsyncIterator[RawPeer]:
     async with aiohttp.ClientSession() as session, session.ws_connect(url(service)) as ws:
         yield RawPeer(ws, seed)
+
+
+@contextlib.asynccontextmanager
+async def raw_socket(
+    service: NetworkService, path: str = "/p2p"
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A TCP socket upgraded to a WebSocket by hand, to send bytes no client library would."""
+    port = int(addr(service).split("/")[4])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        status = await reader.readuntil(b"\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 101"), status
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def frame_header(length: int, opcode: int = 0x2) -> bytes:
+    """The header of a masked (client-to-server) WebSocket frame of `length` payload bytes."""
+    if length < 126:
+        size = bytes((0x80 | length,))
+    elif length < 1 << 16:
+        size = bytes((0x80 | 126,)) + length.to_bytes(2, "big")
+    else:
+        size = bytes((0x80 | 127,)) + length.to_bytes(8, "big")
+    return bytes((0x80 | opcode,)) + size + b"\x00" * 4  # a zero mask leaves the payload as is
+
+
+async def read_until_closed(reader: asyncio.StreamReader) -> int:
+    """Read until the other side closes (or resets) the socket; return the bytes read."""
+    total = 0
+    with contextlib.suppress(ConnectionError):
+        while chunk := await reader.read(65_536):
+            total += len(chunk)
+    return total

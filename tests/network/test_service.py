@@ -13,6 +13,7 @@ from node.network import (
     VOTE,
     Direction,
     NetworkError,
+    PeerSlots,
     Status,
     Verdict,
     peer_id_from_node_key,
@@ -141,7 +142,7 @@ def test_handshake_rejects_unexpected_peer_id():
 
 def test_handshake_rejects_when_full_and_duplicates_are_merged():
     async def main():
-        a, ha = make(1, max_peers=1)
+        a, ha = make(1, slots=PeerSlots(in_peers=1))
         b, _ = make(2)
         c, _ = make(3)
         async with started(a, b, c):
@@ -161,7 +162,7 @@ def test_handshake_rejects_when_full_and_duplicates_are_merged():
             assert b.peer_count() == 1
             assert ha.connected == [b.local_peer_id]
             assert ha.disconnected == []
-            with pytest.raises(NetworkError, match="too many peers"):
+            with pytest.raises(NetworkError, match="too many inbound peers"):
                 await c.connect(addr(a))
 
     run(main())
@@ -425,17 +426,25 @@ def test_inbound_requests_are_rate_limited_then_banned():
         (b"", "empty frame"),
     ],
 )
-def test_malformed_frame_bans(bad_frame, reason):
+def test_malformed_frame_bans(bad_frame, reason, caplog):
     async def main():
         a, _ = make(1)
         async with started(a), raw_peer(a) as raw:
             await raw.handshake()
+            await wait_until(lambda: a.peer_count() == 1, a)
+            caplog.clear()
             await raw.ws.send_bytes(bad_frame)
             assert reason in await raw.close_reason()
             assert a.is_banned(peer_id_from_node_key(raw.seed))
-            assert a.peer_count() == 0
+            await wait_until(lambda: a.peer_count() == 0, a)
 
-    run(main())
+    with caplog.at_level(logging.INFO, logger="node.network"):
+        run(main())
+    # one line, no traceback
+    [line] = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert line.getMessage().startswith("Banned peer 12D3KooW")
+    assert reason in line.getMessage()
+    assert line.exc_info is None
 
 
 def test_text_frame_bans():

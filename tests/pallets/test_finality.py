@@ -23,7 +23,8 @@ from pallets.finality.pallet import (
     FinalityProofs,
     FinalityProofStored,
 )
-from pallets.session.pallet import SessionKeys
+from pallets.session import pallet as session
+from pallets.session.pallet import CurrentIndex, SessionKeys
 from pallets.slashing import pallet as slashing
 from pallets.slashing.pallet import Error as SlashingError
 from pallets.slashing.pallet import OffenceReported, OffenderSlashed
@@ -283,6 +284,34 @@ def test_equivocation_by_an_unbonded_key_owner_is_not_staked(new_test_ext: MockF
     mock.assert_noop("none", "Finality", "report_equivocation", SlashingError.NOT_STAKED, proof=raw)
     verdict = finality.validate_report(mock.state, mock.config, 1, raw)
     assert verdict == "equivocation report refused: the offender has no bonded stake"
+
+
+def test_equivocations_with_keys_rotated_out_are_slashed_while_they_are_retained(
+    vals: MockRuntime,
+) -> None:
+    """ALICE sets new keys in session 2. Her old keys author and vote until session 3 starts,
+    and she equivocates with them later in session 2 (and it is reported a session later): both
+    reports find her and she alone is slashed, twice. After the retention the key is nobody's."""
+    others = {v: bonded(vals, v) for v in (BOB, CHARLIE, DAVE)}
+    stake = bonded(vals, ALICE)
+    vals.dispatch(ALICE, "Session", "set_keys", keys=real_keys("Alice//2"), proof=b"\x07" * 96)
+    run_to_block(vals, vals.block_number + 3)
+    assert CurrentIndex.get(vals.state) == 2  # the same session: the old keys still sign
+    report(vals, slot_equivocation(sr("Alice"), 1234))
+    assert of_type(vals.events(), EquivocationReported) == [EquivocationReported(ALICE, "Slot")]
+    events = run_to_block(vals, 3 * LENGTH + 1)  # session 3: new keys sign, old are retained
+    report(vals, vote_equivocation(ed("Alice"), set_id=0, round_number=3))
+    assert of_type(vals.events(), EquivocationReported) == [EquivocationReported(ALICE, "Vote")]
+    apply_era = staking.CurrentEra.get(vals.state) + vals.config.slashing.slash_defer_duration
+    events += run_to_block(vals, apply_era * vals.config.staking.era_length)
+    slashed = of_type(events, OffenderSlashed)
+    assert [s.offender for s in slashed] == [ALICE, ALICE]
+    assert bonded(vals, ALICE) == stake - sum(s.own for s in slashed) < stake
+    assert {v: bonded(vals, v) for v in others} == others
+    expiry = 3 + session.key_retention_sessions(vals.config)
+    run_to_block(vals, expiry * LENGTH)
+    report_noop(vals, slot_equivocation(sr("Alice"), 99), Error.UNKNOWN_OFFENDER)
+    vals.runtime.try_state(vals.state)
 
 
 def forged_slot_proof() -> bytes:

@@ -31,6 +31,8 @@ from pallets.session.pallet import (
     CurrentIndex,
     Error,
     KeyOwner,
+    KeyOwnerExpiries,
+    KeyOwnerUntil,
     KeysPurged,
     KeysSet,
     NewSession,
@@ -59,6 +61,7 @@ from tests.pallets.test_staking import ECONOMY_BALANCES, of_type, run_to_block
 LENGTH = 10  # dev session.length
 POP = b"\x07" * 96
 REPO = Path(__file__).resolve().parents[2]
+FIELD = {b"aura": "aura", b"gran": "grandpa", b"bls_": "bls"}  # SessionKeys field of a key type
 
 
 @pytest.fixture
@@ -157,16 +160,76 @@ def test_set_keys_stores_keys_pop_and_owners(vals: MockRuntime) -> None:
     check(vals)
 
 
-def test_set_keys_again_replaces_old_owner_entries(vals: MockRuntime) -> None:
-    old, new = fake_session_keys(ALICE), fake_session_keys(ALICE, 1)
-    vals.dispatch(ALICE, "Session", "set_keys", keys=old, proof=POP)  # the same keys again: ok
-    vals.dispatch(ALICE, "Session", "set_keys", keys=new, proof=POP)
-    assert owners(vals, old) == [None, None, None]
-    assert owners(vals, new) == [ALICE, ALICE, ALICE]
-    assert NextKeys.get(vals.state, ALICE) == new
-    # the old keys are free again for someone else
+def test_set_keys_again_frees_keys_never_in_use_at_once(vals: MockRuntime) -> None:
     bond(vals, DAVE)
+    old, new = fake_session_keys(DAVE), fake_session_keys(DAVE, 1)
     vals.dispatch(DAVE, "Session", "set_keys", keys=old, proof=POP)
+    vals.dispatch(DAVE, "Session", "set_keys", keys=old, proof=POP)  # the same keys again: ok
+    vals.dispatch(DAVE, "Session", "set_keys", keys=new, proof=POP)
+    assert owners(vals, old) == [None, None, None]  # DAVE is no validator: they never signed
+    assert owners(vals, new) == [DAVE, DAVE, DAVE]
+    assert NextKeys.get(vals.state, DAVE) == new
+    vals.dispatch(EVE, "Staking", "bond", value=10**18)
+    vals.dispatch(EVE, "Session", "set_keys", keys=old, proof=POP)  # free for someone else
+    check(vals)
+
+
+def test_keys_replaced_in_use_stay_owned_until_the_retention_ends(vals: MockRuntime) -> None:
+    """ALICE rotates in session 0: her old keys sign until session 1 starts, then stay hers
+    (and nobody else's) for KeyRetentionSessions more sessions."""
+    retention = session.key_retention_sessions(vals.config)
+    assert retention == 2  # dev: bonding 2 eras of 10 blocks, sessions of 10 blocks
+    old, new = fake_session_keys(ALICE), fake_session_keys(ALICE, 1)
+    vals.dispatch(ALICE, "Session", "set_keys", keys=new, proof=POP)
+    assert owners(vals, old) == [ALICE] * 3
+    assert [KeyOwnerUntil.get(vals.state, k) for k in old.by_type()] == [None] * 3
+    bond(vals, DAVE)
+    for key_id in old.by_type():  # still ALICE's: nobody else may take them
+        taken = dataclasses.replace(fake_session_keys(DAVE), **{FIELD[key_id[0]]: key_id[1]})
+        vals.assert_noop(DAVE, "Session", "set_keys", Error.DUPLICATED_KEY, keys=taken, proof=POP)
+    run_to_block(vals, LENGTH)  # session 1: the new keys sign, the old ones are retained
+    assert aura.Authorities.get(vals.state)[0] == new.aura
+    assert [KeyOwnerUntil.get(vals.state, k) for k in old.by_type()] == [1 + retention] * 3
+    assert KeyOwnerExpiries.get(vals.state, 1 + retention) == list(old.by_type())
+    run_to_block(vals, (1 + retention) * LENGTH - 1)
+    assert owners(vals, old) == [ALICE] * 3
+    check(vals)
+    run_to_block(vals, (1 + retention) * LENGTH)
+    assert owners(vals, old) == [None] * 3
+    assert [KeyOwnerUntil.get(vals.state, k) for k in old.by_type()] == [None] * 3
+    assert KeyOwnerExpiries.get(vals.state, 1 + retention) == []
+    assert owners(vals, new) == [ALICE] * 3
+    vals.dispatch(DAVE, "Session", "set_keys", keys=old, proof=POP)  # free now
+    check(vals)
+
+
+def test_a_retained_key_taken_back_by_its_owner_is_not_expired(vals: MockRuntime) -> None:
+    old, new = fake_session_keys(BOB), fake_session_keys(BOB, 1)
+    vals.dispatch(BOB, "Session", "set_keys", keys=new, proof=POP)
+    run_to_block(vals, LENGTH)
+    vals.dispatch(BOB, "Session", "set_keys", keys=old, proof=POP)  # back to the old keys
+    assert owners(vals, new) == [BOB] * 3  # in use this session: retained in turn
+    run_to_block(vals, 2 * LENGTH)  # old in use again: no longer retained; new retained
+    assert [KeyOwnerUntil.get(vals.state, k) for k in old.by_type()] == [None] * 3
+    run_to_block(vals, 6 * LENGTH)  # past both retentions
+    assert owners(vals, old) == [BOB] * 3
+    assert owners(vals, new) == [None] * 3
+    check(vals)
+
+
+def test_a_validator_leaving_the_set_keeps_its_keys_owned_for_the_retention(
+    vals: MockRuntime,
+) -> None:
+    """CHARLIE leaves the set at session 1 and purges his keys: they stay his until session 3."""
+    keys = fake_session_keys(CHARLIE)
+    vals.dispatch("root", "Session", "set_validators", validators=[ALICE, BOB])
+    run_to_block(vals, LENGTH)
+    vals.dispatch(CHARLIE, "Session", "purge_keys")
+    assert owners(vals, keys) == [CHARLIE] * 3
+    assert NextKeys.get(vals.state, CHARLIE) is None
+    check(vals)
+    run_to_block(vals, 3 * LENGTH)
+    assert owners(vals, keys) == [None] * 3
     check(vals)
 
 
