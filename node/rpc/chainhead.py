@@ -49,7 +49,7 @@ from node.rpc.storage_query import (
     parse_queries,
     run_queries,
 )
-from pallets.executive import RuntimeApiError
+from pallets.runtime_apis import RuntimeApiError
 
 __all__ = [
     "FOLLOW_EVENT",
@@ -72,7 +72,7 @@ DUPLICATE_HASHES: Final = -32804  # chainHead_v1_unpin with a hash twice
 
 RuntimeCall = Callable[[Trie, str, bytes], bytes]
 """Runs a runtime API function against a state (the dispatcher `state_call` uses); raises
-pallets.executive.RuntimeApiError or chain.codec.CodecError for a call that fails."""
+pallets.runtime_apis.RuntimeApiError or chain.codec.CodecError for a call that fails."""
 
 RuntimeSpec = Callable[[bytes], dict[str, Any]]
 """The runtime of a block, as the spec's `{"type": "valid", "spec": {...}}`."""

@@ -26,7 +26,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from chain.codec import CodecError
@@ -45,7 +45,7 @@ from node.rpc.storage_query import (
     run_queries,
 )
 from node.txpool import PoolError
-from pallets.executive import RuntimeApiError
+from pallets.runtime_apis import RuntimeApiError
 
 __all__ = [
     "Archive",
@@ -110,17 +110,17 @@ def register_spec_v1(
     events: ChainNotifications,
     transactions: PendingTransactions,
     call_runtime: RuntimeCall,
-    runtime_version: RuntimeVersion,
+    runtime_version_at: Callable[[bytes], RuntimeVersion],
     limits: SpecV1Limits | None = None,
 ) -> None:
-    """Serve every new-spec group on `server`."""
+    """Serve every new-spec group on `server`; `runtime_version_at(block_hash)`: the runtime
+    version in that block's state (System.set_code can raise it, docs/runtime.md)."""
     limits = limits or SpecV1Limits()
-    runtime = runtime_spec(runtime_version)
     ChainHead(
         chain=chain,
         events=events,
         call_runtime=call_runtime,
-        runtime_spec=lambda block_hash: runtime,  # one runtime: no upgrades in this chain
+        runtime_spec=lambda block_hash: runtime_spec(runtime_version_at(block_hash)),
         limits=limits.chain_head,
     ).register(server)
     m = server.method

@@ -8,7 +8,7 @@ It follows best and finalized blocks, reads headers, bodies, System.Account (one
 a constant and System.Events, estimates a fee and submits a transfer signed by //Alice (sr25519)
 that it follows to finalization. The node is its own so that //Alice's nonce races nothing.
 
-PAPI needs three things of the runtime beyond the RPC layer:
+PAPI needs three things of the runtime beyond the RPC layer (docs/runtime.md):
   * a `:code` entry in state: PAPI keys each runtime by the hash of `:code` (read with
     chainHead_v1_storage); without one its follow stream fails (pinned-blocks.js) and nothing
     works;
@@ -16,7 +16,7 @@ PAPI needs three things of the runtime beyond the RPC layer:
     it, for getEstimatedFees and signing;
   * `TaggedTransactionQueue_validate_transaction` through chainHead_v1_call: it validates a
     transaction before broadcasting it and while tracking it.
-Until the runtime has them this test xfails, naming what is missing and the checks that failed.
+The typed API that `papi add` generates is checked by test_compat_papi_typed.py.
 
     node tests/compat/papi_check.mjs ws://127.0.0.1:9944 raw      # by hand
 """
@@ -29,20 +29,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from substrateinterface import SubstrateInterface
 
-from tests.integration.conftest import NodeProcess, RpcCallError, start_node
+from tests.integration.conftest import NodeProcess, start_node
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 COMPAT = Path(__file__).resolve().parents[1] / "compat"
 SCRIPT = COMPAT / "papi_check.mjs"
 SCRIPT_TIMEOUT_S = 120
-CODE_KEY = "0x3a636f6465"  # ":code"
-NEED_TX_RUNTIME = {  # the checks that need System.Version and validate_transaction
-    "getEstimatedFees (TransactionPaymentApi_query_info)",
-    "signAndSubmit a transfer to finalization (transaction_v1_broadcast)",
-}
 
 
 @pytest.fixture(scope="module")
@@ -53,25 +47,6 @@ def papi_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]
         yield node
     finally:
         node.stop()
-
-
-def missing_runtime_parts(node: NodeProcess) -> list[str]:
-    """What of the runtime PAPI needs the node lacks (see the module's docstring)."""
-    missing = []
-    if node.rpc("state_getStorage", [CODE_KEY]) is None:
-        missing.append("a :code storage entry")
-    si = SubstrateInterface(url=node.ws_url)
-    try:
-        if si.get_constant("System", "Version") is None:
-            missing.append("the System.Version constant")
-    finally:
-        si.close()
-    try:
-        node.rpc("state_call", ["TaggedTransactionQueue_validate_transaction", "0x"])
-    except RpcCallError as exc:
-        if "not found" in str(exc):
-            missing.append("TaggedTransactionQueue_validate_transaction")
-    return missing
 
 
 def run_scenario(node_bin: str, node: NodeProcess, provider: str) -> tuple[int, list[str], str]:
@@ -101,13 +76,7 @@ def run_scenario(node_bin: str, node: NodeProcess, provider: str) -> tuple[int, 
 
 @pytest.mark.parametrize("provider", ["raw", "default"])
 def test_polkadot_api_scenario(node_bin: str, papi_node: NodeProcess, provider: str) -> None:
-    missing = missing_runtime_parts(papi_node)
-    if "a :code storage entry" in missing:
-        pytest.xfail(f"the runtime lacks {', '.join(missing)}: PAPI cannot follow the chain")
     passed, failed, report = run_scenario(node_bin, papi_node, provider)
     papi_node.assert_running()
-    if missing:
-        assert set(failed) <= NEED_TX_RUNTIME, report[-4000:]
-        pytest.xfail(f"the runtime lacks {', '.join(missing)}; failed: {failed}")
     assert not failed, "\n".join(failed) + "\n\n" + report[-4000:]
     assert passed >= 10, report[-4000:]

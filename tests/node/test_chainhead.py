@@ -26,7 +26,7 @@ from node.interfaces import ImportedBlock
 from node.notifications import ChainEvents
 from node.rpc.chainhead import ChainHead, ChainHeadLimits
 from node.rpc.server import RpcServer
-from pallets.executive import RuntimeApiError
+from pallets.runtime_apis import RuntimeApiError
 
 pytestmark = pytest.mark.timeout(30)
 
