@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -526,7 +525,9 @@ def build_rpc(
         chain=api.chain,
         events=api.events,
         transactions=api.transactions,
-        call_runtime=functools.partial(call_runtime_api, api.executive),
+        call_runtime=lambda state, at, method, data: call_runtime_api(
+            api.executive, state, at, method, data
+        ),
         runtime_version_at=lambda h: api.executive.version_at(api.chain.state_at(h)),
         limits=spec_v1_limits,
     )

@@ -70,9 +70,10 @@ NO_RUNTIME: Final = -32802  # chainHead_v1_call on a follow with withRuntime fal
 NOT_WAITING: Final = -32803  # chainHead_v1_continue on an operation that is not waiting
 DUPLICATE_HASHES: Final = -32804  # chainHead_v1_unpin with a hash twice
 
-RuntimeCall = Callable[[Trie, str, bytes], bytes]
-"""Runs a runtime API function against a state (the dispatcher `state_call` uses); raises
-pallets.runtime_apis.RuntimeApiError or chain.codec.CodecError for a call that fails."""
+RuntimeCall = Callable[[Trie, bytes, str, bytes], bytes]
+"""Runs a runtime API function against a block's state and hash (the dispatcher `state_call`
+uses); raises pallets.runtime_apis.RuntimeApiError or chain.codec.CodecError for a call that
+fails."""
 
 RuntimeSpec = Callable[[bytes], dict[str, Any]]
 """The runtime of a block, as the spec's `{"type": "valid", "spec": {...}}`."""
@@ -317,7 +318,9 @@ class Follow:
     def run_call(self, op: _Operation, block_hash: bytes, function: str, data: bytes) -> None:
         self.finish_operation(op)
         try:
-            output = self.head.call_runtime(self.chain.state_at(block_hash), function, data)
+            output = self.head.call_runtime(
+                self.chain.state_at(block_hash), block_hash, function, data
+            )
         except CodecError as exc:
             self._operation_error(op, f"cannot decode the call parameters: {exc}")
         except RuntimeApiError as exc:

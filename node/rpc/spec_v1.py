@@ -310,7 +310,7 @@ class Archive:
         if self.chain.header(h) is None:
             return None
         try:
-            output = self.call_runtime(self.chain.state_at(h), function, data)
+            output = self.call_runtime(self.chain.state_at(h), h, function, data)
         except (RuntimeApiError, CodecError) as exc:
             return {"success": False, "error": f"{function}: {exc}"}
         return {"success": True, "value": _hex(output)}

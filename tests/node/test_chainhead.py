@@ -95,7 +95,7 @@ class Chain:
         self.events.publish_finalized(self.hashes[name], header)
 
 
-def call_runtime(state: Trie, function: str, data: bytes) -> bytes:
+def call_runtime(state: Trie, at: bytes, function: str, data: bytes) -> bytes:
     if function == "Test_echo":
         return data
     if function == "Test_get":
