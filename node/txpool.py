@@ -34,25 +34,42 @@ MAX_AWAITING_BLOCKS = 1024  # blocks whose included transactions' watchers await
 Watcher = Callable[[Any], None]  # receives statuses: "ready", "future", {"inBlock": h}, ...
 
 
-class PoolError(NodeError):
-    """A submission refused by the pool; `code`/`message`/`data` are Substrate's RPC error."""
+# Refusals whose reason is in the bytes alone, the same in every state: the pool bans the hash,
+# and a peer that gossips such a transaction is at fault (an honest one validates before relaying).
+# "Call" is banned but not a peer's fault: a pallet's own validity check may depend on state.
+STATELESS_INVALID = frozenset(("BadFormat", "BadProof", "BadSigner", "CannotLookup"))
+BANNED_KINDS = STATELESS_INVALID | {"Call"}
 
-    def __init__(self, code: int, message: str, data: str | None = None) -> None:
+
+class PoolError(NodeError):
+    """A submission refused by the pool; `code`/`message`/`data` are Substrate's RPC error, `kind`
+    the InvalidTransaction variant when the transaction itself is invalid (else None)."""
+
+    def __init__(
+        self, code: int, message: str, data: str | None = None, *, kind: str | None = None
+    ) -> None:
         super().__init__(f"{message}: {data}" if data else message)
         self.code = code
         self.message = message
         self.data = data
+        self.kind = kind
+
+    @property
+    def is_peer_fault(self) -> bool:
+        """Whether a peer that gossiped this transaction misbehaved (see STATELESS_INVALID)."""
+        return self.kind in STATELESS_INVALID
 
     @classmethod
     def invalid(cls, exc: InvalidTransaction) -> PoolError:
-        if exc.kind == "BadFormat":
-            return cls(1001, "Extrinsic has invalid format", exc.detail or exc.message)
-        if exc.kind == "CannotLookup":
-            return cls(1011, "Unknown Transaction Validity", exc.message)
+        kind = exc.kind
+        if kind == "BadFormat":
+            return cls(1001, "Extrinsic has invalid format", exc.detail or exc.message, kind=kind)
+        if kind == "CannotLookup":
+            return cls(1011, "Unknown Transaction Validity", exc.message, kind=kind)
         data = exc.message + (
-            f" ({exc.detail})" if exc.detail and exc.kind not in ("BadProof",) else ""
+            f" ({exc.detail})" if exc.detail and kind not in ("BadProof",) else ""
         )
-        return cls(1010, "Invalid Transaction", data)
+        return cls(1010, "Invalid Transaction", data, kind=kind)
 
 
 @dataclasses.dataclass(slots=True)
@@ -114,7 +131,7 @@ class TxPool:
         try:
             valid, checked = self.executive.validate_transaction(state, best_hash, best_number, raw)
         except InvalidTransaction as exc:
-            if exc.kind in ("BadProof", "BadFormat", "Call", "BadSigner"):
+            if exc.kind in BANNED_KINDS:
                 self._ban(tx_hash)
             raise PoolError.invalid(exc) from exc
         if valid.sender is None:

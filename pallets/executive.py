@@ -116,6 +116,16 @@ class Executive:
 
     # ---- validity -----------------------------------------------------------------------------
 
+    def decode_call(self, xt: Extrinsic) -> DecodedCall:
+        """The extrinsic's call. Call bytes that do not decode (an unknown call, arguments that
+        do not parse, calls nested deeper than `MAX_CALL_DEPTH`) make the whole extrinsic
+        undecodable, as in Substrate, where the call is part of the extrinsic's type: raises
+        InvalidTransaction("BadFormat")."""
+        try:
+            return self.runtime.decode_call(xt.call)
+        except CodecError as exc:
+            raise InvalidTransaction("BadFormat", f"call: {exc}") from exc
+
     def check(
         self, state: Any, xt: Extrinsic, *, block_number: int, verify: bool = True
     ) -> CheckedExtrinsic:
@@ -126,10 +136,7 @@ class Executive:
         """
         if not xt.signed or xt.signer is None or xt.signature is None or xt.scheme is None:
             return self.check_unsigned(state, xt, block_number=block_number)[0]
-        try:
-            call = self.runtime.decode_call(xt.call)
-        except CodecError as exc:
-            raise InvalidTransaction("Call", str(exc)) from exc
+        call = self.decode_call(xt)
         if call.call.dispatch_class == "Mandatory":
             raise InvalidTransaction("Call", f"{call.name} is an inherent")
         who = xt.signer
@@ -199,10 +206,7 @@ class Executive:
         )
         if xt.signed:
             raise InvalidTransaction("BadProof", "a signed transaction is not unsigned")
-        try:
-            call = self.runtime.decode_call(xt.call)
-        except CodecError as exc:
-            raise inherent_only from exc
+        call = self.decode_call(xt)
         validator = unsigned_validator(self.config, call)
         if validator is None or call.call.dispatch_class == "Mandatory":
             raise inherent_only
@@ -532,11 +536,12 @@ def execute_block(
 
 def _is_inherent(runtime: Runtime[RuntimeConfig], xt: Extrinsic) -> bool:
     """An unsigned extrinsic whose pallet does not validate unsigned calls is treated as an
-    inherent (`apply_inherent` rejects it unless its call is Mandatory)."""
+    inherent (`apply_inherent` rejects it unless its call is Mandatory). One whose call does not
+    decode is not: `apply` refuses it as undecodable."""
     try:
         call = runtime.decode_call(xt.call)
     except CodecError:
-        return True
+        return False
     is_mandatory = call.call.dispatch_class == "Mandatory"
     return is_mandatory or unsigned_validator(runtime.config, call) is None
 
