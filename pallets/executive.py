@@ -31,7 +31,7 @@ from chain.frame.pallet import DispatchError, Origin
 from chain.frame.runtime import Runtime
 from chain.frame.types import U128
 from chain.frame.validity import InvalidTransaction, UnsignedValidity
-from chain.primitives import DigestItem, Extrinsic, Header, signing_payload
+from chain.primitives import DigestItem, Extrinsic, Header, UnsupportedSigner, signing_payload
 from chain.storage.overlay import Overlay
 from chain.storage.trie import Trie, ordered_root
 from pallets.aura import pallet as aura
@@ -115,6 +115,17 @@ class Executive:
         )
 
     # ---- validity -----------------------------------------------------------------------------
+
+    @staticmethod
+    def decode_extrinsic(raw: bytes) -> Extrinsic:
+        """The extrinsic in `raw`, or InvalidTransaction: "CannotLookup" for a signer other than
+        `MultiAddress::Id` (FRAME's `AccountIdLookup` fails on it), else "BadFormat"."""
+        try:
+            return Extrinsic.decode(raw)
+        except UnsupportedSigner as exc:
+            raise InvalidTransaction("CannotLookup", str(exc)) from exc
+        except CodecError as exc:
+            raise InvalidTransaction("BadFormat", str(exc)) from exc
 
     def decode_call(self, xt: Extrinsic) -> DecodedCall:
         """The extrinsic's call. Call bytes that do not decode (an unknown call, arguments that
@@ -250,10 +261,7 @@ class Executive:
     ) -> tuple[ValidTransaction, CheckedExtrinsic]:
         """Pool validation against the best block, as if in the next block (FRAME's
         `validate_transaction` after `initialize_block`)."""
-        try:
-            xt = Extrinsic.decode(raw)
-        except CodecError as exc:
-            raise InvalidTransaction("BadFormat", str(exc)) from exc
+        xt = self.decode_extrinsic(raw)
         state = Overlay(parent_state)
         system.BlockHash.put(state, parent_number, parent_hash)
         number = parent_number + 1
@@ -440,10 +448,7 @@ class BlockBuilder:
     def apply(self, raw: bytes, *, verified: bool = False) -> ApplyOutcome:
         """Apply a signed extrinsic, or an unsigned one whose pallet validates unsigned calls
         (re-run here). Raises InvalidTransaction (the block may not include it)."""
-        try:
-            xt = Extrinsic.decode(raw)
-        except CodecError as exc:
-            raise InvalidTransaction("BadFormat", str(exc)) from exc
+        xt = self.ex.decode_extrinsic(raw)
         if not xt.signed:
             checked, _ = self.ex.check_unsigned(self.state, xt, block_number=self.number)
             self._ensure_room(checked.weight, len(raw))

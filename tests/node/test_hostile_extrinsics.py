@@ -3,9 +3,12 @@ a real WebSocket), the pool, transaction and block gossip, block import.
 
 - Calls nested deeper than `MAX_CALL_DEPTH` (46,001 levels of `Sudo.sudo` is 92 KB; 257 is the
   first refused): refused as undecodable, in one log line per request, never a traceback.
+- A signed transaction whose signer is `MultiAddress::Address32` instead of `Id` (the same 32
+  bytes): a second encoding of a valid transaction, with another hash and the same valid
+  signature, which a third party could get included first. Only `Id` names a signer.
 
-The pool bans the hash, a peer that gossips it gets an INVALID verdict, and a block holding it
-does not import.
+In both cases the pool bans the hash, a peer that gossips it gets an INVALID verdict, and a block
+holding it does not import.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ from node.service import Node, NodeConfig
 from node.txpool import PoolError
 from pallets.aura import pallet as aura
 from pallets.executive import InvalidBlock
-from tests.chaingen import dev_account
+from tests.chaingen import dev_account, sign_transfer
 
 pytestmark = pytest.mark.timeout(120)
 
 DEV = load_spec("dev")
 ALICE = dev_account("alice")  # the dev chain's author and sudo key, and funded
+BOB = dev_account("bob")
 PEER = "12D3KooWpeer"
 TOO_DEEP = (MAX_CALL_DEPTH + 1, 46_001)
 
@@ -70,6 +74,16 @@ def nested(node: Node, levels: int, tag: int = 0) -> bytes:
     rt = node.runtime
     remark = rt.call_type.encode(rt.call("System", "remark", remark=bytes((tag,))))
     return encode_unsigned_extrinsic(bytes((rt.by_name["Sudo"].index, 0)) * (levels - 1) + remark)
+
+
+def transfer(node: Node, nonce: int = 0) -> bytes:
+    return sign_transfer(node, ALICE, nonce, BOB.public, 10**18)
+
+
+def as_address32(signed: bytes) -> bytes:
+    """The same signed extrinsic with its signer as `MultiAddress::Address32` (0x03)."""
+    at = signed.index(b"\x84\x00" + ALICE.public)
+    return signed[: at + 1] + b"\x03" + signed[at + 2 :]
 
 
 def block_with(node: Node, *, applied: tuple[bytes, ...] = (), extra: bytes | None = None) -> Block:
@@ -201,3 +215,59 @@ def test_the_deepest_call_allowed_is_refused_only_for_what_it_is(node: Node) -> 
         node.transactions.submit_extrinsic(nested(node, MAX_CALL_DEPTH))
     assert (info.value.code, info.value.kind) == (1010, "Call")
     assert "inherents" in (info.value.data or "")
+
+
+# ---- MultiAddress::Address32 as the signer ------------------------------------------------------
+
+
+def test_the_pool_refuses_an_address32_signer_and_takes_the_original(node: Node) -> None:
+    original = transfer(node)
+    mutant = as_address32(original)
+    assert mutant != original
+    assert len(mutant) == len(original)
+    with pytest.raises(PoolError) as info:
+        node.transactions.submit_extrinsic(mutant)
+    assert (info.value.code, info.value.message) == (1011, "Unknown Transaction Validity")
+    assert info.value.kind == "CannotLookup"
+    assert node.transactions.submit_extrinsic(original)[1] == "ready"
+    assert node.pool.pending() == [original]
+    with pytest.raises(PoolError) as again:
+        node.transactions.submit_extrinsic(mutant)
+    assert again.value.code == 1012  # banned
+
+
+def test_rpc_refuses_an_address32_signer_in_one_line(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    mutant = as_address32(transfer(node))
+    with caplog.at_level(logging.DEBUG):
+        [answer] = rpc(node, [("author_submitExtrinsic", ["0x" + mutant.hex()])])
+    assert answer["error"] == {
+        "code": 1011,
+        "message": "Unknown Transaction Validity",
+        "data": "Could not lookup information required to validate the transaction",
+    }
+    assert len(refusal_lines(caplog)) == 1
+    assert_no_traceback(caplog)
+
+
+def test_gossip_of_an_address32_signer_is_invalid(node: Node) -> None:
+    assert gossip(node, TRANSACTIONS, as_address32(transfer(node))) is Verdict.INVALID
+    assert node.pool.pending() == []
+
+
+def test_a_block_holding_an_address32_signer_does_not_import(node: Node) -> None:
+    """Consensus: the mutant executes exactly as the original would (same signer, same state
+    root), so only the signer rule keeps such a block out."""
+    original = transfer(node)
+    good = block_with(node, applied=(original,))
+    body = tuple(as_address32(x) if x == original else x for x in good.extrinsics)
+    header, _ = good.header.without_seal()
+    header = dataclasses.replace(header, extrinsics_root=ordered_root(list(body)))
+    seal = DigestItem.seal(aura.ENGINE_ID, ALICE.sign(header.hash()))
+    mutant = Block(dataclasses.replace(header, digest=(*header.digest, seal)), body)
+    with pytest.raises(InvalidBlock, match="Address32"):
+        node.importer.import_block(mutant)
+    assert gossip(node, BLOCK_ANNOUNCE, encode_block_item(mutant, None)) is Verdict.INVALID
+    node.importer.import_block(good)
+    assert node.chain.best_hash == good.hash()
