@@ -5,7 +5,8 @@ fee payability). Transactions are kept per sender by nonce; a transaction is *re
 nonce follows the sender's on-chain nonce without gaps, *future* otherwise. Blocks take ready
 transactions by tip (priority), then by arrival. A transaction with the same (sender, nonce)
 replaces the old one only with a higher tip. Invalid transactions' hashes are banned for a while,
-so resubmitting the same invalid bytes is refused cheaply. Limits: total count, bytes, per sender.
+so resubmitting the same invalid bytes is refused cheaply; at most `max_banned` bans are kept,
+the oldest making room for a new one. Limits: total count, bytes, per sender.
 
 Unsigned transactions (calls with a `validate_unsigned` hook: finality proofs, equivocation
 reports) have no sender or nonce: they are always ready, ordered by the priority their hook
@@ -21,6 +22,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -101,17 +103,25 @@ class TxPool:
         executive: Executive,
         best: Callable[[], tuple[Any, bytes, int]],
         limits: PoolLimits = PoolLimits(),
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`best()` returns (state, hash, number) of the current best block."""
+        """`best()` returns (state, hash, number) of the current best block; `clock` gives
+        monotonic seconds (bans and arrival times)."""
         self.executive = executive
         self.best = best
         self.limits = limits
+        self._clock = clock
         self.by_hash: dict[bytes, PoolTx] = {}
         self.by_sender: dict[bytes, dict[int, PoolTx]] = {}
         self.by_tag: dict[bytes, PoolTx] = {}  # unsigned transactions by the tags they provide
         # included transactions whose watchers wait for finality: block hash -> (number, txs)
         self.awaiting_finality: dict[bytes, tuple[int, list[PoolTx]]] = {}
-        self.banned: dict[bytes, float] = {}
+        # banned hash -> when its ban ends. Every ban lasts ban_seconds, so insertion order is
+        # expiry order: expired bans leave from the front, and a full list drops its oldest.
+        # An OrderedDict, not a dict: a dict's first key is found past the slots its earlier
+        # deletions left (O(deleted)), an OrderedDict's in O(1).
+        self.banned: OrderedDict[bytes, float] = OrderedDict()
         self.bytes = 0
         self._seq = itertools.count()
 
@@ -124,7 +134,7 @@ class TxPool:
             raise PoolError(1013, "Transaction Already Imported")
         banned_until = self.banned.get(tx_hash)
         if banned_until is not None:
-            if banned_until > time.monotonic():
+            if banned_until > self._clock():
                 raise PoolError(1012, "Transaction is temporarily banned")
             del self.banned[tx_hash]
         state, best_hash, best_number = self.best()
@@ -148,7 +158,7 @@ class TxPool:
             raise PoolError(1016, "Immediately Dropped", "too many transactions from this sender")
         self._ensure_room(len(raw))
         tx = PoolTx(
-            tx_hash, raw, sender, valid.nonce, checked.xt.tip, next(self._seq), time.monotonic()
+            tx_hash, raw, sender, valid.nonce, checked.xt.tip, next(self._seq), self._clock()
         )
         if watcher is not None:
             tx.watchers.append(watcher)
@@ -185,7 +195,7 @@ class TxPool:
             0,
             valid.priority,
             next(self._seq),
-            time.monotonic(),
+            self._clock(),
             provides=valid.provides,
             valid_till=best_number + valid.longevity,
         )
@@ -211,12 +221,22 @@ class TxPool:
             tx.watchers.remove(watcher)
 
     def _ban(self, tx_hash: bytes) -> None:
-        if len(self.banned) >= self.limits.max_banned:
-            now = time.monotonic()
-            self.banned = {h: t for h, t in self.banned.items() if t > now}
-            if len(self.banned) >= self.limits.max_banned:
-                return
-        self.banned[tx_hash] = time.monotonic() + self.limits.ban_seconds
+        """Ban `tx_hash` for `ban_seconds`, in O(1) whatever the fill: the bans that ended leave
+        from the front, and when `max_banned` bans are live the oldest makes room (as Substrate's
+        pool rotator does)."""
+        banned = self.banned
+        now = self._clock()
+        while banned:
+            oldest = next(iter(banned))
+            if banned[oldest] > now:
+                break
+            del banned[oldest]
+        banned.pop(tx_hash, None)  # banned again: it moves to the back with its new end
+        if self.limits.max_banned <= 0:
+            return
+        while len(banned) >= self.limits.max_banned:
+            banned.popitem(last=False)
+        banned[tx_hash] = now + self.limits.ban_seconds
 
     # ---- reading ------------------------------------------------------------------------------
 
