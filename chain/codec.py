@@ -82,13 +82,18 @@ def encode_str(value: str) -> bytes:
 
 
 class Decoder:
-    """A cursor over SCALE bytes. Every read checks bounds and raises `CodecError`."""
+    """A cursor over SCALE bytes. Every read checks bounds and raises `CodecError`.
 
-    __slots__ = ("data", "pos")
+    `depth` is how deeply the value being decoded nests in itself: decoders of recursive types
+    (a call carrying a call) count it and refuse input nested beyond their limit, so that the
+    work and the Python stack a decode takes are bounded by the limit, not by the input."""
+
+    __slots__ = ("data", "depth", "pos")
 
     def __init__(self, data: bytes, pos: int = 0) -> None:
         self.data = data
         self.pos = pos
+        self.depth = 0
 
     def remaining(self) -> int:
         return len(self.data) - self.pos

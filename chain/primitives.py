@@ -324,7 +324,17 @@ class Header:
 
 # --- Extrinsic -------------------------------------------------------------------------------
 
-_ADDRESS_NAMES = MappingProxyType({1: "Index", 2: "Raw", 4: "Address20"})
+_ADDRESS_NAMES = MappingProxyType({1: "Index", 2: "Raw", 3: "Address32", 4: "Address20"})
+
+
+class UnsupportedSigner(CodecError):
+    """A signed extrinsic whose signer is a `MultiAddress` other than `Id`. The signer resolves
+    through FRAME's `AccountIdLookup`, which knows `Id` only here (no indices pallet), so such a
+    transaction can never be valid: Substrate answers `UnknownTransaction::CannotLookup`.
+    `Address32` in particular carries the same 32 bytes as `Id`; accepting it would give every
+    signed transaction a second encoding (another hash, the same valid signature)."""
+
+
 _SIG_LEN = MappingProxyType({int(k): v for k, v in SIGNATURE_LENGTHS.items()})
 _SCHEMES = MappingProxyType({int(s): s for s in SignatureScheme})
 
@@ -442,10 +452,13 @@ class Extrinsic:
         if pos + 33 > n:
             raise CodecError("truncated extrinsic: signer address")
         address_kind = raw[pos]
-        if address_kind != 0 and address_kind != 3:
+        if address_kind != 0:
             name = _ADDRESS_NAMES.get(address_kind)
             if name is not None:
-                raise CodecError(f"unsupported address type MultiAddress::{name}")
+                raise UnsupportedSigner(
+                    f"unsupported address type MultiAddress::{name} for the signer"
+                    " (only MultiAddress::Id)"
+                )
             raise CodecError(f"invalid MultiAddress variant {address_kind}")
         signer = raw[pos + 1 : pos + 33]
         pos += 33

@@ -61,9 +61,8 @@ class NodeNetworkHandler:
         if kind == TRANSACTIONS:
             try:
                 self.transactions.submit_from_peer(payload)
-            except PoolError as exc:
-                bad = exc.code == 1001 or (exc.code == 1010 and "bad signature" in (exc.data or ""))
-                return Verdict.INVALID if bad else Verdict.IGNORE
+            except PoolError as exc:  # invalid in every state (malformed, forged): the peer's fault
+                return Verdict.INVALID if exc.is_peer_fault else Verdict.IGNORE
             return Verdict.ACCEPT
         if kind == VOTE:
             return self.finality.on_vote(payload)

@@ -5,7 +5,8 @@ fee payability). Transactions are kept per sender by nonce; a transaction is *re
 nonce follows the sender's on-chain nonce without gaps, *future* otherwise. Blocks take ready
 transactions by tip (priority), then by arrival. A transaction with the same (sender, nonce)
 replaces the old one only with a higher tip. Invalid transactions' hashes are banned for a while,
-so resubmitting the same invalid bytes is refused cheaply. Limits: total count, bytes, per sender.
+so resubmitting the same invalid bytes is refused cheaply; at most `max_banned` bans are kept,
+the oldest making room for a new one. Limits: total count, bytes, per sender.
 
 Unsigned transactions (calls with a `validate_unsigned` hook: finality proofs, equivocation
 reports) have no sender or nonce: they are always ready, ordered by the priority their hook
@@ -26,6 +27,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,25 +41,42 @@ MAX_AWAITING_BLOCKS = 1024  # blocks whose included transactions' watchers await
 Watcher = Callable[[Any], None]  # receives statuses: "ready", "future", {"inBlock": h}, ...
 
 
-class PoolError(NodeError):
-    """A submission refused by the pool; `code`/`message`/`data` are Substrate's RPC error."""
+# Refusals whose reason is in the bytes alone, the same in every state: the pool bans the hash,
+# and a peer that gossips such a transaction is at fault (an honest one validates before relaying).
+# "Call" is banned but not a peer's fault: a pallet's own validity check may depend on state.
+STATELESS_INVALID = frozenset(("BadFormat", "BadProof", "BadSigner", "CannotLookup"))
+BANNED_KINDS = STATELESS_INVALID | {"Call"}
 
-    def __init__(self, code: int, message: str, data: str | None = None) -> None:
+
+class PoolError(NodeError):
+    """A submission refused by the pool; `code`/`message`/`data` are Substrate's RPC error, `kind`
+    the InvalidTransaction variant when the transaction itself is invalid (else None)."""
+
+    def __init__(
+        self, code: int, message: str, data: str | None = None, *, kind: str | None = None
+    ) -> None:
         super().__init__(f"{message}: {data}" if data else message)
         self.code = code
         self.message = message
         self.data = data
+        self.kind = kind
+
+    @property
+    def is_peer_fault(self) -> bool:
+        """Whether a peer that gossiped this transaction misbehaved (see STATELESS_INVALID)."""
+        return self.kind in STATELESS_INVALID
 
     @classmethod
     def invalid(cls, exc: InvalidTransaction) -> PoolError:
-        if exc.kind == "BadFormat":
-            return cls(1001, "Extrinsic has invalid format", exc.detail or exc.message)
-        if exc.kind == "CannotLookup":
-            return cls(1011, "Unknown Transaction Validity", exc.message)
+        kind = exc.kind
+        if kind == "BadFormat":
+            return cls(1001, "Extrinsic has invalid format", exc.detail or exc.message, kind=kind)
+        if kind == "CannotLookup":
+            return cls(1011, "Unknown Transaction Validity", exc.message, kind=kind)
         data = exc.message + (
-            f" ({exc.detail})" if exc.detail and exc.kind not in ("BadProof",) else ""
+            f" ({exc.detail})" if exc.detail and kind not in ("BadProof",) else ""
         )
-        return cls(1010, "Invalid Transaction", data)
+        return cls(1010, "Invalid Transaction", data, kind=kind)
 
 
 @dataclasses.dataclass(slots=True)
@@ -89,11 +108,15 @@ class TxPool:
         executive: Executive,
         best: Callable[[], tuple[Any, bytes, int]],
         limits: PoolLimits = PoolLimits(),
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`best()` returns (state, hash, number) of the current best block."""
+        """`best()` returns (state, hash, number) of the current best block; `clock` gives
+        monotonic seconds (bans and arrival times)."""
         self.executive = executive
         self.best = best
         self.limits = limits
+        self._clock = clock
         self.by_hash: dict[bytes, PoolTx] = {}
         self.by_sender: dict[bytes, dict[int, PoolTx]] = {}
         self.by_tag: dict[bytes, PoolTx] = {}  # unsigned transactions by the tags they provide
@@ -101,7 +124,11 @@ class TxPool:
         self.awaiting_finality: dict[bytes, tuple[int, list[PoolTx]]] = {}
         # watched transactions of retracted blocks, until included again or resubmitted
         self.retracted: dict[bytes, PoolTx] = {}
-        self.banned: dict[bytes, float] = {}
+        # banned hash -> when its ban ends. Every ban lasts ban_seconds, so insertion order is
+        # expiry order: expired bans leave from the front, and a full list drops its oldest.
+        # An OrderedDict, not a dict: a dict's first key is found past the slots its earlier
+        # deletions left (O(deleted)), an OrderedDict's in O(1).
+        self.banned: OrderedDict[bytes, float] = OrderedDict()
         self.bytes = 0
         self._seq = itertools.count()
 
@@ -117,14 +144,14 @@ class TxPool:
             raise PoolError(1013, "Transaction Already Imported")
         banned_until = self.banned.get(tx_hash)
         if banned_until is not None:
-            if banned_until > time.monotonic():
+            if banned_until > self._clock():
                 raise PoolError(1012, "Transaction is temporarily banned")
             del self.banned[tx_hash]
         state, best_hash, best_number = self.best()
         try:
             valid, checked = self.executive.validate_transaction(state, best_hash, best_number, raw)
         except InvalidTransaction as exc:
-            if ban and exc.kind in ("BadProof", "BadFormat", "Call", "BadSigner"):
+            if ban and exc.kind in BANNED_KINDS:
                 self._ban(tx_hash)
             raise PoolError.invalid(exc) from exc
         if valid.sender is None:
@@ -141,7 +168,7 @@ class TxPool:
             raise PoolError(1016, "Immediately Dropped", "too many transactions from this sender")
         self._ensure_room(len(raw))
         tx = PoolTx(
-            tx_hash, raw, sender, valid.nonce, checked.xt.tip, next(self._seq), time.monotonic()
+            tx_hash, raw, sender, valid.nonce, checked.xt.tip, next(self._seq), self._clock()
         )
         if watcher is not None:
             tx.watchers.append(watcher)
@@ -178,7 +205,7 @@ class TxPool:
             0,
             valid.priority,
             next(self._seq),
-            time.monotonic(),
+            self._clock(),
             provides=valid.provides,
             valid_till=best_number + valid.longevity,
         )
@@ -204,12 +231,22 @@ class TxPool:
             tx.watchers.remove(watcher)
 
     def _ban(self, tx_hash: bytes) -> None:
-        if len(self.banned) >= self.limits.max_banned:
-            now = time.monotonic()
-            self.banned = {h: t for h, t in self.banned.items() if t > now}
-            if len(self.banned) >= self.limits.max_banned:
-                return
-        self.banned[tx_hash] = time.monotonic() + self.limits.ban_seconds
+        """Ban `tx_hash` for `ban_seconds`, in O(1) whatever the fill: the bans that ended leave
+        from the front, and when `max_banned` bans are live the oldest makes room (as Substrate's
+        pool rotator does)."""
+        banned = self.banned
+        now = self._clock()
+        while banned:
+            oldest = next(iter(banned))
+            if banned[oldest] > now:
+                break
+            del banned[oldest]
+        banned.pop(tx_hash, None)  # banned again: it moves to the back with its new end
+        if self.limits.max_banned <= 0:
+            return
+        while len(banned) >= self.limits.max_banned:
+            banned.popitem(last=False)
+        banned[tx_hash] = now + self.limits.ban_seconds
 
     # ---- reading ------------------------------------------------------------------------------
 

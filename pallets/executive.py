@@ -39,7 +39,7 @@ from chain.frame.outer import DecodedCall
 from chain.frame.pallet import DispatchError, Origin
 from chain.frame.runtime import Runtime
 from chain.frame.validity import InvalidTransaction, UnsignedValidity
-from chain.primitives import DigestItem, Extrinsic, Header, signing_payload
+from chain.primitives import DigestItem, Extrinsic, Header, UnsupportedSigner, signing_payload
 from chain.storage.overlay import Overlay
 from chain.storage.trie import Trie, ordered_root
 from pallets.balances import pallet as balances
@@ -133,6 +133,27 @@ class Executive:
 
     # ---- validity -----------------------------------------------------------------------------
 
+    @staticmethod
+    def decode_extrinsic(raw: bytes) -> Extrinsic:
+        """The extrinsic in `raw`, or InvalidTransaction: "CannotLookup" for a signer other than
+        `MultiAddress::Id` (FRAME's `AccountIdLookup` fails on it), else "BadFormat"."""
+        try:
+            return Extrinsic.decode(raw)
+        except UnsupportedSigner as exc:
+            raise InvalidTransaction("CannotLookup", str(exc)) from exc
+        except CodecError as exc:
+            raise InvalidTransaction("BadFormat", str(exc)) from exc
+
+    def decode_call(self, xt: Extrinsic) -> DecodedCall:
+        """The extrinsic's call. Call bytes that do not decode (an unknown call, arguments that
+        do not parse, calls nested deeper than `MAX_CALL_DEPTH`) make the whole extrinsic
+        undecodable, as in Substrate, where the call is part of the extrinsic's type: raises
+        InvalidTransaction("BadFormat")."""
+        try:
+            return self.runtime.decode_call(xt.call)
+        except CodecError as exc:
+            raise InvalidTransaction("BadFormat", f"call: {exc}") from exc
+
     def check(
         self,
         state: Any,
@@ -150,10 +171,7 @@ class Executive:
         """
         if not xt.signed or xt.signer is None or xt.signature is None or xt.scheme is None:
             return self.check_unsigned(state, xt, block_number=block_number)[0]
-        try:
-            call = self.runtime.decode_call(xt.call)
-        except CodecError as exc:
-            raise InvalidTransaction("Call", str(exc)) from exc
+        call = self.decode_call(xt)
         if call.call.dispatch_class == "Mandatory":
             raise InvalidTransaction("Call", f"{call.name} is an inherent")
         who = xt.signer
@@ -222,10 +240,7 @@ class Executive:
         )
         if xt.signed:
             raise InvalidTransaction("BadProof", "a signed transaction is not unsigned")
-        try:
-            call = self.runtime.decode_call(xt.call)
-        except CodecError as exc:
-            raise inherent_only from exc
+        call = self.decode_call(xt)
         validator = unsigned_validator(self.config, call)
         if validator is None or call.call.dispatch_class == "Mandatory":
             raise inherent_only
@@ -270,10 +285,7 @@ class Executive:
     ) -> tuple[ValidTransaction, CheckedExtrinsic]:
         """Pool validation against the best block, as if in the next block (FRAME's
         `validate_transaction` after `initialize_block`)."""
-        try:
-            xt = Extrinsic.decode(raw)
-        except CodecError as exc:
-            raise InvalidTransaction("BadFormat", str(exc)) from exc
+        xt = self.decode_extrinsic(raw)
         state = Overlay(parent_state)
         system.BlockHash.put(state, parent_number, parent_hash)
         number = parent_number + 1
@@ -489,10 +501,7 @@ class BlockBuilder:
     def apply(self, raw: bytes, *, verified: bool = False) -> ApplyOutcome:
         """Apply a signed extrinsic, or an unsigned one whose pallet validates unsigned calls
         (re-run here). Raises InvalidTransaction (the block may not include it)."""
-        try:
-            xt = Extrinsic.decode(raw)
-        except CodecError as exc:
-            raise InvalidTransaction("BadFormat", str(exc)) from exc
+        xt = self.ex.decode_extrinsic(raw)
         if not xt.signed:
             checked, _ = self.ex.check_unsigned(self.state, xt, block_number=self.number)
             room = self._room(checked.call, len(raw))
@@ -620,10 +629,11 @@ def execute_block(
 
 def _is_inherent(runtime: Runtime[RuntimeConfig], xt: Extrinsic) -> bool:
     """An unsigned extrinsic whose pallet does not validate unsigned calls is treated as an
-    inherent (`apply_inherent` rejects it unless its call is Mandatory)."""
+    inherent (`apply_inherent` rejects it unless its call is Mandatory). One whose call does not
+    decode is not: `apply` refuses it as undecodable."""
     try:
         call = runtime.decode_call(xt.call)
     except CodecError:
-        return True
+        return False
     is_mandatory = call.call.dispatch_class == "Mandatory"
     return is_mandatory or unsigned_validator(runtime.config, call) is None

@@ -69,9 +69,11 @@ MULTI_SIGNATURE = Enum(
 
 
 def lookup_address(value: tuple[str, object]) -> AccountId | None:
-    """The account a `MultiAddress` names, or None when it needs a lookup we do not have."""
+    """The account a `MultiAddress` argument names, as FRAME's `AccountIdLookup` resolves it:
+    `Id` only (`Index` would need an indices pallet; `Raw`, `Address32` and `Address20` never
+    resolve), else None, which calls answer with `DispatchError::CannotLookup`."""
     kind, payload = value
-    if kind in ("Id", "Address32") and isinstance(payload, bytes):
+    if kind == "Id" and isinstance(payload, bytes):
         return AccountId(payload)
     return None
 

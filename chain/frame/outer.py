@@ -1,5 +1,13 @@
 """The runtime's outer enums: `RuntimeCall` (pallet index, call index, arguments) and
-`RuntimeEvent` (pallet index, event index, fields), built from the pallets' declarations."""
+`RuntimeEvent` (pallet index, event index, fields), built from the pallets' declarations.
+
+A call may carry calls (Sudo's `Box<RuntimeCall>`; a batch's `Vec<RuntimeCall>`), so call bytes
+may nest without end. Decoding counts the nesting and refuses a call nested deeper than
+`MAX_CALL_DEPTH` with `CallTooDeep`, as soon as it reaches that level (Substrate decodes
+extrinsics with `MAX_EXTRINSIC_DEPTH` = 256 for the same reason). Each level takes one Python
+frame of `RuntimeCallType.decode` (two through a `Vec<RuntimeCall>`), so the deepest call that
+decodes fits in Python's default recursion limit with room to spare.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,14 @@ from chain.codec import CodecError, Decoder
 from chain.frame.common import Weight
 from chain.frame.pallet import CallDef, EventDef, PalletSpec
 from chain.frame.types import Enum, JSONDict, ScaleType, TypeRegistry, VariantDef, _info, field_info
+
+MAX_CALL_DEPTH = 256
+"""The deepest a call may nest in calls: a call at level 257 (a top-level call is level 1) does
+not decode. Consensus-visible: a block holding a deeper call is invalid."""
+
+
+class CallTooDeep(CodecError):
+    """Call bytes that nest calls deeper than `MAX_CALL_DEPTH`."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,9 +72,16 @@ class RuntimeCallType(ScaleType):
         }
 
     def encode(self, value: DecodedCall) -> bytes:
-        return value.call.encode(**value.args)
+        call, args = value.call, value.args
+        parts = [bytes((call.pallet.index, call.index))]
+        for name, ty in call.arg_types:  # here, not in CallDef.encode: one frame per level
+            parts.append(ty.encode(args[name]))
+        return b"".join(parts)
 
     def decode(self, d: Decoder) -> DecodedCall:
+        depth = d.depth + 1
+        if depth > MAX_CALL_DEPTH:
+            raise CallTooDeep(f"calls nest deeper than {MAX_CALL_DEPTH} levels")
         pallet_index = d.u8()
         call_index = d.u8()
         pallet = self.pallets.get(pallet_index)
@@ -67,7 +90,13 @@ class RuntimeCallType(ScaleType):
         call = pallet.calls.get(call_index)
         if call is None:
             raise CodecError(f"{pallet.name} has no call with index {call_index}")
-        return DecodedCall(call, call.decode_args(d))
+        # the arguments are decoded here, not in a helper: one frame per nesting level
+        d.depth = depth
+        args: dict[str, Any] = {}
+        for name, ty in call.arg_types:
+            args[name] = ty.decode(d)
+        d.depth = depth - 1
+        return DecodedCall(call, args)
 
     def scale_info(self, reg: TypeRegistry) -> JSONDict:
         variants = []

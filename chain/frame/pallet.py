@@ -244,9 +244,14 @@ class CallDef:
     dispatch_class: str = "Normal"
     pays_fee: bool = True
     validate: SignedValidator | None = None
+    # (argument name, descriptor) in order: what `RuntimeCallType.decode` reads
+    arg_types: tuple[tuple[str, ScaleType], ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
 
-    def decode_args(self, d: Decoder) -> dict[str, Any]:
-        return {f.attr or f.name or "": f.ty.decode(d) for f in self.args}
+    def __post_init__(self) -> None:
+        names = tuple((f.attr or f.name or "", f.ty) for f in self.args)
+        object.__setattr__(self, "arg_types", names)
 
     def weight_of(self, args: Mapping[str, Any]) -> Weight:
         """The declared weight of this call with these arguments (not counting a nested call's:
@@ -264,7 +269,7 @@ class CallDef:
     def encode(self, **kwargs: Any) -> bytes:
         """Call bytes: pallet index, call index, then the arguments in order."""
         head = bytes((self.pallet.index, self.index))
-        return head + b"".join(f.ty.encode(kwargs[f.attr or f.name or ""]) for f in self.args)
+        return head + b"".join(ty.encode(kwargs[name]) for name, ty in self.arg_types)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

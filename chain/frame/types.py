@@ -247,7 +247,10 @@ class Vec(_Wrapper):
         if self.max_len is not None and len(value) > self.max_len:
             raise CodecError(f"{len(value)} items exceed the bound of {self.max_len}")
         enc = self.inner.encode
-        return encode_compact(len(value)) + b"".join(enc(v) for v in value)
+        parts = [encode_compact(len(value))]
+        for v in value:  # a loop, not a generator: one frame less per nesting level
+            parts.append(enc(v))
+        return b"".join(parts)
 
     def decode(self, d: Decoder) -> list[Any]:
         n = d.compact()
@@ -257,7 +260,11 @@ class Vec(_Wrapper):
         if n > d.remaining() and not zero_sized:  # every other item takes at least one byte
             raise CodecError(f"vector length {n} exceeds the input")
         dec = self.inner.decode
-        return [dec(d) for _ in range(n)]
+        out: list[Any] = []
+        append = out.append
+        for _ in range(n):  # a loop, not a comprehension: one frame less per nesting level
+            append(dec(d))
+        return out
 
     def scale_info(self, reg: TypeRegistry) -> JSONDict:
         return _info({"sequence": {"type": reg.id_of(self.inner)}})
@@ -650,6 +657,9 @@ class Lazy(ScaleType):
         if self.target is not None and getattr(self.target, "shape", None) != shape:
             raise CodecError(f"{self.type_name} is already bound to a type of another shape")
         self.target = target
+        # straight to the target: no frame of this reference's own per nesting level
+        self.encode = target.encode  # type: ignore[method-assign]
+        self.decode = target.decode  # type: ignore[method-assign]
 
     def _t(self) -> ScaleType:
         if self.target is None:

@@ -54,6 +54,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from chain.codec import CodecError
 from node.httpserve import start_app
 from node.rpc.cors import CorsPolicy
 
@@ -963,11 +964,34 @@ async def _await_subscribe(
 
 
 def _failure(exc: Exception, what: str, method: str) -> RpcError:
-    """The error a failed handler answers with: its RpcError, or (logged) an internal error."""
+    """The error a failed handler answers with, logged in one line: its RpcError; invalid params
+    for bytes that do not decode (a client's bad data, never a traceback); else an internal
+    error, logged with its traceback (a bug), but in one line when the stack ran out."""
     if isinstance(exc, RpcError):
-        return exc
-    log.exception("RPC %s %s failed", what, method)
-    return _INTERNAL
+        err = exc
+    elif isinstance(exc, CodecError):
+        err = RpcError.invalid_params(f"cannot decode: {exc}")
+    elif isinstance(exc, RecursionError):
+        log.error("RPC %s %s failed: %s", what, method, _one_line(repr(exc)))
+        return _INTERNAL
+    else:
+        log.exception("RPC %s %s failed", what, method)
+        return _INTERNAL
+    log.info("RPC %s refused: %s", method, _one_line(str(err)))
+    return err
+
+
+_LOG_LINE_CHARS: Final = 300
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(text: str) -> str:
+    """`text` for a log line: control characters (a client's newlines) escaped, at most
+    `_LOG_LINE_CHARS` characters."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if len(text) > _LOG_LINE_CHARS:
+        return text[:_LOG_LINE_CHARS] + f"... ({len(text)} chars)"
+    return text
 
 
 def _subscription_failed(exc: BaseException, sub: Subscription, method: str, rid: Any) -> bytes:

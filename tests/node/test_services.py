@@ -29,7 +29,7 @@ from node.network import (
 )
 from node.notifications import ChainEvents
 from node.txpool import PoolError
-from pallets.executive import InvalidBlock
+from pallets.executive import InvalidBlock, InvalidTransaction
 
 PEER = "12D3KooWpeer"
 
@@ -188,9 +188,13 @@ def test_bls_partials_are_ignored_without_a_driver(h: Handler) -> None:
     ("error", "verdict"),
     [
         (None, Verdict.ACCEPT),
-        (PoolError(1001, "Extrinsic has invalid format", "x"), Verdict.INVALID),
-        (PoolError(1010, "Invalid Transaction", "bad signature"), Verdict.INVALID),
-        (PoolError(1010, "Invalid Transaction", "Transaction is outdated"), Verdict.IGNORE),
+        (PoolError.invalid(InvalidTransaction("BadFormat", "x")), Verdict.INVALID),
+        (PoolError.invalid(InvalidTransaction("BadProof")), Verdict.INVALID),
+        (PoolError.invalid(InvalidTransaction("BadSigner")), Verdict.INVALID),
+        (PoolError.invalid(InvalidTransaction("CannotLookup", "x")), Verdict.INVALID),
+        (PoolError.invalid(InvalidTransaction("Stale")), Verdict.IGNORE),
+        (PoolError.invalid(InvalidTransaction("Call", "rate limited")), Verdict.IGNORE),
+        (PoolError(1012, "Transaction is temporarily banned"), Verdict.IGNORE),
         (PoolError(1013, "Transaction Already Imported"), Verdict.IGNORE),
     ],
 )

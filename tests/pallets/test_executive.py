@@ -462,8 +462,11 @@ def test_validate_transaction_signed_inherent_is_call(chain: Chain) -> None:
     assert chain.invalid(xt) == "Call"
 
 
-def test_validate_transaction_undecodable_call_is_call(chain: Chain) -> None:
-    assert chain.invalid(chain.sign(ALICE, b"\x63\x00", 0)) == "Call"
+def test_validate_transaction_undecodable_call_is_bad_format(chain: Chain) -> None:
+    """The call is part of the extrinsic's type (as in Substrate): call bytes that do not decode
+    make the extrinsic undecodable, signed or not."""
+    assert chain.invalid(chain.sign(ALICE, b"\x63\x00", 0)) == "BadFormat"
+    assert chain.invalid(encode_unsigned_extrinsic(b"\x63\x00")) == "BadFormat"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from chain.frame.pallet import DispatchError, ModuleError
 from pallets import weights
 from pallets.balances.pallet import BalanceSet, Transfer
@@ -106,8 +108,9 @@ def test_set_key_non_key_is_require_sudo(mock: MockRuntime) -> None:
     mock.assert_noop(BOB, "Sudo", "set_key", Error.REQUIRE_SUDO, new=("Id", BOB))
 
 
-def test_set_key_cannot_lookup(mock: MockRuntime) -> None:
-    mock.assert_noop(ALICE, "Sudo", "set_key", "CannotLookup", new=("Index", 0))
+@pytest.mark.parametrize("new", [("Index", 0), ("Address32", BOB)], ids=lambda a: a[0])
+def test_set_key_cannot_lookup(mock: MockRuntime, new: tuple[str, object]) -> None:
+    mock.assert_noop(ALICE, "Sudo", "set_key", "CannotLookup", new=new)
 
 
 def test_sudo_as_dispatches_signed(mock: MockRuntime) -> None:
@@ -134,11 +137,12 @@ def test_sudo_as_non_key_is_require_sudo(mock: MockRuntime) -> None:
     mock.assert_noop(BOB, "Sudo", "sudo_as", Error.REQUIRE_SUDO, who=("Id", BOB), call=inner)
 
 
-def test_sudo_as_cannot_lookup(mock: MockRuntime) -> None:
+@pytest.mark.parametrize(
+    "who", [("Address20", b"\x00" * 20), ("Address32", BOB)], ids=lambda a: a[0]
+)
+def test_sudo_as_cannot_lookup(mock: MockRuntime, who: tuple[str, object]) -> None:
     inner = mock.runtime.call("Faucet", "drip")
-    mock.assert_noop(
-        ALICE, "Sudo", "sudo_as", "CannotLookup", who=("Address20", b"\x00" * 20), call=inner
-    )
+    mock.assert_noop(ALICE, "Sudo", "sudo_as", "CannotLookup", who=who, call=inner)
 
 
 def test_sudo_nested_call_as_root_is_bad_origin(mock: MockRuntime) -> None:
