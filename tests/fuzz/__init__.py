@@ -61,7 +61,7 @@ from node.network import Verdict
 from node.network import messages as m
 from node.service import Node, NodeConfig
 from node.txpool import PoolError, PoolLimits, TxPool
-from pallets.executive import RuntimeApiError, call_runtime_api
+from pallets.runtime_apis import RuntimeApiError, call_runtime_api
 from tests.chaingen import build_chain, dev_account, sign_call, sign_transfer
 
 MAX_INPUT_BYTES = 1 << 20
@@ -285,6 +285,7 @@ def fuzz_targets() -> Iterator[list[Target]]:
 def _targets(node: Node, blocks: list[Block], loop: asyncio.AbstractEventLoop) -> Iterator[Target]:
     rt, ex = node.runtime, node.executive
     state = node.chain.state_at()
+    best_hash = node.chain.best_hash
     pool = TxPool(ex, node.pool.best, PoolLimits(max_count=512))
     xts = _extrinsics(node) + [x for b in blocks for x in b.extrinsics]
     calls = [Extrinsic.decode(x).call for x in xts]
@@ -323,7 +324,7 @@ def _targets(node: Node, blocks: list[Block], loop: asyncio.AbstractEventLoop) -
 
     def runtime_api(data: bytes) -> bool:
         method = API_METHODS[data[0] % len(API_METHODS)] if data else API_METHODS[0]
-        call_runtime_api(ex, state, method, data[1:])
+        call_runtime_api(ex, state, best_hash, method, data[1:])
         return True
 
     def header(data: bytes) -> bool:
@@ -358,7 +359,11 @@ def _targets(node: Node, blocks: list[Block], loop: asyncio.AbstractEventLoop) -
     yield Target("extrinsic", xts, extrinsic, ())
     yield Target("call", calls, lambda d: call_value(d, len(d)), ())
     api_seeds = [bytes((i,)) + x + encode_u32(len(x)) for x in xts[:8] for i in range(2)]
-    api_seeds += [b"\x02" + bytes(32), b"\x03" + encode_u32(14)]
+    api_seeds += [b"\x02" + bytes(32), b"\x03" + encode_u32(14), b"\x03" + encode_u32(15)]
+    api_seeds += [b"\x04\x02" + x + best_hash for x in xts[:4]] + [b"\x05" + x for x in xts[:4]]
+    api_seeds += [b"\x06" + b.encode() for b in blocks[:2]]
+    api_seeds += [b"\x07" + b.encode() + b"\x00" for b in blocks[:2]]
+    api_seeds += [b"\x08\x04\x04", b"\x09" + encode_u32(120)]
     yield Target("runtime_api", api_seeds, runtime_api, (RuntimeApiError, CodecError))
     yield Target("header", [b.header.encode() for b in blocks], header, (CodecError,))
     yield Target("block", [b.encode() for b in blocks], block, (CodecError,))
@@ -384,6 +389,12 @@ API_METHODS = (
     "TransactionPaymentApi_query_fee_details",
     "AccountNonceApi_account_nonce",
     "Metadata_metadata_at_version",
+    "TaggedTransactionQueue_validate_transaction",
+    "BlockBuilder_apply_extrinsic",
+    "Core_execute_block",
+    "BlockBuilder_check_inherents",
+    "TransactionPaymentApi_query_weight_to_fee",
+    "TransactionPaymentApi_query_length_to_fee",
 )
 
 
