@@ -47,6 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from chain.frame.code import CODE_KEY, RuntimeCode  # noqa: E402
 from chain.frame.common import PERBILL_ONE  # noqa: E402
 from chain.frame.outer import DecodedCall  # noqa: E402
 from chain.frame.pallet import DispatchError, snake  # noqa: E402
@@ -255,6 +256,17 @@ REMARK_MAX = 4 * 1024 * 1024 - 1024  # about the largest that fits an extrinsic
 def _remark_with_event(n: int) -> Case:
     """A remark of n bytes (hashed into the event)."""
     return case(world(USER), USER, "System", "remark_with_event", remark=b"r" * n)
+
+
+@bench("System", "set_code")
+def _set_code(n: int) -> Case:
+    """Root sets the running runtime's descriptor at a higher spec version (both descriptors
+    decoded and compared)."""
+    m = world(USER)
+    current = RuntimeCode.decode(m.runtime.code())
+    m.state.put(CODE_KEY, current.encode())
+    new = dataclasses.replace(current, spec_version=current.spec_version + 1)
+    return case(m, "root", "System", "set_code", code=new.encode())
 
 
 @bench("Timestamp", "set")
@@ -926,6 +938,38 @@ def measure(b: Bench, n: int, repeat: int) -> Point:
     )
 
 
+STORAGE_OPS = 1_000  # storage operations per timed run (one is too short to time)
+
+
+def measure_storage(repeat: int) -> dict[str, int]:
+    """The ref_time of one storage read and one write as the benchmarks see them (FRAME's
+    `DbWeight`): `get` of an existing 32-byte value and `put` of one, on fresh overlays over
+    a world's state, median of `repeat` runs of STORAGE_OPS operations each. Call weights are
+    measured whole and include their storage accesses: nothing adds these to a weight."""
+    m = world(*VOTERS)
+    backend = MemoryKV(m.backend.iterate())
+    backend.write_batch(m.state.changes().items())
+    keys = [system.Account.key_for(v) for v in VOTERS][:STORAGE_OPS]
+    keys = (keys * (STORAGE_OPS // len(keys) + 1))[:STORAGE_OPS]
+    value = bytes(32)
+
+    def timed(op: Callable[[Overlay, bytes], object]) -> int:
+        times = []
+        for _ in range(repeat):
+            state = Overlay(backend)
+            gc.collect()
+            start = time.perf_counter_ns()
+            for key in keys:
+                op(state, key)
+            times.append((time.perf_counter_ns() - start) * 1000 // STORAGE_OPS)
+        return int(statistics.median_low(times))
+
+    return {
+        "read": timed(lambda state, key: state.get(key)),
+        "write": timed(lambda state, key: state.put(key, value)),
+    }
+
+
 # ---- fitting and rendering (pure: the test regenerates the module from the data) -----------------
 
 
@@ -1015,6 +1059,16 @@ def render(data: dict[str, Any]) -> str:
                 f"    return Weight({_num(f.ref_base)} + {_num(f.ref_per)} * n, "
                 f"{_num(f.proof_base)} + {_num(f.proof_per)} * n)",
             ]
+    storage = data.get("storage")
+    if storage is not None:
+        for op, what in (("read", "One storage read"), ("write", "One storage write")):
+            lines += [
+                "",
+                "",
+                f"def db_{op}() -> Weight:",
+                f'    """{what} (System.DbWeight; call weights already include their own)."""',
+                f"    return Weight({_num(storage[op])}, 0)",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -1100,10 +1154,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{b.name:40} {p.n:>8} {p.ref_time / 1e9:>10.3f} {p.proof_size:>9}")
         old[b.name] = entry_of(b, points, args.repeat, date)
         print(f"{'':40} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    storage = measure_storage(args.repeat)
+    print(
+        f"{'storage read / write':40} {'':>8} {storage['read'] / 1e9:>10.6f} / "
+        f"{storage['write'] / 1e9:.6f}"
+    )
     data = {
         "generated_by": "bench/weights.py",
         "machine": machine(),
         "calls": [old[f"{p}.{c}"] for p, c in order if f"{p}.{c}" in old],
+        "storage": {**storage, "date": date, "repeat": args.repeat, "ops": STORAGE_OPS},
     }
     DATA.parent.mkdir(parents=True, exist_ok=True)
     DATA.write_text(json.dumps(data, indent=1) + "\n")

@@ -21,6 +21,7 @@ from typing import Any
 
 from chain.codec import CodecError, parse_hex
 from chain.crypto import CryptoError, ss58_decode
+from chain.frame.code import CODE_KEY
 from chain.frame.pallet import Origin
 from chain.primitives import Header
 from chain.storage.kv import MemoryKV
@@ -122,6 +123,7 @@ def genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
     state = Overlay(kv)
     ctx = runtime.ctx(state, Origin.root(), 0, [])
     state.put(RUNTIME_CONFIG_KEY, config.encode())
+    state.put(CODE_KEY, runtime.code())  # the runtime's identity (chain/frame/code.py)
     try:
         endowed = [
             (_account(a, "balances"), int(v))

@@ -23,18 +23,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from chain import ChainError
-from chain.codec import CodecError, Decoder, encode_compact, encode_u32
+from chain.codec import CodecError, encode_u32
 from chain.crypto import verify_signature
-from chain.frame.common import DISPATCH_CLASS, WEIGHT, DispatchInfo, Weight
+from chain.frame.code import CODE_KEY, RuntimeVersion
+from chain.frame.common import DispatchInfo, Weight
+from chain.frame.limits import (
+    NO_WEIGHT,
+    ConsumedWeight,
+    check_consumed,
+    check_extrinsic_weight,
+    check_length,
+    total,
+)
 from chain.frame.outer import DecodedCall
 from chain.frame.pallet import DispatchError, Origin
 from chain.frame.runtime import Runtime
-from chain.frame.types import U128
 from chain.frame.validity import InvalidTransaction, UnsignedValidity
 from chain.primitives import DigestItem, Extrinsic, Header, signing_payload
 from chain.storage.overlay import Overlay
 from chain.storage.trie import Trie, ordered_root
-from pallets.aura import pallet as aura
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, RuntimeConfig, ValidateUnsigned
 from pallets.system import pallet as system
@@ -48,11 +55,8 @@ __all__ = [
     "Executive",
     "InvalidBlock",
     "InvalidTransaction",
-    "RuntimeApiError",
     "UnsignedValidity",
     "ValidTransaction",
-    "call_runtime_api",
-    "encode_runtime_version",
     "execute_block",
 ]
 
@@ -94,7 +98,20 @@ class Executive:
     def __init__(self, runtime: Runtime[RuntimeConfig]) -> None:
         self.runtime = runtime
         self.config = runtime.config
-        self.version = runtime.version
+        self.version = runtime.version  # the built-in version (`version_at` reads `:code`)
+        self.block_weights = system.block_weights(runtime.config)
+        self.block_length = system.block_length(runtime.config)
+
+    # ---- the runtime's identity ---------------------------------------------------------------
+
+    def version_at(self, state: Any) -> RuntimeVersion:
+        """The runtime version a state's `:code` states (what a block on it is executed as)."""
+        return self.runtime.version_of(state.get(CODE_KEY))
+
+    def metadata_at(self, state: Any, *, at: int = 14) -> bytes:
+        """The metadata (V14, or V15 with `at=15`) served for a state: its `System.Version`
+        follows the state's `:code`."""
+        return self.runtime.metadata(self.version_at(state), at=at)
 
     # ---- fees ---------------------------------------------------------------------------------
 
@@ -117,9 +134,16 @@ class Executive:
     # ---- validity -----------------------------------------------------------------------------
 
     def check(
-        self, state: Any, xt: Extrinsic, *, block_number: int, verify: bool = True
+        self,
+        state: Any,
+        xt: Extrinsic,
+        *,
+        block_number: int,
+        verify: bool = True,
+        version: RuntimeVersion | None = None,
     ) -> CheckedExtrinsic:
-        """The signed-extension checks, in FRAME's order, against `state` for `block_number`.
+        """The signed-extension checks, in FRAME's order, against `state` for `block_number`,
+        for a runtime at `version` (default: the one `state` states).
 
         `state` must have `System.BlockHash` for the mortal birth block (block_number - 1 and
         older). Raises InvalidTransaction. Does not write.
@@ -148,10 +172,11 @@ class Executive:
             if not xt.era.is_immortal and block_number - birth > cfg.system.block_hash_count:
                 raise InvalidTransaction("AncientBirthBlock")
             birth_hash = genesis_hash if xt.era.is_immortal else system.BlockHash.get(state, birth)
-            payload = self._signing_payload(xt, genesis_hash, birth_hash)
+            version = version or self.version_at(state)
+            payload = self._signing_payload(xt, version, genesis_hash, birth_hash)
             if not verify_signature(xt.scheme, xt.signature, payload, who):
                 if not xt.era.is_immortal and self._signed_for_older_era(
-                    state, xt, block_number, genesis_hash
+                    state, xt, block_number, version, genesis_hash
                 ):
                     raise InvalidTransaction("Stale", "the mortal era has expired")
                 raise InvalidTransaction("BadProof")
@@ -183,11 +208,9 @@ class Executive:
         return CheckedExtrinsic(xt, call, fee, call.weight)
 
     def _check_size(self, xt: Extrinsic, call: DecodedCall) -> None:
-        cfg = self.config
-        if len(xt.raw) > cfg.max_extrinsic_length:
+        if len(xt.raw) > self.config.max_extrinsic_length:
             raise InvalidTransaction("ExhaustsResources", "the transaction is too large")
-        if call.weight.ref_time > cfg.max_block_weight.ref_time:
-            raise InvalidTransaction("ExhaustsResources")
+        check_extrinsic_weight(self.block_weights, call.weight, call.call.dispatch_class)
 
     def check_unsigned(
         self, state: Any, xt: Extrinsic, *, block_number: int
@@ -214,8 +237,9 @@ class Executive:
             raise InvalidTransaction("Call", f"{call.name} provides no tag")
         return CheckedExtrinsic(xt, call, 0, call.weight), verdict
 
-    def _signing_payload(self, xt: Extrinsic, genesis: bytes, birth_hash: bytes) -> bytes:
-        v = self.version
+    def _signing_payload(
+        self, xt: Extrinsic, v: RuntimeVersion, genesis: bytes, birth_hash: bytes
+    ) -> bytes:
         return signing_payload(
             xt.call,
             xt.era,
@@ -228,14 +252,14 @@ class Executive:
         )
 
     def _signed_for_older_era(
-        self, state: Any, xt: Extrinsic, block_number: int, genesis: bytes
+        self, state: Any, xt: Extrinsic, block_number: int, v: RuntimeVersion, genesis: bytes
     ) -> bool:
         """Whether a failed signature was valid for the era's previous birth block (expired)."""
         period = xt.era.death(0) - xt.era.birth(0) if not xt.era.is_immortal else 0
         birth = xt.era.birth(block_number) - period
         if period <= 0 or birth < 0:
             return False
-        payload = self._signing_payload(xt, genesis, system.BlockHash.get(state, birth))
+        payload = self._signing_payload(xt, v, genesis, system.BlockHash.get(state, birth))
         assert xt.scheme is not None
         assert xt.signature is not None
         assert xt.signer is not None
@@ -292,6 +316,14 @@ class Executive:
     ) -> BlockBuilder:
         return BlockBuilder(self, parent, parent_hash, number, digest)
 
+    def dry_run(self, state: Trie, raw: bytes) -> ApplyOutcome:
+        """Apply an extrinsic to the post-state of a block, as in that block (its number, its
+        consumed weight), and keep nothing (`system_dryRun`, `BlockBuilder_apply_extrinsic`
+        through `state_call`). Raises InvalidTransaction."""
+        number = self.block_number(state)
+        builder = BlockBuilder(self, state, system.ParentHash.get(state), number, (), resume=True)
+        return builder.apply(raw)
+
     def account_nonce(self, state: Any, who: bytes) -> int:
         return system.get_account(state, who).nonce
 
@@ -319,7 +351,11 @@ class BuiltBlock:
 class BlockBuilder:
     """Executes one block on top of `parent`. Use: apply/apply_inherent for each extrinsic, then
     finalize(). Throw it away to abandon the block: nothing is written until the node persists
-    `BuiltBlock.nodes`."""
+    `BuiltBlock.nodes`.
+
+    The block runs as the runtime version its parent's `:code` states (a `set_code` in it
+    takes effect from the next block). `resume=True` continues the block whose post-state
+    `parent` is, without initializing one (a dry run)."""
 
     def __init__(
         self,
@@ -328,6 +364,8 @@ class BlockBuilder:
         parent_hash: bytes,
         number: int,
         digest: Sequence[DigestItem],
+        *,
+        resume: bool = False,
     ) -> None:
         self.ex = executive
         self.runtime = executive.runtime
@@ -336,11 +374,20 @@ class BlockBuilder:
         self.number = number
         self.digest = tuple(digest)
         self.state = Overlay(parent)
+        self.version = executive.version_at(parent)
         self.events: list[system.EventRecord] = []
         self.extrinsics: list[bytes] = []
-        self.weight = Weight()
+        self.consumed: ConsumedWeight = NO_WEIGHT  # System.BlockWeight
         self.length = 0
-        self._initialize()
+        if resume:
+            self.consumed = system.BlockWeight.get(parent)
+        else:
+            self._initialize()
+
+    @property
+    def weight(self) -> Weight:
+        """The weight the block has consumed so far, all dispatch classes together."""
+        return total(self.consumed)
 
     def _ctx(self, origin: Origin, events: list[Any]) -> Ctx:
         return self.runtime.ctx(self.state, origin, self.number, events)
@@ -360,6 +407,9 @@ class BlockBuilder:
         system.Digest.put(st, {"logs": [_digest_value(d) for d in self.digest]})
         system.Events.kill(st)
         system.EventCount.kill(st)
+        system.BlockWeight.kill(st)
+        # FRAME registers base_block and the hooks' weights as Mandatory here: both are zero
+        # in this runtime (docs/runtime.md), so the block starts with nothing consumed.
         self._run_hooks("on_initialize", ("Initialization", None))
 
     def _run_hooks(self, name: str, phase: tuple[str, int | None]) -> None:
@@ -373,12 +423,13 @@ class BlockBuilder:
                 raise InvalidBlock(f"{name} failed: {exc}") from exc
         self._record(phase, events)
 
-    def _ensure_room(self, weight: Weight, length: int) -> None:
-        cfg = self.runtime.config
-        if self.weight.ref_time + weight.ref_time > cfg.max_block_weight.ref_time or (
-            self.length + length > cfg.max_block_length
-        ):
-            raise InvalidTransaction("ExhaustsResources")
+    def _room(self, call: DecodedCall, length: int) -> tuple[ConsumedWeight, int]:
+        """The block's consumed weight and length with one more extrinsic (FRAME's
+        CheckWeight), or InvalidTransaction("ExhaustsResources") if it does not fit."""
+        dispatch_class = call.call.dispatch_class
+        limits = self.ex.block_weights
+        consumed = check_consumed(limits, self.consumed, call.weight, dispatch_class)
+        return consumed, check_length(self.ex.block_length, self.length, length, dispatch_class)
 
     def _dispatch(
         self, origin: Origin, call: DecodedCall
@@ -401,11 +452,11 @@ class BlockBuilder:
         call: DecodedCall,
         events: list[Any],
         error: DispatchError | None,
-        *,
-        counts_length: bool = True,
+        room: tuple[ConsumedWeight, int],
     ) -> ApplyOutcome:
         """Close an applied extrinsic: its outcome event (ExtrinsicSuccess or ExtrinsicFailed)
-        after `events`, recorded under its index; the block's weight and length grow."""
+        after `events`, recorded under its index; the block's weight and length become `room`
+        (from `_room`)."""
         info = self.ex.dispatch_info(call)
         if error is None:
             events.append(system.ExtrinsicSuccess(info))
@@ -414,9 +465,7 @@ class BlockBuilder:
         index = len(self.extrinsics)
         self._record(("ApplyExtrinsic", index), events)
         self.extrinsics.append(raw)
-        self.weight = self.weight + call.weight
-        if counts_length:
-            self.length += len(raw)
+        self.consumed, self.length = room
         return ApplyOutcome(index, error is None, error)
 
     def apply_inherent(self, raw: bytes) -> None:
@@ -428,10 +477,14 @@ class BlockBuilder:
             raise InvalidBlock(f"undecodable inherent: {exc}") from exc
         if xt.signed or call.call.dispatch_class != "Mandatory":
             raise InvalidBlock(f"{call.name} is not an inherent")
+        try:
+            room = self._room(call, len(raw))
+        except InvalidTransaction as exc:
+            raise InvalidBlock(f"inherent {call.name} does not fit: {exc}") from exc
         events, error = self._dispatch(Origin.none(), call)
         if error is not None:
             raise InvalidBlock(f"inherent {call.name} failed: {error}") from error
-        self._include(raw, call, events, None, counts_length=False)
+        self._include(raw, call, events, None, room)
 
     def apply(self, raw: bytes, *, verified: bool = False) -> ApplyOutcome:
         """Apply a signed extrinsic, or an unsigned one whose pallet validates unsigned calls
@@ -442,11 +495,13 @@ class BlockBuilder:
             raise InvalidTransaction("BadFormat", str(exc)) from exc
         if not xt.signed:
             checked, _ = self.ex.check_unsigned(self.state, xt, block_number=self.number)
-            self._ensure_room(checked.weight, len(raw))
+            room = self._room(checked.call, len(raw))
             call_events, error = self._dispatch(Origin.none(), checked.call)
-            return self._include(raw, checked.call, call_events, error)
-        checked = self.ex.check(self.state, xt, block_number=self.number, verify=not verified)
-        self._ensure_room(checked.weight, len(raw))
+            return self._include(raw, checked.call, call_events, error, room)
+        checked = self.ex.check(
+            self.state, xt, block_number=self.number, verify=not verified, version=self.version
+        )
+        room = self._room(checked.call, len(raw))
         who = xt.signer
         assert who is not None
         if xt.nonce != system.get_account(self.state, who).nonce:
@@ -460,14 +515,19 @@ class BlockBuilder:
         events.extend(call_events)
         if charged:
             events.append(transaction_payment.TransactionFeePaid(who, charged, xt.tip))
-        return self._include(raw, checked.call, events, error)
+        return self._include(raw, checked.call, events, error, room)
 
     def finalize(self) -> BuiltBlock:
+        """Run the on_finalize hooks and seal the state: the header's digest is the block's
+        `System.Digest`, the pre-runtime items the block began with and the items the runtime
+        deposited (`RuntimeEnvironmentUpdated` after `set_code`)."""
         self._run_hooks("on_finalize", ("Finalization", None))
         st = self.state
         system.ExtrinsicCount.put(st, len(self.extrinsics))
+        system.BlockWeight.put(st, self.consumed)
         system.Events.put(st, self.events)
         system.EventCount.put(st, len(self.events))
+        digest = tuple(_digest_item(v) for v in system.Digest.get(st)["logs"])
         changes = st.changes()
         root, nodes = self.parent.apply(changes)
         header = Header(
@@ -475,7 +535,7 @@ class BlockBuilder:
             number=self.number,
             state_root=root,
             extrinsics_root=ordered_root(self.extrinsics),
-            digest=self.digest,
+            digest=digest,
         )
         return BuiltBlock(header, tuple(self.extrinsics), nodes, changes)
 
@@ -484,14 +544,36 @@ class InvalidBlock(ChainError):
     """A block that must not be imported."""
 
 
+_DIGEST_NAMES = (
+    (0, "Other"),
+    (4, "Consensus"),
+    (5, "Seal"),
+    (6, "PreRuntime"),
+    (8, "RuntimeEnvironmentUpdated"),
+)
+
+
 def _digest_value(item: DigestItem) -> Any:
-    names = {0: "Other", 4: "Consensus", 5: "Seal", 6: "PreRuntime", 8: "RuntimeEnvironmentUpdated"}
-    name = names[item.kind]
+    """A digest item as `System.Digest` holds it (a `DIGEST_ITEM` value)."""
+    name = next(n for kind, n in _DIGEST_NAMES if kind == item.kind)
     if item.kind == 0:
         return (name, item.data)
     if item.kind == 8:
         return (name, None)
     return (name, (item.engine, item.data))
+
+
+def _digest_item(value: Any) -> DigestItem:
+    """The digest item a `System.Digest` value is (the inverse of `_digest_value`)."""
+    name: str = value if isinstance(value, str) else value[0]
+    payload: Any = None if isinstance(value, str) else value[1]
+    kind = next(k for k, n in _DIGEST_NAMES if n == name)
+    if kind == 0:
+        return DigestItem.other(bytes(payload))
+    if kind == 8:
+        return DigestItem.runtime_environment_updated()
+    engine, data = payload
+    return DigestItem(kind, bytes(engine), bytes(data))
 
 
 def execute_block(
@@ -502,11 +584,15 @@ def execute_block(
     *,
     verified: frozenset[bytes] = frozenset(),
 ) -> BuiltBlock:
-    """Re-execute an imported block and check its roots. `header` is without its seal.
+    """Re-execute an imported block and check its roots and digest. `header` is without its
+    seal. As in FRAME, the block begins with its header's pre-runtime digest items, and its
+    header must carry exactly the digest the execution gives (those items, then whatever the
+    runtime deposited, such as `RuntimeEnvironmentUpdated`).
 
     Extrinsics whose hash is in `verified` skip signature checks (already checked by the pool).
     """
-    builder = executive.begin_block(parent, header.parent_hash, header.number, header.digest)
+    pre_runtime = [d for d in header.digest if d.kind == DigestItem.PRE_RUNTIME]
+    builder = executive.begin_block(parent, header.parent_hash, header.number, pre_runtime)
     for raw in extrinsics:
         try:
             xt = Extrinsic.decode(raw)
@@ -520,6 +606,8 @@ def execute_block(
         except InvalidTransaction as exc:
             raise InvalidBlock(f"extrinsic {xt.hash.hex()} is invalid: {exc}") from exc
     built = builder.finalize()
+    if built.header.digest != header.digest:
+        raise InvalidBlock("digest mismatch: the header's digest is not the one execution gives")
     if built.header.extrinsics_root != header.extrinsics_root:
         raise InvalidBlock("extrinsics root mismatch")
     if built.header.state_root != header.state_root:
@@ -539,92 +627,3 @@ def _is_inherent(runtime: Runtime[RuntimeConfig], xt: Extrinsic) -> bool:
         return True
     is_mandatory = call.call.dispatch_class == "Mandatory"
     return is_mandatory or unsigned_validator(runtime.config, call) is None
-
-
-# ---- runtime APIs (state_call) ---------------------------------------------------------------
-
-
-class RuntimeApiError(ChainError):
-    pass
-
-
-def call_runtime_api(
-    executive: Executive, state: Trie | Overlay, method: str, data: bytes
-) -> bytes:
-    """Run a runtime API method against a state; returns SCALE bytes."""
-    rt = executive.runtime
-    d = Decoder(data)
-    if method == "Core_version":
-        return encode_runtime_version(executive)
-    if method == "Metadata_metadata":
-        md = rt.metadata()
-        return encode_compact(len(md)) + md
-    if method == "Metadata_metadata_versions":
-        return encode_compact(1) + encode_u32(14)
-    if method == "Metadata_metadata_at_version":
-        version = d.u32()
-        if version != 14:
-            return b"\x00"
-        md = rt.metadata()
-        return b"\x01" + encode_compact(len(md)) + md
-    if method == "AccountNonceApi_account_nonce":
-        who = d.read(32)
-        d.finish()
-        return encode_u32(executive.account_nonce(state, who))
-    if method in ("TransactionPaymentApi_query_info", "TransactionPaymentApi_query_fee_details"):
-        xt_len = d.compact()
-        body = d.read(xt_len)
-        length = d.u32()
-        d.finish()
-        raw = encode_compact(xt_len) + body
-        try:
-            xt = Extrinsic.decode(raw)
-            call = rt.decode_call(xt.call)
-        except CodecError as exc:
-            raise RuntimeApiError(f"cannot decode the extrinsic: {exc}") from exc
-        details = executive.fee_details(state, length, call)
-        if method.endswith("query_info"):
-            info = executive.dispatch_info(call)
-            partial_fee = details.inclusion_fee if xt.signed else 0  # inherents pay nothing
-            return (
-                WEIGHT.encode(info.weight)
-                + DISPATCH_CLASS.encode(info.class_)
-                + U128.encode(partial_fee)
-            )
-        inclusion = (
-            b"\x01"
-            + U128.encode(details.base_fee)
-            + U128.encode(details.len_fee)
-            + U128.encode(details.adjusted_weight_fee)
-            if xt.signed
-            else b"\x00"
-        )
-        return inclusion + U128.encode(xt.tip)
-    if method == "AuraApi_slot_duration":
-        slot_ms: int = rt.config.aura.slot_duration_ms
-        return slot_ms.to_bytes(8, "little")
-    if method == "AuraApi_authorities":
-        auths = aura.Authorities.get(state)
-        return encode_compact(len(auths)) + b"".join(auths)
-    raise RuntimeApiError(f"Exported method {method} is not found")
-
-
-def encode_runtime_version(executive: Executive) -> bytes:
-    v = executive.version
-    apis = v.api_ids()
-
-    def s(x: str) -> bytes:
-        raw = x.encode()
-        return encode_compact(len(raw)) + raw
-
-    return (
-        s(v.spec_name)
-        + s(v.impl_name)
-        + encode_u32(v.authoring_version)
-        + encode_u32(v.spec_version)
-        + encode_u32(v.impl_version)
-        + encode_compact(len(apis))
-        + b"".join(h + encode_u32(ver) for h, ver in apis)
-        + encode_u32(v.transaction_version)
-        + bytes((v.state_version,))
-    )

@@ -11,9 +11,11 @@ commits to them and a raw chain spec is self-contained (like `:code` in Substrat
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from chain.frame.runtime import Runtime, RuntimeVersion
+from pallets import runtime_apis
 from pallets.aura import pallet as aura
 from pallets.balances import pallet as balances
 from pallets.config import DEFAULT_SESSION_LENGTH, RuntimeConfig, Wiring
@@ -35,46 +37,49 @@ from pallets.voting import pallet as voting
 RUNTIME_NAME = "cuckoo"
 RUNTIME_CONFIG_KEY = b":cuckoo:runtime_config"
 
-# Runtime APIs served through state_call: (name, version). Versions match @polkadot/api's
-# definitions so that Polkadot.js decorates `api.call.*` (COMPAT.md section 5).
-RUNTIME_APIS: tuple[tuple[str, int], ...] = (
-    ("Core", 4),
-    ("Metadata", 2),
-    ("BlockBuilder", 6),
-    ("TaggedTransactionQueue", 3),
-    ("AccountNonceApi", 1),
-    ("TransactionPaymentApi", 4),
-    ("AuraApi", 1),
+# Runtime APIs served through state_call (pallets/runtime_apis.py): (name, version), exactly
+# the ones declared there. Versions match @polkadot/api's definitions so that Polkadot.js
+# decorates `api.call.*` (COMPAT.md section 5).
+RUNTIME_APIS: tuple[tuple[str, int], ...] = tuple(
+    (api.name, api.version) for api, _ in runtime_apis.RUNTIME_API_DECLS
 )
 
 VERSION = RuntimeVersion(
     spec_name="cuckoo",
     impl_name="cuckoo-node",
     authoring_version=1,
-    spec_version=103,
+    spec_version=104,
     impl_version=1,
     apis=RUNTIME_APIS,
     transaction_version=1,
     state_version=1,
 )
 
-PALLETS = (
-    system.SPEC,
-    timestamp.SPEC,
-    aura.SPEC,
-    randomness.SPEC,  # right after Aura: the slot's author, before Session rotates the set
-    session.SPEC,  # after Aura: a boundary block is authored by the parent state's authorities
-    finality.SPEC,
-    balances.SPEC,
-    transaction_payment.SPEC,
-    sudo.SPEC,
-    faucet.SPEC,
-    staking.SPEC,
-    registry.SPEC,
-    voting.SPEC,
-    rewards.SPEC,
-    slashing.SPEC,
-    tasks.SPEC,
+_MODULES = (
+    system,
+    timestamp,
+    aura,
+    randomness,  # right after Aura: the slot's author, before Session rotates the set
+    session,  # after Aura: a boundary block is authored by the parent state's authorities
+    finality,
+    balances,
+    transaction_payment,
+    sudo,
+    faucet,
+    staking,
+    registry,
+    voting,
+    rewards,
+    slashing,
+    tasks,
+)
+PALLETS = tuple(m.SPEC for m in _MODULES)
+# each pallet's documentation in metadata V15: its module's docstring, line by line
+PALLET_DOCS = MappingProxyType(
+    {
+        m.SPEC.index: tuple(line.strip() for line in (m.__doc__ or "").strip().splitlines())
+        for m in _MODULES
+    }
 )
 
 
@@ -122,4 +127,6 @@ def build_runtime(config: RuntimeConfig) -> Runtime[RuntimeConfig]:
         config=config,
         call_refs=(sudo.RUNTIME_CALL,),
         event_refs=(system.RUNTIME_EVENT,),
+        apis=[api for api, _ in runtime_apis.RUNTIME_API_DECLS],
+        pallet_docs=PALLET_DOCS,
     )

@@ -17,6 +17,11 @@ def system_remark() -> Weight:
     return Weight(5_839_000, 0)
 
 
+def system_set_code() -> Weight:
+    """System.set_code."""
+    return Weight(130_374_000, 208)
+
+
 def system_remark_with_event(n: int) -> Weight:
     """System.remark_with_event; n: remark bytes (0..4193280)."""
     return Weight(12_159_000 + 1_058 * n, 0 + 0 * n)
@@ -220,3 +225,13 @@ def tasks_reveal_result() -> Weight:
 def tasks_appeal() -> Weight:
     """Tasks.appeal."""
     return Weight(2_680_201_000, 275_619)
+
+
+def db_read() -> Weight:
+    """One storage read (System.DbWeight; call weights already include their own)."""
+    return Weight(175_231, 0)
+
+
+def db_write() -> Weight:
+    """One storage write (System.DbWeight; call weights already include their own)."""
+    return Weight(176_783, 0)

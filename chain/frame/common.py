@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, NewType, TypeAlias
 
-from chain.codec import U64_MAX
+from chain.codec import U64_MAX, Decoder, encode_compact
 from chain.frame.types import (
     U8,
     U32,
@@ -17,9 +17,14 @@ from chain.frame.types import (
     Compact,
     Enum,
     FixedBytes,
+    JSONDict,
+    ScaleType,
     Struct,
     Tuple,
+    TypeRegistry,
     VariantDef,
+    _info,
+    field_info,
     fields_of,
     scale_of,
     struct,
@@ -88,9 +93,8 @@ class Weight:
 
 WEIGHT = scale_of(Weight)
 
-DISPATCH_CLASS = unit_enum(
-    "frame_support::dispatch::DispatchClass", ["Normal", "Operational", "Mandatory"]
-)
+DISPATCH_CLASSES = ("Normal", "Operational", "Mandatory")
+DISPATCH_CLASS = unit_enum("frame_support::dispatch::DispatchClass", DISPATCH_CLASSES)
 PAYS = unit_enum("frame_support::dispatch::Pays", ["Yes", "No"])
 
 
@@ -225,3 +229,27 @@ DIGEST_ITEM = Enum(
 )
 
 SLOT = NewTypeDesc("sp_consensus_slots::Slot", U64, "u64", "Slot")
+
+
+class OpaqueExtrinsic(ScaleType):
+    """An extrinsic as a runtime API takes it: `Vec<u8>` (a compact length, then the body); the
+    value is the whole encoding, length included (what `Extrinsic.decode` takes). In metadata it
+    is the runtime's `UncheckedExtrinsic` type (the builder registers it as that)."""
+
+    type_name = "Extrinsic"
+
+    def encode(self, value: bytes) -> bytes:
+        return bytes(value)
+
+    def decode(self, d: Decoder) -> bytes:
+        body = d.read(d.compact())
+        return encode_compact(len(body)) + body
+
+    def scale_info(self, reg: TypeRegistry) -> JSONDict:
+        return _info(
+            {"composite": {"fields": [field_info(None, reg.id_of(Bytes()), "Vec<u8>")]}},
+            path=["sp_runtime", "generic", "unchecked_extrinsic", "UncheckedExtrinsic"],
+        )
+
+
+UNCHECKED_EXTRINSIC = OpaqueExtrinsic()

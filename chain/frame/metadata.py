@@ -1,20 +1,26 @@
-"""Metadata V14 generated from the pallets' declarations, with FRAME's type paths.
+"""Metadata V14 and V15 generated from the pallets' declarations, with FRAME's type paths.
 
 The portable type registry comes from the type descriptors; the outer structure is encoded with
-scalecodec (a cold path: built once per runtime and cached). `state_getMetadata` serves V14 only,
-because substrate-interface cannot decode V15 (COMPAT.md 6.1).
+scalecodec (a cold path: built once per runtime and version, and cached). `state_getMetadata`
+serves V14, because substrate-interface cannot decode V15 (COMPAT.md 6.1); V15 adds what
+polkadot-api's typed client needs (the runtime APIs with their types, the outer enums, pallet
+docs) and is served by `Metadata_metadata_at_version(15)`. scalecodec 1.2 has no V15 types: they
+are declared here (`_V15_TYPES`), field for field as frame-metadata's `v15.rs` has them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from chain.frame.apis import RuntimeApi
+from chain.frame.code import RuntimeVersion
 from chain.frame.common import (
     ACCOUNT_ID,
     H256,
     MULTI_ADDRESS,
     MULTI_SIGNATURE,
+    UNCHECKED_EXTRINSIC,
 )
 from chain.frame.outer import RuntimeCallType, RuntimeEventType
 from chain.frame.pallet import PalletSpec, StorageDoubleMap, StorageMap, StorageValue
@@ -38,7 +44,17 @@ from chain.frame.types import (
 
 
 class MetadataSource(Protocol):
-    """What metadata is built from: an assembled runtime (`chain.frame.runtime.Runtime`)."""
+    """What metadata is built from: an assembled runtime (`chain.frame.runtime.Runtime`) at a
+    version."""
+
+    @property
+    def version(self) -> RuntimeVersion: ...
+
+    @property
+    def apis(self) -> Sequence[RuntimeApi]: ...
+
+    @property
+    def pallet_docs(self) -> Mapping[int, Sequence[str]]: ...
 
     @property
     def name(self) -> str: ...
@@ -58,6 +74,7 @@ class MetadataSource(Protocol):
 
 METADATA_MAGIC = b"meta"
 METADATA_V14 = 14
+METADATA_V15 = 15
 
 ERA = Enum(
     "sp_runtime::generic::era::Era",
@@ -177,14 +194,30 @@ def error_enum(p: PalletSpec) -> Enum | None:
     )
 
 
-def build_metadata_dict(runtime: MetadataSource) -> JSONDict:
-    reg = TypeRegistry()
-    # The portable registry starts with the types clients look up by path.
-    for t in (ACCOUNT_ID, H256, MULTI_ADDRESS, MULTI_SIGNATURE):
-        reg.id_of(t)
-    reg.id_of(runtime.call_type)
-    reg.id_of(runtime.event_type)
-    keep: list[Any] = []
+class _RuntimeError(Enum):
+    """`<runtime>::RuntimeError`: a variant per pallet with errors (V15's outer error enum)."""
+
+    def __init__(self, name: str, errors: Sequence[tuple[PalletSpec, Enum]]) -> None:
+        super().__init__(
+            f"{name}_runtime::RuntimeError",
+            [
+                VariantDef(
+                    p.index, p.name, unnamed((err, f"{p.module}::Error<Runtime>")), named=False
+                )
+                for p, err in errors
+            ],
+        )
+
+
+def _constant_value(runtime: MetadataSource, c: Any) -> str:
+    value = c.getter(runtime if c.of_runtime else runtime.config)
+    encoded: bytes = c.ty.encode(value)
+    return "0x" + encoded.hex()
+
+
+def _pallets(
+    reg: TypeRegistry, runtime: MetadataSource, errors: Mapping[int, Enum], *, docs: bool
+) -> list[JSONDict]:
     pallets = []
     for p in sorted(runtime.pallets, key=lambda p: p.index):
         storage = (
@@ -194,54 +227,125 @@ def build_metadata_dict(runtime: MetadataSource) -> JSONDict:
         )
         call_enum = runtime.call_type.call_enums.get(p.index)
         calls = {"ty": reg.id_of(call_enum)} if call_enum is not None else None
-        event = None
-        if p.events:
-            ev = runtime.event_type.event_enum(p)
-            keep.append(ev)
-            # the RuntimeEvent registration already created an equal enum; register this one's id
-            event = {"ty": _find(reg, f"{p.module}::pallet::Event")}
-        err = error_enum(p)
-        error = None
-        if err is not None:
-            keep.append(err)
-            error = {"ty": reg.id_of(err)}
+        # the RuntimeEvent registration already created an equal enum; take its id
+        event = {"ty": _find(reg, f"{p.module}::pallet::Event")} if p.events else None
+        err = errors.get(p.index)
+        error = {"ty": reg.id_of(err)} if err is not None else None
         constants = [
             {
                 "name": c.name,
                 "type": reg.id_of(c.ty),
-                "value": "0x" + c.ty.encode(c.getter(runtime.config)).hex(),
+                "value": _constant_value(runtime, c),
                 "documentation": list(c.docs),
             }
             for c in p.constants
         ]
-        pallets.append(
-            {
-                "name": p.name,
-                "storage": storage,
-                "calls": calls,
-                "event": event,
-                "constants": constants,
-                "error": error,
-                "index": p.index,
-            }
-        )
+        entry: JSONDict = {
+            "name": p.name,
+            "storage": storage,
+            "calls": calls,
+            "event": event,
+            "constants": constants,
+            "error": error,
+            "index": p.index,
+        }
+        if docs:
+            entry["docs"] = list(runtime.pallet_docs.get(p.index, ()))
+        pallets.append(entry)
+    return pallets
+
+
+def _registry(runtime: MetadataSource) -> tuple[TypeRegistry, dict[int, Enum], Tuple, Any]:
+    """A registry that starts with the types clients look up by path, the outer enums, the
+    pallets' error enums and the extrinsic (as `UNCHECKED_EXTRINSIC` too)."""
+    reg = TypeRegistry()
+    for t in (ACCOUNT_ID, H256, MULTI_ADDRESS, MULTI_SIGNATURE):
+        reg.id_of(t)
+    reg.id_of(runtime.call_type)
+    reg.id_of(runtime.event_type)
+    errors: dict[int, Enum] = {}
+    for p in sorted(runtime.pallets, key=lambda p: p.index):
+        err = error_enum(p)
+        if err is not None:
+            errors[p.index] = err
     extra = Tuple(*[ext for _, ext, _ in SIGNED_EXTENSIONS])
     xt = _UncheckedExtrinsic(runtime.call_type, extra)
+    return reg, errors, extra, xt
+
+
+def _signed_extensions(reg: TypeRegistry) -> list[JSONDict]:
+    return [
+        {"identifier": name, "ty": reg.id_of(ext), "additional_signed": reg.id_of(add)}
+        for name, ext, add in SIGNED_EXTENSIONS
+    ]
+
+
+def build_metadata_dict(runtime: MetadataSource) -> JSONDict:
+    reg, errors, _, xt = _registry(runtime)
+    pallets = _pallets(reg, runtime, errors, docs=False)
     extrinsic = {
         "ty": reg.id_of(xt),
         "version": 4,
-        "signed_extensions": [
-            {"identifier": name, "ty": reg.id_of(ext), "additional_signed": reg.id_of(add)}
-            for name, ext, add in SIGNED_EXTENSIONS
-        ],
+        "signed_extensions": _signed_extensions(reg),
     }
     runtime_ty = reg.id_of(_RuntimeMarker(runtime.name))
-    keep.extend([extra, xt])
     return {
         "types": {"types": reg.portable()},
         "pallets": pallets,
         "extrinsic": extrinsic,
         "runtime_type": runtime_ty,
+    }
+
+
+def _apis(reg: TypeRegistry, apis: Sequence[RuntimeApi]) -> list[JSONDict]:
+    return [
+        {
+            "name": api.name,
+            "methods": [
+                {
+                    "name": m.name,
+                    "inputs": [{"name": n, "ty": reg.id_of(t)} for n, t in m.inputs],
+                    "output": reg.id_of(m.output),
+                    "docs": list(m.docs),
+                }
+                for m in api.methods
+            ],
+            "docs": list(api.docs),
+        }
+        for api in apis
+    ]
+
+
+def build_metadata_v15_dict(runtime: MetadataSource) -> JSONDict:
+    reg, errors, extra, xt = _registry(runtime)
+    reg.alias(UNCHECKED_EXTRINSIC, xt)
+    runtime_error = _RuntimeError(
+        runtime.name, [(p, errors[p.index]) for p in runtime.pallets if p.index in errors]
+    )
+    reg.id_of(runtime_error)
+    pallets = _pallets(reg, runtime, errors, docs=True)
+    extrinsic = {
+        "version": 4,
+        "address_ty": reg.id_of(MULTI_ADDRESS),
+        "call_ty": reg.id_of(runtime.call_type),
+        "signature_ty": reg.id_of(MULTI_SIGNATURE),
+        "extra_ty": reg.id_of(extra),
+        "signed_extensions": _signed_extensions(reg),
+    }
+    runtime_ty = reg.id_of(_RuntimeMarker(runtime.name))
+    apis = _apis(reg, runtime.apis)
+    return {
+        "types": {"types": reg.portable()},
+        "pallets": pallets,
+        "extrinsic": extrinsic,
+        "runtime_type": runtime_ty,
+        "apis": apis,
+        "outer_enums": {
+            "call_enum_ty": reg.id_of(runtime.call_type),
+            "event_enum_ty": reg.id_of(runtime.event_type),
+            "error_enum_ty": reg.id_of(runtime_error),
+        },
+        "custom": [],
     }
 
 
@@ -253,14 +357,105 @@ def _find(reg: TypeRegistry, path: str) -> int:
     raise KeyError(path)
 
 
-def build_metadata(runtime: MetadataSource) -> bytes:
-    """`RuntimeMetadataPrefixed` bytes: b"meta" ++ 0x0e ++ RuntimeMetadataV14."""
+def _v15_types() -> JSONDict:
+    """frame-metadata's v15.rs in scalecodec's type-registry notation (the V14 parts are
+    scalecodec's own)."""
+    return {
+        "types": {
+            "CuckooMetadataV15": {
+                "type": "struct",
+                "type_mapping": [
+                    ["types", "PortableRegistry"],
+                    ["pallets", "Vec<CuckooPalletMetadataV15>"],
+                    ["extrinsic", "CuckooExtrinsicMetadataV15"],
+                    ["runtime_type", "SiLookupTypeId"],
+                    ["apis", "Vec<CuckooRuntimeApiMetadataV15>"],
+                    ["outer_enums", "CuckooOuterEnumsV15"],
+                    ["custom", "Vec<(Text, CuckooCustomValueMetadataV15)>"],
+                ],
+            },
+            "CuckooPalletMetadataV15": {
+                "type": "struct",
+                "type_mapping": [
+                    ["name", "Text"],
+                    ["storage", "Option<StorageMetadataV14>"],
+                    ["calls", "Option<PalletCallMetadataV14>"],
+                    ["event", "Option<PalletEventMetadataV14>"],
+                    ["constants", "Vec<PalletConstantMetadataV14>"],
+                    ["error", "Option<PalletErrorMetadataV14>"],
+                    ["index", "u8"],
+                    ["docs", "Vec<Text>"],
+                ],
+            },
+            "CuckooExtrinsicMetadataV15": {
+                "type": "struct",
+                "type_mapping": [
+                    ["version", "u8"],
+                    ["address_ty", "SiLookupTypeId"],
+                    ["call_ty", "SiLookupTypeId"],
+                    ["signature_ty", "SiLookupTypeId"],
+                    ["extra_ty", "SiLookupTypeId"],
+                    ["signed_extensions", "Vec<SignedExtensionMetadataV14>"],
+                ],
+            },
+            "CuckooRuntimeApiMetadataV15": {
+                "type": "struct",
+                "type_mapping": [
+                    ["name", "Text"],
+                    ["methods", "Vec<CuckooRuntimeApiMethodMetadataV15>"],
+                    ["docs", "Vec<Text>"],
+                ],
+            },
+            "CuckooRuntimeApiMethodMetadataV15": {
+                "type": "struct",
+                "type_mapping": [
+                    ["name", "Text"],
+                    ["inputs", "Vec<CuckooRuntimeApiMethodParamMetadataV15>"],
+                    ["output", "SiLookupTypeId"],
+                    ["docs", "Vec<Text>"],
+                ],
+            },
+            "CuckooRuntimeApiMethodParamMetadataV15": {
+                "type": "struct",
+                "type_mapping": [["name", "Text"], ["ty", "SiLookupTypeId"]],
+            },
+            "CuckooOuterEnumsV15": {
+                "type": "struct",
+                "type_mapping": [
+                    ["call_enum_ty", "SiLookupTypeId"],
+                    ["event_enum_ty", "SiLookupTypeId"],
+                    ["error_enum_ty", "SiLookupTypeId"],
+                ],
+            },
+            "CuckooCustomValueMetadataV15": {
+                "type": "struct",
+                "type_mapping": [["ty", "SiLookupTypeId"], ["value", "Bytes"]],
+            },
+        }
+    }
+
+
+def _scale_config() -> Any:
     from scalecodec.base import RuntimeConfigurationObject
     from scalecodec.type_registry import load_type_registry_preset
 
-    md = build_metadata_dict(runtime)
     rc = RuntimeConfigurationObject()
     rc.update_type_registry(load_type_registry_preset("core"))
-    obj = rc.create_scale_object("MetadataVersioned")
+    rc.update_type_registry(_v15_types())
+    return rc
+
+
+def build_metadata(runtime: MetadataSource) -> bytes:
+    """`RuntimeMetadataPrefixed` bytes: b"meta" ++ 0x0e ++ RuntimeMetadataV14."""
+    md = build_metadata_dict(runtime)
+    obj = _scale_config().create_scale_object("MetadataVersioned")
     data = obj.encode(["0x" + METADATA_MAGIC.hex(), {"V14": md}])
     return bytes(data.data)
+
+
+def build_metadata_v15(runtime: MetadataSource) -> bytes:
+    """`RuntimeMetadataPrefixed` bytes: b"meta" ++ 0x0f ++ RuntimeMetadataV15."""
+    md = build_metadata_v15_dict(runtime)
+    obj = _scale_config().create_scale_object("CuckooMetadataV15")
+    data = obj.encode(md)
+    return METADATA_MAGIC + bytes((METADATA_V15,)) + bytes(data.data)

@@ -284,8 +284,9 @@ class EventDef:
 class ConstantDef:
     name: str
     ty: ScaleType
-    getter: Callable[[Any], Any]
+    getter: Callable[[Any], Any]  # of the runtime's configuration (or the runtime: of_runtime)
     docs: tuple[str, ...]
+    of_runtime: bool = False
 
 
 # on_initialize(ctx) and on_finalize(ctx) run in every block; try_state(state, config) checks the
@@ -325,9 +326,17 @@ class PalletSpec:
         raise ChainError(f"{self.name} has no call {name}")
 
     def constant(
-        self, name: str, ty: ScaleType, getter: Callable[[Any], Any], docs: str = ""
+        self,
+        name: str,
+        ty: ScaleType,
+        getter: Callable[[Any], Any],
+        docs: str = "",
+        *,
+        of_runtime: bool = False,
     ) -> None:
-        self.constants.append(ConstantDef(name, ty, getter, (docs,) if docs else ()))
+        """A constant in metadata: `getter(config)`, or `getter(runtime)` with `of_runtime`
+        (for what the runtime itself states, such as its version)."""
+        self.constants.append(ConstantDef(name, ty, getter, (docs,) if docs else (), of_runtime))
 
 
 def call(

@@ -4,45 +4,22 @@ dispatch, invariants and metadata."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from chain import ChainError
-from chain.codec import decode_exact
-from chain.frame.metadata import build_metadata
+from chain.codec import CodecError, decode_exact
+from chain.frame.apis import ApiMethod, RuntimeApi
+from chain.frame.code import RuntimeCode, RuntimeVersion
+from chain.frame.metadata import build_metadata, build_metadata_v15
 from chain.frame.outer import DecodedCall, RuntimeCallType, RuntimeEventType
 from chain.frame.pallet import Ctx, Origin, PalletSpec, ReadState, State
-from chain.frame.types import JSONDict, Lazy
-from chain.hashing import blake2_64
+from chain.frame.types import Lazy
+from chain.hashing import blake2_256
 
 C = TypeVar("C")
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RuntimeVersion:
-    spec_name: str
-    impl_name: str
-    authoring_version: int
-    spec_version: int
-    impl_version: int
-    apis: tuple[tuple[str, int], ...]  # (runtime API name, version)
-    transaction_version: int
-    state_version: int = 1
-
-    def api_ids(self) -> list[tuple[bytes, int]]:
-        return [(blake2_64(name.encode()), version) for name, version in self.apis]
-
-    def to_json(self) -> JSONDict:
-        return {
-            "specName": self.spec_name,
-            "implName": self.impl_name,
-            "authoringVersion": self.authoring_version,
-            "specVersion": self.spec_version,
-            "implVersion": self.impl_version,
-            "apis": [["0x" + h.hex(), v] for h, v in self.api_ids()],
-            "transactionVersion": self.transaction_version,
-            "stateVersion": self.state_version,
-        }
+__all__ = ["ApiMethod", "Runtime", "RuntimeApi", "RuntimeVersion"]
 
 
 class Runtime(Generic[C]):
@@ -57,6 +34,8 @@ class Runtime(Generic[C]):
         config: C,
         call_refs: Sequence[Lazy] = (),
         event_refs: Sequence[Lazy] = (),
+        apis: Sequence[RuntimeApi] = (),
+        pallet_docs: Mapping[int, Sequence[str]] | None = None,
     ) -> None:
         indices = [p.index for p in pallets]
         if len(set(indices)) != len(indices):
@@ -73,7 +52,11 @@ class Runtime(Generic[C]):
             ref.bind(self.call_type)
         for ref in event_refs:
             ref.bind(self.event_type)
-        self._metadata: bytes | None = None
+        self.apis = tuple(apis)
+        self.pallet_docs = dict(pallet_docs or {})
+        self._metadata: dict[tuple[int, RuntimeVersion], bytes] = {}
+        self._code: bytes | None = None
+        self._decoded_code: tuple[bytes, RuntimeVersion] | None = None
 
     def decode_call(self, data: bytes) -> DecodedCall:
         call: DecodedCall = decode_exact(data, self.call_type.decode)
@@ -105,8 +88,50 @@ class Runtime(Generic[C]):
         """A call context in this runtime (its configuration and nested dispatch)."""
         return Ctx(state, origin, block_number, self.config, events, self.dispatch)
 
-    def metadata(self) -> bytes:
-        """Metadata V14 bytes (built once)."""
-        if self._metadata is None:
-            self._metadata = build_metadata(self)
-        return self._metadata
+    def metadata(self, version: RuntimeVersion | None = None, *, at: int = 14) -> bytes:
+        """Metadata bytes (V14, or V15 with `at=15`) as the runtime serves them at `version`
+        (default: its built-in one; `System.Version` holds it). Built once per version."""
+        version = version or self.version
+        key = (at, version)
+        found = self._metadata.get(key)
+        if found is None:
+            if at not in (14, 15):
+                raise ChainError(f"no metadata V{at}")
+            source = _AtVersion(self, version)
+            found = build_metadata(source) if at == 14 else build_metadata_v15(source)
+            self._metadata[key] = found
+        return found
+
+    def code(self) -> bytes:
+        """The `:code` blob that identifies this runtime at its built-in version (chain/frame/
+        code.py): written at genesis."""
+        if self._code is None:
+            code_hash = blake2_256(self.metadata())
+            self._code = RuntimeCode.of(self.version, code_hash).encode()
+        return self._code
+
+    def version_of(self, raw: bytes | None) -> RuntimeVersion:
+        """The version a `:code` blob states (the built-in version when there is none, or it is
+        not a descriptor of this runtime's code). The last blob seen is cached."""
+        if raw is None:
+            return self.version
+        cached = self._decoded_code
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        try:
+            version = RuntimeCode.decode(raw).version([name for name, _ in self.version.apis])
+        except CodecError:
+            version = self.version
+        self._decoded_code = (bytes(raw), version)
+        return version
+
+
+@dataclasses.dataclass(frozen=True)
+class _AtVersion:
+    """A runtime seen at another version (what metadata is built from)."""
+
+    runtime: Runtime[Any]
+    version: RuntimeVersion
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runtime, name)

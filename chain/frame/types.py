@@ -55,6 +55,14 @@ class TypeRegistry:
         self.types[type_id] = desc.scale_info(self)
         return type_id
 
+    def alias(self, desc: ScaleType, target: ScaleType) -> int:
+        """Register `desc` as the type `target` (a placeholder a declaration uses for a type only
+        the assembled runtime knows, such as its extrinsic)."""
+        type_id = self.id_of(target)
+        self._ids[id(desc)] = type_id
+        self._keep.append(desc)
+        return type_id
+
     def portable(self) -> list[JSONDict]:
         out = []
         for i, entry in enumerate(self.types):

@@ -30,7 +30,8 @@ from node.interfaces import (
 from node.network import ROLE_AUTHORITY
 from node.rpc.server import RpcError, RpcServer, Subscription
 from node.txpool import PoolError
-from pallets.executive import Executive, RuntimeApiError, call_runtime_api
+from pallets.executive import Executive
+from pallets.runtime_apis import RuntimeApiError, call_runtime_api
 
 log = logging.getLogger(__name__)
 
@@ -216,12 +217,12 @@ class NodeRpc:
     # ---- state --------------------------------------------------------------------------------
 
     def state_get_runtime_version(self, params: list[Any]) -> dict[str, Any]:
-        self._block_hash(_param(params, 0))
-        return self.executive.runtime.version.to_json()
+        _, state = self._state(_param(params, 0))
+        return self.executive.version_at(state).to_json()
 
     def state_get_metadata(self, params: list[Any]) -> str:
-        self._block_hash(_param(params, 0))
-        return _hex(self.executive.runtime.metadata())
+        _, state = self._state(_param(params, 0))
+        return _hex(self.executive.metadata_at(state))
 
     def state_get_storage(self, params: list[Any]) -> str | None:
         key = _bytes(_param(params, 0), "storage key")
@@ -273,10 +274,12 @@ class NodeRpc:
         method = _param(params, 0)
         if not isinstance(method, str):
             raise RpcError.invalid_params("method must be a string")
-        data = _bytes(_param(params, 1, "0x"), "call data")
-        _, state = self._state(_param(params, 2))
+        raw_data = _param(params, 1, "0x")
+        # Substrate takes empty call data as "" as well as "0x" (polkadot-api sends "")
+        data = b"" if raw_data == "" else _bytes(raw_data, "call data")
+        at, state = self._state(_param(params, 2))
         try:
-            return _hex(call_runtime_api(self.executive, state, method, data))
+            return _hex(call_runtime_api(self.executive, state, at, method, data))
         except RuntimeApiError as exc:
             raise RpcError(UNKNOWN_BLOCK, f"Client error: Execution failed: {exc}") from exc
         except CodecError as exc:
@@ -372,7 +375,18 @@ class NodeRpc:
         sub.on_close(lambda: self.events.unsubscribe_finalized(on_final))
 
     def subscribe_runtime_version(self, params: list[Any], sub: Subscription) -> None:
-        sub.notify(self.executive.runtime.version.to_json())
+        """The version at the best block now, then each time a new best block's differs."""
+        current = self.executive.version_at(self.chain.state_at(self.chain.best_hash))
+        sub.notify(current.to_json())
+
+        def on_block(b: ImportedBlock) -> None:
+            nonlocal current
+            version = self.executive.version_at(self.chain.state_at(b.hash))
+            if version != current and not sub.closed:
+                current = version
+                sub.notify(version.to_json())
+
+        self._listen(sub, on_block)
 
     def subscribe_storage(self, params: list[Any], sub: Subscription) -> None:
         raw_keys = _param(params, 0)

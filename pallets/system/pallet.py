@@ -1,4 +1,5 @@
-"""System: accounts (nonce, reference counts, balances data), block hashes, events, digest.
+"""System: accounts (nonce, reference counts, balances data), block hashes, events, digest,
+the block's weight, and the runtime's identity (`:code`, `set_code`).
 
 Invariant: an account record exists iff it has a provider or a non-zero nonce.
 """
@@ -8,6 +9,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, TypeAlias
 
+from chain.codec import CodecError
+from chain.frame.code import CODE_KEY, RUNTIME_VERSION, RuntimeCode
+from chain.frame.limits import (
+    BLOCK_LENGTH,
+    BLOCK_WEIGHTS,
+    CONSUMED_WEIGHT,
+    DB_WEIGHT,
+    NO_WEIGHT,
+    BlockLength,
+    BlockWeights,
+    ConsumedWeight,
+    PerDispatchClass,
+    RuntimeDbWeight,
+    WeightsPerClass,
+)
 from chain.frame.prelude import *
 from chain.hashing import blake2_256
 from pallets import weights
@@ -17,11 +33,55 @@ SPEC = PalletSpec("System", 0, module="frame_system")
 
 Config = SystemConfig
 
+
+def block_weights(config: RuntimeConfig) -> BlockWeights:
+    """The weight limits the executive enforces (FRAME's `BlockWeights`): Normal and
+    Operational extrinsics share `max_block_weight`, each extrinsic counting its weight plus
+    `ExtrinsicBaseWeight`; Mandatory ones (inherents) are not limited. Neither the hooks nor
+    the block's own overhead are weighed (`base_block` is zero, docs/runtime.md)."""
+    base = config.transaction_payment.extrinsic_base_weight
+    max_block = config.max_block_weight
+    max_extrinsic = Weight(
+        max(max_block.ref_time - base.ref_time, 0), max(max_block.proof_size - base.proof_size, 0)
+    )
+    limited = WeightsPerClass(base, max_extrinsic, max_block, Weight())
+    mandatory = WeightsPerClass(base, None, None, None)
+    return BlockWeights(Weight(), max_block, PerDispatchClass(limited, limited, mandatory))
+
+
+def block_length(config: RuntimeConfig) -> BlockLength:
+    """The most bytes of extrinsics a block holds, the same for every class."""
+    n = config.max_block_length
+    return BlockLength(PerDispatchClass(n, n, n))
+
+
+SPEC.constant(
+    "BlockWeights",
+    BLOCK_WEIGHTS,
+    block_weights,
+    "Block & extrinsics weights: base values and limits.",
+)
+SPEC.constant(
+    "BlockLength", BLOCK_LENGTH, block_length, "The maximum length of a block (in bytes)."
+)
 SPEC.constant(
     "BlockHashCount",
     BLOCK_NUMBER,
     lambda c: c.system.block_hash_count,
     "Maximum number of block number to block hash mappings to keep (oldest pruned first).",
+)
+SPEC.constant(
+    "DbWeight",
+    DB_WEIGHT,
+    lambda c: RuntimeDbWeight(weights.db_read().ref_time, weights.db_write().ref_time),
+    "The weight of runtime database operations the runtime can invoke.",
+)
+SPEC.constant(
+    "Version",
+    RUNTIME_VERSION,
+    lambda runtime: runtime.version.to_value(),
+    "Get the chain's in-code version.",
+    of_runtime=True,
 )
 SPEC.constant(
     "SS58Prefix", U16, lambda c: c.system.ss58_prefix, "The designated SS58 prefix of this chain."
@@ -103,6 +163,13 @@ BlockHash: StorageMap[int, bytes] = StorageMap(
 ExtrinsicCount: StorageValue[int] = StorageValue(
     SPEC, "ExtrinsicCount", U32, docs="Total extrinsics count for the current block."
 )
+BlockWeight: StorageValue[ConsumedWeight] = StorageValue(
+    SPEC,
+    "BlockWeight",
+    CONSUMED_WEIGHT,
+    default=NO_WEIGHT,
+    docs="The current weight for the block.",
+)
 Digest: StorageValue[dict[str, list[object]]] = StorageValue(
     SPEC, "Digest", DIGEST, default={"logs": []}, docs="Digest of the current block."
 )
@@ -132,6 +199,11 @@ class ExtrinsicFailed:
 
     dispatch_error: Annotated[tuple[str, object], DISPATCH_ERROR, "DispatchError"]
     dispatch_info: DispatchInfoField
+
+
+@event(SPEC, 2)
+class CodeUpdated:
+    """`:code` was updated."""
 
 
 @event(SPEC, 3)
@@ -167,6 +239,11 @@ class Error(PalletError):  # consensus-visible: append only
     NON_DEFAULT_COMPOSITE = 3
     NON_ZERO_REF_COUNT = 4
     CALL_FILTERED = 5
+    UNSUPPORTED_CODE = (
+        6,
+        "The code is not the running runtime's: only its own code (same code hash, APIs, "
+        "implementation name and state version) can be set, at a higher spec version.",
+    )
 
 
 # ---- calls -----------------------------------------------------------------------------------
@@ -183,6 +260,48 @@ def remark_with_event(ctx: Ctx, remark: Annotated[bytes, Bytes(), "Vec<u8>"]) ->
     """Make some on-chain remark and emit an event."""
     who = ctx.ensure_signed()
     ctx.emit(Remarked(who, blake2_256(remark)))
+
+
+@call(SPEC, 2, weight=weights.system_set_code(), dispatch_class="Operational")
+def set_code(ctx: Ctx, code: Annotated[bytes, Bytes(), "Vec<u8>"]) -> None:
+    """Set the new runtime code.
+
+    The runtime is Python code that ships with the node, and `:code` holds a descriptor of it
+    (docs/runtime.md): the only code that can be set is the running runtime's own, at a higher
+    spec version (a new version of the same code, which invalidates transactions signed for
+    the old one). The block carries a `RuntimeEnvironmentUpdated` digest item, and the new
+    version applies from the next block. Root only.
+
+    Errors: FailedToExtractRuntimeVersion, InvalidSpecName, SpecVersionNeedsToIncrease,
+    UnsupportedCode. Emits: CodeUpdated.
+    """
+    ctx.ensure_root()
+    current_raw = ctx.state.get(CODE_KEY)
+    try:
+        new = RuntimeCode.decode(code)
+        current = RuntimeCode.decode(current_raw if current_raw is not None else b"")
+    except CodecError as exc:
+        raise ModuleError(Error.FAILED_TO_EXTRACT_RUNTIME_VERSION) from exc
+    ensure(new.spec_name == current.spec_name, Error.INVALID_SPEC_NAME)
+    ensure(new.spec_version > current.spec_version, Error.SPEC_VERSION_NEEDS_TO_INCREASE)
+    ensure(new.is_same_code(current), Error.UNSUPPORTED_CODE)
+    update_code(ctx, code)
+
+
+def update_code(ctx: Ctx, code: bytes) -> None:
+    """FRAME's `update_code_in_storage`: write `:code`, put `RuntimeEnvironmentUpdated` in the
+    block's digest, emit CodeUpdated."""
+    ctx.state.put(CODE_KEY, code)
+    deposit_log(ctx.state, "RuntimeEnvironmentUpdated")
+    ctx.emit(CodeUpdated())
+
+
+def deposit_log(state: State, item: object) -> None:
+    """Append a digest item (a `DIGEST_ITEM` value) to the block's digest: the executive puts
+    the items deposited during the block into its header, after the pre-runtime ones."""
+    logs = list(Digest.get(state)["logs"])
+    logs.append(item)
+    Digest.put(state, {"logs": logs})
 
 
 # ---- account helpers used by other pallets ----------------------------------------------------

@@ -36,12 +36,11 @@ from pallets.executive import (
     Executive,
     InvalidBlock,
     InvalidTransaction,
-    RuntimeApiError,
-    call_runtime_api,
     execute_block,
 )
 from pallets.faucet.pallet import Dripped
 from pallets.runtime import build_runtime
+from pallets.runtime_apis import RuntimeApiError, call_runtime_api
 from pallets.system import pallet as system
 from pallets.system.pallet import (
     AccountData,
@@ -82,7 +81,9 @@ class Chain:
 
     @property
     def version(self) -> tuple[int, int]:
-        return self.runtime.version.spec_version, self.runtime.version.transaction_version
+        """(spec, transaction) version the head's `:code` states: what to sign for."""
+        v = self.ex.version_at(self.head)
+        return v.spec_version, v.transaction_version
 
     def encode_call(self, pallet: str, name: str, **args: Any) -> bytes:
         return self.runtime.call_type.encode(self.runtime.call(pallet, name, **args))
@@ -229,7 +230,12 @@ def test_apply_failing_call_changes_only_fee_and_nonce(chain: Chain) -> None:
     assert outcome.error.error is BalancesError.INSUFFICIENT_BALANCE
     extra = set(failed.changes) - set(baseline)
     assert extra == {system.Account.key_for(ALICE.public_key), balances.TotalIssuance.key}
-    per_block = {system.Events.key, system.EventCount.key, system.ExtrinsicCount.key}
+    per_block = {
+        system.Events.key,
+        system.EventCount.key,
+        system.ExtrinsicCount.key,
+        system.BlockWeight.key,
+    }
     assert {k for k in baseline if baseline[k] != failed.changes[k]} <= per_block
     state = chain.state(failed)
     before = system.get_account(chain.head, ALICE.public_key)
@@ -531,7 +537,10 @@ def scale(genesis: Genesis) -> Any:
 
 
 def test_core_version(chain: Chain, scale: Any) -> None:
-    version = scale("RuntimeVersion", call_runtime_api(chain.ex, chain.head, "Core_version", b""))
+    version = scale(
+        "RuntimeVersion",
+        call_runtime_api(chain.ex, chain.head, chain.head_hash, "Core_version", b""),
+    )
     assert (version["spec_name"], version["impl_name"]) == ("cuckoo", "cuckoo-node")
     v = chain.runtime.version
     assert version["spec_version"] == v.spec_version
@@ -545,7 +554,7 @@ def test_core_version(chain: Chain, scale: Any) -> None:
 def test_account_nonce_api(chain: Chain) -> None:
     def nonce() -> int:
         out = call_runtime_api(
-            chain.ex, chain.head, "AccountNonceApi_account_nonce", ALICE.public_key
+            chain.ex, chain.head, chain.head_hash, "AccountNonceApi_account_nonce", ALICE.public_key
         )
         return int.from_bytes(out, "little")
 
@@ -559,7 +568,11 @@ def test_query_info_matches_charged_fee(chain: Chain, scale: Any) -> None:
     info = scale(
         "RuntimeDispatchInfo",
         call_runtime_api(
-            chain.ex, chain.head, "TransactionPaymentApi_query_info", xt + encode_u32(len(xt))
+            chain.ex,
+            chain.head,
+            chain.head_hash,
+            "TransactionPaymentApi_query_info",
+            xt + encode_u32(len(xt)),
         ),
     )
     declared = weights.balances_transfer_keep_alive()
@@ -574,11 +587,15 @@ def test_query_fee_details_sums_to_partial_fee(chain: Chain, scale: Any) -> None
     data = xt + encode_u32(len(xt))
     info = scale(
         "RuntimeDispatchInfo",
-        call_runtime_api(chain.ex, chain.head, "TransactionPaymentApi_query_info", data),
+        call_runtime_api(
+            chain.ex, chain.head, chain.head_hash, "TransactionPaymentApi_query_info", data
+        ),
     )
     details = scale(
         "FeeDetails",
-        call_runtime_api(chain.ex, chain.head, "TransactionPaymentApi_query_fee_details", data),
+        call_runtime_api(
+            chain.ex, chain.head, chain.head_hash, "TransactionPaymentApi_query_fee_details", data
+        ),
     )
     assert sum(details["inclusion_fee"].values()) == info["partialFee"]
     assert details["tip"] == 7
@@ -589,7 +606,11 @@ def test_query_info_free_call_has_zero_fee(chain: Chain, scale: Any) -> None:
     info = scale(
         "RuntimeDispatchInfo",
         call_runtime_api(
-            chain.ex, chain.head, "TransactionPaymentApi_query_info", xt + encode_u32(len(xt))
+            chain.ex,
+            chain.head,
+            chain.head_hash,
+            "TransactionPaymentApi_query_info",
+            xt + encode_u32(len(xt)),
         ),
     )
     assert info["partialFee"] == 0
@@ -600,34 +621,39 @@ def test_query_info_unsigned_has_zero_fee(chain: Chain, scale: Any) -> None:
     info = scale(
         "RuntimeDispatchInfo",
         call_runtime_api(
-            chain.ex, chain.head, "TransactionPaymentApi_query_info", xt + encode_u32(len(xt))
+            chain.ex,
+            chain.head,
+            chain.head_hash,
+            "TransactionPaymentApi_query_info",
+            xt + encode_u32(len(xt)),
         ),
     )
     assert info["partialFee"] == 0
 
 
 def test_aura_apis(chain: Chain) -> None:
-    assert call_runtime_api(chain.ex, chain.head, "AuraApi_slot_duration", b"") == (1000).to_bytes(
-        8, "little"
-    )
-    auths = call_runtime_api(chain.ex, chain.head, "AuraApi_authorities", b"")
+    assert call_runtime_api(
+        chain.ex, chain.head, chain.head_hash, "AuraApi_slot_duration", b""
+    ) == (1000).to_bytes(8, "little")
+    auths = call_runtime_api(chain.ex, chain.head, chain.head_hash, "AuraApi_authorities", b"")
     assert auths == b"\x04" + ALICE.public_key
 
 
-def test_metadata_api_serves_v14_only(chain: Chain) -> None:
+def test_metadata_api_serves_v14_and_v15(chain: Chain) -> None:
+    def api(method: str, data: bytes = b"") -> bytes:
+        return call_runtime_api(chain.ex, chain.head, chain.head_hash, method, data)
+
     md = chain.runtime.metadata()
-    assert call_runtime_api(
-        chain.ex, chain.head, "Metadata_metadata_versions", b""
-    ) == b"\x04" + encode_u32(14)
-    assert (
-        call_runtime_api(chain.ex, chain.head, "Metadata_metadata_at_version", encode_u32(15))
-        == b"\x00"
-    )
-    assert call_runtime_api(
-        chain.ex, chain.head, "Metadata_metadata_at_version", encode_u32(14)
-    ).endswith(md)
+    assert api("Metadata_metadata_versions") == b"\x08" + encode_u32(14) + encode_u32(15)
+    assert api("Metadata_metadata").endswith(md)
+    assert api("Metadata_metadata_at_version", encode_u32(14)).endswith(md)
+    v15 = api("Metadata_metadata_at_version", encode_u32(15))
+    assert v15[0] == 1  # Some
+    assert v15.endswith(chain.runtime.metadata(at=15))
+    assert chain.runtime.metadata(at=15)[:5] == b"meta\x0f"
+    assert api("Metadata_metadata_at_version", encode_u32(16)) == b"\x00"
 
 
 def test_unknown_runtime_api_is_an_error(chain: Chain) -> None:
     with pytest.raises(RuntimeApiError):
-        call_runtime_api(chain.ex, chain.head, "Nope_nothing", b"")
+        call_runtime_api(chain.ex, chain.head, chain.head_hash, "Nope_nothing", b"")

@@ -24,7 +24,6 @@ from pallets.executive import (
     InvalidBlock,
     InvalidTransaction,
     ValidTransaction,
-    call_runtime_api,
     execute_block,
 )
 from pallets.finality import pallet as finality
@@ -34,6 +33,7 @@ from pallets.finality.pallet import (
     EquivocationReported,
     FinalityProof,
 )
+from pallets.runtime_apis import call_runtime_api
 from pallets.slashing import pallet as slashing
 from pallets.slashing.pallet import OffenceReported
 from pallets.sudo.pallet import Sudid
@@ -131,9 +131,10 @@ def test_block_applies_unsigned_report_free_and_counts_its_weight(chain: Chain) 
     weight_before = builder.weight
     outcome = builder.apply(xt)
     assert outcome.success
+    base = chain.runtime.config.transaction_payment.extrinsic_base_weight
     assert (
         builder.weight.ref_time
-        == weight_before.ref_time + weights.finality_report_equivocation().ref_time
+        == weight_before.ref_time + weights.finality_report_equivocation().ref_time + base.ref_time
     )
     built = builder.finalize()
     parent, parent_hash = chain.head, chain.head_hash
@@ -333,7 +334,9 @@ def test_query_info_of_unsigned_report_is_free(chain: Chain, scale: Any) -> None
     data = xt + encode_u32(len(xt))
     info = scale(
         "RuntimeDispatchInfo",
-        call_runtime_api(chain.ex, chain.head, "TransactionPaymentApi_query_info", data),
+        call_runtime_api(
+            chain.ex, chain.head, chain.head_hash, "TransactionPaymentApi_query_info", data
+        ),
     )
     assert info["partialFee"] == 0
     assert info["weight"]["ref_time"] == weights.finality_report_equivocation().ref_time
