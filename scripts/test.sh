@@ -9,6 +9,14 @@ if command -v npm >/dev/null 2>&1 && [ -f tests/compat/package-lock.json ]; then
   echo "==> installing @polkadot/api for the compatibility tests"
   npm ci --prefix tests/compat --no-audit --no-fund --loglevel=error
 fi
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  # the Polkadot.js Apps browser test drives Debian's Chromium (never a downloaded browser);
+  # without it that test skips and says so
+  echo "==> installing Debian's chromium for the browser test"
+  apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+    || echo "    chromium could not be installed: tests/e2e/test_apps_ui.py will skip"
+fi
 echo "==> ruff (lint and format)"
 ruff check .
 ruff format --check .
