@@ -36,7 +36,10 @@ const unit = 10n ** BigInt(api.registry.chainDecimals[0]);
 
 await check('runtime and registry info', async () => {
   expect(api.runtimeVersion.specName.toString() === 'cuckoo', `specName ${api.runtimeVersion.specName}`);
-  expect(api.runtimeMetadata.version === 14, `metadata v${api.runtimeMetadata.version}`);
+  // offered [14, 15] by Metadata_metadata_versions, Polkadot.js loads V15 and decorates
+  // api.call from its runtime API descriptions
+  expect(api.runtimeMetadata.version === 15, `metadata v${api.runtimeMetadata.version}`);
+  expect(typeof api.call.taggedTransactionQueue?.validateTransaction === 'function', 'api.call from V15');
   expect(api.registry.chainTokens[0] === 'CAI', `token ${api.registry.chainTokens}`);
   expect(api.registry.chainDecimals[0] === 18, `decimals ${api.registry.chainDecimals}`);
   expect(api.registry.chainSS58 === 42, `ss58 ${api.registry.chainSS58}`);
@@ -154,6 +157,21 @@ await check('rpc.chain.subscribeNewHeads advances', async () => {
   expect(numbers[2] > numbers[0], `heads ${numbers}`);
   expect(numbers.every((n, i) => i === 0 || n >= numbers[i - 1]), `heads went back: ${numbers}`);
   return numbers;
+});
+
+await check('block details as Polkadot.js Apps shows them (System.BlockWeight and limits)', async () => {
+  const hash = await api.rpc.chain.getBlockHash(1);
+  const weight = await (await api.at(hash)).query.system.blockWeight();
+  const limits = api.consts.system.blockWeights;
+  const max = limits.perClass.normal.maxTotal.unwrapOr(limits.maxBlock);
+  const used = ['normal', 'operational', 'mandatory']
+    .map((c) => weight[c].refTime.toBigInt())
+    .reduce((a, b) => a + b, 0n);
+  expect(weight.mandatory.refTime.toBigInt() > 0n, `no inherent weight: ${weight.toString()}`);
+  expect(max.refTime.toBigInt() >= used, `used ${used} over max ${max.refTime}`);
+  expect(api.consts.system.blockLength.max.normal.toNumber() > 0, 'no block length');
+  expect(api.consts.system.version.specName.toString() === api.runtimeVersion.specName.toString(), 'version');
+  return { used: used.toString(), max: max.refTime.toString() };
 });
 
 finish(api);

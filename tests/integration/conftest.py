@@ -365,6 +365,7 @@ POLKADOT_PINNED = {
     "@polkadot/api": "16.5.6",
     "@polkadot/keyring": "14.0.3",
     "@polkadot/util-crypto": "14.0.3",
+    "polkadot-api": "2.2.2",
 }
 NPM_TIMEOUT_S = 240
 
@@ -379,8 +380,9 @@ def _installed_version(package: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def node_bin() -> str:
-    """Node.js with the pinned @polkadot packages installed in tests/compat (`npm ci` when they
-    are missing); skips with the reason only when node/npm are absent or the install fails."""
+    """Node.js with the pinned client packages (@polkadot/api, polkadot-api) installed in
+    tests/compat (`npm ci` when they are missing); skips with the reason only when node/npm are
+    absent or the install fails."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip("Node.js and npm are needed for the @polkadot/api checks (not on PATH)")
@@ -403,3 +405,14 @@ def node_bin() -> str:
     for package, version in POLKADOT_PINNED.items():
         assert _installed_version(package) == version, f"{package} is not {version} in node_modules"
     return node
+
+
+def node_env(node: str) -> dict[str, str]:
+    """The environment for a Node.js client: Node 20 has WebSocket only behind a flag
+    (polkadot-api's WebSocket provider needs the global)."""
+    out = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
+    major = int(out.stdout.strip().lstrip("v").split(".")[0])
+    env = dict(os.environ)
+    if major < 22:
+        env["NODE_OPTIONS"] = (env.get("NODE_OPTIONS", "") + " --experimental-websocket").strip()
+    return env
