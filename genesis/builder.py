@@ -145,7 +145,9 @@ def genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
                 )
             session.build_genesis(ctx, [_session_entry(e) for e in session_keys])
         else:
-            aura.build_genesis(ctx, [_account(a, "aura authority") for a in authorities or []])
+            aura_authorities = [_account(a, "aura authority") for a in authorities or []]
+            aura.build_genesis(ctx, aura_authorities)
+            staking.set_validator_count(ctx, len(aura_authorities))  # they author, unchanged
         key = cfg.get("sudo", {}).get("key")
         if key:
             sudo.Key.put(state, _account(key, "sudo key"))

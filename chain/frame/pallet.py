@@ -433,20 +433,35 @@ class StorageItem:
     value_ty: ScaleType
     default: Any
     docs: tuple[str, ...]
+    is_optional_query: bool = False
 
     @property
     def modifier(self) -> str:
-        return "Optional" if self.default is None else "Default"
+        return "Optional" if self.default is None or self.is_optional_query else "Default"
 
     def default_bytes(self) -> bytes:
-        return b"\x00" if self.default is None else self.value_ty.encode(self.default)
+        return b"\x00" if self.modifier == "Optional" else self.value_ty.encode(self.default)
 
 
 class StorageValue(StorageItem, Generic[V]):
+    """A single value. With `default`, an absent value reads as `default` and the metadata says
+    `Default` (FRAME's ValueQuery); without, it reads as None (`Optional`). `optional_query=True`
+    declares an `Optional` item (FRAME's `StorageValue<_, T>`, which clients read as
+    `Option<T>`) that the runtime reads with a fallback, FRAME's `get().unwrap_or(default)`:
+    keep such an item written from genesis on, so that clients never see it absent."""
+
     def __init__(
-        self, spec: PalletSpec, name: str, ty: ScaleType, default: V | None = None, docs: str = ""
+        self,
+        spec: PalletSpec,
+        name: str,
+        ty: ScaleType,
+        default: V | None = None,
+        docs: str = "",
+        *,
+        optional_query: bool = False,
     ) -> None:
         self.spec, self.name, self.value_ty, self.default = spec, name, ty, default
+        self.is_optional_query = optional_query
         self.docs = (docs,) if docs else ()
         self.key = storage_prefix(spec.name, name)
         spec.storage.append(self)

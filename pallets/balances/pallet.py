@@ -1,7 +1,9 @@
 """Balances: the native token (CAI), stored in `System.Account.data`.
 
 Invariant: TotalIssuance == sum over accounts of (free + reserved).
-Free balance below `frozen` cannot leave the account (staking freezes bonded funds there).
+Free balance below `frozen` cannot leave the account. `frozen` is the largest of the account's
+locks (`Locks`, FRAME's `BalanceLock`s; staking keeps one, id `staking `, on the bonded amount),
+as in FRAME, where overlapping locks do not add up.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ InactiveIssuance: StorageValue[int] = StorageValue(
     docs="The total units of outstanding deactivated balance.",
 )
 
-# Declared for wallets (Polkadot.js derives read them); this runtime keeps them empty: bonded
-# stake is shown through `AccountData.frozen` instead.
+# FRAME's locks, which wallets read (Polkadot.js `derive.balances.all`: `lockedBalance` is the
+# largest lock); `AccountData.frozen` always equals the largest. Named reserves stay empty.
 LOCK_ID = FixedBytes(8)
 REASONS = unit_enum("pallet_balances::types::Reasons", ["Fee", "Misc", "All"])
 
@@ -77,7 +79,7 @@ Locks: StorageMap[bytes, list[BalanceLock]] = StorageMap(
     ACCOUNT_ID,
     Vec(BALANCE_LOCK),
     default=[],
-    docs="Any liquidity locks on some account balances (unused: see AccountData.frozen).",
+    docs="Any liquidity locks on some account balances; AccountData.frozen is the largest.",
 )
 Reserves: StorageMap[bytes, list[ReserveData]] = StorageMap(
     SPEC,
@@ -390,10 +392,21 @@ def burn_reserved(ctx: Ctx, who: bytes, amount: int) -> None:
     ctx.emit(Burned(who, amount))
 
 
-def set_frozen(ctx: Ctx, who: bytes, frozen: int) -> None:
-    """Set the amount of free balance that cannot leave the account (bonded stake)."""
+def set_lock(ctx: Ctx, who: bytes, lock_id: bytes, amount: int) -> None:
+    """Set `who`'s lock `lock_id` (8 bytes) to `amount` of its free balance, all withdraw reasons
+    (FRAME's `LockableCurrency::set_lock`); 0 removes it. `AccountData.frozen` becomes the
+    largest lock: locks overlap, they do not add up."""
+    if len(lock_id) != 8:
+        raise ValueError(f"a lock id is 8 bytes, not {len(lock_id)}")
+    locks = [lock for lock in Locks.get(ctx.state, AccountId(who)) if lock.id != lock_id]
+    if amount > 0:
+        locks.append(BalanceLock(lock_id, amount, "All"))
+    if locks:
+        Locks.put(ctx.state, AccountId(who), locks)
+    else:
+        Locks.remove(ctx.state, AccountId(who))
     info = system.get_account(ctx.state, who)
-    data = dataclasses.replace(info.data, frozen=frozen)
+    data = dataclasses.replace(info.data, frozen=max((lock.amount for lock in locks), default=0))
     system.put_account(ctx, who, dataclasses.replace(info, data=data))
 
 
@@ -496,7 +509,7 @@ def build_genesis(ctx: Ctx, balances: list[tuple[bytes, int]]) -> None:
 @hook(SPEC, "try_state")
 def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
     """try_state: issuance equals the sum of balances (free + reserved); frozen funds are
-    within the free balance."""
+    within the free balance and are the largest of the account's locks."""
     total = sum(info.data.free + info.data.reserved for _, info in system.Account.iter(state))
     issued = TotalIssuance.get(state)
     if total != issued:
@@ -504,3 +517,15 @@ def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
     for who, info in system.Account.iter(state):
         if info.data.frozen > info.data.free:
             raise AssertionError(f"account {who.hex()}: frozen {info.data.frozen} > free")
+        locks = Locks.get(state, AccountId(who))
+        largest = max((lock.amount for lock in locks), default=0)
+        if info.data.frozen != largest:
+            raise AssertionError(
+                f"account {who.hex()}: frozen {info.data.frozen} != largest lock {largest}"
+            )
+    for holder, held in Locks.iter(state):
+        ids = [lock.id for lock in held]
+        if not held or len(set(ids)) != len(ids) or any(lock.amount <= 0 for lock in held):
+            raise AssertionError(f"account {holder.hex()}: empty, repeated or zero locks {held}")
+        if len(held) > config.balances.max_locks:
+            raise AssertionError(f"account {holder.hex()}: more than MaxLocks locks")

@@ -295,7 +295,7 @@ def on_initialize(ctx: Ctx) -> None:
     CurrentIndex.put(ctx.state, index)
     queued = QueuedValidators.get(ctx.state)
     if queued is not None:
-        Validators.put(ctx.state, queued)
+        _put_validators(ctx, queued)
         QueuedValidators.kill(ctx.state)
     expire_key_owners(ctx, index)
     before = keys_in_use(ctx.state)
@@ -335,6 +335,12 @@ def expire_key_owners(ctx: Ctx, index: int) -> None:
     KeyOwnerExpiries.remove(ctx.state, index)
 
 
+def _put_validators(ctx: Ctx, validators: list[bytes]) -> None:
+    """The validator set in force; Staking's ValidatorCount (what wallets show) follows it."""
+    Validators.put(ctx.state, validators)
+    staking.set_validator_count(ctx, len(validators))
+
+
 def enact_authorities(ctx: Ctx, session: int) -> None:
     """Aura and finality authorities from the validators' keys (none: nothing changes)."""
     validators = Validators.get(ctx.state)
@@ -342,7 +348,7 @@ def enact_authorities(ctx: Ctx, session: int) -> None:
     if not keyed:
         return
     if len(keyed) != len(validators):  # cannot happen through the calls; keep the lists aligned
-        Validators.put(ctx.state, [v for v, _ in keyed])
+        _put_validators(ctx, [v for v, _ in keyed])
     aura.Authorities.put(ctx.state, [k.aura for _, k in keyed])
     finality.enact_set(
         ctx,
@@ -378,7 +384,7 @@ def build_genesis(ctx: Ctx, keys: Sequence[tuple[bytes, SessionKeys, bytes]]) ->
             KeyOwner.put(ctx.state, (key_type, key), AccountId(who))
         NextKeys.put(ctx.state, AccountId(who), k)
         BlsPops.put(ctx.state, AccountId(who), pop)
-    Validators.put(ctx.state, [who for who, _, _ in keys])
+    _put_validators(ctx, [who for who, _, _ in keys])
     CurrentIndex.put(ctx.state, 0)
     aura.build_genesis(ctx, [k.aura for _, k, _ in keys])
     finality.build_genesis(ctx, [k.grandpa for _, k, _ in keys], [(k.bls, p) for _, k, p in keys])
@@ -387,8 +393,13 @@ def build_genesis(ctx: Ctx, keys: Sequence[tuple[bytes, SessionKeys, bytes]]) ->
 @hook(SPEC, "try_state")
 def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
     """Every validator has keys; KeyOwner indexes exactly the keys accounts hold, the keys in
-    use and the retained keys; each retained key is queued for expiry in a future session."""
+    use and the retained keys; each retained key is queued for expiry in a future session;
+    Staking's ValidatorCount is the set's size."""
     validators = Validators.get(state)
+    if validators and staking.ValidatorCount.get(state) != len(validators):
+        raise AssertionError(
+            f"Staking.ValidatorCount {staking.ValidatorCount.get(state)} != {len(validators)}"
+        )
     for v in validators:
         if not NextKeys.contains(state, AccountId(v)):
             raise AssertionError(f"validator {v.hex()} has no session keys")

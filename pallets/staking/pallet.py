@@ -1,15 +1,29 @@
 """Staking: bonded stake per account, eras, and unbonding with a bonding duration.
 
-A staker bonds free balance into a ledger; bonded funds stay in the account but are frozen
-(`AccountData.frozen == ledger.total`), so wallets show them as not transferable. `unbond` moves
-stake into an unlocking chunk that can be withdrawn `BondingDuration` eras later; `rebond` takes
-it back. Part of the active stake may be *allocated* (voted for a target, see Voting); allocated
-stake cannot be unbonded. Eras advance every `EraLength` blocks. Other pallets react to a new
-era, to a changed ledger and to a bond slashed away as dust through the runtime's wiring
-(`ctx.config.wiring`: `on_new_era`, `on_stake_changed`, `on_dust_bond`), without this pallet
-importing them.
+A staker bonds free balance into a ledger; bonded funds stay in the account under a balance lock
+with id `staking ` (`Balances.Locks`) of `ledger.total`, which freezes them
+(`AccountData.frozen == ledger.total`), so wallets show them as locked and not transferable.
+`unbond` moves stake into an unlocking chunk that can be withdrawn `BondingDuration` eras later;
+`rebond` takes it back. Part of the active stake may be *allocated* (voted for a target, see
+Voting); allocated stake cannot be unbonded.
 
-Invariants: total == active + sum(unlocking); allocated <= active; frozen == total.
+Eras advance every `EraLength` blocks (era `e` starts in block `e * EraLength`). `CurrentEra` and
+`ActiveEra` are the same era here, as no era is planned ahead; the active era's start is the
+time of its first block. `ErasStartSessionIndex` holds the session in progress when the active
+era started (only the active era's entry is kept: nothing here reads past eras'). Other pallets
+react to a new era, to a changed ledger and to a bond slashed away as dust through the runtime's
+wiring (`ctx.config.wiring`: `on_new_era`, `on_stake_changed`, `on_dust_bond`), without this
+pallet importing them.
+
+The FRAME items that wallets read for session and era figures (`ActiveEra`, `CurrentEra`,
+`ValidatorCount`, `ErasStartSessionIndex`, `UnappliedSlashes`, the `SessionsPerEra` constant)
+have FRAME's types. `ValidatorCount` is the size of the current validator set, which Session
+writes. `UnappliedSlashes` stays empty: this chain's deferred slashes wait in
+`Slashing.UnappliedSlashes`, whose amounts are computed from the stake when their era starts, so
+FRAME's (own, others, payout) amounts do not exist before then.
+
+Invariants: total == active + sum(unlocking); allocated <= active; the `staking ` lock == total;
+ActiveEra is CurrentEra.
 """
 
 from __future__ import annotations
@@ -22,11 +36,13 @@ from pallets import weights
 from pallets.balances import pallet as balances
 from pallets.config import Ctx, RuntimeConfig, StakingConfig
 from pallets.system import pallet as system
+from pallets.timestamp import pallet as timestamp
 
 SPEC = PalletSpec("Staking", 10, module="pallet_cuckoo_staking")
 Config = StakingConfig
 
 MAX_UNLOCKING_CHUNKS = 32
+STAKING_LOCK_ID = b"staking "  # FRAME's staking lock id: wallets name the lock by it
 
 SPEC.constant("EraLength", U32, lambda c: c.staking.era_length, "Blocks per era.")
 SPEC.constant(
@@ -37,6 +53,13 @@ SPEC.constant(
 )
 SPEC.constant(
     "MaxUnlockingChunks", U32, lambda c: MAX_UNLOCKING_CHUNKS, "Unlocking chunks per ledger."
+)
+SPEC.constant(
+    "SessionsPerEra",
+    U32,
+    lambda c: max(1, c.staking.era_length // c.session.length),
+    "Whole sessions per era: EraLength / SessionLength (both are exact on the bundled chain "
+    "specs, whose eras start at session boundaries), at least 1.",
 )
 
 
@@ -70,7 +93,67 @@ Ledger: StorageMap[bytes, StakingLedger] = StorageMap(
     SPEC, "Ledger", ACCOUNT_ID, STAKING_LEDGER, docs="The staking ledger of each bonded account."
 )
 CurrentEra: StorageValue[int] = StorageValue(
-    SPEC, "CurrentEra", U32, default=0, docs="The current era index."
+    SPEC,
+    "CurrentEra",
+    U32,
+    default=0,
+    optional_query=True,  # FRAME's Option<EraIndex>; written from genesis on
+    docs="The current era index (the same as ActiveEra: eras are not planned ahead).",
+)
+
+
+@struct("pallet_staking::ActiveEraInfo")
+class ActiveEraInfo:
+    index: EraIndex
+    start: Annotated[int | None, Option(U64), "Option<u64>"]  # ms, set in its first block
+
+
+ACTIVE_ERA_INFO = scale_of(ActiveEraInfo)
+
+ActiveEra: StorageValue[ActiveEraInfo] = StorageValue(
+    SPEC,
+    "ActiveEra",
+    ACTIVE_ERA_INFO,
+    docs="The active era and its start (Timestamp.Now of its first block, in milliseconds).",
+)
+ErasStartSessionIndex: StorageMap[int, int] = StorageMap(
+    SPEC,
+    "ErasStartSessionIndex",
+    U32,
+    U32,
+    hasher="Twox64Concat",
+    docs="The session in progress when the active era started (past eras are not kept).",
+)
+ValidatorCount: StorageValue[int] = StorageValue(
+    SPEC,
+    "ValidatorCount",
+    U32,
+    default=0,
+    docs="The number of validators in the current set (written by Session).",
+)
+
+
+@struct("pallet_staking::UnappliedSlash", params=[("AccountId", ACCOUNT_ID), ("Balance", BALANCE)])
+class UnappliedSlash:
+    validator: AccountIdField
+    own: Balance
+    others: Annotated[
+        list[tuple[bytes, int]], Vec(Tuple(ACCOUNT_ID, BALANCE)), "Vec<(AccountId, Balance)>"
+    ]
+    reporters: Annotated[list[bytes], Vec(ACCOUNT_ID), "Vec<AccountId>"]
+    payout: Balance
+
+
+UnappliedSlashes: StorageMap[int, list[UnappliedSlash]] = StorageMap(
+    SPEC,
+    "UnappliedSlashes",
+    U32,
+    Vec(scale_of(UnappliedSlash)),
+    hasher="Twox64Concat",
+    default=[],
+    docs="Always empty: deferred slashes wait in Slashing.UnappliedSlashes, and their amounts are "
+    "computed from the stake when their era starts (FRAME's own/others/payout do not exist "
+    "before then).",
 )
 
 
@@ -143,9 +226,14 @@ def put_ledger(ctx: Ctx, ledger: StakingLedger) -> None:
         Ledger.remove(ctx.state, AccountId(who))
     else:
         Ledger.put(ctx.state, AccountId(who), ledger)
-    balances.set_frozen(ctx, who, ledger.total)
+    balances.set_lock(ctx, who, STAKING_LOCK_ID, ledger.total)
     for listener in ctx.config.wiring.on_stake_changed:
         listener.on_stake_changed(ctx, who)
+
+
+def set_validator_count(ctx: Ctx, count: int) -> None:
+    """The size of the validator set now in force (called by Session when it changes)."""
+    ValidatorCount.put(ctx.state, count)
 
 
 def allocate(ctx: Ctx, who: bytes, amount: int) -> None:
@@ -321,14 +409,36 @@ def on_initialize(ctx: Ctx) -> None:
     length = ctx.config.staking.era_length
     if ctx.block_number > 0 and ctx.block_number % length == 0:
         era = CurrentEra.get(ctx.state) + 1
-        CurrentEra.put(ctx.state, era)
+        _start_era(ctx, era)
         ctx.emit(EraStarted(era))
         for listener in ctx.config.wiring.on_new_era:
             listener.on_new_era(ctx, era)
 
 
+def _start_era(ctx: Ctx, era: int) -> None:
+    """Era `era` starts in this block: current and active, its start time set at finalization,
+    the session in progress recorded (sessions start at multiples of SessionLength)."""
+    CurrentEra.put(ctx.state, era)
+    ActiveEra.put(ctx.state, ActiveEraInfo(era, None))
+    if era > 0:
+        ErasStartSessionIndex.remove(ctx.state, era - 1)
+    ErasStartSessionIndex.put(ctx.state, era, ctx.block_number // ctx.config.session.length)
+
+
+@hook(SPEC, "on_finalize")
+def on_finalize(ctx: Ctx) -> None:
+    """The active era's start is the time of its first block (FRAME sets it the same way)."""
+    active = ActiveEra.get(ctx.state)
+    if active is not None and active.start is None:
+        now = timestamp.Now.get(ctx.state)
+        if now > 0:
+            ActiveEra.put(ctx.state, ActiveEraInfo(active.index, now))
+
+
 def build_genesis(ctx: Ctx, stakers: list[tuple[bytes, int]]) -> None:
-    """Bond `amount` of each staker's (already endowed) free balance: ledger and freeze."""
+    """Era 0 starts at genesis (its start time is block 1's); bond `amount` of each staker's
+    (already endowed) free balance: ledger and lock."""
+    _start_era(ctx, 0)
     ed = ctx.config.balances.existential_deposit
     seen: set[bytes] = set()
     for who, amount in stakers:
@@ -346,7 +456,25 @@ def build_genesis(ctx: Ctx, stakers: list[tuple[bytes, int]]) -> None:
 @hook(SPEC, "try_state")
 def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
     """try_state: total == active + unlocking, in positive chunks of increasing eras;
-    allocated within active; the freeze equals the bond and the account holds it."""
+    allocated within active; the staking lock (and so the freeze) equals the bond and the
+    account holds it; ActiveEra is CurrentEra, whose start session is the one recorded;
+    UnappliedSlashes is empty."""
+    era = CurrentEra.get(state)
+    active = ActiveEra.get(state)
+    if active is not None:
+        if active.index != era:
+            raise AssertionError(f"ActiveEra {active.index} != CurrentEra {era}")
+        if not ErasStartSessionIndex.contains(state, era):
+            raise AssertionError(f"era {era} has no ErasStartSessionIndex")
+    recorded = [e for e, _ in ErasStartSessionIndex.iter(state)]
+    if recorded not in ([], [era]):
+        raise AssertionError(f"ErasStartSessionIndex holds eras {recorded}, not {era} alone")
+    if next(UnappliedSlashes.iter(state), None) is not None:
+        raise AssertionError("Staking.UnappliedSlashes is not empty")
+    bonded = {who for who, _ in Ledger.iter(state)}
+    for who, locks in balances.Locks.iter(state):
+        if who not in bonded and any(lock.id == STAKING_LOCK_ID for lock in locks):
+            raise AssertionError(f"account {who.hex()} has a staking lock but no ledger")
     for who, ledger in Ledger.iter(state):
         eras = [c.era for c in ledger.unlocking]
         if eras != sorted(set(eras)) or any(c.value <= 0 for c in ledger.unlocking):
@@ -359,9 +487,13 @@ def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
                 f"ledger {who.hex()}: allocated {ledger.allocated} outside [0, active]"
             )
         data = system.get_account(state, who).data
-        if data.frozen != ledger.total:
+        lock = [
+            x.amount for x in balances.Locks.get(state, AccountId(who)) if x.id == STAKING_LOCK_ID
+        ]
+        if lock != [ledger.total] or data.frozen != ledger.total:
             raise AssertionError(
-                f"account {who.hex()}: frozen {data.frozen} != bonded {ledger.total}"
+                f"account {who.hex()}: staking lock {lock}, frozen {data.frozen}, "
+                f"bonded {ledger.total}"
             )
         if data.free < ledger.total:
             raise AssertionError(f"account {who.hex()}: free {data.free} < bonded {ledger.total}")

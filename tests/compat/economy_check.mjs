@@ -106,6 +106,39 @@ await check('staking.bond: Bonded, frozen == bonded, ledger decodes', async () =
   return ledger.toHuman();
 });
 
+// What Apps shows for an account: derive.balances.all reads Balances.Locks (lockedBalance is the
+// largest lock) and System.Account (transferable = free - max(ED, frozen - reserved)).
+async function lockedOf (api, who) {
+  const all = await api.derive.balances.all(who);
+  const locks = all.lockedBreakdown.map((l) => ({ id: l.id.toHuman(), amount: l.amount.toBigInt(), reasons: l.reasons.toString() }));
+  return { locked: all.lockedBalance.toBigInt(), transferable: all.transferable.toBigInt(), free: all.freeBalance.toBigInt(), locks };
+}
+
+await check('derive.balances.all: the bond is one lock "staking ", lockedBalance == bonded', async () => {
+  const { locked, transferable, free, locks } = await lockedOf(api, miner.address);
+  expect(locked === MIN_MINER_STAKE, `lockedBalance ${locked}`);
+  expect(locks.length === 1 && locks[0].id === 'staking ' && locks[0].amount === MIN_MINER_STAKE && locks[0].reasons === 'All', `locks ${json(locks)}`);
+  expect(transferable === free - MIN_MINER_STAKE, `transferable ${transferable} of free ${free}`);
+  return { locked: `${locked}`, transferable: `${transferable}` };
+});
+
+await check('derive.session.progress: session, active era (with its start) and validators', async () => {
+  const p = await api.derive.session.progress();
+  const index = (await api.query.session.currentIndex()).toNumber();
+  const era = (await api.query.staking.currentEra()).unwrap().toNumber();
+  expect(p.currentIndex.toNumber() === index, `currentIndex ${p.currentIndex} != ${index}`);
+  expect(p.activeEra.toNumber() === era && p.currentEra.toNumber() === era, `eras ${p.activeEra}/${p.currentEra} != ${era}`);
+  expect(p.activeEraStart.isSome && p.activeEraStart.unwrap().toNumber() > 0, `start ${p.activeEraStart}`);
+  const validators = (await api.query.session.validators()).length;
+  expect(p.validatorCount.toNumber() === validators && validators > 0, `validatorCount ${p.validatorCount}`);
+  const perEra = api.consts.staking.eraLength.toNumber() / api.consts.session.sessionLength.toNumber();
+  expect(p.sessionsPerEra.toNumber() === Math.max(1, Math.floor(perEra)), `sessionsPerEra ${p.sessionsPerEra}`);
+  const start = await api.query.staking.erasStartSessionIndex(era);
+  expect(start.isSome && start.unwrap().toNumber() <= index, `erasStartSessionIndex ${start}`);
+  expect((await api.query.staking.unappliedSlashes.entries()).length === 0, 'unappliedSlashes');
+  return { session: index, era, start: p.activeEraStart.unwrap().toNumber(), validators };
+});
+
 await check('staking.bond twice: named error staking.AlreadyBonded', async () => {
   const r = await sendUntilFinalized(api, api.tx.staking.bond(unit), miner);
   expect(r.error === 'staking.AlreadyBonded', `error ${r.error}`);
@@ -180,6 +213,19 @@ await check('voting.vote over the free stake: voting.InsufficientFreeStake', asy
   const r = await sendUntilFinalized(api, api.tx.voting.vote(miner.address, VOTER_BOND), voter);
   expect(r.error === 'voting.InsufficientFreeStake', `error ${r.error}`);
   return r.error;
+});
+
+await check('staking.unbond keeps the lock until withdrawn; bond_extra raises it', async () => {
+  const UNBOND = 5_000n * unit;
+  succeeded(await sendUntilFinalized(api, api.tx.staking.unbond(UNBOND), voter), 'staking.Unbonded');
+  const after = await lockedOf(api, voter.address);
+  expect(after.locked === VOTER_BOND, `lockedBalance after unbond ${after.locked}`);
+  succeeded(await sendUntilFinalized(api, api.tx.staking.bondExtra(UNBOND), voter), 'staking.Bonded');
+  const extra = await lockedOf(api, voter.address);
+  expect(extra.locked === VOTER_BOND + UNBOND && extra.locks.length === 1, `after bond_extra ${json(extra.locks)}`);
+  const account = await api.query.system.account(voter.address);
+  expect(account.data.frozen.toBigInt() === extra.locked, `frozen ${account.data.frozen}`);
+  return { locked: `${extra.locked}` };
 });
 
 finish(api);

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420
 COMPAT = Path(__file__).resolve().parents[1] / "compat"
 SCRIPT = COMPAT / "economy_check.mjs"
 SCRIPT_TIMEOUT_S = 150
-CHECKS = 11  # PASS lines the script prints when everything runs
+CHECKS = 14  # PASS lines the script prints when everything runs
 
 
 def test_bond_register_and_vote_through_polkadot_api(node_bin: str, dev_node: NodeProcess) -> None:

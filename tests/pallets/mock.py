@@ -173,7 +173,9 @@ class MockRuntime:
         return balances.TotalIssuance.get(self.state)
 
     def set_frozen(self, who: bytes, frozen: int) -> None:
-        balances.set_frozen(self.ctx("root", []), who, frozen)
+        """Freeze `frozen` of `who`'s free balance with a lock of its own (as another pallet
+        would); 0 removes it."""
+        balances.set_lock(self.ctx("root", []), who, b"testlock", frozen)
 
     def run_to_block(self, n: int) -> None:
         self.block_number = n

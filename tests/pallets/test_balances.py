@@ -531,3 +531,25 @@ def test_transfers_random_sequence_keeps_invariants(
         total = sum(mock.free(a) for a in ACTORS)
         assert total == mock.issuance()
     mock.runtime.try_state(mock.state)
+
+
+def test_locks_overlap_frozen_is_the_largest(mock: MockRuntime) -> None:
+    """FRAME's lock semantics: two locks on one balance freeze the larger amount, not the sum;
+    setting a lock again replaces it, 0 removes it, and the last one gone unfreezes."""
+    ctx = mock.ctx("root", [])
+    balances.set_lock(ctx, ALICE, b"staking ", 300)
+    balances.set_lock(ctx, ALICE, b"vesting ", 500)
+    assert [(lock.id, lock.amount) for lock in balances.Locks.get(mock.state, ALICE)] == [
+        (b"staking ", 300),
+        (b"vesting ", 500),
+    ]
+    assert mock.account(ALICE).data.frozen == 500
+    balances.set_lock(ctx, ALICE, b"staking ", 700)
+    assert mock.account(ALICE).data.frozen == 700
+    balances.set_lock(ctx, ALICE, b"staking ", 0)
+    assert mock.account(ALICE).data.frozen == 500
+    balances.set_lock(ctx, ALICE, b"vesting ", 0)
+    assert balances.Locks.get(mock.state, ALICE) == []
+    assert mock.account(ALICE).data.frozen == 0
+    with pytest.raises(ValueError, match="8 bytes"):
+        balances.set_lock(ctx, ALICE, b"short", 1)

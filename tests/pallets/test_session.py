@@ -357,10 +357,12 @@ def test_queued_validators_enacted_at_the_boundary(vals: MockRuntime) -> None:
     vals.dispatch("root", "Session", "set_validators", validators=[DAVE, ALICE])
     run_to_block(vals, LENGTH - 1)
     assert Validators.get(vals.state) == [ALICE, BOB, CHARLIE]
+    assert staking.ValidatorCount.get(vals.state) == 3
     assert finality.CurrentSetId.get(vals.state) == 0
     events = run_to_block(vals, LENGTH)
     new = [fake_session_keys(DAVE), fake_session_keys(ALICE)]
     assert Validators.get(vals.state) == [DAVE, ALICE]
+    assert staking.ValidatorCount.get(vals.state) == 2  # what wallets show follows the set
     assert QueuedValidators.get(vals.state) is None
     assert aura.Authorities.get(vals.state) == [k.aura for k in new]
     assert finality.Authorities.get(vals.state) == [k.grandpa for k in new]
@@ -484,6 +486,7 @@ def test_local_spec_has_four_bonded_validators_and_dev_one() -> None:
         accounts = [ss58_decode(e[0])[0] for e in spec_keys(chain)]
         assert len(accounts) == n
         assert session.Validators.get(state) == accounts
+        assert staking.ValidatorCount.get(state) == n
         assert aura.Authorities.get(state) == accounts  # aura key == the account's sr25519 key
         assert len(finality.Authorities.get(state)) == n
         for who in accounts:
@@ -524,6 +527,17 @@ def test_spec_with_both_session_keys_and_aura_authorities_is_refused() -> None:
     config["aura"] = {"authorities": [spec_keys("dev")[0][0]]}
     with pytest.raises(ChainSpecError, match="not both"):
         build_genesis(ChainSpec(raw))
+
+
+def test_spec_with_aura_authorities_counts_them_as_validators() -> None:
+    """Without a validator set, Aura's authorities author: Staking.ValidatorCount is theirs."""
+    raw = copy.deepcopy(load_spec("dev").raw)
+    config = raw["genesis"]["runtimeGenesis"]["config"]
+    del config["session"]
+    config["aura"] = {"authorities": [e[0] for e in spec_keys("local")[:3]]}
+    state = _ReadOnly(genesis_storage(ChainSpec(raw)))
+    assert session.Validators.get(state) == []
+    assert staking.ValidatorCount.get(state) == 3
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,20 @@ from typing import Any
 import pytest
 
 from chain.frame.pallet import Origin
+from chain.storage.kv import MemoryKV
+from chain.storage.overlay import Overlay
+from genesis.builder import genesis_storage, load_spec
 from pallets.aura import pallet as aura
+from pallets.balances import pallet as balances
+from pallets.balances.pallet import BalanceLock
 from pallets.balances.pallet import Error as BalancesError
 from pallets.registry import pallet as registry
 from pallets.rewards import pallet as rewards
 from pallets.staking import pallet as staking
 from pallets.staking.pallet import (
+    ACTIVE_ERA_INFO,
+    STAKING_LOCK_ID,
+    ActiveEraInfo,
     Bonded,
     CurrentEra,
     EraStarted,
@@ -31,7 +39,9 @@ from pallets.staking.pallet import (
     UnlockChunk,
     Withdrawn,
 )
-from tests.pallets.mock import ALICE, BOB, CHARLIE, DAVE, ED, EVE, MockRuntime
+from pallets.system import pallet as system
+from pallets.timestamp import pallet as timestamp
+from tests.pallets.mock import ALICE, BOB, CHARLIE, DAVE, ED, EVE, MockRuntime, mock_config
 
 # ---- shared helpers (imported by the other staking-economy test files) --------------------------
 
@@ -468,3 +478,103 @@ def test_frozen_tracks_total_through_every_call(eco: MockRuntime) -> None:
     assert lg is not None
     assert lg.total == frozen(eco, BOB) == 500 * CAI
     check_economy(eco)
+
+
+# ---- what wallets read: the staking lock, the active era, FRAME's session/era items -------------
+
+
+def staking_locks(mock: MockRuntime, who: bytes) -> list[BalanceLock]:
+    return balances.Locks.get(mock.state, who)
+
+
+def test_bonded_stake_is_one_staking_lock_through_every_call(eco: MockRuntime) -> None:
+    """The lock Polkadot.js reads as "locked" follows the ledger's total, and frozen with it;
+    the free balance (what the account holds) never moves."""
+    free = eco.free(BOB)
+    expected = [500, 750, 750, 750, 750]  # total after bond, bond_extra, unbond, rebond, unbond
+    steps: list[tuple[str, dict[str, int]]] = [
+        ("bond", {"value": 500 * CAI}),
+        ("bond_extra", {"max_additional": 250 * CAI}),
+        ("unbond", {"value": 300 * CAI}),
+        ("rebond", {"value": 100 * CAI}),
+        ("unbond", {"value": 50 * CAI}),
+    ]
+    for (call, args), total in zip(steps, expected, strict=True):
+        eco.dispatch(BOB, "Staking", call, **args)
+        assert staking_locks(eco, BOB) == [BalanceLock(STAKING_LOCK_ID, total * CAI, "All")]
+        assert frozen(eco, BOB) == total * CAI
+    for _ in range(BONDING_DURATION):
+        next_era(eco)
+    eco.dispatch(BOB, "Staking", "withdraw_unbonded")
+    assert staking_locks(eco, BOB) == [BalanceLock(STAKING_LOCK_ID, 500 * CAI, "All")]
+    eco.dispatch(BOB, "Staking", "unbond", value=500 * CAI)
+    for _ in range(BONDING_DURATION):
+        next_era(eco)
+    eco.dispatch(BOB, "Staking", "withdraw_unbonded")
+    assert staking_locks(eco, BOB) == []
+    assert frozen(eco, BOB) == 0
+    assert eco.free(BOB) == free
+    check_economy(eco)
+
+
+def test_a_slash_lowers_the_staking_lock_with_the_bond(eco: MockRuntime) -> None:
+    eco.dispatch(BOB, "Staking", "bond", value=1_000 * CAI)
+    taken = staking.apply_ledger_slash(eco.ctx("root", []), BOB, 300 * CAI)
+    assert taken == 300 * CAI
+    assert staking_locks(eco, BOB) == [BalanceLock(STAKING_LOCK_ID, 700 * CAI, "All")]
+    assert frozen(eco, BOB) == 700 * CAI
+    check_economy(eco)
+
+
+def test_an_era_is_active_from_its_first_block_with_that_blocks_time(eco: MockRuntime) -> None:
+    next_era(eco)
+    assert staking.ActiveEra.get(eco.state) == ActiveEraInfo(1, None)
+    timestamp.Now.put(eco.state, 1_700_000_000_000)
+    staking.on_finalize(eco.ctx("root", []))
+    assert staking.ActiveEra.get(eco.state) == ActiveEraInfo(1, 1_700_000_000_000)
+    timestamp.Now.put(eco.state, 1_700_000_001_000)
+    staking.on_finalize(eco.ctx("root", []))  # a later block of the era keeps its start
+    assert staking.ActiveEra.get(eco.state) == ActiveEraInfo(1, 1_700_000_000_000)
+    session_length = eco.config.session.length
+    assert list(staking.ErasStartSessionIndex.iter(eco.state)) == [
+        (1, ERA_LENGTH // session_length)
+    ]
+    next_era(eco)
+    assert staking.ActiveEra.get(eco.state) == ActiveEraInfo(2, None)
+    assert CurrentEra.get(eco.state) == 2
+    assert list(staking.ErasStartSessionIndex.iter(eco.state)) == [
+        (2, 2 * ERA_LENGTH // session_length)
+    ]
+
+
+def test_dev_genesis_starts_era_zero_and_counts_its_validator() -> None:
+    """The dev chain spec's genesis: era 0 current and active (its start is block 1's time),
+    session 0 its start, one validator, and //Alice's genesis bond locked."""
+    state = Overlay(MemoryKV())
+    for key, value in genesis_storage(load_spec("dev")).items():
+        state.put(key, value)
+    assert state.get(CurrentEra.key) is not None  # clients read Some(0), never None
+    assert CurrentEra.get(state) == 0
+    assert staking.ActiveEra.get(state) == ActiveEraInfo(0, None)
+    assert list(staking.ErasStartSessionIndex.iter(state)) == [(0, 0)]
+    assert staking.ValidatorCount.get(state) == 1
+    [(alice, lg)] = list(staking.Ledger.iter(state))
+    assert balances.Locks.get(state, alice) == [BalanceLock(STAKING_LOCK_ID, lg.total, "All")]
+    assert system.get_account(state, alice).data.frozen == lg.total == 1_000_000 * CAI
+
+
+def test_wallet_items_have_frames_shapes() -> None:
+    """What @polkadot/api-derive reads (session.indexes, session.info and Apps' calendar) is in
+    the metadata with FRAME's modifiers and types: CurrentEra and ActiveEra are options."""
+    items = {item.name: item for item in staking.SPEC.storage}
+    assert items["CurrentEra"].modifier == "Optional"
+    assert items["ActiveEra"].modifier == "Optional"
+    assert items["ValidatorCount"].modifier == "Default"
+    assert items["ErasStartSessionIndex"].hashers == ("Twox64Concat",)
+    assert items["UnappliedSlashes"].hashers == ("Twox64Concat",)
+    assert items["UnappliedSlashes"].default == []
+    assert ACTIVE_ERA_INFO.encode(ActiveEraInfo(3, 1_000)) == bytes.fromhex(
+        "03000000" + "01" + "e803000000000000"
+    )
+    constants = {c.name: c for c in staking.SPEC.constants}
+    assert constants["SessionsPerEra"].getter(mock_config()) == 1  # dev: 10-block eras and sessions

@@ -108,6 +108,23 @@ def _ledger_total_off(m: MockRuntime, s: Overlay) -> None:
     staking.Ledger.put(s, AccountId(CHARLIE), dataclasses.replace(ledger, total=ledger.total + 1))
 
 
+def _lock_not_the_freeze(m: MockRuntime, s: Overlay) -> None:
+    balances.Locks.put(s, AccountId(BOB), [balances.BalanceLock(b"other   ", 1, "All")])
+
+
+def _staking_lock_off(m: MockRuntime, s: Overlay) -> None:
+    [lock] = balances.Locks.get(s, AccountId(CHARLIE))
+    balances.Locks.put(s, AccountId(CHARLIE), [dataclasses.replace(lock, amount=lock.amount - 1)])
+
+
+def _active_era_behind(m: MockRuntime, s: Overlay) -> None:
+    staking.ActiveEra.put(s, staking.ActiveEraInfo(staking.CurrentEra.get(s) - 1, None))
+
+
+def _validator_count_off(m: MockRuntime, s: Overlay) -> None:
+    staking.ValidatorCount.put(s, 99)
+
+
 def _stale_own_stake(m: MockRuntime, s: Overlay) -> None:
     reg = registry.Miners.get(s, AccountId(CHARLIE))
     registry.Miners.put(s, AccountId(CHARLIE), dataclasses.replace(reg, own_stake=1))
@@ -164,13 +181,17 @@ def _escrow_off(m: MockRuntime, s: Overlay) -> None:
 CORRUPTIONS: list[tuple[str, Corruption, str]] = [
     ("System", _empty_account, "neither a provider nor a nonce"),
     ("Balances", _bump_issuance, "issuance drift"),
+    ("Balances", _lock_not_the_freeze, "largest lock"),
     ("Timestamp", _half_set_timestamp, "DidUpdate"),
     ("Aura", _twice_an_authority, "appears twice"),
     ("Randomness", _overrevealed_onion, "revealed"),
     ("Session", _validator_without_keys, "has no session keys"),
+    ("Session", _validator_count_off, "ValidatorCount"),
     ("Finality", _bls_keys_of_another_set, "BlsKeys differ"),
     ("TransactionPayment", _free_weight, "NextFeeMultiplier"),
     ("Staking", _ledger_total_off, r"active \+ unlocking"),
+    ("Staking", _staking_lock_off, "staking lock"),
+    ("Staking", _active_era_behind, "ActiveEra"),
     ("Registry", _stale_own_stake, "own stake"),
     ("Registry", _stray_operator, "OperatorOf"),
     ("Voting", _total_votes_off, "TotalVotes"),
