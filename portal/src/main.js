@@ -125,6 +125,15 @@ export function send(label, tx, { onError } = {}) {
 const pages = {};
 let renderSeq = 0;
 
+/** Run `fn` (a page's event wiring) once its HTML is in place; nothing if the page was replaced
+ * by a newer render meanwhile. */
+function later(fn) {
+  const seq = renderSeq;
+  setTimeout(() => {
+    if (seq === renderSeq) fn();
+  }, 0);
+}
+
 function card(label, value, id) {
   return `<div class="card"><dt>${esc(label)}</dt><dd${id ? ` data-k="${id}"` : ''}>${value}</dd></div>`;
 }
@@ -179,7 +188,7 @@ pages.faucet = async () => {
       next = at > best ? `Your last drip was at block ${last.unwrap()}; the next one is allowed from block ${at} (${at - best} blocks).` : `Your last drip was at block ${last.unwrap()}; you may drip again.`;
     } else next = 'This account has not dripped yet.';
   }
-  setTimeout(() => {
+  later(() => {
     $('#drip').onclick = async () => {
       await send('Faucet drip', api.tx.faucet.drip(), {
         onError: (e) => {
@@ -235,7 +244,7 @@ pages.stake = async () => {
         .map((u) => `<tr data-chunk><td class="num">${fmt(u.value)}</td><td class="num" data-era>${u.era}</td><td>${u.era <= eraNo ? 'withdrawable now' : `in ${u.era - eraNo} era(s)`}</td></tr>`)
         .join('')}</tbody></table></div>`
     : '<p class="muted" data-k="no-chunks">Nothing is unlocking.</p>';
-  setTimeout(() => {
+  later(() => {
     const amount = (id) => parseAmount($(id).value);
     const guard = (fn) => async () => {
       try { await fn(); } catch (e) { showTx(`<span class="error" data-error>${esc(e.message)}</span>`); }
@@ -275,7 +284,7 @@ pages.stake = async () => {
 
 // ---- miners and coordinators ------------------------------------------------------------------
 
-const sortState = { key: 'weight', dir: -1 };
+const sortState = { key: 'chance', dir: -1 };
 const COLS = [
   ['name', 'Name'], ['status', 'Status'], ['own', 'Own stake'], ['votes', 'Votes'], ['commission', 'Commission'],
   ['chance', 'Weight'], ['accepted', 'Accepted'], ['missed', 'Missed'], ['rejected', 'Rejected'], ['assigned', 'Assigned'],
@@ -319,7 +328,7 @@ async function targetsPage(role) {
     <td class="num" data-col="mine">${fmt(r.mine)}
       <button type="button" data-vote="${r.who}" aria-label="Vote for ${esc(r.name || r.who)}">Vote</button>
       <button type="button" class="secondary" data-unvote="${r.who}" aria-label="Unvote ${esc(r.name || r.who)}">Unvote</button></td></tr>`).join('');
-  setTimeout(() => {
+  later(() => {
     const root = main();
     root.querySelectorAll('[data-sort]').forEach((b) => {
       b.onclick = () => {
@@ -361,7 +370,7 @@ pages.register = async () => {
   const reg = f.reg;
   const info = reg ? reg.info : null;
   const val = (x) => (x ? esc(x.toUtf8()) : '');
-  setTimeout(() => {
+  later(() => {
     const op = $('#operator');
     const warn = () => {
       $('#op-warn').textContent = op.value && sameKey(op.value.trim(), me())
@@ -419,7 +428,7 @@ let liveUnsub = null;
 pages.tasks = async () => {
   const api = state.api;
   const rows = (await allTasks()).sort((a, b) => b.committedAt - a.committedAt || a.id.localeCompare(b.id)).slice(0, 100);
-  setTimeout(() => {
+  later(() => {
     $('#task-go').onclick = () => {
       const id = $('#task-id').value.trim();
       if (id) location.hash = `#/task/${id}`;
