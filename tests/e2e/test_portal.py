@@ -146,7 +146,24 @@ class Portal:
         page.wait_for_selector("main[aria-busy=false]", timeout=LOAD_TIMEOUT_MS)
         return text
 
+    def unnamed_controls(self) -> list[str]:
+        """Buttons, links, inputs and selects on the page without an accessible name."""
+        found: list[str] = self.page.evaluate(
+            """() => [...document.querySelectorAll('button, a[href], input, select, textarea')]
+            .filter((el) => {
+              const aria = (el.getAttribute('aria-label') || '').trim();
+              if (aria) return false;
+              if (el.matches('input, select, textarea')) {
+                return !(el.labels && [...el.labels].some((l) => l.textContent.trim()));
+              }
+              return !el.textContent.trim();
+            })
+            .map((el) => el.outerHTML.slice(0, 120))"""
+        )
+        return found
+
     def shoot(self, name: str) -> None:
+        assert not self.unnamed_controls(), (name, self.unnamed_controls())
         SHOTS.mkdir(parents=True, exist_ok=True)
         for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
             self.page.set_viewport_size(size)
