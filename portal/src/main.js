@@ -3,7 +3,7 @@
 // Talisman, SubWallet...) or, on development chains only, by the well-known dev accounts.
 import { Keyring } from '@polkadot/keyring';
 import { web3Accounts, web3Enable, web3FromAddress } from '@polkadot/extension-dapp';
-import { cryptoWaitReady, decodeAddress } from '@polkadot/util-crypto';
+import { cryptoWaitReady, decodeAddress, encodeAddress } from '@polkadot/util-crypto';
 import { u8aToHex } from '@polkadot/util';
 import {
   allTasks, bestAndFinalized, big, connect, consts, describeDispatchError, eventsAt, fmt,
@@ -15,6 +15,19 @@ const $ = (sel, root = document) => root.querySelector(sel);
 const main = () => $('#main');
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 const DEV_NAMES = ['Alice', 'Bob', 'Charlie', 'Dave', 'Eve', 'Ferdie'];
+
+// the portal server's indexer (cuckoo-portal without --no-history): history over many eras
+let historyOn = false;
+async function history(path) {
+  if (!historyOn) return null;
+  try {
+    const r = await fetch(`api/history/${path}`);
+    return r.ok ? await r.json() : null;
+  } catch {
+    return null;
+  }
+}
+const indexedNote = (h) => (h ? `<p class="muted" data-k="indexed">History indexed from block ${h.first} to ${h.indexed_to} (finalized).</p>` : '');
 
 const wallet = { accounts: [], dev: new Map(), selected: localStorage.getItem('portal.account') || '' };
 const sameKey = (a, b) => {
@@ -28,7 +41,7 @@ async function loadAccounts() {
   try {
     const exts = await web3Enable('Cuckoo portal');
     if (exts.length) {
-      for (const a of await web3Accounts()) list.push({ address: a.address, name: a.meta.name || short(a.address), source: a.meta.source });
+      for (const a of await web3Accounts()) list.push({ address: encodeAddress(decodeAddress(a.address), state.ss58), name: a.meta.name || short(a.address), source: a.meta.source });
     }
   } catch (e) {
     console.warn('wallet', e);
@@ -295,10 +308,11 @@ async function targetsPage(role) {
   const api = state.api;
   const title = role === 'miners' ? 'Miners' : 'Coordinators';
   const { best } = await bestAndFinalized();
-  const [rows, myVotes, rewards] = await Promise.all([
+  const [rows, myVotes, rewards, checked] = await Promise.all([
     registrations(role),
     me() ? api.query.voting.votes.entries(me()) : Promise.resolve([]),
-    lastEraRewards(best)
+    lastEraRewards(best),
+    history('checked')
   ]);
   const votes = new Map(myVotes.map(([k, v]) => [k.args[1].toString(), big(v)]));
   for (const r of rows) {
@@ -306,6 +320,7 @@ async function targetsPage(role) {
     r.reward = t ? t.reward : 0n;
     r.yield = t && r.votes > 0n ? Number((t.toVoters * 1000000n) / r.votes) / 10000 : 0;
     r.mine = votes.get(r.who) || 0n;
+    r.checked = checked ? Number(checked.checked[r.who] || 0) : null;
   }
   const k = sortState.key;
   rows.sort((a, b) => {
@@ -322,7 +337,7 @@ async function targetsPage(role) {
     <td><a href="#/miner/${r.who}">${esc(r.name || short(r.who))}</a><div class="muted">${esc(r.description)}</div>${r.url ? `<div class="muted">${esc(r.url)}</div>` : ''}</td>
     <td>${r.status}</td><td class="num" data-col="own">${fmt(r.own)}</td><td class="num" data-col="votes">${fmt(r.votes)}</td>
     <td class="num">${perbill(r.commission)}</td><td class="num" data-col="chance">${r.chance.toFixed(2)}%</td>
-    <td class="num" data-col="accepted">${r.accepted}</td><td class="num" data-col="missed">${r.missed}</td><td class="num" data-col="rejected">${r.rejected}</td><td class="num" data-col="assigned">${r.assigned}</td>
+    <td class="num" data-col="accepted">${r.accepted}</td><td class="num" data-col="missed">${r.missed}</td><td class="num" data-col="rejected">${r.rejected}</td><td class="num" data-col="checked">${r.checked ?? '—'}</td><td class="num" data-col="assigned">${r.assigned}</td>
     <td class="num">${r.slashCount}${r.slashCount ? ` (${fmt(r.slashed)})` : ''}</td>
     <td class="num">${fmt(r.reward)}</td><td class="num">${r.yield.toFixed(4)}%</td>
     <td class="num" data-col="mine">${fmt(r.mine)}
@@ -353,7 +368,7 @@ async function targetsPage(role) {
   const mineList = [...votes.entries()].map(([t, v]) => `<li><a href="#/miner/${t}">${short(t)}</a>: ${fmt(v)}</li>`).join('');
   return `<h1>${title} <span class="muted">(${rows.length})</span></h1>
   <form onsubmit="return false" aria-label="Vote amount"><div class="row"><label>Amount to vote or unvote (${esc(state.symbol)})<input id="vote-amount" inputmode="decimal" autocomplete="off"></label></div></form>
-  <p class="muted">Weight: the share of the active ${role}' stake (own + votes), their chance of being assigned. Rewards: era ${rewards.era ?? '—'} (from the last ${rewards.span} blocks' events). Voter yield: what its voters got per ${esc(state.symbol)} voted in that era.</p>
+  <p class="muted">Weight: the share of the active ${role}' stake (own + votes), their chance of being assigned. Rewards: era ${rewards.era ?? '—'} (from the last ${rewards.span} blocks' events). Voter yield: what its voters got per ${esc(state.symbol)} voted in that era. Checked: tasks drawn for a check, ${checked ? `from the indexer (blocks ${checked.first}-${checked.indexed_to})` : 'needs the indexer'}.</p>
   <div class="table-wrap"><table aria-label="${title}"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table></div>
   <h2>Your votes</h2>${mineList ? `<ul data-k="my-votes">${mineList}</ul>` : '<p class="muted" data-k="my-votes">No votes.</p>'}`;
 }
@@ -424,6 +439,21 @@ function taskTable(rows, label) {
     .join('')}</tbody></table></div>`;
 }
 
+const AMOUNT_FIELDS = new Set(['price', 'to_miner', 'burned', 'to_checkers', 'refunded', 'amount', 'reward', 'commission', 'to_voters', 'work', 'own', 'voters', 'reporter_fee']);
+function details(rec) {
+  return Object.entries(rec)
+    .filter(([k]) => !['block', 'event', 'task_id'].includes(k))
+    .map(([k, v]) => `${esc(k)} ${AMOUNT_FIELDS.has(k) ? fmt(BigInt(v)) : esc(typeof v === 'object' ? JSON.stringify(v) : short(String(v)))}`)
+    .join(', ');
+}
+function trailTable(h) {
+  if (!h) return '';
+  if (!h.events.length) return `<h2>Events</h2><p class="muted">No events indexed for this task.</p>${indexedNote(h)}`;
+  return `<h2>Events</h2><div class="table-wrap"><table aria-label="Task events"><thead><tr><th class="num">Block</th><th>Event</th><th>Details</th></tr></thead><tbody>${h.events
+    .map((e) => `<tr data-event="${esc(e.event)}"><td class="num">${e.block}</td><td>${esc(e.event)}</td><td>${details(e)}</td></tr>`)
+    .join('')}</tbody></table></div>${indexedNote(h)}`;
+}
+
 let liveUnsub = null;
 pages.tasks = async () => {
   const api = state.api;
@@ -455,8 +485,9 @@ pages.tasks = async () => {
 pages.task = async (id) => {
   const api = state.api;
   if (!/^0x[0-9a-fA-F]{64}$/.test(id || '')) return `<h1>Task</h1><p class="error">"${esc(id)}" is not a task id (0x and 64 hex digits).</p>`;
-  const [opt, check] = await Promise.all([api.query.tasks.tasks(id), api.query.tasks.checks(id)]);
-  if (opt.isNone) return `<h1>Task</h1><p data-k="missing">Task <span class="addr">${esc(id)}</span> is not in state (never committed, or pruned after its retention period).</p>`;
+  const [opt, check, trail] = await Promise.all([api.query.tasks.tasks(id), api.query.tasks.checks(id), history(`task/${id.toLowerCase()}`)]);
+  const trailHtml = trailTable(trail);
+  if (opt.isNone) return `<h1>Task</h1><p data-k="missing">Task <span class="addr">${esc(id)}</span> is not in state (never committed, or pruned after its retention period).</p>${trailHtml}`;
   const t = taskRow(id, opt.unwrap());
   let paid = null;
   if (t.settledAt !== null) {
@@ -484,7 +515,7 @@ pages.task = async (id) => {
   ${row('Price', fmt(t.price), 'price')}
   ${paid ? row('Paid', `to the miner ${fmt(paid.toMiner)}, burned ${fmt(paid.burned)}, to checkers ${fmt(paid.toCheckers)}, refunded ${fmt(paid.refunded)}`, 'paid') : ''}
   ${check.isSome ? row('Check', `round ${check.unwrap().round}, phase ${check.unwrap().phase.type}`, 'check') : ''}
-  </tbody></table></div>`;
+  </tbody></table></div>${trailHtml}`;
 };
 
 pages.miner = async (who) => {
@@ -496,11 +527,19 @@ pages.miner = async (who) => {
   const r = rows.find((x) => x.who === who) || coords.find((x) => x.who === who);
   const mine = tasks.filter((t) => t.miner === who).sort((a, b) => b.committedAt - a.committedAt);
   const paid = rewards.accounts.filter((a) => a.target === who);
+  const h = await history(`account/${who}`);
+  const past = h
+    ? `<h2>History <span class="muted">(indexer)</span></h2>
+      <p data-k="checked">Tasks drawn for a check: ${h.checked}. Tasks committed to it: ${h.tasks.length}${h.tasks.length ? ` (latest: ${h.tasks.slice(-5).reverse().map((t) => `<a class="addr" href="#/task/${t}">${short(t)}</a>`).join(', ')})` : ''}.</p>
+      ${h.target_rewards.length ? `<div class="table-wrap"><table aria-label="Era rewards"><thead><tr><th class="num">Era</th><th class="num">Work (burned)</th><th class="num">Reward</th><th class="num">Commission</th><th class="num">To voters</th></tr></thead><tbody>${h.target_rewards
+        .slice().reverse().map((x) => `<tr><td class="num">${x.era}</td><td class="num">${fmt(BigInt(x.work))}</td><td class="num">${fmt(BigInt(x.reward))}</td><td class="num">${fmt(BigInt(x.commission))}</td><td class="num">${fmt(BigInt(x.to_voters))}</td></tr>`).join('')}</tbody></table></div>` : '<p class="muted">No era rewards indexed.</p>'}
+      ${h.slashes.length ? `<ul>${h.slashes.map((x) => `<li>block ${x.block}: ${esc(x.event)} — ${details(x)}</li>`).join('')}</ul>` : '<p class="muted">No offences indexed.</p>'}${indexedNote(h)}`
+    : '';
   return `<h1>${esc(r?.name || 'Account')} <span class="addr muted">${esc(who)}</span></h1>
   ${r ? `<dl class="cards">${card('Status', r.status)}${card('Own stake', fmt(r.own))}${card('Votes', fmt(r.votes))}${card('Commission', perbill(r.commission))}${card('Accepted / missed / rejected', `${r.accepted} / ${r.missed} / ${r.rejected}`)}${card('Operator', `<span class="addr">${r.operator}</span>`)}</dl><p>${esc(r.description)}</p>` : '<p>Not registered.</p>'}
   <h2>Rewards (era ${rewards.era ?? '—'})</h2>${paid.length ? `<ul>${paid.map((p) => `<li>${short(p.who)}: ${fmt(p.amount)} (era ${p.era})</li>`).join('')}</ul>` : '<p class="muted">None in recent blocks.</p>'}
   <h2>Slashes</h2>${slashes.length ? `<ul>${slashes.map((s) => `<li>era ${s.era}: own ${fmt(s.own)}, voters ${fmt(s.voters)}</li>`).join('')}</ul>` : '<p class="muted">None.</p>'}
-  <h2>Tasks</h2>${taskTable(mine, 'Miner tasks')}`;
+  <h2>Tasks</h2>${taskTable(mine, 'Miner tasks')}${past}`;
 };
 
 pages.account = async () => {
@@ -513,6 +552,8 @@ pages.account = async () => {
     api.query.slashing.slashHistory(me()),
     recentEvents(best, Math.min(Math.max(4 * eraLength, 20), 240), (e) => e.section === 'rewards' && e.method === 'Rewarded')
   ]);
+  const h = await history(`account/${me()}`);
+  if (h) return accountWithHistory(f, slashes, h);
   const mine = evs.filter((x) => sameKey(x.event.data[0].toString(), me()));
   return `<h1>My account <span class="addr muted">${esc(me())}</span></h1>
   <dl class="cards">${card('Free', fmt(f.free), 'free')}${card('Reserved', fmt(f.reserved), 'reserved')}${card('Frozen (bonded)', fmt(f.frozen), 'frozen')}${card('Bonded', fmt(f.total), 'bonded')}${card('Voted', fmt(f.allocated), 'voted')}${card('Registration', f.role || 'none', 'role')}</dl>
@@ -520,6 +561,18 @@ pages.account = async () => {
   ${mine.length ? `<div class="table-wrap"><table aria-label="Rewards"><thead><tr><th class="num">Era</th><th class="num">Amount</th><th>Through</th><th class="num">Block</th></tr></thead><tbody>${mine.map((x) => `<tr><td class="num">${x.event.data[1]}</td><td class="num">${fmt(x.event.data[2])}</td><td class="addr">${short(x.event.data[3].toString())}</td><td class="num">${x.block}</td></tr>`).join('')}</tbody></table></div>` : '<p class="muted">No rewards in recent blocks.</p>'}
   <h2>Slashes</h2>${slashes.length ? `<ul>${slashes.map((s) => `<li>era ${s.era}: own ${fmt(s.own)}, voters ${fmt(s.voters)}</li>`).join('')}</ul>` : '<p class="muted">None.</p>'}`;
 };
+
+function accountWithHistory(f, slashes, h) {
+  const byEra = new Map();
+  for (const x of h.rewards) byEra.set(x.era, (byEra.get(x.era) || 0n) + BigInt(x.amount));
+  const eras = [...byEra.entries()].sort((a, b) => Number(b[0]) - Number(a[0]));
+  return `<h1>My account <span class="addr muted">${esc(me())}</span></h1>
+  <dl class="cards">${card('Free', fmt(f.free), 'free')}${card('Reserved', fmt(f.reserved), 'reserved')}${card('Frozen (bonded)', fmt(f.frozen), 'frozen')}${card('Bonded', fmt(f.total), 'bonded')}${card('Voted', fmt(f.allocated), 'voted')}${card('Registration', f.role || 'none', 'role')}</dl>
+  <h2>Rewards by era</h2>
+  ${eras.length ? `<div class="table-wrap"><table aria-label="Rewards by era"><thead><tr><th class="num">Era</th><th class="num">Amount</th></tr></thead><tbody>${eras.map(([era, v]) => `<tr><td class="num">${era}</td><td class="num">${fmt(v)}</td></tr>`).join('')}</tbody></table></div>` : '<p class="muted" data-k="no-rewards">No rewards yet.</p>'}
+  <h2>Slashes</h2>${slashes.length ? `<ul>${slashes.map((s) => `<li>era ${s.era}: own ${fmt(s.own)}, voters ${fmt(s.voters)}</li>`).join('')}</ul>` : '<p class="muted">None.</p>'}
+  ${h.slashes.length ? `<ul>${h.slashes.map((x) => `<li>block ${x.block}: ${esc(x.event)} — ${details(x)}</li>`).join('')}</ul>` : ''}${indexedNote(h)}`;
+}
 
 // ---- router ----------------------------------------------------------------------------------
 
@@ -552,13 +605,14 @@ async function route() {
 async function start() {
   const params = new URLSearchParams(location.search);
   let url = params.get('rpc');
-  if (!url) {
-    try {
-      url = (await (await fetch('config.json')).json()).node;
-    } catch {
-      url = 'ws://127.0.0.1:9944';
-    }
+  let cfg = {};
+  try {
+    cfg = await (await fetch('config.json')).json();
+  } catch {
+    cfg = {};
   }
+  url = url || cfg.node || 'ws://127.0.0.1:9944';
+  historyOn = Boolean(cfg.history);
   await connect(url);
   $('#chain-name').textContent = `— ${state.chain}`;
   await loadAccounts();

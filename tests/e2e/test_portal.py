@@ -15,8 +15,10 @@ extension's content script is), walks the portal's journey through its controls:
 After each step the chain is read independently (substrate-interface): balances, ledger, votes,
 registration. The miners table's own stake, votes and weight, and a task page (a task committed
 by a coordinator to the miner, which expires unanswered and is refunded), are compared with the
-chain's storage and events. Every page is saved as a screenshot at desktop and phone sizes in
-`build/portal-screenshots/` (printed at the end).
+chain's storage and events; the task page's event trail comes from the indexer that
+`cuckoo-portal` (run as a process, as users run it) keeps of finalized blocks. Every page is
+saved as a screenshot at desktop and phone sizes in `build/portal-screenshots/` (printed at the
+end), after checking that each of its controls has an accessible name.
 
 Requests to hosts other than loopback are aborted: the test runs offline. Skips, saying why,
 without Chromium, Playwright, or Node.js/npm to build the bundle.
@@ -25,10 +27,13 @@ without Chromium, Playwright, or Node.js/npm to build the bundle.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +42,7 @@ from urllib.parse import urlparse
 import pytest
 from substrateinterface import Keypair
 
-from tests.integration.conftest import NodeProcess, start_node
+from tests.integration.conftest import NodeProcess, free_ports, spawn_logged, start_node
 from tests.miner.chainkit import CAI, Actor, ChainKit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -172,6 +177,38 @@ class Portal:
         self.page.set_viewport_size(DESKTOP)
 
 
+@contextlib.contextmanager
+def portal_command(ws_url: str, log: Path) -> Iterator[str]:
+    """`cuckoo-portal --node WS` as a process (its indexer included); yields its URL."""
+    (port,) = free_ports(1)
+    exe = Path(sys.executable).with_name("cuckoo-portal")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "portal_server.cli"]
+    cmd += ["--node", ws_url, "--port", str(port), "--no-build"]
+    proc = spawn_logged(cmd, log)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "config.json", timeout=2) as resp:
+                    assert json.loads(resp.read())["node"] == ws_url
+                    break
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def history_status(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url + "api/history/status", timeout=5) as resp:
+        status: dict[str, Any] = json.loads(resp.read())
+    return status
+
+
 def _setup_chain(kit: ChainKit) -> tuple[Actor, Actor]:
     """//Bob a miner, //Alice a coordinator (distinct operators)."""
     bob = Actor(
@@ -190,11 +227,12 @@ def _setup_chain(kit: ChainKit) -> tuple[Actor, Actor]:
     return bob, alice
 
 
-def test_portal_journey(browser_parts: Any, node: NodeProcess, request: Any) -> None:
-    from portal_server.cli import serve_in_thread
-
+def test_portal_journey(
+    browser_parts: Any, node: NodeProcess, request: Any, tmp_path: Path
+) -> None:
     kit = ChainKit(node.ws_url)
-    server, url = serve_in_thread(node.ws_url)
+    stack = contextlib.ExitStack()
+    url = stack.enter_context(portal_command(node.ws_url, tmp_path / "portal.log"))
     user = Keypair.create_from_mnemonic(Keypair.generate_mnemonic())
     operator = Keypair.create_from_mnemonic(Keypair.generate_mnemonic())
     portal: Portal | None = None
@@ -326,6 +364,15 @@ def test_portal_journey(browser_parts: Any, node: NodeProcess, request: Any) -> 
         ]
         assert len(paid) == 1
         assert f"refunded {cai(paid[0]['refunded'])}" in page.inner_text("[data-k=paid]")
+        # the indexer's trail of the task: committed, paid (refunded), settled
+        deadline = time.monotonic() + 60
+        while history_status(url)["indexed_to"] < task["settled_at"]:
+            assert time.monotonic() < deadline, history_status(url)
+            time.sleep(0.5)
+        portal.open(f"task/{tid}")
+        trail = page.locator("table[aria-label='Task events'] tbody tr")
+        names = [trail.nth(i).get_attribute("data-event") for i in range(trail.count())]
+        assert names == ["Tasks.TaskCommitted", "Tasks.TaskPaid", "Tasks.TaskSettled"], names
         portal.shoot("task")
         portal.open(f"miner/{bob.staker.ss58_address}")
         assert page.locator(f"tr[data-task='{tid}']").count() == 1
@@ -340,7 +387,7 @@ def test_portal_journey(browser_parts: Any, node: NodeProcess, request: Any) -> 
         if portal is not None:
             with contextlib.suppress(Exception):
                 portal.context.close()
-        server.shutdown()
+        stack.close()
         kit.close()
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     line = f"portal screenshots (desktop and phone): {SHOTS}"

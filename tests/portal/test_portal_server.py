@@ -15,11 +15,12 @@ import pytest
 
 from portal_server.build import BuildError, is_stale
 from portal_server.cli import main, make_server, serve_in_thread
+from portal_server.history import History
 
 
 def _dist(tmp_path: Path) -> Path:
     dist = tmp_path / "dist"
-    dist.mkdir()
+    dist.mkdir(parents=True)
     (dist / "index.html").write_text("<!doctype html><title>portal</title>")
     (dist / "app.js").write_text("console.log(1)")
     return dist
@@ -38,7 +39,7 @@ def test_serves_the_bundle_and_the_node_url(tmp_path: Path) -> None:
     try:
         status, headers, body = _get(url + "config.json")
         assert status == 200
-        assert json.loads(body) == {"node": "ws://127.0.0.1:9944"}
+        assert json.loads(body) == {"node": "ws://127.0.0.1:9944", "history": False}
         status, headers, body = _get(url)
         assert status == 200
         assert b"<title>portal</title>" in body
@@ -79,3 +80,58 @@ def test_stale_when_missing_or_older_than_a_source(tmp_path: Path) -> None:
     later = time.time() + 5
     os.utime(portal / "src" / "main.js", (later, later))
     assert is_stale(portal)
+
+
+def test_history_records_rewards_offences_and_task_trails() -> None:
+    h = History()
+    task = "0x" + "ab" * 32
+    miner, coord, voter = "5Miner", "5Coord", "5Voter"
+    h.add(5, "Tasks.TaskCommitted", {"task_id": task, "coordinator": coord, "miner": miner})
+    h.add(6, "Tasks.CheckOpened", {"task_id": task, "round": 1, "checkers": []})
+    h.add(7, "Tasks.CheckOpened", {"task_id": task, "round": 2, "checkers": []})
+    h.add(8, "Tasks.TaskPaid", {"task_id": task, "miner": miner, "refunded": 10**20})
+    h.add(9, "Rewards.Rewarded", {"who": voter, "era": 3, "amount": 2**70, "target": miner})
+    h.add(9, "Rewards.TargetRewarded", {"who": miner, "era": 3, "reward": 5})
+    h.add(9, "Slashing.OffenceReported", {"offender": miner, "kind": "InvalidResult"})
+    h.add(9, "Balances.Transfer", {"from": voter, "to": miner, "amount": 1})
+    trail = h.task(task.upper().replace("0X", "0x"))["events"]
+    assert [e["event"] for e in trail] == [
+        "Tasks.TaskCommitted",
+        "Tasks.CheckOpened",
+        "Tasks.CheckOpened",
+        "Tasks.TaskPaid",
+    ]
+    assert trail[-1]["refunded"] == str(10**20)  # balances as strings: JSON numbers lose bits
+    assert h.checked_counts()["checked"] == {miner: 1}  # a task checked twice counts once
+    assert h.account(voter)["rewards"][0]["amount"] == str(2**70)
+    mine = h.account(miner)
+    assert [r["era"] for r in mine["target_rewards"]] == ["3"]
+    assert [s["event"] for s in mine["slashes"]] == ["Slashing.OffenceReported"]
+    assert mine["tasks"] == [task]
+    assert mine["checked"] == 1
+
+
+def test_history_endpoints(tmp_path: Path) -> None:
+    h = History()
+    h.add(5, "Tasks.TaskCommitted", {"task_id": "0x" + "cd" * 32, "miner": "5Miner"})
+    server, url = serve_in_thread("ws://127.0.0.1:9944", dist=_dist(tmp_path), history=h)
+    try:
+        status, _, body = _get(url + "config.json")
+        assert json.loads(body)["history"] is True
+        status, _, body = _get(url + "api/history/task/0x" + "cd" * 32)
+        assert status == 200
+        assert json.loads(body)["events"][0]["miner"] == "5Miner"
+        addr = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+        assert json.loads(_get(url + f"api/history/account/{addr}")[2])["rewards"] == []
+        assert _get(url + "api/history/status")[0] == 200
+        assert _get(url + "api/history/task/0x12")[0] == 400
+        assert _get(url + "api/history/account/not-an-address!")[0] == 400
+    finally:
+        server.shutdown()
+        server.server_close()
+    server, url = serve_in_thread("ws://127.0.0.1:9944", dist=_dist(tmp_path / "b"))
+    try:
+        assert _get(url + "api/history/status")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
