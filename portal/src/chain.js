@@ -56,12 +56,18 @@ export const text = (bytes) => {
   try { return bytes.toUtf8(); } catch { return bytes.toHex(); }
 };
 
+/** A pallet's name as the metadata spells it ("registry" -> "Registry"). */
+function palletName(section) {
+  const found = state.api.registry.metadata.pallets.find((p) => p.name.toString().toLowerCase() === String(section).toLowerCase());
+  return found ? found.name.toString() : section;
+}
+
 /** A dispatch error as "Pallet.Name: its documentation" (the chain's own words). */
 export function describeDispatchError(err) {
   const api = state.api;
   if (err.isModule) {
     const meta = api.registry.findMetaError(err.asModule);
-    return `${meta.section}.${meta.name}: ${meta.docs.join(' ').trim() || meta.name}`;
+    return `${palletName(meta.section)}.${meta.name}: ${meta.docs.join(' ').trim() || meta.name}`;
   }
   if (err.isToken) return `Token.${err.asToken.type}`;
   if (err.isArithmetic) return `Arithmetic.${err.asArithmetic.type}`;
@@ -73,9 +79,7 @@ export function namedError(pallet, name) {
   const e = state.api.errors[pallet]?.[name];
   if (!e) return `${pallet}.${name}`;
   const m = e.meta;
-  const found = state.api.registry.metadata.pallets.find((p) => p.name.toString().toLowerCase() === pallet.toLowerCase());
-  const section = found ? found.name.toString() : pallet;
-  return `${section}.${m.name ?? name}: ${(m.docs || []).join(' ').trim()}`;
+  return `${palletName(pallet)}.${m.name ?? name}: ${(m.docs || []).join(' ').trim()}`;
 }
 
 export async function bestAndFinalized() {
