@@ -300,7 +300,7 @@ pages.stake = async () => {
 const sortState = { key: 'chance', dir: -1 };
 const COLS = [
   ['name', 'Name'], ['status', 'Status'], ['own', 'Own stake'], ['votes', 'Votes'], ['commission', 'Commission'],
-  ['chance', 'Weight'], ['accepted', 'Accepted'], ['missed', 'Missed'], ['rejected', 'Rejected'], ['assigned', 'Assigned'],
+  ['chance', 'Weight'], ['accepted', 'Accepted'], ['missed', 'Missed'], ['rejected', 'Rejected'], ['checked', 'Checked'], ['assigned', 'Assigned'],
   ['slashCount', 'Slashes'], ['reward', 'Last era reward'], ['yield', 'Voter yield / era']
 ];
 

@@ -228,7 +228,7 @@ def _setup_chain(kit: ChainKit) -> tuple[Actor, Actor]:
 
 
 def test_portal_journey(
-    browser_parts: Any, node: NodeProcess, request: Any, tmp_path: Path
+    browser_parts: Any, node: NodeProcess, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     kit = ChainKit(node.ws_url)
     stack = contextlib.ExitStack()
@@ -331,6 +331,8 @@ def test_portal_journey(
         stats = kit.q("Tasks", "MinerStats", bob.staker.ss58_address)
         row = page.locator(f"tr[data-who='{bob.staker.ss58_address}']")
         assert row.locator("[data-col=assigned]").inner_text() == str(stats["assigned"])
+        headers = page.locator("table[aria-label=Miners] thead th").count()
+        assert row.locator("td").count() == headers  # every column has its header
         portal.shoot("miners")
         portal.open("coordinators")
         assert "alice-coordinator" in page.inner_text("main")
@@ -389,9 +391,5 @@ def test_portal_journey(
                 portal.context.close()
         stack.close()
         kit.close()
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = f"portal screenshots (desktop and phone): {SHOTS}"
-    if reporter is not None:
-        reporter.write_line(line)
-    else:
-        print(line)
+    with capsys.disabled():  # shown whatever the capture mode
+        print(f"\nportal screenshots (desktop and phone): {SHOTS}")
