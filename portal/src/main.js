@@ -7,7 +7,7 @@ import { cryptoWaitReady, decodeAddress, encodeAddress } from '@polkadot/util-cr
 import { u8aToHex } from '@polkadot/util';
 import {
   allTasks, bestAndFinalized, big, connect, consts, describeDispatchError, eventsAt, fmt,
-  lastEraRewards, namedError, parseAmount, perbill, recentEvents, registrations, short, state,
+  lastEraRewards, namedError, totalBonded, parseAmount, perbill, recentEvents, registrations, short, state,
   taskRow
 } from './chain.js';
 
@@ -154,19 +154,18 @@ function card(label, value, id) {
 pages.overview = async () => {
   const api = state.api;
   const c = consts();
-  const [{ best, finalized }, era, ledgers, miners, coords, unapplied, tasks] = await Promise.all([
+  const [{ best, finalized }, era, bonded, miners, coords, unapplied, tasks] = await Promise.all([
     bestAndFinalized(),
     api.query.staking.currentEra(),
-    api.query.staking.ledger.entries(),
-    registrations('miners'),
-    registrations('coordinators'),
+    totalBonded(),
+    registrations('miners', false),
+    registrations('coordinators', false),
     api.query.slashing.unappliedSlashes.entries(),
     allTasks()
   ]);
   const eraNo = era.isSome ? era.unwrap().toNumber() : Number(era.toString() || 0);
   const eraStart = best - (best % c.eraLength);
   const left = eraStart + c.eraLength - best;
-  const bonded = ledgers.reduce((a, [, l]) => a + big((l.unwrap ? l.unwrap() : l).total), 0n);
   const pending = unapplied.reduce((a, [, v]) => a + v.length, 0);
   const lastEraTasks = tasks.filter((t) => t.committedAt >= eraStart - c.eraLength && t.committedAt < eraStart).length;
   const thisEraTasks = tasks.filter((t) => t.committedAt >= eraStart).length;
