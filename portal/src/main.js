@@ -297,6 +297,8 @@ pages.stake = async () => {
 // ---- miners and coordinators ------------------------------------------------------------------
 
 const sortState = { key: 'chance', dir: -1 };
+const PAGE_ROWS = 100; // rows rendered at a time; "Show more" adds the next ones
+let shownRows = PAGE_ROWS;
 const COLS = [
   ['name', 'Name'], ['status', 'Status'], ['own', 'Own stake'], ['votes', 'Votes'], ['commission', 'Commission'],
   ['chance', 'Weight'], ['accepted', 'Accepted'], ['missed', 'Missed'], ['rejected', 'Rejected'], ['checked', 'Checked'], ['assigned', 'Assigned'],
@@ -331,7 +333,7 @@ async function targetsPage(role) {
     const sorted = sortState.key === key ? (sortState.dir < 0 ? 'descending' : 'ascending') : 'none';
     return `<th aria-sort="${sorted}" class="${key === 'name' || key === 'status' ? '' : 'num'}"><button type="button" data-sort="${key}">${label}</button></th>`;
   }).join('') + '<th>Your vote</th>';
-  const shown = rows.slice(0, 2000);
+  const shown = rows.slice(0, shownRows);
   const body = shown.map((r) => `<tr data-who="${r.who}">
     <td><a href="#/miner/${r.who}">${esc(r.name || short(r.who))}</a><div class="muted">${esc(r.description)}</div>${r.url ? `<div class="muted">${esc(r.url)}</div>` : ''}</td>
     <td>${r.status}</td><td class="num" data-col="own">${fmt(r.own)}</td><td class="num" data-col="votes">${fmt(r.votes)}</td>
@@ -349,8 +351,13 @@ async function targetsPage(role) {
         const key = b.dataset.sort;
         sortState.dir = sortState.key === key ? -sortState.dir : -1;
         sortState.key = key;
+        shownRows = PAGE_ROWS;
         route();
       };
+    });
+    $('#more-rows')?.addEventListener('click', () => {
+      shownRows += PAGE_ROWS * 5;
+      route();
     });
     const amount = () => parseAmount($('#vote-amount').value);
     root.querySelectorAll('[data-vote]').forEach((b) => {
@@ -369,6 +376,7 @@ async function targetsPage(role) {
   <form onsubmit="return false" aria-label="Vote amount"><div class="row"><label>Amount to vote or unvote (${esc(state.symbol)})<input id="vote-amount" inputmode="decimal" autocomplete="off"></label></div></form>
   <p class="muted">Weight: the share of the active ${role}' stake (own + votes), their chance of being assigned. Rewards: era ${rewards.era ?? '—'} (from the last ${rewards.span} blocks' events). Voter yield: what its voters got per ${esc(state.symbol)} voted in that era. Checked: tasks drawn for a check, ${checked ? `from the indexer (blocks ${checked.first}-${checked.indexed_to})` : 'needs the indexer'}.</p>
   <div class="table-wrap"><table aria-label="${title}"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table></div>
+  <p data-k="rows">Showing ${shown.length} of ${rows.length}${shown.length < rows.length ? ` <button type="button" id="more-rows" class="secondary">Show ${Math.min(PAGE_ROWS * 5, rows.length - shown.length)} more</button>` : ''}</p>
   <h2>Your votes</h2>${mineList ? `<ul data-k="my-votes">${mineList}</ul>` : '<p class="muted" data-k="my-votes">No votes.</p>'}`;
 }
 pages.miners = () => targetsPage('miners');
