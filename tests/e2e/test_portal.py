@@ -9,7 +9,7 @@ extension's content script is), walks the portal's journey through its controls:
 2. bonds; votes for a registered miner from the miners table;
 3. tries to register as a miner with its own address as the operator: the page warns, and the
    chain refuses with `Registry.OperatorIsStaker`, shown in words; then registers with a distinct
-   operator;
+   operator, sets its commission and updates its introduction;
 4. unbonds part of its stake and sees the unlocking chunk with the era it unlocks in.
 
 After each step the chain is read independently (substrate-interface): balances, ledger, votes,
@@ -290,6 +290,19 @@ def test_portal_journey(
         assert reg["operator"] == operator.ss58_address
         portal.open("register")
         assert operator.ss58_address in page.inner_text("[data-k=operator]")
+        page.get_by_label("Commission (%)").fill("12.5")
+        state = portal.tx(page.get_by_role("button", name="Set commission").click)
+        assert "in block" in state or "finalized" in state, state
+        assert kit.q("Registry", "Miners", user.ss58_address)["commission"] == 125_000_000
+        portal.open("register")
+        page.get_by_label("Introduction").fill("Now with a better introduction.")
+        state = portal.tx(page.get_by_role("button", name="Update info").click)
+        assert "in block" in state or "finalized" in state, state
+        info = kit.q("Registry", "Miners", user.ss58_address)["info"]
+        assert info["description"] in (
+            "Now with a better introduction.",
+            "0x" + b"Now with a better introduction.".hex(),
+        )
         portal.shoot("register")
 
         # a task for //Bob's miner, due soon: it expires unanswered (Missed) and is refunded;
