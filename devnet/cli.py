@@ -537,6 +537,28 @@ def stop_all(procs: list[Proc], timeout: float = 20) -> None:
             proc.stop(timeout)
 
 
+def portal_status(portal: Proc, url: str, timeout_s: float = 300) -> str:
+    """Wait for the staking portal (its first start builds the bundle with npm) and print its
+    URL; the devnet goes on without it when it cannot start. The text for the final line."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if portal.popen is None or portal.popen.poll() is not None:
+            step(
+                f"the staking portal did not start; last lines of {portal.log}:\n{tail(portal.log)}"
+            )
+            return ""
+        try:
+            status, _ = http_json("GET", f"{url}config.json", timeout=2)
+        except (urllib.error.URLError, OSError):
+            status = 0  # not listening yet (building)
+        if status == 200:
+            step(f"staking portal: {url} (faucet, stake, vote, register, tasks)")
+            return f", staking portal {url}"
+        time.sleep(0.5)
+    step(f"the staking portal was not ready in {timeout_s:.0f} s (log {portal.log})")
+    return ""
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -599,6 +621,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CAI",
         help="what a task pays its miner (the coordinator's --price; chain minimum 0.01)",
     )
+    p.add_argument(
+        "--portal-port",
+        type=int,
+        default=8090,
+        help="the staking portal's HTTP port (cuckoo-portal; a port in use is replaced)",
+    )
+    p.add_argument("--no-portal", action="store_true", help="do not serve the staking portal")
     args = p.parse_args(argv)
     base = args.data_dir or Path(tempfile.mkdtemp(prefix="cuckoo-devnet-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -677,6 +706,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             miner_cmd += ["--solver", args.miner_solver]
         miners.append(Proc("cuckoo-miner", miner_cmd, logs / f"miner{suffix}.log"))
+    portal_port = free_port(args.portal_port)
+    portal_url = f"http://127.0.0.1:{portal_port}/"
+    portal = Proc(
+        "cuckoo-portal",
+        ["cuckoo-portal", "--node", ws_url, "--port", str(portal_port)],
+        logs / "portal.log",
+    )
     procs: list[Proc] = []
     print(f"cuckoo-devnet: data in {base}, logs in {logs}")
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops everything, as Ctrl-C does
@@ -705,6 +741,9 @@ def main(argv: list[str] | None = None) -> int:
                 return status == 200 and int(out["result"]["number"], 16) >= 1
 
             wait_until("the node's first block", node_ready, procs, 60)
+        if not args.no_portal:
+            # builds its bundle (npm) while the chain is set up; not fatal if it cannot
+            portal.start()
         setup_chain(ws_url, coord_url, args.miners)
         step(f"starting the coordinator ({coord_url})")
         coordinator.start()
@@ -731,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
 
         wait_until("the miners to poll the coordinator", miners_live, procs, 300)
         demo(args, coord_url, ws_url, procs)
+        portal_line = "" if args.no_portal else portal_status(portal, portal_url)
         if validators:
             step("the validators after the demo")
             for v in validators:
@@ -746,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"\nThe network keeps running: {where}, coordinator {coord_url} "
-            f"(POST /v1/images/generations, GET /openapi.json). Ctrl-C stops it."
+            f"(POST /v1/images/generations, GET /openapi.json){portal_line}. Ctrl-C stops it."
         )
         while True:
             for proc in procs:
@@ -760,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         step("stopping")
-        for proc in (*miners, coordinator):
+        for proc in (*miners, coordinator, portal):
             with contextlib.suppress(Exception):
                 proc.stop()
         stop_all(nodes)

@@ -9,6 +9,13 @@ if command -v npm >/dev/null 2>&1 && [ -f tests/compat/package-lock.json ]; then
   echo "==> installing @polkadot/api and polkadot-api for the compatibility tests"
   npm ci --prefix tests/compat --no-audit --no-fund --loglevel=error
 fi
+if command -v npm >/dev/null 2>&1 && [ -f portal/package-lock.json ]; then
+  # the staking portal's bundle (esbuild, @polkadot/api, @polkadot/extension-dapp), from its
+  # pinned packages; tests/e2e/test_portal.py drives it in Chromium
+  echo "==> building the staking portal (portal/dist)"
+  npm ci --prefix portal --no-audit --no-fund --loglevel=error
+  node portal/build.mjs
+fi
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   # the browser tests (RPC CORS, Polkadot.js Apps) drive Debian's Chromium (never a downloaded
   # browser); without it they skip and say so
@@ -23,6 +30,6 @@ ruff format --check .
 echo "==> import contracts (pyproject.toml [tool.importlinter])"
 lint-imports
 echo "==> mypy (strict)"
-mypy chain pallets genesis node chainclient coordinator miner devnet
+mypy chain pallets genesis node chainclient coordinator miner devnet portal_server
 echo "==> pytest (everything but GPU-only tests; multi-process e2e scenarios included)"
 python -m pytest -q -m "not gpu" "$@"

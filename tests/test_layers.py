@@ -10,7 +10,17 @@ from __future__ import annotations
 import grimp
 import pytest
 
-PACKAGES = ("chain", "pallets", "genesis", "node", "chainclient", "coordinator", "miner", "devnet")
+PACKAGES = (
+    "chain",
+    "pallets",
+    "genesis",
+    "node",
+    "chainclient",
+    "coordinator",
+    "miner",
+    "devnet",
+    "portal_server",
+)
 LAYERS = ("chain", "pallets", "genesis", "node", "devnet")  # each may import only those before it
 CLIENTS = ("chainclient", "coordinator", "miner")  # reach the chain like any third party
 
@@ -95,3 +105,11 @@ def test_node_uses_only_the_clients_key_files(graph: grimp.ImportGraph) -> None:
         for imp in graph.find_matching_direct_imports(import_expression="node.** -> chainclient.**")
     }
     assert used <= {"chainclient.keyfile"}
+
+
+def test_portal_server_imports_nothing_of_the_chain(graph: grimp.ImportGraph) -> None:
+    for other in PACKAGES:
+        if other == "portal_server":
+            continue
+        chain = graph.find_shortest_chain(importer="portal_server", imported=other)
+        assert chain is None, f"portal_server imports {other}: {' -> '.join(chain or ())}"

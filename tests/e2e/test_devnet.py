@@ -33,6 +33,7 @@ def _free_port() -> int:
 def test_devnet_once_generates_an_image_with_an_on_chain_receipt(tmp_path: Path) -> None:
     pytest.importorskip("diffusers", reason="the miner engine needs `pip install -e .[miner]`")
     out = tmp_path / "demo.png"
+    portal_port = _free_port()
     cmd = [
         "cuckoo-devnet",
         "--once",
@@ -42,6 +43,8 @@ def test_devnet_once_generates_an_image_with_an_on_chain_receipt(tmp_path: Path)
         str(_free_port()),
         "--coordinator-port",
         str(_free_port()),
+        "--portal-port",
+        str(portal_port),
         "--block-time-ms",
         "500",
         "--out",
@@ -58,6 +61,8 @@ def test_devnet_once_generates_an_image_with_an_on_chain_receipt(tmp_path: Path)
         for p in sorted((tmp_path / "net" / "logs").glob("*.log"))
     )
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{logs}"
+    if shutil.which("npm"):  # the staking portal is built and served, its URL printed
+        assert f"staking portal: http://127.0.0.1:{portal_port}/" in proc.stdout, proc.stdout
     text = proc.stdout
     png = out.read_bytes()
     assert png.startswith(PNG_MAGIC)

@@ -50,7 +50,7 @@ def _free_ports(n: int) -> list[int]:
 
 @pytest.mark.skipif(shutil.which("cuckoo-devnet") is None, reason="cuckoo-devnet is not installed")
 def test_devnet_four_validators_finalize_and_serve_the_demo(tmp_path: Path) -> None:
-    rpc, p2p, prom, coord = _free_ports(4)
+    rpc, p2p, prom, coord, portal_port = _free_ports(5)
     out = tmp_path / "demo.png"
     cmd = [
         "cuckoo-devnet",
@@ -67,6 +67,8 @@ def test_devnet_four_validators_finalize_and_serve_the_demo(tmp_path: Path) -> N
         str(prom),
         "--coordinator-port",
         str(coord),
+        "--portal-port",
+        str(portal_port),
         "--block-time-ms",
         "1000",
         "--miner-solver",
@@ -83,6 +85,8 @@ def test_devnet_four_validators_finalize_and_serve_the_demo(tmp_path: Path) -> N
         for p in sorted((tmp_path / "net" / "logs").glob("*.log"))
     )
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{logs}"
+    if shutil.which("npm"):  # the staking portal is built and served, its URL printed
+        assert f"staking portal: http://127.0.0.1:{portal_port}/" in proc.stdout, proc.stdout
     text = proc.stdout
 
     nodes = {m[0]: m[1:] for m in NODE_LINE.findall(text)}
