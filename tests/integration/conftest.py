@@ -417,3 +417,46 @@ def node_env(node: str) -> dict[str, str]:
     if major < 22:
         env["NODE_OPTIONS"] = (env.get("NODE_OPTIONS", "") + " --experimental-websocket").strip()
     return env
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    """A client check script's outcome: its `N passed, N failed` summary, the FAIL lines, its
+    output and exit status."""
+
+    passed: int
+    failed: int
+    failures: list[str]
+    report: str
+    returncode: int
+
+    def assert_all_passed(self, at_least: int) -> None:
+        tail = self.report[-4000:]
+        assert self.failed == 0, "\n".join(self.failures) + "\n\n" + tail
+        assert self.returncode == 0, tail
+        assert self.passed >= at_least, tail
+
+
+def run_check_script(
+    args: list[str], *, timeout: float, env: dict[str, str] | None = None
+) -> ScriptRun:
+    """Run a Node.js check script of tests/compat (`args`: node, the script, its arguments),
+    which prints one line per check and ends with `N passed, N failed`."""
+    try:
+        out = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=COMPAT_DIR,
+            env=env,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{Path(args[1]).name} ran over {timeout} s:\n{exc.stdout}\n{exc.stderr}")
+    report = out.stdout + out.stderr
+    summary = re.findall(r"^(\d+) passed, (\d+) failed$", out.stdout, re.MULTILINE)
+    assert summary, f"no summary line (status {out.returncode}):\n{report[-4000:]}"
+    passed, failed = map(int, summary[-1])
+    failures = [line for line in out.stdout.splitlines() if line.startswith("FAIL")]
+    return ScriptRun(passed, failed, failures, report, out.returncode)

@@ -23,14 +23,12 @@ The typed API that `papi add` generates is checked by test_compat_papi_typed.py.
 
 from __future__ import annotations
 
-import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import NodeProcess, start_node
+from tests.integration.conftest import NodeProcess, run_check_script, start_node
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -49,34 +47,10 @@ def papi_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]
         node.stop()
 
 
-def run_scenario(node_bin: str, node: NodeProcess, provider: str) -> tuple[int, list[str], str]:
-    """(passed, the names of the failed checks, the output)."""
-    try:
-        out = subprocess.run(
-            [node_bin, str(SCRIPT), node.ws_url, provider, "//Alice"],
-            capture_output=True,
-            text=True,
-            timeout=SCRIPT_TIMEOUT_S,
-            check=False,
-            cwd=COMPAT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"papi_check.mjs ran over {SCRIPT_TIMEOUT_S} s:\n{exc.stdout}\n{exc.stderr}")
-    report = out.stdout + out.stderr
-    summary = re.findall(r"^(\d+) passed, (\d+) failed$", out.stdout, re.MULTILINE)
-    assert summary, f"no summary line (status {out.returncode}):\n{report[-4000:]}"
-    failed = [
-        line[5:].split(":")[0].strip()
-        for line in out.stdout.splitlines()
-        if line.startswith("FAIL ")
-    ]
-    assert len(failed) == int(summary[-1][1]), report[-4000:]
-    return int(summary[-1][0]), failed, report
-
-
 @pytest.mark.parametrize("provider", ["raw", "default"])
 def test_polkadot_api_scenario(node_bin: str, papi_node: NodeProcess, provider: str) -> None:
-    passed, failed, report = run_scenario(node_bin, papi_node, provider)
+    run = run_check_script(
+        [node_bin, str(SCRIPT), papi_node.ws_url, provider, "//Alice"], timeout=SCRIPT_TIMEOUT_S
+    )
     papi_node.assert_running()
-    assert not failed, "\n".join(failed) + "\n\n" + report[-4000:]
-    assert passed >= 10, report[-4000:]
+    run.assert_all_passed(10)

@@ -10,13 +10,12 @@ pinned package is in tests/compat/package.json; without node/npm the test is ski
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import COMPAT_DIR, NodeProcess, node_env
+from tests.integration.conftest import COMPAT_DIR, NodeProcess, node_env, run_check_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -61,12 +60,7 @@ def test_papi_add_and_the_typed_api(node_bin: str, dev_node: NodeProcess, tmp_pa
     assert entry["genesis"] == dev_node.rpc("chain_getBlockHash", [0])
 
     descriptors = tmp_path / ".papi" / "descriptors" / "dist" / "index.js"
-    out = run([node_bin, str(SCRIPT), dev_node.ws_url, str(descriptors)], COMPAT_DIR, env)
-    report = out.stdout + out.stderr
-    summary = re.findall(r"^(\d+) passed, (\d+) failed$", out.stdout, re.MULTILINE)
-    assert summary, f"no summary line (status {out.returncode}):\n{report[-4000:]}"
-    passed, failed = map(int, summary[-1])
-    failures = [line for line in out.stdout.splitlines() if line.startswith("FAIL")]
-    assert failed == 0, "\n".join(failures) + "\n\n" + report[-4000:]
-    assert passed >= 11, report[-4000:]
+    run_check_script(
+        [node_bin, str(SCRIPT), dev_node.ws_url, str(descriptors)], timeout=TIMEOUT_S, env=env
+    ).assert_all_passed(11)
     dev_node.assert_running()

@@ -8,13 +8,11 @@ skipped with the reason (CI has both).
 
 from __future__ import annotations
 
-import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import NodeProcess
+from tests.integration.conftest import NodeProcess, run_check_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -24,25 +22,7 @@ SCRIPT_TIMEOUT_S = 150
 
 
 def test_polkadot_api_scenario(node_bin: str, dev_node: NodeProcess) -> None:
-    try:
-        out = subprocess.run(
-            [node_bin, str(SCRIPT), dev_node.ws_url],
-            capture_output=True,
-            text=True,
-            timeout=SCRIPT_TIMEOUT_S,
-            check=False,
-            cwd=COMPAT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(
-            f"polkadot_api_check.mjs ran over {SCRIPT_TIMEOUT_S} s:\n{exc.stdout}\n{exc.stderr}"
-        )
-    report = out.stdout + out.stderr
-    summary = re.findall(r"^(\d+) passed, (\d+) failed$", out.stdout, re.MULTILINE)
-    assert summary, f"no summary line (status {out.returncode}):\n{report[-4000:]}"
-    passed, failed = map(int, summary[-1])
-    failures = [line for line in out.stdout.splitlines() if line.startswith("FAIL")]
-    assert failed == 0, "\n".join(failures) + "\n\n" + report[-4000:]
-    assert out.returncode == 0, report[-4000:]
-    assert passed >= 14, report[-4000:]
+    run_check_script(
+        [node_bin, str(SCRIPT), dev_node.ws_url], timeout=SCRIPT_TIMEOUT_S
+    ).assert_all_passed(14)
     dev_node.assert_running()
