@@ -129,6 +129,65 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _check_history(db: ChainDB, best_number: int) -> None:
+    """The canonical chain below the best block links up, header by header; the bodies
+    present are a contiguous run up to the best block (those below were pruned); in a pruned
+    store, every state still kept (the base up to the best block, and the unfinalized forks)
+    is whole. Missing history is reported on stderr, not as corruption."""
+    child: bytes | None = None
+    lowest_body = best_number + 1
+    for number in range(best_number, -1, -1):
+        block_hash = db.hash_at(number)
+        if block_hash is None:
+            raise BlockIOError(f"the canonical index has no entry #{number}")
+        header = db.header(block_hash)
+        if header is None or header.number != number:
+            raise BlockIOError(f"the canonical block #{number} 0x{block_hash.hex()} has no header")
+        if child is not None and child != block_hash:
+            raise BlockIOError(f"the canonical block #{number + 1} is not a child of #{number}")
+        child = header.parent_hash
+        if db.body(block_hash) is not None:
+            if lowest_body > number + 1 and number > 0:
+                raise BlockIOError(
+                    f"block #{number + 1} has no body but #{number} has: a hole in the chain"
+                )
+            lowest_body = number
+    pruned = db.state_pruning is not None
+    base = db.state_base()
+    kept = base_number = 0
+    if pruned and base is not None:
+        base_header = db.header(base)
+        if base_header is None:
+            raise BlockIOError("the pruned store's state base has no header")
+        base_number = base_header.number
+        seen: set[tuple[bytes, int, bool]] = set()
+        blocks = [db.hash_at(n) for n in range(base_header.number, best_number + 1)]
+        for _number, leaf in db.leaves():  # unfinalized forks
+            h: bytes | None = leaf
+            while h is not None and h not in blocks:
+                fork = db.header(h)
+                if fork is None or fork.number <= base_header.number:
+                    break
+                blocks.append(h)
+                h = fork.parent_hash
+        for block in blocks:
+            if block is None:
+                continue
+            header = db.header(block)
+            assert header is not None
+            if not db.has_state(block):
+                raise BlockIOError(f"the state of #{header.number} 0x{block.hex()} is missing")
+            verify(db.nodes, header.state_root, seen)
+            kept += 1
+    bodies = "every body" if lowest_body <= 1 else f"bodies from #{lowest_body} (older pruned)"
+    states = (
+        f"{kept} states kept from #{base_number} (older pruned, --state-pruning {db.state_pruning})"
+        if pruned
+        else "archive (every state)"
+    )
+    _progress(f"check-db: chain #0..#{best_number} linked, {bodies}; state: {states}")
+
+
 def _open_existing(spec: ChainSpec, base: Path) -> LevelDBKV:
     path = db_dir(base, spec.id)
     if not path.is_dir():
@@ -370,6 +429,7 @@ def check_db(spec: ChainSpec, base: Path) -> str:
         if header.number > 0 and db.header(header.parent_hash) is None:
             raise BlockIOError(f"the parent of the best block #{header.number} is missing")
         keys = verify(db.nodes, header.state_root)
+        _check_history(db, header.number)
         return (
             f"ok #{header.number} 0x{best.hex()} state_root=0x{header.state_root.hex()} keys={keys}"
         )

@@ -869,12 +869,13 @@ def ordered_root(values: Sequence[bytes]) -> bytes:
     return reference_root({encode_compact(i): v for i, v in enumerate(values)})
 
 
-def verify(store: NodeStore, root: bytes) -> int:
+def verify(store: NodeStore, root: bytes, seen: set[tuple[bytes, int, bool]] | None = None) -> int:
     """Check every node reachable from `root`; return the number of key/value pairs.
 
     Checks each node's hash, strict decoding and canonical form (extensions point to
     branches, branches have >= 1 child and >= 2 entries, keys are whole bytes). Raises
-    `TrieError` on the first problem.
+    `TrieError` on the first problem. `seen`: subtrees already checked (by an earlier call
+    over another state sharing them) are skipped, and their pairs not counted.
     """
     if root == EMPTY_ROOT:
         return 0
@@ -883,6 +884,11 @@ def verify(store: NodeStore, root: bytes) -> int:
     stack: list[tuple[bytes, int, bool]] = [(root, 0, False)]
     while stack:
         node_hash, depth, under_extension = stack.pop()
+        if seen is not None:
+            mark = (node_hash, depth & 1, under_extension)
+            if mark in seen:
+                continue
+            seen.add(mark)
         encoding = store.get(node_hash)
         if encoding is None:
             raise TrieError(f"missing trie node {node_hash.hex()}")
