@@ -137,9 +137,9 @@ class ChainDB:
     """`state_pruning`: None keeps the mode the store was created with (a new store: archive);
     `archive`; or N, the number of finalized blocks whose state is kept (plus every block not
     finalized yet). An archive store cannot become pruned nor a pruned one archive (its
-    history is gone); a pruned store's window may change. `blocks_pruning`: `archive` (every
-    body), `archive-canonical` (finalized canonical bodies; bodies of forks that finality
-    discards are deleted when state is pruned), or N (the last N finalized bodies)."""
+    history is gone); a pruned store's window may change. `blocks_pruning`: `archive` or
+    `archive-canonical` (every body: the bodies of forks stay too), or N (the bodies of the last
+    N finalized canonical blocks)."""
 
     def __init__(
         self,
@@ -426,7 +426,7 @@ class ChainDB:
         journals: Mapping[bytes, bytes],
     ) -> list[tuple[bytes, bytes | None]]:
         """The deletions that finalizing `final` causes (before the FINALIZED pointer moves):
-        forks that do not contain it are discarded (state, leaf, body unless `archive`), the
+        forks that do not contain it are discarded (their state and leaves), the
         state base moves up to keep the window, old bodies go past the blocks window. Node
         count changes are added to `deltas`; `journals` are journals not written yet."""
         ops: list[tuple[bytes, bytes | None]] = []
@@ -477,8 +477,8 @@ class ChainDB:
                             deltas[x] = deltas.get(x, 0) - 1
                     ops.append((JOURNAL + block, None))
                     ops.append((LEAF + block, None))
-                    if self.blocks_pruning != ARCHIVE:
-                        ops.append((BODY + block, None))
+                    # its header and body stay: the transaction pool reads the bodies of the
+                    # blocks a finality reorg retracts, after this batch
             if discarded:
                 log.debug("Finality discarded %d fork block(s)", len(discarded))
             base = self.kv.get(STATE_BASE)
