@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240
 
 DB = Path("chains") / "cuckoo_dev" / "db"
 WINDOW = 8
+BLOCK_MS = 250
 SYSTEM_NUMBER = "0x26aa394eea5630e07c48ae0c9558cef702a5c1b19ab7a04f536c519aca4983ac"
 
 
@@ -62,7 +63,9 @@ def test_a_pruned_node_forgets_old_state_and_survives_kill_9(
 ) -> None:
     base = tmp_path / "pruned"
     extra = ["--state-pruning", str(WINDOW), "--blocks-pruning", "16"]
-    node = node_factory(base_path=base, name="pruned", prometheus=False, extra=extra)
+    node = node_factory(
+        base_path=base, name="pruned", prometheus=False, block_time_ms=BLOCK_MS, extra=extra
+    )
     node.wait_for_block(2)
     old = node.rpc("chain_getBlockHash", [1])
     assert node.rpc("state_getStorage", [SYSTEM_NUMBER, old]) is not None
@@ -89,15 +92,19 @@ def test_a_pruned_node_forgets_old_state_and_survives_kill_9(
     # more history: the trie nodes do not grow with it; kill -9 at random moments meanwhile
     rng = random.Random(5)
     first = fin
-    for _ in range(3):
-        node = node_factory(base_path=base, name="again", prometheus=False, extra=extra)
+    for _ in range(2):
+        node = node_factory(
+            base_path=base, name="again", prometheus=False, block_time_ms=BLOCK_MS, extra=extra
+        )
         node.wait_for_block(node.best_number() + 2)
-        time.sleep(rng.uniform(0, 1.0))
+        time.sleep(rng.uniform(0, 0.5))
         node.proc.send_signal(signal.SIGKILL)
         node.proc.wait(timeout=10)
         _check_db(base)
-    node = node_factory(base_path=base, name="last", prometheus=False, extra=extra)
-    fin = _wait_finalized(node, first + 3 * WINDOW)
+    node = node_factory(
+        base_path=base, name="last", prometheus=False, block_time_ms=BLOCK_MS, extra=extra
+    )
+    fin = _wait_finalized(node, first + 2 * WINDOW)
     assert node.stop() == 0
     _check_db(base)
     nodes_after, journals_after = _keys(base)
