@@ -152,6 +152,9 @@ def test_linear_chain_keeps_exactly_the_window() -> None:
         assert not any(c.readable(n) for n in names[:-3])
         # what is stored is exactly the union of the kept states' nodes: nothing leaks
         assert c.node_keys() == c.reachable(kept)
+        if i % 4 == 0:  # a restart: a fresh instance, no caches, the mode as stored
+            c.db = ChainDB(c.kv)
+            assert c.db.state_pruning == 3
     with pytest.raises(StateDiscarded, match="State already discarded for 0x"):
         c.db.state_at(c.hashes["b5"])
 
