@@ -220,3 +220,19 @@ def test_archive_keeps_everything_and_modes_do_not_switch() -> None:
     assert ChainDB(pruned.kv).state_pruning == 4
     assert ChainDB(pruned.kv, state_pruning=6).state_pruning == 6
     assert ChainDB(pruned.kv).state_pruning == 6
+
+
+def test_pruning_flags_parse_like_substrate() -> None:
+    from node.chaindb import parse_pruning
+    from node.cli import build_parser
+
+    assert parse_pruning("256") == 256
+    assert parse_pruning("archive") == "archive"
+    assert parse_pruning("archive-canonical", blocks=True) == "archive-canonical"
+    for bad in ("0", "-3", "archive-canonical", "all"):
+        with pytest.raises(ValueError, match=r"pruning|expected"):
+            parse_pruning(bad)
+    args = build_parser().parse_args(["--state-pruning", "8", "--blocks-pruning", "archive"])
+    assert (args.state_pruning, args.blocks_pruning) == (8, "archive")
+    args = build_parser().parse_args([])
+    assert (args.state_pruning, args.blocks_pruning) == (None, "archive-canonical")
