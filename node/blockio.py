@@ -27,7 +27,7 @@ from chain.codec import CodecError, Decoder
 from chain.primitives import Block
 from chain.storage.trie import ordered_root, verify
 from genesis.builder import ChainSpec, ChainSpecError, build_genesis, load_spec
-from node.chaindb import ChainDB
+from node.chaindb import ARCHIVE_CANONICAL, ChainDB, blocks_pruning_arg, state_pruning_arg
 from node.db import LevelDBKV
 from node.errors import NodeError
 from node.paths import db_dir, default_base_path
@@ -98,6 +98,20 @@ def add_blockio_parsers(subparsers: argparse._SubParsersAction[argparse.Argument
         default=None,
         help="override the chain spec's slot duration (as the node was run with)",
     )
+    im.add_argument(
+        "--state-pruning",
+        type=state_pruning_arg,
+        default=None,
+        metavar="N|archive",
+        help="as the node's flag (default: 256 for a new database, else as it was created)",
+    )
+    im.add_argument(
+        "--blocks-pruning",
+        type=blocks_pruning_arg,
+        default=ARCHIVE_CANONICAL,
+        metavar="N|archive-canonical|archive",
+        help="as the node's flag (default archive-canonical)",
+    )
     progress(im)
     im.add_argument("input", help="input file, or - for stdin")
 
@@ -115,7 +129,15 @@ def run_blockio(args: argparse.Namespace) -> int:
                 spec, base, args.output, args.from_block, args.to_block, args.progress_every
             )
         if args.command == "import-blocks":
-            return import_blocks(spec, base, args.input, args.block_time_ms, args.progress_every)
+            return import_blocks(
+                spec,
+                base,
+                args.input,
+                args.block_time_ms,
+                args.progress_every,
+                state_pruning=args.state_pruning,
+                blocks_pruning=args.blocks_pruning,
+            )
         if args.command == "check-db":
             print(check_db(spec, base))
             return 0
@@ -328,11 +350,23 @@ def import_blocks(
     source: str,
     block_time_ms: int | None = None,
     progress_every: int = 1000,
+    *,
+    state_pruning: int | str | None = None,
+    blocks_pruning: int | str = ARCHIVE_CANONICAL,
 ) -> int:
+    """Imported blocks are not finalized (no justification travels in the stream), so a
+    pruned store prunes nothing until a node finalizes them."""
     from node.service import Node, NodeConfig
 
     node = Node(
-        NodeConfig(spec=spec, base_path=base, prometheus_port=None, block_time_ms=block_time_ms)
+        NodeConfig(
+            spec=spec,
+            base_path=base,
+            prometheus_port=None,
+            block_time_ms=block_time_ms,
+            state_pruning=state_pruning,
+            blocks_pruning=blocks_pruning,
+        )
     )
     try:
         best = node.chain.best_header()

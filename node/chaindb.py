@@ -32,6 +32,7 @@ is the base or has a journal.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -109,6 +110,22 @@ def parse_pruning(value: str, *, blocks: bool = False) -> int | str:
     if n < 1:
         raise ValueError(f"the pruning window must be at least 1 block, got {n}")
     return n
+
+
+def state_pruning_arg(value: str) -> int | str:
+    """argparse type of `--state-pruning`."""
+    try:
+        return parse_pruning(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def blocks_pruning_arg(value: str) -> int | str:
+    """argparse type of `--blocks-pruning`."""
+    try:
+        return parse_pruning(value, blocks=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _encode_mode(state_pruning: int | None) -> bytes:

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from genesis.builder import ChainSpecError, load_spec, to_raw
-from node.chaindb import ARCHIVE_CANONICAL, parse_pruning
+from node.chaindb import ARCHIVE_CANONICAL, blocks_pruning_arg, state_pruning_arg
 from node.errors import NodeError
 from node.paths import db_dir, default_base_path
 
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--state-pruning",
-        type=_state_pruning,
+        type=state_pruning_arg,
         default=None,
         metavar="N|archive",
         help="keep the state of the last N finalized blocks (and of every block not finalized "
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--blocks-pruning",
-        type=_blocks_pruning,
+        type=blocks_pruning_arg,
         default=ARCHIVE_CANONICAL,
         metavar="N|archive-canonical|archive",
         help="keep the bodies of the last N finalized blocks, of every finalized block "
@@ -262,20 +262,6 @@ def _run_node(args: argparse.Namespace) -> int:
         if tmp is not None:
             tmp.cleanup()
     return 0
-
-
-def _state_pruning(value: str) -> int | str:
-    try:
-        return parse_pruning(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _blocks_pruning(value: str) -> int | str:
-    try:
-        return parse_pruning(value, blocks=True)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _p2p_listen(args: argparse.Namespace) -> tuple[str, int | None]:
