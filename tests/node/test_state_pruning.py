@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +237,24 @@ def test_pruning_flags_parse_like_substrate() -> None:
     assert (args.state_pruning, args.blocks_pruning) == (8, "archive")
     args = build_parser().parse_args([])
     assert (args.state_pruning, args.blocks_pruning) == (None, "archive-canonical")
+
+
+def test_a_node_keeps_the_mode_its_store_was_made_with(tmp_path: Path) -> None:
+    from genesis.builder import load_spec
+    from node.errors import NodeError
+    from node.service import Node, NodeConfig
+
+    spec = load_spec("dev")
+
+    def node(base: Path, mode: int | str | None) -> Node:
+        return Node(NodeConfig(spec=spec, base_path=base, prometheus_port=None, state_pruning=mode))
+
+    fresh = node(tmp_path / "new", None)  # a new store: Substrate's default window
+    assert fresh.db.state_pruning == 256
+    fresh.close()
+    node(tmp_path / "archive", "archive").close()
+    again = node(tmp_path / "archive", None)  # no flag: as the store was made
+    assert again.db.state_pruning is None
+    again.close()
+    with pytest.raises(NodeError, match="created an archive"):
+        node(tmp_path / "archive", 8)
