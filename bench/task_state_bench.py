@@ -21,8 +21,9 @@ At the end of each window of `--retention` blocks after the warm-up it records:
     value) by item.
 It prints a table and the per-task figures, and writes them to bench/data/task_state.json:
 state bytes per live task, disk bytes per task committed (the slope of disk use over the
-measured windows), bytes written per task. The node keeps every state (archive mode,
-docs/decisions.md): no trie node is ever deleted, so its disk grows with every task even when
+measured windows), bytes written per task. The node runs as an archive
+(`--state-pruning archive`; bench/growth_bench.py measures the default pruning): no trie node is
+ever deleted, so its disk grows with every task even when
 the state does not. To show what a node that pruned old states would hold, the script copies
 the nodes reachable from the last 1 and the last 256 state roots into fresh LevelDBs.
 
@@ -119,7 +120,13 @@ class Chain:
 
     def __init__(self, base: Path, spec: ChainSpec, keys: Keys) -> None:
         self.node = Node(
-            NodeConfig(spec=spec, base_path=base, prometheus_port=None, dev_key=dev_suri("alice"))
+            NodeConfig(
+                spec=spec,
+                base_path=base,
+                prometheus_port=None,
+                dev_key=dev_suri("alice"),
+                state_pruning="archive",  # this bench measures what an archive holds
+            )
         )
         self.keys = keys
         self.nonces: dict[bytes, int] = {}

@@ -27,7 +27,7 @@ from chain.codec import CodecError, Decoder
 from chain.primitives import Block
 from chain.storage.trie import ordered_root, verify
 from genesis.builder import ChainSpec, ChainSpecError, build_genesis, load_spec
-from node.chaindb import ChainDB
+from node.chaindb import ARCHIVE_CANONICAL, ChainDB, blocks_pruning_arg, state_pruning_arg
 from node.db import LevelDBKV
 from node.errors import NodeError
 from node.paths import db_dir, default_base_path
@@ -98,6 +98,20 @@ def add_blockio_parsers(subparsers: argparse._SubParsersAction[argparse.Argument
         default=None,
         help="override the chain spec's slot duration (as the node was run with)",
     )
+    im.add_argument(
+        "--state-pruning",
+        type=state_pruning_arg,
+        default=None,
+        metavar="N|archive",
+        help="as the node's flag (default: 256 for a new database, else as it was created)",
+    )
+    im.add_argument(
+        "--blocks-pruning",
+        type=blocks_pruning_arg,
+        default=ARCHIVE_CANONICAL,
+        metavar="N|archive-canonical|archive",
+        help="as the node's flag (default archive-canonical)",
+    )
     progress(im)
     im.add_argument("input", help="input file, or - for stdin")
 
@@ -115,7 +129,15 @@ def run_blockio(args: argparse.Namespace) -> int:
                 spec, base, args.output, args.from_block, args.to_block, args.progress_every
             )
         if args.command == "import-blocks":
-            return import_blocks(spec, base, args.input, args.block_time_ms, args.progress_every)
+            return import_blocks(
+                spec,
+                base,
+                args.input,
+                args.block_time_ms,
+                args.progress_every,
+                state_pruning=args.state_pruning,
+                blocks_pruning=args.blocks_pruning,
+            )
         if args.command == "check-db":
             print(check_db(spec, base))
             return 0
@@ -127,6 +149,65 @@ def run_blockio(args: argparse.Namespace) -> int:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_history(db: ChainDB, best_number: int) -> None:
+    """The canonical chain below the best block links up, header by header; the bodies
+    present are a contiguous run up to the best block (those below were pruned); in a pruned
+    store, every state still kept (the base up to the best block, and the unfinalized forks)
+    is whole. Missing history is reported on stderr, not as corruption."""
+    child: bytes | None = None
+    lowest_body = best_number + 1
+    for number in range(best_number, -1, -1):
+        block_hash = db.hash_at(number)
+        if block_hash is None:
+            raise BlockIOError(f"the canonical index has no entry #{number}")
+        header = db.header(block_hash)
+        if header is None or header.number != number:
+            raise BlockIOError(f"the canonical block #{number} 0x{block_hash.hex()} has no header")
+        if child is not None and child != block_hash:
+            raise BlockIOError(f"the canonical block #{number + 1} is not a child of #{number}")
+        child = header.parent_hash
+        if db.body(block_hash) is not None:
+            if lowest_body > number + 1 and number > 0:
+                raise BlockIOError(
+                    f"block #{number + 1} has no body but #{number} has: a hole in the chain"
+                )
+            lowest_body = number
+    pruned = db.state_pruning is not None
+    base = db.state_base()
+    kept = base_number = 0
+    if pruned and base is not None:
+        base_header = db.header(base)
+        if base_header is None:
+            raise BlockIOError("the pruned store's state base has no header")
+        base_number = base_header.number
+        seen: set[tuple[bytes, int, bool]] = set()
+        blocks = [db.hash_at(n) for n in range(base_header.number, best_number + 1)]
+        for _number, leaf in db.leaves():  # unfinalized forks
+            h: bytes | None = leaf
+            while h is not None and h not in blocks:
+                fork = db.header(h)
+                if fork is None or fork.number <= base_header.number:
+                    break
+                blocks.append(h)
+                h = fork.parent_hash
+        for block in blocks:
+            if block is None:
+                continue
+            header = db.header(block)
+            assert header is not None
+            if not db.has_state(block):
+                raise BlockIOError(f"the state of #{header.number} 0x{block.hex()} is missing")
+            verify(db.nodes, header.state_root, seen)
+            kept += 1
+    bodies = "every body" if lowest_body <= 1 else f"bodies from #{lowest_body} (older pruned)"
+    states = (
+        f"{kept} states kept from #{base_number} (older pruned, --state-pruning {db.state_pruning})"
+        if pruned
+        else "archive (every state)"
+    )
+    _progress(f"check-db: chain #0..#{best_number} linked, {bodies}; state: {states}")
 
 
 def _open_existing(spec: ChainSpec, base: Path) -> LevelDBKV:
@@ -269,11 +350,23 @@ def import_blocks(
     source: str,
     block_time_ms: int | None = None,
     progress_every: int = 1000,
+    *,
+    state_pruning: int | str | None = None,
+    blocks_pruning: int | str = ARCHIVE_CANONICAL,
 ) -> int:
+    """Imported blocks are not finalized (no justification travels in the stream), so a
+    pruned store prunes nothing until a node finalizes them."""
     from node.service import Node, NodeConfig
 
     node = Node(
-        NodeConfig(spec=spec, base_path=base, prometheus_port=None, block_time_ms=block_time_ms)
+        NodeConfig(
+            spec=spec,
+            base_path=base,
+            prometheus_port=None,
+            block_time_ms=block_time_ms,
+            state_pruning=state_pruning,
+            blocks_pruning=blocks_pruning,
+        )
     )
     try:
         best = node.chain.best_header()
@@ -370,6 +463,7 @@ def check_db(spec: ChainSpec, base: Path) -> str:
         if header.number > 0 and db.header(header.parent_hash) is None:
             raise BlockIOError(f"the parent of the best block #{header.number} is missing")
         keys = verify(db.nodes, header.state_root)
+        _check_history(db, header.number)
         return (
             f"ok #{header.number} 0x{best.hex()} state_root=0x{header.state_root.hex()} keys={keys}"
         )

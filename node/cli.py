@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from genesis.builder import ChainSpecError, load_spec, to_raw
+from node.chaindb import ARCHIVE_CANONICAL, blocks_pruning_arg, state_pruning_arg
 from node.errors import NodeError
 from node.paths import db_dir, default_base_path
 
@@ -124,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--block-time-ms", type=int, default=None, help="override the chain spec's slot duration"
     )
+    p.add_argument(
+        "--state-pruning",
+        type=state_pruning_arg,
+        default=None,
+        metavar="N|archive",
+        help="keep the state of the last N finalized blocks (and of every block not finalized "
+        "yet), or all states: archive (default: 256 for a new database, else as it was created)",
+    )
+    p.add_argument(
+        "--blocks-pruning",
+        type=blocks_pruning_arg,
+        default=ARCHIVE_CANONICAL,
+        metavar="N|archive-canonical|archive",
+        help="keep the bodies of the last N finalized blocks, of every finalized block "
+        "(archive-canonical, the default), or of every block, forks too (archive)",
+    )
     p.add_argument("--log", "-l", default="info", help="log level (error, warn, info, debug)")
     for name in DEV_ACCOUNTS:
         p.add_argument(
@@ -217,6 +234,8 @@ def _run_node(args: argparse.Namespace) -> int:
         prometheus_port=None if args.no_prometheus else args.prometheus_port,
         dev_key=dev_key,
         block_time_ms=args.block_time_ms,
+        state_pruning=args.state_pruning,
+        blocks_pruning=args.blocks_pruning,
         p2p_host=p2p_host,
         p2p_port=p2p_port,
         node_key=node_key,

@@ -32,8 +32,13 @@ class LevelDBKV:
     ) -> None:
         self.path = Path(path)
         try:
+            # bloom filters: a pruned store looks up every new trie node before writing it
+            # (its reference count), and most are not there
             self._db = plyvel.DB(
-                str(self.path), create_if_missing=create, lru_cache_size=cache_bytes
+                str(self.path),
+                create_if_missing=create,
+                lru_cache_size=cache_bytes,
+                bloom_filter_bits=10,
             )
         except plyvel.IOError as exc:
             message = _message(exc)

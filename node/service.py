@@ -28,9 +28,9 @@ from pathlib import Path
 
 from chain.crypto import ed25519_public_from_seed
 from chain.storage.trie import Trie
-from genesis.builder import ChainSpec, build_genesis
+from genesis.builder import ChainSpec, Genesis, build_genesis
 from node.authoring import Author
-from node.chaindb import ChainDB
+from node.chaindb import ARCHIVE_CANONICAL, DEFAULT_STATE_PRUNING, GENESIS, ChainDB
 from node.chainview import ChainView
 from node.db import LevelDBKV
 from node.errors import NodeError
@@ -76,6 +76,10 @@ class NodeConfig:
     prometheus_port: int | None = 9615
     dev_key: str | None = None  # a dev account's secret URI to author with (--dev / --alice)
     block_time_ms: int | None = None  # override of the spec's slot duration (tests)
+    # --state-pruning: N finalized blocks' state, "archive"; None: as the store was created
+    # (a new store: the last 256)
+    state_pruning: int | str | None = None
+    blocks_pruning: int | str = ARCHIVE_CANONICAL  # --blocks-pruning
     pool_limits: PoolLimits = PoolLimits()
     p2p_host: str = "127.0.0.1"
     p2p_port: int | None = None  # None: no networking; 0: an ephemeral port
@@ -95,11 +99,20 @@ class Node:
         self.chain_dir = chain_dir(config.base_path, self.spec.id)
         self.chain_dir.mkdir(parents=True, exist_ok=True)
         self.kv = LevelDBKV(self.chain_dir / "db")
-        self.db = ChainDB(self.kv)
+        state_pruning = config.state_pruning
+        if state_pruning is None and self.kv.get(GENESIS) is None:
+            state_pruning = DEFAULT_STATE_PRUNING  # a new store
+        try:
+            self.db = ChainDB(
+                self.kv, state_pruning=state_pruning, blocks_pruning=config.blocks_pruning
+            )
+        except NodeError:
+            self.kv.close()
+            raise
         self.keystore = Keystore(self.chain_dir / "keystore")
-        self.genesis_hash = self._init_genesis()
-        genesis_state = self.db.state_at(self.genesis_hash)
-        raw_config = genesis_state.get(RUNTIME_CONFIG_KEY)
+        genesis = build_genesis(self.spec)
+        self.genesis_hash = self._init_genesis(genesis)
+        raw_config = genesis.storage.get(RUNTIME_CONFIG_KEY)  # the genesis state may be pruned
         if raw_config is None:
             raise NodeError("genesis state lacks the runtime parameters")
         runtime_config = decode_runtime_config(raw_config)
@@ -196,8 +209,7 @@ class Node:
     def local_peer_id(self) -> str:
         return peer_id_from_public(ed25519_public_from_seed(self.node_key))
 
-    def _init_genesis(self) -> bytes:
-        genesis = build_genesis(self.spec)
+    def _init_genesis(self, genesis: Genesis) -> bytes:
         stored = self.db.genesis_hash()
         if stored is None:
             self.db.commit_block(

@@ -65,6 +65,7 @@ __all__ = [
     "Trie",
     "TrieError",
     "decode_node",
+    "diff_nodes",
     "ordered_root",
     "reference_root",
     "verify",
@@ -742,6 +743,92 @@ def _attach(branch: list[Any], slot: int, child: _Ref) -> None:
     branch[_TOUCHED] |= _BIT[slot]
 
 
+# -- positional diff (what a state pruner journals) ----------------------------------------
+
+
+def _push_children(frontier: dict[int, dict[bytes, bytes]], pos: bytes, node: Node) -> int:
+    """Put `node`'s children (at `pos`) into `frontier` by depth; returns the deepest depth."""
+    if node[0] == BRANCH:
+        depth = len(pos) + 1
+        level = frontier.setdefault(depth, {})
+        for s in range(_SLOT0, _SLOT0 + 16):
+            child = node[s]
+            if child is not None:
+                level[pos + _SLOT[s]] = child
+        return depth
+    if node[0] == EXTENSION:
+        child_pos = pos + node[1]
+        frontier.setdefault(len(child_pos), {})[child_pos] = node[2]
+        return len(child_pos)
+    return 0
+
+
+def diff_nodes(
+    store: NodeStore, old_root: bytes, new_root: bytes, cache: NodeCache | None = None
+) -> tuple[list[bytes], list[bytes]]:
+    """What changed between two states, node by node, at each trie position.
+
+    A state is a map from positions (the nibble path where a node starts) to node hashes; a
+    node keeps its position while the trie changes around it (content addressing: its
+    encoding never names its parent). Returns `(created, consumed)`: the hashes at positions
+    of `new_root` that `old_root` lacks or holds another node at, and the converse, one entry
+    per position (a node found at two positions counts twice). A node's live count in a
+    state changes by exactly its created minus consumed entries, which is what a reference
+    counting pruner needs; only the differing subtrees are read.
+    """
+    created: list[bytes] = []
+    consumed: list[bytes] = []
+    if old_root == new_root:
+        return created, consumed
+    load = Trie(store, EMPTY_ROOT, cache)._load
+    olds: dict[int, dict[bytes, bytes]] = {}
+    news: dict[int, dict[bytes, bytes]] = {}
+    if old_root != EMPTY_ROOT:
+        olds[0] = {b"": old_root}
+    if new_root != EMPTY_ROOT:
+        news[0] = {b"": new_root}
+    depth = 0
+    deepest = 0
+    while depth <= deepest:
+        old_level = olds.pop(depth, {})
+        new_level = news.pop(depth, {})
+        for pos, old_hash in old_level.items():
+            new_hash = new_level.pop(pos, None)
+            if new_hash == old_hash:
+                continue  # the same subtree at the same place
+            consumed.append(old_hash)
+            old_node = load(old_hash)
+            if new_hash is None:
+                deepest = max(deepest, _push_children(olds, pos, old_node))
+                continue
+            created.append(new_hash)
+            new_node = load(new_hash)
+            if old_node[0] == BRANCH and new_node[0] == BRANCH:
+                child_depth = depth + 1  # only the children that differ
+                old_children = olds.setdefault(child_depth, {})
+                new_children = news.setdefault(child_depth, {})
+                for s in range(_SLOT0, _SLOT0 + 16):
+                    a = old_node[s]
+                    b = new_node[s]
+                    if a != b:
+                        if a is not None:
+                            old_children[pos + _SLOT[s]] = a
+                        if b is not None:
+                            new_children[pos + _SLOT[s]] = b
+                deepest = max(deepest, child_depth)
+            else:
+                deepest = max(
+                    deepest,
+                    _push_children(olds, pos, old_node),
+                    _push_children(news, pos, new_node),
+                )
+        for pos, new_hash in new_level.items():
+            created.append(new_hash)
+            deepest = max(deepest, _push_children(news, pos, load(new_hash)))
+        depth += 1
+    return created, consumed
+
+
 # -- oracle, ordered root, verification ----------------------------------------------------
 
 
@@ -782,12 +869,13 @@ def ordered_root(values: Sequence[bytes]) -> bytes:
     return reference_root({encode_compact(i): v for i, v in enumerate(values)})
 
 
-def verify(store: NodeStore, root: bytes) -> int:
+def verify(store: NodeStore, root: bytes, seen: set[tuple[bytes, int, bool]] | None = None) -> int:
     """Check every node reachable from `root`; return the number of key/value pairs.
 
     Checks each node's hash, strict decoding and canonical form (extensions point to
     branches, branches have >= 1 child and >= 2 entries, keys are whole bytes). Raises
-    `TrieError` on the first problem.
+    `TrieError` on the first problem. `seen`: subtrees already checked (by an earlier call
+    over another state sharing them) are skipped, and their pairs not counted.
     """
     if root == EMPTY_ROOT:
         return 0
@@ -796,6 +884,11 @@ def verify(store: NodeStore, root: bytes) -> int:
     stack: list[tuple[bytes, int, bool]] = [(root, 0, False)]
     while stack:
         node_hash, depth, under_extension = stack.pop()
+        if seen is not None:
+            mark = (node_hash, depth & 1, under_extension)
+            if mark in seen:
+                continue
+            seen.add(mark)
         encoding = store.get(node_hash)
         if encoding is None:
             raise TrieError(f"missing trie node {node_hash.hex()}")

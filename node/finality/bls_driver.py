@@ -19,6 +19,7 @@ from typing import Any
 from chain.consensus import BlsPartial
 from chain.frame.runtime import Runtime
 from chain.primitives import Header
+from node.errors import StateDiscarded
 from node.finality.bls_proofs import BlsProofCollector, encode_submit_call
 from node.interfaces import ChainReader, Gossip, TransactionSubmit
 from node.keystore import BLS_KEY_TYPE, Keystore, KeystoreError
@@ -89,8 +90,13 @@ class BlsDriver:
         h = self.chain.hash_at(number)
         return (h, number) if h is not None else None
 
-    def _set_keys(self, block_hash: bytes) -> tuple[int, list[bytes]]:
-        state = self.chain.state_at(block_hash)
+    def _set_keys(self, block_hash: bytes) -> tuple[int, list[bytes]] | None:
+        """The set id and BLS keys in the state of `block_hash`; None when state pruning
+        deleted that state (a session start older than the window)."""
+        try:
+            state = self.chain.state_at(block_hash)
+        except StateDiscarded:
+            return None
         return finality.CurrentSetId.get(state), list(finality.BlsKeys.get(state))
 
     def _proven(self, session: int) -> bool:
@@ -106,7 +112,11 @@ class BlsDriver:
         self._handled.add(session)
         if self._proven(session):
             return
-        set_id, keys = self._set_keys(target[0])
+        found = self._set_keys(target[0])
+        if found is None:
+            log.info("Not signing session %d: its first block's state was pruned", session)
+            return
+        set_id, keys = found
         self._spawn(self._sign(session, set_id, keys, target))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -136,7 +146,10 @@ class BlsDriver:
             return Verdict.INVALID
         if self.chain.hash_at(partial.block_number) != partial.block_hash:
             return Verdict.IGNORE  # not (yet) our canonical block: cannot judge it
-        _, keys = self._set_keys(partial.block_hash)
+        found = self._set_keys(partial.block_hash)
+        if found is None:
+            return Verdict.IGNORE  # its state was pruned: cannot judge it
+        _, keys = found
         verdict = await self.collector.on_partial(partial, keys)
         self._maybe_submit()
         return verdict

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from chain.consensus import ConsensusError, Justification
 from chain.primitives import Header
+from node.errors import StateDiscarded
 from node.interfaces import ChainReader
 from pallets.finality import pallet as finality
 
@@ -25,7 +26,10 @@ class ValidatorSets:
         cached = self._cache.get(block_hash)
         if cached is not None:
             return cached
-        state = self._chain.state_at(block_hash)
+        try:
+            state = self._chain.state_at(block_hash)
+        except StateDiscarded as exc:  # a block older than the pruning window
+            raise ConsensusError(f"cannot read the validator set: {exc}") from exc
         out = (finality.CurrentSetId.get(state), tuple(finality.Authorities.get(state)))
         if len(self._cache) > SET_CACHE:
             self._cache.clear()

@@ -40,6 +40,7 @@ from typing import Any, Final
 from chain.codec import CodecError
 from chain.primitives import Header
 from chain.storage.trie import Trie, TrieError
+from node.errors import StateDiscarded
 from node.interfaces import ChainNotifications, ChainReader, ImportedBlock
 from node.rpc.server import Caller, RpcError, RpcServer, Subscription
 from node.rpc.storage_query import (
@@ -321,6 +322,8 @@ class Follow:
             output = self.head.call_runtime(
                 self.chain.state_at(block_hash), block_hash, function, data
             )
+        except StateDiscarded:
+            self.notify({"event": "operationInaccessible", "operationId": op.id})
         except CodecError as exc:
             self._operation_error(op, f"cannot decode the call parameters: {exc}")
         except RuntimeApiError as exc:

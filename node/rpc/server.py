@@ -55,6 +55,7 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chain.codec import CodecError
+from node.errors import StateDiscarded
 from node.httpserve import start_app
 from node.rpc.cors import CorsPolicy
 
@@ -159,6 +160,7 @@ _Out = bytes | None | Coroutine[Any, Any, bytes | None]
 
 _MISSING: Final = object()
 _ID_TYPES: Final = (str, int, float)  # type() checks: bool is refused as an id
+STATE_DISCARDED: Final = 4003  # Substrate's answer for a pruned block's state
 _INTERNAL: Final = RpcError.internal_error()
 
 
@@ -971,6 +973,8 @@ def _failure(exc: Exception, what: str, method: str) -> RpcError:
         err = exc
     elif isinstance(exc, CodecError):
         err = RpcError.invalid_params(f"cannot decode: {exc}")
+    elif isinstance(exc, StateDiscarded):
+        err = RpcError(STATE_DISCARDED, str(exc))
     elif isinstance(exc, RecursionError):
         log.error("RPC %s %s failed: %s", what, method, _one_line(repr(exc)))
         return _INTERNAL

@@ -202,10 +202,12 @@ class Net:
         """`verification`, `slashing`, `tasks`: chain spec parameters to override (e.g.
         {"checkRate": 10**9}); the node then runs the dev spec with them (`--dev --chain FILE`)."""
         self.tmp = tmp
-        extra: list[str] = []
+        # an archive: scenarios tally the events of every block they ran (more than the
+        # default window of 256 blocks of state)
+        extra: list[str] = ["--state-pruning", "archive"]
         if verification or slashing or tasks:
             spec = dev_spec_with(tmp / "dev-spec.json", verification or {}, slashing, tasks)
-            extra = ["--chain", str(spec)]
+            extra += ["--chain", str(spec)]
         self.node: NodeProcess = start_node(tmp / "node.log", prometheus=False, extra=extra)
         self.node.wait_for_block(1)
         self.kit = ChainKit(self.node.ws_url)

@@ -1,6 +1,7 @@
 """Integration fixtures: real `cuckoo-node` processes on loopback, driven over JSON-RPC.
 
-* `dev_node` (session scope): one `--dev --tmp` chain with 500 ms blocks shared by every module.
+* `dev_node` (session scope): one `--dev --tmp` chain with 500 ms blocks shared by every module,
+  an archive (`--state-pruning archive`).
   Readiness is decided by polling `system_health` over HTTP, never by reading the log.
 * `node_factory`: start more nodes (e.g. on a kept `--base-path` for restart tests); each one
   is stopped at teardown.
@@ -326,9 +327,11 @@ def start_node(
 
 @pytest.fixture(scope="session")
 def dev_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    """The shared dev chain (`--dev --tmp`, 500 ms blocks, Prometheus on)."""
+    """The shared dev chain (`--dev --tmp`, 500 ms blocks, Prometheus on), an archive
+    (`--state-pruning archive`): the session outlives the default window of 256 blocks, and
+    some modules read the genesis state (test_pruning.py covers the default)."""
     log_path = tmp_path_factory.mktemp("dev-node") / "node.log"
-    node = start_node(log_path)
+    node = start_node(log_path, extra=["--state-pruning", "archive"])
     try:
         node.wait_for_block(1)
         yield node

@@ -45,8 +45,8 @@ class Chain:
     """Named blocks in a ChainDB over a MemoryKV, each with a real state, and the chain's
     notifications published the way node.importer does."""
 
-    def __init__(self) -> None:
-        self.db = ChainDB(MemoryKV())
+    def __init__(self, state_pruning: int | str | None = None) -> None:
+        self.db = ChainDB(MemoryKV(), state_pruning=state_pruning)
         root, nodes = Trie(self.db.nodes, EMPTY_ROOT).apply(GENESIS_STATE)
         genesis = Header(ZERO, 0, root, ZERO, (DigestItem.other(b"genesis"),))
         self.hashes = {
@@ -360,6 +360,39 @@ def test_header_body_call_and_their_errors() -> None:
             assert init["finalizedBlockHashes"] == [h(chain["g"])]
 
     run(t)
+
+
+def test_operations_on_a_pinned_block_whose_state_was_pruned() -> None:
+    """Pins do not hold state back from pruning: a call answers operationInaccessible, a
+    storage query 4003 "State already discarded", and the follow goes on."""
+
+    async def t(chain: Chain) -> None:
+        chain.add("a1", "g")
+        chain.finalize("a1")
+        async with served(chain) as connect, connect() as c:
+            sub, _ = await c.follow()
+            await c.events_until(sub, "bestBlockChanged")
+            chain.chain("a2 a3", "a1")
+            chain.finalize("a3")  # window 1: only a3's state is kept
+            await c.events_until(sub, "finalized")
+            a1 = h(chain["a1"])
+            assert Header.decode(
+                bytes.fromhex((await c.result("chainHead_v1_header", sub, a1))[2:])
+            )
+            started = await c.result("chainHead_v1_call", sub, a1, "Test_get", h(b"b"))
+            assert await c.next_event(sub) == {
+                "event": "operationInaccessible",
+                "operationId": started["operationId"],
+            }
+            out = await c.call("chainHead_v1_storage", sub, a1, [{"key": "0x62", "type": "value"}])
+            assert out["error"]["code"] == 4003
+            assert out["error"]["message"] == f"State already discarded for {a1}"
+            started = await c.result("chainHead_v1_call", sub, h(chain["a3"]), "Test_get", h(b"b"))
+            assert (await c.next_event(sub))["output"] == h(b"bee")
+            chain.add("a4", "a3")
+            assert (await c.next_event(sub))["event"] == "newBlock"
+
+    asyncio.run(asyncio.wait_for(t(Chain(state_pruning=1)), 20))
 
 
 def test_storage_items_of_each_type() -> None:
