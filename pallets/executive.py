@@ -387,7 +387,7 @@ class BlockBuilder:
         self.digest = tuple(digest)
         self.state = Overlay(parent)
         self.version = executive.version_at(parent)
-        self.events: list[system.EventRecord] = []
+        self.events: list[bytes] = []  # the block's EventRecords, each encoded once, when deposited
         self.extrinsics: list[bytes] = []
         self.consumed: ConsumedWeight = NO_WEIGHT  # System.BlockWeight
         self.length = 0
@@ -405,7 +405,8 @@ class BlockBuilder:
         return self.runtime.ctx(self.state, origin, self.number, events)
 
     def _record(self, phase: tuple[str, int | None], events: list[Any]) -> None:
-        self.events.extend(system.EventRecord(phase, e, []) for e in events)
+        encode = system.EVENT_RECORD.encode
+        self.events.extend(encode(system.EventRecord(phase, e, [])) for e in events)
 
     def _initialize(self) -> None:
         st = self.state
@@ -534,8 +535,7 @@ class BlockBuilder:
         st = self.state
         system.ExtrinsicCount.put(st, len(self.extrinsics))
         system.BlockWeight.put(st, self.consumed)
-        system.Events.put(st, self.events)
-        system.EventCount.put(st, len(self.events))
+        system.put_events(st, self.events)
         digest = tuple(_digest_item(v) for v in system.Digest.get(st)["logs"])
         changes = st.changes()
         root, nodes = self.parent.apply(changes)
