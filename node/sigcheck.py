@@ -1,0 +1,135 @@
+"""A block's signature checks on the other cores, while this process executes the block.
+
+Before executing an imported block the importer lists the signature checks its execution will
+ask for (`pallets.executive.signature_jobs`: scheme, signature, signing payload, signer, in block
+order) and hands them to `ParallelSignatures.start`, which sends them in batches to worker
+processes (`node.workerpool.worker_pool`: they die with the node) and returns the
+`SignatureCheck` the execution uses. That check answers a listed job from its batch's result
+when the batch is done, and checks it here otherwise (not waiting: a worker still starting, or
+slower than this process, never makes the import slower than checking inline), so the verdicts
+are those of `verify_signature`, whoever computes them: a bad signature still rejects the block.
+A job that was not listed is checked here.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Final
+
+from chain.crypto import SignatureScheme, verify_signature
+from node.workerpool import worker_pool
+
+if TYPE_CHECKING:  # the workers import this module: keep the runtime out of them
+    from pallets.executive import SignatureJob
+
+__all__ = [
+    "BATCH",
+    "MIN_PARALLEL",
+    "AheadChecks",
+    "ParallelSignatures",
+    "default_workers",
+    "verify_batch",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_PARALLEL: Final = 64
+"""Fewer checks than this are made inline: a round trip to a worker costs more."""
+BATCH: Final = 64
+"""Checks per message to a worker (sr25519: about 2 ms of work)."""
+
+
+def verify_batch(jobs: Sequence[tuple[int, bytes, bytes, bytes]]) -> list[bool]:
+    """In a worker: `verify_signature` of each job."""
+    return [
+        verify_signature(SignatureScheme(scheme), signature, payload, signer)
+        for scheme, signature, payload, signer in jobs
+    ]
+
+
+def default_workers() -> int:
+    """One worker per core but the one this process executes on (0 on a single core)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(cores - 1, 0)
+
+
+class ParallelSignatures:
+    """Worker processes for signature checks, started at the first block that has enough of
+    them (`MIN_PARALLEL`) and kept until `close`."""
+
+    def __init__(self, workers: int | None = None, *, min_parallel: int = MIN_PARALLEL) -> None:
+        self.workers = default_workers() if workers is None else workers
+        self.min_parallel = min_parallel
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def start(self, jobs: Sequence[SignatureJob]) -> AheadChecks:
+        """Send `jobs` to the workers; the check that answers from their results (all inline
+        when there are too few jobs or no workers)."""
+        if self.workers < 1 or len(jobs) < self.min_parallel:
+            return AheadChecks((), [])
+        pool = self._executor()
+        try:
+            futures = [
+                pool.submit(verify_batch, [(int(s), g, p, k) for s, g, p, k in jobs[i : i + BATCH]])
+                for i in range(0, len(jobs), BATCH)
+            ]
+        except (concurrent.futures.BrokenExecutor, RuntimeError) as exc:
+            log.warning("Signature workers unavailable (%s): checking inline", exc)
+            self.close()
+            return AheadChecks((), [])
+        return AheadChecks(jobs, futures)
+
+    def warm(self, timeout: float | None = None) -> None:
+        """Start the workers now, not at the first big block (a worker takes a while to start:
+        it imports the crypto libraries), and wait until they answer or `timeout` passes."""
+        if self.workers >= 1:
+            pool = self._executor()
+            pings = [pool.submit(verify_batch, []) for _ in range(self.workers)]
+            concurrent.futures.wait(pings, timeout=timeout)
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = worker_pool(self.workers)
+        return self._pool
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class AheadChecks:
+    """A `SignatureCheck` (pallets.executive) that answers from the workers' results when they
+    are ready, and checks inline otherwise."""
+
+    __slots__ = ("_futures", "_index")
+
+    def __init__(self, jobs: Sequence[SignatureJob], futures: list[Future[list[bool]]]) -> None:
+        self._index = {job: i for i, job in enumerate(jobs)}
+        self._futures = futures
+
+    def __call__(
+        self, scheme: SignatureScheme, signature: bytes, payload: bytes, signer: bytes
+    ) -> bool:
+        i = self._index.get((scheme, signature, payload, signer))
+        if i is not None:
+            future = self._futures[i // BATCH]
+            if future.done() and not future.cancelled() and future.exception() is None:
+                return future.result()[i % BATCH]
+        return verify_signature(scheme, signature, payload, signer)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until every batch is checked (tests, benchmarks)."""
+        concurrent.futures.wait(self._futures, timeout=timeout)
+
+    def cancel(self) -> None:
+        """Drop the batches not started (the block was refused before reaching them)."""
+        for future in self._futures:
+            future.cancel()
