@@ -442,8 +442,7 @@ class BlockBuilder:
         return self.runtime.ctx(self.state, origin, self.number, events)
 
     def _record(self, phase: tuple[str, int | None], events: list[Any]) -> None:
-        encode = system.EVENT_RECORD.encode
-        self.events.extend(encode(system.EventRecord(phase, e, [])) for e in events)
+        self.events.extend(system.encode_event_records(phase, events))
 
     def _initialize(self) -> None:
         st = self.state

@@ -280,10 +280,22 @@ class EventDef:
     cls: type
     fields: list[Field]
     docs: tuple[str, ...]
+    # (attribute, encoder) per field, and the pallet and event indices: what `encode` writes
+    _encoders: tuple[tuple[str, Callable[[Any], bytes]], ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+    _head: bytes = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        encoders = tuple((f.attr or f.name or "", f.ty.encode) for f in self.fields)
+        object.__setattr__(self, "_encoders", encoders)
+        object.__setattr__(self, "_head", bytes((self.pallet.index, self.index)))
 
     def encode(self, event: Any) -> bytes:
-        body = b"".join(f.ty.encode(getattr(event, f.attr or f.name or "")) for f in self.fields)
-        return bytes((self.pallet.index, self.index)) + body
+        parts = [self._head]
+        for attr, encode in self._encoders:
+            parts.append(encode(getattr(event, attr)))
+        return b"".join(parts)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -527,6 +539,9 @@ class _MapBase(StorageItem):
         return value, d.pos
 
 
+KEY_CACHE_SIZE = 65_536  # storage keys kept per map (hashing a key costs about a microsecond)
+
+
 class StorageMap(_MapBase, Generic[K, V]):
     def __init__(
         self,
@@ -546,13 +561,25 @@ class StorageMap(_MapBase, Generic[K, V]):
         self._key_enc = key.encode
         self.docs = (docs,) if docs else ()
         self.prefix = storage_prefix(spec.name, name)
+        # storage keys of recently used map keys (a pure function's results; bounded)
+        self._keys: dict[Any, bytes] = {}
         spec.storage.append(self)
 
     def key_for(self, key: K) -> bytes:
-        return self.prefix + self._hash(self._key_enc(key))
+        keys = self._keys
+        try:
+            hit = keys.get(key)
+        except TypeError:  # an unhashable key
+            return self.prefix + self._hash(self._key_enc(key))
+        if hit is None:
+            hit = self.prefix + self._hash(self._key_enc(key))
+            if len(keys) >= KEY_CACHE_SIZE:
+                keys.clear()
+            keys[key] = hit
+        return hit
 
     def get(self, state: ReadState, key: K) -> V:
-        value: V = self._read(state, self.prefix + self._hash(self._key_enc(key)))
+        value: V = self._read(state, self.key_for(key))
         return value
 
     def get_at(self, state: ReadState, raw_key: bytes) -> V:
@@ -562,7 +589,7 @@ class StorageMap(_MapBase, Generic[K, V]):
         return value
 
     def put(self, state: State, key: K, value: V) -> None:
-        self._write(state, self.prefix + self._hash(self._key_enc(key)), value)
+        self._write(state, self.key_for(key), value)
 
     def put_at(self, state: State, raw_key: bytes, value: V) -> None:
         self._write(state, raw_key, value)

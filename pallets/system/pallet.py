@@ -308,6 +308,14 @@ def deposit_log(state: State, item: object) -> None:
 # ---- account helpers used by other pallets ----------------------------------------------------
 
 
+def encode_event_records(phase: tuple[str, int | None], events: Sequence[Any]) -> list[bytes]:
+    """`EVENT_RECORD.encode(EventRecord(phase, event, []))` of each event: the phase, the
+    `RuntimeEvent`, no topics (the phase is encoded once for them all)."""
+    head = PHASE.encode(phase)
+    encode = RUNTIME_EVENT.encode
+    return [head + encode(event) + b"\x00" for event in events]
+
+
 def put_events(state: State, records: Sequence[bytes]) -> None:
     """Write the block's events, each an `EventRecord` encoded when it was deposited: the
     `Vec` is their concatenation after its length, so no record is encoded twice; and
