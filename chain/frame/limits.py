@@ -32,6 +32,8 @@ class PerDispatchClass(Generic[V]):
         return value
 
     def replace(self, dispatch_class: str, value: V) -> PerDispatchClass[V]:
+        if dispatch_class == "Normal":  # the common case, without dataclasses.replace
+            return PerDispatchClass(value, self.operational, self.mandatory)
         return dataclasses.replace(self, **{_attr(dispatch_class): value})
 
 
