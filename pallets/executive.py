@@ -688,8 +688,12 @@ def signature_jobs(
     payload) nor those whose era is invalid in this block (execution refuses them first). Pure:
     for running the checks ahead of execution, elsewhere."""
     number = header.number
+
+    def block_hash(n: int) -> bytes:  # as `System.BlockHash` reads once the block began
+        return header.parent_hash if n == number - 1 else system.BlockHash.get(parent, n)
+
     version = executive.version_at(parent)
-    genesis_hash = system.BlockHash.get(parent, 0)
+    genesis_hash = block_hash(0)
     jobs: list[SignatureJob] = []
     for item in items:
         if isinstance(item, tuple):  # an inherent
@@ -702,10 +706,8 @@ def signature_jobs(
             birth_hash = genesis_hash
         elif birth >= number or number - birth > executive.config.system.block_hash_count:
             continue
-        elif birth == number - 1:
-            birth_hash = header.parent_hash
         else:
-            birth_hash = system.BlockHash.get(parent, birth)
+            birth_hash = block_hash(birth)
         payload = executive._signing_payload(xt, version, genesis_hash, birth_hash)
         if isinstance(item, CheckedExtrinsic) and item.payload == payload:
             continue

@@ -34,7 +34,7 @@ from chain.consensus import (
     header_slot,
     vote_payload,
 )
-from chain.crypto import SignatureScheme
+from chain.crypto import SignatureScheme, verify_signature
 from chain.primitives import (
     Block,
     DigestItem,
@@ -53,7 +53,14 @@ from node.sigcheck import ParallelSignatures
 from node.sync import Syncer
 from node.txpool import PoolError
 from pallets.aura import pallet as aura
-from pallets.executive import InvalidBlock, InvalidTransaction, SignatureJob
+from pallets.executive import (
+    InvalidBlock,
+    InvalidTransaction,
+    SignatureJob,
+    decode_block_extrinsics,
+    execute_decoded,
+    signature_jobs,
+)
 from pallets.finality import pallet as finality
 from tests.chaingen import sign_call
 
@@ -1251,3 +1258,24 @@ def test_a_bad_signature_rejects_the_block_when_workers_check_it(
     parallel.importer.import_block(good)
     serial.importer.import_block(good)
     assert parallel.chain.best_hash == serial.chain.best_hash == good.hash()
+
+
+@pytest.mark.parametrize("height", [1, 3])
+def test_signature_jobs_are_the_checks_execution_asks_for(node: Node, height: int) -> None:
+    s = BASE_SLOT
+    chain_on(node, node.genesis_hash, [s + 1 + 4 * i for i in range(height - 1)])
+    txs = [transfer(node, SR[BOB], n, 10**18) for n in range(3)]
+    block = build(node, node.chain.best_hash, slot_of(ALICE, s + 4 * height), txs=txs)
+    unsealed, _ = block.header.without_seal()
+    parent = node.db.state_at_root(node.chain.best_header().state_root)
+    items = decode_block_extrinsics(node.executive, block.extrinsics)
+    jobs = signature_jobs(node.executive, parent, unsealed, items)
+    asked: list[SignatureJob] = []
+
+    def recording(*job: Any) -> bool:
+        asked.append(job)  # type: ignore[arg-type]
+        return verify_signature(*job)
+
+    execute_decoded(node.executive, parent, unsealed, items, signature_check=recording)
+    assert asked == jobs
+    assert len(jobs) == 3
