@@ -14,6 +14,7 @@ A job that was not listed is checked here.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -40,7 +41,12 @@ log = logging.getLogger(__name__)
 MIN_PARALLEL: Final = 64
 """Fewer checks than this are made inline: a round trip to a worker costs more."""
 BATCH: Final = 64
-"""Checks per message to a worker (sr25519: about 2 ms of work)."""
+"""Checks per message to a worker (sr25519: about 2 ms of work); the first message has
+`FIRST_BATCH`, so that the first answers come soon."""
+FIRST_BATCH: Final = 16
+WAIT_S: Final = 0.0001
+"""How long a check waits for its batch's answer before checking inline (about the time an
+sr25519 check takes); waiting also lets the pool's thread take in answers that arrived."""
 
 
 def verify_batch(jobs: Sequence[tuple[int, bytes, bytes, bytes]]) -> list[bool]:
@@ -75,16 +81,17 @@ class ParallelSignatures:
         if self.workers < 1 or len(jobs) < self.min_parallel:
             return AheadChecks((), [])
         pool = self._executor()
+        bounds = [0, *range(min(FIRST_BATCH, len(jobs)), len(jobs), BATCH), len(jobs)]
         try:
             futures = [
-                pool.submit(verify_batch, [(int(s), g, p, k) for s, g, p, k in jobs[i : i + BATCH]])
-                for i in range(0, len(jobs), BATCH)
+                pool.submit(verify_batch, [(int(s), g, p, k) for s, g, p, k in jobs[a:b]])
+                for a, b in itertools.pairwise(bounds)
             ]
         except (concurrent.futures.BrokenExecutor, RuntimeError) as exc:
             log.warning("Signature workers unavailable (%s): checking inline", exc)
             self.close()
             return AheadChecks((), [])
-        return AheadChecks(jobs, futures)
+        return AheadChecks(jobs, futures, bounds)
 
     def warm(self, timeout: float | None = None) -> None:
         """Start the workers now, not at the first big block (a worker takes a while to start:
@@ -109,20 +116,31 @@ class AheadChecks:
     """A `SignatureCheck` (pallets.executive) that answers from the workers' results when they
     are ready, and checks inline otherwise."""
 
-    __slots__ = ("_futures", "_index")
+    __slots__ = ("_futures", "_where")
 
-    def __init__(self, jobs: Sequence[SignatureJob], futures: list[Future[list[bool]]]) -> None:
-        self._index = {job: i for i, job in enumerate(jobs)}
+    def __init__(
+        self,
+        jobs: Sequence[SignatureJob],
+        futures: list[Future[list[bool]]],
+        bounds: Sequence[int] = (0,),
+    ) -> None:
+        # job -> (its batch, its place in the batch)
+        self._where: dict[SignatureJob, tuple[int, int]] = {}
+        for batch, (start, end) in enumerate(itertools.pairwise(bounds)):
+            for i in range(start, end):
+                self._where[jobs[i]] = (batch, i - start)
         self._futures = futures
 
     def __call__(
         self, scheme: SignatureScheme, signature: bytes, payload: bytes, signer: bytes
     ) -> bool:
-        i = self._index.get((scheme, signature, payload, signer))
-        if i is not None:
-            future = self._futures[i // BATCH]
-            if future.done() and not future.cancelled() and future.exception() is None:
-                return future.result()[i % BATCH]
+        where = self._where.get((scheme, signature, payload, signer))
+        if where is not None:
+            future = self._futures[where[0]]
+            try:
+                return future.result(timeout=WAIT_S)[where[1]]
+            except Exception:  # not answered yet, or the worker failed: check it here
+                pass
         return verify_signature(scheme, signature, payload, signer)
 
     def wait(self, timeout: float | None = None) -> None:
