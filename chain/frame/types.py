@@ -454,6 +454,7 @@ class Struct(ScaleType):
         self._layout = _fixed_layout(self)
         self._cache: dict[bytes, Any] | None = {} if cache_size > 0 and cls is not None else None
         self._cache_size = cache_size
+        self._encoders: list[tuple[str, Callable[[Any], bytes]]] | None = None  # at first use
 
     def decode_all(self, data: bytes) -> Any:
         cache = self._cache
@@ -517,9 +518,15 @@ class Struct(ScaleType):
             return b"".join(
                 f.ty.encode(value[a]) for f, a in zip(self.fields, self._attrs, strict=True)
             )
-        return b"".join(
-            f.ty.encode(getattr(value, a)) for f, a in zip(self.fields, self._attrs, strict=True)
-        )
+        encoders = self._encoders
+        if encoders is None:  # taken at first use: forward references are bound by then
+            encoders = self._encoders = [
+                (a, f.ty.encode) for f, a in zip(self.fields, self._attrs, strict=True)
+            ]
+        parts = []
+        for attr, encode in encoders:
+            parts.append(encode(getattr(value, attr)))
+        return b"".join(parts)
 
     def decode(self, d: Decoder) -> Any:
         values = [f.ty.decode(d) for f in self.fields]
