@@ -28,6 +28,8 @@ class PerDispatchClass(Generic[V]):
     mandatory: V
 
     def get(self, dispatch_class: str) -> V:
+        if dispatch_class == "Normal":  # the common case, per extrinsic
+            return self.normal
         value: V = getattr(self, _attr(dispatch_class))
         return value
 
