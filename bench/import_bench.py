@@ -101,9 +101,11 @@ def start_workers() -> ParallelSignatures | None:
     return workers
 
 
-def measure_parallel(p: Prepared, repeat: int, tmp: Path, workers: ParallelSignatures) -> float:
+def measure_parallel(
+    p: Prepared, repeat: int, tmp: Path, workers: ParallelSignatures | None
+) -> float:
     """Import as the node does it with workers (decode once, signature jobs to the workers,
-    execute, commit), in wall-clock seconds, best of `repeat`."""
+    execute, commit), in wall-clock seconds, best of `repeat`; all inline without workers."""
     ex = p.node.executive
     counter = iter(range(10**6))
 
@@ -114,8 +116,11 @@ def measure_parallel(p: Prepared, repeat: int, tmp: Path, workers: ParallelSigna
             gc.collect()
             t0 = time.perf_counter()
             items = decode_block_extrinsics(ex, p.block.extrinsics)
-            checks = workers.start(signature_jobs(ex, state, p.unsealed, items))
-            built = execute_decoded(ex, state, p.unsealed, items, signature_check=checks)
+            if workers is None:
+                built = execute_decoded(ex, state, p.unsealed, items)
+            else:
+                checks = workers.start(signature_jobs(ex, state, p.unsealed, items))
+                built = execute_decoded(ex, state, p.unsealed, items, signature_check=checks)
             db.commit_block(
                 p.block.header, p.block.extrinsics, built.nodes, is_best=True, is_finalized=False
             )
@@ -330,6 +335,7 @@ def main() -> None:
             m = measure(p, repeat, tmp)
             end_to_end = min(node_import_once(p, tmp / f"node{i}") for i in range(repeat))
             parallel = measure_parallel(p, repeat, tmp, workers) if workers else None
+            inline_wall = measure_parallel(p, repeat, tmp, None) if workers else None
         finally:
             p.node.close()
             if workers is not None:
@@ -377,6 +383,12 @@ def main() -> None:
         print(
             f"import with {workers.workers} signature worker(s) on the other core(s): "
             f"{n / parallel:10,.0f} tx/s (wall clock)"
+        )
+        assert inline_wall is not None
+        print(
+            f"  the same import checking inline, wall clock: {n / inline_wall:,.0f} tx/s "
+            f"(workers: {inline_wall / parallel:.2f}x; wall clock counts the time other jobs "
+            "take the cores)"
         )
         print(
             f"ratio import/raw verify, with the other cores: {n / parallel / raw_vps:.3f} "

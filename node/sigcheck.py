@@ -29,9 +29,11 @@ if TYPE_CHECKING:  # the workers import this module: keep the runtime out of the
 
 __all__ = [
     "BATCH",
+    "FIRST_BATCH",
     "MIN_PARALLEL",
     "AheadChecks",
     "ParallelSignatures",
+    "batch_bounds",
     "default_workers",
     "verify_batch",
 ]
@@ -40,10 +42,13 @@ log = logging.getLogger(__name__)
 
 MIN_PARALLEL: Final = 64
 """Fewer checks than this are made inline: a round trip to a worker costs more."""
-BATCH: Final = 64
-"""Checks per message to a worker (sr25519: about 2 ms of work); the first message has
-`FIRST_BATCH`, so that the first answers come soon."""
 FIRST_BATCH: Final = 16
+BATCH: Final = 512
+"""Checks per message to a worker: the first message has `FIRST_BATCH` (its answer comes
+soon), each next one twice as many as the one before, up to `BATCH` (sr25519: about 18 ms of
+work). The pool hands a worker its next message from a thread of this process, which needs the
+interpreter lock this process's execution holds: large messages keep the workers busy between
+two such hand-overs."""
 WAIT_S: Final = 0.0001
 """How long a check waits for its batch's answer before checking inline (about the time an
 sr25519 check takes); waiting also lets the pool's thread take in answers that arrived."""
@@ -55,6 +60,16 @@ def verify_batch(jobs: Sequence[tuple[int, bytes, bytes, bytes]]) -> list[bool]:
         verify_signature(SignatureScheme(scheme), signature, payload, signer)
         for scheme, signature, payload, signer in jobs
     ]
+
+
+def batch_bounds(n: int) -> list[int]:
+    """Where the batches of `n` jobs start, and `n`: growing from FIRST_BATCH to BATCH."""
+    bounds = [0]
+    size = FIRST_BATCH
+    while bounds[-1] < n:
+        bounds.append(min(bounds[-1] + size, n))
+        size = min(size * 2, BATCH)
+    return bounds
 
 
 def default_workers() -> int:
@@ -81,7 +96,7 @@ class ParallelSignatures:
         if self.workers < 1 or len(jobs) < self.min_parallel:
             return AheadChecks((), [])
         pool = self._executor()
-        bounds = [0, *range(min(FIRST_BATCH, len(jobs)), len(jobs), BATCH), len(jobs)]
+        bounds = batch_bounds(len(jobs))
         try:
             futures = [
                 pool.submit(verify_batch, [(int(s), g, p, k) for s, g, p, k in jobs[a:b]])
@@ -116,7 +131,7 @@ class AheadChecks:
     """A `SignatureCheck` (pallets.executive) that answers from the workers' results when they
     are ready, and checks inline otherwise."""
 
-    __slots__ = ("_futures", "_where")
+    __slots__ = ("_futures", "_late", "_where")
 
     def __init__(
         self,
@@ -130,17 +145,22 @@ class AheadChecks:
             for i in range(start, end):
                 self._where[jobs[i]] = (batch, i - start)
         self._futures = futures
+        self._late: set[int] = set()  # batches waited for once in vain: not waited for again
 
     def __call__(
         self, scheme: SignatureScheme, signature: bytes, payload: bytes, signer: bytes
     ) -> bool:
         where = self._where.get((scheme, signature, payload, signer))
         if where is not None:
-            future = self._futures[where[0]]
+            batch, place = where
+            future = self._futures[batch]
             try:
-                return future.result(timeout=WAIT_S)[where[1]]
-            except Exception:  # not answered yet, or the worker failed: check it here
-                pass
+                if batch not in self._late or future.done():
+                    return future.result(timeout=WAIT_S)[place]
+            except concurrent.futures.TimeoutError:  # the workers are behind: check it here
+                self._late.add(batch)
+            except Exception:  # any failure of the workers: the check made here is the reference
+                log.debug("Signature worker failed; checking inline", exc_info=True)
         return verify_signature(scheme, signature, payload, signer)
 
     def wait(self, timeout: float | None = None) -> None:
