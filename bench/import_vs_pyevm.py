@@ -123,7 +123,7 @@ def main() -> None:
             runs = [import_bench.import_once(ours, tmp / f"db{i}") for i in range(args.repeat)]
             ours_s = min(r[0] for r in runs) + min(r[1] for r in runs)
             parallel = (
-                import_bench.measure_parallel(ours, args.repeat, tmp, workers)
+                import_bench.measure_parallel(ours, args.repeat, tmp, workers)[0]
                 if workers is not None
                 else None
             )
