@@ -131,7 +131,7 @@ class AheadChecks:
     """A `SignatureCheck` (pallets.executive) that answers from the workers' results when they
     are ready, and checks inline otherwise."""
 
-    __slots__ = ("_futures", "_late", "_where")
+    __slots__ = ("_futures", "_late", "_results", "_where")
 
     def __init__(
         self,
@@ -146,6 +146,7 @@ class AheadChecks:
                 self._where[jobs[i]] = (batch, i - start)
         self._futures = futures
         self._late: set[int] = set()  # batches waited for once in vain: not waited for again
+        self._results: list[list[bool] | None] = [None] * len(futures)  # answers taken in
 
     def __call__(
         self, scheme: SignatureScheme, signature: bytes, payload: bytes, signer: bytes
@@ -153,10 +154,14 @@ class AheadChecks:
         where = self._where.get((scheme, signature, payload, signer))
         if where is not None:
             batch, place = where
+            results = self._results[batch]
+            if results is not None:
+                return results[place]
             future = self._futures[batch]
             try:
                 if batch not in self._late or future.done():
-                    return future.result(timeout=WAIT_S)[place]
+                    results = self._results[batch] = future.result(timeout=WAIT_S)
+                    return results[place]
             except concurrent.futures.TimeoutError:  # the workers are behind: check it here
                 self._late.add(batch)
             except Exception:  # any failure of the workers: the check made here is the reference
