@@ -3,8 +3,9 @@
 Each transaction is validated against the best state when it arrives (signature, era, nonce,
 fee payability), once: the pool keeps its checked form (`CheckedExtrinsic`: the decoded call and
 the signing payload whose signature was verified), which blocks built here apply and the import
-of a block holding it reuses, so a transaction is decoded and its signature verified once. Transactions are kept per sender by nonce; a transaction is *ready* when its
-nonce follows the sender's on-chain nonce without gaps, *future* otherwise. Blocks take ready
+of a block holding it reuses, so a transaction is decoded and its signature verified once.
+Transactions are kept per sender by nonce; a transaction is *ready* when its nonce follows the
+sender's on-chain nonce without gaps, *future* otherwise. Blocks take ready
 transactions by tip (priority), then by arrival. A transaction with the same (sender, nonce)
 replaces the old one only with a higher tip. Invalid transactions' hashes are banned for a while,
 so resubmitting the same invalid bytes is refused cheaply; at most `max_banned` bans are kept,
