@@ -197,7 +197,10 @@ class Author:
             if time.monotonic() > deadline:
                 break
             try:
-                builder.apply(tx.raw, verified=True)
+                if tx.checked is not None:
+                    builder.apply_checked(tx.checked)
+                else:
+                    builder.apply(tx.raw)
             except InvalidTransaction as exc:
                 if exc.kind == "ExhaustsResources":
                     break

@@ -4,8 +4,11 @@ into the chain database, justifications finalize them, and the chain's events go
 An imported block must descend from the last finalized block, carry an Aura pre-runtime digest
 for a slot that is not in the future (by the injected clock), and the seal of that slot's
 author in its parent's state (`authorities[slot % n]`); then it is re-executed (state and
-extrinsics roots). The best block is the longest chain that contains the finalized block. Two
-blocks sealed by one author for one slot are reported as an equivocation.
+extrinsics roots). Each extrinsic is decoded once; one the pool holds is neither decoded nor
+verified again (its checked form is reused); the other signatures are checked by worker
+processes while the block executes (`node.sigcheck`). The best block is the longest chain that
+contains the finalized block. Two blocks sealed by one author for one slot are reported as an
+equivocation.
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 from chain.consensus import ConsensusError, SlotEquivocation, check_seal, header_slot
 from chain.primitives import Block, Header
+from chain.storage.trie import Trie
 from node.blocks import AlreadyKnown, NotNow, UnknownParent
 from node.chaindb import ChainDB
 from node.interfaces import (
     ChainReader,
+    CheckedTransactions,
     Clock,
     EquivocationReporter,
     ImportedBlock,
@@ -27,8 +33,16 @@ from node.interfaces import (
     SealedBlock,
 )
 from node.notifications import ChainEvents
+from node.sigcheck import ParallelSignatures
 from pallets.aura import pallet as aura
-from pallets.executive import Executive, InvalidBlock, execute_block
+from pallets.executive import (
+    BuiltBlock,
+    Executive,
+    InvalidBlock,
+    decode_block_extrinsics,
+    execute_decoded,
+    signature_jobs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +64,10 @@ class BlockImporter:
     verifier: JustificationVerifier
     reporter: EquivocationReporter
     events: ChainEvents
+    # the pool: the transactions it checked are not decoded, nor their signatures verified, again
+    transactions: CheckedTransactions | None = None
+    # worker processes that check a block's signatures while it executes (None: inline)
+    signatures: ParallelSignatures | None = None
     # justifications of blocks not imported yet
     _deferred: dict[bytes, bytes] = dataclasses.field(init=False, default_factory=dict)
     _seen_slots: collections.OrderedDict[tuple[int, bytes], Header] = dataclasses.field(
@@ -104,7 +122,7 @@ class BlockImporter:
                 self.verifier.verify_justification(block.header, justification)
             except ConsensusError as exc:
                 raise InvalidBlock(f"invalid justification: {exc}") from exc
-        built = execute_block(self.executive, state, unsealed, block.extrinsics)
+        built = self._execute(state, unsealed, block.extrinsics)
         is_best = unsealed.number > self.chain.best_header().number
         db.commit_block(
             block.header, block.extrinsics, built.nodes, is_best=is_best, is_finalized=False
@@ -125,6 +143,19 @@ class BlockImporter:
             except ConsensusError as exc:  # gossip held for this block: not its sender's fault
                 log.debug("Dropped a held justification of #%d: %s", unsealed.number, exc)
         return imported
+
+    def _execute(self, state: Trie, unsealed: Header, extrinsics: Sequence[bytes]) -> BuiltBlock:
+        """Re-execute a block: decoded once, the pool's checks reused, the remaining signatures
+        checked on the other cores meanwhile. Raises InvalidBlock."""
+        known = self.transactions.checked if self.transactions is not None else None
+        items = decode_block_extrinsics(self.executive, extrinsics, known)
+        if self.signatures is None:
+            return execute_decoded(self.executive, state, unsealed, items)
+        checks = self.signatures.start(signature_jobs(self.executive, state, unsealed, items))
+        try:
+            return execute_decoded(self.executive, state, unsealed, items, signature_check=checks)
+        finally:
+            checks.cancel()
 
     def defer_justification(self, block_hash: bytes, raw: bytes) -> None:
         self._deferred[block_hash] = raw

@@ -6,7 +6,7 @@ Tests drive a service alone with fakes of the protocols it takes.
 
     service                               takes
     BlockImporter (importer.py)           ChainReader, JustificationVerifier,
-                                          EquivocationReporter, Clock
+                                          EquivocationReporter, Clock, CheckedTransactions
     Transactions (transactions.py)        ChainReader, Gossip
     NetworkLink (netbridge.py)            ChainReader
     Syncer (sync.py)                      ChainReader, BlockImport, PeerNetwork
@@ -41,7 +41,7 @@ from chain.primitives import Block, Header
 from chain.storage.trie import Trie
 from node.network import PeerId, PeerInfo
 from node.verdict import Verdict
-from pallets.executive import BuiltBlock
+from pallets.executive import BuiltBlock, CheckedExtrinsic
 
 Clock = Callable[[], float]
 """The wall clock, in seconds since the Unix epoch (`time.time` unless a test sets it)."""
@@ -221,6 +221,13 @@ class PendingTransactions(TransactionSubmit, Protocol):
 
     def next_index(self, who: bytes, on_chain_nonce: int) -> int:
         """The next nonce of `who` after the ones it has in the pool."""
+        ...
+
+
+class CheckedTransactions(Protocol):
+    def checked(self, tx_hash: bytes) -> CheckedExtrinsic | None:
+        """The checked form of a transaction this node holds (decoded call, verified
+        signature), for block import to reuse; None if it holds none."""
         ...
 
 

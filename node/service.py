@@ -54,6 +54,7 @@ from node.notifications import ChainEvents
 from node.paths import chain_dir
 from node.rpc.api import NodeRpc, build_rpc
 from node.rpc.cors import CorsPolicy
+from node.sigcheck import ParallelSignatures
 from node.sync import Syncer
 from node.transactions import Transactions
 from node.txpool import PoolLimits, TxPool
@@ -144,6 +145,7 @@ class Node:
             self.pool, chain=self.chain, gossip=self.network, runtime=self.runtime
         )
         self.sets = ValidatorSets(self.chain)
+        self.signatures = ParallelSignatures()  # workers start at the first block that needs them
         self.importer = BlockImporter(
             db=self.db,
             chain=self.chain,
@@ -153,6 +155,8 @@ class Node:
             verifier=self.sets,
             reporter=self.transactions,
             events=self.events,
+            transactions=self.pool,
+            signatures=self.signatures,
         )
         self.syncer = Syncer(self.chain, self.importer, self.network)
         self.gadget = FinalityGadget(
@@ -340,6 +344,7 @@ class Node:
         )
 
     def close(self) -> None:
+        self.signatures.close()
         if not self.kv.closed:
             self.kv.close()
             log.info("Database closed")

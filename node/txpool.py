@@ -1,8 +1,11 @@
 """The transaction pool: validated transactions waiting for a block.
 
 Each transaction is validated against the best state when it arrives (signature, era, nonce,
-fee payability). Transactions are kept per sender by nonce; a transaction is *ready* when its
-nonce follows the sender's on-chain nonce without gaps, *future* otherwise. Blocks take ready
+fee payability), once: the pool keeps its checked form (`CheckedExtrinsic`: the decoded call and
+the signing payload whose signature was verified), which blocks built here apply and the import
+of a block holding it reuses, so a transaction is decoded and its signature verified once.
+Transactions are kept per sender by nonce; a transaction is *ready* when its nonce follows the
+sender's on-chain nonce without gaps, *future* otherwise. Blocks take ready
 transactions by tip (priority), then by arrival. A transaction with the same (sender, nonce)
 replaces the old one only with a higher tip. Invalid transactions' hashes are banned for a while,
 so resubmitting the same invalid bytes is refused cheaply; at most `max_banned` bans are kept,
@@ -33,7 +36,7 @@ from typing import Any
 
 from chain.hashing import blake2_256
 from node.errors import NodeError
-from pallets.executive import Executive, InvalidTransaction, ValidTransaction
+from pallets.executive import CheckedExtrinsic, Executive, InvalidTransaction, ValidTransaction
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,9 @@ class PoolTx:
     watchers: list[Watcher] = dataclasses.field(default_factory=list)
     provides: tuple[bytes, ...] = ()  # unsigned transactions' tags
     valid_till: int = 0  # unsigned: the last block it may be included in
+    # decoded and checked once, at submission: blocks built here and blocks imported with it
+    # reuse the decoded call and the verified signature (`BlockBuilder.apply_checked`)
+    checked: CheckedExtrinsic | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,7 +161,7 @@ class TxPool:
                 self._ban(tx_hash)
             raise PoolError.invalid(exc) from exc
         if valid.sender is None:
-            self._insert_unsigned(tx_hash, raw, valid, best_number, watcher)
+            self._insert_unsigned(tx_hash, raw, valid, best_number, watcher, checked)
             return tx_hash, "ready"
         sender = valid.sender
         slots = self.by_sender.setdefault(sender, {})
@@ -168,7 +174,14 @@ class TxPool:
             raise PoolError(1016, "Immediately Dropped", "too many transactions from this sender")
         self._ensure_room(len(raw))
         tx = PoolTx(
-            tx_hash, raw, sender, valid.nonce, checked.xt.tip, next(self._seq), self._clock()
+            tx_hash,
+            raw,
+            sender,
+            valid.nonce,
+            checked.xt.tip,
+            next(self._seq),
+            self._clock(),
+            checked=checked,
         )
         if watcher is not None:
             tx.watchers.append(watcher)
@@ -185,6 +198,7 @@ class TxPool:
         valid: ValidTransaction,
         best_number: int,
         watcher: Watcher | None,
+        checked: CheckedExtrinsic,
     ) -> None:
         holders = {self.by_tag[t].hash: self.by_tag[t] for t in valid.provides if t in self.by_tag}
         for old in holders.values():
@@ -208,6 +222,7 @@ class TxPool:
             self._clock(),
             provides=valid.provides,
             valid_till=best_number + valid.longevity,
+            checked=checked,
         )
         if watcher is not None:
             tx.watchers.append(watcher)
@@ -249,6 +264,11 @@ class TxPool:
         banned[tx_hash] = now + self.limits.ban_seconds
 
     # ---- reading ------------------------------------------------------------------------------
+
+    def checked(self, tx_hash: bytes) -> CheckedExtrinsic | None:
+        """The pool's checked form of a transaction it holds (for block import), else None."""
+        tx = self.by_hash.get(tx_hash)
+        return tx.checked if tx is not None else None
 
     def _on_chain_nonce(self, state: Any, sender: bytes) -> int:
         return self.executive.account_nonce(state, sender)

@@ -19,12 +19,12 @@ block applies them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from chain import ChainError
 from chain.codec import CodecError, encode_u32
-from chain.crypto import verify_signature
+from chain.crypto import SignatureScheme, verify_signature
 from chain.frame.code import CODE_KEY, RuntimeVersion
 from chain.frame.common import DispatchInfo, Weight
 from chain.frame.limits import (
@@ -39,6 +39,7 @@ from chain.frame.outer import DecodedCall
 from chain.frame.pallet import DispatchError, Origin
 from chain.frame.runtime import Runtime
 from chain.frame.validity import InvalidTransaction, UnsignedValidity
+from chain.hashing import blake2_256
 from chain.primitives import DigestItem, Extrinsic, Header, UnsupportedSigner, signing_payload
 from chain.storage.overlay import Overlay
 from chain.storage.trie import Trie, ordered_root
@@ -55,12 +56,23 @@ __all__ = [
     "Executive",
     "InvalidBlock",
     "InvalidTransaction",
+    "SignatureCheck",
+    "SignatureJob",
     "UnsignedValidity",
     "ValidTransaction",
+    "decode_block_extrinsics",
     "execute_block",
+    "execute_decoded",
+    "signature_jobs",
 ]
 
 MAX_FUTURE_NONCE_GAP = 256  # a nonce further ahead than this is refused, not queued
+
+# How a signature is checked: (scheme, signature, signing payload, signer) -> valid. Default
+# `verify_signature`; the node may answer from checks it ran elsewhere (other cores), which
+# must give exactly what `verify_signature` gives.
+SignatureCheck = Callable[[SignatureScheme, bytes, bytes, bytes], bool]
+SignatureJob = tuple[SignatureScheme, bytes, bytes, bytes]  # SignatureCheck's arguments
 
 
 def unsigned_validator(config: RuntimeConfig, call: DecodedCall) -> ValidateUnsigned | None:
@@ -84,10 +96,16 @@ class ValidTransaction:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CheckedExtrinsic:
+    """An extrinsic decoded and checked once: the pool keeps it, and block building and import
+    reuse it (`BlockBuilder.apply_checked`) rather than decode and verify the bytes again."""
+
     xt: Extrinsic
     call: DecodedCall
     fee: int  # inclusion fee, without the tip
     weight: Weight
+    # the signing payload the signature was verified over (None: unsigned, or not verified);
+    # a later check of the same extrinsic skips the verification when its payload is this one
+    payload: bytes | None = None
 
 
 def account_tag(who: bytes, nonce: int) -> bytes:
@@ -162,16 +180,22 @@ class Executive:
         block_number: int,
         verify: bool = True,
         version: RuntimeVersion | None = None,
+        call: DecodedCall | None = None,
+        verified_payload: bytes | None = None,
+        signature_check: SignatureCheck = verify_signature,
     ) -> CheckedExtrinsic:
         """The signed-extension checks, in FRAME's order, against `state` for `block_number`,
         for a runtime at `version` (default: the one `state` states).
 
         `state` must have `System.BlockHash` for the mortal birth block (block_number - 1 and
-        older). Raises InvalidTransaction. Does not write.
+        older). `call`: the extrinsic's call, already decoded. The signature is not verified
+        again when its signing payload is `verified_payload` (verified before, by this node),
+        else it goes to `signature_check`. Raises InvalidTransaction. Does not write.
         """
         if not xt.signed or xt.signer is None or xt.signature is None or xt.scheme is None:
             return self.check_unsigned(state, xt, block_number=block_number)[0]
-        call = self.decode_call(xt)
+        if call is None:
+            call = self.decode_call(xt)
         if call.call.dispatch_class == "Mandatory":
             raise InvalidTransaction("Call", f"{call.name} is an inherent")
         who = xt.signer
@@ -182,6 +206,7 @@ class Executive:
         self._check_size(xt, call)
         cfg = self.config
         # CheckMortality / CheckGenesis / CheckSpecVersion / CheckTxVersion -> signature
+        payload: bytes | None = None
         if verify:
             genesis_hash = system.BlockHash.get(state, 0)
             birth = xt.era.birth(block_number)
@@ -192,7 +217,9 @@ class Executive:
             birth_hash = genesis_hash if xt.era.is_immortal else system.BlockHash.get(state, birth)
             version = version or self.version_at(state)
             payload = self._signing_payload(xt, version, genesis_hash, birth_hash)
-            if not verify_signature(xt.scheme, xt.signature, payload, who):
+            if payload != verified_payload and not signature_check(
+                xt.scheme, xt.signature, payload, who
+            ):
                 if not xt.era.is_immortal and self._signed_for_older_era(
                     state, xt, block_number, version, genesis_hash
                 ):
@@ -223,7 +250,7 @@ class Executive:
             )
             if usable < fee + xt.tip:
                 raise InvalidTransaction("Payment")
-        return CheckedExtrinsic(xt, call, fee, call.weight)
+        return CheckedExtrinsic(xt, call, fee, call.weight, payload)
 
     def _check_size(self, xt: Extrinsic, call: DecodedCall) -> None:
         if len(xt.raw) > self.config.max_extrinsic_length:
@@ -324,9 +351,17 @@ class Executive:
     # ---- blocks -------------------------------------------------------------------------------
 
     def begin_block(
-        self, parent: Trie, parent_hash: bytes, number: int, digest: Sequence[DigestItem]
+        self,
+        parent: Trie,
+        parent_hash: bytes,
+        number: int,
+        digest: Sequence[DigestItem],
+        *,
+        signature_check: SignatureCheck = verify_signature,
     ) -> BlockBuilder:
-        return BlockBuilder(self, parent, parent_hash, number, digest)
+        return BlockBuilder(
+            self, parent, parent_hash, number, digest, signature_check=signature_check
+        )
 
     def dry_run(self, state: Trie, raw: bytes) -> ApplyOutcome:
         """Apply an extrinsic to the post-state of a block, as in that block (its number, its
@@ -378,8 +413,10 @@ class BlockBuilder:
         digest: Sequence[DigestItem],
         *,
         resume: bool = False,
+        signature_check: SignatureCheck = verify_signature,
     ) -> None:
         self.ex = executive
+        self.signature_check = signature_check
         self.runtime = executive.runtime
         self.parent = parent
         self.parent_hash = parent_hash
@@ -387,7 +424,7 @@ class BlockBuilder:
         self.digest = tuple(digest)
         self.state = Overlay(parent)
         self.version = executive.version_at(parent)
-        self.events: list[system.EventRecord] = []
+        self.events: list[bytes] = []  # the block's EventRecords, each encoded once, when deposited
         self.extrinsics: list[bytes] = []
         self.consumed: ConsumedWeight = NO_WEIGHT  # System.BlockWeight
         self.length = 0
@@ -405,7 +442,7 @@ class BlockBuilder:
         return self.runtime.ctx(self.state, origin, self.number, events)
 
     def _record(self, phase: tuple[str, int | None], events: list[Any]) -> None:
-        self.events.extend(system.EventRecord(phase, e, []) for e in events)
+        self.events.extend(system.encode_event_records(phase, events))
 
     def _initialize(self) -> None:
         st = self.state
@@ -487,6 +524,10 @@ class BlockBuilder:
             call = self.runtime.decode_call(xt.call)
         except CodecError as exc:
             raise InvalidBlock(f"undecodable inherent: {exc}") from exc
+        self._apply_inherent(xt, call)
+
+    def _apply_inherent(self, xt: Extrinsic, call: DecodedCall) -> None:
+        raw = xt.raw
         if xt.signed or call.call.dispatch_class != "Mandatory":
             raise InvalidBlock(f"{call.name} is not an inherent")
         try:
@@ -500,15 +541,40 @@ class BlockBuilder:
 
     def apply(self, raw: bytes, *, verified: bool = False) -> ApplyOutcome:
         """Apply a signed extrinsic, or an unsigned one whose pallet validates unsigned calls
-        (re-run here). Raises InvalidTransaction (the block may not include it)."""
-        xt = self.ex.decode_extrinsic(raw)
+        (re-run here). Raises InvalidTransaction (the block may not include it).
+        `verified`: skip the checks of era and signature (the caller made them)."""
+        return self.apply_extrinsic(self.ex.decode_extrinsic(raw), verify=not verified)
+
+    def apply_checked(self, checked: CheckedExtrinsic) -> ApplyOutcome:
+        """Apply an extrinsic checked before (by the pool): its decoded call is reused, and its
+        signature is not verified again when its signing payload in this block is the one
+        verified. Every state-dependent check runs again. Raises InvalidTransaction."""
+        return self.apply_extrinsic(checked.xt, call=checked.call, verified_payload=checked.payload)
+
+    def apply_extrinsic(
+        self,
+        xt: Extrinsic,
+        *,
+        verify: bool = True,
+        call: DecodedCall | None = None,
+        verified_payload: bytes | None = None,
+    ) -> ApplyOutcome:
+        """`apply` of a decoded extrinsic (`call`: its call, if decoded too)."""
+        raw = xt.raw
         if not xt.signed:
             checked, _ = self.ex.check_unsigned(self.state, xt, block_number=self.number)
             room = self._room(checked.call, len(raw))
             call_events, error = self._dispatch(Origin.none(), checked.call)
             return self._include(raw, checked.call, call_events, error, room)
         checked = self.ex.check(
-            self.state, xt, block_number=self.number, verify=not verified, version=self.version
+            self.state,
+            xt,
+            block_number=self.number,
+            verify=verify,
+            version=self.version,
+            call=call,
+            verified_payload=verified_payload,
+            signature_check=self.signature_check,
         )
         room = self._room(checked.call, len(raw))
         who = xt.signer
@@ -534,8 +600,7 @@ class BlockBuilder:
         st = self.state
         system.ExtrinsicCount.put(st, len(self.extrinsics))
         system.BlockWeight.put(st, self.consumed)
-        system.Events.put(st, self.events)
-        system.EventCount.put(st, len(self.events))
+        system.put_events(st, self.events)
         digest = tuple(_digest_item(v) for v in system.Digest.get(st)["logs"])
         changes = st.changes()
         root, nodes = self.parent.apply(changes)
@@ -585,6 +650,71 @@ def _digest_item(value: Any) -> DigestItem:
     return DigestItem(kind, bytes(engine), bytes(data))
 
 
+# One extrinsic of a block, decoded once: a pool-checked extrinsic, an inherent with its call,
+# or an extrinsic to check and apply.
+BlockItem = CheckedExtrinsic | tuple[Extrinsic, DecodedCall] | Extrinsic
+
+
+def decode_block_extrinsics(
+    executive: Executive,
+    extrinsics: Sequence[bytes],
+    known: Callable[[bytes], CheckedExtrinsic | None] | None = None,
+) -> list[BlockItem]:
+    """A block's extrinsics, each decoded once; `known(hash)` gives the ones this node checked
+    before (its pool's), which are not decoded again. Raises InvalidBlock (undecodable)."""
+    items: list[BlockItem] = []
+    runtime = executive.runtime
+    for raw in extrinsics:
+        if known is not None:
+            checked = known(blake2_256(raw))
+            if checked is not None and checked.xt.raw == raw:
+                items.append(checked)
+                continue
+        try:
+            xt = Extrinsic.decode(raw)
+        except CodecError as exc:
+            raise InvalidBlock(f"undecodable extrinsic: {exc}") from exc
+        inherent = None if xt.signed else _inherent_call(runtime, xt)
+        items.append(xt if inherent is None else (xt, inherent))
+    return items
+
+
+def signature_jobs(
+    executive: Executive, parent: Trie, header: Header, items: Sequence[BlockItem]
+) -> list[SignatureJob]:
+    """The signature checks executing these items on `parent` will ask for, with the payloads
+    they will be asked with (read from the parent state: runtime version, genesis and birth
+    block hashes), in block order; not the ones already verified (pool-checked with the same
+    payload) nor those whose era is invalid in this block (execution refuses them first). Pure:
+    for running the checks ahead of execution, elsewhere."""
+    number = header.number
+
+    def block_hash(n: int) -> bytes:  # as `System.BlockHash` reads once the block began
+        return header.parent_hash if n == number - 1 else system.BlockHash.get(parent, n)
+
+    version = executive.version_at(parent)
+    genesis_hash = block_hash(0)
+    jobs: list[SignatureJob] = []
+    for item in items:
+        if isinstance(item, tuple):  # an inherent
+            continue
+        xt = item.xt if isinstance(item, CheckedExtrinsic) else item
+        if xt.signer is None or xt.signature is None or xt.scheme is None:
+            continue
+        birth = xt.era.birth(number)
+        if xt.era.is_immortal:
+            birth_hash = genesis_hash
+        elif birth >= number or number - birth > executive.config.system.block_hash_count:
+            continue
+        else:
+            birth_hash = block_hash(birth)
+        payload = executive._signing_payload(xt, version, genesis_hash, birth_hash)
+        if isinstance(item, CheckedExtrinsic) and item.payload == payload:
+            continue
+        jobs.append((xt.scheme, xt.signature, payload, xt.signer))
+    return jobs
+
+
 def execute_block(
     executive: Executive,
     parent: Trie,
@@ -592,27 +722,61 @@ def execute_block(
     extrinsics: Sequence[bytes],
     *,
     verified: frozenset[bytes] = frozenset(),
+    known: Callable[[bytes], CheckedExtrinsic | None] | None = None,
 ) -> BuiltBlock:
-    """Re-execute an imported block and check its roots and digest. `header` is without its
-    seal. As in FRAME, the block begins with its header's pre-runtime digest items, and its
-    header must carry exactly the digest the execution gives (those items, then whatever the
-    runtime deposited, such as `RuntimeEnvironmentUpdated`).
+    """Re-execute an imported block and check its roots and digest (`execute_decoded`).
 
-    Extrinsics whose hash is in `verified` skip signature checks (already checked by the pool).
+    Extrinsics whose hash is in `verified` skip the checks of era and signature; those that
+    `known(hash)` gives (the pool's) are not decoded again, nor their signatures verified again.
     """
+    items: list[BlockItem | Unverified] = list(
+        decode_block_extrinsics(executive, extrinsics, known)
+    )
+    if verified:
+        items = [
+            Unverified(item) if isinstance(item, Extrinsic) and item.hash in verified else item
+            for item in items
+        ]
+    return execute_decoded(executive, parent, header, items)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unverified:
+    """An extrinsic whose era and signature the caller checked (`execute_block(verified=)`)."""
+
+    xt: Extrinsic
+
+
+def execute_decoded(
+    executive: Executive,
+    parent: Trie,
+    header: Header,
+    items: Sequence[BlockItem | Unverified],
+    *,
+    signature_check: SignatureCheck = verify_signature,
+) -> BuiltBlock:
+    """Re-execute an imported block from its decoded extrinsics (`decode_block_extrinsics`)
+    and check its roots and digest. `header` is without its seal. As in FRAME, the block begins
+    with its header's pre-runtime digest items, and its header must carry exactly the digest the
+    execution gives (those items, then whatever the runtime deposited, such as
+    `RuntimeEnvironmentUpdated`). Signatures are checked by `signature_check`."""
     pre_runtime = [d for d in header.digest if d.kind == DigestItem.PRE_RUNTIME]
-    builder = executive.begin_block(parent, header.parent_hash, header.number, pre_runtime)
-    for raw in extrinsics:
-        try:
-            xt = Extrinsic.decode(raw)
-        except CodecError as exc:
-            raise InvalidBlock(f"undecodable extrinsic: {exc}") from exc
-        if not xt.signed and _is_inherent(executive.runtime, xt):
-            builder.apply_inherent(raw)
+    builder = executive.begin_block(
+        parent, header.parent_hash, header.number, pre_runtime, signature_check=signature_check
+    )
+    for item in items:
+        if isinstance(item, tuple):
+            builder._apply_inherent(*item)
             continue
         try:
-            builder.apply(raw, verified=xt.hash in verified)
+            if isinstance(item, CheckedExtrinsic):
+                builder.apply_checked(item)
+            elif isinstance(item, Unverified):
+                builder.apply_extrinsic(item.xt, verify=False)
+            else:
+                builder.apply_extrinsic(item)
         except InvalidTransaction as exc:
+            xt = item.xt if not isinstance(item, Extrinsic) else item
             raise InvalidBlock(f"extrinsic {xt.hash.hex()} is invalid: {exc}") from exc
     built = builder.finalize()
     if built.header.digest != header.digest:
@@ -627,13 +791,14 @@ def execute_block(
     return built
 
 
-def _is_inherent(runtime: Runtime[RuntimeConfig], xt: Extrinsic) -> bool:
-    """An unsigned extrinsic whose pallet does not validate unsigned calls is treated as an
-    inherent (`apply_inherent` rejects it unless its call is Mandatory). One whose call does not
-    decode is not: `apply` refuses it as undecodable."""
+def _inherent_call(runtime: Runtime[RuntimeConfig], xt: Extrinsic) -> DecodedCall | None:
+    """The call of an unsigned extrinsic that is treated as an inherent: one whose pallet does
+    not validate unsigned calls (`apply_inherent` rejects it unless its call is Mandatory).
+    None for one whose call does not decode (`apply` refuses it as undecodable) or that is a
+    `validate_unsigned` transaction."""
     try:
         call = runtime.decode_call(xt.call)
     except CodecError:
-        return False
+        return None
     is_mandatory = call.call.dispatch_class == "Mandatory"
-    return is_mandatory or unsigned_validator(runtime.config, call) is None
+    return call if is_mandatory or unsigned_validator(runtime.config, call) is None else None

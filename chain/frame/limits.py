@@ -28,10 +28,14 @@ class PerDispatchClass(Generic[V]):
     mandatory: V
 
     def get(self, dispatch_class: str) -> V:
+        if dispatch_class == "Normal":  # the common case, per extrinsic
+            return self.normal
         value: V = getattr(self, _attr(dispatch_class))
         return value
 
     def replace(self, dispatch_class: str, value: V) -> PerDispatchClass[V]:
+        if dispatch_class == "Normal":  # the common case, without dataclasses.replace
+            return PerDispatchClass(value, self.operational, self.mandatory)
         return dataclasses.replace(self, **{_attr(dispatch_class): value})
 
 

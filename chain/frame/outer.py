@@ -35,16 +35,20 @@ class DecodedCall:
 
     call: CallDef
     args: dict[str, Any]
+    _weight: Weight | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
     def weight(self) -> Weight:
         """The declared weight for these arguments: the one place the runtime reads it (fees,
-        block limits, dispatch info)."""
-        own = self.call.weight_of(self.args)
-        inner = self.args.get("call")
-        if isinstance(inner, DecodedCall):  # sudo-style wrappers also pay for the inner call
-            return own + inner.weight
-        return own
+        block limits, dispatch info). Computed once (a call's arguments are not changed)."""
+        weight = self._weight
+        if weight is None:
+            weight = self.call.weight_of(self.args)
+            inner = self.args.get("call")
+            if isinstance(inner, DecodedCall):  # sudo-style wrappers also pay for the inner call
+                weight = weight + inner.weight
+            object.__setattr__(self, "_weight", weight)
+        return weight
 
     @property
     def name(self) -> str:

@@ -40,6 +40,7 @@ from chain.codec import U64_MAX, Decoder
 from chain.frame.common import DISPATCH_ERROR, AccountId, Weight
 from chain.frame.types import Field, ScaleType, annotated_fields, scale_field
 from chain.hashing import HASHERS, storage_prefix, twox128
+from chain.storage.overlay import Overlay
 
 K = TypeVar("K")
 K2 = TypeVar("K2")
@@ -279,10 +280,22 @@ class EventDef:
     cls: type
     fields: list[Field]
     docs: tuple[str, ...]
+    # (attribute, encoder) per field, and the pallet and event indices: what `encode` writes
+    _encoders: tuple[tuple[str, Callable[[Any], bytes]], ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+    _head: bytes = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        encoders = tuple((f.attr or f.name or "", f.ty.encode) for f in self.fields)
+        object.__setattr__(self, "_encoders", encoders)
+        object.__setattr__(self, "_head", bytes((self.pallet.index, self.index)))
 
     def encode(self, event: Any) -> bytes:
-        body = b"".join(f.ty.encode(getattr(event, f.attr or f.name or "")) for f in self.fields)
-        return bytes((self.pallet.index, self.index)) + body
+        parts = [self._head]
+        for attr, encode in self._encoders:
+            parts.append(encode(getattr(event, attr)))
+        return b"".join(parts)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -428,12 +441,43 @@ def hook(spec: PalletSpec, name: str) -> Callable[[F], F]:
 
 
 class StorageItem:
+    """A storage item. On an `Overlay` (a block being built or executed) the values of an
+    immutable type go through the overlay's value cache: decoded once per block, encoded once
+    when the block's changes are taken, whatever the number of reads and writes in between."""
+
     spec: PalletSpec
     name: str
     value_ty: ScaleType
     default: Any
     docs: tuple[str, ...]
     is_optional_query: bool = False
+    _is_cached: bool | None = None  # value_ty.is_immutable(), asked at first use (Lazy types)
+
+    def _is_immutable(self) -> bool:
+        cached = self._is_cached
+        if cached is None:
+            cached = self._is_cached = self.value_ty.is_immutable()
+        return cached
+
+    def _read(self, state: ReadState, key: bytes) -> Any:
+        if type(state) is Overlay and self._is_immutable():
+            return state.get_value(key, self.value_ty, self.default)
+        raw = state.get(key)
+        if raw is None:
+            return self.default
+        return self.value_ty.decode_all(raw)
+
+    def _write(self, state: State, key: bytes, value: Any) -> None:
+        if type(state) is Overlay and self._is_immutable() and not isinstance(value, list | dict):
+            state.put_value(key, self.value_ty, value)
+        else:
+            state.put(key, self.value_ty.encode(value))
+
+    @staticmethod
+    def _exists(state: ReadState, key: bytes) -> bool:
+        if type(state) is Overlay:
+            return state.contains(key)
+        return state.get(key) is not None
 
     @property
     def modifier(self) -> str:
@@ -467,21 +511,17 @@ class StorageValue(StorageItem, Generic[V]):
         spec.storage.append(self)
 
     def get(self, state: ReadState) -> V:
-        raw = state.get(self.key)
-        if raw is None:
-            default: V = self.default
-            return default
-        value: V = self.value_ty.decode_all(raw)
+        value: V = self._read(state, self.key)
         return value
 
     def put(self, state: State, value: V) -> None:
-        state.put(self.key, self.value_ty.encode(value))
+        self._write(state, self.key, value)
 
     def kill(self, state: State) -> None:
         state.delete(self.key)
 
     def exists(self, state: ReadState) -> bool:
-        return state.get(self.key) is not None
+        return self._exists(state, self.key)
 
 
 class _MapBase(StorageItem):
@@ -497,6 +537,9 @@ class _MapBase(StorageItem):
         d = Decoder(raw, pos + skip)
         value = self.key_tys[i].decode(d)
         return value, d.pos
+
+
+KEY_CACHE_SIZE = 65_536  # storage keys kept per map (hashing a key costs about a microsecond)
 
 
 class StorageMap(_MapBase, Generic[K, V]):
@@ -518,27 +561,44 @@ class StorageMap(_MapBase, Generic[K, V]):
         self._key_enc = key.encode
         self.docs = (docs,) if docs else ()
         self.prefix = storage_prefix(spec.name, name)
+        # storage keys of recently used map keys (a pure function's results; bounded)
+        self._keys: dict[Any, bytes] = {}
         spec.storage.append(self)
 
     def key_for(self, key: K) -> bytes:
-        return self.prefix + self._hash(self._key_enc(key))
+        keys = self._keys
+        try:
+            hit = keys.get(key)
+        except TypeError:  # an unhashable key
+            return self.prefix + self._hash(self._key_enc(key))
+        if hit is None:
+            hit = self.prefix + self._hash(self._key_enc(key))
+            if len(keys) >= KEY_CACHE_SIZE:
+                keys.clear()
+            keys[key] = hit
+        return hit
 
     def get(self, state: ReadState, key: K) -> V:
-        raw = state.get(self.prefix + self._hash(self._key_enc(key)))
-        if raw is None:
-            default: V = self.default
-            return default
-        value: V = self.value_ty.decode_all(raw)
+        value: V = self._read(state, self.key_for(key))
+        return value
+
+    def get_at(self, state: ReadState, raw_key: bytes) -> V:
+        """The value at a storage key of this map (`key_for`), for a caller that needs the key
+        too."""
+        value: V = self._read(state, raw_key)
         return value
 
     def put(self, state: State, key: K, value: V) -> None:
-        state.put(self.prefix + self._hash(self._key_enc(key)), self.value_ty.encode(value))
+        self._write(state, self.key_for(key), value)
+
+    def put_at(self, state: State, raw_key: bytes, value: V) -> None:
+        self._write(state, raw_key, value)
 
     def remove(self, state: State, key: K) -> None:
         state.delete(self.key_for(key))
 
     def contains(self, state: ReadState, key: K) -> bool:
-        return state.get(self.key_for(key)) is not None
+        return self._exists(state, self.key_for(key))
 
     def iter(self, state: ReadState) -> Iterator[tuple[K, V]]:
         """All entries in key-byte order (deterministic)."""
@@ -575,21 +635,17 @@ class StorageDoubleMap(_MapBase, Generic[K, K2, V]):
         return self.prefix_for(k1) + HASHERS[self.hashers[1]](self.key_tys[1].encode(k2))
 
     def get(self, state: ReadState, k1: K, k2: K2) -> V:
-        raw = state.get(self.key_for(k1, k2))
-        if raw is None:
-            default: V = self.default
-            return default
-        value: V = self.value_ty.decode_all(raw)
+        value: V = self._read(state, self.key_for(k1, k2))
         return value
 
     def put(self, state: State, k1: K, k2: K2, value: V) -> None:
-        state.put(self.key_for(k1, k2), self.value_ty.encode(value))
+        self._write(state, self.key_for(k1, k2), value)
 
     def remove(self, state: State, k1: K, k2: K2) -> None:
         state.delete(self.key_for(k1, k2))
 
     def contains(self, state: ReadState, k1: K, k2: K2) -> bool:
-        return state.get(self.key_for(k1, k2)) is not None
+        return self._exists(state, self.key_for(k1, k2))
 
     def iter_prefix(self, state: ReadState, k1: K) -> Iterator[tuple[K2, V]]:
         prefix = self.prefix_for(k1)

@@ -107,11 +107,24 @@ class ScaleType:
         d.finish()
         return value
 
+    def is_immutable(self) -> bool:
+        """Whether every value this type decodes to is immutable (ints, bytes, strings, frozen
+        dataclasses and tuples of such): the storage value cache may then share one decoded
+        object between readers."""
+        return False
+
     def scale_info(self, reg: TypeRegistry) -> JSONDict:
         raise NotImplementedError
 
 
-class _UInt(ScaleType):
+class _Atom(ScaleType):
+    """A type whose values are ints, bools, bytes or strings."""
+
+    def is_immutable(self) -> bool:
+        return True
+
+
+class _UInt(_Atom):
     def __init__(self, bits: int) -> None:
         self.bits = bits
         self.width = bits // 8
@@ -130,7 +143,7 @@ class _UInt(ScaleType):
         return _info({"primitive": f"u{self.bits}"})
 
 
-class _Bool(ScaleType):
+class _Bool(_Atom):
     type_name = "bool"
 
     def encode(self, value: bool) -> bytes:
@@ -143,7 +156,7 @@ class _Bool(ScaleType):
         return _info({"primitive": "bool"})
 
 
-class _Str(ScaleType):
+class _Str(_Atom):
     type_name = "String"
 
     def encode(self, value: str) -> bytes:
@@ -184,6 +197,9 @@ class Compact(_Wrapper):
             raise CodecError(f"{value} does not fit in Compact<u{self.inner.bits}>")
         return encode_compact(value)
 
+    def is_immutable(self) -> bool:
+        return True
+
     def decode(self, d: Decoder) -> int:
         value = d.compact()
         if isinstance(self.inner, _UInt) and value >> self.inner.bits:
@@ -194,7 +210,7 @@ class Compact(_Wrapper):
         return _info({"compact": {"type": reg.id_of(self.inner)}})
 
 
-class Bytes(ScaleType):
+class Bytes(_Atom):
     """`Vec<u8>` with an optional maximum length (a `BoundedVec`)."""
 
     type_name = "Vec<u8>"
@@ -217,7 +233,7 @@ class Bytes(ScaleType):
         return _info({"sequence": {"type": reg.id_of(U8)}})
 
 
-class FixedBytes(ScaleType):
+class FixedBytes(_Atom):
     """`[u8; N]`."""
 
     def __init__(self, n: int) -> None:
@@ -283,6 +299,9 @@ class Tuple(ScaleType):
     def decode(self, d: Decoder) -> tuple[Any, ...]:
         return tuple(t.decode(d) for t in self.items)
 
+    def is_immutable(self) -> bool:
+        return all(t.is_immutable() for t in self.items)
+
     def scale_info(self, reg: TypeRegistry) -> JSONDict:
         return _info({"tuple": [reg.id_of(t) for t in self.items]})
 
@@ -305,6 +324,9 @@ class Option(_Wrapper):
         if tag == 1:
             return self.inner.decode(d)
         raise CodecError(f"invalid Option tag {tag}")
+
+    def is_immutable(self) -> bool:
+        return self.inner.is_immutable()
 
     def scale_info(self, reg: TypeRegistry) -> JSONDict:
         inner = reg.id_of(self.inner)
@@ -432,6 +454,7 @@ class Struct(ScaleType):
         self._layout = _fixed_layout(self)
         self._cache: dict[bytes, Any] | None = {} if cache_size > 0 and cls is not None else None
         self._cache_size = cache_size
+        self._encoders: list[tuple[str, Callable[[Any], bytes]]] | None = None  # at first use
 
     def decode_all(self, data: bytes) -> Any:
         cache = self._cache
@@ -448,6 +471,15 @@ class Struct(ScaleType):
                 cache.clear()
             cache[bytes(data)] = value
         return value
+
+    def is_immutable(self) -> bool:
+        cls = self.cls
+        params = getattr(cls, "__dataclass_params__", None)
+        return (
+            params is not None
+            and bool(params.frozen)
+            and all(f.ty.is_immutable() for f in self.fields)
+        )
 
     def _flatten(self, value: Any, out: list[bytes]) -> None:
         for f, attr in zip(self.fields, self._attrs, strict=True):
@@ -486,9 +518,15 @@ class Struct(ScaleType):
             return b"".join(
                 f.ty.encode(value[a]) for f, a in zip(self.fields, self._attrs, strict=True)
             )
-        return b"".join(
-            f.ty.encode(getattr(value, a)) for f, a in zip(self.fields, self._attrs, strict=True)
-        )
+        encoders = self._encoders
+        if encoders is None:  # taken at first use: forward references are bound by then
+            encoders = self._encoders = [
+                (a, f.ty.encode) for f, a in zip(self.fields, self._attrs, strict=True)
+            ]
+        parts = []
+        for attr, encode in encoders:
+            parts.append(encode(getattr(value, attr)))
+        return b"".join(parts)
 
     def decode(self, d: Decoder) -> Any:
         values = [f.ty.decode(d) for f in self.fields]
@@ -543,6 +581,9 @@ class NewType(ScaleType):
         self.type_name = type_name or self.path[-1]
         self.encode = inner.encode  # type: ignore[method-assign]
         self.decode = inner.decode  # type: ignore[method-assign]
+
+    def is_immutable(self) -> bool:
+        return self.inner.is_immutable()
 
     def scale_info(self, reg: TypeRegistry) -> JSONDict:
         return _info(
@@ -613,6 +654,13 @@ class Enum(ScaleType):
         values = tuple(f.ty.decode(d) for f in v.fields)
         return (v.name, values[0] if len(values) == 1 else values)
 
+    def is_immutable(self) -> bool:
+        """Unnamed payloads decode to tuples (named ones to dicts: mutable)."""
+        return all(
+            not v.fields or (not v.named and all(f.ty.is_immutable() for f in v.fields))
+            for v in self.variants
+        )
+
     def scale_info(self, reg: TypeRegistry) -> JSONDict:
         variants = [
             {
@@ -660,6 +708,9 @@ class Lazy(ScaleType):
         # straight to the target: no frame of this reference's own per nesting level
         self.encode = target.encode  # type: ignore[method-assign]
         self.decode = target.decode  # type: ignore[method-assign]
+
+    def is_immutable(self) -> bool:
+        return False  # conservative: a reference may be recursive
 
     def _t(self) -> ScaleType:
         if self.target is None:

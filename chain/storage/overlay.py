@@ -8,15 +8,29 @@ run and a short one), so writes stay O(1) however many keys are pending.
 Checkpoints are cheap: every write made while a checkpoint is open appends
 `(key, previous pending entry)` to a journal; reverting pops the journal back to the
 checkpoint's mark, committing just drops the mark.
+
+The block's value cache: the typed storage accessors (`chain.frame.pallet`) read and write
+decoded values of immutable types through `get_value`/`put_value`. A value read from the backend
+is decoded once per overlay; a value written is held decoded (`Typed`) and encoded only when its
+bytes are needed (`get`, `iterate`, `changes`), once, however often it was rewritten. Encoding is
+the codec's own, so the bytes, and the state root, are the ones an eager write gives.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from chain import ChainError
+
+
+class Codec(Protocol):
+    """What the value cache needs of a SCALE descriptor (`chain.frame.types.ScaleType`)."""
+
+    def encode(self, value: Any) -> bytes: ...
+
+    def decode_all(self, data: bytes) -> Any: ...
 
 
 class StateReader(Protocol):
@@ -38,29 +52,86 @@ class _Absent:
 _ABSENT: Final = _Absent()
 
 
+class Typed:
+    """A pending value held decoded, with its codec; `raw` is its encoding once computed.
+    Immutable values only: the overlay hands out the object itself."""
+
+    __slots__ = ("codec", "raw", "value")
+
+    def __init__(self, codec: Codec, value: Any) -> None:
+        self.codec = codec
+        self.value = value
+        self.raw: bytes | None = None
+
+    def encoded(self) -> bytes:
+        raw = self.raw
+        if raw is None:
+            raw = self.raw = self.codec.encode(self.value)
+        return raw
+
+
+Entry = bytes | Typed | None  # a pending change: bytes, a decoded value, or None (deleted)
+
+
 class Overlay:
     """Pending changes over a `StateReader`, with nested checkpoints."""
 
-    __slots__ = ("_backend", "_changes", "_journal", "_marks", "_sorted", "_tail")
+    __slots__ = ("_backend", "_changes", "_decoded", "_journal", "_marks", "_sorted", "_tail")
 
     def __init__(self, backend: StateReader) -> None:
         self._backend = backend
-        self._changes: dict[bytes, bytes | None] = {}
+        self._changes: dict[bytes, Entry] = {}
         self._sorted: list[bytes] = []  # keys of _changes, ascending ...
         self._tail: list[bytes] = []  # ... and the rest of them, as added
-        self._journal: list[tuple[bytes, bytes | _Absent | None]] = []
+        self._journal: list[tuple[bytes, Entry | _Absent]] = []
         self._marks: list[int] = []
+        # backend values decoded by get_value: key -> (codec, value); the backend never changes
+        self._decoded: dict[bytes, tuple[Codec, Any]] = {}
 
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
         changes = self._changes
         if key in changes:
-            return changes[key]
+            entry = changes[key]
+            if isinstance(entry, Typed):
+                return entry.encoded()
+            return entry
         return self._backend.get(key)
 
+    def get_value(self, key: bytes, codec: Codec, default: Any) -> Any:
+        """The value at `key` decoded with `codec` (immutable values only), or `default` when
+        absent. Decoded at most once per overlay for a backend value; a pending `Typed` value of
+        the same codec is returned as written."""
+        changes = self._changes
+        if key in changes:
+            entry = changes[key]
+            if entry is None:
+                return default
+            if isinstance(entry, Typed):
+                if entry.codec is codec:
+                    return entry.value
+                return codec.decode_all(entry.encoded())
+            # written as bytes: decode once, and keep the same value decoded beside its bytes
+            value = codec.decode_all(entry)
+            typed = changes[key] = Typed(codec, value)
+            typed.raw = entry
+            return value
+        hit = self._decoded.get(key)
+        if hit is not None and hit[0] is codec:
+            return hit[1]
+        raw = self._backend.get(key)
+        if raw is None:
+            return default
+        value = codec.decode_all(raw)
+        self._decoded[key] = (codec, value)
+        return value
+
     def contains(self, key: bytes) -> bool:
-        return self.get(key) is not None
+        changes = self._changes
+        if key in changes:
+            return changes[key] is not None
+        return self._backend.get(key) is not None
 
     def iterate(
         self, prefix: bytes = b"", start: bytes | None = None
@@ -94,7 +165,8 @@ class Overlay:
             else:
                 key = p_key
             if key in changes:
-                value = changes[key]
+                entry = changes[key]
+                value = entry.encoded() if isinstance(entry, Typed) else entry
             else:
                 assert b_item is not None
                 value = b_item[1]
@@ -126,7 +198,7 @@ class Overlay:
 
     # -- writes --------------------------------------------------------------------------
 
-    def _set(self, key: bytes, value: bytes | None) -> None:
+    def _set(self, key: bytes, value: Entry) -> None:
         changes = self._changes
         if key in changes:
             if self._marks:
@@ -139,6 +211,11 @@ class Overlay:
 
     def put(self, key: bytes, value: bytes) -> None:
         self._set(key, value)
+
+    def put_value(self, key: bytes, codec: Codec, value: Any) -> None:
+        """Write `value` (immutable) decoded; it is encoded with `codec` when its bytes are
+        needed. Codec errors therefore surface then, not here."""
+        self._set(key, Typed(codec, value))
 
     def delete(self, key: bytes) -> None:
         self._set(key, None)
@@ -200,4 +277,7 @@ class Overlay:
         """The net pending changes (None = delete); only with no open checkpoint."""
         if self._marks:
             raise ChainError(f"changes() with {len(self._marks)} open checkpoint(s)")
-        return dict(self._changes)
+        return {
+            key: entry.encoded() if isinstance(entry, Typed) else entry
+            for key, entry in self._changes.items()
+        }

@@ -7,9 +7,10 @@ Invariant: an account record exists iff it has a provider or a non-zero nonce.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Annotated, Any, TypeAlias
 
-from chain.codec import CodecError
+from chain.codec import CodecError, encode_compact
 from chain.frame.code import CODE_KEY, RUNTIME_VERSION, RuntimeCode
 from chain.frame.limits import (
     BLOCK_LENGTH,
@@ -307,6 +308,22 @@ def deposit_log(state: State, item: object) -> None:
 # ---- account helpers used by other pallets ----------------------------------------------------
 
 
+def encode_event_records(phase: tuple[str, int | None], events: Sequence[Any]) -> list[bytes]:
+    """`EVENT_RECORD.encode(EventRecord(phase, event, []))` of each event: the phase, the
+    `RuntimeEvent`, no topics (the phase is encoded once for them all)."""
+    head = PHASE.encode(phase)
+    encode = RUNTIME_EVENT.encode
+    return [head + encode(event) + b"\x00" for event in events]
+
+
+def put_events(state: State, records: Sequence[bytes]) -> None:
+    """Write the block's events, each an `EventRecord` encoded when it was deposited: the
+    `Vec` is their concatenation after its length, so no record is encoded twice; and
+    `EventCount`."""
+    state.put(Events.key, encode_compact(len(records)) + b"".join(records))
+    EventCount.put(state, len(records))
+
+
 def get_account(state: ReadState, who: bytes) -> AccountInfo:
     return Account.get(state, AccountId(who))
 
@@ -316,8 +333,7 @@ def put_account(ctx: Ctx, who: bytes, info: AccountInfo) -> None:
     (NewAccount) and is reaped, nonce included, when the last one leaves (KilledAccount), as in
     FRAME. A record with no provider may exist only for its nonce (a feeless first call)."""
     key = Account.key_for(AccountId(who))
-    raw = ctx.state.get(key)
-    old = ACCOUNT_INFO.decode_all(raw) if raw is not None else AccountInfo()
+    old = Account.get_at(ctx.state, key)  # the default AccountInfo() when absent
     was_alive = old.providers > 0 or old.sufficients > 0
     is_alive = info.providers > 0 or info.sufficients > 0
     if was_alive and not is_alive:
@@ -325,12 +341,12 @@ def put_account(ctx: Ctx, who: bytes, info: AccountInfo) -> None:
         ctx.emit(KilledAccount(who))
         return
     if not is_alive and info.nonce == 0:
-        if raw is not None:
+        if Account.contains(ctx.state, AccountId(who)):
             ctx.state.delete(key)
         return
     if is_alive and not was_alive:
         ctx.emit(NewAccount(who))
-    ctx.state.put(key, ACCOUNT_INFO.encode(info))
+    Account.put_at(ctx.state, key, info)
 
 
 def inc_nonce(state: State, who: bytes) -> None:

@@ -14,6 +14,24 @@ from chain import ChainError
 from chain.storage.kv import MemoryKV
 from chain.storage.overlay import Overlay
 
+
+class TupleCodec:
+    """Values are tuples of byte values; counts its encodings and decodings."""
+
+    def __init__(self) -> None:
+        self.encoded = 0
+        self.decoded = 0
+
+    def encode(self, value: tuple[int, ...]) -> bytes:
+        self.encoded += 1
+        return bytes(value)
+
+    def decode_all(self, data: bytes) -> tuple[int, ...]:
+        self.decoded += 1
+        return tuple(data)
+
+
+CODEC = TupleCodec()
 keys = st.lists(st.sampled_from(b"\x00\x01\x7f\xff"), max_size=3).map(bytes)
 values = st.binary(max_size=3)
 
@@ -38,6 +56,16 @@ class OverlayMachine(RuleBasedStateMachine):
     def put(self, key: bytes, value: bytes) -> None:
         self.overlay.put(key, value)
         self.model[key] = value
+
+    @rule(key=keys, value=values)
+    def put_value(self, key: bytes, value: bytes) -> None:
+        self.overlay.put_value(key, CODEC, tuple(value))
+        self.model[key] = value
+
+    @rule(key=keys)
+    def get_value(self, key: bytes) -> None:
+        expected = tuple(self.model[key]) if key in self.model else None
+        assert self.overlay.get_value(key, CODEC, None) == expected
 
     @rule(key=keys)
     def delete(self, key: bytes) -> None:
@@ -120,3 +148,26 @@ def test_iterate_sees_writes_made_after_the_cursor() -> None:
             overlay.put(b"0", b"0")  # before the cursor: not seen
     assert seen == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
     assert list(overlay.iterate()) == [(b"0", b"0"), (b"b", b"2"), (b"c", b"3")]
+
+
+def test_value_cache_decodes_once_and_encodes_once_per_block() -> None:
+    codec = TupleCodec()
+    overlay = Overlay(MemoryKV([(b"k", b"\x01\x02")]))
+    for _ in range(3):
+        assert overlay.get_value(b"k", codec, None) == (1, 2)
+    assert codec.decoded == 1
+    for n in range(5):
+        overlay.checkpoint()
+        overlay.put_value(b"k", codec, (n,))
+        overlay.put_value(b"new", codec, (n, n))
+        overlay.commit_checkpoint()
+    overlay.checkpoint()
+    overlay.put_value(b"k", codec, (9,))
+    overlay.revert_checkpoint()  # the last committed value comes back
+    assert overlay.get_value(b"k", codec, None) == (4,)
+    assert codec.encoded == 0  # nothing encoded while the block runs
+    assert overlay.changes() == {b"k": b"\x04", b"new": b"\x04\x04"}
+    assert codec.encoded == 2
+    assert overlay.get(b"k") == b"\x04"  # the same bytes, not encoded again
+    assert codec.encoded == 2
+    assert codec.decoded == 1

@@ -351,3 +351,17 @@ def test_scale_info_shapes() -> None:
     mixed = reg.types[reg.id_of(MIXED)]
     assert mixed is not None
     assert [v["index"] for v in mixed["def"]["variant"]["variants"]] == [0, 1, 2, 3, 7]
+
+
+def test_is_immutable_admits_only_values_that_cannot_change() -> None:
+    """The storage value cache shares decoded values: only types whose values are immutable."""
+    from chain.frame.types import Compact, FixedBytes, Option, Tuple, Vec
+    from pallets.system import pallet as system
+
+    assert system.ACCOUNT_INFO.is_immutable()  # a frozen dataclass of integers
+    assert Option(Tuple(U32, FixedBytes(32))).is_immutable()
+    assert Compact(U128).is_immutable()
+    assert not Vec(U32).is_immutable()  # a list
+    assert not system.Events.value_ty.is_immutable()
+    assert not system.Digest.value_ty.is_immutable()  # a dict
+    assert not Option(Vec(U8)).is_immutable()

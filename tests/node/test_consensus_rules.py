@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sr25519
 
+import node.sigcheck as node_sigcheck
 from chain.consensus import (
     PRECOMMIT,
     ConsensusError,
@@ -32,9 +34,11 @@ from chain.consensus import (
     header_slot,
     vote_payload,
 )
+from chain.crypto import SignatureScheme, verify_signature
 from chain.primitives import (
     Block,
     DigestItem,
+    Extrinsic,
     Header,
     encode_unsigned_extrinsic,
 )
@@ -45,10 +49,18 @@ from node.interfaces import Clock
 from node.keystore import Signer, derive_key
 from node.network import BLOCK_ANNOUNCE, BLS_PARTIAL, COMMIT, TRANSACTIONS, VOTE, Verdict
 from node.service import Node, NodeConfig
+from node.sigcheck import ParallelSignatures
 from node.sync import Syncer
 from node.txpool import PoolError
 from pallets.aura import pallet as aura
-from pallets.executive import InvalidBlock
+from pallets.executive import (
+    InvalidBlock,
+    InvalidTransaction,
+    SignatureJob,
+    decode_block_extrinsics,
+    execute_decoded,
+    signature_jobs,
+)
 from pallets.finality import pallet as finality
 from tests.chaingen import sign_call
 
@@ -1129,3 +1141,141 @@ def test_block_requests_are_served_from_the_canonical_chain(node: Node) -> None:
     items = handler.on_block_request("12D3KooWpeer", 1, 10)
     assert [decode_block_item(i)[0].hash() for i in items] == [a1.hash(), a2.hash()]
     assert handler.on_block_request("12D3KooWpeer", 3, 5) == []
+
+
+# ---- one pass per extrinsic; signatures on the other cores -----------------------------------
+
+
+@pytest.fixture
+def verified_signatures(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The signatures sr25519 verifies in this process, in order."""
+    seen: list[bytes] = []
+    verify = sr25519.verify
+
+    def counting(signature: bytes, message: bytes, public: bytes) -> bool:
+        seen.append(bytes(signature))
+        return bool(verify(signature, message, public))
+
+    monkeypatch.setattr(sr25519, "verify", counting)
+    return seen
+
+
+def _signature(raw: bytes) -> bytes:
+    xt = Extrinsic.decode(raw)
+    assert xt.signature is not None
+    return xt.signature
+
+
+def test_import_reuses_the_pools_check_of_a_gossiped_transaction(
+    node: Node,
+    make_node: NodeFactory,
+    verified_signatures: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = transfer(node, SR[BOB], 0, 10**18)
+    follower, stranger = make_node(DAVE), make_node(CHARLIE)
+    follower.pool.submit(raw)  # as gossip brings it: decoded and verified once, here
+    block = build(node, node.genesis_hash, slot_of(ALICE, BASE_SLOT), txs=[raw])
+    decoded: list[bytes] = []
+    decode = Extrinsic.decode
+
+    def counting_decode(data: bytes) -> Extrinsic:
+        decoded.append(bytes(data))
+        return decode(data)
+
+    monkeypatch.setattr(Extrinsic, "decode", counting_decode)
+    verified_signatures.clear()
+    follower.importer.import_block(block)
+    assert raw not in decoded  # not decoded again ...
+    assert _signature(raw) not in verified_signatures  # ... nor verified again
+    assert follower.chain.best_hash == block.hash()
+    stranger.importer.import_block(block)  # a node that never saw it verifies it
+    assert verified_signatures.count(_signature(raw)) == 1
+    assert stranger.db.header(block.hash()) == follower.db.header(block.hash())
+
+
+def test_signature_checks_in_workers_give_the_verdicts_of_verify_signature(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs: list[SignatureJob] = []
+    for nonce in range(5):
+        xt = Extrinsic.decode(transfer(node, SR[BOB], nonce, 10**18))
+        assert xt.signature is not None
+        payload = b"payload %d" % nonce  # signed below, or not (nonce 2)
+        signature = SR[BOB].sign(payload) if nonce != 2 else xt.signature
+        jobs.append((SignatureScheme.SR25519, signature, payload, SR[BOB].public))
+    workers = ParallelSignatures(workers=1, min_parallel=1)
+    try:
+        checks = workers.start(jobs)
+        checks.wait(timeout=60)
+
+        def inline(*job: Any) -> bool:
+            raise AssertionError("checked inline, not by the worker")
+
+        monkeypatch.setattr(node_sigcheck, "verify_signature", inline)
+        assert [checks(*job) for job in jobs] == [True, True, False, True, True]
+    finally:
+        workers.close()
+
+
+def test_a_bad_signature_rejects_the_block_when_workers_check_it(
+    node: Node, make_node: NodeFactory
+) -> None:
+    txs = [transfer(node, SR[BOB], n, 10**18) for n in range(4)]
+    txs[2] = transfer(node, SR[BOB], 2, 10**18, by=SR[CHARLIE])  # signed by another key
+    parent = node.db.header(node.genesis_hash)
+    assert parent is not None
+    slot = slot_of(ALICE, BASE_SLOT)
+    digest = [DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))]
+    builder = node.executive.begin_block(
+        node.db.state_at_root(parent.state_root), node.genesis_hash, 1, digest
+    )
+    now = slot * node.slot_ms
+    ts_call = node.runtime.call_type.encode(node.runtime.call("Timestamp", "set", now=now))
+    builder.apply_inherent(encode_unsigned_extrinsic(ts_call))
+    for raw in txs:
+        builder.apply(raw, verified=True)  # a faulty author: checks no signature
+    built = builder.finalize()
+    bad = reseal(Block(built.header, built.extrinsics), built.header, SR[ALICE])
+    good = build(
+        node, node.genesis_hash, slot, txs=[*txs[:2], transfer(node, SR[BOB], 2, 10**18), txs[3]]
+    )
+    serial, parallel = make_node(DAVE), make_node(CHARLIE)
+    serial.signatures.workers = 0
+    parallel.signatures.min_parallel = 1
+    parallel.signatures.workers = 1
+    parallel.signatures.warm(timeout=60)
+    with pytest.raises(InvalidBlock) as inline_refusal:
+        serial.importer.import_block(bad)
+    with pytest.raises(InvalidBlock) as worker_refusal:
+        parallel.importer.import_block(bad)
+    assert str(worker_refusal.value) == str(inline_refusal.value)
+    cause = worker_refusal.value.__cause__
+    assert isinstance(cause, InvalidTransaction)
+    assert cause.kind == "BadProof"
+    assert Extrinsic.decode(txs[2]).hash.hex() in str(worker_refusal.value)
+    assert parallel.chain.best_hash == parallel.genesis_hash  # nothing written
+    parallel.importer.import_block(good)
+    serial.importer.import_block(good)
+    assert parallel.chain.best_hash == serial.chain.best_hash == good.hash()
+
+
+@pytest.mark.parametrize("height", [1, 3])
+def test_signature_jobs_are_the_checks_execution_asks_for(node: Node, height: int) -> None:
+    s = BASE_SLOT
+    chain_on(node, node.genesis_hash, [s + 1 + 4 * i for i in range(height - 1)])
+    txs = [transfer(node, SR[BOB], n, 10**18) for n in range(3)]
+    block = build(node, node.chain.best_hash, slot_of(ALICE, s + 4 * height), txs=txs)
+    unsealed, _ = block.header.without_seal()
+    parent = node.db.state_at_root(node.chain.best_header().state_root)
+    items = decode_block_extrinsics(node.executive, block.extrinsics)
+    jobs = signature_jobs(node.executive, parent, unsealed, items)
+    asked: list[SignatureJob] = []
+
+    def recording(*job: Any) -> bool:
+        asked.append(job)  # type: ignore[arg-type]
+        return verify_signature(*job)
+
+    execute_decoded(node.executive, parent, unsealed, items, signature_check=recording)
+    assert asked == jobs
+    assert len(jobs) == 3
