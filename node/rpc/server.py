@@ -160,6 +160,9 @@ _Out = bytes | None | Coroutine[Any, Any, bytes | None]
 _MISSING: Final = object()
 _ID_TYPES: Final = (str, int, float)  # type() checks: bool is refused as an id
 _INTERNAL: Final = RpcError.internal_error()
+_PLAIN_RESULTS: Final = frozenset({str, int, bool, float, list, dict, type(None)})
+"""Result types that are never awaitable (exact types: a subclass may be); answered at once
+without asking `inspect.isawaitable`, which is slow for them."""
 
 
 class Subscription:
@@ -839,7 +842,7 @@ class RpcServer:
             result = handler(params)
         except Exception as exc:
             return None if is_notification else _error(rid, _failure(exc, "method", method))
-        if inspect.isawaitable(result):
+        if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
             return _await_result(result, method, rid, is_notification)
         return None if is_notification else _result(rid, result, method)
 
