@@ -3,10 +3,16 @@
     python bench/node_rpc_bench.py [--duration 5] [--connections 32]
 
 In one run: a real `cuckoo-node --dev` (its RPC server pinned to CPU 0) answers
-`state_getStorage` for //Alice's System.Account key, and then a trivial aiohttp handler (same
-event loop implementation, also pinned to CPU 0, in its own process) answers GET /hello. `wrk`
+`state_getStorage` for //Alice's System.Account key over HTTP POST, and then a trivial aiohttp
+handler (same event loop implementation, also pinned to CPU 0, in its own process) answers the
+same POST request (same body and headers, body read) with the bytes the node answered. `wrk`
 (pinned to CPU 1) drives both with the same connections and duration. Printed: req/s, p50, p99
-and the ratio node / trivial handler (target >= 0.6). Needs `wrk` (apt-get install -y wrk).
+and the ratio node / trivial handler (target >= 0.8). Needs `wrk` (apt-get install -y wrk).
+
+The node is measured once it has authored block #2: its one-off startup work (computing the
+randomness onion, in a thread that holds the GIL for about a second) is then done. The window
+is printed as the blocks it covered; the dev chain's session change (every 10 blocks) starts BLS
+signing and verification on the same CPU, and a window that covers one measures that too.
 """
 
 from __future__ import annotations
@@ -31,12 +37,14 @@ ALICE_ACCOUNT_KEY = (
     "de1e86a9a8c739864cf3cc5ec2bea59fd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
 )
 TRIVIAL = """
-import asyncio, sys
+import sys
 from aiohttp import web
-async def hello(request):
-    return web.Response(text="hello")
+ANSWER = bytes.fromhex(sys.argv[2])
+async def answer(request):
+    await request.read()
+    return web.Response(body=ANSWER, content_type="application/json")
 app = web.Application()
-app.router.add_get("/hello", hello)
+app.router.add_post("/", answer)
 try:
     import uvloop
     uvloop.install()
@@ -52,17 +60,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, body: bytes | None, deadline_s: float = 30) -> None:
+def wait_http(url: str, body: bytes | None, deadline_s: float = 30) -> bytes:
+    """POST `body` to `url` until it answers 200; returns the answer."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         try:
             req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
             with urllib.request.urlopen(req, timeout=2) as resp:
                 if resp.status == 200:
-                    return
+                    return bytes(resp.read())
         except OSError:
             time.sleep(0.2)
     raise SystemExit(f"{url} did not come up")
+
+
+def best_number(url: str) -> int:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "chain_getHeader"}).encode()
+    return int(json.loads(wait_http(url, body))["result"]["number"], 16)
+
+
+def wait_block(url: str, number: int, deadline_s: float = 60) -> None:
+    end = time.monotonic() + deadline_s
+    while best_number(url) < number:
+        if time.monotonic() > end:
+            raise SystemExit(f"the node did not author block #{number}")
+        time.sleep(0.1)
 
 
 def pin(pid: int, cpu: int) -> None:
@@ -127,30 +149,37 @@ def main() -> None:
     )
     try:
         pin(node.pid, 0)
-        wait_http(f"http://127.0.0.1:{node_port}/", body.encode())
+        node_url = f"http://127.0.0.1:{node_port}/"
+        answer = wait_http(node_url, body.encode())
+        wait_block(node_url, 2)
+        first = best_number(node_url)
         results["node state_getStorage"] = run_wrk(
-            f"http://127.0.0.1:{node_port}/", str(lua), args.connections, args.duration
+            node_url, str(lua), args.connections, args.duration
         )
+        blocks = f"#{first}..#{best_number(node_url)}"
     finally:
         node.send_signal(signal.SIGTERM)
         node.wait(timeout=20)
     trivial_port = free_port()
-    trivial = subprocess.Popen([sys.executable, "-c", TRIVIAL, str(trivial_port)])
+    trivial = subprocess.Popen([sys.executable, "-c", TRIVIAL, str(trivial_port), answer.hex()])
     try:
         pin(trivial.pid, 0)
-        wait_http(f"http://127.0.0.1:{trivial_port}/hello", None)
-        results["aiohttp GET /hello"] = run_wrk(
-            f"http://127.0.0.1:{trivial_port}/hello", None, args.connections, args.duration
+        wait_http(f"http://127.0.0.1:{trivial_port}/", body.encode())
+        results["aiohttp trivial POST"] = run_wrk(
+            f"http://127.0.0.1:{trivial_port}/", str(lua), args.connections, args.duration
         )
     finally:
         trivial.terminate()
         trivial.wait(timeout=10)
-    print(f"node_rpc_bench: wrk -c{args.connections} -d{args.duration}s, server CPU 0, wrk CPU 1")
+    print(
+        f"node_rpc_bench: wrk -c{args.connections} -d{args.duration}s, server CPU 0, wrk CPU 1; "
+        f"node window: blocks {blocks}"
+    )
     print(f"  {'endpoint':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for name, r in results.items():
         print(f"  {name:<24}{r['rps']:>10,.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}")
-    ratio = results["node state_getStorage"]["rps"] / results["aiohttp GET /hello"]["rps"]
-    print(f"ratio node/trivial: {ratio:.2f} (target >= 0.6)")
+    ratio = results["node state_getStorage"]["rps"] / results["aiohttp trivial POST"]["rps"]
+    print(f"ratio node/trivial: {ratio:.2f} (target >= 0.8)")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

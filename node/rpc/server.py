@@ -162,6 +162,9 @@ _MISSING: Final = object()
 _ID_TYPES: Final = (str, int, float)  # type() checks: bool is refused as an id
 STATE_DISCARDED: Final = 4003  # Substrate's answer for a pruned block's state
 _INTERNAL: Final = RpcError.internal_error()
+_PLAIN_RESULTS: Final = frozenset({str, int, bool, float, list, dict, type(None)})
+"""Result types that are never awaitable (exact types: a subclass may be); answered at once
+without asking `inspect.isawaitable`, which is slow for them."""
 
 
 class Subscription:
@@ -600,12 +603,15 @@ class RpcServer:
     def app(self) -> web.Application:
         """The aiohttp application (created once). Run it with `access_log=None`."""
         if self._app is None:
-            app = web.Application(
-                client_max_size=self.max_body_bytes, middlewares=[_cors_middleware(self.cors)]
-            )
+            # No middleware: aiohttp wraps every request in two more coroutines when an app has
+            # one. The origin check runs in each handler, and the catch-all routes answer what
+            # the router would (405 on "/", 404 elsewhere) with the same check.
+            app = web.Application(client_max_size=self.max_body_bytes)
             app.router.add_post("/", self._handle_post)
-            app.router.add_get("/", self._handle_get)
-            app.router.add_route("OPTIONS", "/", _handle_options)
+            app.router.add_get("/", self._handle_get)  # and HEAD
+            app.router.add_route("OPTIONS", "/", self._handle_options)
+            app.router.add_route("*", "/", self._handle_other_method)
+            app.router.add_route("*", "/{path:.*}", self._handle_other_path)
             app.on_shutdown.append(self._on_shutdown)
             self._app = app
         return self._app
@@ -651,6 +657,12 @@ class RpcServer:
     # ---- HTTP -------------------------------------------------------------------------------
 
     async def _handle_post(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            return await _with_origin(self.cors, request, origin, self._serve_post)
+        return await self._serve_post(request)
+
+    async def _serve_post(self, request: web.Request) -> web.StreamResponse:
         length = request.content_length
         if length is not None and length > self.max_body_bytes:
             raise web.HTTPRequestEntityTooLarge(max_size=self.max_body_bytes, actual_size=length)
@@ -661,6 +673,30 @@ class RpcServer:
         return web.Response(body=out or b"", content_type="application/json")
 
     async def _handle_get(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            return await _with_origin(self.cors, request, origin, self._serve_get)
+        return await self._serve_get(request)
+
+    async def _handle_options(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            return await _with_origin(self.cors, request, origin, _serve_options)
+        return await _serve_options(request)
+
+    async def _handle_other_method(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            return await _with_origin(self.cors, request, origin, _method_not_allowed)
+        return await _method_not_allowed(request)
+
+    async def _handle_other_path(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            return await _with_origin(self.cors, request, origin, _not_found)
+        return await _not_found(request)
+
+    async def _serve_get(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise web.HTTPMethodNotAllowed(
                 "GET",
@@ -841,7 +877,7 @@ class RpcServer:
             result = handler(params)
         except Exception as exc:
             return None if is_notification else _error(rid, _failure(exc, "method", method))
-        if inspect.isawaitable(result):
+        if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
             return _await_result(result, method, rid, is_notification)
         return None if is_notification else _result(rid, result, method)
 
@@ -885,33 +921,39 @@ def _run_after(after: list[AfterResponse]) -> None:
 # ---- browsers (CORS) --------------------------------------------------------------------------
 
 
-def _cors_middleware(policy: CorsPolicy) -> Any:
-    """Refuse (403) a request whose `Origin` the policy does not allow; add
-    `Access-Control-Allow-Origin` to the answers of the others."""
+_Serve = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_ROOT_METHODS: Final = ("GET", "HEAD", "OPTIONS", "POST")
 
-    @web.middleware
-    async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin is None:
-            response: web.StreamResponse = await handler(request)
-            return response
-        if not policy.allows(origin, request.host):
-            log.info(
-                "Refused %s from origin %r (not allowed by --rpc-cors)",
-                "a WebSocket" if request.headers.get("Upgrade") else request.method,
-                origin[:MAX_LOGGED_ORIGIN],
-            )
-            return web.Response(status=403, text="Origin not allowed (--rpc-cors)\n")
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            _allow_origin(exc.headers, origin)
-            raise
-        if not response.prepared:  # a WebSocket has answered its handshake long ago
-            _allow_origin(response.headers, origin)
-        return response
 
-    return cors
+async def _with_origin(
+    policy: CorsPolicy, request: web.Request, origin: str, serve: _Serve
+) -> web.StreamResponse:
+    """A request with an `Origin` header: refused (403) when the policy does not allow the
+    origin; else served, its answer carrying `Access-Control-Allow-Origin`."""
+    if not policy.allows(origin, request.host):
+        log.info(
+            "Refused %s from origin %r (not allowed by --rpc-cors)",
+            "a WebSocket" if request.headers.get("Upgrade") else request.method,
+            origin[:MAX_LOGGED_ORIGIN],
+        )
+        return web.Response(status=403, text="Origin not allowed (--rpc-cors)\n")
+    try:
+        response = await serve(request)
+    except web.HTTPException as exc:
+        _allow_origin(exc.headers, origin)
+        raise
+    if not response.prepared:  # a WebSocket has answered its handshake long ago
+        _allow_origin(response.headers, origin)
+    return response
+
+
+async def _method_not_allowed(request: web.Request) -> web.StreamResponse:
+    """What aiohttp's router answers a method "/" has no route for."""
+    raise web.HTTPMethodNotAllowed(request.method, _ROOT_METHODS)
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPNotFound()
 
 
 def _allow_origin(headers: Any, origin: str) -> None:
@@ -919,8 +961,8 @@ def _allow_origin(headers: Any, origin: str) -> None:
     headers["Vary"] = "Origin"
 
 
-async def _handle_options(request: web.Request) -> web.StreamResponse:
-    """A CORS preflight (its origin already allowed by the middleware), or a plain OPTIONS."""
+async def _serve_options(request: web.Request) -> web.StreamResponse:
+    """A CORS preflight (its origin already allowed by `_with_origin`), or a plain OPTIONS."""
     headers = {"Allow": "GET, POST, OPTIONS"}
     if "Origin" in request.headers:
         headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
