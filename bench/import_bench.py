@@ -201,10 +201,10 @@ def prepare(base: Path, n_txs: int, n_accounts: int, seed: int) -> Prepared:
 def _fresh_db(p: Prepared, where: Path) -> tuple[LevelDBKV, ChainDB]:
     """A new LevelDB holding the genesis block and its state (copied, not measured)."""
     kv = LevelDBKV(where)
-    db = ChainDB(kv)
     src = p.node.db
     ops = list(src.kv.iterate())
     kv.write_batch(ops, sync=True)
+    db = ChainDB(kv)  # after the copy: it takes the source's pruning mode from the store
     assert db.best_hash() == src.best_hash()
     return kv, db
 
