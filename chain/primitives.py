@@ -400,6 +400,10 @@ class Extrinsic:
     tip: int
     call: bytes
     _hash: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    # the last signing payload made of it, and what it was made for (`signing_payload_for`)
+    _payload: tuple[tuple[int, int, bytes, bytes], bytes] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def hash(self) -> bytes:
@@ -409,6 +413,29 @@ class Extrinsic:
             h = blake2_256(self.raw)
             object.__setattr__(self, "_hash", h)
         return h
+
+    def signing_payload_for(
+        self, spec_version: int, tx_version: int, genesis_hash: bytes, birth_hash: bytes
+    ) -> bytes:
+        """`signing_payload` of this extrinsic (signed) for a runtime version and chain; the
+        last one made is kept, so checking the same extrinsic twice (ahead of execution and in
+        it) builds it once."""
+        key = (spec_version, tx_version, genesis_hash, birth_hash)
+        memo = self._payload
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        payload = signing_payload(
+            self.call,
+            self.era,
+            self.nonce,
+            self.tip,
+            spec_version,
+            tx_version,
+            genesis_hash,
+            birth_hash,
+        )
+        object.__setattr__(self, "_payload", (key, payload))
+        return payload
 
     @property
     def pallet_index(self) -> int:

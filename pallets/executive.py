@@ -40,7 +40,7 @@ from chain.frame.pallet import DispatchError, Origin
 from chain.frame.runtime import Runtime
 from chain.frame.validity import InvalidTransaction, UnsignedValidity
 from chain.hashing import blake2_256
-from chain.primitives import DigestItem, Extrinsic, Header, UnsupportedSigner, signing_payload
+from chain.primitives import DigestItem, Extrinsic, Header, UnsupportedSigner
 from chain.storage.overlay import Overlay
 from chain.storage.trie import Trie, ordered_root
 from pallets.balances import pallet as balances
@@ -108,6 +108,10 @@ class CheckedExtrinsic:
     payload: bytes | None = None
 
 
+SUCCESS_EVENTS_CACHED = 1024
+"""Distinct `ExtrinsicSuccess` encodings an executive keeps (`Executive.success_event`)."""
+
+
 def account_tag(who: bytes, nonce: int) -> bytes:
     return who + encode_u32(nonce)
 
@@ -119,6 +123,7 @@ class Executive:
         self.version = runtime.version  # the built-in version (`version_at` reads `:code`)
         self.block_weights = system.block_weights(runtime.config)
         self.block_length = system.block_length(runtime.config)
+        self._success_events: dict[tuple[int, int, str, bool], bytes] = {}
 
     # ---- the runtime's identity ---------------------------------------------------------------
 
@@ -144,10 +149,36 @@ class Executive:
             self.config.transaction_payment, length, weight, multiplier
         )
 
+    def inclusion_fee(self, state: Any, length: int, call: DecodedCall) -> int:
+        """`fee_details(...).inclusion_fee`."""
+        if not call.call.pays_fee:
+            return 0
+        return transaction_payment.inclusion_fee(
+            self.config.transaction_payment,
+            length,
+            call.weight,
+            transaction_payment.NextFeeMultiplier.get(state),
+        )
+
     def dispatch_info(self, call: DecodedCall) -> DispatchInfo:
         return DispatchInfo(
             call.weight, call.call.dispatch_class, "Yes" if call.call.pays_fee else "No"
         )
+
+    def success_event(self, call: DecodedCall) -> bytes:
+        """`RUNTIME_EVENT.encode(ExtrinsicSuccess(dispatch_info(call)))`, encoded once per
+        distinct dispatch info (most blocks have a handful)."""
+        weight = call.weight
+        key = (weight.ref_time, weight.proof_size, call.call.dispatch_class, call.call.pays_fee)
+        cache = self._success_events
+        encoded = cache.get(key)
+        if encoded is None:
+            if len(cache) >= SUCCESS_EVENTS_CACHED:
+                cache.clear()
+            encoded = cache[key] = system.RUNTIME_EVENT.encode(
+                system.ExtrinsicSuccess(self.dispatch_info(call))
+            )
+        return encoded
 
     # ---- validity -----------------------------------------------------------------------------
 
@@ -194,6 +225,33 @@ class Executive:
         """
         if not xt.signed or xt.signer is None or xt.signature is None or xt.scheme is None:
             return self.check_unsigned(state, xt, block_number=block_number)[0]
+        return self.check_signed(
+            state,
+            xt,
+            block_number=block_number,
+            verify=verify,
+            version=version,
+            call=call,
+            verified_payload=verified_payload,
+            signature_check=signature_check,
+        )[0]
+
+    def check_signed(
+        self,
+        state: Any,
+        xt: Extrinsic,
+        *,
+        block_number: int,
+        verify: bool = True,
+        version: RuntimeVersion | None = None,
+        call: DecodedCall | None = None,
+        verified_payload: bytes | None = None,
+        signature_check: SignatureCheck = verify_signature,
+    ) -> tuple[CheckedExtrinsic, system.AccountInfo]:
+        """`check` of a signed extrinsic, and the signer's account as `state` holds it (read
+        once, for the nonce and the fee)."""
+        if xt.signer is None or xt.signature is None or xt.scheme is None:
+            raise InvalidTransaction("BadProof", "the extrinsic is not signed")
         if call is None:
             call = self.decode_call(xt)
         if call.call.dispatch_class == "Mandatory":
@@ -241,16 +299,16 @@ class Executive:
             if reason is not None:
                 raise InvalidTransaction("Call", reason)
         # ChargeTransactionPayment
-        fee = self.fee_details(state, len(xt.raw), call).inclusion_fee
+        fee = self.inclusion_fee(state, len(xt.raw), call)
         if call.call.pays_fee or xt.tip:
             if account.providers == 0 and account.sufficients == 0:
                 raise InvalidTransaction("Payment", "the account does not exist")
-            usable = balances.usable_balance(
-                state, who, cfg.balances.existential_deposit, keep_alive=True
+            usable = balances.usable_of(
+                account.data, cfg.balances.existential_deposit, keep_alive=True
             )
             if usable < fee + xt.tip:
                 raise InvalidTransaction("Payment")
-        return CheckedExtrinsic(xt, call, fee, call.weight, payload)
+        return CheckedExtrinsic(xt, call, fee, call.weight, payload), account
 
     def _check_size(self, xt: Extrinsic, call: DecodedCall) -> None:
         if len(xt.raw) > self.config.max_extrinsic_length:
@@ -282,16 +340,7 @@ class Executive:
     def _signing_payload(
         self, xt: Extrinsic, v: RuntimeVersion, genesis: bytes, birth_hash: bytes
     ) -> bytes:
-        return signing_payload(
-            xt.call,
-            xt.era,
-            xt.nonce,
-            xt.tip,
-            v.spec_version,
-            v.transaction_version,
-            genesis,
-            birth_hash,
-        )
+        return xt.signing_payload_for(v.spec_version, v.transaction_version, genesis, birth_hash)
 
     def _signed_for_older_era(
         self, state: Any, xt: Extrinsic, block_number: int, v: RuntimeVersion, genesis: bytes
@@ -441,8 +490,10 @@ class BlockBuilder:
     def _ctx(self, origin: Origin, events: list[Any]) -> Ctx:
         return self.runtime.ctx(self.state, origin, self.number, events)
 
-    def _record(self, phase: tuple[str, int | None], events: list[Any]) -> None:
-        self.events.extend(system.encode_event_records(phase, events))
+    def _record(
+        self, phase: tuple[str, int | None], events: list[Any], encoded: Sequence[bytes] = ()
+    ) -> None:
+        self.events.extend(system.encode_event_records(phase, events, encoded))
 
     def _initialize(self) -> None:
         st = self.state
@@ -506,13 +557,13 @@ class BlockBuilder:
         """Close an applied extrinsic: its outcome event (ExtrinsicSuccess or ExtrinsicFailed)
         after `events`, recorded under its index; the block's weight and length become `room`
         (from `_room`)."""
-        info = self.ex.dispatch_info(call)
-        if error is None:
-            events.append(system.ExtrinsicSuccess(info))
-        else:
-            events.append(system.ExtrinsicFailed(error.to_value(), info))
         index = len(self.extrinsics)
-        self._record(("ApplyExtrinsic", index), events)
+        if error is None:
+            self._record(("ApplyExtrinsic", index), events, (self.ex.success_event(call),))
+        else:
+            info = self.ex.dispatch_info(call)
+            events.append(system.ExtrinsicFailed(error.to_value(), info))
+            self._record(("ApplyExtrinsic", index), events)
         self.extrinsics.append(raw)
         self.consumed, self.length = room
         return ApplyOutcome(index, error is None, error)
@@ -566,7 +617,7 @@ class BlockBuilder:
             room = self._room(checked.call, len(raw))
             call_events, error = self._dispatch(Origin.none(), checked.call)
             return self._include(raw, checked.call, call_events, error, room)
-        checked = self.ex.check(
+        checked, account = self.ex.check_signed(
             self.state,
             xt,
             block_number=self.number,
@@ -579,13 +630,22 @@ class BlockBuilder:
         room = self._room(checked.call, len(raw))
         who = xt.signer
         assert who is not None
-        if xt.nonce != system.get_account(self.state, who).nonce:
+        if xt.nonce != account.nonce:
             raise InvalidTransaction("Future")
         events: list[Any] = []
-        system.inc_nonce(self.state, who)
+        # CheckNonce's increment, written with the fee's withdrawal when there is one
+        bumped = system.with_nonce(account, account.nonce + 1)
         charged = checked.fee + xt.tip if checked.call.call.pays_fee else xt.tip
         if charged:
-            balances.withdraw(self._ctx(Origin.signed(who), events), who, charged, keep_alive=True)
+            balances.withdraw(
+                self._ctx(Origin.signed(who), events),
+                who,
+                charged,
+                keep_alive=True,
+                account=(account, bumped),
+            )
+        else:
+            system.Account.put(self.state, system.AccountId(who), bumped)
         call_events, error = self._dispatch(Origin.signed(who), checked.call)
         events.extend(call_events)
         if charged:

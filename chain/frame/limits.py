@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Generic, TypeVar
 
+from chain.codec import U64_MAX
 from chain.frame.common import DISPATCH_CLASSES, WEIGHT, Weight
 from chain.frame.types import U32, U64, Option, ScaleType, Struct, fields_of, scale_of, struct
 from chain.frame.validity import InvalidTransaction
@@ -132,18 +133,27 @@ def check_consumed(
     ("ExhaustsResources") when it does not fit. A class without `max_total` and `reserved`
     (Mandatory) always fits."""
     per_class = limits.per_class.get(dispatch_class)
-    added = consumed.get(dispatch_class) + call_weight + per_class.base_extrinsic
+    # saturating sums in plain integers (min(min(a + b, MAX) + c, MAX) == min(a + b + c, MAX)
+    # for non-negative terms): one Weight made, not one per addition
+    now = consumed.get(dispatch_class)
+    base = per_class.base_extrinsic
+    added = Weight(
+        min(now.ref_time + call_weight.ref_time + base.ref_time, U64_MAX),
+        min(now.proof_size + call_weight.proof_size + base.proof_size, U64_MAX),
+    )
     after = consumed.replace(dispatch_class, added)
     if per_class.max_total is None and per_class.reserved is None:
         return after
     if per_class.max_total is not None and _any_gt(added, per_class.max_total):
         raise InvalidTransaction("ExhaustsResources")
-    if (
-        _any_gt(total(after), limits.max_block)
-        and per_class.reserved is not None
-        and _any_gt(added, per_class.reserved)
-    ):
-        raise InvalidTransaction("ExhaustsResources")
+    if per_class.reserved is not None and _any_gt(added, per_class.reserved):
+        n, o, m = after.normal, after.operational, after.mandatory
+        max_block = limits.max_block
+        if (
+            min(n.ref_time + o.ref_time + m.ref_time, U64_MAX) > max_block.ref_time
+            or min(n.proof_size + o.proof_size + m.proof_size, U64_MAX) > max_block.proof_size
+        ):
+            raise InvalidTransaction("ExhaustsResources")
     return after
 
 

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, dataclass
 from chain import ChainError
 from chain.codec import U64_MAX, Decoder
 from chain.frame.common import DISPATCH_ERROR, AccountId, Weight
-from chain.frame.types import Field, ScaleType, annotated_fields, scale_field
+from chain.frame.types import Field, ScaleType, annotated_fields, compile_encoder, scale_field
 from chain.hashing import HASHERS, storage_prefix, twox128
 from chain.storage.overlay import Overlay
 
@@ -280,22 +280,27 @@ class EventDef:
     cls: type
     fields: list[Field]
     docs: tuple[str, ...]
-    # (attribute, encoder) per field, and the pallet and event indices: what `encode` writes
-    _encoders: tuple[tuple[str, Callable[[Any], bytes]], ...] = dataclasses.field(
-        init=False, repr=False, compare=False
+    # what `encode` runs: the pallet and event indices, then each field (made at first use,
+    # when forward references are bound)
+    _encoder: list[Callable[[Any], bytes]] = dataclasses.field(
+        init=False, repr=False, compare=False, default_factory=list
     )
-    _head: bytes = dataclasses.field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        encoders = tuple((f.attr or f.name or "", f.ty.encode) for f in self.fields)
-        object.__setattr__(self, "_encoders", encoders)
-        object.__setattr__(self, "_head", bytes((self.pallet.index, self.index)))
 
     def encode(self, event: Any) -> bytes:
-        parts = [self._head]
-        for attr, encode in self._encoders:
-            parts.append(encode(getattr(event, attr)))
-        return b"".join(parts)
+        if not self._encoder:
+            env: dict[str, Any] = {}
+            parts = []
+            for i, f in enumerate(self.fields):
+                env[f"_e{i}"] = f.ty.encode
+                attr = f.attr or f.name or ""
+                parts.append(
+                    f"_e{i}(v.{attr})" if attr.isidentifier() else f"_e{i}(getattr(v, {attr!r}))"
+                )
+            head = bytes((self.pallet.index, self.index))
+            self._encoder.append(
+                compile_encoder(parts, env, context=self.cls.__qualname__, head=head)
+            )
+        return self._encoder[0](event)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -454,7 +454,7 @@ class Struct(ScaleType):
         self._layout = _fixed_layout(self)
         self._cache: dict[bytes, Any] | None = {} if cache_size > 0 and cls is not None else None
         self._cache_size = cache_size
-        self._encoders: list[tuple[str, Callable[[Any], bytes]]] | None = None  # at first use
+        self._encode_obj: Callable[[Any], bytes] | None = None  # made at first use
 
     def decode_all(self, data: bytes) -> Any:
         cache = self._cache
@@ -510,23 +510,28 @@ class Struct(ScaleType):
         return self.cls(*values), pos
 
     def encode(self, value: Any) -> bytes:
-        if self._layout is not None and not isinstance(value, dict):
-            out: list[bytes] = []
-            self._flatten(value, out)
-            return b"".join(out)
         if isinstance(value, dict):
             return b"".join(
                 f.ty.encode(value[a]) for f, a in zip(self.fields, self._attrs, strict=True)
             )
-        encoders = self._encoders
-        if encoders is None:  # taken at first use: forward references are bound by then
-            encoders = self._encoders = [
-                (a, f.ty.encode) for f, a in zip(self.fields, self._attrs, strict=True)
-            ]
+        encode = self._encode_obj
+        if encode is None:  # made at first use: forward references are bound by then
+            encode = self._encode_obj = self._make_encoder()
+        return encode(value)
+
+    def _make_encoder(self) -> Callable[[Any], bytes]:
+        """The encoder of a `cls` value: one generated function that reads each field (nested
+        fixed-width structs flattened: their integers encoded in place)."""
+        if self._layout is not None:
+            parts = _layout_parts(self, "v")
+            if parts is not None:
+                return compile_encoder(parts, {}, context=".".join(self.path))
+        env: dict[str, Any] = {}
         parts = []
-        for attr, encode in encoders:
-            parts.append(encode(getattr(value, attr)))
-        return b"".join(parts)
+        for i, (f, attr) in enumerate(zip(self.fields, self._attrs, strict=True)):
+            env[f"_e{i}"] = f.ty.encode
+            parts.append(f"_e{i}({_attr_expr('v', attr)})")
+        return compile_encoder(parts, env, context=".".join(self.path))
 
     def decode(self, d: Decoder) -> Any:
         values = [f.ty.decode(d) for f in self.fields]
@@ -547,6 +552,51 @@ class Struct(ScaleType):
             params=[(n, reg.id_of(t) if t is not None else None) for n, t in self.params],
             docs=self.docs,
         )
+
+
+def _attr_expr(base: str, attr: str) -> str:
+    return f"{base}.{attr}" if attr.isidentifier() else f"getattr({base}, {attr!r})"
+
+
+def _layout_parts(st: Struct, base: str) -> list[str] | None:
+    """Expressions encoding each integer of a fixed-layout struct read from `base`, in order
+    (None when a field's attribute is not a plain identifier)."""
+    parts: list[str] = []
+    for f, attr in zip(st.fields, st._attrs, strict=True):
+        if not attr.isidentifier():
+            return None
+        ty = f.ty.inner if isinstance(f.ty, NewType) else f.ty
+        expr = f"{base}.{attr}"
+        if isinstance(ty, Struct):
+            inner = _layout_parts(ty, expr)
+            if inner is None:
+                return None
+            parts.extend(inner)
+        else:
+            assert isinstance(ty, _UInt)
+            parts.append(f"{expr}.to_bytes({ty.width}, 'little')")
+    return parts
+
+
+def compile_encoder(
+    parts: Sequence[str], env: dict[str, Any], *, context: str, head: bytes = b""
+) -> Callable[[Any], bytes]:
+    """`lambda v: head + part0 + part1 + ...`, compiled once (the expressions read `v` and the
+    names in `env`): per value, no loop over fields and no attribute lookups by name. A value
+    that does not fit its type (a negative or too large integer, a missing field) raises
+    CodecError, as the field encoders do."""
+    env = dict(env, _head=head, CodecError=CodecError)
+    body = " + ".join(["_head", *parts]) if head else " + ".join(parts) or "b''"
+    src = (
+        "def _encode(v):\n"
+        "    try:\n"
+        f"        return {body}\n"
+        "    except (OverflowError, AttributeError) as exc:\n"
+        f"        raise CodecError(f'{{v!r}} is not a valid {context}: {{exc}}') from exc\n"
+    )
+    exec(compile(src, f"<encoder of {context}>", "exec"), env)
+    fn: Callable[[Any], bytes] = env["_encode"]
+    return fn
 
 
 def _fixed_layout(st: Struct) -> tuple[int] | None:

@@ -228,17 +228,28 @@ def free_balance(state: ReadState, who: bytes) -> int:
 def usable_balance(state: ReadState, who: bytes, ed: int, *, keep_alive: bool) -> int:
     """What `who` can move out: free above the frozen amount, and above ED when keeping the
     account alive or when it has frozen funds (which keep it alive, so it must stay above ED)."""
-    data = system.get_account(state, who).data
+    return usable_of(system.get_account(state, who).data, ed, keep_alive=keep_alive)
+
+
+def usable_of(data: system.AccountData, ed: int, *, keep_alive: bool) -> int:
+    """`usable_balance` of an account's data, already read."""
     floor = max(data.frozen, ed if keep_alive or data.frozen > 0 else 0)
     return max(data.free - floor, 0)
 
 
 def _set_free(
-    ctx: Ctx, who: bytes, info: system.AccountInfo, new_free: int, reserved: int | None = None
+    ctx: Ctx,
+    who: bytes,
+    info: system.AccountInfo,
+    new_free: int,
+    reserved: int | None = None,
+    *,
+    stored: system.AccountInfo | None = None,
 ) -> None:
     """Write `new_free` (and `reserved`, when given); an account gains its balance provider when
     funded and is reaped (dust burned) when it falls below the existential deposit with nothing
-    reserved."""
+    reserved. `stored`: the account as the state holds it, when the caller has it (read
+    otherwise)."""
     ed = ctx.config.balances.existential_deposit
     data = info.data
     new_reserved = data.reserved if reserved is None else reserved
@@ -253,7 +264,7 @@ def _set_free(
         new_free, new_reserved, data.frozen if has_funds else 0, data.flags
     )
     new_info = system.AccountInfo(info.nonce, info.consumers, providers, info.sufficients, new_data)
-    system.put_account(ctx, who, new_info)
+    system.put_account(ctx, who, new_info, stored=stored)
 
 
 def transfer(ctx: Ctx, source: bytes, dest: bytes, amount: int, *, keep_alive: bool) -> None:
@@ -272,26 +283,35 @@ def transfer(ctx: Ctx, source: bytes, dest: bytes, amount: int, *, keep_alive: b
     ensure(dst.data.free + amount >= ed, Error.EXISTENTIAL_DEPOSIT)
     if dst.data.free + amount > U128_MAX:
         raise DispatchError.arithmetic("Overflow")
-    _set_free(ctx, source, src, src.data.free - amount)
-    dst_now = system.get_account(ctx.state, dest)
-    if dst_now.data.free == 0 and dst_now.data.reserved == 0:
-        _set_free(ctx, dest, dst_now, amount)
+    _set_free(ctx, source, src, src.data.free - amount, stored=src)
+    # `dst` is still what the state holds: the write above was the source's (dest != source)
+    if dst.data.free == 0 and dst.data.reserved == 0:
+        _set_free(ctx, dest, dst, amount, stored=dst)
         ctx.emit(Endowed(dest, amount))
     else:
-        _set_free(ctx, dest, dst_now, dst_now.data.free + amount)
+        _set_free(ctx, dest, dst, dst.data.free + amount, stored=dst)
     ctx.emit(Transfer(source, dest, amount))
 
 
-def withdraw(ctx: Ctx, who: bytes, amount: int, *, keep_alive: bool = True) -> None:
-    """Take `amount` out of circulation (fees, burns). Emits Withdraw."""
+def withdraw(
+    ctx: Ctx,
+    who: bytes,
+    amount: int,
+    *,
+    keep_alive: bool = True,
+    account: tuple[system.AccountInfo, system.AccountInfo] | None = None,
+) -> None:
+    """Take `amount` out of circulation (fees, burns). Emits Withdraw. `account`: the account
+    as the state holds it and as the caller has changed it without writing it yet (its nonce),
+    when the caller has them (read otherwise); the write includes the caller's change."""
     ed = ctx.config.balances.existential_deposit
-    info = system.get_account(ctx.state, who)
-    if usable_balance(ctx.state, who, ed, keep_alive=keep_alive) < amount:
+    stored, info = account if account is not None else (None, system.get_account(ctx.state, who))
+    if usable_of(info.data, ed, keep_alive=keep_alive) < amount:
         raise ModuleError(Error.INSUFFICIENT_BALANCE)
     if amount == 0:
         return
     TotalIssuance.put(ctx.state, TotalIssuance.get(ctx.state) - amount)
-    _set_free(ctx, who, info, info.data.free - amount)
+    _set_free(ctx, who, info, info.data.free - amount, stored=stored or info)
     ctx.emit(Withdraw(who, amount))
 
 

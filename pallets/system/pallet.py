@@ -308,12 +308,17 @@ def deposit_log(state: State, item: object) -> None:
 # ---- account helpers used by other pallets ----------------------------------------------------
 
 
-def encode_event_records(phase: tuple[str, int | None], events: Sequence[Any]) -> list[bytes]:
-    """`EVENT_RECORD.encode(EventRecord(phase, event, []))` of each event: the phase, the
-    `RuntimeEvent`, no topics (the phase is encoded once for them all)."""
+def encode_event_records(
+    phase: tuple[str, int | None], events: Sequence[Any], encoded: Sequence[bytes] = ()
+) -> list[bytes]:
+    """`EVENT_RECORD.encode(EventRecord(phase, event, []))` of each event, then of each event
+    already encoded (`RUNTIME_EVENT.encode` bytes) in `encoded`: the phase, the `RuntimeEvent`,
+    no topics (the phase is encoded once for them all)."""
     head = PHASE.encode(phase)
     encode = RUNTIME_EVENT.encode
-    return [head + encode(event) + b"\x00" for event in events]
+    records = [head + encode(event) + b"\x00" for event in events]
+    records.extend(head + event + b"\x00" for event in encoded)
+    return records
 
 
 def put_events(state: State, records: Sequence[bytes]) -> None:
@@ -328,12 +333,16 @@ def get_account(state: ReadState, who: bytes) -> AccountInfo:
     return Account.get(state, AccountId(who))
 
 
-def put_account(ctx: Ctx, who: bytes, info: AccountInfo) -> None:
+def put_account(
+    ctx: Ctx, who: bytes, info: AccountInfo, *, stored: AccountInfo | None = None
+) -> None:
     """Write an account. It comes alive when its first provider (or sufficient) arrives
     (NewAccount) and is reaped, nonce included, when the last one leaves (KilledAccount), as in
-    FRAME. A record with no provider may exist only for its nonce (a feeless first call)."""
+    FRAME. A record with no provider may exist only for its nonce (a feeless first call).
+    `stored`: the account as the state holds it, when the caller has it (read otherwise)."""
     key = Account.key_for(AccountId(who))
-    old = Account.get_at(ctx.state, key)  # the default AccountInfo() when absent
+    # the default AccountInfo() when absent
+    old = Account.get_at(ctx.state, key) if stored is None else stored
     was_alive = old.providers > 0 or old.sufficients > 0
     is_alive = info.providers > 0 or info.sufficients > 0
     if was_alive and not is_alive:
@@ -349,13 +358,13 @@ def put_account(ctx: Ctx, who: bytes, info: AccountInfo) -> None:
     Account.put_at(ctx.state, key, info)
 
 
+def with_nonce(info: AccountInfo, nonce: int) -> AccountInfo:
+    return AccountInfo(nonce, info.consumers, info.providers, info.sufficients, info.data)
+
+
 def inc_nonce(state: State, who: bytes) -> None:
     info = Account.get(state, AccountId(who))
-    Account.put(
-        state,
-        AccountId(who),
-        AccountInfo(info.nonce + 1, info.consumers, info.providers, info.sufficients, info.data),
-    )
+    Account.put(state, AccountId(who), with_nonce(info, info.nonce + 1))
 
 
 @hook(SPEC, "try_state")

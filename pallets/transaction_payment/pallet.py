@@ -63,6 +63,15 @@ def compute_fee_details(config: Config, length: int, weight: Weight, multiplier:
     )
 
 
+def inclusion_fee(config: Config, length: int, weight: Weight, multiplier: int) -> int:
+    """`compute_fee_details(...).inclusion_fee`, without the details (per transaction)."""
+    return (
+        weight_to_fee(config, config.extrinsic_base_weight)
+        + config.byte_fee * length
+        + weight_to_fee(config, weight) * multiplier // FIXED_ONE
+    )
+
+
 @hook(SPEC, "try_state")
 def check_invariants(state: ReadState, config: RuntimeConfig) -> None:
     """try_state: the fee multiplier is positive (a zero multiplier makes weight free)."""
