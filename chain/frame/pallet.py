@@ -38,7 +38,14 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, dataclass
 from chain import ChainError
 from chain.codec import U64_MAX, Decoder
 from chain.frame.common import DISPATCH_ERROR, AccountId, Weight
-from chain.frame.types import Field, ScaleType, annotated_fields, compile_encoder, scale_field
+from chain.frame.types import (
+    Field,
+    ScaleType,
+    annotated_fields,
+    compile_encoder,
+    frozen_record,
+    scale_field,
+)
 from chain.hashing import HASHERS, storage_prefix, twox128
 from chain.storage.overlay import Overlay
 
@@ -408,7 +415,7 @@ def event(spec: PalletSpec, index: int) -> Callable[[type[T]], type[T]]:
         if any(e.index == index for e in spec.events.values()):
             raise ChainError(f"{spec.name}: event index {index} used twice")
         fields = annotated_fields(cls)
-        out = dataclasses.dataclass(frozen=True, slots=True)(cls)
+        out = frozen_record(cls)
         spec.events[out] = EventDef(spec, index, out, fields, _docs(out))
         return out
 
@@ -584,7 +591,13 @@ class StorageMap(_MapBase, Generic[K, V]):
         return hit
 
     def get(self, state: ReadState, key: K) -> V:
-        value: V = self._read(state, self.key_for(key))
+        raw_key = self._keys.get(key) if type(key) is bytes else None
+        if raw_key is None:
+            raw_key = self.key_for(key)
+        if type(state) is Overlay and self._is_cached:  # the per-extrinsic path, inlined
+            value: V = state.get_value(raw_key, self.value_ty, self.default)
+            return value
+        value = self._read(state, raw_key)
         return value
 
     def get_at(self, state: ReadState, raw_key: bytes) -> V:
