@@ -121,8 +121,16 @@ def measure_parallel(
             if workers is None:
                 built = execute_decoded(ex, state, p.unsealed, items)
             else:
-                checks = workers.start(signature_jobs(ex, state, p.unsealed, items))
-                built = execute_decoded(ex, state, p.unsealed, items, signature_check=checks)
+                jobs = signature_jobs(ex, state, p.unsealed, items)
+                checks = workers.start(jobs, p.block.extrinsics)
+                built = execute_decoded(
+                    ex,
+                    state,
+                    p.unsealed,
+                    items,
+                    signature_check=checks,
+                    extrinsics_root=checks.extrinsics_root,
+                )
             db.commit_block(
                 p.block.header, p.block.extrinsics, built.nodes, is_best=True, is_finalized=False
             )

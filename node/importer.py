@@ -151,9 +151,17 @@ class BlockImporter:
         items = decode_block_extrinsics(self.executive, extrinsics, known)
         if self.signatures is None:
             return execute_decoded(self.executive, state, unsealed, items)
-        checks = self.signatures.start(signature_jobs(self.executive, state, unsealed, items))
+        jobs = signature_jobs(self.executive, state, unsealed, items)
+        checks = self.signatures.start(jobs, extrinsics)
         try:
-            return execute_decoded(self.executive, state, unsealed, items, signature_check=checks)
+            return execute_decoded(
+                self.executive,
+                state,
+                unsealed,
+                items,
+                signature_check=checks,
+                extrinsics_root=checks.extrinsics_root,
+            )
         finally:
             checks.cancel()
 

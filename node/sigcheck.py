@@ -22,6 +22,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Final
 
 from chain.crypto import SignatureScheme, verify_signature
+from chain.storage.trie import ordered_root
 from node.workerpool import worker_pool
 
 if TYPE_CHECKING:  # the workers import this module: keep the runtime out of them
@@ -49,9 +50,17 @@ soon), each next one twice as many as the one before, up to `BATCH` (sr25519: ab
 work). The pool hands a worker its next message from a thread of this process, which needs the
 interpreter lock this process's execution holds: large messages keep the workers busy between
 two such hand-overs."""
+ROOT_WAIT_S: Final = 10.0
+"""How long the end of an import waits for the workers' extrinsics root before computing it
+itself (a worker that stalls must not stall the import)."""
 WAIT_S: Final = 0.0001
 """How long a check waits for its batch's answer before checking inline (about the time an
 sr25519 check takes); waiting also lets the pool's thread take in answers that arrived."""
+
+
+def extrinsics_root(extrinsics: list[bytes]) -> bytes:
+    """In a worker: `ordered_root` of a block's extrinsics (its header's extrinsics root)."""
+    return ordered_root(extrinsics)
 
 
 def verify_batch(jobs: Sequence[tuple[int, bytes, bytes, bytes]]) -> list[bool]:
@@ -90,9 +99,10 @@ class ParallelSignatures:
         self.min_parallel = min_parallel
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
-    def start(self, jobs: Sequence[SignatureJob]) -> AheadChecks:
-        """Send `jobs` to the workers; the check that answers from their results (all inline
-        when there are too few jobs or no workers)."""
+    def start(self, jobs: Sequence[SignatureJob], extrinsics: Sequence[bytes] = ()) -> AheadChecks:
+        """Send `jobs` to the workers, and after them the extrinsics root of `extrinsics` (the
+        block's); the check that answers from their results (all inline when there are too few
+        jobs or no workers)."""
         if self.workers < 1 or len(jobs) < self.min_parallel:
             return AheadChecks((), [])
         pool = self._executor()
@@ -102,11 +112,13 @@ class ParallelSignatures:
                 pool.submit(verify_batch, [(int(s), g, p, k) for s, g, p, k in jobs[a:b]])
                 for a, b in itertools.pairwise(bounds)
             ]
+            sent = list(extrinsics)
+            root = pool.submit(extrinsics_root, sent) if sent else None
         except (concurrent.futures.BrokenExecutor, RuntimeError) as exc:
             log.warning("Signature workers unavailable (%s): checking inline", exc)
             self.close()
             return AheadChecks((), [])
-        return AheadChecks(jobs, futures, bounds)
+        return AheadChecks(jobs, futures, bounds, (sent, root) if root is not None else None)
 
     def warm(self, timeout: float | None = None) -> None:
         """Start the workers now, not at the first big block (a worker takes a while to start:
@@ -131,14 +143,16 @@ class AheadChecks:
     """A `SignatureCheck` (pallets.executive) that answers from the workers' results when they
     are ready, and checks inline otherwise."""
 
-    __slots__ = ("_futures", "_late", "_results", "_where")
+    __slots__ = ("_futures", "_late", "_results", "_root", "_where")
 
     def __init__(
         self,
         jobs: Sequence[SignatureJob],
         futures: list[Future[list[bool]]],
         bounds: Sequence[int] = (0,),
+        root: tuple[list[bytes], Future[bytes]] | None = None,
     ) -> None:
+        self._root = root  # the extrinsics sent for their root, and its future
         # job -> (its batch, its place in the batch)
         self._where: dict[SignatureJob, tuple[int, int]] = {}
         for batch, (start, end) in enumerate(itertools.pairwise(bounds)):
@@ -168,6 +182,18 @@ class AheadChecks:
                 log.debug("Signature worker failed; checking inline", exc_info=True)
         return verify_signature(scheme, signature, payload, signer)
 
+    def extrinsics_root(self, extrinsics: Sequence[bytes]) -> bytes:
+        """`ordered_root(extrinsics)`: the workers' answer when they were sent these
+        extrinsics, computed here otherwise (or when they fail or take over `ROOT_WAIT_S`)."""
+        if self._root is not None:
+            sent, future = self._root
+            if len(sent) == len(extrinsics) and sent == list(extrinsics):
+                try:
+                    return future.result(timeout=ROOT_WAIT_S)
+                except Exception:  # the workers failed or stalled: computed here, the reference
+                    log.debug("Extrinsics root worker failed; computing inline", exc_info=True)
+        return ordered_root(extrinsics)
+
     def wait(self, timeout: float | None = None) -> None:
         """Wait until every batch is checked (tests, benchmarks)."""
         concurrent.futures.wait(self._futures, timeout=timeout)
@@ -176,3 +202,5 @@ class AheadChecks:
         """Drop the batches not started (the block was refused before reaching them)."""
         for future in self._futures:
             future.cancel()
+        if self._root is not None:
+            self._root[1].cancel()

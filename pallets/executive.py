@@ -652,10 +652,14 @@ class BlockBuilder:
             events.append(transaction_payment.TransactionFeePaid(who, charged, xt.tip))
         return self._include(raw, checked.call, events, error, room)
 
-    def finalize(self) -> BuiltBlock:
+    def finalize(
+        self, *, extrinsics_root: Callable[[Sequence[bytes]], bytes] = ordered_root
+    ) -> BuiltBlock:
         """Run the on_finalize hooks and seal the state: the header's digest is the block's
         `System.Digest`, the pre-runtime items the block began with and the items the runtime
-        deposited (`RuntimeEnvironmentUpdated` after `set_code`)."""
+        deposited (`RuntimeEnvironmentUpdated` after `set_code`). `extrinsics_root`: what
+        computes `ordered_root` of the block's extrinsics (an import may have had it computed
+        elsewhere meanwhile)."""
         self._run_hooks("on_finalize", ("Finalization", None))
         st = self.state
         system.ExtrinsicCount.put(st, len(self.extrinsics))
@@ -668,7 +672,7 @@ class BlockBuilder:
             parent_hash=self.parent_hash,
             number=self.number,
             state_root=root,
-            extrinsics_root=ordered_root(self.extrinsics),
+            extrinsics_root=extrinsics_root(self.extrinsics),
             digest=digest,
         )
         return BuiltBlock(header, tuple(self.extrinsics), nodes, changes)
@@ -814,12 +818,15 @@ def execute_decoded(
     items: Sequence[BlockItem | Unverified],
     *,
     signature_check: SignatureCheck = verify_signature,
+    extrinsics_root: Callable[[Sequence[bytes]], bytes] = ordered_root,
 ) -> BuiltBlock:
     """Re-execute an imported block from its decoded extrinsics (`decode_block_extrinsics`)
     and check its roots and digest. `header` is without its seal. As in FRAME, the block begins
     with its header's pre-runtime digest items, and its header must carry exactly the digest the
     execution gives (those items, then whatever the runtime deposited, such as
-    `RuntimeEnvironmentUpdated`). Signatures are checked by `signature_check`."""
+    `RuntimeEnvironmentUpdated`). Signatures are checked by `signature_check`, and the
+    extrinsics root is `extrinsics_root` of the extrinsics (both: the same results wherever
+    they are computed)."""
     pre_runtime = [d for d in header.digest if d.kind == DigestItem.PRE_RUNTIME]
     builder = executive.begin_block(
         parent, header.parent_hash, header.number, pre_runtime, signature_check=signature_check
@@ -838,7 +845,7 @@ def execute_decoded(
         except InvalidTransaction as exc:
             xt = item.xt if not isinstance(item, Extrinsic) else item
             raise InvalidBlock(f"extrinsic {xt.hash.hex()} is invalid: {exc}") from exc
-    built = builder.finalize()
+    built = builder.finalize(extrinsics_root=extrinsics_root)
     if built.header.digest != header.digest:
         raise InvalidBlock("digest mismatch: the header's digest is not the one execution gives")
     if built.header.extrinsics_root != header.extrinsics_root:

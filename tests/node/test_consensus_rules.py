@@ -42,6 +42,7 @@ from chain.primitives import (
     Header,
     encode_unsigned_extrinsic,
 )
+from chain.storage.trie import ordered_root
 from genesis.builder import load_spec
 from node.blocks import AlreadyKnown, NotNow, UnknownParent, decode_block_item, encode_block_item
 from node.finality.gadget import VoterChain
@@ -1216,6 +1217,56 @@ def test_signature_checks_in_workers_give_the_verdicts_of_verify_signature(
         assert [checks(*job) for job in jobs] == [True, True, False, True, True]
     finally:
         workers.close()
+
+
+def test_the_extrinsics_root_from_the_workers_is_ordered_root_of_what_was_sent(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs: list[SignatureJob] = []
+    extrinsics = [transfer(node, SR[BOB], nonce, 10**18) for nonce in range(3)]
+    for raw in extrinsics:
+        xt = Extrinsic.decode(raw)
+        assert xt.signature is not None
+        jobs.append((SignatureScheme.SR25519, xt.signature, b"payload", SR[BOB].public))
+    workers = ParallelSignatures(workers=1, min_parallel=1)
+    try:
+        checks = workers.start(jobs, extrinsics)
+        checks.wait(timeout=60)
+        computed_here: list[int] = []
+
+        def inline(values: Sequence[bytes]) -> bytes:
+            computed_here.append(len(values))
+            return ordered_root(values)
+
+        monkeypatch.setattr(node_sigcheck, "ordered_root", inline)
+        assert checks.extrinsics_root(list(extrinsics)) == ordered_root(extrinsics)
+        assert computed_here == []  # the worker's answer
+        other = [*extrinsics[:2], transfer(node, SR[BOB], 7, 10**18)]
+        assert checks.extrinsics_root(other) == ordered_root(other)
+        assert computed_here == [3]  # not what was sent: computed here
+    finally:
+        workers.close()
+
+
+def test_a_wrong_extrinsics_root_rejects_the_block_when_workers_compute_it(
+    node: Node, make_node: NodeFactory
+) -> None:
+    slot = slot_of(ALICE, BASE_SLOT)
+    good = build(
+        node, node.genesis_hash, slot, txs=[transfer(node, SR[BOB], n, 10**18) for n in range(3)]
+    )
+    header = dataclasses.replace(
+        good.header, extrinsics_root=bytes(32), digest=good.header.digest[:-1]
+    )
+    bad = reseal(Block(header, good.extrinsics), header, SR[ALICE])
+    parallel = make_node(CHARLIE)
+    parallel.signatures.min_parallel = 1
+    parallel.signatures.workers = 1
+    parallel.signatures.warm(timeout=60)
+    with pytest.raises(InvalidBlock, match="extrinsics root mismatch"):
+        parallel.importer.import_block(bad)
+    parallel.importer.import_block(good)
+    assert parallel.chain.best_hash == good.hash()
 
 
 def test_a_bad_signature_rejects_the_block_when_workers_check_it(
