@@ -130,6 +130,7 @@ def measure_parallel(
                     items,
                     signature_check=checks,
                     extrinsics_root=checks.extrinsics_root,
+                    settle=checks.settle,
                 )
             db.commit_block(
                 p.block.header, p.block.extrinsics, built.nodes, is_best=True, is_finalized=False

@@ -30,6 +30,7 @@ from chain.codec import (
 )
 from chain.crypto import SIGNATURE_LENGTHS, SignatureScheme
 from chain.hashing import blake2_256
+from chain.records import fast_init
 
 IMMORTAL_DEATH = 2**64 - 1
 MAX_UNHASHED_PAYLOAD = 256
@@ -382,6 +383,7 @@ def _compact_at(data: bytes, pos: int) -> tuple[int, int]:
     return value, end
 
 
+@fast_init
 @dataclass(frozen=True)
 class Extrinsic:
     """A decoded v4 UncheckedExtrinsic. Build it with `Extrinsic.decode(raw)`.

@@ -161,6 +161,7 @@ class BlockImporter:
                 items,
                 signature_check=checks,
                 extrinsics_root=checks.extrinsics_root,
+                settle=checks.settle,
             )
         finally:
             checks.cancel()

@@ -2,13 +2,16 @@
 
 Before executing an imported block the importer lists the signature checks its execution will
 ask for (`pallets.executive.signature_jobs`: scheme, signature, signing payload, signer, in block
-order) and hands them to `ParallelSignatures.start`, which sends them in batches to worker
-processes (`node.workerpool.worker_pool`: they die with the node) and returns the
-`SignatureCheck` the execution uses. That check answers a listed job from its batch's result
-when the batch is done, and checks it here otherwise (not waiting: a worker still starting, or
-slower than this process, never makes the import slower than checking inline), so the verdicts
-are those of `verify_signature`, whoever computes them: a bad signature still rejects the block.
-A job that was not listed is checked here.
+order) and hands them to `ParallelSignatures.start`, which sends the block's extrinsics root and
+then the checks, in batches, to worker processes (`node.workerpool.worker_pool`: they die with
+the node), and returns the `SignatureCheck` the execution uses. As Substrate's batch verification
+does, that check never makes execution wait: it answers a listed check from its batch's result
+when that is in, and otherwise "valid for now", remembering it. At the block's end `settle` takes
+back the batches no worker has started and checks them here (no check is made twice), waits for
+the rest, and says whether every check answered "for now" is valid. When one is not, the import
+executes the block again checking every signature inline, so the verdict and the error are those
+of serial checking: a bad signature still rejects the block, with the same message. A check that
+was not listed is made here.
 """
 
 from __future__ import annotations
@@ -50,12 +53,9 @@ soon), each next one twice as many as the one before, up to `BATCH` (sr25519: ab
 work). The pool hands a worker its next message from a thread of this process, which needs the
 interpreter lock this process's execution holds: large messages keep the workers busy between
 two such hand-overs."""
-ROOT_WAIT_S: Final = 10.0
-"""How long the end of an import waits for the workers' extrinsics root before computing it
-itself (a worker that stalls must not stall the import)."""
-WAIT_S: Final = 0.0001
-"""How long a check waits for its batch's answer before checking inline (about the time an
-sr25519 check takes); waiting also lets the pool's thread take in answers that arrived."""
+SETTLE_WAIT_S: Final = 30.0
+"""How long the end of an import waits for a worker's answer before computing it itself (a
+worker that stalls must not stall the import)."""
 
 
 def extrinsics_root(extrinsics: list[bytes]) -> bytes:
@@ -65,10 +65,14 @@ def extrinsics_root(extrinsics: list[bytes]) -> bytes:
 
 def verify_batch(jobs: Sequence[tuple[int, bytes, bytes, bytes]]) -> list[bool]:
     """In a worker: `verify_signature` of each job."""
+    schemes = _SCHEMES
     return [
-        verify_signature(SignatureScheme(scheme), signature, payload, signer)
+        verify_signature(schemes[scheme], signature, payload, signer)
         for scheme, signature, payload, signer in jobs
     ]
+
+
+_SCHEMES: Final = {int(scheme): scheme for scheme in SignatureScheme}
 
 
 def batch_bounds(n: int) -> list[int]:
@@ -108,12 +112,12 @@ class ParallelSignatures:
         pool = self._executor()
         bounds = batch_bounds(len(jobs))
         try:
-            futures = [
+            sent = list(extrinsics)
+            root = pool.submit(extrinsics_root, sent) if sent else None  # first: execution needs
+            futures = [  # it at its end, and the checks not until the block's end either
                 pool.submit(verify_batch, [(int(s), g, p, k) for s, g, p, k in jobs[a:b]])
                 for a, b in itertools.pairwise(bounds)
             ]
-            sent = list(extrinsics)
-            root = pool.submit(extrinsics_root, sent) if sent else None
         except (concurrent.futures.BrokenExecutor, RuntimeError) as exc:
             log.warning("Signature workers unavailable (%s): checking inline", exc)
             self.close()
@@ -141,9 +145,11 @@ class ParallelSignatures:
 
 class AheadChecks:
     """A `SignatureCheck` (pallets.executive) that answers from the workers' results when they
-    are ready, and checks inline otherwise."""
+    are in, and otherwise answers "valid" for now and remembers the check (Substrate's batch
+    verification: the block's signature verdicts are settled at its end, `settle`). A check
+    that was not listed is made here."""
 
-    __slots__ = ("_futures", "_late", "_results", "_root", "_where")
+    __slots__ = ("_batches", "_futures", "_pending", "_results", "_root", "_where")
 
     def __init__(
         self,
@@ -155,41 +161,64 @@ class AheadChecks:
         self._root = root  # the extrinsics sent for their root, and its future
         # job -> (its batch, its place in the batch)
         self._where: dict[SignatureJob, tuple[int, int]] = {}
+        self._batches: list[Sequence[SignatureJob]] = []
         for batch, (start, end) in enumerate(itertools.pairwise(bounds)):
+            self._batches.append(jobs[start:end])
             for i in range(start, end):
                 self._where[jobs[i]] = (batch, i - start)
         self._futures = futures
-        self._late: set[int] = set()  # batches waited for once in vain: not waited for again
         self._results: list[list[bool] | None] = [None] * len(futures)  # answers taken in
+        self._pending: list[tuple[int, int]] = []  # checks answered "valid for now"
 
     def __call__(
         self, scheme: SignatureScheme, signature: bytes, payload: bytes, signer: bytes
     ) -> bool:
         where = self._where.get((scheme, signature, payload, signer))
-        if where is not None:
-            batch, place = where
-            results = self._results[batch]
-            if results is not None:
-                return results[place]
+        if where is None:
+            return verify_signature(scheme, signature, payload, signer)
+        batch, place = where
+        results = self._results[batch]
+        if results is None:
             future = self._futures[batch]
+            if not future.done():
+                self._pending.append(where)
+                return True
+            results = self._take(batch)
+        return results[place]
+
+    def _take(self, batch: int) -> list[bool]:
+        """A batch's answers: the workers' (waiting for them), or made here when the workers
+        failed or stalled."""
+        results = self._results[batch]
+        if results is None:
             try:
-                if batch not in self._late or future.done():
-                    results = self._results[batch] = future.result(timeout=WAIT_S)
-                    return results[place]
-            except concurrent.futures.TimeoutError:  # the workers are behind: check it here
-                self._late.add(batch)
-            except Exception:  # any failure of the workers: the check made here is the reference
+                results = self._futures[batch].result(timeout=SETTLE_WAIT_S)
+            except Exception:  # the workers failed: the checks made here are the reference
                 log.debug("Signature worker failed; checking inline", exc_info=True)
-        return verify_signature(scheme, signature, payload, signer)
+                results = _verify_here(self._batches[batch])
+            self._results[batch] = results
+        return results
+
+    def settle(self) -> bool:
+        """Whether every check answered "valid for now" is valid. The batches the workers have
+        not started are taken back and checked here, last first, while the workers finish
+        theirs (no check is made twice); then their answers are waited for."""
+        if not self._pending:
+            return True
+        for batch in reversed(range(len(self._futures))):
+            if self._results[batch] is None and self._futures[batch].cancel():
+                self._results[batch] = _verify_here(self._batches[batch])
+        return all(self._take(batch)[place] for batch, place in self._pending)
 
     def extrinsics_root(self, extrinsics: Sequence[bytes]) -> bytes:
         """`ordered_root(extrinsics)`: the workers' answer when they were sent these
-        extrinsics, computed here otherwise (or when they fail or take over `ROOT_WAIT_S`)."""
+        extrinsics, computed here otherwise (or when the workers have not started it, fail or
+        take over `SETTLE_WAIT_S`)."""
         if self._root is not None:
             sent, future = self._root
-            if len(sent) == len(extrinsics) and sent == list(extrinsics):
+            if len(sent) == len(extrinsics) and sent == list(extrinsics) and not future.cancel():
                 try:
-                    return future.result(timeout=ROOT_WAIT_S)
+                    return future.result(timeout=SETTLE_WAIT_S)
                 except Exception:  # the workers failed or stalled: computed here, the reference
                     log.debug("Extrinsics root worker failed; computing inline", exc_info=True)
         return ordered_root(extrinsics)
@@ -204,3 +233,7 @@ class AheadChecks:
             future.cancel()
         if self._root is not None:
             self._root[1].cancel()
+
+
+def _verify_here(jobs: Sequence[SignatureJob]) -> list[bool]:
+    return [verify_signature(*job) for job in jobs]

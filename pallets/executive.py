@@ -41,6 +41,7 @@ from chain.frame.runtime import Runtime
 from chain.frame.validity import InvalidTransaction, UnsignedValidity
 from chain.hashing import blake2_256
 from chain.primitives import DigestItem, Extrinsic, Header, UnsupportedSigner
+from chain.records import fast_init
 from chain.storage.overlay import Overlay
 from chain.storage.trie import Trie, ordered_root
 from pallets.balances import pallet as balances
@@ -94,6 +95,7 @@ class ValidTransaction:
     is_ready: bool  # False: the nonce is ahead of the account's (future queue)
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class CheckedExtrinsic:
     """An extrinsic decoded and checked once: the pool keeps it, and block building and import
@@ -108,6 +110,7 @@ class CheckedExtrinsic:
     payload: bytes | None = None
 
 
+ZERO_ACCOUNT = bytes(32)
 SUCCESS_EVENTS_CACHED = 1024
 """Distinct `ExtrinsicSuccess` encodings an executive keeps (`Executive.success_event`)."""
 
@@ -258,7 +261,7 @@ class Executive:
             raise InvalidTransaction("Call", f"{call.name} is an inherent")
         who = xt.signer
         # CheckNonZeroSender
-        if who == bytes(32):
+        if who == ZERO_ACCOUNT:
             raise InvalidTransaction("BadSigner")
         # CheckWeight (length and weight of a single extrinsic)
         self._check_size(xt, call)
@@ -429,6 +432,7 @@ class Executive:
         return number
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class ApplyOutcome:
     index: int
@@ -819,6 +823,7 @@ def execute_decoded(
     *,
     signature_check: SignatureCheck = verify_signature,
     extrinsics_root: Callable[[Sequence[bytes]], bytes] = ordered_root,
+    settle: Callable[[], bool] | None = None,
 ) -> BuiltBlock:
     """Re-execute an imported block from its decoded extrinsics (`decode_block_extrinsics`)
     and check its roots and digest. `header` is without its seal. As in FRAME, the block begins
@@ -826,7 +831,31 @@ def execute_decoded(
     execution gives (those items, then whatever the runtime deposited, such as
     `RuntimeEnvironmentUpdated`). Signatures are checked by `signature_check`, and the
     extrinsics root is `extrinsics_root` of the extrinsics (both: the same results wherever
-    they are computed)."""
+    they are computed). `settle`: for a `signature_check` that may answer "valid for now"
+    (Substrate's batch verification), says at the block's end whether all those were valid;
+    when not, the block is executed again with every signature checked inline, so that what
+    is refused, and how, is exactly what serial checking gives."""
+    try:
+        built = _execute_items(executive, parent, header, items, signature_check, extrinsics_root)
+    except InvalidBlock:
+        if settle is None or settle():
+            raise
+    else:
+        if settle is None or settle():
+            return built
+    # a signature answered "valid for now" is not: whatever execution made of it, serial
+    # checking decides what is refused and how
+    return execute_decoded(executive, parent, header, items)
+
+
+def _execute_items(
+    executive: Executive,
+    parent: Trie,
+    header: Header,
+    items: Sequence[BlockItem | Unverified],
+    signature_check: SignatureCheck,
+    extrinsics_root: Callable[[Sequence[bytes]], bytes],
+) -> BuiltBlock:
     pre_runtime = [d for d in header.digest if d.kind == DigestItem.PRE_RUNTIME]
     builder = executive.begin_block(
         parent, header.parent_hash, header.number, pre_runtime, signature_check=signature_check

@@ -16,10 +16,12 @@ from chain.codec import U64_MAX
 from chain.frame.common import DISPATCH_CLASSES, WEIGHT, Weight
 from chain.frame.types import U32, U64, Option, ScaleType, Struct, fields_of, scale_of, struct
 from chain.frame.validity import InvalidTransaction
+from chain.records import fast_init
 
 V = TypeVar("V")
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class PerDispatchClass(Generic[V]):
     """`frame_support::dispatch::PerDispatchClass<T>`: one value per dispatch class."""

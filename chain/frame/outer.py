@@ -19,6 +19,7 @@ from chain.codec import CodecError, Decoder
 from chain.frame.common import Weight
 from chain.frame.pallet import CallDef, EventDef, PalletSpec
 from chain.frame.types import Enum, JSONDict, ScaleType, TypeRegistry, VariantDef, _info, field_info
+from chain.records import fast_init
 
 MAX_CALL_DEPTH = 256
 """The deepest a call may nest in calls: a call at level 257 (a top-level call is level 1) does
@@ -29,6 +30,7 @@ class CallTooDeep(CodecError):
     """Call bytes that nest calls deeper than `MAX_CALL_DEPTH`."""
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class DecodedCall:
     """A call decoded from its bytes: the declaration and the arguments by name."""

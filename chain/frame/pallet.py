@@ -47,6 +47,7 @@ from chain.frame.types import (
     scale_field,
 )
 from chain.hashing import HASHERS, storage_prefix, twox128
+from chain.records import fast_init
 from chain.storage.overlay import Overlay
 
 K = TypeVar("K")
@@ -170,6 +171,7 @@ def snake(name: str) -> str:
 # ---- origin and context ----------------------------------------------------------------------
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class Origin:
     """Who dispatches a call (FRAME's `RawOrigin`): an account, root, or nobody (inherents and

@@ -29,6 +29,7 @@ from chain.codec import (
     Decoder,
     encode_compact,
 )
+from chain.records import fast_init
 
 JSONDict = dict[str, Any]
 
@@ -398,36 +399,9 @@ T = TypeVar("T")
 
 
 def frozen_record(cls: type[T]) -> type[T]:
-    """`dataclasses.dataclass(frozen=True, slots=True)(cls)` with a faster `__init__`: the
-    dataclass's sets each field with `object.__setattr__` (a lookup by name per field), this one
-    through the fields' slot descriptors directly, about half the cost per value (values such
-    as `AccountInfo` are made several times per transaction). Same signature, defaults and
-    behaviour; classes with a `__post_init__`, factories or keyword-only fields keep the
-    dataclass's."""
-    out = dataclasses.dataclass(frozen=True, slots=True)(cls)
-    fields = dataclasses.fields(out)  # type: ignore[arg-type]
-    if hasattr(out, "__post_init__") or any(
-        not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING for f in fields
-    ):
-        return out
-    env: dict[str, Any] = {}
-    params: list[str] = []
-    body: list[str] = []
-    for i, f in enumerate(fields):
-        env[f"_set{i}"] = out.__dict__[f.name].__set__
-        if f.default is dataclasses.MISSING:
-            params.append(f.name)
-        else:
-            env[f"_default{i}"] = f.default
-            params.append(f"{f.name}=_default{i}")
-        body.append(f"    _set{i}(self, {f.name})")
-    src = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass") + "\n"
-    exec(compile(src, f"<__init__ of {out.__qualname__}>", "exec"), env)
-    init = env["__init__"]
-    init.__qualname__ = f"{out.__qualname__}.__init__"
-    init.__doc__ = out.__init__.__doc__
-    out.__init__ = init  # type: ignore[method-assign]
-    return out
+    """`dataclasses.dataclass(frozen=True, slots=True)(cls)`, with `chain.records.fast_init`'s
+    constructor (values such as `AccountInfo` are made several times per transaction)."""
+    return fast_init(dataclasses.dataclass(frozen=True, slots=True)(cls))
 
 
 @dataclass_transform(frozen_default=True)

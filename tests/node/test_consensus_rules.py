@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import random
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,7 @@ from node.interfaces import Clock
 from node.keystore import Signer, derive_key
 from node.network import BLOCK_ANNOUNCE, BLS_PARTIAL, COMMIT, TRANSACTIONS, VOTE, Verdict
 from node.service import Node, NodeConfig
-from node.sigcheck import ParallelSignatures
+from node.sigcheck import AheadChecks, ParallelSignatures, batch_bounds
 from node.sync import Syncer
 from node.txpool import PoolError
 from pallets.aura import pallet as aura
@@ -1330,3 +1332,85 @@ def test_signature_jobs_are_the_checks_execution_asks_for(node: Node, height: in
     execute_decoded(node.executive, parent, unsealed, items, signature_check=recording)
     assert asked == jobs
     assert len(jobs) == 3
+
+
+def _deferred_checks(jobs: Sequence[SignatureJob]) -> AheadChecks:
+    """Checks whose workers never start (futures that stay pending), as when the workers are
+    behind execution: every listed check is answered "valid for now"."""
+    bounds = batch_bounds(len(jobs))
+    futures: list[Future[list[bool]]] = [Future() for _ in itertools.pairwise(bounds)]
+    return AheadChecks(jobs, futures, bounds)
+
+
+def test_checks_answered_for_now_are_settled_at_the_blocks_end(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = BASE_SLOT
+    txs = [transfer(node, SR[BOB], n, 10**18) for n in range(40)]
+    block = build(node, node.genesis_hash, slot_of(ALICE, s), txs=txs)
+    unsealed, _ = block.header.without_seal()
+    parent = node.db.state_at_root(node.chain.best_header().state_root)
+    items = decode_block_extrinsics(node.executive, block.extrinsics)
+    jobs = signature_jobs(node.executive, parent, unsealed, items)
+    checks = _deferred_checks(jobs)
+    made: list[tuple[Any, ...]] = []
+    settling: list[bool] = []
+
+    def counting(*job: Any) -> bool:
+        assert settling, "a signature was checked during execution"
+        made.append(job)
+        return verify_signature(*job)
+
+    def settle() -> bool:
+        settling.append(True)
+        return checks.settle()
+
+    monkeypatch.setattr(node_sigcheck, "verify_signature", counting)
+    built = execute_decoded(
+        node.executive, parent, unsealed, items, signature_check=checks, settle=settle
+    )
+    assert built.header.state_root == unsealed.state_root
+    # made at settle (the last batch first), each once; none during execution
+    assert sorted(made, key=repr) == sorted((tuple(job) for job in jobs), key=repr)
+    assert len(made) == len(jobs) == 40
+
+
+def test_a_bad_signature_answered_for_now_refuses_the_block_as_serial_checking_does(
+    node: Node,
+) -> None:
+    s = BASE_SLOT
+    txs = [transfer(node, SR[BOB], n, 10**18) for n in range(6)]
+    txs[3] = transfer(node, SR[BOB], 3, 10**18, by=SR[CHARLIE])  # signed by another key
+    parent_header = node.db.header(node.genesis_hash)
+    assert parent_header is not None
+    slot = slot_of(ALICE, s)
+    digest = [DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))]
+    builder = node.executive.begin_block(
+        node.db.state_at_root(parent_header.state_root), node.genesis_hash, 1, digest
+    )
+    now = slot * node.slot_ms
+    ts_call = node.runtime.call_type.encode(node.runtime.call("Timestamp", "set", now=now))
+    builder.apply_inherent(encode_unsigned_extrinsic(ts_call))
+    for raw in txs:
+        builder.apply(raw, verified=True)  # a faulty author: checks no signature
+    built = builder.finalize()
+    parent = node.db.state_at_root(parent_header.state_root)
+    items = decode_block_extrinsics(node.executive, built.extrinsics)
+    jobs = signature_jobs(node.executive, parent, built.header, items)
+    checks = _deferred_checks(jobs)
+    with pytest.raises(InvalidBlock) as serial:
+        execute_decoded(node.executive, parent, built.header, items)
+    with pytest.raises(InvalidBlock) as deferred:
+        execute_decoded(
+            node.executive,
+            parent,
+            built.header,
+            items,
+            signature_check=checks,
+            settle=checks.settle,
+        )
+    assert str(deferred.value) == str(serial.value)
+    assert Extrinsic.decode(txs[3]).hash.hex() in str(deferred.value)
+    cause = deferred.value.__cause__
+    assert isinstance(cause, InvalidTransaction)
+    assert cause.kind == "BadProof"
