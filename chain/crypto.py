@@ -50,6 +50,9 @@ SIGNATURE_LENGTHS: Mapping[SignatureScheme, int] = MappingProxyType(
 _ECDSA_RECID = MappingProxyType({0: 0, 1: 1, 27: 0, 28: 1})
 
 
+_SR25519 = int(SignatureScheme.SR25519)  # the common case, compared as a plain int
+
+
 def verify_signature(
     scheme: SignatureScheme, signature: bytes, message: bytes, account_id: bytes
 ) -> bool:
@@ -57,9 +60,11 @@ def verify_signature(
     try:
         if len(account_id) != 32:
             return False
-        if scheme == SignatureScheme.SR25519:
+        if scheme == _SR25519:
             if len(signature) != 64:
                 return False
+            if type(signature) is bytes and type(message) is bytes and type(account_id) is bytes:
+                return bool(sr25519.verify(signature, message, account_id))
             return bool(sr25519.verify(bytes(signature), bytes(message), bytes(account_id)))
         if scheme == SignatureScheme.ED25519:
             if len(signature) != 64:
