@@ -672,8 +672,17 @@ class Block:
 
     @classmethod
     def decode(cls, data: bytes) -> Block:
-        data = bytes(data)
-        d = Decoder(data)
+        d = Decoder(bytes(data))
+        block = cls.decode_from(d)
+        if d.remaining():
+            raise CodecError(f"{d.remaining()} trailing bytes after block")
+        return block
+
+    @classmethod
+    def decode_from(cls, d: Decoder) -> Block:
+        """The block at the decoder's position, which may be followed by more (a block with
+        its justifications, as in an export stream)."""
+        data = d.data
         header = Header.decode_from(d)
         count = d.compact()
         if count > d.remaining():
@@ -687,8 +696,7 @@ class Block:
                 raise CodecError("truncated block: extrinsic runs past the end")
             extrinsics.append(data[pos:end])
             pos = end
-        if pos != len(data):
-            raise CodecError(f"{len(data) - pos} trailing bytes after block")
+        d.pos = pos
         return cls(header, tuple(extrinsics))
 
     def to_json(self) -> dict[str, Any]:

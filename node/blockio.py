@@ -5,16 +5,28 @@ plus `check-db`.
     cuckoo-node import-blocks --base-path D --chain C [--block-time-ms X] INPUT|-
     cuckoo-node check-db --base-path D --chain C
 
-Stream format (binary): for each block, u32 LE length ++ SCALE `Block` (header, then
-Vec<extrinsic>). Import runs every block through the node's block import (Aura seal, re-execution,
-state and extrinsics roots) and skips blocks already in the store, so an interrupted import
-(even `kill -9`: each block is one atomic write batch) is continued by running it again.
+Stream format (binary), version 2: the 16-byte header `cuckoo-blocks/2\n`, then for each block
+u32 LE length ++ SCALE `SignedBlock` as in Substrate: the `Block` (header, then Vec<extrinsic>)
+followed by `Option<Justifications>`, a Vec of (4-byte engine id, Vec<u8> justification). Export
+writes the finality justification (engine `FRNK`) the store holds for a block, if any. Version 1
+(before justifications travelled) has no header and its entries are u32 LE length ++ SCALE
+`Block`; it is still read (a version-1 stream starts with the length of its first block, at most
+64 MiB, so its 4th byte is at most 0x04, never `k`).
+
+Import runs every block through the node's block import (Aura seal, re-execution, state and
+extrinsics roots) and its justification through the node's finality check (the validator set
+in the parent's state, as for a justification from a peer): a bad one refuses the block, a good
+one finalizes it, and finality prunes (`--state-pruning`, `--blocks-pruning`) as in a running
+node. Blocks already in the store are skipped (their justification still applied if the store
+is not final that far), so an interrupted import (even `kill -9`: each block, and each
+finality, is one atomic write batch) is continued by running it again.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -23,18 +35,24 @@ from pathlib import Path
 from typing import BinaryIO
 
 from chain import ChainError
-from chain.codec import CodecError, Decoder
+from chain.codec import CodecError, Decoder, encode_bytes, encode_compact
+from chain.consensus import FINALITY_ENGINE_ID, ConsensusError
 from chain.primitives import Block
 from chain.storage.trie import ordered_root, verify
 from genesis.builder import ChainSpec, ChainSpecError, build_genesis, load_spec
 from node.chaindb import ARCHIVE_CANONICAL, ChainDB, blocks_pruning_arg, state_pruning_arg
 from node.db import LevelDBKV
 from node.errors import NodeError
+from node.interfaces import BlockImport
 from node.paths import db_dir, default_base_path
 
 COMMANDS = ("export-blocks", "import-blocks", "check-db")
 MAX_BLOCK_BYTES = 64 << 20  # larger than any valid block (max_block_length is 5 MiB)
 LENGTH_BYTES = 4
+STREAM_MAGIC = b"cuckoo-blocks/"
+STREAM_VERSION = 2
+STREAM_HEADER = STREAM_MAGIC + b"%d\n" % STREAM_VERSION  # 16 bytes; version 1 had none
+ENGINE_ID_BYTES = 4
 
 
 class BlockIOError(NodeError):
@@ -69,7 +87,10 @@ def add_blockio_parsers(subparsers: argparse._SubParsersAction[argparse.Argument
             help="print a progress line on stderr every N blocks (0: never)",
         )
 
-    ex = subparsers.add_parser("export-blocks", help="write canonical blocks as a binary stream")
+    ex = subparsers.add_parser(
+        "export-blocks",
+        help="write canonical blocks, with their justifications, as a binary stream",
+    )
     common(ex)
     ex.add_argument(
         "--from",
@@ -90,7 +111,10 @@ def add_blockio_parsers(subparsers: argparse._SubParsersAction[argparse.Argument
     progress(ex)
     ex.add_argument("output", help="output file, or - for stdout")
 
-    im = subparsers.add_parser("import-blocks", help="import blocks from a binary stream")
+    im = subparsers.add_parser(
+        "import-blocks",
+        help="import (and finalize, by their justifications) blocks from a binary stream",
+    )
     common(im)
     im.add_argument(
         "--block-time-ms",
@@ -168,8 +192,8 @@ def _check_history(db: ChainDB, best_number: int) -> None:
         if child is not None and child != block_hash:
             raise BlockIOError(f"the canonical block #{number + 1} is not a child of #{number}")
         child = header.parent_hash
-        if db.body(block_hash) is not None:
-            if lowest_body > number + 1 and number > 0:
+        if number > 0 and db.body(block_hash) is not None:  # genesis's is never pruned
+            if lowest_body > number + 1:
                 raise BlockIOError(
                     f"block #{number + 1} has no body but #{number} has: a hole in the chain"
                 )
@@ -244,8 +268,10 @@ def export_blocks(
             raise BlockIOError(f"--to {last} is past the best block #{best.number}")
         started = time.monotonic()
         with _open_output(output) as out:
+            out.write(STREAM_HEADER)
             for number in range(first, last + 1):
-                out.write(encode_entry(_canonical_block(db, number)))
+                block = _canonical_block(db, number)
+                out.write(encode_entry(block, db.justification(block.hash())))
                 done = number - first + 1
                 if progress_every > 0 and done % progress_every == 0:
                     _progress(
@@ -260,8 +286,69 @@ def export_blocks(
     return 0
 
 
-def encode_entry(block: Block) -> bytes:
-    """One entry of an export stream: u32 LE length ++ SCALE block."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignedBlock:
+    """A block with its justifications (Substrate's `SignedBlock`): (engine id, encoded
+    justification) pairs; None when it has none."""
+
+    block: Block
+    justifications: tuple[tuple[bytes, bytes], ...] | None = None
+
+    def encode(self) -> bytes:
+        if self.justifications is None:
+            return self.block.encode() + b"\x00"
+        return b"".join(
+            (
+                self.block.encode(),
+                b"\x01",
+                encode_compact(len(self.justifications)),
+                *(engine + encode_bytes(raw) for engine, raw in self.justifications),
+            )
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> SignedBlock:
+        d = Decoder(data)
+        block = Block.decode_from(d)
+        flag = d.u8()
+        if flag not in (0, 1):
+            raise CodecError(f"bad justifications option byte {flag}")
+        justifications = None
+        if flag == 1:
+            count = d.compact()
+            if count > d.remaining():
+                raise CodecError(f"{count} justifications claimed, {d.remaining()} bytes left")
+            justifications = tuple((d.read(ENGINE_ID_BYTES), d.bytes()) for _ in range(count))
+        d.finish()
+        return cls(block, justifications)
+
+    def finality_justification(self) -> bytes | None:
+        """The finality gadget's justification, if the block has one; raises BlockIOError for
+        one of another engine (it cannot be checked) or two of ours."""
+        ours = None
+        for engine, raw in self.justifications or ():
+            if engine != FINALITY_ENGINE_ID:
+                raise BlockIOError(
+                    f"block #{self.block.header.number} has a justification of unknown engine "
+                    f"{engine!r} (this chain's finality is {FINALITY_ENGINE_ID!r})"
+                )
+            if ours is not None:
+                raise BlockIOError(f"block #{self.block.header.number} has two justifications")
+            ours = raw
+        return ours
+
+
+def encode_entry(block: Block, justification: bytes | None = None) -> bytes:
+    """One entry of a version-2 stream (after STREAM_HEADER): u32 LE length ++ SCALE
+    SignedBlock, with the finality justification if given."""
+    just = None if justification is None else ((FINALITY_ENGINE_ID, justification),)
+    data = SignedBlock(block, just).encode()
+    return len(data).to_bytes(LENGTH_BYTES, "little") + data
+
+
+def encode_v1_entry(block: Block) -> bytes:
+    """One entry of a version-1 stream (no header, no justifications): u32 LE length ++ SCALE
+    Block. Still read by import; for tests of old streams."""
     data = block.encode()
     return len(data).to_bytes(LENGTH_BYTES, "little") + data
 
@@ -298,15 +385,28 @@ def _open_output(output: str) -> Iterator[BinaryIO]:
 # ---- import -----------------------------------------------------------------------------------
 
 
-def read_blocks(stream: BinaryIO) -> Iterator[tuple[int, Block]]:
-    """(byte offset, block) for each block of an export stream; raises BlockIOError on a
-    truncated or undecodable entry."""
+def read_blocks(stream: BinaryIO) -> Iterator[tuple[int, SignedBlock]]:
+    """(byte offset, signed block) for each entry of an export stream, version 2 or 1 (its
+    blocks without justifications); raises BlockIOError on an unknown version or a truncated
+    or undecodable entry."""
+    prefix = stream.read(LENGTH_BYTES)
+    version = 1
     offset = 0
-    index = 0
-    while True:
+    if prefix == STREAM_HEADER[:LENGTH_BYTES]:
+        header = prefix + stream.read(len(STREAM_HEADER) - LENGTH_BYTES)
+        if header != STREAM_HEADER:
+            shown = header[len(STREAM_MAGIC) :].split(b"\n")[0].decode("ascii", "replace")
+            if header.startswith(STREAM_MAGIC):
+                raise BlockIOError(
+                    f"stream version {shown!r} is not supported (this node reads 1 and "
+                    f"{STREAM_VERSION})"
+                )
+            raise BlockIOError("not a block stream: bad header")
+        version = STREAM_VERSION
+        offset = len(STREAM_HEADER)
         prefix = stream.read(LENGTH_BYTES)
-        if not prefix:
-            return
+    index = 0
+    while prefix:
         if len(prefix) < LENGTH_BYTES:
             raise BlockIOError(
                 f"truncated stream: entry {index} at byte {offset} has a partial length"
@@ -323,14 +423,15 @@ def read_blocks(stream: BinaryIO) -> Iterator[tuple[int, Block]]:
                 f"{len(data)} of {length} bytes"
             )
         try:
-            block = Block.decode(data)
+            entry = SignedBlock(Block.decode(data)) if version == 1 else SignedBlock.decode(data)
         except (CodecError, ValueError) as exc:
             raise BlockIOError(
                 f"entry {index} at byte {offset} is not a block: {_one_line(exc)}"
             ) from exc
-        yield offset, block
+        yield offset, entry
         offset += LENGTH_BYTES + length
         index += 1
+        prefix = stream.read(LENGTH_BYTES)
 
 
 def count_transactions(block: Block) -> int:
@@ -354,8 +455,8 @@ def import_blocks(
     state_pruning: int | str | None = None,
     blocks_pruning: int | str = ARCHIVE_CANONICAL,
 ) -> int:
-    """Imported blocks are not finalized (no justification travels in the stream), so a
-    pruned store prunes nothing until a node finalizes them."""
+    """Import the blocks of an export stream; a block's justification is checked and
+    finalizes it (and so prunes, in a pruned store), as a justification from a peer does."""
     from node.service import Node, NodeConfig
 
     node = Node(
@@ -376,13 +477,20 @@ def import_blocks(
         started = time.monotonic()
         imported = skipped = txs = 0
         with _open_input(source) as stream:
-            for _offset, block in read_blocks(stream):
+            for _offset, entry in read_blocks(stream):
+                block = entry.block
+                justification = entry.finality_justification()
                 block_hash = block.hash()
                 if node.chain.header(block_hash) is not None:
                     skipped += 1
+                    if (
+                        justification is not None
+                        and block.header.number > node.chain.finalized_header().number
+                    ):  # stored, but not yet finalized (an import stopped between the two)
+                        _apply_justification(node.importer, block, justification)
                     continue
                 try:
-                    node.importer.import_block(block)
+                    node.importer.import_block(block, justification)
                 except ChainError as exc:
                     raise BlockIOError(
                         f"block #{block.header.number} (0x{block_hash.hex()}) "
@@ -402,12 +510,23 @@ def import_blocks(
         print(
             f"Imported {imported} blocks ({txs} transactions) in {elapsed:.2f} s: "
             f"{imported * per_s:.1f} blocks/s, {txs * per_s:.1f} tx/s; {skipped} already "
-            f"present; best #{head.number} 0x{node.chain.best_hash.hex()}",
+            f"present; best #{head.number} 0x{node.chain.best_hash.hex()}, "
+            f"finalized #{node.chain.finalized_header().number}",
             flush=True,
         )
     finally:
         node.close()
     return 0
+
+
+def _apply_justification(blocks: BlockImport, block: Block, justification: bytes) -> None:
+    try:
+        blocks.apply_justification(block.hash(), justification)
+    except ConsensusError as exc:
+        raise BlockIOError(
+            f"block #{block.header.number} (0x{block.hash().hex()}) has an invalid "
+            f"justification: {_one_line(exc)}"
+        ) from exc
 
 
 @contextlib.contextmanager

@@ -7,7 +7,8 @@ LevelDB store at `base_path` (the layout `cuckoo-node --base-path` uses) and ret
 Block #1 funds `n_accounts` accounts (derived from `seed`) from //Alice; every later block holds
 `txs_per_block` `Balances.transfer_keep_alive` between those accounts, picked by a `random.Random`
 seeded with `seed`. Timestamps come from the slot numbers (`start_slot + i`), never from the
-clock.
+clock. Every block is final at once with its finality justification stored, as a dev node
+authors (//Alice is the single finality authority), so `export-blocks` carries them.
 
 The chain is bit-for-bit reproducible: sr25519 signatures from `py-sr25519-bindings` are
 randomized (schnorrkel mixes OS randomness into the nonce), so this module signs with a small
@@ -40,6 +41,7 @@ from chain.primitives import (
     signing_payload,
 )
 from genesis.builder import load_spec
+from node.interfaces import SealedBlock
 from node.keystore import _Transcript, derive_key, dev_suri
 from node.service import Node, NodeConfig
 from pallets.aura import pallet as aura
@@ -264,9 +266,14 @@ def _author(node: Node, alice: Account, slot: int, txs: list[bytes]) -> bytes:
     built = builder.finalize()
     seal = DigestItem.seal(aura.ENGINE_ID, alice.sign(built.header.hash()))
     header = dataclasses.replace(built.header, digest=(*built.header.digest, seal))
-    return node.db.commit_block(
-        header, built.extrinsics, built.nodes, is_best=True, is_finalized=True
-    )
+    # final at once, as on a dev node: //Alice is the whole finality set and signs the
+    # one-precommit justification (ed25519: deterministic)
+    justification = node.gadget.instant_justification(header)
+    if justification is None:
+        raise ValueError("the dev chain's finality set is not //Alice alone")
+    return node.importer.import_authored(
+        SealedBlock(header, built, slot, alice.public, justification)
+    ).hash
 
 
 def build_chain(

@@ -15,7 +15,7 @@ import pytest
 
 from chain.primitives import Block
 from genesis.builder import load_spec
-from node.blockio import encode_entry
+from node.blockio import STREAM_HEADER, encode_entry
 from node.chaindb import ChainDB
 from node.db import LevelDBKV
 from node.service import Node, NodeConfig
@@ -83,7 +83,13 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
 
 
 def test_export_is_the_length_prefixed_scale_blocks(chain: Chain) -> None:
-    assert chain.export.read_bytes() == b"".join(encode_entry(b) for b in chain.blocks)
+    with LevelDBKV(chain.base / DB, create=False) as kv:
+        db = ChainDB(kv)
+        justifications = [db.justification(b.hash()) for b in chain.blocks]
+    assert None not in justifications  # the dev chain finalizes every block
+    assert chain.export.read_bytes() == STREAM_HEADER + b"".join(
+        encode_entry(b, j) for b, j in zip(chain.blocks, justifications, strict=True)
+    )
     assert [b.header.number for b in chain.blocks] == list(range(1, N_BLOCKS + 1))
     assert sum(len(b.extrinsics) for b in chain.blocks) == N_BLOCKS + N_ACCOUNTS + TXS_PER_BLOCK * (
         N_BLOCKS - 1
@@ -151,7 +157,7 @@ def test_import_stops_at_a_tampered_block(chain: Chain, tmp_path: Path) -> None:
     xt[-1] ^= 0x01  # the transfer's amount: the signature no longer matches
     blocks[4] = Block(bad.header, (*bad.extrinsics[:-1], bytes(xt)))
     stream = tmp_path / "tampered.blocks"
-    stream.write_bytes(b"".join(encode_entry(b) for b in blocks))
+    stream.write_bytes(STREAM_HEADER + b"".join(encode_entry(b) for b in blocks))
     res = _run("import-blocks", "--base-path", tmp_path / "db", "--chain", "dev", stream)
     assert res.returncode == 1
     last = res.stderr.strip().splitlines()[-1]
