@@ -865,8 +865,48 @@ def reference_root(items: Mapping[bytes, bytes]) -> bytes:
 
 
 def ordered_root(values: Sequence[bytes]) -> bytes:
-    """Root of the trie `{encode_compact(i): values[i]}` (the header's extrinsics root)."""
-    return reference_root({encode_compact(i): v for i, v in enumerate(values)})
+    """Root of the trie `{encode_compact(i): values[i]}` (the header's extrinsics root): the
+    reference construction (`reference_root`, the oracle it is tested against) over index
+    ranges of the sorted entries, leaves encoded in place."""
+    if not values:
+        return EMPTY_ROOT
+    entries = sorted([(_path(encode_compact(i)), v) for i, v in enumerate(values)])
+    return blake2_256(_range_encoding(entries, 0, len(entries), 0))
+
+
+def _range_encoding(entries: list[tuple[bytes, bytes]], lo: int, hi: int, depth: int) -> bytes:
+    """`_reference_encoding` of `entries[lo:hi]`, which share their first `depth` path slots,
+    with those slots taken off, without copying the entries level by level."""
+    first_path, first_value = entries[lo]
+    if hi - lo == 1:
+        return _encode_leaf(first_path[depth:], first_value)
+    common = _common_prefix(first_path[depth:], entries[hi - 1][0][depth:])
+    if common:
+        below = _range_encoding(entries, lo, hi, depth + common)
+        return _encode_extension(first_path[depth : depth + common], blake2_256(below))
+    value: bytes | None = None
+    i = lo
+    if len(first_path) == depth:  # sorted: the entry that ends here comes first
+        value = first_value
+        i += 1
+    bitmap = 0
+    hashes: list[bytes | None] = []
+    below_depth = depth + 1
+    while i < hi:
+        path, v = entries[i]
+        slot = path[depth]
+        j = i + 1
+        while j < hi and entries[j][0][depth] == slot:
+            j += 1
+        bitmap |= _BIT[slot]
+        if j == i + 1:  # a leaf: encoded here
+            rest = path[below_depth:]
+            leaf = b"".join((b"\x01", _compact(len(rest)), _pack(rest), _compact(len(v)), v))
+            hashes.append(blake2_256(leaf))
+        else:
+            hashes.append(blake2_256(_range_encoding(entries, i, j, below_depth)))
+        i = j
+    return _encode_branch(bitmap, value, hashes)
 
 
 def verify(store: NodeStore, root: bytes, seen: set[tuple[bytes, int, bool]] | None = None) -> int:

@@ -206,3 +206,13 @@ def test_closest_descendant_hash_of_a_branch_below_an_extension() -> None:
     other = build({b"\xab\xcd\x01": b"1", b"\xab\xcd\x02": b"2", b"\x00": b"other"})
     assert other.closest_descendant_hash(b"\xab") == below  # nothing under the prefix changed
     assert trie.closest_descendant_hash(b"\xab\xce") is None
+
+
+@pytest.mark.parametrize(
+    "n", [1, 2, 3, 15, 16, 17, 63, 64, 65, 255, 256, 257, 4095, 4096, 4097, 16383, 16384, 16385]
+)
+def test_ordered_root_is_the_reference_root_of_the_indexed_values(n: int) -> None:
+    rng = random.Random(n)
+    values = [rng.randbytes(rng.randrange(0, 300)) for _ in range(n)]
+    reference = reference_root({encode_compact(i): v for i, v in enumerate(values)})
+    assert ordered_root(values) == reference
