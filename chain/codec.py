@@ -107,10 +107,12 @@ class Decoder:
         return out
 
     def u8(self) -> int:
-        if self.pos >= len(self.data):
-            raise CodecError(f"unexpected end of input at offset {self.pos}")
-        b = self.data[self.pos]
-        self.pos += 1
+        pos = self.pos
+        try:
+            b = self.data[pos]
+        except IndexError:
+            raise CodecError(f"unexpected end of input at offset {pos}") from None
+        self.pos = pos + 1
         return b
 
     def u16(self) -> int:

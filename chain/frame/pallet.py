@@ -454,6 +454,9 @@ def hook(spec: PalletSpec, name: str) -> Callable[[F], F]:
 # ---- storage ---------------------------------------------------------------------------------
 
 
+_MUTABLE_VALUES = (list, dict)  # values kept encoded even on an overlay (they may change later)
+
+
 class StorageItem:
     """A storage item. On an `Overlay` (a block being built or executed) the values of an
     immutable type go through the overlay's value cache: decoded once per block, encoded once
@@ -482,7 +485,10 @@ class StorageItem:
         return self.value_ty.decode_all(raw)
 
     def _write(self, state: State, key: bytes, value: Any) -> None:
-        if type(state) is Overlay and self._is_immutable() and not isinstance(value, list | dict):
+        cached = self._is_cached
+        if cached is None:
+            cached = self._is_immutable()
+        if cached and type(state) is Overlay and not isinstance(value, _MUTABLE_VALUES):
             state.put_value(key, self.value_ty, value)
         else:
             state.put(key, self.value_ty.encode(value))
