@@ -553,6 +553,7 @@ def _make_extrinsic(
         tip=tip,
         call=call,
         _hash=None,
+        _payload=None,
     )
     return xt
 
