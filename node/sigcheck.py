@@ -32,8 +32,8 @@ if TYPE_CHECKING:  # the workers import this module: keep the runtime out of the
     from pallets.executive import SignatureJob
 
 __all__ = [
-    "BATCH",
-    "FIRST_BATCH",
+    "MAX_BATCH",
+    "MIN_BATCH",
     "MIN_PARALLEL",
     "AheadChecks",
     "ParallelSignatures",
@@ -46,13 +46,13 @@ log = logging.getLogger(__name__)
 
 MIN_PARALLEL: Final = 64
 """Fewer checks than this are made inline: a round trip to a worker costs more."""
-FIRST_BATCH: Final = 16
-BATCH: Final = 512
-"""Checks per message to a worker: the first message has `FIRST_BATCH` (its answer comes
-soon), each next one twice as many as the one before, up to `BATCH` (sr25519: about 18 ms of
-work). The pool hands a worker its next message from a thread of this process, which needs the
-interpreter lock this process's execution holds: large messages keep the workers busy between
-two such hand-overs."""
+MIN_BATCH: Final = 64
+MAX_BATCH: Final = 4096
+"""Checks per message to a worker, guided: each message takes half of what is left per worker
+(at least `MIN_BATCH`, at most `MAX_BATCH`), so a block goes out in a few messages, large ones
+first, small ones last. Few messages because the pool hands each over from a thread of this
+process, which needs the interpreter lock this process's execution holds; small ones last
+because `settle` can take back only the messages no worker has started."""
 SETTLE_WAIT_S: Final = 30.0
 """How long the end of an import waits for a worker's answer before computing it itself (a
 worker that stalls must not stall the import)."""
@@ -75,13 +75,14 @@ def verify_batch(jobs: Sequence[tuple[int, bytes, bytes, bytes]]) -> list[bool]:
 _SCHEMES: Final = {int(scheme): scheme for scheme in SignatureScheme}
 
 
-def batch_bounds(n: int) -> list[int]:
-    """Where the batches of `n` jobs start, and `n`: growing from FIRST_BATCH to BATCH."""
+def batch_bounds(n: int, workers: int = 1) -> list[int]:
+    """Where the batches of `n` jobs start, and `n`: each half of what is left per worker,
+    within `MIN_BATCH` and `MAX_BATCH`."""
     bounds = [0]
-    size = FIRST_BATCH
     while bounds[-1] < n:
+        left = n - bounds[-1]
+        size = max(MIN_BATCH, min(MAX_BATCH, left // (2 * max(workers, 1))))
         bounds.append(min(bounds[-1] + size, n))
-        size = min(size * 2, BATCH)
     return bounds
 
 
@@ -110,7 +111,7 @@ class ParallelSignatures:
         if self.workers < 1 or len(jobs) < self.min_parallel:
             return AheadChecks((), [])
         pool = self._executor()
-        bounds = batch_bounds(len(jobs))
+        bounds = batch_bounds(len(jobs), self.workers)
         try:
             sent = list(extrinsics)
             root = pool.submit(extrinsics_root, sent) if sent else None  # first: execution needs
