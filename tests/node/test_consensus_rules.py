@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import multiprocessing
 import random
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -1197,28 +1198,73 @@ def test_import_reuses_the_pools_check_of_a_gossiped_transaction(
     assert stranger.db.header(block.hash()) == follower.db.header(block.hash())
 
 
-def test_signature_checks_in_workers_give_the_verdicts_of_verify_signature(
-    node: Node, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _signature_jobs(node: Node, n: int, bad: int | None = None) -> list[SignatureJob]:
+    """`n` sr25519 checks by Bob over distinct payloads, the one at `bad` with a wrong
+    signature."""
     jobs: list[SignatureJob] = []
-    for nonce in range(5):
-        xt = Extrinsic.decode(transfer(node, SR[BOB], nonce, 10**18))
-        assert xt.signature is not None
-        payload = b"payload %d" % nonce  # signed below, or not (nonce 2)
-        signature = SR[BOB].sign(payload) if nonce != 2 else xt.signature
+    for i in range(n):
+        payload = b"payload %d" % i
+        signature = SR[BOB].sign(payload if i != bad else b"another payload")
         jobs.append((SignatureScheme.SR25519, signature, payload, SR[BOB].public))
+    return jobs
+
+
+def _batches(jobs: Sequence[SignatureJob], bounds: Sequence[int]) -> list[node_sigcheck.Batch]:
+    return [[(int(s), g, p, k) for s, g, p, k in jobs[a:b]] for a, b in itertools.pairwise(bounds)]
+
+
+def test_signature_checks_in_workers_give_the_verdicts_of_verify_signature(node: Node) -> None:
     workers = ParallelSignatures(workers=1, min_parallel=1)
+    workers.warm(timeout=60)
     try:
-        checks = workers.start(jobs)
-        checks.wait(timeout=60)
-
-        def inline(*job: Any) -> bool:
-            raise AssertionError("checked inline, not by the worker")
-
-        monkeypatch.setattr(node_sigcheck, "verify_signature", inline)
-        assert [checks(*job) for job in jobs] == [True, True, False, True, True]
+        for bad in (None, 150):
+            jobs = _signature_jobs(node, 200, bad)
+            checks = workers.start(jobs)
+            assert all(checks(*job) for job in jobs)  # valid for now
+            assert checks.settle() is (bad is None)
+        assert len(batch_bounds(200)) > 3  # several batches: some the worker's, some taken back
     finally:
         workers.close()
+
+
+def test_the_workers_and_this_process_check_each_batch_once(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker loop (`serve`, here in a thread) takes batches from the front while `settle`
+    takes them from the back: every check is made exactly once, by one side or the other."""
+    made: list[tuple[int, bytes, bytes, bytes]] = []
+    reference = node_sigcheck.verify_batch
+
+    def counting(jobs: Sequence[tuple[int, bytes, bytes, bytes]]) -> list[bool]:
+        made.extend(jobs)
+        return reference(jobs)
+
+    monkeypatch.setattr(node_sigcheck, "verify_batch", counting)
+    counter = multiprocessing.Array("q", 3)
+    mine, theirs = multiprocessing.Pipe()
+    worker = threading.Thread(target=node_sigcheck.serve, args=(theirs, counter), daemon=True)
+    worker.start()
+    try:
+        assert mine.poll(30)
+        assert mine.recv() == ("ready",)
+        jobs = _signature_jobs(node, 300, bad=299)
+        bounds = batch_bounds(len(jobs))
+        batches = _batches(jobs, bounds)
+        counter[0], counter[1], counter[2] = 7, 0, len(batches)
+        mine.send((7, batches, None))
+
+        class Owner:
+            def broken(self) -> None:
+                raise AssertionError("the worker failed")
+
+        source = node_sigcheck._Workers(Owner(), 7, [mine], counter)  # type: ignore[arg-type]
+        checks = AheadChecks(jobs, source, bounds, batches)
+        assert all(checks(*job) for job in jobs)
+        assert checks.settle() is False  # the last check's signature is not Bob's over it
+        assert sorted(made) == sorted(_batches(jobs, [0, len(jobs)])[0])  # each once
+    finally:
+        mine.send(None)
+        worker.join(timeout=30)
 
 
 def test_the_extrinsics_root_from_the_workers_is_ordered_root_of_what_was_sent(
@@ -1231,9 +1277,9 @@ def test_the_extrinsics_root_from_the_workers_is_ordered_root_of_what_was_sent(
         assert xt.signature is not None
         jobs.append((SignatureScheme.SR25519, xt.signature, b"payload", SR[BOB].public))
     workers = ParallelSignatures(workers=1, min_parallel=1)
+    workers.warm(timeout=60)
     try:
         checks = workers.start(jobs, extrinsics)
-        checks.wait(timeout=60)
         computed_here: list[int] = []
 
         def inline(values: Sequence[bytes]) -> bytes:
@@ -1334,12 +1380,32 @@ def test_signature_jobs_are_the_checks_execution_asks_for(node: Node, height: in
     assert len(jobs) == 3
 
 
+class _Unanswered:
+    """A `BatchSource` whose workers never take a batch (they are behind execution): every
+    listed check is answered "valid for now", and `settle` takes every batch back."""
+
+    def __init__(self, batches: int) -> None:
+        self.left = batches
+
+    def take_back(self) -> int | None:
+        if self.left == 0:
+            return None
+        self.left -= 1
+        return self.left
+
+    def answers(self, timeout: float) -> list[tuple[int, list[bool]]] | None:
+        return []
+
+    def root(self, timeout: float) -> bytes | None:
+        return None
+
+    def cancel(self) -> None:
+        self.left = 0
+
+
 def _deferred_checks(jobs: Sequence[SignatureJob]) -> AheadChecks:
-    """Checks whose workers never start (futures that stay pending), as when the workers are
-    behind execution: every listed check is answered "valid for now"."""
     bounds = batch_bounds(len(jobs))
-    futures: list[Future[list[bool]]] = [Future() for _ in itertools.pairwise(bounds)]
-    return AheadChecks(jobs, futures, bounds)
+    return AheadChecks(jobs, _Unanswered(len(bounds) - 1), bounds, _batches(jobs, bounds))
 
 
 def test_checks_answered_for_now_are_settled_at_the_blocks_end(
@@ -1414,3 +1480,20 @@ def test_a_bad_signature_answered_for_now_refuses_the_block_as_serial_checking_d
     cause = deferred.value.__cause__
     assert isinstance(cause, InvalidTransaction)
     assert cause.kind == "BadProof"
+
+
+def test_the_first_block_that_needs_workers_starts_them_and_is_checked_inline(
+    node: Node,
+) -> None:
+    workers = ParallelSignatures(workers=1, min_parallel=1)
+    try:
+        jobs = _signature_jobs(node, 100, bad=3)
+        first = workers.start(jobs)  # starts the worker, does not wait for it
+        assert [first(*job) for job in jobs[:5]] == [True, True, True, False, True]  # inline
+        assert first.settle() is True  # nothing was answered "for now"
+        workers.warm(timeout=60)
+        second = workers.start(jobs)
+        assert all(second(*job) for job in jobs)  # now the worker's: valid for now
+        assert second.settle() is False
+    finally:
+        workers.close()
