@@ -708,8 +708,9 @@ class Enum(ScaleType):
             return v.name if self.py_enum is None else self.py_enum(v.name)
         if v.named:
             return (v.name, {f.attr or f.name: f.ty.decode(d) for f in v.fields})
-        values = tuple(f.ty.decode(d) for f in v.fields)
-        return (v.name, values[0] if len(values) == 1 else values)
+        if len(v.fields) == 1:  # the common case (`MultiAddress::Id`): no tuple made
+            return (v.name, v.fields[0].ty.decode(d))
+        return (v.name, tuple(f.ty.decode(d) for f in v.fields))
 
     def is_immutable(self) -> bool:
         """Unnamed payloads decode to tuples (named ones to dicts: mutable)."""

@@ -317,7 +317,8 @@ def encode_event_records(
     head = PHASE.encode(phase)
     encode = RUNTIME_EVENT.encode
     records = [head + encode(event) + b"\x00" for event in events]
-    records.extend(head + event + b"\x00" for event in encoded)
+    for event in encoded:
+        records.append(head + event + b"\x00")
     return records
 
 
