@@ -273,7 +273,7 @@ class NodeRpc:
         if type(key_param) is str:
             answer = memo.answers.get(key_param, _MISS)
             if answer is not _MISS:  # a valid key: checked in the same order as below
-                _, state = self._state(at)
+                state = self.chain.state_at() if at is None else self._state(at)[1]
                 if state.root == memo.root:
                     return cast(str | None, answer)
         key = _bytes(key_param, "storage key")

@@ -1115,12 +1115,13 @@ _STEPS: Final = bytes.maketrans(b"[]", b"\x01\xff")  # as signed bytes: +1 and -
 def _exceeds_depth(data: bytes, limit: int) -> bool:
     """Whether JSON `data` nests arrays/objects deeper than `limit`, without recursion.
 
-    Free when there are few brackets (almost every request). Otherwise strings are cut out, and
+    Cheap when there are few brackets (almost every request). Otherwise strings are cut out, and
     bracket pairs with nothing inside are peeled off while that shrinks the text quickly (each pass
     lowers the depth by one); what is left is measured exactly by a running sum. All steps run in C,
     linear in the body. Malformed input may answer either way; the parser then refuses it.
     """
-    if data.count(b"[") + data.count(b"{") <= limit:
+    size = len(data)  # counted by what `replace` removes: memchr, faster than `count`'s loop
+    if 2 * size - len(data.replace(b"[", b"")) - len(data.replace(b"{", b"")) <= limit:
         return False
     brackets = _STRING_RE.sub(b"", data).translate(_SQUARE, _NON_BRACKETS)
     if b"[" * (limit + 1) in brackets:
