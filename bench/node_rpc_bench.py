@@ -6,8 +6,10 @@ In one run: a real `cuckoo-node --dev` (its RPC server pinned to CPU 0) answers
 `state_getStorage` for //Alice's System.Account key over HTTP POST, and then a trivial aiohttp
 handler (same event loop implementation, also pinned to CPU 0, in its own process) answers the
 same POST request (same body and headers, body read) with the bytes the node answered. `wrk`
-(pinned to CPU 1) drives both with the same connections and duration. Printed: req/s, p50, p99
-and the ratio node / trivial handler (target >= 0.8). Needs `wrk` (apt-get install -y wrk).
+(pinned to CPU 1) drives both with the same connections and duration. Printed: req/s, p50, p99,
+the server process's CPU time per request (user + system, from /proc: on a CPU that other jobs
+share it moves less than req/s does), and the ratio node / trivial handler in req/s (target
+>= 0.8). Needs `wrk` (apt-get install -y wrk).
 
 The node is measured once it has authored block #2: its one-off startup work (computing the
 randomness onion, in a thread that holds the GIL for about a second) is then done. The window
@@ -92,13 +94,27 @@ def pin(pid: int, cpu: int) -> None:
         os.sched_setaffinity(pid, {cpu})
 
 
-def run_wrk(url: str, script: str | None, connections: int, duration: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    url: str, script: str | None, connections: int, duration: int, server_pid: int
+) -> dict[str, float]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     if script:
         cmd += ["-s", script]
     prefix = ["taskset", "-c", "1"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+    cpu_before = cpu_seconds(server_pid)
     out = subprocess.run([*prefix, *cmd, url], capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(server_pid) - cpu_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:
         m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
@@ -110,7 +126,7 @@ def run_wrk(url: str, script: str | None, connections: int, duration: int) -> di
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise SystemExit(f"wrk saw {errors.group(1)} error responses:\n{out}")
-    return {"rps": rps, "p50": pct("50"), "p99": pct("99")}
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "cpu_us": cpu / max(done, 1) * 1e6}
 
 
 def main() -> None:
@@ -154,7 +170,7 @@ def main() -> None:
         wait_block(node_url, 2)
         first = best_number(node_url)
         results["node state_getStorage"] = run_wrk(
-            node_url, str(lua), args.connections, args.duration
+            node_url, str(lua), args.connections, args.duration, node.pid
         )
         blocks = f"#{first}..#{best_number(node_url)}"
     finally:
@@ -166,7 +182,11 @@ def main() -> None:
         pin(trivial.pid, 0)
         wait_http(f"http://127.0.0.1:{trivial_port}/", body.encode())
         results["aiohttp trivial POST"] = run_wrk(
-            f"http://127.0.0.1:{trivial_port}/", str(lua), args.connections, args.duration
+            f"http://127.0.0.1:{trivial_port}/",
+            str(lua),
+            args.connections,
+            args.duration,
+            trivial.pid,
         )
     finally:
         trivial.terminate()
@@ -175,10 +195,15 @@ def main() -> None:
         f"node_rpc_bench: wrk -c{args.connections} -d{args.duration}s, server CPU 0, wrk CPU 1; "
         f"node window: blocks {blocks}"
     )
-    print(f"  {'endpoint':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"  {'endpoint':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU us/req':>12}")
     for name, r in results.items():
-        print(f"  {name:<24}{r['rps']:>10,.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}")
-    ratio = results["node state_getStorage"]["rps"] / results["aiohttp trivial POST"]["rps"]
+        print(
+            f"  {name:<24}{r['rps']:>10,.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['cpu_us']:>12.1f}"
+        )
+    node_r, trivial_r = results["node state_getStorage"], results["aiohttp trivial POST"]
+    cpu_ratio = trivial_r["cpu_us"] / node_r["cpu_us"]
+    print(f"CPU per request, trivial/node: {cpu_ratio:.2f} (steadier than req/s on a shared CPU)")
+    ratio = node_r["rps"] / trivial_r["rps"]
     print(f"ratio node/trivial: {ratio:.2f} (target >= 0.8)")
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -169,6 +169,12 @@ class ChainDB:
         self.kv = kv
         self.cache = NodeCache(cache_nodes)
         self._headers: dict[bytes, Header] = {}
+        # The best block's hash and state as last read, valid while `_writes` (the writes this
+        # object made) has not moved since: every read of the best state (each RPC query)
+        # otherwise costs two LevelDB lookups. Writes go through `_write_batch`.
+        self._writes = 0
+        self._best: tuple[int, bytes] | None = None
+        self._best_state: tuple[int, bytes, Trie] | None = None
         self.state_pruning = self._resolve_mode(state_pruning)
         self.blocks_pruning = blocks_pruning
         self.nodes = _NodeStore(kv, counted=self.state_pruning is not None)
@@ -191,8 +197,16 @@ class ChainDB:
                 f"{requested}: keep that mode, or purge-chain and sync again"
             )
         if want is not None and want != stored:
-            self.kv.write_batch([(PRUNING, _encode_mode(want))], sync=True)
+            self._write_batch([(PRUNING, _encode_mode(want))], sync=True)
         return want
+
+    def _write_batch(self, ops: list[tuple[bytes, bytes | None]], *, sync: bool) -> None:
+        """Every write of this object: what reads remembered is forgotten once it is done (or
+        failed)."""
+        try:
+            self.kv.write_batch(ops, sync=sync)
+        finally:
+            self._writes += 1
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -200,9 +214,14 @@ class ChainDB:
         return self.kv.get(GENESIS)
 
     def best_hash(self) -> bytes:
+        best = self._best
+        writes = self._writes
+        if best is not None and best[0] == writes:
+            return best[1]
         h = self.kv.get(BEST)
         if h is None:
             raise ChainDBError("the database has no chain (no genesis)")
+        self._best = (writes, h)
         return h
 
     def finalized_hash(self) -> bytes:
@@ -243,12 +262,19 @@ class ChainDB:
 
     def state_at(self, block_hash: bytes) -> Trie:
         """The state after `block_hash`; raises StateDiscarded when pruning deleted it."""
+        memo = self._best_state
+        writes = self._writes
+        if memo is not None and memo[0] == writes and memo[1] == block_hash:
+            return memo[2]
         header = self.header(block_hash)
         if header is None:
             raise ChainDBError(f"unknown block 0x{block_hash.hex()}")
         if not self.has_state(block_hash):
             raise StateDiscarded(f"State already discarded for 0x{block_hash.hex()}")
-        return self.state_at_root(header.state_root)
+        state = self.state_at_root(header.state_root)
+        if block_hash == self.best_hash():
+            self._best_state = (writes, block_hash, state)
+        return state
 
     def has_state(self, block_hash: bytes) -> bool:
         """Whether the state of a known block is still stored (always, in an archive)."""
@@ -329,7 +355,7 @@ class ChainDB:
             ops.append((JUSTIFICATION + block_hash, justification))
         if authored_slot is not None:
             ops.append((LAST_SLOT, authored_slot.to_bytes(8, "little")))
-        self.kv.write_batch(ops, sync=sync)
+        self._write_batch(ops, sync=sync)
         self._headers[block_hash] = header
         return block_hash
 
@@ -358,7 +384,7 @@ class ChainDB:
         return ops
 
     def set_finalized(self, block_hash: bytes) -> None:
-        self.kv.write_batch([(FINALIZED, block_hash)], sync=True)
+        self._write_batch([(FINALIZED, block_hash)], sync=True)
 
     # ---- fork choice and finality -------------------------------------------------------------
 
@@ -430,7 +456,7 @@ class ChainDB:
             assert best_header is not None
             ops.extend(self._recanonicalize(best_header, best))
             ops.append((BEST, best))
-        self.kv.write_batch(ops, sync=True)
+        self._write_batch(ops, sync=True)
         return best
 
     # ---- pruning ------------------------------------------------------------------------------
@@ -553,4 +579,4 @@ class ChainDB:
         return ops
 
     def store_justification(self, block_hash: bytes, justification: bytes) -> None:
-        self.kv.write_batch([(JUSTIFICATION + block_hash, justification)], sync=True)
+        self._write_batch([(JUSTIFICATION + block_hash, justification)], sync=True)

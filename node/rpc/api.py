@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from chain.codec import CodecError
 from chain.consensus import FINALITY_ENGINE_ID
@@ -83,6 +83,33 @@ def _account(value: Any) -> bytes:
     raise RpcError.invalid_params("account must be an SS58 address or 0x-hex account id")
 
 
+STORAGE_MEMO_ENTRIES = 4096
+STORAGE_MEMO_VALUE_BYTES = 4096
+_MISS: Any = object()
+
+
+class _StorageMemo:
+    """`state_getStorage`'s answers at one state root (the best block's when they were read),
+    by the key as the client wrote it: clients poll the same keys (balances, nonces) many times
+    per block. A state root fixes every value, so an answer is reused only at that root. At most
+    STORAGE_MEMO_ENTRIES answers, each of a value of at most STORAGE_MEMO_VALUE_BYTES."""
+
+    __slots__ = ("answers", "root")
+
+    def __init__(self) -> None:
+        self.root = b""
+        self.answers: dict[str, str | None] = {}
+
+    def remember(self, root: bytes, key: str, value: bytes | None, answer: str | None) -> None:
+        if root != self.root:
+            self.root = root
+            self.answers = {}
+        elif len(self.answers) >= STORAGE_MEMO_ENTRIES:
+            self.answers.clear()
+        if value is None or len(value) <= STORAGE_MEMO_VALUE_BYTES:
+            self.answers[key] = answer
+
+
 @dataclasses.dataclass(kw_only=True, frozen=True, eq=False, slots=True)
 class NodeRpc:
     spec: ChainSpec
@@ -95,6 +122,9 @@ class NodeRpc:
     is_authority: bool
     local_peer_id: str
     finalized_after_in_block_s: float = FINALIZED_AFTER_IN_BLOCK_S
+    _storage_memo: _StorageMemo = dataclasses.field(
+        init=False, default_factory=_StorageMemo, repr=False
+    )
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -237,10 +267,22 @@ class NodeRpc:
         return _hex(self.executive.metadata_at(state))
 
     def state_get_storage(self, params: list[Any]) -> str | None:
-        key = _bytes(_param(params, 0), "storage key")
-        _, state = self._state(_param(params, 1))
+        key_param = _param(params, 0)
+        at = _param(params, 1)
+        memo = self._storage_memo
+        if type(key_param) is str:
+            answer = memo.answers.get(key_param, _MISS)
+            if answer is not _MISS:  # a valid key: checked in the same order as below
+                state = self.chain.state_at() if at is None else self._state(at)[1]
+                if state.root == memo.root:
+                    return cast(str | None, answer)
+        key = _bytes(key_param, "storage key")
+        _, state = self._state(at)
         value = state.get(key)
-        return _hex(value) if value is not None else None
+        answer = _hex(value) if value is not None else None
+        if at is None:
+            memo.remember(state.root, key_param, value, answer)
+        return answer
 
     def state_get_storage_hash(self, params: list[Any]) -> str | None:
         key = _bytes(_param(params, 0), "storage key")
