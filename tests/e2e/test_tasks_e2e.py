@@ -201,10 +201,20 @@ def test_checked_work_verifies_honest_results_and_finds_a_faker_guilty(
     assert all(v in ("verified", "upheld") for m, v in outcomes.values() if m != dave), outcomes
 
     # on chain: each verdict is the chain's, with the rounds that led to it (read from the
-    # events: a task leaves state RetentionBlocks after it settled)
-    events = kit.events(start)
+    # events: a task leaves state RetentionBlocks after it settled). They are read until they
+    # hold every task's settlement: once, read right after the coordinator's last verdict, one
+    # settlement was not among them yet (1 run in 6; the cause is not known).
+    events: list[tuple[int, str, Any]] = []
+    settled: dict[str, Any] = {}
+
+    def all_settled() -> bool:
+        events[:] = kit.events(start)
+        settled.clear()
+        settled.update((a["task_id"], a) for _, n, a in events if n == "Tasks.TaskSettled")
+        return all(task_id in settled for task_id in outcomes)
+
+    poll_until("every task's settlement event", all_settled, 30, on_fail=net.logs, interval=1.0)
     guilty_ids = [t for t, (m, _) in outcomes.items() if m == dave]
-    settled = {a["task_id"]: a for _, n, a in events if n == "Tasks.TaskSettled"}
     for task_id in outcomes:
         assert settled[task_id]["outcome"].lower() == outcomes[task_id][1], settled[task_id]
         assert settled[task_id]["status"] == ("Rejected" if task_id in guilty_ids else "Accepted")
