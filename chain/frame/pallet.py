@@ -42,7 +42,7 @@ from chain.frame.types import (
     Field,
     ScaleType,
     annotated_fields,
-    compile_encoder,
+    compile_field_encoder,
     frozen_record,
     scale_field,
 )
@@ -291,25 +291,20 @@ class EventDef:
     docs: tuple[str, ...]
     # what `encode` runs: the pallet and event indices, then each field (made at first use,
     # when forward references are bound)
-    _encoder: list[Callable[[Any], bytes]] = dataclasses.field(
-        init=False, repr=False, compare=False, default_factory=list
+    _encoder: Callable[[Any], bytes] | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
     )
 
     def encode(self, event: Any) -> bytes:
-        if not self._encoder:
-            env: dict[str, Any] = {}
-            parts = []
-            for i, f in enumerate(self.fields):
-                env[f"_e{i}"] = f.ty.encode
-                attr = f.attr or f.name or ""
-                parts.append(
-                    f"_e{i}(v.{attr})" if attr.isidentifier() else f"_e{i}(getattr(v, {attr!r}))"
-                )
-            head = bytes((self.pallet.index, self.index))
-            self._encoder.append(
-                compile_encoder(parts, env, context=self.cls.__qualname__, head=head)
+        encoder = self._encoder
+        if encoder is None:
+            encoder = compile_field_encoder(
+                [(f.attr or f.name or "", f.ty) for f in self.fields],
+                context=self.cls.__qualname__,
+                head=bytes((self.pallet.index, self.index)),
             )
-        return self._encoder[0](event)
+            object.__setattr__(self, "_encoder", encoder)
+        return encoder(event)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

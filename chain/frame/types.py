@@ -488,17 +488,6 @@ class Struct(ScaleType):
             and all(f.ty.is_immutable() for f in self.fields)
         )
 
-    def _flatten(self, value: Any, out: list[bytes]) -> None:
-        for f, attr in zip(self.fields, self._attrs, strict=True):
-            ty = f.ty
-            if isinstance(ty, NewType):
-                ty = ty.inner
-            v = getattr(value, attr)
-            if isinstance(ty, Struct):
-                ty._flatten(v, out)
-            else:
-                out.append(ty.encode(v))
-
     def _build(self, data: bytes, pos: int) -> tuple[Any, int]:
         values = []
         for f in self.fields:
@@ -533,12 +522,8 @@ class Struct(ScaleType):
             parts = _layout_parts(self, "v")
             if parts is not None:
                 return compile_encoder(parts, {}, context=".".join(self.path))
-        env: dict[str, Any] = {}
-        parts = []
-        for i, (f, attr) in enumerate(zip(self.fields, self._attrs, strict=True)):
-            env[f"_e{i}"] = f.ty.encode
-            parts.append(f"_e{i}({_attr_expr('v', attr)})")
-        return compile_encoder(parts, env, context=".".join(self.path))
+        fields = [(attr, f.ty) for f, attr in zip(self.fields, self._attrs, strict=True)]
+        return compile_field_encoder(fields, context=".".join(self.path))
 
     def decode(self, d: Decoder) -> Any:
         values = [f.ty.decode(d) for f in self.fields]
@@ -583,6 +568,16 @@ def _layout_parts(st: Struct, base: str) -> list[str] | None:
             assert isinstance(ty, _UInt)
             parts.append(f"{expr}.to_bytes({ty.width}, 'little')")
     return parts
+
+
+def compile_field_encoder(
+    fields: Sequence[tuple[str, ScaleType]], *, context: str, head: bytes = b""
+) -> Callable[[Any], bytes]:
+    """`compile_encoder` of `head` then each (attribute, type) of a value, encoded by the
+    type's encoder."""
+    env = {f"_e{i}": ty.encode for i, (_, ty) in enumerate(fields)}
+    parts = [f"_e{i}({_attr_expr('v', attr)})" for i, (attr, _) in enumerate(fields)]
+    return compile_encoder(parts, env, context=context, head=head)
 
 
 def compile_encoder(

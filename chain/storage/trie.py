@@ -899,10 +899,8 @@ def _range_encoding(entries: list[tuple[bytes, bytes]], lo: int, hi: int, depth:
         while j < hi and entries[j][0][depth] == slot:
             j += 1
         bitmap |= _BIT[slot]
-        if j == i + 1:  # a leaf: encoded here
-            rest = path[below_depth:]
-            leaf = b"".join((b"\x01", _compact(len(rest)), _pack(rest), _compact(len(v)), v))
-            hashes.append(blake2_256(leaf))
+        if j == i + 1:  # a leaf: no recursion
+            hashes.append(blake2_256(_encode_leaf(path[below_depth:], v)))
         else:
             hashes.append(blake2_256(_range_encoding(entries, i, j, below_depth)))
         i = j

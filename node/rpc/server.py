@@ -679,29 +679,29 @@ class RpcServer:
             out = await out
         return web.Response(body=out or b"", content_type="application/json")
 
-    async def _handle_get(self, request: web.Request) -> web.StreamResponse:
+    async def _origin_checked(
+        self,
+        request: web.Request,
+        serve: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """`serve` the request, behind the CORS check when it comes with an Origin (the POST
+        handler inlines this: it is the hot path)."""
         origin = request.headers.get("Origin")
         if origin is not None:
-            return await _with_origin(self.cors, request, origin, self._serve_get)
-        return await self._serve_get(request)
+            return await _with_origin(self.cors, request, origin, serve)
+        return await serve(request)
+
+    async def _handle_get(self, request: web.Request) -> web.StreamResponse:
+        return await self._origin_checked(request, self._serve_get)
 
     async def _handle_options(self, request: web.Request) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin is not None:
-            return await _with_origin(self.cors, request, origin, _serve_options)
-        return await _serve_options(request)
+        return await self._origin_checked(request, _serve_options)
 
     async def _handle_other_method(self, request: web.Request) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin is not None:
-            return await _with_origin(self.cors, request, origin, _method_not_allowed)
-        return await _method_not_allowed(request)
+        return await self._origin_checked(request, _method_not_allowed)
 
     async def _handle_other_path(self, request: web.Request) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin is not None:
-            return await _with_origin(self.cors, request, origin, _not_found)
-        return await _not_found(request)
+        return await self._origin_checked(request, _not_found)
 
     async def _serve_get(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":

@@ -58,6 +58,7 @@ from node.sync import Syncer
 from node.txpool import PoolError
 from pallets.aura import pallet as aura
 from pallets.executive import (
+    BuiltBlock,
     InvalidBlock,
     InvalidTransaction,
     SignatureJob,
@@ -1317,14 +1318,11 @@ def test_a_wrong_extrinsics_root_rejects_the_block_when_workers_compute_it(
     assert parallel.chain.best_hash == good.hash()
 
 
-def test_a_bad_signature_rejects_the_block_when_workers_check_it(
-    node: Node, make_node: NodeFactory
-) -> None:
-    txs = [transfer(node, SR[BOB], n, 10**18) for n in range(4)]
-    txs[2] = transfer(node, SR[BOB], 2, 10**18, by=SR[CHARLIE])  # signed by another key
+def _unchecked_block(node: Node, slot: int, txs: list[bytes]) -> BuiltBlock:
+    """Block #1 at `slot` with `txs`, built by a faulty author who checks no signature
+    (unsealed)."""
     parent = node.db.header(node.genesis_hash)
     assert parent is not None
-    slot = slot_of(ALICE, BASE_SLOT)
     digest = [DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))]
     builder = node.executive.begin_block(
         node.db.state_at_root(parent.state_root), node.genesis_hash, 1, digest
@@ -1333,8 +1331,17 @@ def test_a_bad_signature_rejects_the_block_when_workers_check_it(
     ts_call = node.runtime.call_type.encode(node.runtime.call("Timestamp", "set", now=now))
     builder.apply_inherent(encode_unsigned_extrinsic(ts_call))
     for raw in txs:
-        builder.apply(raw, verified=True)  # a faulty author: checks no signature
-    built = builder.finalize()
+        builder.apply(raw, verified=True)  # checks no signature
+    return builder.finalize()
+
+
+def test_a_bad_signature_rejects_the_block_when_workers_check_it(
+    node: Node, make_node: NodeFactory
+) -> None:
+    txs = [transfer(node, SR[BOB], n, 10**18) for n in range(4)]
+    txs[2] = transfer(node, SR[BOB], 2, 10**18, by=SR[CHARLIE])  # signed by another key
+    slot = slot_of(ALICE, BASE_SLOT)
+    built = _unchecked_block(node, slot, txs)
     bad = reseal(Block(built.header, built.extrinsics), built.header, SR[ALICE])
     good = build(
         node, node.genesis_hash, slot, txs=[*txs[:2], transfer(node, SR[BOB], 2, 10**18), txs[3]]
@@ -1444,23 +1451,10 @@ def test_checks_answered_for_now_are_settled_at_the_blocks_end(
 def test_a_bad_signature_answered_for_now_refuses_the_block_as_serial_checking_does(
     node: Node,
 ) -> None:
-    s = BASE_SLOT
     txs = [transfer(node, SR[BOB], n, 10**18) for n in range(6)]
     txs[3] = transfer(node, SR[BOB], 3, 10**18, by=SR[CHARLIE])  # signed by another key
-    parent_header = node.db.header(node.genesis_hash)
-    assert parent_header is not None
-    slot = slot_of(ALICE, s)
-    digest = [DigestItem.pre_runtime(aura.ENGINE_ID, slot.to_bytes(8, "little"))]
-    builder = node.executive.begin_block(
-        node.db.state_at_root(parent_header.state_root), node.genesis_hash, 1, digest
-    )
-    now = slot * node.slot_ms
-    ts_call = node.runtime.call_type.encode(node.runtime.call("Timestamp", "set", now=now))
-    builder.apply_inherent(encode_unsigned_extrinsic(ts_call))
-    for raw in txs:
-        builder.apply(raw, verified=True)  # a faulty author: checks no signature
-    built = builder.finalize()
-    parent = node.db.state_at_root(parent_header.state_root)
+    built = _unchecked_block(node, slot_of(ALICE, BASE_SLOT), txs)
+    parent = node.db.state_at(node.genesis_hash)
     items = decode_block_extrinsics(node.executive, built.extrinsics)
     jobs = signature_jobs(node.executive, parent, built.header, items)
     checks = _deferred_checks(jobs)

@@ -16,10 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import shutil
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,11 +27,10 @@ from chain.codec import encode_u32
 from chain.frame.outer import MAX_CALL_DEPTH
 from chain.primitives import Block, DigestItem, encode_unsigned_extrinsic
 from chain.storage.trie import ordered_root
-from genesis.builder import load_spec
 from node.blocks import encode_block_item
 from node.network import BLOCK_ANNOUNCE, TRANSACTIONS, Verdict
 from node.rpc.api import build_rpc
-from node.service import Node, NodeConfig
+from node.service import Node
 from node.txpool import PoolError
 from pallets.aura import pallet as aura
 from pallets.executive import InvalidBlock
@@ -42,27 +38,15 @@ from tests.chaingen import dev_account, sign_transfer
 
 pytestmark = pytest.mark.timeout(120)
 
-DEV = load_spec("dev")
 ALICE = dev_account("alice")  # the dev chain's author and sudo key, and funded
 BOB = dev_account("bob")
 PEER = "12D3KooWpeer"
 TOO_DEEP = (MAX_CALL_DEPTH + 1, 46_001)
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("dev")
-    Node(NodeConfig(spec=DEV, base_path=base, prometheus_port=None)).close()
-    return base
-
-
 @pytest.fixture
-def node(template: Path, tmp_path: Path) -> Iterator[Node]:
-    base = tmp_path / "node"
-    shutil.copytree(template, base)
-    opened = Node(NodeConfig(spec=DEV, base_path=base, prometheus_port=None))
-    yield opened
-    opened.close()
+def node(dev_node: Node) -> Node:
+    return dev_node
 
 
 # ---- inputs --------------------------------------------------------------------------------------

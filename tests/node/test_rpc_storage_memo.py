@@ -4,33 +4,18 @@ answers still follow every new block, and a key is still checked before the bloc
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from chain.hashing import blake2_128_concat, storage_prefix
 from node.rpc.api import STORAGE_MEMO_ENTRIES, UNKNOWN_BLOCK, NodeRpc
 from node.rpc.server import INVALID_PARAMS, RpcError
-from node.service import Node, NodeConfig
-from tests.node.test_hostile_extrinsics import ALICE, DEV, block_with, transfer
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("dev")
-    Node(NodeConfig(spec=DEV, base_path=base, prometheus_port=None)).close()
-    return base
+from node.service import Node
+from tests.node.test_hostile_extrinsics import ALICE, block_with, transfer
 
 
 @pytest.fixture
-def node(template: Path, tmp_path: Path) -> Iterator[Node]:
-    base = tmp_path / "node"
-    shutil.copytree(template, base)
-    opened = Node(NodeConfig(spec=DEV, base_path=base, prometheus_port=None))
-    yield opened
-    opened.close()
+def node(dev_node: Node) -> Node:
+    return dev_node
 
 
 ALICE_KEY = "0x" + (storage_prefix("System", "Account") + blake2_128_concat(ALICE.public)).hex()
